@@ -1,0 +1,286 @@
+"""The world file: an anchored 4D world as one ``.safetensors`` file with JSON metadata.
+
+Tensors (names are the on-disk keys):
+
+=====================  =============  ==========================================================
+key                    dtype/shape    meaning
+=====================  =============  ==========================================================
+static.xyz             f32 (N,3)      world position, metres
+static.rgb             u8  (N,3)      colour
+static.radius          f32 (N)        splat radius (half width), metres
+static.normal          i8  (N,3)      unit surface normal x 127 (0,0,0: unknown, splat faces the camera)
+static.frame           i32 (N)        index of the source frame the point came from (-1: none)
+dynamic.xyz            f32 (M,3)      points that exist only for a while (moving objects)
+dynamic.rgb            u8  (M,3)
+dynamic.radius         f32 (M)
+dynamic.normal         i8  (M,3)
+dynamic.t_start        f64 (M)        the point exists for t_start <= t <= t_end (seconds)
+dynamic.t_end          f64 (M)
+dynamic.frame          i32 (M)
+frames.c2w             f64 (F,4,4)    source frames' OpenCV camera-to-world poses
+frames.time            f64 (F)        source frames' timestamps (s, recording time)
+frames.index           i32 (F)        index of each frame in the input (video frame number)
+heldout.c2w            f64 (H,4,4)    frames kept out of the world for evaluation
+heldout.time           f64 (H)
+heldout.index          i32 (H)
+intrinsics             f64 (4)        fx, fy, cx, cy of the source images (pixels)
+=====================  =============  ==========================================================
+
+The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a JSON object with
+``format`` ("inspatio_world"), ``version``, ``image_size`` [w, h], ``conventions``,
+``provenance`` (source path, sha256, settings) and free-form ``info``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .camera import Intrinsics, check_poses
+from .errors import WorldFileError
+from .fileio import atomic_path
+
+FORMAT_NAME = "inspatio_world"
+FORMAT_VERSION = 1
+CONVENTIONS = {
+    "world_frame": "map; metric; gravity-aligned when known (z up per REP-103) else the first camera's",
+    "camera_frame": "OpenCV optical: x right, y down, z forward",
+    "poses": "camera-to-world 4x4",
+    "depth": "z-depth along the optical axis, metres",
+    "time": "seconds of the recording",
+}
+
+_FIELDS = {
+    # key: (dtype, trailing shape)
+    "static.xyz": (np.float32, (3,)),
+    "static.rgb": (np.uint8, (3,)),
+    "static.radius": (np.float32, ()),
+    "static.normal": (np.int8, (3,)),
+    "static.frame": (np.int32, ()),
+    "dynamic.xyz": (np.float32, (3,)),
+    "dynamic.rgb": (np.uint8, (3,)),
+    "dynamic.radius": (np.float32, ()),
+    "dynamic.normal": (np.int8, (3,)),
+    "dynamic.t_start": (np.float64, ()),
+    "dynamic.t_end": (np.float64, ()),
+    "dynamic.frame": (np.int32, ()),
+    "frames.c2w": (np.float64, (4, 4)),
+    "frames.time": (np.float64, ()),
+    "frames.index": (np.int32, ()),
+    "heldout.c2w": (np.float64, (4, 4)),
+    "heldout.time": (np.float64, ()),
+    "heldout.index": (np.int32, ()),
+    "intrinsics": (np.float64, None),
+}
+
+
+def _attr(key: str) -> str:
+    """World attribute of an on-disk key: 'frames.c2w' -> 'frame_c2w', 'static.xyz' -> 'static_xyz'."""
+    group, name = key.split(".")
+    return f"{'frame' if group == 'frames' else group}_{name}"
+
+
+_GROUPS = {"static": "static.xyz", "dynamic": "dynamic.xyz", "frames": "frames.c2w", "heldout": "heldout.c2w"}
+
+
+def sha256_of(path: str | os.PathLike, limit: int | None = None) -> str:
+    """Hex SHA-256 of a file (or of a folder's sorted file names and sizes)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                h.update(f"{p.relative_to(path)}:{p.stat().st_size}\n".encode())
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class World:
+    """An anchored 4D world. Arrays are numpy; the renderer moves them to the GPU once."""
+
+    intrinsics: Intrinsics
+    static_xyz: np.ndarray
+    static_rgb: np.ndarray
+    static_radius: np.ndarray
+    static_normal: np.ndarray
+    static_frame: np.ndarray
+    frame_c2w: np.ndarray
+    frame_time: np.ndarray
+    frame_index: np.ndarray
+    dynamic_xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    dynamic_rgb: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.uint8))
+    dynamic_radius: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    dynamic_normal: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int8))
+    dynamic_t_start: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float64))
+    dynamic_t_end: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float64))
+    dynamic_frame: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    heldout_c2w: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4), np.float64))
+    heldout_time: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float64))
+    heldout_index: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    provenance: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, (dtype, _shape) in _FIELDS.items():
+            if key == "intrinsics":
+                continue
+            attr = _attr(key)
+            setattr(self, attr, np.ascontiguousarray(getattr(self, attr), dtype=dtype))
+
+    # -- derived facts ---------------------------------------------------------------------
+    @property
+    def num_static(self) -> int:
+        return int(len(self.static_xyz))
+
+    @property
+    def num_dynamic(self) -> int:
+        return int(len(self.dynamic_xyz))
+
+    @property
+    def time_range(self) -> tuple[float, float]:
+        """First and last source time (held-out frames included)."""
+        times = np.concatenate([self.frame_time, self.heldout_time])
+        return float(times.min()), float(times.max())
+
+    def validate(self, source: str = "world") -> None:
+        """Check shapes, dtypes and values; raise WorldFileError naming what is wrong."""
+        for key, (dtype, shape) in _FIELDS.items():
+            if key == "intrinsics":
+                continue
+            arr = getattr(self, _attr(key))
+            if arr.dtype != dtype or arr.shape[1:] != shape:
+                raise WorldFileError(f"{source}: '{key}' has dtype {arr.dtype} shape {arr.shape}",
+                                     f"expected {np.dtype(dtype)} (N,{','.join(map(str, shape))})")
+        for group, lead in _GROUPS.items():
+            n = len(getattr(self, _attr(lead)))
+            for key in _FIELDS:
+                if key.startswith(group + ".") and len(getattr(self, _attr(key))) != n:
+                    raise WorldFileError(f"{source}: the '{group}' arrays have different lengths",
+                                         "the file is damaged; rebuild the world")
+        if len(self.frame_c2w) == 0:
+            raise WorldFileError(f"{source} has no source frames", "rebuild the world from a video")
+        for name in ("static_xyz", "dynamic_xyz", "static_radius", "dynamic_radius"):
+            arr = getattr(self, name)
+            if arr.size and not np.isfinite(arr).all():
+                raise WorldFileError(f"{source}: '{name}' holds NaN or infinity",
+                                     "the file is damaged; rebuild the world")
+        check_poses(self.frame_c2w, f"{source} frames.c2w")
+        if len(self.heldout_c2w):
+            check_poses(self.heldout_c2w, f"{source} heldout.c2w")
+
+    def summary(self) -> dict[str, Any]:
+        t0, t1 = self.time_range
+        i = self.intrinsics
+        return {
+            "format": f"{FORMAT_NAME} v{FORMAT_VERSION}",
+            "image_size": [i.width, i.height],
+            "intrinsics": {"fx": i.fx, "fy": i.fy, "cx": i.cx, "cy": i.cy},
+            "static_points": self.num_static,
+            "dynamic_points": self.num_dynamic,
+            "source_frames": int(len(self.frame_c2w)),
+            "heldout_frames": int(len(self.heldout_c2w)),
+            "time_range_s": [t0, t1],
+            "path_length_m": float(np.linalg.norm(np.diff(self.frame_c2w[:, :3, 3], axis=0), axis=1).sum()),
+            "provenance": self.provenance,
+            "info": self.info,
+        }
+
+    # -- persistence -------------------------------------------------------------------------
+    def _tensors(self) -> dict[str, np.ndarray]:
+        out = {key: getattr(self, _attr(key)) for key in _FIELDS if key != "intrinsics"}
+        out["intrinsics"] = self.intrinsics.as_array()
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (temp file + rename): readers never see a half-written world."""
+        from safetensors.numpy import save_file
+
+        self.validate(str(path))
+        meta = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "image_size": [self.intrinsics.width, self.intrinsics.height],
+            "conventions": CONVENTIONS,
+            "provenance": self.provenance,
+            "info": self.info,
+        }
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in self._tensors().items()}, str(tmp),
+                      metadata={FORMAT_NAME: json.dumps(meta)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "World":
+        path = Path(path)
+        meta = read_world_metadata(path)
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WorldFileError(f"world file {path} is damaged ({exc})",
+                                 "rebuild it with 'inspatio-ros build'") from None
+        missing = [k for k in _FIELDS if k not in tensors]
+        if missing:
+            raise WorldFileError(f"world file {path} lacks {', '.join(missing)}",
+                                 "the file is damaged or not a world; rebuild it with 'inspatio-ros build'")
+        fx, fy, cx, cy = (float(v) for v in tensors["intrinsics"])
+        w, h = meta["image_size"]
+        kwargs = {_attr(key): tensors[key] for key in _FIELDS if key != "intrinsics"}
+        world = cls(intrinsics=Intrinsics(fx, fy, cx, cy, int(w), int(h)),
+                    provenance=meta.get("provenance", {}), info=meta.get("info", {}), **kwargs)
+        world.validate(f"world file {path}")
+        return world
+
+
+def read_world_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check the JSON metadata of a world file without loading its tensors."""
+    path = Path(path)
+    if not path.exists():
+        raise WorldFileError(f"world file {path} does not exist",
+                             "check the path, or make one with 'inspatio-ros build'")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                raise ValueError("shorter than a safetensors header")
+            (n,) = struct.unpack("<Q", head)
+            if n > 100 * 1024 * 1024:
+                raise ValueError("header length is absurd")
+            header = json.loads(f.read(n))
+        meta = json.loads(header["__metadata__"][FORMAT_NAME])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise WorldFileError(f"{path} is not an inspatio world file ({exc})",
+                             "give a .safetensors world made by 'inspatio-ros build'") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise WorldFileError(f"{path} has format '{meta.get('format')}'",
+                             "give a .safetensors world made by 'inspatio-ros build'")
+    version = meta.get("version")
+    if version != FORMAT_VERSION:
+        raise WorldFileError(
+            f"world file {path} has format version {version}, this inspatio_ros reads version {FORMAT_VERSION}",
+            "rebuild the world with this version's 'inspatio-ros build'"
+            if isinstance(version, int) and version < FORMAT_VERSION
+            else "upgrade inspatio_ros to read it")
+    return meta
+
+
+def encode_normals(normals: np.ndarray) -> np.ndarray:
+    """Float normals (N,3) to the stored int8 form (x 127); zero or non-finite rows become 0."""
+    normals = np.asarray(normals, dtype=np.float32)
+    length = np.linalg.norm(normals, axis=-1, keepdims=True)
+    ok = np.isfinite(length) & (length > 1e-6)
+    unit = np.where(ok, normals / np.where(ok, length, 1.0), 0.0)
+    return np.round(unit * 127.0).astype(np.int8)

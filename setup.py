@@ -1,0 +1,37 @@
+"""ament_python package ``inspatio_ros``; the ROS-free core also installs with plain pip."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "inspatio_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=[package_name, f"{package_name}.*"]),
+    package_data={package_name: ["trajectories/*.txt", "config/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.py")),
+        (f"share/{package_name}/config", glob("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "torch>=2.4",
+        "safetensors>=0.4",
+        "av>=11",
+        "pillow>=9",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    zip_safe=True,
+    maintainer="inspatio_ros developers",
+    maintainer_email="inspatio-ros@example.org",
+    description="A recorded driving or robot video as an explorable 4D world, and a ROS 2 sensor simulator on it.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={"console_scripts": ["inspatio-ros = inspatio_ros.cli:main"]},
+)
