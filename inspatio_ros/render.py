@@ -167,18 +167,6 @@ def _centre_zbuffer(z: torch.Tensor, flat: torch.Tensor, num_pixels: int) -> tor
     return torch.where(buf == _KEY_EMPTY, torch.full_like(buf, -1), buf & 0xFFFFFFFF)
 
 
-def _pixel_rays(cams: Cameras) -> torch.Tensor:
-    """(B,H,W,3) ray directions with z = 1 through each pixel centre."""
-    H, W = cams.height, cams.width
-    dev = cams.K.device
-    vs, us = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                            torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
-    K = cams.K
-    rx = (us[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
-    ry = (vs[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
-    return torch.stack([rx, ry, torch.ones_like(rx)], dim=-1)
-
-
 def _push_pull(values: torch.Tensor, known: torch.Tensor, levels: int):
     """Fill unknown pixels of values (B,C,H,W) from known ones (B,1,H,W bool) over a pyramid.
 
@@ -205,6 +193,125 @@ def _push_pull(values: torch.Tensor, known: torch.Tensor, levels: int):
     return filled, have
 
 
+# Farthest a disk of radius r pixels centred in one pixel reaches, in whole pixels of Chebyshev
+# distance: it touches the neighbour's centre region when r + sqrt(2)/2 >= distance.
+_DISK_REACH_SLACK = math.sqrt(0.5)
+
+
+def _square_min_filter(img: torch.Tensor, k: int) -> torch.Tensor:
+    """Minimum over the (2k+1)^2 window of (B,1,H,W), inf outside: two 1-D passes of shifted
+    minimums (max_pool2d computes indices on the CPU and is several times slower)."""
+    out = img
+    for dim in (2, 3):
+        padded = F.pad(out, (0, 0, k, k) if dim == 2 else (k, k, 0, 0), value=math.inf)
+        size = out.shape[dim]
+        acc = padded.narrow(dim, 0, size)
+        for j in range(1, 2 * k + 1):
+            acc = torch.minimum(acc, padded.narrow(dim, j, size))
+        out = acc
+    return out
+
+
+def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSettings):
+    """Let each pixel's winning surfel (disk) cover neighbouring pixels where it is in front.
+
+    P, n_cam (B*H*W,3): winner centre and normal in camera frame; radius (B*H*W,) metres (-1
+    where empty); depth (B*H*W,) inf where empty; winner (B*H*W,) point index or -1.
+    Only pixels that some neighbour could beat are examined: a masked min-pool over each ring
+    finds them (empty pixels, background seen through gaps, silhouettes), so interior pixels of
+    a surface cost nothing beyond the pooling.
+    """
+    B, H, W = len(cams), cams.height, cams.width
+    dev = depth.device
+    fx = cams.K[:, 0, 0].repeat_interleave(H * W)
+    r_px = torch.where(radius > 0, radius * fx / depth, torch.zeros_like(depth))
+    reach_px = torch.where(radius > 0, r_px + _DISK_REACH_SLACK, torch.zeros_like(depth))
+    K = int(min(s.max_splat_px, math.floor(float(reach_px.max()))))
+    if K < 1:
+        return depth, winner
+    keep = 1.0 - s.depth_tolerance
+    depth_img = depth.view(B, 1, H, W)
+
+    # Per-pixel surfel data as rows, zero-padded by K: one row gather per neighbour offset.
+    Hp, Wp = H + 2 * K, W + 2 * K
+    plane_c = (n_cam * P).sum(-1)                                      # n . P
+    r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
+    rows = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
+    rows = F.pad(rows.view(8, B, H, W), (K, K, K, K), value=0.0)
+    rows[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
+    rows = rows.reshape(8, -1).t().contiguous()                       # (B*Hp*Wp, 8)
+    winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
+
+    best_all = depth.clone()
+    source_all = torch.full_like(winner, -1)                           # padded pixel that won, -1: own
+    for k in range(1, K + 1):
+        # Pixels that a surfel reaching >= k pixels, within k pixels, could beat.
+        masked = torch.where((reach_px >= k).view(B, 1, H, W), depth_img, torch.full_like(depth_img, math.inf))
+        nearest = _square_min_filter(masked, k)
+        active = (nearest < depth_img * keep).reshape(-1).nonzero()[:, 0]
+        if active.numel() == 0:
+            continue
+        b = active // (H * W)
+        v = (active // W) % H
+        u = active % W
+        base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
+        rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
+        ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
+        best = best_all[active]
+        source = source_all[active]
+        ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
+                      key=lambda o: o[0] ** 2 + o[1] ** 2)
+        for dy, dx in ring:
+            nb = base + (dy * Wp + dx)
+            q = rows.index_select(0, nb)                               # (A, 8)
+            denom = q[:, 3] * rx + q[:, 4] * ry + q[:, 5]
+            z = q[:, 6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
+            ex, ey, ez = z * rx - q[:, 0], z * ry - q[:, 1], z - q[:, 2]
+            wins = (ex * ex + ey * ey + ez * ez <= q[:, 7]) & (z > s.near) & (z < best * keep)
+            best = torch.where(wins, z, best)
+            source = torch.where(wins, nb, source)
+        best_all[active] = best
+        source_all[active] = source
+    taken = source_all >= 0
+    winner = torch.where(taken, winner_pad[source_all.clamp_min(0)], winner)
+    return best_all, winner
+
+    # Per-pixel surfel data, zero-padded by K, flattened: one gather per neighbour offset.
+    Hp, Wp = H + 2 * K, W + 2 * K
+    plane_c = (n_cam * P).sum(-1)                                      # n . P
+    r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
+    planes = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
+    planes = F.pad(planes.view(8, B, H, W), (K, K, K, K), value=0.0)
+    planes[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
+    planes = planes.reshape(8, -1)
+    winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
+
+    b = active // (H * W)
+    v = (active // W) % H
+    u = active % W
+    base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
+    rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
+    ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
+    best = depth[active]
+    best_point = winner[active]
+    offsets = sorted(((dy, dx) for dy in range(-K, K + 1) for dx in range(-K, K + 1) if (dy, dx) != (0, 0)),
+                     key=lambda o: o[0] ** 2 + o[1] ** 2)
+    for dy, dx in offsets:
+        nb = base + (dy * Wp + dx)
+        q = planes.index_select(1, nb)                                 # (8, A)
+        denom = q[3] * rx + q[4] * ry + q[5]
+        z = q[6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
+        ex, ey, ez = z * rx - q[0], z * ry - q[1], z - q[2]
+        wins = (ex * ex + ey * ey + ez * ez <= q[7]) & (z > s.near) & (z < best * keep)
+        best = torch.where(wins, z, best)
+        best_point = torch.where(wins, winner_pad[nb], best_point)
+    depth = depth.clone()
+    winner = winner.clone()
+    depth[active] = best
+    winner[active] = best_point
+    return depth, winner
+
+
 @torch.no_grad()
 def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
                   settings: RenderSettings | None = None, return_index: bool = False) -> RenderOutput:
@@ -226,48 +333,19 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
     gather = batch_of_pixel * len(cloud) + safe
     P = pts.reshape(-1, 3)[gather]                                     # winner, camera frame
     depth = torch.where(has, P[:, 2], torch.full_like(P[:, 2], math.inf))
-    point_of_pixel = winner.clone()
 
-    rays = _pixel_rays(cams)                                           # (B,H,W,3)
-    fx = cams.K[:, 0, 0].repeat_interleave(H * W)
-    radius = cloud.radius[safe]
-    r_px = torch.where(has, radius * fx / depth.clamp_min(s.near), torch.zeros_like(radius))
-    reach = int(min(s.max_splat_px, math.ceil(float(r_px.max()) if num_pixels else 0.0)))
-
-    if reach > 0:
+    if s.max_splat_px > 0 and bool(has.any()):
         # Surfel planes of the winners: normal in camera frame (faces the camera if unknown).
         n_world = cloud.normal[safe]
-        n_cam = torch.einsum("pk,pkj->pj", n_world, cams.c2w[:, :3, :3].repeat_interleave(H * W, 0))
+        rot = cams.c2w[:, :3, :3].repeat_interleave(H * W, 0)
+        n_cam = torch.einsum("pk,pkj->pj", n_world, rot)
         facing = -P / P.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         unknown = n_world.abs().sum(-1, keepdim=True) == 0
         n_cam = torch.where(unknown, facing, n_cam)
-        plane_c = (n_cam * P).sum(-1)                                  # n . P
-        r2 = torch.where(has, radius * radius, torch.full_like(radius, -1.0))
-
-        def padded(x, fill):
-            x = x.reshape(B, H, W, *x.shape[1:])
-            if x.dim() == 3:
-                return F.pad(x, (reach, reach, reach, reach), value=fill)
-            return F.pad(x.permute(0, 3, 1, 2), (reach,) * 4, value=fill).permute(0, 2, 3, 1)
-
-        Pp, Np, Cp, R2p = padded(P, 0.0), padded(n_cam, 0.0), padded(plane_c, 0.0), padded(r2, -1.0)
-        Ip = padded(winner.to(torch.float64), -1.0)                    # exact up to 2**53
-        best = depth.reshape(B, H, W)
-        best_point = winner.reshape(B, H, W).to(torch.float64)
-        offsets = sorted(((dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)
-                          if (dy, dx) != (0, 0)), key=lambda o: o[0] ** 2 + o[1] ** 2)
-        keep = 1.0 - s.depth_tolerance
-        for dy, dx in offsets:
-            sl = (slice(None), slice(reach + dy, reach + dy + H), slice(reach + dx, reach + dx + W))
-            nq = Np[sl]
-            denom = (nq * rays).sum(-1)
-            zq = Cp[sl] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
-            d2 = ((zq.unsqueeze(-1) * rays - Pp[sl]) ** 2).sum(-1)
-            wins = (d2 <= R2p[sl]) & (zq > s.near) & (zq < best * keep)
-            best = torch.where(wins, zq, best)
-            best_point = torch.where(wins, Ip[sl], best_point)
-        depth = best.reshape(-1)
-        point_of_pixel = best_point.reshape(-1).to(torch.int64)
+        radius = torch.where(has, cloud.radius[safe], torch.full_like(depth, -1.0))
+        depth, point_of_pixel = _expand_surfels(cams, P, n_cam, radius, depth, winner, s)
+    else:
+        point_of_pixel = winner
 
     covered = point_of_pixel >= 0
     rgb = cloud.rgb[point_of_pixel.clamp_min(0)].to(torch.float32)
