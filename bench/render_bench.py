@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from inspatio_ros.camera import Intrinsics, make_pose, rotation_from_rpy  # noqa: E402
+from inspatio_ros.runtime import keep_freed_memory  # noqa: E402
 from inspatio_ros.render import Cameras, PointCloud, RenderSettings, render_points  # noqa: E402
 
 
@@ -99,6 +100,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto", help="auto (CUDA then CPU), cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
     args = ap.parse_args()
+    keep_freed_memory()
     devices = []
     if args.device in ("auto", "cuda") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))

@@ -1,0 +1,52 @@
+"""``inspatio-ros`` command line: build | render | eval | info | synth | demo.
+
+Each sub-command lives in its own module, which exposes ``register(subparsers)``; that function
+adds an argparse parser and sets ``func`` to the function that runs it (``func(args) -> int``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import InputError
+
+# Module names (inside inspatio_ros) whose register() adds a sub-command, in help order.
+COMMAND_MODULES = ["ingest.build", "render_cli", "eval", "info", "synth.cli", "demo"]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspatio-ros",
+        description="Turn a driving or robot video into an explorable 4D world and render it.",
+    )
+    parser.add_argument("--device", default="auto",
+                        help="torch device for rendering: auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"inspatio-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"inspatio-ros {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""``inspatio-ros eval WORLD --gt DIR``: render the held-out frames and compare with the truth.
+
+Reports PSNR and SSIM against the held-out frames' real images, depth AbsRel where DIR has depth
+maps, coverage (fraction of pixels the world saw, before hole filling) and, where DIR is a
+synthetic scene (``scene.json``) whose ground truth can be rendered at any pose, PSNR at lateral
+shifts of -2, -1, +1 and +2 m (along the camera's x axis, right positive).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .ingest.sources import DepthMaps, open_input
+from .metrics import depth_abs_rel, psnr, ssim
+from .progress import progress
+from .render import Renderer, RenderSettings
+from .world import World
+
+LATERAL_SHIFTS_M = (-2.0, -1.0, 1.0, 2.0)
+
+
+@dataclass
+class EvalReport:
+    frames: int = 0
+    psnr: float | None = None
+    ssim: float | None = None
+    depth_absrel: float | None = None
+    coverage: float | None = None
+    shift_psnr: dict[str, float] | None = None
+    per_frame: list[dict] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        def clean(v):
+            return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(v, 5)
+
+        return {
+            "psnr": clean(self.psnr), "ssim": clean(self.ssim), "depth_absrel": clean(self.depth_absrel),
+            "coverage": clean(self.coverage),
+            "shift_psnr": None if self.shift_psnr is None else {k: clean(v) for k, v in self.shift_psnr.items()},
+            "frames": self.frames,
+        }
+
+
+def shifted_pose(c2w: np.ndarray, lateral_m: float) -> np.ndarray:
+    """Move a camera along its own x axis (right) by ``lateral_m`` metres."""
+    out = np.array(c2w, dtype=np.float64, copy=True)
+    out[:3, 3] += lateral_m * out[:3, 0]
+    return out
+
+
+def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: bool = True,
+             save_dir: str | Path | None = None, settings: RenderSettings | None = None) -> EvalReport:
+    if len(world.heldout_c2w) == 0:
+        raise InputError("the world has no held-out frames",
+                         "build it with --holdout K to keep frames out for evaluation")
+    gt_dir = Path(gt_dir)
+    fs = open_input(gt_dir)
+    if int(world.heldout_index.max()) >= len(fs):
+        raise InputError(f"ground truth {gt_dir} has {len(fs)} frames; the world holds out frame "
+                         f"{int(world.heldout_index.max())}", "give the folder the world was built from")
+    depth_maps = DepthMaps(fs.depth_dir, fs.names) if fs.depth_dir is not None else None
+    scene = None
+    if shifts and (gt_dir / "scene.json").exists():
+        from .synth.generate import load_scene
+
+        scene = load_scene(gt_dir)
+
+    renderer = Renderer(world, device, settings)
+    intr = world.intrinsics
+    report = EvalReport(frames=len(world.heldout_c2w))
+    psnrs, ssims, covs, rel_sum, rel_n = [], [], [], 0.0, 0
+    shift_scores: dict[str, list[float]] = {f"{s:+.0f}": [] for s in LATERAL_SHIFTS_M}
+    save = Path(save_dir) if save_dir else None
+    for k in progress(range(len(world.heldout_c2w)), desc="evaluating", unit="frame"):
+        c2w, t, idx = world.heldout_c2w[k], float(world.heldout_time[k]), int(world.heldout_index[k])
+        truth = fs.load(idx)
+        if truth.shape[:2] != (intr.height, intr.width):
+            raise InputError(f"ground-truth frame {fs.names[idx]} is {truth.shape[1]}x{truth.shape[0]}, the world "
+                             f"renders {intr.width}x{intr.height}", "give the folder the world was built from")
+        out = renderer.render(renderer.cameras(c2w[None]), t)
+        rgb, depth, cov = (a[0] for a in out.numpy())
+        entry = {"frame": fs.names[idx], "psnr": psnr(rgb, truth), "ssim": ssim(rgb, truth),
+                 "coverage": float(cov.mean())}
+        psnrs.append(entry["psnr"])
+        ssims.append(entry["ssim"])
+        covs.append(entry["coverage"])
+        if depth_maps is not None:
+            rel, n = depth_abs_rel(depth, depth_maps.load(idx, truth.shape[:2]))
+            if n:
+                entry["depth_absrel"] = rel
+                rel_sum += rel * n
+                rel_n += n
+        if scene is not None:
+            poses = np.stack([shifted_pose(c2w, s) for s in LATERAL_SHIFTS_M])
+            shifted = renderer.render(renderer.cameras(poses), t).rgb.cpu().numpy()
+            for s, img in zip(LATERAL_SHIFTS_M, shifted):
+                gt_rgb, _ = scene.render(shifted_pose(c2w, s), intr, t)
+                shift_scores[f"{s:+.0f}"].append(psnr(img, gt_rgb))
+                if save is not None and k == 0:
+                    from .video import write_png
+
+                    write_png(save / f"shift{s:+.0f}m_render.png", img)
+                    write_png(save / f"shift{s:+.0f}m_truth.png", gt_rgb)
+        if save is not None:
+            from .video import write_png
+
+            write_png(save / f"{fs.names[idx]}_compare.png", np.concatenate([rgb, truth], axis=0))
+        report.per_frame.append(entry)
+    report.psnr = float(np.mean(psnrs))
+    report.ssim = float(np.mean(ssims))
+    report.coverage = float(np.mean(covs))
+    report.depth_absrel = rel_sum / rel_n if rel_n else None
+    if scene is not None:
+        report.shift_psnr = {k: float(np.mean(v)) for k, v in shift_scores.items()}
+    return report
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score a world's held-out frames against ground truth",
+                              description=__doc__)
+    p.add_argument("world", help="world file (.safetensors) built with --holdout")
+    p.add_argument("--gt", required=True, help="ground-truth folder (the build input: frames, depth/, scene.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--no-shift", action="store_true", help="skip the lateral-shift scores")
+    p.add_argument("--save", help="folder for side-by-side pictures (render above, truth below)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    world = World.load(args.world)
+    report = evaluate(world, args.gt, device=args.device, shifts=not args.no_shift, save_dir=args.save)
+    j = report.as_json()
+
+    def fmt(v, unit=""):
+        return "n/a" if v is None else f"{v:.4f}{unit}" if abs(v) < 10 else f"{v:.2f}{unit}"
+
+    print(f"held-out frames : {report.frames}")
+    print(f"PSNR            : {fmt(j['psnr'], ' dB')}")
+    print(f"SSIM            : {fmt(j['ssim'])}")
+    print(f"depth AbsRel    : {fmt(j['depth_absrel'])}")
+    print(f"coverage        : {fmt(j['coverage'])}")
+    if j["shift_psnr"]:
+        print("lateral shift PSNR: " + ", ".join(f"{k} m {fmt(v, ' dB')}" for k, v in j["shift_psnr"].items()))
+    else:
+        print("lateral shift PSNR: n/a (ground truth cannot render other poses)")
+    if args.json:
+        print(json.dumps(j))
+    return 0

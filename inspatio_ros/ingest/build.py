@@ -1,0 +1,286 @@
+"""``inspatio-ros build``: fuse frames with given geometry (poses + depth) into a world file.
+
+Fusion keeps the world near one point per visible pixel: each frame is back-projected to
+surfels (position, colour, normal from the depth gradient, radius from the pixel footprint), the
+world built so far is rendered into that frame, and only pixels the world does not yet explain
+are added: uncovered pixels, pixels whose depth disagrees (new surfaces), and pixels where the
+world's surfels are much coarser than this frame samples them (the camera came closer). Every
+point remembers its source frame (``static.frame``), so later stages can address points by time.
+
+Estimating poses and depth from the video alone is a separate step (see the ingest issue); until
+then a build without depth stops with an error that says so.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..camera import Intrinsics, invert_pose, load_camera_info, parse_intrinsics
+from ..errors import InputError
+from ..posefile import read_poses
+from ..progress import progress
+from ..render import Cameras, PointCloud, RenderSettings, render_points, resolve_device
+from ..world import World, encode_normals, sha256_of
+from .sources import DepthMaps, FrameSet, open_input
+
+
+@dataclass
+class FusionSettings:
+    sky_distance: float = 1000.0     # metres: where +inf depth (sky) is placed, a far background shell
+    max_depth: float = 300.0         # metres: finite depths beyond this are dropped as unreliable
+    overlap: float = 1.5             # surfel diameter / pixel footprint (>1 closes gaps between points)
+    novelty_tolerance: float = 0.03  # relative depth difference that makes a pixel a new surface
+    refine_ratio: float = 1.6        # add a pixel when the world's surfel is this much coarser
+    grazing_limit: float = 0.25      # cos of the steepest view angle a surfel is sized for
+    edge_jump: float = 0.1           # relative depth step to a nearer neighbour that marks an edge
+
+
+def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
+                       settings: FusionSettings):
+    """Back-project one frame: world xyz, rgb, radius, unit normals (0 where unknown), pixel mask."""
+    H, W = depth.shape
+    sky = np.isposinf(depth)
+    d = np.where(sky, settings.sky_distance, depth)
+    valid = np.isfinite(d) & (d > 0) & ((d <= settings.max_depth) | sky)
+    # Pixels just behind a depth edge mix the foreground's colour into the background (anti-
+    # aliasing, blur): as points they would paint a halo of the foreground onto the background
+    # (e.g. facade-coloured streaks in the sky). Drop them; other frames or hole filling cover
+    # the background there. Pixels on the near side are kept, so thin poles survive.
+    valid &= ~_behind_edge(np.where(valid, d, np.inf), settings.edge_jump)
+    v, u = np.mgrid[0:H, 0:W].astype(np.float32)
+    rays = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1)
+    pc = rays * np.where(valid, d, 0.0)[..., None]                      # camera frame
+    # Normals from central differences of the back-projected depth map (camera frame); only
+    # where all four neighbours are valid, on one surface (no depth jump), and not sky.
+    nrm = np.zeros_like(pc)
+    ok = np.zeros((H, W), bool)
+    if H >= 3 and W >= 3:
+        du = pc[1:-1, 2:] - pc[1:-1, :-2]
+        dv = pc[2:, 1:-1] - pc[:-2, 1:-1]
+        n = np.cross(du, dv)
+        dc = d[1:-1, 1:-1]
+        smooth = (np.abs(d[1:-1, 2:] - d[1:-1, :-2]) < 0.1 * dc) & (np.abs(d[2:, 1:-1] - d[:-2, 1:-1]) < 0.1 * dc)
+        inner_ok = (valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
+                    & valid[1:-1, 1:-1] & smooth & ~sky[1:-1, 1:-1])
+        length = np.linalg.norm(n, axis=-1, keepdims=True)
+        n = np.where(length > 1e-12, n / np.maximum(length, 1e-12), 0.0)
+        # Orient towards the camera: n . p < 0.
+        n = np.where((np.sum(n * pc[1:-1, 1:-1], -1) > 0)[..., None], -n, n)
+        nrm[1:-1, 1:-1] = np.where(inner_ok[..., None], n, 0.0)
+        ok[1:-1, 1:-1] = inner_ok
+    # Radius: half the footprint of a pixel on the surface, stretched by the view angle so that
+    # steep surfaces (the road ahead) close up along their steep direction too.
+    ray_len = np.linalg.norm(rays, axis=-1)
+    cos_view = np.where(ok, np.abs(np.sum(nrm * rays, -1)) / ray_len, 1.0)
+    footprint = d * ray_len / intr.fx
+    radius = 0.5 * settings.overlap * footprint / np.maximum(cos_view, settings.grazing_limit)
+    rot, centre = c2w[:3, :3], c2w[:3, 3]
+    xyz = pc @ rot.T + centre
+    nrm_w = nrm @ rot.T
+    return (xyz[valid].astype(np.float32), rgb[valid], radius[valid].astype(np.float32),
+            nrm_w[valid].astype(np.float32), valid)
+
+
+def _behind_edge(d: np.ndarray, jump: float) -> np.ndarray:
+    """Pixels with a 4-neighbour nearer than ``d * (1 - jump)`` (unknown depth = inf)."""
+    near = np.full(d.shape, np.inf)
+    near[1:, :] = np.minimum(near[1:, :], d[:-1, :])
+    near[:-1, :] = np.minimum(near[:-1, :], d[1:, :])
+    near[:, 1:] = np.minimum(near[:, 1:], d[:, :-1])
+    near[:, :-1] = np.minimum(near[:, :-1], d[:, 1:])
+    with np.errstate(invalid="ignore"):
+        return near < d * (1.0 - jump)
+
+
+class WorldFuser:
+    """Accumulates surfels frame by frame, adding only what the world does not yet explain."""
+
+    def __init__(self, intr: Intrinsics, settings: FusionSettings, device: torch.device):
+        self.intr = intr
+        self.settings = settings
+        self.device = device
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame")}
+        self.cloud: PointCloud | None = None
+        self.render_settings = RenderSettings(hole_fill_levels=0)
+
+    def _current_cloud(self) -> PointCloud | None:
+        if not self.parts["xyz"]:
+            return None
+        if self.cloud is None:
+            self.cloud = PointCloud.from_arrays(np.concatenate(self.parts["xyz"]), np.concatenate(self.parts["rgb"]),
+                                                np.concatenate(self.parts["radius"]),
+                                                np.concatenate(self.parts["normal"]), device=self.device)
+        return self.cloud
+
+    def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray) -> int:
+        xyz, col, rad, nrm, valid = surfels_from_depth(rgb, depth, self.intr, c2w, self.settings)
+        keep = np.ones(len(xyz), bool)
+        cloud = self._current_cloud()
+        if cloud is not None and len(xyz):
+            cams = Cameras.from_intrinsics(self.intr, c2w[None], self.device)
+            out = render_points(cloud, cams, None, self.render_settings, return_index=True)
+            covered = out.coverage[0].cpu().numpy()[valid]
+            shown = out.depth[0].cpu().numpy()[valid]
+            index = out.point_index[0].cpu().numpy()[valid]
+            own_depth = (xyz - c2w[:3, 3]) @ c2w[:3, 2]
+            existing_radius = cloud.radius.cpu().numpy()[np.maximum(index, 0)]
+            s = self.settings
+            new_surface = np.abs(shown - own_depth) > s.novelty_tolerance * own_depth
+            coarser = existing_radius > s.refine_ratio * rad
+            keep = ~covered | new_surface | coarser
+        if keep.any():
+            self.parts["xyz"].append(xyz[keep])
+            self.parts["rgb"].append(col[keep])
+            self.parts["radius"].append(rad[keep])
+            self.parts["normal"].append(nrm[keep])
+            self.parts["frame"].append(np.full(int(keep.sum()), frame_id, np.int32))
+            self.cloud = None
+        return int(keep.sum())
+
+    def arrays(self):
+        if not self.parts["xyz"]:
+            raise InputError("no frame gave any valid depth", "check the depth maps (0/NaN mean unknown)")
+        return (np.concatenate(self.parts["xyz"]), np.concatenate(self.parts["rgb"]),
+                np.concatenate(self.parts["radius"]), encode_normals(np.concatenate(self.parts["normal"])),
+                np.concatenate(self.parts["frame"]))
+
+
+def holdout_mask(count: int, every: int) -> np.ndarray:
+    """Held-out frames: every K-th frame (K-1, 2K-1, ...), never the first or the last frame,
+    so that each held-out view lies between frames of the world."""
+    mask = np.zeros(count, bool)
+    if every and every > 1:
+        idx = np.arange(every - 1, count - 1, every)
+        mask[idx[idx > 0]] = True
+    elif every == 1:
+        raise InputError("--holdout 1 would hold out every frame", "use 0 (none) or K >= 2")
+    return mask
+
+
+def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, height: int) -> Intrinsics:
+    if args_intrinsics:
+        intr = parse_intrinsics(args_intrinsics, width, height)
+    elif fs.camera_info is not None:
+        intr = load_camera_info(fs.camera_info)
+    else:
+        raise InputError(f"input {fs.source} has no camera intrinsics",
+                         "pass --intrinsics camera_info.yaml or --intrinsics fx,fy,cx,cy")
+    if (intr.width, intr.height) != (width, height):
+        if abs(intr.width / width - intr.height / height) > 0.01:
+            raise InputError(f"intrinsics are for {intr.width}x{intr.height}, frames are {width}x{height}",
+                             "give intrinsics of the frames' resolution")
+        intr = intr.scaled(width, height)
+    return intr
+
+
+def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses: str | None = None,
+                depth: str | None = None, holdout: int = 0, stride: int = 1,
+                settings: FusionSettings | None = None, device: str = "auto") -> World:
+    settings = settings or FusionSettings()
+    fs = open_input(input_path)
+    if len(fs) < 2:
+        raise InputError(f"input {input_path} has {len(fs)} frame(s)", "a world needs at least two frames")
+    if stride < 1:
+        raise InputError(f"--stride {stride} is not valid", "give a stride of 1 or more")
+    first = fs.load(0)
+    height, width = first.shape[:2]
+    intr = resolve_intrinsics(intrinsics, fs, width, height)
+
+    pose_path = Path(poses) if poses else fs.poses
+    if pose_path is None:
+        raise InputError(f"input {input_path} has no camera poses",
+                         "pass --poses FILE (TUM, KITTI or 4x4); estimating poses from video alone "
+                         "is not implemented yet")
+    c2w, pose_times = read_poses(pose_path)
+    if len(c2w) != len(fs):
+        raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {len(fs)} frames",
+                         "give one pose per frame, in frame order")
+    times = fs.times if fs.times is not None else pose_times
+    if times is None:
+        times = np.arange(len(fs), dtype=np.float64) / 10.0
+        fs.notes.append("no timestamps: assumed 10 frames/s")
+
+    depth_dir = Path(depth) if depth else fs.depth_dir
+    if depth_dir is None:
+        raise InputError(f"input {input_path} has no depth maps",
+                         "pass --depth DIR (.npy metres or 16-bit .png millimetres); dense depth from "
+                         "video alone is not implemented yet")
+    depth_maps = DepthMaps(depth_dir, fs.names)
+
+    chosen = np.arange(0, len(fs), stride)
+    held = holdout_mask(len(chosen), holdout)
+    dev = resolve_device(device)
+    fuser = WorldFuser(intr, settings, dev)
+    started = time.time()
+    added = []
+    for k in progress(range(len(chosen)), desc="fusing frames", unit="frame"):
+        if held[k]:
+            continue
+        i = int(chosen[k])
+        rgb = first if i == 0 else fs.load(i)
+        if rgb.shape[:2] != (height, width):
+            raise InputError(f"frame {fs.names[i]} of {input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                             f"the first is {width}x{height}", "give frames of one size")
+        added.append(fuser.add_frame(i, rgb, depth_maps.load(i, (height, width)), c2w[i]))
+    xyz, rgb, radius, normal, frame = fuser.arrays()
+
+    world_idx = chosen[~held]
+    held_idx = chosen[held]
+    source = Path(input_path)
+    world = World(
+        intrinsics=intr, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
+        static_frame=frame, frame_c2w=c2w[world_idx], frame_time=times[world_idx], frame_index=world_idx,
+        heldout_c2w=c2w[held_idx], heldout_time=times[held_idx], heldout_index=held_idx,
+        provenance={
+            "source": str(source.resolve()),
+            "source_sha256": sha256_of(source),
+            "poses": str(pose_path), "depth": str(depth_dir),
+            "settings": {**asdict(settings), "holdout": holdout, "stride": stride},
+            "builder": f"inspatio_ros {__version__}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        info={
+            "pose_source": "given", "depth_source": "given", "scale": "metric (given)",
+            "frame_names": [fs.names[i] for i in chosen],
+            "points_added_per_frame": added,
+            "build_seconds": round(time.time() - started, 2),
+            "notes": fs.notes,
+        },
+    )
+    world.validate("built world")
+    return world
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("build", help="fuse a video/images with given poses and depth into a world file",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="video file, image folder, or dataset folder (frames/, camera_info.yaml, poses, depth/)")
+    p.add_argument("-o", "--output", required=True, help="world file to write (.safetensors)")
+    p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml)")
+    p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's)")
+    p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
+    p.add_argument("--holdout", type=int, default=0, help="keep every K-th frame out of the world, for eval")
+    p.add_argument("--stride", type=int, default=1, help="use every S-th frame")
+    p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
+                   help="metres at which infinite depth (sky) is placed")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    output = Path(args.output)
+    if output.suffix != ".safetensors":
+        raise InputError(f"output {output} does not end in .safetensors", "name the world file WORLD.safetensors")
+    settings = FusionSettings(sky_distance=args.sky_distance)
+    world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
+                        holdout=args.holdout, stride=args.stride, settings=settings, device=args.device)
+    world.save(output)
+    print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
+          f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")
+    return 0

@@ -1,0 +1,154 @@
+"""Build inputs: a video file, an image folder, or a dataset folder, plus optional depth maps.
+
+A *dataset folder* is laid out like ``inspatio-ros synth`` output or ``shared/data/kitti06``:
+frames in ``frames/``, ``image_0/``, ``images/``, ``rgb/`` or ``image/`` (else ``video.mp4``),
+``camera_info.yaml``, a pose file (``poses_kitti.txt``, ``poses_gt.txt``, ``poses_tum.txt`` or
+``poses.txt``), ``times.txt`` and ``depth/``. Anything given on the command line wins.
+
+Depth maps: ``.npy`` float metres, or 16-bit ``.png`` millimetres. 0 and NaN mean unknown;
++inf means "infinitely far" (sky): the build places such pixels on a far background shell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+FRAME_DIRS = ("frames", "image_0", "images", "rgb", "image", "image_2")
+POSE_FILES = ("poses_kitti.txt", "poses_gt.txt", "poses_tum.txt", "poses.txt", "trajectory.txt")
+
+
+@dataclass
+class FrameSet:
+    """Frames of one input, loaded lazily: ``load(i)`` returns RGB uint8 (H,W,3)."""
+
+    source: Path
+    names: list[str]
+    times: np.ndarray | None
+    load: Callable[[int], np.ndarray]
+    camera_info: Path | None = None
+    poses: Path | None = None
+    depth_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def open_input(path: str | Path) -> FrameSet:
+    """Open INPUT (video, image folder or dataset folder) without decoding every frame yet."""
+    from ..video import read_image, read_video
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input {path} does not exist", "give a video file, an image folder or a dataset folder")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise InputError(f"input {path} is not a video ({path.suffix})",
+                             f"give one of {', '.join(sorted(VIDEO_SUFFIXES))}, or a folder of images")
+        frames, times = read_video(path)
+        return FrameSet(path, [f"{i:06d}" for i in range(len(frames))], np.asarray(times, dtype=np.float64),
+                        lambda i: frames[i])
+
+    folder = path
+    images = _image_files(folder)
+    frame_dir = next((folder / d for d in FRAME_DIRS if (folder / d).is_dir() and _image_files(folder / d)), None)
+    if frame_dir is not None:
+        images = _image_files(frame_dir)
+    fs: FrameSet
+    if images:
+        fs = FrameSet(folder, [p.stem for p in images], None, lambda i: read_image(images[i]))
+    else:
+        videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not videos:
+            raise InputError(f"input folder {folder} holds no images and no video",
+                             f"put frames in one of {', '.join(FRAME_DIRS)}/ or a video.mp4 in it")
+        video = folder / "video.mp4" if (folder / "video.mp4").exists() else videos[0]
+        frames, times = read_video(video)
+        fs = FrameSet(folder, [f"{i:06d}" for i in range(len(frames))], np.asarray(times, dtype=np.float64),
+                      lambda i: frames[i])
+        fs.notes.append(f"frames decoded from {video.name}")
+
+    if (folder / "camera_info.yaml").exists():
+        fs.camera_info = folder / "camera_info.yaml"
+    fs.poses = next((folder / p for p in POSE_FILES if (folder / p).exists()), None)
+    if (folder / "times.txt").exists():
+        times = read_times(folder / "times.txt")
+        if len(times) == len(fs):
+            fs.times = times
+        else:
+            fs.notes.append(f"times.txt has {len(times)} lines for {len(fs)} frames; ignored")
+    if (folder / "depth").is_dir():
+        fs.depth_dir = folder / "depth"
+    return fs
+
+
+def read_times(path: Path) -> np.ndarray:
+    try:
+        values = [float(line.split()[0]) for line in Path(path).read_text().splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    except (ValueError, OSError) as exc:
+        raise InputError(f"timestamp file {path} is not one number per line ({exc})",
+                         "write one time in seconds per line") from None
+    times = np.asarray(values, dtype=np.float64)
+    if len(times) and (not np.isfinite(times).all() or (np.diff(times) <= 0).any()):
+        raise InputError(f"timestamp file {path} is not strictly increasing and finite",
+                         "fix the timestamps so that each frame's time is later than the last")
+    return times
+
+
+class DepthMaps:
+    """Depth maps of a folder matched to frames by file stem (or by order when stems differ)."""
+
+    def __init__(self, folder: str | Path, frame_names: list[str]):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(f"depth folder {self.folder} does not exist", "give a folder of .npy or 16-bit .png maps")
+        files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in (".npy", ".png"))
+        if not files:
+            raise InputError(f"depth folder {self.folder} holds no .npy or .png depth maps",
+                             "give .npy (metres) or 16-bit .png (millimetres) files named like the frames")
+        by_stem = {p.stem: p for p in files}
+        if all(name in by_stem for name in frame_names):
+            self.files = [by_stem[name] for name in frame_names]
+        elif len(files) == len(frame_names):
+            self.files = files
+        else:
+            raise InputError(f"depth folder {self.folder} has {len(files)} maps for {len(frame_names)} frames "
+                             "and their names do not match the frames'",
+                             "name each depth map like its frame (000123.npy for 000123.png)")
+
+    def load(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        """Depth in metres, float32 (H,W): NaN unknown, +inf far background."""
+        path = self.files[i]
+        try:
+            if path.suffix.lower() == ".npy":
+                depth = np.load(path).astype(np.float32)
+            else:
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    raw = np.asarray(im)
+                if raw.dtype != np.uint16 and raw.dtype != np.int32:
+                    raise ValueError(f"PNG depth must be 16-bit millimetres, got {raw.dtype}")
+                depth = raw.astype(np.float32) / 1000.0
+        except (OSError, ValueError) as exc:
+            raise InputError(f"depth map {path} cannot be read ({exc})",
+                             "give .npy float metres or 16-bit .png millimetres") from None
+        if depth.ndim == 3 and depth.shape[-1] == 1:
+            depth = depth[..., 0]
+        if depth.shape != tuple(shape):
+            raise InputError(f"depth map {path} is {depth.shape[1]}x{depth.shape[0]}, its frame is "
+                             f"{shape[1]}x{shape[0]}", "give depth maps at the frames' resolution")
+        depth = np.where(depth <= 0, np.nan, depth)
+        return depth
