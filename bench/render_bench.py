@@ -99,6 +99,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto (CUDA then CPU), cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the table, a torch profiler breakdown of 4M points, 3 x 1920x1080")
     args = ap.parse_args()
     keep_freed_memory()
     devices = []
@@ -131,6 +133,21 @@ def main() -> int:
                 ms, cov = time_config(clouds[n], cams, w, h, device, hole_fill, repeats)
                 print(f"{device.type:6} {n / 1e6:7.2f}M {w:>5}x{h:<4} {cams:>4} {str(hole_fill):>8} {ms:9.2f} "
                       f"{1000 / ms:9.1f} {cams * 1000 / ms:9.1f} {cov:8.3f}", flush=True)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        device = devices[0]
+        cloud = corridor_cloud(4_000_000, device)
+        cams = rig(3, 1920, 1080, 21.0, device)
+        for _ in range(3):
+            render_points(cloud, cams)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            render_points(cloud, cams)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=25))
     return 0
 
 

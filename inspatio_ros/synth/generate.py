@@ -1,0 +1,117 @@
+"""Write a synthetic dataset folder: video, frames, exact depth, dynamic masks, poses, scene.
+
+The layout matches what ``inspatio-ros build`` reads from a dataset folder (see
+``ingest/sources.py``), and ``scene.json`` lets evaluation re-render exact ground truth at any
+pose and time with :func:`load_scene`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..camera import Intrinsics, save_camera_info
+from ..errors import InputError
+from ..fileio import atomic_write_bytes, atomic_write_text
+from ..posefile import write_poses
+from ..progress import progress
+from ..video import write_png, write_video
+from .scene import KINDS, Scene
+
+SCENE_FILE = "scene.json"
+
+
+def _validate(kind: str, size: tuple[int, int], frames: int, moving_cars: int, fps: float) -> None:
+    if kind not in KINDS:
+        raise InputError(f"scene kind '{kind}' is unknown", f"use one of {', '.join(KINDS)}")
+    w, h = size
+    if w < 16 or h < 16 or w > 8192 or h > 8192:
+        raise InputError(f"image size {w}x{h} is not valid", "give a size between 16x16 and 8192x8192, e.g. 640x360")
+    if w % 2 or h % 2:
+        raise InputError(f"image size {w}x{h} is odd", "give an even width and height (H.264 yuv420p needs them)")
+    if frames < 2:
+        raise InputError(f"--frames {frames} is too few", "give at least 2 frames")
+    if moving_cars < 0:
+        raise InputError(f"--moving-cars {moving_cars} is negative", "give 0 or more")
+    if not (np.isfinite(fps) and 0 < fps <= 1000):
+        raise InputError(f"--fps {fps} is not valid", "give a frame rate between 0 and 1000, e.g. 10")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640, 360), frames: int = 60,
+             moving_cars: int = 1, seed: int = 0, fps: float = 10.0, *, supersample: int = 2,
+             device: str | torch.device = "cpu") -> Path:
+    """Render ``frames`` frames of the scene's own trajectory into ``out_dir``; returns it.
+
+    Frame i is at t = i / fps. Writes video.mp4, frames/%06d.png, depth/%06d.npy (float32 m,
+    inf = sky), dynamic_mask/%06d.png (0/255), poses_tum.txt, poses_kitti.txt, times.txt,
+    camera_info.yaml and scene.json. Each file is written atomically.
+    """
+    size = (int(size[0]), int(size[1]))
+    _validate(kind, size, int(frames), int(moving_cars), float(fps))
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder", "give a folder path")
+    out.mkdir(parents=True, exist_ok=True)
+
+    duration = (frames - 1) / fps
+    scene = Scene(kind, seed, {"duration": duration, "moving_objects": int(moving_cars)})
+    intr: Intrinsics = scene.default_intrinsics(*size)
+    times = np.arange(frames, dtype=np.float64) / fps
+    poses = np.stack([scene.camera_pose(t) for t in times])
+
+    # Small text files first: a reader that finds scene.json finds a consistent description.
+    description = {**scene.to_dict(), "fps": float(fps), "frames": int(frames), "supersample": int(supersample),
+                   "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy,
+                                  "width": intr.width, "height": intr.height},
+                   "conventions": "world z-up (x forward, y left); poses OpenCV camera-to-world; "
+                                  "depth = z-depth in metres at pixel centres, inf = sky"}
+    atomic_write_text(out / SCENE_FILE, json.dumps(description, indent=2, sort_keys=True) + "\n")
+    save_camera_info(out / "camera_info.yaml", intr, camera_name=f"synth_{kind}")
+    write_poses(out / "poses_tum.txt", poses, times, fmt="tum")
+    write_poses(out / "poses_kitti.txt", poses, fmt="kitti")
+    atomic_write_text(out / "times.txt", "".join(f"{t:.9f}\n" for t in times))
+
+    def frames_iter() -> Iterator[np.ndarray]:
+        for i in progress(range(frames), total=frames, desc=f"synth {kind}", unit="frame"):
+            rgb, depth, dynamic = scene.render(poses[i], intr, float(times[i]), supersample,
+                                               return_dynamic=True, device=device)
+            name = f"{i:06d}"
+            write_png(out / "frames" / f"{name}.png", rgb)
+            _save_npy(out / "depth" / f"{name}.npy", depth)
+            write_png(out / "dynamic_mask" / f"{name}.png", dynamic.astype(np.uint8) * 255)
+            yield rgb
+
+    write_video(out / "video.mp4", frames_iter(), fps)
+    return out
+
+
+def load_scene(directory: str | os.PathLike) -> Scene:
+    """The :class:`Scene` described by ``directory/scene.json`` (or that file itself)."""
+    path = Path(directory)
+    if path.is_dir():
+        path = path / SCENE_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"scene file {path} does not exist", "give a folder written by 'inspatio-ros synth'") from None
+    return Scene.from_json(text)
+
+
+def load_intrinsics(directory: str | os.PathLike) -> Intrinsics:
+    """The intrinsics stored in ``scene.json`` (the same as camera_info.yaml)."""
+    path = Path(directory)
+    if path.is_dir():
+        path = path / SCENE_FILE
+    data = json.loads(path.read_text())
+    return Intrinsics(**data["intrinsics"])

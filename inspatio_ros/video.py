@@ -1,0 +1,186 @@
+"""Video and image file I/O: H.264 mp4 through PyAV, PNG through Pillow.
+
+Frames are always ``(H, W, 3)`` uint8 RGB numpy arrays. Writes are atomic (temporary file beside
+the target, then rename), so a crash never leaves a half-written video or image behind.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import InputError
+from .fileio import atomic_path
+
+# x264 constant-rate factor: 17 is visually lossless for our synthetic scenes (PSNR vs the PNGs
+# ~45 dB), so the video adds no noticeable error on top of the renderer's.
+DEFAULT_CRF = 17
+
+
+def _check_frame(frame: np.ndarray, index: int, size: tuple[int, int] | None) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise InputError(f"video frame {index} has shape {frame.shape} and dtype {frame.dtype}",
+                         "give (H, W, 3) uint8 RGB frames")
+    if size is not None and frame.shape[:2] != size:
+        raise InputError(f"video frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+                         f"frame 0 was {size[1]}x{size[0]}", "give frames of one size")
+    return np.ascontiguousarray(frame)
+
+
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    """Replicate the last row/column so both sides are even (yuv420p halves the chroma planes)."""
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, *,
+                crf: int = DEFAULT_CRF, pad_odd: bool = False) -> Path:
+    """Encode RGB frames to an H.264 (yuv420p) mp4 at ``fps``; frame i gets PTS ``i / fps``.
+
+    ``frames`` may be a generator: frames are encoded as they arrive, so memory stays flat.
+    yuv420p needs even sizes: an odd width/height is an error unless ``pad_odd`` is set, which
+    replicates the last row/column (the decoded video is then one pixel larger).
+    """
+    import av
+
+    path = Path(path)
+    if not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"video frame rate {fps} is not valid", "give a positive frames-per-second value")
+    rate = Fraction(fps).limit_denominator(1001)
+    n = 0
+    with atomic_path(path) as tmp:
+        container = av.open(str(tmp), mode="w", format="mp4")
+        try:
+            stream = None
+            size = None
+            for frame in frames:
+                frame = _check_frame(frame, n, size)
+                if size is None:
+                    size = frame.shape[:2]
+                    h, w = size
+                    if (h % 2 or w % 2) and not pad_odd:
+                        raise InputError(f"video size {w}x{h} is odd, which H.264 yuv420p cannot hold",
+                                         "use an even width and height (or pass pad_odd=True)")
+                    stream = container.add_stream("libx264", rate=rate)
+                    stream.width, stream.height = w + w % 2, h + h % 2
+                    stream.pix_fmt = "yuv420p"
+                    stream.options = {"crf": str(int(crf)), "preset": "medium"}
+                    stream.codec_context.time_base = 1 / rate
+                if pad_odd:
+                    frame = _pad_even(frame)
+                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                vf.pts = n
+                vf.time_base = 1 / rate
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+                n += 1
+            if stream is None:
+                raise InputError(f"no frames were given for video {path}", "give at least one frame")
+            for packet in stream.encode():  # flush the encoder's delayed frames
+                container.mux(packet)
+        finally:
+            container.close()
+    return path
+
+
+def _open_video(path: Path):
+    import av
+
+    if not path.exists():
+        raise InputError(f"video file {path} does not exist", "check the path")
+    if not path.is_file():
+        raise InputError(f"video path {path} is not a file", "give a video file such as video.mp4")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise InputError(f"video file {path} cannot be read ({exc})",
+                         "give a video FFmpeg can decode (mp4/mkv/avi with H.264, H.265, VP9 ...)") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"file {path} holds no video stream", "give a file with a video track")
+    return container
+
+
+def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
+               stride: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
+    """Decode frames ``start, start+stride, ... < end`` (frame indices in display order).
+
+    Returns the RGB frames and their presentation timestamps in seconds (the stream's true PTS,
+    not ``i / fps``, so variable-frame-rate video keeps its timing).
+    """
+    import av
+
+    path = Path(path)
+    if start < 0 or stride < 1 or (end is not None and end < start):
+        raise InputError(f"frame range start={start} end={end} stride={stride} is not valid",
+                         "give 0 <= start <= end and stride >= 1")
+    container = _open_video(path)
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        for frame in container.decode(stream):
+            if end is not None and index >= end:
+                break
+            if index >= start and (index - start) % stride == 0:
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if frame.pts is not None:
+                    times.append(float(frame.pts * frame.time_base))
+                else:  # no PTS (rare raw streams): fall back to the nominal rate
+                    rate = float(stream.average_rate or stream.guessed_rate or 30)
+                    times.append(index / rate)
+            index += 1
+    except av.error.FFmpegError as exc:
+        raise InputError(f"video file {path} is damaged ({exc})", "re-encode or re-download it") from None
+    finally:
+        container.close()
+    if not frames:
+        what = "holds no decodable frames" if index == 0 else f"has {index} frames, none in [{start}, {end})"
+        raise InputError(f"video file {path} {what}", "check the file and the frame range")
+    return frames, np.asarray(times, dtype=np.float64)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; grayscale is expanded, alpha dropped, 16-bit scaled."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image file {path} does not exist", "check the path")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit grayscale: keep the top 8 bits (Pillow's convert would clip at 255).
+                arr = np.asarray(img, dtype=np.uint32)
+                gray = np.clip(arr >> 8 if arr.max() > 255 else arr, 0, 255).astype(np.uint8)
+                return np.repeat(gray[:, :, None], 3, axis=2)
+            if img.mode == "F":
+                gray = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
+                return np.repeat(gray[:, :, None], 3, axis=2)
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"image file {path} cannot be read ({exc})", "give a PNG or JPEG image") from None
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an (H, W, 3) RGB or (H, W) grayscale uint8 image as PNG, atomically."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
+        raise InputError(f"image for {path} has shape {image.shape} and dtype {image.dtype}",
+                         "give (H, W, 3) or (H, W) uint8")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        # compress_level 1: frames are written every render; size matters less than speed.
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG", compress_level=1)
+    return path
