@@ -25,6 +25,7 @@ coverage bool (B,H,W): True where the world was seen, False where hole-filled or
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from .camera import Intrinsics
 
 _KEY_EMPTY = torch.iinfo(torch.int64).max
+_DUMP_SLOTS = 4096
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -151,7 +153,10 @@ def _project(cloud: PointCloud, cams: Cameras, t: float | None, near: float):
         valid &= alive.unsqueeze(0)
     batch_offset = (torch.arange(B, device=z.device) * (H * W)).unsqueeze(1)
     flat = (vi.clamp(0, H - 1) * W + ui.clamp(0, W - 1)).long() + batch_offset
-    flat = torch.where(valid, flat, torch.full_like(flat, B * H * W))
+    # Points not drawn go to a spare area after the image, spread over _DUMP_SLOTS slots: one
+    # shared slot would serialise millions of atomic updates on the GPU.
+    dump = B * H * W + torch.arange(z.shape[1], device=z.device) % _DUMP_SLOTS
+    flat = torch.where(valid, flat, dump.unsqueeze(0))
     return pts, z, flat
 
 
@@ -161,7 +166,7 @@ def _centre_zbuffer(z: torch.Tensor, flat: torch.Tensor, num_pixels: int) -> tor
     zbits = z.contiguous().view(torch.int32).to(torch.int64)   # monotone for positive floats
     idx = torch.arange(N, device=z.device, dtype=torch.int64).unsqueeze(0)
     key = (zbits << 32) | idx
-    buf = torch.full((num_pixels + 1,), _KEY_EMPTY, dtype=torch.int64, device=z.device)
+    buf = torch.full((num_pixels + _DUMP_SLOTS,), _KEY_EMPTY, dtype=torch.int64, device=z.device)
     buf.scatter_reduce_(0, flat.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
     buf = buf[:num_pixels]
     return torch.where(buf == _KEY_EMPTY, torch.full_like(buf, -1), buf & 0xFFFFFFFF)
@@ -212,6 +217,39 @@ def _square_min_filter(img: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
+def _ring_pass(rows, base, rx, ry, best, source, offsets: tuple[int, ...], near: float, keep: float):
+    """Test the surfels at ``offsets`` (flat, in the padded image) against active pixels.
+
+    rows (B*Hp*Wp, 8): centre xyz, normal xyz, n.P, radius^2 (-1 empty); base (A,) padded index
+    of each active pixel; rx, ry (A,) its ray; best (A,) depth so far; source (A,) padded index of
+    the surfel drawn there (-1: the pixel's own). A candidate wins if its disk contains the
+    pixel's ray hit and it is in front by more than the depth tolerance. Offsets go nearest first.
+    """
+    for off in offsets:
+        nb = base + off
+        q = rows[nb]                                                   # (A, 8)
+        denom = q[:, 3] * rx + q[:, 4] * ry + q[:, 5]
+        z = q[:, 6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
+        ex, ey, ez = z * rx - q[:, 0], z * ry - q[:, 1], z - q[:, 2]
+        wins = (ex * ex + ey * ey + ez * ez <= q[:, 7]) & (z > near) & (z < best * keep)
+        best = torch.where(wins, z, best)
+        source = torch.where(wins, nb, source)
+    return best, source
+
+
+_compiled: dict = {}
+
+
+def _ring_function(fn, device: torch.device):
+    """On CUDA, ``fn`` compiled into fused kernels (eager PyTorch launches ~15 kernels per
+    neighbour offset). Eager elsewhere, or when INSPATIO_NO_COMPILE=1."""
+    if device.type != "cuda" or os.environ.get("INSPATIO_NO_COMPILE") == "1":
+        return fn
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, dynamic=True)
+    return _compiled[fn]
+
+
 def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSettings):
     """Let each pixel's winning surfel (disk) cover neighbouring pixels where it is in front.
 
@@ -232,23 +270,25 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
     keep = 1.0 - s.depth_tolerance
     depth_img = depth.view(B, 1, H, W)
 
-    # Per-pixel surfel data as rows, zero-padded by K: one row gather per neighbour offset.
+    # Per-pixel surfel data as planes, zero-padded by K (radius^2 padded with -1 = no surfel).
     Hp, Wp = H + 2 * K, W + 2 * K
     plane_c = (n_cam * P).sum(-1)                                      # n . P
     r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
-    rows = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
-    rows = F.pad(rows.view(8, B, H, W), (K, K, K, K), value=0.0)
-    rows[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
-    rows = rows.reshape(8, -1).t().contiguous()                       # (B*Hp*Wp, 8)
+    planes = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
+    planes = F.pad(planes.view(8, B, H, W), (K, K, K, K), value=0.0)
+    planes[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
     winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
+    rows = planes.reshape(8, -1).t().contiguous()                      # (B*Hp*Wp, 8): one gather per neighbour
 
     best_all = depth.clone()
     source_all = torch.full_like(winner, -1)                           # padded pixel that won, -1: own
     for k in range(1, K + 1):
         # Pixels that a surfel reaching >= k pixels, within k pixels, could beat.
         masked = torch.where((reach_px >= k).view(B, 1, H, W), depth_img, torch.full_like(depth_img, math.inf))
-        nearest = _square_min_filter(masked, k)
-        active = (nearest < depth_img * keep).reshape(-1).nonzero()[:, 0]
+        need = _square_min_filter(masked, k) < depth_img * keep
+        ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
+                      key=lambda o: o[0] ** 2 + o[1] ** 2)
+        active = need.reshape(-1).nonzero()[:, 0]
         if active.numel() == 0:
             continue
         b = active // (H * W)
@@ -257,19 +297,8 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
         base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
         rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
         ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
-        best = best_all[active]
-        source = source_all[active]
-        ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
-                      key=lambda o: o[0] ** 2 + o[1] ** 2)
-        for dy, dx in ring:
-            nb = base + (dy * Wp + dx)
-            q = rows.index_select(0, nb)                               # (A, 8)
-            denom = q[:, 3] * rx + q[:, 4] * ry + q[:, 5]
-            z = q[:, 6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
-            ex, ey, ez = z * rx - q[:, 0], z * ry - q[:, 1], z - q[:, 2]
-            wins = (ex * ex + ey * ey + ez * ez <= q[:, 7]) & (z > s.near) & (z < best * keep)
-            best = torch.where(wins, z, best)
-            source = torch.where(wins, nb, source)
+        best, source = _ring_function(_ring_pass, dev)(rows, base, rx, ry, best_all[active], source_all[active],
+                                                       tuple(dy * Wp + dx for dy, dx in ring), s.near, keep)
         best_all[active] = best
         source_all[active] = source
     taken = source_all >= 0
@@ -337,8 +366,8 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
     if s.max_splat_px > 0 and bool(has.any()):
         # Surfel planes of the winners: normal in camera frame (faces the camera if unknown).
         n_world = cloud.normal[safe]
-        rot = cams.c2w[:, :3, :3].repeat_interleave(H * W, 0)
-        n_cam = torch.einsum("pk,pkj->pj", n_world, rot)
+        # n_cam = R^T n for each camera's pixels: one small batched matmul per camera.
+        n_cam = torch.bmm(n_world.view(B, H * W, 3), cams.c2w[:, :3, :3]).reshape(-1, 3)
         facing = -P / P.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         unknown = n_world.abs().sum(-1, keepdim=True) == 0
         n_cam = torch.where(unknown, facing, n_cam)

@@ -127,3 +127,4 @@ def test_projection_lands_on_the_expected_pixel():
     ys, xs = np.nonzero(out.coverage[0].numpy())
     assert (ys.tolist(), xs.tolist()) == ([19], [42])
     assert math.isclose(float(out.depth[0, 19, 42]), 5.0, rel_tol=1e-6)
+

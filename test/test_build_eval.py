@@ -1,0 +1,176 @@
+"""End to end through the real CLI: synth -> build -> eval / render / info, and build's errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from inspatio_ros.cli import main
+from inspatio_ros.ingest.build import FusionSettings, build_world, holdout_mask, surfels_from_depth
+from inspatio_ros.camera import Intrinsics
+from inspatio_ros.synth.generate import generate
+from inspatio_ros.world import World
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory):
+    """A small static street (no moving cars) with exact depth and poses."""
+    out = tmp_path_factory.mktemp("street")
+    generate("street", out, size=(160, 96), frames=16, moving_cars=0, seed=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def street_world(street, tmp_path_factory):
+    path = tmp_path_factory.mktemp("world") / "street.safetensors"
+    assert main(["build", str(street), "-o", str(path), "--holdout", "5"]) == 0
+    return path
+
+
+def run_cli(*args):
+    env = dict(os.environ, INSPATIO_NO_PROGRESS="1")
+    return subprocess.run([sys.executable, "-m", "inspatio_ros.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_build_holds_out_every_fifth_frame(street_world):
+    world = World.load(street_world)
+    assert world.heldout_index.tolist() == [4, 9, 14]
+    assert sorted(world.frame_index.tolist() + world.heldout_index.tolist()) == list(range(16))
+    assert world.num_static > 160 * 96  # at least one frame's worth of surfels
+    assert set(np.unique(world.static_frame)) <= set(world.frame_index.tolist())
+    assert world.provenance["settings"]["holdout"] == 5 and len(world.provenance["source_sha256"]) == 64
+    # Times come from times.txt (frame i at i / 10 s).
+    np.testing.assert_allclose(world.heldout_time, [0.4, 0.9, 1.4], atol=1e-9)
+
+
+def test_eval_json_meets_quality_on_static_street(street_world, street):
+    proc = run_cli("eval", str(street_world), "--gt", str(street), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) >= {"psnr", "ssim", "depth_absrel", "coverage", "shift_psnr"}
+    # 160x96 images are mostly edges and far facades (24.7 dB measured); the 640x360 acceptance
+    # run in docs/QUALITY.md reaches the issue's 28 dB.
+    assert result["psnr"] > 23.5
+    assert result["ssim"] > 0.8
+    assert result["depth_absrel"] < 0.03
+    assert result["coverage"] > 0.97
+    assert set(result["shift_psnr"]) == {"-2", "-1", "+1", "+2"}
+    # Shifted views are novel (disocclusions), but still close to the truth.
+    assert all(18.0 < v < result["psnr"] + 1.0 for v in result["shift_psnr"].values())
+
+
+def test_render_matches_raycaster_depth_on_source_views(street_world, street):
+    """The point renderer against the independent ray-caster: depth at the world's own frames."""
+    from inspatio_ros.render import Renderer
+    from inspatio_ros.synth.generate import load_scene
+
+    world = World.load(street_world)
+    scene = load_scene(street)
+    renderer = Renderer(world, "cpu")
+    for k in (0, 5):
+        c2w, t = world.frame_c2w[k], float(world.frame_time[k])
+        out = renderer.render(renderer.cameras(c2w[None]), t)
+        _, depth_gt = scene.render(c2w, world.intrinsics, t, supersample=1)
+        depth = out.depth[0].numpy()
+        both = np.isfinite(depth_gt) & out.coverage[0].numpy()
+        rel = np.abs(depth[both] - depth_gt[both]) / depth_gt[both]
+        assert both.mean() > 0.5
+        assert np.median(rel) < 1e-3
+        assert np.mean(rel < 0.02) > 0.97
+
+
+def test_render_video_along_preset_and_info(street_world, tmp_path):
+    from inspatio_ros.video import read_video
+
+    out = tmp_path / "orbit.mp4"
+    proc = run_cli("render", str(street_world), "--traj", "x_y_circle_cycle", "-o", str(out), "--frames", "12")
+    assert proc.returncode == 0, proc.stderr
+    frames, times = read_video(out)
+    assert len(frames) == 12 and frames[0].shape == (96, 160, 3)
+    assert np.allclose(np.diff(times), 0.1, atol=1e-3)
+    # The orbit really moves the camera: first and middle frames differ.
+    assert np.abs(frames[0].astype(int) - frames[6].astype(int)).mean() > 2.0
+    info = run_cli("info", str(street_world), "--json")
+    assert info.returncode == 0
+    summary = json.loads(info.stdout)
+    assert summary["heldout_frames"] == 3 and summary["image_size"] == [160, 96]
+
+
+def test_surfels_place_pixels_at_their_depth():
+    intr = Intrinsics(50.0, 50.0, 9.5, 7.5, 20, 16)
+    depth = np.full((16, 20), 4.0, np.float32)
+    depth[0, 0] = np.nan      # unknown
+    depth[5, 5] = np.inf      # sky -> far shell
+    rgb = np.zeros((16, 20, 3), np.uint8)
+    c2w = np.eye(4)
+    c2w[:3, 3] = [1.0, 2.0, 3.0]
+    xyz, col, radius, normal, valid = surfels_from_depth(rgb, depth, intr, c2w, FusionSettings(sky_distance=500.0))
+    assert not valid[0, 0] and valid[5, 5] and valid.sum() == 16 * 20 - 1
+    pixel = np.flatnonzero(valid.reshape(-1) & (np.arange(320) == 2 * 20 + 3))[0]
+    k = int(np.sum(valid.reshape(-1)[:pixel]))
+    np.testing.assert_allclose(xyz[k], [1.0 + (3 - 9.5) / 50 * 4, 2.0 + (2 - 7.5) / 50 * 4, 7.0], atol=1e-5)
+    far = int(np.sum(valid.reshape(-1)[: 5 * 20 + 5]))
+    assert np.isclose(xyz[far][2] - 3.0, 500.0, rtol=1e-4)
+    # Flat wall facing the camera: normals point back at it, radius ~ 0.75 px footprint.
+    inner = normal[np.abs(normal).sum(1) > 0]
+    np.testing.assert_allclose(inner, np.tile([0, 0, -1.0], (len(inner), 1)), atol=1e-5)
+    assert np.isclose(np.median(radius), 0.75 * 4.0 / 50.0, rtol=0.05)
+
+
+def test_holdout_never_takes_first_or_last():
+    assert holdout_mask(11, 5).nonzero()[0].tolist() == [4, 9]
+    assert holdout_mask(10, 5).nonzero()[0].tolist() == [4]
+    assert not holdout_mask(10, 0).any()
+
+
+@pytest.mark.parametrize("drop, message", [
+    ("depth", "has no depth maps"),
+    ("poses_kitti.txt", None),
+])
+def test_build_errors_name_the_input_and_fix(street, tmp_path, drop, message):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(street, copy)
+    if drop == "depth":
+        shutil.rmtree(copy / "depth")
+    else:
+        for name in ("poses_kitti.txt", "poses_tum.txt"):
+            (copy / name).unlink()
+        message = "has no camera poses"
+    proc = run_cli("build", str(copy), "-o", str(tmp_path / "w.safetensors"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "pass --" in lines[0]
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_build_rejects_bad_inputs(street, tmp_path):
+    bad_video = tmp_path / "broken.mp4"
+    bad_video.write_bytes(b"\x00" * 1000)
+    proc = run_cli("build", str(bad_video), "-o", str(tmp_path / "w.safetensors"))
+    assert proc.returncode == 2 and str(bad_video) in proc.stderr
+    short_poses = tmp_path / "poses.txt"
+    short_poses.write_text("\n".join((street / "poses_kitti.txt").read_text().splitlines()[:5]) + "\n")
+    proc = run_cli("build", str(street), "-o", str(tmp_path / "w.safetensors"), "--poses", str(short_poses))
+    assert proc.returncode == 2 and "5 poses for 16 frames" in proc.stderr
+    nan_poses = tmp_path / "nan.txt"
+    rows = (street / "poses_kitti.txt").read_text().splitlines()
+    rows[3] = " ".join(["nan"] * 12)
+    nan_poses.write_text("\n".join(rows) + "\n")
+    proc = run_cli("build", str(street), "-o", str(tmp_path / "w.safetensors"), "--poses", str(nan_poses))
+    assert proc.returncode == 2 and "NaN" in proc.stderr
+    proc = run_cli("build", str(street), "-o", str(tmp_path / "w.safetensors"), "--intrinsics", "1,2,3")
+    assert proc.returncode == 2 and "fx,fy,cx,cy" in proc.stderr
+    proc = run_cli("eval", str(tmp_path / "missing.safetensors"), "--gt", str(street))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_build_from_video_with_external_poses_and_depth(street, tmp_path):
+    world = build_world(street / "video.mp4", intrinsics=str(street / "camera_info.yaml"),
+                        poses=str(street / "poses_tum.txt"), depth=str(street / "depth"), holdout=0, device="cpu")
+    assert len(world.frame_c2w) == 16 and len(world.heldout_c2w) == 0
+    np.testing.assert_allclose(world.frame_time[:3], [0.0, 0.1, 0.2], atol=1e-3)
