@@ -217,6 +217,28 @@ def _square_min_filter(img: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
+def _plane_depth_at_pixel(cams: Cameras, P, n_cam, depth):
+    """Depth where each pixel's own ray meets its winning surfel's plane.
+
+    A point centre lies anywhere inside its pixel; on a steep surface (the road ahead) its own
+    depth can differ from the surface's depth at the pixel centre by several per cent per pixel.
+    The plane through the centre gives the exact depth of a planar surface. Grazing planes (ray
+    almost in the plane) keep the centre depth; so do surfels without a normal (the caller).
+    """
+    B, H, W = len(cams), cams.height, cams.width
+    dev = depth.device
+    v = torch.arange(H, device=dev, dtype=torch.float32).view(1, H, 1)
+    u = torch.arange(W, device=dev, dtype=torch.float32).view(1, 1, W)
+    K = cams.K
+    rx = ((u - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]).expand(B, H, W).reshape(-1)
+    ry = ((v - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]).expand(B, H, W).reshape(-1)
+    denom = n_cam[:, 0] * rx + n_cam[:, 1] * ry + n_cam[:, 2]
+    ray_len = torch.sqrt(rx * rx + ry * ry + 1.0)
+    plane = (n_cam * P).sum(-1) / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
+    usable = (denom.abs() > 0.05 * ray_len) & (plane > 0.5 * depth) & (plane < 2.0 * depth)
+    return torch.where(usable & torch.isfinite(depth), plane, depth)
+
+
 def _ring_pass(rows, base, rx, ry, best, source, offsets: tuple[int, ...], near: float, keep: float):
     """Test the surfels at ``offsets`` (flat, in the padded image) against active pixels.
 
@@ -363,7 +385,8 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
     P = pts.reshape(-1, 3)[gather]                                     # winner, camera frame
     depth = torch.where(has, P[:, 2], torch.full_like(P[:, 2], math.inf))
 
-    if s.max_splat_px > 0 and bool(has.any()):
+    point_of_pixel = winner
+    if bool(has.any()):
         # Surfel planes of the winners: normal in camera frame (faces the camera if unknown).
         n_world = cloud.normal[safe]
         # n_cam = R^T n for each camera's pixels: one small batched matmul per camera.
@@ -371,10 +394,10 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
         facing = -P / P.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         unknown = n_world.abs().sum(-1, keepdim=True) == 0
         n_cam = torch.where(unknown, facing, n_cam)
-        radius = torch.where(has, cloud.radius[safe], torch.full_like(depth, -1.0))
-        depth, point_of_pixel = _expand_surfels(cams, P, n_cam, radius, depth, winner, s)
-    else:
-        point_of_pixel = winner
+        depth = torch.where(unknown[:, 0], depth, _plane_depth_at_pixel(cams, P, n_cam, depth))
+        if s.max_splat_px > 0:
+            radius = torch.where(has, cloud.radius[safe], torch.full_like(depth, -1.0))
+            depth, point_of_pixel = _expand_surfels(cams, P, n_cam, radius, depth, winner, s)
 
     covered = point_of_pixel >= 0
     rgb = cloud.rgb[point_of_pixel.clamp_min(0)].to(torch.float32)

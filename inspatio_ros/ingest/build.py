@@ -65,8 +65,14 @@ def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w
         du = pc[1:-1, 2:] - pc[1:-1, :-2]
         dv = pc[2:, 1:-1] - pc[:-2, 1:-1]
         n = np.cross(du, dv)
-        dc = d[1:-1, 1:-1]
-        smooth = (np.abs(d[1:-1, 2:] - d[1:-1, :-2]) < 0.1 * dc) & (np.abs(d[2:, 1:-1] - d[:-2, 1:-1]) < 0.1 * dc)
+        # One plane across the 3x3 cross: a plane's inverse depth is affine in pixel
+        # coordinates, so its second differences vanish, however steeply it is seen (the road
+        # ahead changes depth by tens of per cent per row, yet is one plane).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / d
+            ic = inv[1:-1, 1:-1]
+            smooth = ((np.abs(inv[1:-1, 2:] + inv[1:-1, :-2] - 2 * ic) < 0.05 * ic)
+                      & (np.abs(inv[2:, 1:-1] + inv[:-2, 1:-1] - 2 * ic) < 0.05 * ic))
         inner_ok = (valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
                     & valid[1:-1, 1:-1] & smooth & ~sky[1:-1, 1:-1])
         length = np.linalg.norm(n, axis=-1, keepdims=True)
