@@ -239,21 +239,24 @@ def _plane_depth_at_pixel(cams: Cameras, P, n_cam, depth):
     return torch.where(usable & torch.isfinite(depth), plane, depth)
 
 
-def _ring_pass(rows, base, rx, ry, best, source, offsets: tuple[int, ...], near: float, keep: float):
+def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets: tuple[int, ...], near: float,
+               keep: float):
     """Test the surfels at ``offsets`` (flat, in the padded image) against active pixels.
 
-    rows (B*Hp*Wp, 8): centre xyz, normal xyz, n.P, radius^2 (-1 empty); base (A,) padded index
-    of each active pixel; rx, ry (A,) its ray; best (A,) depth so far; source (A,) padded index of
-    the surfel drawn there (-1: the pixel's own). A candidate wins if its disk contains the
-    pixel's ray hit and it is in front by more than the depth tolerance. Offsets go nearest first.
+    table: per padded pixel the surfel's centre xyz, normal xyz, n.P and radius^2 (-1 empty),
+    as (8, B*Hp*Wp) planes when ``planar`` (coalesced gathers on the GPU) or (B*Hp*Wp, 8) rows
+    (one contiguous row per gather on the CPU). base (A,): padded index of each active pixel;
+    rx, ry (A,): its ray; best (A,): depth so far; source (A,): padded index of the surfel drawn
+    there (-1: the pixel's own). A candidate wins if its disk contains the pixel's ray hit and it
+    is in front by more than the depth tolerance. Offsets go nearest first.
     """
     for off in offsets:
         nb = base + off
-        q = rows[nb]                                                   # (A, 8)
-        denom = q[:, 3] * rx + q[:, 4] * ry + q[:, 5]
-        z = q[:, 6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
-        ex, ey, ez = z * rx - q[:, 0], z * ry - q[:, 1], z - q[:, 2]
-        wins = (ex * ex + ey * ey + ez * ez <= q[:, 7]) & (z > near) & (z < best * keep)
+        q = table[:, nb] if planar else table[nb].t()                  # (8, A)
+        denom = q[3] * rx + q[4] * ry + q[5]
+        z = q[6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
+        ex, ey, ez = z * rx - q[0], z * ry - q[1], z - q[2]
+        wins = (ex * ex + ey * ey + ez * ez <= q[7]) & (z > near) & (z < best * keep)
         best = torch.where(wins, z, best)
         source = torch.where(wins, nb, source)
     return best, source
@@ -300,14 +303,17 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
     planes = F.pad(planes.view(8, B, H, W), (K, K, K, K), value=0.0)
     planes[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
     winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
-    rows = planes.reshape(8, -1).t().contiguous()                      # (B*Hp*Wp, 8): one gather per neighbour
+    planar = dev.type == "cuda"
+    table = planes.reshape(8, -1) if planar else planes.reshape(8, -1).t().contiguous()
 
     best_all = depth.clone()
     source_all = torch.full_like(winner, -1)                           # padded pixel that won, -1: own
     for k in range(1, K + 1):
-        # Pixels that a surfel reaching >= k pixels, within k pixels, could beat.
+        # Pixels that a surfel reaching >= k pixels, within k pixels, could beat: its centre is
+        # in front of what the pixel shows by more than k tolerances (a surface seen at a slant
+        # changes depth from pixel to pixel; such neighbours are the same surface, not occluders).
         masked = torch.where((reach_px >= k).view(B, 1, H, W), depth_img, torch.full_like(depth_img, math.inf))
-        need = _square_min_filter(masked, k) < depth_img * keep
+        need = _square_min_filter(masked, k) < best_all.view(B, 1, H, W) * (1.0 - k * s.depth_tolerance)
         ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
                       key=lambda o: o[0] ** 2 + o[1] ** 2)
         active = need.reshape(-1).nonzero()[:, 0]
@@ -319,7 +325,7 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
         base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
         rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
         ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
-        best, source = _ring_function(_ring_pass, dev)(rows, base, rx, ry, best_all[active], source_all[active],
+        best, source = _ring_function(_ring_pass, dev)(table, planar, base, rx, ry, best_all[active], source_all[active],
                                                        tuple(dy * Wp + dx for dy, dx in ring), s.near, keep)
         best_all[active] = best
         source_all[active] = source
