@@ -24,6 +24,7 @@ coverage bool (B,H,W): True where the world was seen, False where hole-filled or
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -133,43 +134,79 @@ class PointCloud:
         return int(self.xyz.shape[0])
 
 
-def _project(cloud: PointCloud, cams: Cameras, t: float | None, near: float):
-    """Camera-frame points (B,N,3), flat pixel keys target (B,N) (dump slot if invalid)."""
-    B, H, W = len(cams), cams.height, cams.width
-    rot = cams.c2w[:, :3, :3]                                   # (B,3,3) camera axes in world
-    centre = cams.c2w[:, :3, 3]                                 # (B,3)
-    # x_cam = R^T (x - C) = x R - C R, as one batched matmul over all points.
-    pts = torch.matmul(cloud.xyz.unsqueeze(0), rot) - torch.matmul(centre.unsqueeze(1), rot)
-    z = pts[..., 2]
-    K = cams.K
+def _project_keys(xyz, t_start, t_end, rot, centre, K, t: torch.Tensor, near: float, height: int, width: int,
+                  use_time: bool):
+    """Z-buffer keys of every point in every camera: (key (B,N) int64, pixel (B,N) int64).
+
+    key = (float32 bits of depth << 32) | point index, so that the smallest key of a pixel is its
+    nearest point (bits of positive floats order like the floats). Points that are not drawn
+    (behind, outside, not alive at ``t``) go to a spare area after the image, spread over
+    _DUMP_SLOTS pixels: one shared slot would serialise millions of GPU atomics.
+    """
+    B, N = rot.shape[0], xyz.shape[0]
+    # x_cam = R^T (x - C): written out per axis so that it fuses into one pass over the points.
+    d = xyz.unsqueeze(0) - centre.unsqueeze(1)                          # (B,N,3)
+    x = (d * rot[:, None, :, 0]).sum(-1)
+    y = (d * rot[:, None, :, 1]).sum(-1)
+    z = (d * rot[:, None, :, 2]).sum(-1)
     zs = z.clamp_min(near)
-    u = pts[..., 0] / zs * K[:, 0, 0, None] + K[:, 0, 2, None]
-    v = pts[..., 1] / zs * K[:, 1, 1, None] + K[:, 1, 2, None]
-    ui = torch.floor(u + 0.5)
-    vi = torch.floor(v + 0.5)
-    valid = (z > near) & (ui >= 0) & (ui <= W - 1) & (vi >= 0) & (vi <= H - 1)
-    if t is not None and cloud.has_dynamic:
-        alive = (cloud.t_start <= t) & (cloud.t_end >= t)
-        valid &= alive.unsqueeze(0)
-    batch_offset = (torch.arange(B, device=z.device) * (H * W)).unsqueeze(1)
-    flat = (vi.clamp(0, H - 1) * W + ui.clamp(0, W - 1)).long() + batch_offset
-    # Points not drawn go to a spare area after the image, spread over _DUMP_SLOTS slots: one
-    # shared slot would serialise millions of atomic updates on the GPU.
-    dump = B * H * W + torch.arange(z.shape[1], device=z.device) % _DUMP_SLOTS
-    flat = torch.where(valid, flat, dump.unsqueeze(0))
-    return pts, z, flat
+    u = torch.floor(x / zs * K[:, 0, 0, None] + K[:, 0, 2, None] + 0.5)
+    v = torch.floor(y / zs * K[:, 1, 1, None] + K[:, 1, 2, None] + 0.5)
+    valid = (z > near) & (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
+    if use_time:  # t: 0-dim float64 tensor (a tensor, so that compiled code is not re-made per t)
+        valid &= ((t_start <= t) & (t_end >= t)).unsqueeze(0)
+    index = torch.arange(N, device=xyz.device, dtype=torch.int64)
+    pixel = (v.clamp(0, height - 1) * width + u.clamp(0, width - 1)).to(torch.int64) \
+        + (torch.arange(B, device=xyz.device, dtype=torch.int64) * (height * width)).unsqueeze(1)
+    pixel = torch.where(valid, pixel, B * height * width + index % _DUMP_SLOTS)
+    key = (zs.view(torch.int32).to(torch.int64) << 32) | index
+    return key, pixel
 
 
-def _centre_zbuffer(z: torch.Tensor, flat: torch.Tensor, num_pixels: int) -> torch.Tensor:
-    """Per pixel, the nearest point's index (or -1). Depth-major 64-bit keys + scatter amin."""
-    N = z.shape[1]
-    zbits = z.contiguous().view(torch.int32).to(torch.int64)   # monotone for positive floats
-    idx = torch.arange(N, device=z.device, dtype=torch.int64).unsqueeze(0)
-    key = (zbits << 32) | idx
-    buf = torch.full((num_pixels + _DUMP_SLOTS,), _KEY_EMPTY, dtype=torch.int64, device=z.device)
-    buf.scatter_reduce_(0, flat.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
-    buf = buf[:num_pixels]
-    return torch.where(buf == _KEY_EMPTY, torch.full_like(buf, -1), buf & 0xFFFFFFFF)
+def _centre_zbuffer(key: torch.Tensor, pixel: torch.Tensor, num_pixels: int) -> torch.Tensor:
+    """Per pixel, the nearest point's index (or -1): scatter-min of the keys."""
+    buf = torch.full((num_pixels + _DUMP_SLOTS,), _KEY_EMPTY, dtype=torch.int64, device=key.device)
+    buf.scatter_reduce_(0, pixel.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
+    return buf[:num_pixels]
+
+
+def _winner_surfels(buf, xyz, normal, radius, rot, centre, K, height: int, width: int):
+    """Decode the z-buffer: per pixel the winner's index (-1), camera-frame centre P, normal
+    n_cam (facing the camera where unknown), radius (-1 empty), and depth where the pixel's ray
+    meets the surfel's plane (inf empty)."""
+    B = rot.shape[0]
+    has = buf != _KEY_EMPTY
+    winner = torch.where(has, buf & 0xFFFFFFFF, torch.full_like(buf, -1))
+    safe = winner.clamp_min(0).view(B, height * width)
+    d = xyz[safe] - centre.unsqueeze(1)                                 # (B,HW,3) world offset
+    P = torch.stack([(d * rot[:, None, :, i]).sum(-1) for i in range(3)], -1)
+    n_world = normal[safe]
+    n_cam = torch.stack([(n_world * rot[:, None, :, i]).sum(-1) for i in range(3)], -1)
+    unknown = (n_world.abs().sum(-1, keepdim=True) == 0)
+    facing = -P / P.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    n_cam = torch.where(unknown, facing, n_cam)
+    has_img = has.view(B, height * width)
+    centre_depth = torch.where(has_img, P[..., 2], torch.full_like(P[..., 2], math.inf))
+    # Depth where this pixel's ray meets the surfel's plane. A point centre lies anywhere in its
+    # pixel; on a steep surface (the road ahead) its own depth differs from the surface's at the
+    # pixel centre by several per cent per pixel. Grazing planes and surfels without a normal
+    # keep the centre depth.
+    vv = torch.arange(height, device=xyz.device, dtype=torch.float32).repeat_interleave(width)
+    uu = torch.arange(width, device=xyz.device, dtype=torch.float32).repeat(height)
+    rx = (uu.unsqueeze(0) - K[:, 0, 2, None]) / K[:, 0, 0, None]
+    ry = (vv.unsqueeze(0) - K[:, 1, 2, None]) / K[:, 1, 1, None]
+    denom = n_cam[..., 0] * rx + n_cam[..., 1] * ry + n_cam[..., 2]
+    plane_c = (n_cam * P).sum(-1)
+    plane = plane_c / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
+    ray_len = torch.sqrt(rx * rx + ry * ry + 1.0)
+    usable = (denom.abs() > 0.05 * ray_len) & (plane > 0.5 * centre_depth) & (plane < 2.0 * centre_depth)
+    usable &= ~unknown[..., 0] & has_img
+    depth = torch.where(usable, plane, centre_depth)
+    rad = torch.where(has_img, radius[safe], torch.full_like(centre_depth, -1.0))
+    r_px = torch.where(has_img, rad * K[:, 0, 0, None] / depth, torch.zeros_like(depth))
+    reach = torch.where(has_img, r_px + _DISK_REACH_SLACK, torch.zeros_like(depth))
+    return (winner, P.reshape(-1, 3), n_cam.reshape(-1, 3), plane_c.reshape(-1), rad.reshape(-1),
+            depth.reshape(-1), reach.reshape(-1))
 
 
 def _push_pull(values: torch.Tensor, known: torch.Tensor, levels: int):
@@ -217,28 +254,6 @@ def _square_min_filter(img: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def _plane_depth_at_pixel(cams: Cameras, P, n_cam, depth):
-    """Depth where each pixel's own ray meets its winning surfel's plane.
-
-    A point centre lies anywhere inside its pixel; on a steep surface (the road ahead) its own
-    depth can differ from the surface's depth at the pixel centre by several per cent per pixel.
-    The plane through the centre gives the exact depth of a planar surface. Grazing planes (ray
-    almost in the plane) keep the centre depth; so do surfels without a normal (the caller).
-    """
-    B, H, W = len(cams), cams.height, cams.width
-    dev = depth.device
-    v = torch.arange(H, device=dev, dtype=torch.float32).view(1, H, 1)
-    u = torch.arange(W, device=dev, dtype=torch.float32).view(1, 1, W)
-    K = cams.K
-    rx = ((u - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]).expand(B, H, W).reshape(-1)
-    ry = ((v - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]).expand(B, H, W).reshape(-1)
-    denom = n_cam[:, 0] * rx + n_cam[:, 1] * ry + n_cam[:, 2]
-    ray_len = torch.sqrt(rx * rx + ry * ry + 1.0)
-    plane = (n_cam * P).sum(-1) / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
-    usable = (denom.abs() > 0.05 * ray_len) & (plane > 0.5 * depth) & (plane < 2.0 * depth)
-    return torch.where(usable & torch.isfinite(depth), plane, depth)
-
-
 def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets: tuple[int, ...], near: float,
                keep: float):
     """Test the surfels at ``offsets`` (flat, in the padded image) against active pixels.
@@ -265,30 +280,39 @@ def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets: tuple[i
 _compiled: dict = {}
 
 
-def _ring_function(fn, device: torch.device):
-    """On CUDA, ``fn`` compiled into fused kernels (eager PyTorch launches ~15 kernels per
-    neighbour offset). Eager elsewhere, or when INSPATIO_NO_COMPILE=1."""
+def _maybe_compiled(fn, device: torch.device):
+    """On CUDA, ``fn`` compiled into fused kernels (eager PyTorch launches one kernel per
+    operation: ~15 per neighbour offset in the ring pass). Eager elsewhere, or when
+    INSPATIO_NO_COMPILE=1. Shapes are dynamic, so resolutions and point counts do not recompile."""
     if device.type != "cuda" or os.environ.get("INSPATIO_NO_COMPILE") == "1":
         return fn
     if fn not in _compiled:
+        # Symbolic-shape reasoning about the pyramid's ceil-divisions logs harmless warnings.
+        logging.getLogger("torch.utils._sympy.interp").setLevel(logging.ERROR)
         _compiled[fn] = torch.compile(fn, dynamic=True)
     return _compiled[fn]
 
 
-def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSettings):
+def _ring_need(depth_img, reach_img, best_img, k: int, tolerance: float):
+    """Pixels (B,1,H,W) that a surfel reaching >= k pixels, within k pixels, could beat: its
+    centre is in front of what the pixel shows by more than k tolerances (a surface seen at a
+    slant changes depth from pixel to pixel; such neighbours are the same surface)."""
+    masked = torch.where(reach_img >= k, depth_img, torch.full_like(depth_img, math.inf))
+    return _square_min_filter(masked, k) < best_img * (1.0 - k * tolerance)
+
+
+def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, winner, s: RenderSettings):
     """Let each pixel's winning surfel (disk) cover neighbouring pixels where it is in front.
 
-    P, n_cam (B*H*W,3): winner centre and normal in camera frame; radius (B*H*W,) metres (-1
-    where empty); depth (B*H*W,) inf where empty; winner (B*H*W,) point index or -1.
-    Only pixels that some neighbour could beat are examined: a masked min-pool over each ring
-    finds them (empty pixels, background seen through gaps, silhouettes), so interior pixels of
-    a surface cost nothing beyond the pooling.
+    P, n_cam (B*H*W,3): winner centre and normal in camera frame; plane_c = n.P; radius (B*H*W,)
+    metres (-1 where empty); depth (B*H*W,) inf where empty; reach_px: how many pixels the disk
+    can reach; winner (B*H*W,) point index or -1.
+    Ring by ring (Chebyshev distance k = 1, 2, ...), only pixels that a neighbour could beat are
+    examined: a masked min-filter finds them (empty pixels, background seen through gaps,
+    silhouettes), so interior pixels of a surface cost nothing beyond the filter.
     """
     B, H, W = len(cams), cams.height, cams.width
     dev = depth.device
-    fx = cams.K[:, 0, 0].repeat_interleave(H * W)
-    r_px = torch.where(radius > 0, radius * fx / depth, torch.zeros_like(depth))
-    reach_px = torch.where(radius > 0, r_px + _DISK_REACH_SLACK, torch.zeros_like(depth))
     K = int(min(s.max_splat_px, math.floor(float(reach_px.max()))))
     if K < 1:
         return depth, winner
@@ -297,7 +321,6 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
 
     # Per-pixel surfel data as planes, zero-padded by K (radius^2 padded with -1 = no surfel).
     Hp, Wp = H + 2 * K, W + 2 * K
-    plane_c = (n_cam * P).sum(-1)                                      # n . P
     r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
     planes = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
     planes = F.pad(planes.view(8, B, H, W), (K, K, K, K), value=0.0)
@@ -309,11 +332,8 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
     best_all = depth.clone()
     source_all = torch.full_like(winner, -1)                           # padded pixel that won, -1: own
     for k in range(1, K + 1):
-        # Pixels that a surfel reaching >= k pixels, within k pixels, could beat: its centre is
-        # in front of what the pixel shows by more than k tolerances (a surface seen at a slant
-        # changes depth from pixel to pixel; such neighbours are the same surface, not occluders).
-        masked = torch.where((reach_px >= k).view(B, 1, H, W), depth_img, torch.full_like(depth_img, math.inf))
-        need = _square_min_filter(masked, k) < best_all.view(B, 1, H, W) * (1.0 - k * s.depth_tolerance)
+        need = _maybe_compiled(_ring_need, dev)(depth_img, reach_px.view(B, 1, H, W), best_all.view(B, 1, H, W), k,
+                                                s.depth_tolerance)
         ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
                       key=lambda o: o[0] ** 2 + o[1] ** 2)
         active = need.reshape(-1).nonzero()[:, 0]
@@ -325,7 +345,7 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
         base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
         rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
         ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
-        best, source = _ring_function(_ring_pass, dev)(table, planar, base, rx, ry, best_all[active], source_all[active],
+        best, source = _maybe_compiled(_ring_pass, dev)(table, planar, base, rx, ry, best_all[active], source_all[active],
                                                        tuple(dy * Wp + dx for dy, dx in ring), s.near, keep)
         best_all[active] = best
         source_all[active] = source
@@ -333,40 +353,24 @@ def _expand_surfels(cams: Cameras, P, n_cam, radius, depth, winner, s: RenderSet
     winner = torch.where(taken, winner_pad[source_all.clamp_min(0)], winner)
     return best_all, winner
 
-    # Per-pixel surfel data, zero-padded by K, flattened: one gather per neighbour offset.
-    Hp, Wp = H + 2 * K, W + 2 * K
-    plane_c = (n_cam * P).sum(-1)                                      # n . P
-    r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
-    planes = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
-    planes = F.pad(planes.view(8, B, H, W), (K, K, K, K), value=0.0)
-    planes[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
-    planes = planes.reshape(8, -1)
-    winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
 
-    b = active // (H * W)
-    v = (active // W) % H
-    u = active % W
-    base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
-    rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
-    ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
-    best = depth[active]
-    best_point = winner[active]
-    offsets = sorted(((dy, dx) for dy in range(-K, K + 1) for dx in range(-K, K + 1) if (dy, dx) != (0, 0)),
-                     key=lambda o: o[0] ** 2 + o[1] ** 2)
-    for dy, dx in offsets:
-        nb = base + (dy * Wp + dx)
-        q = planes.index_select(1, nb)                                 # (8, A)
-        denom = q[3] * rx + q[4] * ry + q[5]
-        z = q[6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
-        ex, ey, ez = z * rx - q[0], z * ry - q[1], z - q[2]
-        wins = (ex * ex + ey * ey + ez * ez <= q[7]) & (z > s.near) & (z < best * keep)
-        best = torch.where(wins, z, best)
-        best_point = torch.where(wins, winner_pad[nb], best_point)
-    depth = depth.clone()
-    winner = winner.clone()
-    depth[active] = best
-    winner[active] = best_point
-    return depth, winner
+def _finish(point_of_pixel, depth, colours, background, B: int, H: int, W: int, levels: int):
+    """Colours of the drawn points, hole filling, background: (rgb uint8 (B,H,W,3), depth
+    (B,H,W) NaN unknown, covered (B,H,W))."""
+    covered = point_of_pixel >= 0
+    rgb = colours[point_of_pixel.clamp_min(0)].to(torch.float32)
+    rgb = torch.where(covered.unsqueeze(-1), rgb, torch.zeros_like(rgb)).reshape(B, H, W, 3).permute(0, 3, 1, 2)
+    depth = torch.where(covered, depth, torch.zeros_like(depth)).reshape(B, 1, H, W)
+    covered = covered.reshape(B, 1, H, W)
+    if levels > 0:
+        values, have = _push_pull(torch.cat([rgb, depth], 1), covered, levels)
+        rgb, depth = values[:, :3], values[:, 3:]
+    else:
+        have = covered
+    rgb = torch.where(have, rgb, background.view(1, 3, 1, 1))
+    depth = torch.where(have, depth, torch.full_like(depth, math.nan))
+    rgb_u8 = rgb.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return rgb_u8, depth[:, 0].contiguous(), covered[:, 0].contiguous()
 
 
 @torch.no_grad()
@@ -382,48 +386,24 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
     dev = cloud.xyz.device
     num_pixels = B * H * W
 
-    pts, z, flat = _project(cloud, cams, t, s.near)
-    winner = _centre_zbuffer(z, flat, num_pixels)                      # (B*H*W,) point idx or -1
-    has = winner >= 0
-    safe = winner.clamp_min(0)
-    batch_of_pixel = torch.arange(num_pixels, device=dev) // (H * W)
-    gather = batch_of_pixel * len(cloud) + safe
-    P = pts.reshape(-1, 3)[gather]                                     # winner, camera frame
-    depth = torch.where(has, P[:, 2], torch.full_like(P[:, 2], math.inf))
-
+    use_time = t is not None and cloud.has_dynamic
+    rot, centre = cams.c2w[:, :3, :3], cams.c2w[:, :3, 3]
+    key, pixel = _maybe_compiled(_project_keys, dev)(cloud.xyz, cloud.t_start, cloud.t_end, rot, centre, cams.K,
+                                                     torch.tensor(float(t) if use_time else 0.0, dtype=torch.float64,
+                                                                  device=dev), s.near, H, W, use_time)
+    buf = _centre_zbuffer(key, pixel, num_pixels)
+    del key, pixel
+    winner, P, n_cam, plane_c, radius, depth, reach = _maybe_compiled(_winner_surfels, dev)(
+        buf, cloud.xyz, cloud.normal, cloud.radius, rot, centre, cams.K, H, W)
     point_of_pixel = winner
-    if bool(has.any()):
-        # Surfel planes of the winners: normal in camera frame (faces the camera if unknown).
-        n_world = cloud.normal[safe]
-        # n_cam = R^T n for each camera's pixels: one small batched matmul per camera.
-        n_cam = torch.bmm(n_world.view(B, H * W, 3), cams.c2w[:, :3, :3]).reshape(-1, 3)
-        facing = -P / P.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-        unknown = n_world.abs().sum(-1, keepdim=True) == 0
-        n_cam = torch.where(unknown, facing, n_cam)
-        depth = torch.where(unknown[:, 0], depth, _plane_depth_at_pixel(cams, P, n_cam, depth))
-        if s.max_splat_px > 0:
-            radius = torch.where(has, cloud.radius[safe], torch.full_like(depth, -1.0))
-            depth, point_of_pixel = _expand_surfels(cams, P, n_cam, radius, depth, winner, s)
+    if s.max_splat_px > 0:
+        depth, point_of_pixel = _expand_surfels(cams, P, n_cam, plane_c, radius, depth, reach, winner, s)
 
-    covered = point_of_pixel >= 0
-    rgb = cloud.rgb[point_of_pixel.clamp_min(0)].to(torch.float32)
-    rgb = torch.where(covered.unsqueeze(-1), rgb, torch.zeros_like(rgb))
-    depth = torch.where(covered, depth, torch.zeros_like(depth))
-
-    rgb = rgb.reshape(B, H, W, 3).permute(0, 3, 1, 2)
-    depth = depth.reshape(B, 1, H, W)
-    covered = covered.reshape(B, 1, H, W)
-    if s.hole_fill_levels > 0:
-        values, have = _push_pull(torch.cat([rgb, depth], 1), covered, s.hole_fill_levels)
-        rgb, depth = values[:, :3], values[:, 3:]
-    else:
-        have = covered
-    bg = torch.tensor(s.background, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
-    rgb = torch.where(have, rgb, bg)
-    depth = torch.where(have, depth, torch.full_like(depth, math.nan))
-    rgb_u8 = rgb.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    background = torch.tensor(s.background, dtype=torch.float32, device=dev)
+    rgb_u8, depth, covered = _maybe_compiled(_finish, dev)(point_of_pixel, depth, cloud.rgb, background, B, H, W,
+                                                           s.hole_fill_levels)
     index = point_of_pixel.reshape(B, H, W) if return_index else None
-    return RenderOutput(rgb_u8, depth[:, 0].contiguous(), covered[:, 0].contiguous(), index)
+    return RenderOutput(rgb_u8, depth, covered, index)
 
 
 def world_point_cloud(world, device: str | torch.device = "cpu") -> PointCloud:
