@@ -132,3 +132,13 @@ def test_encode_normals():
     assert enc.dtype == np.int8
     assert enc.tolist()[:3] == [[0, 0, 127], [0, 0, 0], [0, 0, 0]]
     assert enc[3].tolist() == [90, 90, 0]
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    path = small_world().save(tmp_path / "w.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
