@@ -19,32 +19,42 @@ from .errors import InputError
 from .fileio import atomic_write_text
 
 
-def _numeric_rows(path: Path) -> list[list[float]]:
+def read_numeric_rows(path: str | os.PathLike, kind: str = "pose file",
+                      read_fix: str = "give a TUM, KITTI or 4x4-per-frame text file",
+                      empty_fix: str = "give a file with one pose per line",
+                      finite: bool = False) -> list[list[float]]:
+    """Numbers of a text file, one list per non-empty line (``#`` comments, commas allowed).
+
+    Errors name the file (as ``kind``), the line and the fix; ``finite`` also rejects NaN/inf.
+    """
+    path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise InputError(f"pose file {path} does not exist", "check the path") from None
+        raise InputError(f"{kind} {path} does not exist", "check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"pose file {path} cannot be read as text ({exc})",
-                         "give a TUM, KITTI or 4x4-per-frame text file") from None
+        raise InputError(f"{kind} {path} cannot be read as text ({exc})", read_fix) from None
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
         try:
-            rows.append([float(v) for v in line.split()])
+            values = [float(v) for v in line.split()]
         except ValueError:
-            raise InputError(f"pose file {path}, line {lineno}: '{line[:60]}' is not numbers",
+            raise InputError(f"{kind} {path}, line {lineno}: '{line[:60]}' is not numbers",
                              "every non-comment line must hold only numbers") from None
+        if finite and not all(np.isfinite(values)):
+            raise InputError(f"{kind} {path}, line {lineno} holds NaN or infinity", "give finite numbers")
+        rows.append(values)
     if not rows:
-        raise InputError(f"pose file {path} holds no poses", "give a file with one pose per line")
+        raise InputError(f"{kind} {path} holds no numbers", empty_fix)
     return rows
 
 
 def detect_format(path: str | os.PathLike) -> str:
     """'tum', 'kitti' or '4x4' from the number of values per line."""
-    rows = _numeric_rows(Path(path))
+    rows = read_numeric_rows(path)
     widths = {len(r) for r in rows}
     if widths == {8}:
         return "tum"
@@ -61,7 +71,7 @@ def read_poses(path: str | os.PathLike, fmt: str = "auto") -> tuple[np.ndarray, 
     path = Path(path)
     if fmt == "auto":
         fmt = detect_format(path)
-    rows = _numeric_rows(path)
+    rows = read_numeric_rows(path)
     times = None
     if fmt == "tum":
         if any(len(r) != 8 for r in rows):

@@ -82,7 +82,7 @@ import numpy as np
 
 from .camera import check_poses
 from .errors import InputError
-from .posefile import read_poses
+from .posefile import read_numeric_rows, read_poses
 
 PRESET_DIR = Path(__file__).resolve().parent / "trajectories"
 
@@ -144,31 +144,9 @@ def _resolve(spec: str | os.PathLike) -> tuple[Path, str]:
 # ---------------------------------------------------------------------------------------------
 
 def _read_rows(path: Path) -> list[list[float]]:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"trajectory file {path} does not exist", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"trajectory file {path} cannot be read as text ({exc})",
-                         "give an InSpatio 3-line keyframe file or a TUM/KITTI/4x4 pose file") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].replace(",", " ").strip()
-        if not line:
-            continue
-        try:
-            vals = [float(v) for v in line.split()]
-        except ValueError:
-            raise InputError(f"trajectory file {path}, line {lineno}: '{line[:60]}' is not numbers",
-                             "every non-comment line must hold only numbers") from None
-        if not all(np.isfinite(vals)):
-            raise InputError(f"trajectory file {path}, line {lineno} holds NaN or infinity",
-                             "give finite numbers")
-        rows.append(vals)
-    if not rows:
-        raise InputError(f"trajectory file {path} holds no numbers",
-                         "give 3 lines (pitch degrees, yaw degrees, radius) or one pose per line")
-    return rows
+    return read_numeric_rows(
+        path, "trajectory file", "give an InSpatio 3-line keyframe file or a TUM/KITTI/4x4 pose file",
+        "give 3 lines (pitch degrees, yaw degrees, radius) or one pose per line", finite=True)
 
 
 def parse_inspatio_keyframes(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
