@@ -128,12 +128,18 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--no-shift", action="store_true", help="skip the lateral-shift scores")
     p.add_argument("--save", help="folder for side-by-side pictures (render above, truth below)")
+    p.add_argument("--config", metavar="YAML",
+                   help="ROS 2 parameter file with render.* settings (see config/render.yaml)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from .config import load_render_settings
+
+    settings = load_render_settings(args.config) if args.config else None
     world = World.load(args.world)
-    report = evaluate(world, args.gt, device=args.device, shifts=not args.no_shift, save_dir=args.save)
+    report = evaluate(world, args.gt, device=args.device, shifts=not args.no_shift, save_dir=args.save,
+                      settings=settings)
     j = report.as_json()
 
     def fmt(v, unit=""):

@@ -14,7 +14,7 @@ import numpy as np
 from .camera import Intrinsics
 from .errors import InputError
 from .progress import progress
-from .render import Renderer
+from .render import Renderer, RenderSettings
 from .trajectory import list_presets, load_trajectory
 from .world import World
 
@@ -40,13 +40,13 @@ def parse_size(text: str) -> tuple[int, int]:
 def render_trajectory(world: World, traj_spec: str, output: str | Path, *, frames: int = 49,
                       reference_frame: int = 0, look_at_depth: float | None = None, fps: float = 10.0,
                       fixed_time: float | None = None, size: tuple[int, int] | None = None,
-                      device: str = "auto", batch: int = 4) -> dict:
+                      device: str = "auto", batch: int = 4, settings: RenderSettings | None = None) -> dict:
     from .video import write_video
 
     if not 0 <= reference_frame < len(world.frame_c2w):
         raise InputError(f"--frame {reference_frame} is not a source frame of the world",
                          f"give 0..{len(world.frame_c2w) - 1}")
-    renderer = Renderer(world, device)
+    renderer = Renderer(world, device, settings)
     ref = world.frame_c2w[reference_frame]
     t_ref = float(world.frame_time[reference_frame])
     depth = look_at_depth if look_at_depth is not None else scene_depth(renderer, ref, t_ref)
@@ -81,15 +81,20 @@ def register(subparsers) -> None:
     p.add_argument("--look-at-depth", type=float, help="orbit distance in metres (default: median scene depth)")
     p.add_argument("--time", type=float, help="render every frame at this recording time (s)")
     p.add_argument("--size", help="output WxH (default: the world's image size)")
+    p.add_argument("--config", metavar="YAML",
+                   help="ROS 2 parameter file with render.* settings (see config/render.yaml)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    world = World.load(args.world)
+    from .config import load_render_settings
+
+    settings = load_render_settings(args.config) if args.config else None
     size = parse_size(args.size) if args.size else None
+    world = World.load(args.world)
     stats = render_trajectory(world, args.traj, args.output, frames=args.frames, reference_frame=args.frame,
                               look_at_depth=args.look_at_depth, fps=args.fps, fixed_time=args.time,
-                              size=size, device=args.device)
+                              size=size, device=args.device, settings=settings)
     print(f"wrote {args.output}: {stats['frames']} frames, orbit depth {stats['look_at_depth']:.1f} m, "
           f"coverage {stats['coverage']:.3f}")
     return 0

@@ -1,0 +1,143 @@
+"""Parameter files: ROS 2 YAML (``inspatio_ros: {ros__parameters: {...}}``) read without ROS.
+
+The layout is the one ``ros2 run ... --ros-args --params-file FILE`` reads, so one file serves the
+CLI (``--config FILE``) now and the node later::
+
+    inspatio_ros:
+      ros__parameters:
+        render.near: 0.05
+        render.depth_tolerance: 0.02
+        render:                  # nested maps are the same as dotted names, as in ROS 2
+          max_splat_px: 4
+
+The node key may be ``inspatio_ros``, a namespaced ``/ns/inspatio_ros`` or the wildcard ``/**``;
+sections of other nodes are ignored.
+Renderer parameters are ``render.<field>`` for every field of
+:class:`inspatio_ros.render.RenderSettings`; a parameter's type is its default's type. Float
+parameters also accept integers here; ROS 2 itself rejects ``1`` for a double parameter, so write
+``1.0`` in files meant for the node.
+Unknown names, wrong types and values out of range are an :class:`InputError` naming the
+parameter and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .render import RenderSettings
+
+NODE_NAME = "inspatio_ros"
+RENDER_PREFIX = "render."
+
+# Checks beyond the type: (test, what a valid value is).
+_RANGES = {
+    "near": (lambda v: v > 0, "a distance > 0 in metres, e.g. 0.05"),
+    "depth_tolerance": (lambda v: 0 <= v < 1, "a relative tolerance in [0, 1), e.g. 0.02"),
+    "max_splat_px": (lambda v: 0 <= v <= 64, "0..64 pixels (0: no surfel expansion)"),
+    "hole_fill_levels": (lambda v: 0 <= v <= 16, "0..16 levels (0: no hole filling)"),
+    "background": (lambda v: all(0 <= c <= 255 for c in v), "three integers 0..255, e.g. [0, 0, 0]"),
+}
+
+
+def render_parameters(settings: RenderSettings | None = None) -> dict[str, Any]:
+    """``{"render.near": 0.05, ...}``: the parameter names and values of ``settings``."""
+    settings = settings or RenderSettings()
+    return {RENDER_PREFIX + f.name: _plain(getattr(settings, f.name)) for f in dataclasses.fields(RenderSettings)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def read_parameters(path: str | Path) -> dict[str, Any]:
+    """The node's ``ros__parameters`` of a ROS 2 parameter file, flattened to dotted names."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file {path} does not exist", "give a YAML parameter file, e.g. config/render.yaml")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise InputError(f"config file {path} is not valid YAML{at}",
+                         "fix the syntax; see config/render.yaml for the layout") from None
+    layout = f"write '{NODE_NAME}:' then 'ros__parameters:' then the parameters, as in config/render.yaml"
+    if not isinstance(doc, dict):
+        raise InputError(f"config file {path} has no '{NODE_NAME}' section", layout)
+    # Sections of other nodes are left to them (one file may configure several nodes).
+    nodes = [k for k in doc if isinstance(k, str) and k.rstrip("/").split("/")[-1] in (NODE_NAME, "**")]
+    if not nodes:
+        found = f" (it has {', '.join(repr(k) for k in doc)})" if doc else ""
+        raise InputError(f"config file {path} has no '{NODE_NAME}' section{found}", layout)
+    params: dict[str, Any] = {}
+    for node in nodes:
+        section = doc[node]
+        if not isinstance(section, dict) or set(section) != {"ros__parameters"}:
+            raise InputError(f"config file {path}: '{node}' does not hold exactly one 'ros__parameters' map", layout)
+        body = section["ros__parameters"] or {}
+        if not isinstance(body, dict):
+            raise InputError(f"config file {path}: '{node}.ros__parameters' is not a map", layout)
+        _flatten(body, "", params, path)
+    return params
+
+
+def _flatten(tree: dict, prefix: str, into: dict, path: Path) -> None:
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _flatten(value, name + ".", into, path)
+        elif name in into:
+            raise InputError(f"config file {path} sets parameter '{name}' twice", "keep one of them")
+        else:
+            into[name] = value
+
+
+def render_settings_from(params: dict[str, Any], source: str = "config",
+                         base: RenderSettings | None = None) -> RenderSettings:
+    """RenderSettings from dotted parameters; every name must be a known ``render.*`` parameter."""
+    base = base or RenderSettings()
+    known = render_parameters(base)
+    changes = {}
+    for name, value in params.items():
+        if name not in known:
+            close = ([RENDER_PREFIX + str(name)] if RENDER_PREFIX + str(name) in known
+                     else difflib.get_close_matches(str(name), known, n=1, cutoff=0.8))
+            hint = f"did you mean '{close[0]}'?" if close else f"known parameters: {', '.join(known)}"
+            raise InputError(f"{source}: unknown parameter '{name}'", hint)
+        field = name[len(RENDER_PREFIX):]
+        changes[field] = _check(name, field, value, known[name], source)
+    return dataclasses.replace(base, **changes)
+
+
+def _check(name: str, field: str, value, default, source: str):
+    ok, valid = _RANGES.get(field, (lambda v: True, "a value like the default"))
+    if isinstance(default, bool):
+        good = isinstance(value, bool)
+    elif isinstance(default, int):
+        good = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        good = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if good else value
+    elif isinstance(default, list):
+        good = (isinstance(value, list) and len(value) == len(default)
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        value = tuple(value) if good else value
+    else:
+        good = isinstance(value, type(default))
+    if not good:
+        raise InputError(f"{source}: parameter '{name}' is {value!r} ({type(value).__name__}), "
+                         f"not a {type(default).__name__}", f"give {valid}")
+    if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+        raise InputError(f"{source}: parameter '{name}' = {_plain(value)!r} is out of range", f"give {valid}")
+    return value
+
+
+def load_render_settings(path: str | Path) -> RenderSettings:
+    """RenderSettings from a ROS 2 parameter file (``--config``); unset parameters keep defaults."""
+    return render_settings_from(read_parameters(path), source=f"config file {path}")
