@@ -15,7 +15,7 @@ from .camera import Intrinsics
 from .errors import InputError
 from .progress import progress
 from .render import Renderer, RenderSettings
-from .trajectory import list_presets, load_trajectory
+from .trajectory import list_presets, load_trajectory, resolve_trajectory
 from .world import World
 
 
@@ -31,9 +31,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise InputError(f"size '{text}' is not WxH", "write it like 640x360") from None
+        raise InputError(f"--size '{text}' is not WxH", "write it like 640x360") from None
     if w < 8 or h < 8 or w > 8192 or h > 8192:
-        raise InputError(f"size {w}x{h} is out of range", "give 8..8192 pixels per side")
+        raise InputError(f"--size {w}x{h} is out of range", "give 8..8192 pixels per side")
     return w, h
 
 
@@ -91,6 +91,7 @@ def run(args) -> int:
 
     settings = load_render_settings(args.config) if args.config else None
     size = parse_size(args.size) if args.size else None
+    resolve_trajectory(args.traj)  # an unknown preset or missing file fails before the world loads
     world = World.load(args.world)
     stats = render_trajectory(world, args.traj, args.output, frames=args.frames, reference_frame=args.frame,
                               look_at_depth=args.look_at_depth, fps=args.fps, fixed_time=args.time,

@@ -123,7 +123,7 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def _resolve(spec: str | os.PathLike) -> tuple[Path, str]:
+def resolve_trajectory(spec: str | os.PathLike) -> tuple[Path, str]:
     """(file path, display name) for a file path or preset name."""
     path = Path(spec)
     if path.is_file():
@@ -338,7 +338,7 @@ def load_trajectory(spec: str | os.PathLike, reference_pose: np.ndarray | None =
     and 4x4 files are returned as they are, with the file's times (TUM) or ``i / fps``.
     ``fmt``: 'auto', 'inspatio', 'tum', 'kitti' or '4x4'.
     """
-    path, name = _resolve(spec)
+    path, name = resolve_trajectory(spec)
     fps = _check_positive("fps", fps)
     if fmt == "auto":
         fmt = detect_trajectory_format(path)
@@ -360,7 +360,7 @@ def load_trajectory(spec: str | os.PathLike, reference_pose: np.ndarray | None =
 
 
 __all__ = [
-    "Trajectory", "load_trajectory", "parse_inspatio_keyframes", "inspatio_orbit_poses",
+    "Trajectory", "load_trajectory", "resolve_trajectory", "parse_inspatio_keyframes", "inspatio_orbit_poses",
     "inspatio_relative_poses", "resample_keyframes", "detect_trajectory_format",
     "list_presets", "preset_path", "PRESET_DIR",
 ]

@@ -244,3 +244,23 @@ inspatio_ros:
     # By default push-pull hole filling (5 levels, ~32 px) paints the empty half with the wall.
     assert np.abs(a[0][right].mean((0, 1)) - (40, 160, 60)).max() < 20
     assert np.abs(b[0][left].mean((0, 1)) - (40, 160, 60)).max() < 20
+
+
+def test_render_checks_the_trajectory_before_loading_the_world(tmp_path):
+    """An unknown preset is reported even when the world file is missing (checked first)."""
+    line = one_error_line(run_cli("render", str(tmp_path / "absent.safetensors"), "--traj", "no_such_path",
+                                  "-o", str(tmp_path / "o.mp4")), "render")
+    assert "no_such_path" in line
+
+
+def test_output_into_a_closed_pipe_ends_quietly(wall_world):
+    """The reader goes away before the first line (like `| head` on long output): no traceback."""
+    env = dict(os.environ, INSPATIO_NO_PROGRESS="1")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes anything: its first write gets EPIPE
+    proc = subprocess.Popen([sys.executable, "-m", "inspatio_ros.cli", "info", str(wall_world)],
+                            stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(write_end)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
