@@ -19,6 +19,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",
+        "scipy>=1.10",
         "torch>=2.4",
         "safetensors>=0.4",
         "av>=11",
