@@ -141,3 +141,14 @@ def _check(name: str, field: str, value, default, source: str):
 def load_render_settings(path: str | Path) -> RenderSettings:
     """RenderSettings from a ROS 2 parameter file (``--config``); unset parameters keep defaults."""
     return render_settings_from(read_parameters(path), source=f"config file {path}")
+
+
+def add_config_argument(parser) -> None:
+    """The ``--config YAML`` option of the commands that render."""
+    parser.add_argument("--config", metavar="YAML",
+                        help="ROS 2 parameter file with render.* settings (see config/render.yaml)")
+
+
+def render_settings_from_args(args) -> RenderSettings | None:
+    """RenderSettings from ``--config`` (None: the defaults)."""
+    return load_render_settings(args.config) if args.config else None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import add_config_argument, render_settings_from_args
 from .errors import InputError
 from .ingest.sources import DepthMaps, open_input
 from .metrics import depth_abs_rel, psnr, ssim
@@ -128,15 +129,12 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--no-shift", action="store_true", help="skip the lateral-shift scores")
     p.add_argument("--save", help="folder for side-by-side pictures (render above, truth below)")
-    p.add_argument("--config", metavar="YAML",
-                   help="ROS 2 parameter file with render.* settings (see config/render.yaml)")
+    add_config_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from .config import load_render_settings
-
-    settings = load_render_settings(args.config) if args.config else None
+    settings = render_settings_from_args(args)
     world = World.load(args.world)
     report = evaluate(world, args.gt, device=args.device, shifts=not args.no_shift, save_dir=args.save,
                       settings=settings)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera import Intrinsics
+from .config import add_config_argument, render_settings_from_args
 from .errors import InputError
 from .progress import progress
 from .render import Renderer, RenderSettings
@@ -81,15 +82,12 @@ def register(subparsers) -> None:
     p.add_argument("--look-at-depth", type=float, help="orbit distance in metres (default: median scene depth)")
     p.add_argument("--time", type=float, help="render every frame at this recording time (s)")
     p.add_argument("--size", help="output WxH (default: the world's image size)")
-    p.add_argument("--config", metavar="YAML",
-                   help="ROS 2 parameter file with render.* settings (see config/render.yaml)")
+    add_config_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from .config import load_render_settings
-
-    settings = load_render_settings(args.config) if args.config else None
+    settings = render_settings_from_args(args)
     size = parse_size(args.size) if args.size else None
     resolve_trajectory(args.traj)  # an unknown preset or missing file fails before the world loads
     world = World.load(args.world)
