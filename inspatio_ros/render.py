@@ -1,20 +1,24 @@
 """GPU point renderer: surfel z-buffer splatting with hole filling, batched over cameras.
 
-One code path for CUDA and CPU (plain PyTorch, no per-pixel or per-point Python loops).
+One code path for CUDA and CPU (plain PyTorch, no per-pixel or per-point Python loops); on CUDA
+the stages are compiled (torch.compile) into fused kernels, elsewhere they run eagerly.
 
 How a batch of B cameras (one image size) is rendered at sim time ``t``:
 
 1. **Centre z-buffer.** Every point alive at ``t`` is projected into every camera; a 64-bit key
    ``(depth bits << 32) | point index`` is reduced with ``scatter_reduce(amin)`` into its pixel,
    so each pixel keeps its nearest point centre (float32 bits of positive depths order like the
-   depths themselves). Cost: one pass over the points, independent of splat sizes.
+   depths themselves). Cost: one pass over the points, independent of splat sizes. A pixel's
+   depth is where its ray meets the winner's plane (exact on steep surfaces such as the road).
 2. **Surfel expansion (image space).** Each pixel's winning point is a small disk (the point's
    radius, its normal; a point without a normal faces the camera). For every neighbour within
    the largest projected radius, the disk's plane is intersected with this pixel's ray: if the
    hit lies inside the disk and is clearly in front of what the pixel holds (relative
    ``depth_tolerance``), the neighbour's surface wins. Points on one surface therefore never
    overwrite each other (the plane depth equals the pixel's own depth), while a close surface
-   covers the background that would show through the gaps between its point centres.
+   covers the background that would show through the gaps between its point centres. Ring by
+   ring (k = 1, 2, ... pixels away), only pixels with a neighbour centre more than k tolerances
+   in front are tested, so the interiors of surfaces cost almost nothing.
 3. **Hole filling.** Pixels still empty are filled by push-pull interpolation over an image
    pyramid of ``hole_fill_levels`` levels (holes up to about ``2**levels`` pixels wide); they are
    marked not covered. Pixels beyond that reach keep the background colour and NaN depth.
