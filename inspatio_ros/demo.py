@@ -75,7 +75,7 @@ def run(args) -> int:
     from .eval import evaluate
     from .fileio import atomic_write_text
     from .render_cli import render_trajectory
-    from .video import write_png
+    from .video import read_video, write_png
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,6 @@ def run(args) -> int:
     stats = render_trajectory(world, args.traj, video, frames=49, device=args.device)
     report = evaluate(world, default_scene_dir(), device=args.device, save_dir=out / "eval")
     # A contact sheet, top to bottom: the preview's first, quarter-way and middle frames.
-    from .video import read_video
-
     frames, _ = read_video(video)
     sheet = np.concatenate([frames[0], frames[len(frames) // 4], frames[len(frames) // 2]], axis=0)
     write_png(out / "preview.png", sheet)

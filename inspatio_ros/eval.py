@@ -20,6 +20,7 @@ from .ingest.sources import DepthMaps, open_input
 from .metrics import depth_abs_rel, psnr, ssim
 from .progress import progress
 from .render import Renderer, RenderSettings
+from .video import write_png
 from .world import World
 
 LATERAL_SHIFTS_M = (-2.0, -1.0, 1.0, 2.0)
@@ -103,13 +104,9 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
                 gt_rgb, _ = scene.render(shifted_pose(c2w, s), intr, t)
                 shift_scores[f"{s:+.0f}"].append(psnr(img, gt_rgb))
                 if save is not None and k == 0:
-                    from .video import write_png
-
                     write_png(save / f"shift{s:+.0f}m_render.png", img)
                     write_png(save / f"shift{s:+.0f}m_truth.png", gt_rgb)
         if save is not None:
-            from .video import write_png
-
             write_png(save / f"{fs.names[idx]}_compare.png", np.concatenate([rgb, truth], axis=0))
         report.per_frame.append(entry)
     report.psnr = float(np.mean(psnrs))

@@ -271,7 +271,7 @@ def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets: tuple[i
     """
     for off in offsets:
         nb = base + off
-        q = table[:, nb] if planar else table.index_select(0, nb).t()  # index_select: 3x faster on CPU                  # (8, A)
+        q = table[:, nb] if planar else table.index_select(0, nb).t()  # (8, A); index_select: 3x faster on CPU
         denom = q[3] * rx + q[4] * ry + q[5]
         z = q[6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
         ex, ey, ez = z * rx - q[0], z * ry - q[1], z - q[2]
@@ -412,7 +412,7 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
 
 def world_point_cloud(world, device: str | torch.device = "cpu") -> PointCloud:
     """Static and dynamic layers of a World as one PointCloud on ``device``."""
-    n_s, n_d = world.num_static, world.num_dynamic
+    n_s = world.num_static
     xyz = np.concatenate([world.static_xyz, world.dynamic_xyz])
     rgb = np.concatenate([world.static_rgb, world.dynamic_rgb])
     radius = np.concatenate([world.static_radius, world.dynamic_radius])

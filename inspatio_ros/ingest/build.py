@@ -13,7 +13,6 @@ then a build without depth stops with an error that says so.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..camera import Intrinsics, invert_pose, load_camera_info, parse_intrinsics
+from ..camera import Intrinsics, load_camera_info, parse_intrinsics
 from ..errors import InputError
 from ..posefile import read_poses
 from ..progress import progress
