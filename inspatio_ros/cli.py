@@ -16,6 +16,19 @@ from .errors import InputError
 COMMAND_MODULES = ["ingest.build", "render_cli", "eval", "info", "synth.cli", "demo"]
 
 
+def parse_size(text: str, minimum: int = 8, maximum: int = 8192) -> tuple[int, int]:
+    """``--size WxH`` -> (W, H); an InputError naming the flag and the fix otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size '{text}' is not WIDTHxHEIGHT", "write it like 640x360") from None
+    if w < minimum or h < minimum:
+        raise InputError(f"--size {text} is too small", f"give at least {minimum}x{minimum}, e.g. 640x360")
+    if w > maximum or h > maximum:
+        raise InputError(f"--size {text} is too large", f"give at most {maximum}x{maximum}")
+    return w, h
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inspatio-ros",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera import Intrinsics
+from .cli import parse_size
 from .config import add_config_argument, render_settings_from_args
 from .errors import InputError
 from .progress import progress
@@ -26,16 +27,6 @@ def scene_depth(renderer: Renderer, c2w: np.ndarray, t: float) -> float:
     depth = out.depth[0][out.coverage[0]].cpu().numpy()
     depth = depth[np.isfinite(depth)]
     return float(np.clip(np.median(depth), 1.0, 50.0)) if depth.size else 10.0
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size '{text}' is not WxH", "write it like 640x360") from None
-    if w < 8 or h < 8 or w > 8192 or h > 8192:
-        raise InputError(f"--size {w}x{h} is out of range", "give 8..8192 pixels per side")
-    return w, h
 
 
 def render_trajectory(world: World, traj_spec: str, output: str | Path, *, frames: int = 49,

@@ -4,20 +4,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..cli import parse_size
 from ..errors import InputError
 from .scene import KINDS
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` -> (W, H); an InputError naming the flag otherwise."""
-    parts = text.lower().split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise InputError(f"--size '{text}' is not WIDTHxHEIGHT", "write it like 640x360") from None
-    if w < 16 or h < 16:
-        raise InputError(f"--size {text} is too small", "give at least 16x16, e.g. 640x360")
-    return w, h
 
 
 def register(subparsers) -> None:
@@ -49,7 +38,7 @@ def _device(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from .generate import generate
 
-    size = parse_size(args.size)
+    size = parse_size(args.size, minimum=16)
     if args.frames < 2:
         raise InputError(f"--frames {args.frames} is too few", "give at least 2 frames")
     if args.moving_cars < 0:
