@@ -115,27 +115,28 @@ class WorldFuser:
         self.cloud: PointCloud | None = None
         self.render_settings = RenderSettings(hole_fill_levels=0)
 
-    def _current_cloud(self) -> PointCloud | None:
-        if not self.parts["xyz"]:
-            return None
+    def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
+        """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
+        new = PointCloud.from_arrays(xyz, rgb, radius, normal, device=self.device)
         if self.cloud is None:
-            self.cloud = PointCloud.from_arrays(np.concatenate(self.parts["xyz"]), np.concatenate(self.parts["rgb"]),
-                                                np.concatenate(self.parts["radius"]),
-                                                np.concatenate(self.parts["normal"]), device=self.device)
-        return self.cloud
+            self.cloud = new
+            return
+        old = self.cloud
+        self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
+                                  for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")))
 
     def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray) -> int:
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, depth, self.intr, c2w, self.settings)
         keep = np.ones(len(xyz), bool)
-        cloud = self._current_cloud()
+        cloud = self.cloud
         if cloud is not None and len(xyz):
             cams = Cameras.from_intrinsics(self.intr, c2w[None], self.device)
             out = render_points(cloud, cams, None, self.render_settings, return_index=True)
             covered = out.coverage[0].cpu().numpy()[valid]
             shown = out.depth[0].cpu().numpy()[valid]
-            index = out.point_index[0].cpu().numpy()[valid]
+            shown_radius = cloud.radius[out.point_index[0].clamp_min(0)].cpu().numpy()  # radius of the drawn surfel
+            existing_radius = shown_radius[valid]
             own_depth = (xyz - c2w[:3, 3]) @ c2w[:3, 2]
-            existing_radius = cloud.radius.cpu().numpy()[np.maximum(index, 0)]
             s = self.settings
             new_surface = np.abs(shown - own_depth) > s.novelty_tolerance * own_depth
             coarser = existing_radius > s.refine_ratio * rad
@@ -146,7 +147,7 @@ class WorldFuser:
             self.parts["radius"].append(rad[keep])
             self.parts["normal"].append(nrm[keep])
             self.parts["frame"].append(np.full(int(keep.sum()), frame_id, np.int32))
-            self.cloud = None
+            self._append_to_cloud(xyz[keep], col[keep], rad[keep], nrm[keep])
         return int(keep.sum())
 
     def arrays(self):
