@@ -26,6 +26,7 @@ setup(
         "pillow>=9",
         "pyyaml>=6",
         "tqdm>=4.60",
+        "cyclonedds>=0.10",
     ],
     extras_require={"test": ["pytest>=7"]},
     zip_safe=True,
@@ -34,5 +35,9 @@ setup(
     description="A recorded driving or robot video as an explorable 4D world, and a ROS 2 sensor simulator on it.",
     license="Apache-2.0",
     tests_require=["pytest"],
-    entry_points={"console_scripts": ["inspatio-ros = inspatio_ros.cli:main"]},
+    entry_points={"console_scripts": [
+        "inspatio-ros = inspatio_ros.cli:main",
+        # `ros2 run inspatio_ros sim_node --ros-args --params-file FILE` (rclpy transport)
+        "sim_node = inspatio_ros.ros.run_cli:ros_main",
+    ]},
 )

@@ -1,0 +1,528 @@
+"""The sensor-simulator node, written once against the Transport interface (ros/transport.py).
+
+Per tick: advance the sim clock, move the ego (replay / pose / control / trajectory), render the
+cameras that are due in one batched call per image size, and hand the frame to a publisher thread
+that builds and sends the messages while the next frame renders. Every message of one render has
+the same header.stamp (the sim time rendered).
+
+Inputs are checked before they touch the state: a NaN, a jump beyond ``input.max_jump``, an
+unknown frame or an absurd control is dropped with a throttled warning (and counted in
+/diagnostics); the ego keeps its last good state and the node keeps running.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..camera import quaternion_to_matrix
+from ..config import render_settings_from
+from ..errors import InputError
+from ..sim.clock import SimClock
+from ..sim.rig import CameraSpec, load_rig
+from ..sim.simulator import SensorFrame, Simulator
+from ..sim.vehicle import BicycleModel, EgoState, UnicycleModel, check_pose_jump
+from .messages import DIAG_OK, DIAG_WARN, MessageBuilder, stamp_seconds
+from .params import split_parameters
+from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_IN, SENSOR_OUT, Qos
+
+log = logging.getLogger("inspatio_ros")
+
+# Topic names (relative ones resolve under the node's namespace, so remapping/namespaces work).
+POSE_TOPIC, ODOM_IN_TOPIC, CMD_VEL_TOPIC, ACKERMANN_TOPIC = "pose", "odom_in", "cmd_vel", "ackermann_cmd"
+ODOM_TOPIC, STATUS_TOPIC = "odom", "status"
+CONTROL_TOPICS = {"pause": "~/pause", "seek": "~/seek", "rate": "~/rate", "reset": "~/reset", "step": "~/step"}
+
+
+def camera_topics(name: str) -> dict[str, str]:
+    return {"image": f"{name}/image_raw", "camera_info": f"{name}/camera_info",
+            "depth": f"{name}/depth/image", "depth_info": f"{name}/depth/camera_info",
+            "points": f"{name}/points", "coverage": f"{name}/coverage",
+            "compressed": f"{name}/image_raw/compressed"}
+
+
+@dataclass
+class Stats:
+    renders: deque = field(default_factory=lambda: deque(maxlen=240))        # wall times of renders
+    render_ms: deque = field(default_factory=lambda: deque(maxlen=240))
+    publish_ms: deque = field(default_factory=lambda: deque(maxlen=240))
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=1000))    # pose in -> frame out
+    coverage: dict = field(default_factory=dict)
+    dropped_inputs: int = 0
+    frames_published: int = 0
+
+    def achieved_hz(self, now: float) -> float:
+        recent = [t for t in self.renders if now - t <= 2.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
+
+
+class SimNode:
+    """The simulator node. ``params`` are ROS 2 parameters (dotted names), e.g. from config/*.yaml."""
+
+    def __init__(self, transport, params: dict[str, Any], world=None, world_name: str | None = None):
+        self.t = transport
+        self.p, camera_params, render_params = split_parameters(params)
+        settings = render_settings_from(render_params, source="parameters")
+        if world is None:
+            world, world_name = load_world(self.p["world"])
+        if not camera_params:
+            camera_params = recorded_camera_parameters(world)
+        self.rig: list[CameraSpec] = load_rig(camera_params)
+        self.world_name = world_name or self.p["world"] or "default"
+        self.sim = Simulator(world, self.rig, device=self.p["device"], settings=settings,
+                             reference_camera=self.p["replay.reference_camera"] or None)
+        self.clock = SimClock(self.sim.path.start, self.sim.path.end, rate=self.p["clock.rate"],
+                              end_mode=self.p["clock.end_mode"])
+        self.mode = self.p["mode"]
+        self.lockstep = bool(self.p["lockstep"])
+        self.msgs = MessageBuilder(transport)
+        self.stats = Stats()
+        self._warned: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+        start = self.sim.path.start
+        self.map_from_base = self.sim.recorded_base_pose(start, self.p["replay.lateral_offset"])
+        self.ego = EgoState.from_pose_matrix(self.map_from_base)
+        self.velocity = (np.zeros(3), np.zeros(3))          # linear, angular in base_link
+        self._pose_received_wall: float | None = None
+        self._last_sim = self.clock.sim_time
+        self._step_requests = 0
+        self._lockstep_pose: tuple[float, np.ndarray, float] | None = None
+        self._trajectory = self._load_trajectory() if self.mode == "trajectory" else None
+        self.unicycle = UnicycleModel(max_speed=self.p["vehicle.max_speed"], max_yaw_rate=self.p["vehicle.max_yaw_rate"],
+                                      max_accel=self.p["vehicle.max_accel"],
+                                      timeout_s=self.p["vehicle.command_timeout"])
+        self.bicycle = BicycleModel(wheelbase=self.p["vehicle.wheelbase"], max_steer=self.p["vehicle.max_steer"],
+                                    max_steer_rate=self.p["vehicle.max_steer_rate"],
+                                    max_accel=self.p["vehicle.max_accel"], max_decel=self.p["vehicle.max_decel"],
+                                    max_speed=self.p["vehicle.max_speed"], timeout_s=self.p["vehicle.command_timeout"])
+        self.vehicle = None                                  # the model of the last control received
+
+        self._make_publishers()
+        self._make_subscriptions()
+        self._next_due = {c.name: self.clock.sim_time for c in self.rig}
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspatio_publish")
+        self._inflight: Future | None = None
+        self._last_clock_pub = -math.inf
+        self._last_status = -math.inf
+        self._last_diag = -math.inf
+        self._stop = threading.Event()
+        self._publish_static_tf()
+
+    # -- wiring ------------------------------------------------------------------------------
+    def _qos(self, key: str, default: Qos) -> Qos:
+        rel = self.p[f"qos.{key}.reliability"] or default.reliability
+        depth = self.p[f"qos.{key}.depth"] or default.depth
+        return Qos(rel, default.durability, depth)
+
+    def _make_publishers(self) -> None:
+        pub = self.t.create_publisher
+        self.cam_pubs: dict[str, dict[str, Any]] = {}
+        for cam in self.rig:
+            topics = camera_topics(cam.name)
+            pubs = {"camera_info": pub("sensor_msgs/msg/CameraInfo", topics["camera_info"],
+                                       self._qos("camera_info", SENSOR_OUT))}
+            if "image" in cam.outputs:
+                pubs["image"] = pub("sensor_msgs/msg/Image", topics["image"], self._qos("image", SENSOR_OUT))
+            if "depth" in cam.outputs:
+                pubs["depth"] = pub("sensor_msgs/msg/Image", topics["depth"], self._qos("depth", SENSOR_OUT))
+                pubs["depth_info"] = pub("sensor_msgs/msg/CameraInfo", topics["depth_info"],
+                                         self._qos("camera_info", SENSOR_OUT))
+            if "points" in cam.outputs:
+                pubs["points"] = pub("sensor_msgs/msg/PointCloud2", topics["points"], self._qos("points", SENSOR_OUT))
+            if "coverage" in cam.outputs:
+                pubs["coverage"] = pub("sensor_msgs/msg/Image", topics["coverage"], self._qos("coverage", SENSOR_OUT))
+            if "compressed" in cam.outputs:
+                pubs["compressed"] = pub("sensor_msgs/msg/CompressedImage", topics["compressed"],
+                                         self._qos("compressed", SENSOR_OUT))
+            self.cam_pubs[cam.name] = pubs
+        self.tf_pub = pub("tf2_msgs/msg/TFMessage", "/tf", self._qos("tf", DEFAULT)) if self.p["publish.tf"] else None
+        self.tf_static_pub = pub("tf2_msgs/msg/TFMessage", "/tf_static", LATCHED)
+        self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, self._qos("odom", DEFAULT))
+                         if self.p["publish.odom"] else None)
+        self.clock_pub = pub("rosgraph_msgs/msg/Clock", "/clock", self._qos("clock", CLOCK)) if self.p["clock.publish"] else None
+        self.status_pub = pub("inspatio_ros/msg/SimStatus", STATUS_TOPIC, self._qos("status", DEFAULT))
+        self.diag_pub = pub("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", self._qos("diagnostics", DEFAULT))
+
+    def _make_subscriptions(self) -> None:
+        sub = self.t.create_subscription
+        qin = self._qos("inputs", SENSOR_IN)
+        sub("geometry_msgs/msg/PoseStamped", POSE_TOPIC, self._guarded("pose", self.on_pose), qin)
+        sub("nav_msgs/msg/Odometry", ODOM_IN_TOPIC, self._guarded("odom_in", self.on_odometry), qin)
+        sub("geometry_msgs/msg/Twist", CMD_VEL_TOPIC, self._guarded("cmd_vel", self.on_twist), qin)
+        sub("ackermann_msgs/msg/AckermannDriveStamped", ACKERMANN_TOPIC,
+            self._guarded("ackermann_cmd", self.on_ackermann), qin)
+        ctl = Qos("reliable", "volatile", 10)
+        sub("std_msgs/msg/Bool", CONTROL_TOPICS["pause"], self._guarded("pause", self.on_pause), ctl)
+        sub("std_msgs/msg/Float64", CONTROL_TOPICS["seek"], self._guarded("seek", self.on_seek), ctl)
+        sub("std_msgs/msg/Float64", CONTROL_TOPICS["rate"], self._guarded("rate", self.on_rate), ctl)
+        sub("std_msgs/msg/Empty", CONTROL_TOPICS["reset"], self._guarded("reset", self.on_reset), ctl)
+        sub("std_msgs/msg/Empty", CONTROL_TOPICS["step"], self._guarded("step", self.on_step), ctl)
+
+    def _guarded(self, name: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Bad input -> a throttled warning and a dropped-input count; the node keeps running."""
+        def callback(msg):
+            try:
+                handler(msg)
+            except InputError as exc:
+                self.stats.dropped_inputs += 1
+                # Throttled per kind of problem (numbers stripped), so each kind is seen once.
+                self.warn(f"{name}:{re.sub(r'[0-9][0-9.e+-]*', '#', exc.problem)}", f"{name}: dropped: {exc}")
+        return callback
+
+    def warn(self, key: str, text: str, every_s: float = 2.0) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -math.inf) >= every_s:
+            self._warned[key] = now
+            log.warning(text)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _pose_from_msg(self, frame_id: str, stamp, pose, source: str) -> tuple[np.ndarray, float]:
+        frames = ("", self.p["frames.map"], self.p["frames.odom"])
+        if frame_id not in frames:
+            raise InputError(f"frame '{frame_id}' is unknown",
+                             f"send poses in '{self.p['frames.map']}' (or '{self.p['frames.odom']}', the same here)")
+        p, q = pose.position, pose.orientation
+        values = [p.x, p.y, p.z, q.x, q.y, q.z, q.w]
+        if not all(math.isfinite(v) for v in values):
+            raise InputError("the pose has NaN or infinite values", "send finite numbers")
+        n = math.sqrt(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2)
+        if not 0.9 < n < 1.1:
+            raise InputError(f"the orientation quaternion has norm {n:.3g}", "send a unit quaternion")
+        T = np.eye(4)
+        T[:3, :3] = quaternion_to_matrix(q.x / n, q.y / n, q.z / n, q.w / n)
+        T[:3, 3] = (p.x, p.y, p.z)
+        t_msg = stamp_seconds(stamp)
+        stale = self.p["input.stale_after"]
+        if t_msg > 0 and stale > 0 and not self.lockstep and t_msg < self.clock.sim_time - stale:
+            raise InputError(f"the {source} is {self.clock.sim_time - t_msg:.2f} s old",
+                             "stamp inputs with the node's /clock (use_sim_time:=true) or set input.stale_after 0")
+        dt = max(1e-3, t_msg - self.clock.sim_time) if t_msg > 0 else None
+        check_pose_jump(self.ego, T, dt, self.p["vehicle.max_speed"], self.p["input.max_jump"])
+        return T, t_msg
+
+    def _accept_pose(self, T: np.ndarray, t_msg: float) -> None:
+        if self.mode != "pose":
+            self.warn("pose_mode", f"a pose arrived in mode '{self.mode}': ignored (run with mode pose)", 10.0)
+            return
+        with self._lock:
+            self.map_from_base = T
+            self.ego = EgoState.from_pose_matrix(T)
+            self._pose_received_wall = time.perf_counter()
+            if self.lockstep:
+                self._lockstep_pose = (t_msg, T, self._pose_received_wall)
+
+    def on_pose(self, msg) -> None:
+        T, t_msg = self._pose_from_msg(msg.header.frame_id, msg.header.stamp, msg.pose, "pose")
+        self._accept_pose(T, t_msg)
+
+    def on_odometry(self, msg) -> None:
+        T, t_msg = self._pose_from_msg(msg.header.frame_id, msg.header.stamp, msg.pose.pose, "odometry")
+        self._accept_pose(T, t_msg)
+
+    def on_twist(self, msg) -> None:
+        if self.mode != "control":
+            self.warn("cmd_mode", f"cmd_vel arrived in mode '{self.mode}': ignored (run with mode control)", 10.0)
+            return
+        self.unicycle.command(msg.linear.x, msg.angular.z)
+        self.vehicle = self.unicycle
+
+    def on_ackermann(self, msg) -> None:
+        if self.mode != "control":
+            self.warn("cmd_mode", f"ackermann_cmd arrived in mode '{self.mode}': ignored (run with mode control)", 10.0)
+            return
+        d = msg.drive
+        # AckermannDrive: acceleration 0 means "as fast as allowed" (the model's limits).
+        self.bicycle.command(d.speed, d.steering_angle, acceleration=(d.acceleration or None))
+        self.vehicle = self.bicycle
+
+    def on_pause(self, msg) -> None:
+        self.clock.pause() if msg.data else self.clock.resume()
+
+    def on_seek(self, msg) -> None:
+        self.clock.seek(self.sim.path.start + float(msg.data))
+
+    def on_rate(self, msg) -> None:
+        self.clock.set_rate(float(msg.data))
+
+    def on_reset(self, msg) -> None:
+        with self._lock:
+            self.clock.reset()
+            self.map_from_base = self.sim.recorded_base_pose(self.clock.recording_time, self.p["replay.lateral_offset"])
+            self.ego = EgoState.from_pose_matrix(self.map_from_base)
+            self.vehicle = None
+
+    def on_step(self, msg) -> None:
+        self._step_requests += 1
+
+    # -- trajectory mode ---------------------------------------------------------------------
+    def _load_trajectory(self):
+        from ..trajectory import load_trajectory
+
+        spec = self.p["trajectory.file"]
+        if not spec:
+            raise InputError("mode trajectory needs trajectory.file", "give a trajectory file or preset name")
+        ref_world = self.sim.camera_pose(self.sim.recorded_base_pose(self.sim.path.start), self.sim.reference)
+        traj = load_trajectory(spec, ref_world, look_at_depth=self.p["trajectory.look_at_depth"],
+                               fps=self.p["trajectory.fps"])
+        base_from_optical = self.sim.reference.base_from_optical()
+        # Trajectory poses are of the reference camera, in the world frame.
+        poses = np.stack([self.sim.map_from_world @ c2w @ np.linalg.inv(base_from_optical) for c2w in traj.poses])
+        times = traj.times - traj.times[0]
+        return times, poses
+
+    def _trajectory_pose(self, elapsed: float) -> np.ndarray:
+        times, poses = self._trajectory
+        if len(times) == 1 or times[-1] <= 0:
+            return poses[0]
+        t = elapsed % times[-1]
+        i = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2))
+        a = (t - times[i]) / max(times[i + 1] - times[i], 1e-9)
+        out = poses[i].copy()
+        out[:3, 3] = (1 - a) * poses[i, :3, 3] + a * poses[i + 1, :3, 3]
+        return out
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _move_ego(self, sim_time: float, dt: float) -> None:
+        with self._lock:
+            if self.mode == "replay":
+                prev = self.map_from_base
+                self.map_from_base = self.sim.recorded_base_pose(self.clock.recording_time,
+                                                                 self.p["replay.lateral_offset"])
+                self.velocity = _body_velocity(prev, self.map_from_base, dt)
+            elif self.mode == "trajectory":
+                prev = self.map_from_base
+                self.map_from_base = self._trajectory_pose(sim_time - self._trajectory_start)
+                self.velocity = _body_velocity(prev, self.map_from_base, dt)
+            elif self.mode == "control" and self.vehicle is not None and dt > 0:
+                self.ego = self.vehicle.step(self.ego, dt)
+                self.map_from_base = self.ego.pose_matrix()
+                self.velocity = (np.array([self.ego.speed, 0.0, 0.0]), np.array([0.0, 0.0, self.ego.yaw_rate]))
+
+    def due_cameras(self, sim_time: float) -> list[CameraSpec]:
+        due = []
+        for cam in self.rig:
+            if sim_time + 1e-9 >= self._next_due[cam.name]:
+                due.append(cam)
+                period = 1.0 / cam.rate_hz
+                nxt = self._next_due[cam.name] + period
+                # Behind by more than a period (slow render, pause): skip ahead instead of bursting.
+                self._next_due[cam.name] = nxt if nxt > sim_time else sim_time + period
+        return due
+
+    def tick(self) -> SensorFrame | None:
+        """One free-running iteration: clock, ego, render what is due, publish. Returns the frame."""
+        self.clock.update()
+        sim_time = self.clock.sim_time
+        dt = sim_time - self._last_sim
+        self._last_sim = sim_time
+        self._move_ego(sim_time, dt)
+        self._publish_clock(sim_time)
+        due = self.due_cameras(sim_time)
+        frame = self._render_and_publish(sim_time, due) if due else None
+        self._publish_periodic(sim_time)
+        return frame
+
+    def lockstep_tick(self) -> SensorFrame | None:
+        """Render once per received pose (pose mode) or per ~/step request, else nothing."""
+        if self.mode == "pose":
+            with self._lock:
+                request, self._lockstep_pose = self._lockstep_pose, None
+            if request is None:
+                return None
+            t_msg, T, _ = request
+            stamp = t_msg if t_msg > 0 else self.clock.sim_time
+            if stamp > self.clock.sim_time:
+                self.clock.step(stamp - self.clock.sim_time)
+            self._publish_clock(stamp, force=True)
+            return self._render_and_publish(stamp, self.rig)
+        if self._step_requests <= 0:
+            return None
+        self._step_requests -= 1
+        period = 1.0 / max(c.rate_hz for c in self.rig)
+        self.clock.step(period)
+        sim_time = self.clock.sim_time
+        self._move_ego(sim_time, period)
+        self._last_sim = sim_time
+        self._publish_clock(sim_time, force=True)
+        return self._render_and_publish(sim_time, self.rig)
+
+    def spin(self, duration_s: float | None = None, max_frames: int | None = None) -> None:
+        """Run until stop(), the duration (wall seconds) or the number of rendered frames."""
+        self._trajectory_start = self.clock.sim_time
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        frames = 0
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if self.lockstep:
+                self.t.spin_once(0.01)
+                frame = self.lockstep_tick()
+            else:
+                self.t.spin_once(self._wait_s())
+                frame = self.tick()
+            if frame is not None:
+                frames += 1
+                if max_frames is not None and frames >= max_frames:
+                    break
+        self.flush()
+
+    def _wait_s(self) -> float:
+        """Wall time until the next camera is due (short, so inputs are handled promptly)."""
+        if self.clock.paused:
+            return 0.02
+        ahead = min(self._next_due.values()) - self.clock.sim_time
+        return float(np.clip(ahead / self.clock.rate, 0.0, 0.005))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def flush(self) -> None:
+        if self._inflight is not None:
+            self._inflight.result()
+            self._inflight = None
+
+    def close(self) -> None:
+        self.stop()
+        self.flush()
+        self._publisher.shutdown(wait=True)
+
+    # -- output ------------------------------------------------------------------------------
+    def _render_and_publish(self, stamp: float, cameras: list[CameraSpec]) -> SensorFrame:
+        with self._lock:
+            map_from_base = self.map_from_base.copy()
+            velocity = self.velocity
+            pose_wall, self._pose_received_wall = self._pose_received_wall, None
+        frame = self.sim.render(stamp, self.clock.recording_time, map_from_base, cameras)
+        self.stats.renders.append(time.monotonic())
+        self.stats.render_ms.append(frame.render_s * 1e3)
+        # One frame in flight: the previous frame's messages go out while this one rendered.
+        self.flush()
+        self._inflight = self._publisher.submit(self._publish_frame, frame, velocity, pose_wall)
+        return frame
+
+    def _publish_frame(self, frame: SensorFrame, velocity, pose_wall: float | None) -> None:
+        started = time.perf_counter()
+        m = self.msgs
+        stamp = frame.stamp
+        for cf in frame.cameras:
+            pubs = self.cam_pubs[cf.spec.name]
+            header = m.header(stamp, cf.spec.optical_frame)
+            pubs["camera_info"].publish(m.camera_info(header, cf.spec.intrinsics))
+            if "image" in pubs:
+                pubs["image"].publish(m.image(header, cf.rgb, "rgb8"))
+            if "depth" in pubs:
+                pubs["depth"].publish(m.image(header, cf.depth, "32FC1"))
+                pubs["depth_info"].publish(m.camera_info(header, cf.spec.intrinsics))
+            if "points" in pubs and cf.points is not None:
+                pubs["points"].publish(m.point_cloud(header, cf.points))
+            if "coverage" in pubs:
+                pubs["coverage"].publish(m.image(header, cf.coverage.view(np.uint8) * np.uint8(255), "mono8"))
+            if "compressed" in pubs:
+                pubs["compressed"].publish(m.compressed(header, cf.rgb, self.p["publish.jpeg_quality"]))
+            self.stats.coverage[cf.spec.name] = float(cf.coverage.mean())
+        if self.tf_pub is not None:
+            self.tf_pub.publish(m.tf([
+                m.transform_stamped(stamp, self.p["frames.map"], self.p["frames.odom"], np.eye(4)),
+                m.transform_stamped(stamp, self.p["frames.odom"], self.p["frames.base_link"], frame.map_from_base),
+            ]))
+        if self.odom_pub is not None:
+            self.odom_pub.publish(m.odometry(stamp, self.p["frames.odom"], self.p["frames.base_link"],
+                                             frame.map_from_base, velocity[0], velocity[1]))
+        done = time.perf_counter()
+        self.stats.publish_ms.append((done - started) * 1e3)
+        if pose_wall is not None:
+            self.stats.latency_ms.append((done - pose_wall) * 1e3)
+        self.stats.frames_published += 1
+
+    def _publish_static_tf(self) -> None:
+        m = self.msgs
+        stamp = self.clock.sim_time
+        transforms = []
+        for cam in self.rig:
+            transforms.append(m.transform_stamped(stamp, self.p["frames.base_link"], cam.link_frame, cam.base_from_link()))
+            transforms.append(m.transform_stamped(stamp, cam.link_frame, cam.optical_frame, cam.link_from_optical()))
+        self.tf_static_pub.publish(m.tf(transforms))
+
+    def _publish_clock(self, sim_time: float, force: bool = False) -> None:
+        # /clock at up to 100 Hz of sim time: enough for use_sim_time consumers, cheap.
+        if self.clock_pub is not None and (force or sim_time - self._last_clock_pub >= 0.01):
+            self._last_clock_pub = sim_time
+            self.clock_pub.publish(self.msgs.clock(sim_time))
+
+    def _publish_periodic(self, sim_time: float) -> None:
+        now = time.monotonic()
+        hz = self.stats.achieved_hz(now)
+        if self.p["publish.status_hz"] > 0 and now - self._last_status >= 1.0 / self.p["publish.status_hz"]:
+            self._last_status = now
+            self.status_pub.publish(self.msgs.status(
+                sim_time, self.p["frames.map"], self.world_name, self.clock.recording_time - self.sim.path.start,
+                self.clock.rate, self.clock.paused, self.mode, hz))
+        if self.p["publish.diagnostics_hz"] > 0 and now - self._last_diag >= 1.0 / self.p["publish.diagnostics_hz"]:
+            self._last_diag = now
+            self.diag_pub.publish(self.msgs.diagnostics(sim_time, *self.diagnostic_values(hz)))
+
+    def diagnostic_values(self, hz: float):
+        s = self.stats
+        lat = np.array(s.latency_ms) if s.latency_ms else None
+        target = max(c.rate_hz for c in self.rig)
+        values = {
+            "achieved_hz": hz, "target_hz": target,
+            "render_ms_mean": float(np.mean(s.render_ms)) if s.render_ms else float("nan"),
+            "publish_ms_mean": float(np.mean(s.publish_ms)) if s.publish_ms else float("nan"),
+            "pose_to_image_ms_p50": float(np.percentile(lat, 50)) if lat is not None else float("nan"),
+            "pose_to_image_ms_p99": float(np.percentile(lat, 99)) if lat is not None else float("nan"),
+            "dropped_inputs": s.dropped_inputs, "frames_published": s.frames_published,
+            "sim_time": self.clock.sim_time, "paused": self.clock.paused, "mode": self.mode,
+        }
+        for name, cov in s.coverage.items():
+            values[f"coverage.{name}"] = cov
+        slow = (not self.clock.paused and not self.lockstep and s.frames_published > 10
+                and hz < 0.8 * target * self.clock.rate)
+        level = DIAG_WARN if slow else DIAG_OK
+        message = f"rendering {hz:.1f} Hz of {target * self.clock.rate:.1f} Hz" if slow else "ok"
+        return f"{self.t.node_name}: simulator", self.world_name, level, message, values
+
+
+def _body_velocity(prev: np.ndarray, cur: np.ndarray, dt: float):
+    """Finite-difference linear and angular velocity in the body frame of ``cur``."""
+    if dt <= 0:
+        return np.zeros(3), np.zeros(3)
+    rot = cur[:3, :3]
+    linear = rot.T @ (cur[:3, 3] - prev[:3, 3]) / dt
+    d = prev[:3, :3].T @ rot
+    angle = math.acos(float(np.clip((np.trace(d) - 1) / 2, -1.0, 1.0)))
+    if angle < 1e-9:
+        return linear, np.zeros(3)
+    axis = np.array([d[2, 1] - d[1, 2], d[0, 2] - d[2, 0], d[1, 0] - d[0, 1]]) / (2 * math.sin(angle))
+    return linear, axis * angle / dt
+
+
+def recorded_camera_parameters(world, name: str = "front") -> dict[str, Any]:
+    """With no rig configured: one camera ``front`` like the one that recorded the world."""
+    k = world.intrinsics
+    return {"cameras.names": [name], f"cameras.{name}.width": int(k.width), f"cameras.{name}.height": int(k.height),
+            f"cameras.{name}.fx": float(k.fx), f"cameras.{name}.fy": float(k.fy),
+            f"cameras.{name}.cx": float(k.cx), f"cameras.{name}.cy": float(k.cy)}
+
+
+def load_world(path: str):
+    """A world file, or the embedded default world when ``path`` is empty."""
+    from ..world import World
+
+    if not path:
+        from ..demo import ensure_default_world
+
+        world_path = ensure_default_world()
+        return World.load(world_path), "default"
+    return World.load(path), path

@@ -1,0 +1,140 @@
+"""``inspatio-ros run [WORLD]``: the simulator node from the command line (and ``ros2 run``)."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from ..errors import InputError
+
+TRANSPORTS = ("auto", "rclpy", "dds")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="run the ROS 2 sensor-simulator node on a world (default: the embedded one)",
+        description="Run the simulator node: renders the camera rig of the config at the ego pose and publishes "
+                    "images, depth, clouds, camera_info, TF, odometry and /clock over ROS 2 (rclpy if installed, "
+                    "else the built-in ROS 2 wire-compatible DDS transport).")
+    p.add_argument("world", nargs="?", default=None, help="world file (.safetensors); none: the embedded default world")
+    p.add_argument("--config", action="append", default=[], metavar="YAML",
+                   help="ROS 2 parameter file (inspatio_ros: ros__parameters: ...); repeat to layer files")
+    p.add_argument("--transport", choices=TRANSPORTS, default="auto",
+                   help="auto: rclpy when it imports, else dds")
+    p.add_argument("--mode", choices=("replay", "pose", "control", "trajectory"), default=None,
+                   help="ego source (overrides the config's 'mode'); default replay")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="NAME:=VALUE",
+                   help="set one parameter, e.g. -p clock.rate:=2.0 (YAML value syntax)")
+    p.add_argument("--lockstep", action="store_true", help="render once per pose / ~/step request")
+    p.add_argument("--namespace", default="", help="ROS namespace of the node and its relative topics")
+    p.add_argument("--node-name", default="inspatio_ros", help="node name (default inspatio_ros)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    p.add_argument("--frames", type=int, default=None, help="stop after this many rendered frames")
+    p.set_defaults(func=run)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if ":=" not in text:
+        raise InputError(f"-p '{text}' is not NAME:=VALUE", "write it like -p clock.rate:=2.0")
+    name, value = text.split(":=", 1)
+    try:
+        return name.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise InputError(f"-p {name}: value '{value}' is not valid YAML", "quote strings, e.g. -p world:=w.safetensors") from None
+
+
+def collect_parameters(args) -> dict[str, Any]:
+    from ..config import read_parameters
+
+    params: dict[str, Any] = {}
+    for path in args.config:
+        params.update(read_parameters(path))
+    for text in args.param:
+        name, value = parse_param(text)
+        params[name] = value
+    if args.world:
+        params["world"] = args.world
+    if args.mode:
+        params["mode"] = args.mode
+    if args.lockstep:
+        params["lockstep"] = True
+    if "device" not in params and getattr(args, "device", "auto") != "auto":
+        params["device"] = args.device
+    return params
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s] %(levelname)s: %(message)s")
+
+
+def describe(node) -> str:
+    from .node import camera_topics
+
+    lines = [f"inspatio_ros node '{node.t.node_name}' on transport {node.t.name}: world {node.world_name}, "
+             f"mode {node.mode}{' (lockstep)' if node.lockstep else ''}, device {node.sim.device}, "
+             f"recording {node.sim.path.start:.2f}..{node.sim.path.end:.2f} s"]
+    for cam in node.rig:
+        topics = camera_topics(cam.name)
+        outs = ", ".join(topics[o] if o in topics else o for o in ("camera_info", *cam.outputs))
+        lines.append(f"  camera {cam.name}: {cam.width}x{cam.height} @ {cam.rate_hz:g} Hz -> {outs}")
+    return "\n".join(lines)
+
+
+def run_node(transport, params: dict[str, Any], duration: float | None = None, frames: int | None = None) -> int:
+    from ..runtime import keep_freed_memory
+    from .node import SimNode
+
+    keep_freed_memory()
+    node = SimNode(transport, params)
+    print(describe(node), file=sys.stderr, flush=True)
+
+    def _stop(signum, _frame):
+        node.stop()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        started = time.monotonic()
+        node.spin(duration_s=duration, max_frames=frames)
+        took = time.monotonic() - started
+        print(f"published {node.stats.frames_published} frames in {took:.1f} s "
+              f"({node.stats.frames_published / max(took, 1e-9):.1f} Hz)", file=sys.stderr)
+    finally:
+        node.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+def run(args) -> int:
+    from .transport import make_transport
+
+    setup_logging()
+    params = collect_parameters(args)
+    transport = make_transport(args.transport, args.node_name, args.namespace)
+    try:
+        if transport.name == "rclpy":
+            # --ros-args parameters (none from this CLI) come first; ours override them.
+            params = {**transport.parameter_overrides(), **params}
+        return run_node(transport, params, args.duration, args.frames)
+    finally:
+        transport.shutdown()
+
+
+def ros_main(argv: list[str] | None = None) -> int:
+    """Entry point for ``ros2 run inspatio_ros sim_node --ros-args --params-file FILE``."""
+    from .rclpy_transport import RclpyTransport
+
+    setup_logging()
+    argv = sys.argv if argv is None else argv
+    transport = RclpyTransport("inspatio_ros", args=argv)
+    try:
+        return run_node(transport, transport.parameter_overrides())
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        transport.shutdown()

@@ -1,0 +1,246 @@
+"""The camera rig: which cameras the simulator renders, where they sit on the ego, what they publish.
+
+Cameras come from ROS 2 parameters (flat dotted names, as :func:`inspatio_ros.config.read_parameters`
+returns them)::
+
+    cameras.names: [front, left, right]     # default: one camera named front
+    cameras.front.width: 640                 # pixels (default 640)
+    cameras.front.height: 360                # pixels (default 360)
+    cameras.front.fx: 320.0                  # pinhole intrinsics in pixels: fx (required in this
+    cameras.front.fy: 320.0                  #   form), fy (default fx), cx, cy (default the centre,
+    cameras.front.cx: 319.5                  #   (width - 1) / 2 and (height - 1) / 2) ...
+    cameras.front.cy: 179.5
+    cameras.front.hfov_deg: 90.0             # ... or a horizontal FOV, square pixels, centred
+                                             #   (default 90 when no fx/fy/cx/cy is given)
+    cameras.front.xyz: [1.5, 0.0, 1.5]       # <cam>_link in base_link, metres (default [0, 0, 1.5])
+    cameras.front.rpy: [0.0, 0.0, 0.0]       # roll, pitch, yaw of <cam>_link in base_link, radians
+    cameras.front.rate_hz: 30.0              # publish rate (default 30)
+    cameras.front.outputs: [image, depth, points]   # subset of image, depth, points, coverage,
+                                                    #   compressed (default [image, depth, points])
+
+Frames (REP-103/105): ``base_link -> <name>_link -> <name>_optical_frame``. ``<name>_link`` is a
+body frame (x forward, y left, z up) placed by ``xyz``/``rpy``; the optical frame (z forward,
+x right, y down: the frame images, depth and points are in) is fixed to it by the rotation
+rpy = (-pi/2, 0, -pi/2). A camera with rpy 0 looks along base_link +x.
+
+Every bad parameter is an :class:`InputError` naming it and the fix.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..camera import Intrinsics, make_pose, rotation_from_rpy
+from ..errors import InputError
+
+PREFIX = "cameras."
+NAMES_PARAM = "cameras.names"
+OUTPUTS = ("image", "depth", "points", "coverage", "compressed")
+CAMERA_KEYS = ("width", "height", "fx", "fy", "cx", "cy", "hfov_deg", "xyz", "rpy", "rate_hz", "outputs")
+DEFAULT_NAMES = ("front",)
+DEFAULTS: dict[str, Any] = {
+    "width": 640,
+    "height": 360,
+    "hfov_deg": 90.0,
+    "xyz": [0.0, 0.0, 1.5],
+    "rpy": [0.0, 0.0, 0.0],
+    "rate_hz": 30.0,
+    "outputs": ["image", "depth", "points"],
+}
+
+# link_from_optical: optical z -> link +x, optical x -> link -y, optical y -> link -z.
+# Exactly rotation_from_rpy(-pi/2, 0, -pi/2), written without rounding noise.
+LINK_FROM_OPTICAL_ROTATION = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+_NAME_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One simulated camera: image size, pinhole intrinsics, mount on the ego, rate, outputs."""
+
+    name: str
+    width: int
+    height: int
+    intrinsics: Intrinsics
+    xyz: tuple[float, float, float] = (0.0, 0.0, 1.5)
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rate_hz: float = 30.0
+    outputs: tuple[str, ...] = ("image", "depth", "points")
+
+    @property
+    def link_frame(self) -> str:
+        return f"{self.name}_link"
+
+    @property
+    def optical_frame(self) -> str:
+        return f"{self.name}_optical_frame"
+
+    def base_from_link(self) -> np.ndarray:
+        """4x4 pose of ``<name>_link`` in ``base_link``."""
+        return make_pose(rotation_from_rpy(*self.rpy), self.xyz)
+
+    @staticmethod
+    def link_from_optical() -> np.ndarray:
+        """4x4 pose of ``<name>_optical_frame`` in ``<name>_link`` (a fixed rotation)."""
+        return make_pose(LINK_FROM_OPTICAL_ROTATION, (0.0, 0.0, 0.0))
+
+    def base_from_optical(self) -> np.ndarray:
+        """4x4 pose of the optical frame in ``base_link``: map_from_optical = map_from_base @ this."""
+        return self.base_from_link() @ self.link_from_optical()
+
+
+def load_rig(params: dict[str, Any], source: str = "parameters") -> list[CameraSpec]:
+    """The cameras of dotted parameters ``cameras.*`` (other parameters are ignored).
+
+    Without ``cameras.names`` the rig is one camera named ``front``; keys left out take the
+    defaults in :data:`DEFAULTS`.
+    """
+    cams = {k: v for k, v in params.items() if isinstance(k, str) and k.startswith(PREFIX)}
+    names = _names(cams.get(NAMES_PARAM, list(DEFAULT_NAMES)), source)
+    per_camera: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in cams.items():
+        if key == NAMES_PARAM:
+            continue
+        rest = key[len(PREFIX):]
+        cam, dot, field = rest.partition(".")
+        if not dot:
+            hint = "did you mean 'cameras.names'?" if difflib.get_close_matches(
+                key, [NAMES_PARAM], n=1, cutoff=0.6) else f"give '{NAMES_PARAM}' and 'cameras.<name>.<key>'"
+            raise InputError(f"{source}: unknown parameter '{key}'", hint)
+        if cam not in per_camera:
+            raise InputError(f"{source}: parameter '{key}' is for camera '{cam}', which is not in {NAMES_PARAM} "
+                             f"{list(names)}", _did_you_mean(cam, names, "camera", f"add '{cam}' to {NAMES_PARAM}"))
+        if field not in CAMERA_KEYS:
+            known = [f"{PREFIX}{cam}.{k}" for k in CAMERA_KEYS]
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(CAMERA_KEYS)}"
+            raise InputError(f"{source}: unknown parameter '{key}'", hint)
+        per_camera[cam][field] = value
+    return [_camera(name, per_camera[name], source) for name in names]
+
+
+def load_rig_file(path: str | Path) -> list[CameraSpec]:
+    """The rig of a ROS 2 parameter file (e.g. config/driving_rig.yaml)."""
+    from ..config import read_parameters
+
+    return load_rig(read_parameters(path), source=f"config file {path}")
+
+
+def rig_parameters(rig: list[CameraSpec]) -> dict[str, Any]:
+    """Dotted parameters that :func:`load_rig` turns back into ``rig`` (intrinsics as fx/fy/cx/cy)."""
+    params: dict[str, Any] = {NAMES_PARAM: [c.name for c in rig]}
+    for c in rig:
+        p = f"{PREFIX}{c.name}."
+        k = c.intrinsics
+        params.update({
+            p + "width": c.width, p + "height": c.height,
+            p + "fx": float(k.fx), p + "fy": float(k.fy), p + "cx": float(k.cx), p + "cy": float(k.cy),
+            p + "xyz": [float(v) for v in c.xyz], p + "rpy": [float(v) for v in c.rpy],
+            p + "rate_hz": float(c.rate_hz), p + "outputs": list(c.outputs),
+        })
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _did_you_mean(word: str, choices, what: str, otherwise: str) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {what} '{close[0]}'? Or {otherwise}" if close else otherwise
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _names(value, source: str) -> tuple[str, ...]:
+    fix = "give a list of camera names, e.g. [front, left, right]"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InputError(f"{source}: parameter '{NAMES_PARAM}' = {value!r} is not a non-empty list", fix)
+    seen: set[str] = set()
+    for name in value:
+        if not isinstance(name, str) or not _NAME_TOKEN.match(name) or "__" in name:
+            raise InputError(f"{source}: parameter '{NAMES_PARAM}' holds {name!r}, not a valid ROS name token",
+                             "use letters, digits and single underscores, not starting with a digit, e.g. front_left")
+        if name == "names":
+            raise InputError(f"{source}: parameter '{NAMES_PARAM}' holds 'names', which clashes with "
+                             f"'{NAMES_PARAM}' itself", "pick another camera name")
+        if name in seen:
+            raise InputError(f"{source}: parameter '{NAMES_PARAM}' lists '{name}' twice", "give each camera once")
+        seen.add(name)
+    return tuple(value)
+
+
+def _int(param: str, value, source: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+        raise InputError(f"{source}: parameter '{param}' = {value!r} is not a positive integer",
+                         "give a size in pixels, e.g. 640")
+    return int(value)
+
+
+def _float(param: str, value, source: str, ok, valid: str) -> float:
+    if not _is_number(value) or not math.isfinite(value) or not ok(value):
+        raise InputError(f"{source}: parameter '{param}' = {value!r} is out of range or not a number",
+                         f"give {valid}")
+    return float(value)
+
+
+def _vec3(param: str, value, source: str, valid: str) -> tuple[float, float, float]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(_is_number(v) and math.isfinite(v) for v in value)):
+        raise InputError(f"{source}: parameter '{param}' = {value!r} is not three finite numbers", f"give {valid}")
+    return tuple(float(v) for v in value)
+
+
+def _camera(name: str, given: dict[str, Any], source: str) -> CameraSpec:
+    p = f"{PREFIX}{name}."
+    width = _int(p + "width", given.get("width", DEFAULTS["width"]), source)
+    height = _int(p + "height", given.get("height", DEFAULTS["height"]), source)
+
+    pinhole = [k for k in ("fx", "fy", "cx", "cy") if k in given]
+    if pinhole and "hfov_deg" in given:
+        raise InputError(f"{source}: both '{p}hfov_deg' and '{p}{pinhole[0]}' are set",
+                         "give either fx/fy/cx/cy (pixels) or hfov_deg, not both")
+    if pinhole:
+        if "fx" not in given:
+            raise InputError(f"{source}: parameter '{p}fx' is missing while '{p}{pinhole[0]}' is set",
+                             "give fx (and optionally fy, cx, cy) in pixels, or hfov_deg instead")
+        focal = "a focal length > 0 in pixels, e.g. 525.0"
+        fx = _float(p + "fx", given["fx"], source, lambda v: v > 0, focal)
+        fy = _float(p + "fy", given.get("fy", fx), source, lambda v: v > 0, focal)
+        cx = _float(p + "cx", given.get("cx", (width - 1) / 2.0), source, lambda v: True,
+                    "the principal point's column in pixels")
+        cy = _float(p + "cy", given.get("cy", (height - 1) / 2.0), source, lambda v: True,
+                    "the principal point's row in pixels")
+        intrinsics = Intrinsics(fx, fy, cx, cy, width, height)
+    else:
+        hfov = _float(p + "hfov_deg", given.get("hfov_deg", DEFAULTS["hfov_deg"]), source,
+                      lambda v: 1.0 < v < 179.0, "a horizontal field of view between 1 and 179 degrees, e.g. 90.0")
+        intrinsics = Intrinsics.from_fov(width, height, hfov)
+
+    xyz = _vec3(p + "xyz", given.get("xyz", DEFAULTS["xyz"]), source,
+                "[x, y, z] of the camera in base_link in metres (x forward, y left, z up)")
+    rpy = _vec3(p + "rpy", given.get("rpy", DEFAULTS["rpy"]), source,
+                "[roll, pitch, yaw] of the camera in base_link in radians")
+    rate = _float(p + "rate_hz", given.get("rate_hz", DEFAULTS["rate_hz"]), source, lambda v: v > 0,
+                  "a rate > 0 in Hz, e.g. 30.0")
+
+    outputs = given.get("outputs", DEFAULTS["outputs"])
+    if not isinstance(outputs, (list, tuple)) or not outputs:
+        raise InputError(f"{source}: parameter '{p}outputs' = {outputs!r} is not a non-empty list",
+                         f"give a list of some of {', '.join(OUTPUTS)}")
+    for out in outputs:
+        if out not in OUTPUTS:
+            raise InputError(f"{source}: parameter '{p}outputs' holds unknown output {out!r}",
+                             _did_you_mean(str(out), OUTPUTS, "output", f"give some of {', '.join(OUTPUTS)}"))
+    if len(set(outputs)) != len(outputs):
+        raise InputError(f"{source}: parameter '{p}outputs' = {list(outputs)} lists an output twice",
+                         "give each output once")
+    return CameraSpec(name, width, height, intrinsics, xyz, rpy, rate, tuple(outputs))

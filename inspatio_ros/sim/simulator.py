@@ -1,0 +1,185 @@
+"""The simulator core: a world, a camera rig and the recorded path -> sensor frames (no ROS here).
+
+Frames (REP-103/105): the world file's frame is ``map``. A world whose up direction is not +z
+(built from a video without gravity, so in the first camera's OpenCV frame) is rotated so the
+recorded cameras' mean "up" (-y of the OpenCV camera) becomes +z: ``map_from_world``.
+
+The ego (``base_link``) in replay follows the recorded camera: the rig's reference camera (the one
+that recorded the video, by default the first) is put exactly on the recorded pose, so replay with
+the default rig reproduces the recording; ``base_link`` is wherever that camera's extrinsics place
+it. A lateral offset moves the ego along its own +y (left, REP-103).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..camera import invert_pose
+from ..errors import InputError
+from ..render import Cameras, Renderer, RenderSettings
+from .rig import CameraSpec
+
+
+@dataclass
+class CameraFrame:
+    """One camera's render, on the host, ready to become messages."""
+
+    spec: CameraSpec
+    rgb: np.ndarray                  # (H, W, 3) uint8
+    depth: np.ndarray                # (H, W) float32 metres along the optical axis, NaN unknown
+    coverage: np.ndarray             # (H, W) bool
+    points: np.ndarray | None        # (H, W, 4) float32 x, y, z (optical frame) + packed rgb, or None
+    map_from_optical: np.ndarray     # (4, 4)
+
+
+@dataclass
+class SensorFrame:
+    stamp: float                     # sim time the frame shows (header.stamp of every message)
+    recording_time: float            # moment of the recording rendered
+    map_from_base: np.ndarray        # ego pose
+    cameras: list[CameraFrame] = field(default_factory=list)
+    render_s: float = 0.0            # wall seconds spent rendering + copying to the host
+
+
+def gravity_alignment(world_c2w: np.ndarray) -> np.ndarray:
+    """``map_from_world``: identity for z-up worlds, else the rotation taking recorded 'up' to +z."""
+    up = -world_c2w[:, :3, 1].mean(axis=0)         # OpenCV camera y points down
+    norm = np.linalg.norm(up)
+    if norm < 1e-6:
+        return np.eye(4)
+    up = up / norm
+    if up[2] > np.cos(np.radians(30.0)):          # already z-up (synthetic and gravity-aware worlds)
+        return np.eye(4)
+    # Rotation taking `up` to +z (Rodrigues about up x z).
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(up, z)
+    s, c = np.linalg.norm(axis), float(up @ z)
+    if s < 1e-9:
+        rot = np.diag([1.0, -1.0, -1.0])          # up == -z: half turn about x
+    else:
+        k = axis / s
+        kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        rot = np.eye(3) + s * kx + (1 - c) * kx @ kx
+    out = np.eye(4)
+    out[:3, :3] = rot
+    return out
+
+
+class RecordedPath:
+    """The recorded camera path (all source frames, held-out ones included) in the map frame."""
+
+    def __init__(self, times: np.ndarray, map_from_camera: np.ndarray):
+        from scipy.spatial.transform import Rotation, Slerp
+
+        order = np.argsort(times)
+        self.times = np.asarray(times, np.float64)[order]
+        self.poses = np.asarray(map_from_camera, np.float64)[order]
+        if len(self.times) < 2:
+            raise InputError("the world has fewer than 2 source frames", "rebuild it from a video of 2 frames or more")
+        keep = np.concatenate([[True], np.diff(self.times) > 0])
+        self.times, self.poses = self.times[keep], self.poses[keep]
+        self._slerp = Slerp(self.times, Rotation.from_matrix(self.poses[:, :3, :3]))
+
+    @property
+    def start(self) -> float:
+        return float(self.times[0])
+
+    @property
+    def end(self) -> float:
+        return float(self.times[-1])
+
+    def camera_pose(self, t: float) -> np.ndarray:
+        t = float(np.clip(t, self.start, self.end))
+        i = int(np.clip(np.searchsorted(self.times, t) - 1, 0, len(self.times) - 2))
+        a = (t - self.times[i]) / (self.times[i + 1] - self.times[i])
+        out = np.eye(4)
+        out[:3, :3] = self._slerp([t]).as_matrix()[0]
+        out[:3, 3] = (1 - a) * self.poses[i, :3, 3] + a * self.poses[i + 1, :3, 3]
+        return out
+
+
+class Simulator:
+    """Renders a rig at an ego pose and a moment of the recording, all cameras batched per size."""
+
+    def __init__(self, world, rig: list[CameraSpec], *, device: str = "auto",
+                 settings: RenderSettings | None = None, reference_camera: str | None = None):
+        if not rig:
+            raise InputError("the camera rig is empty", "list at least one camera in cameras.names")
+        self.world = world
+        self.rig = list(rig)
+        self.renderer = Renderer(world, device, settings)
+        self.device = self.renderer.device
+        all_c2w = np.concatenate([world.frame_c2w, world.heldout_c2w]).astype(np.float64)
+        all_t = np.concatenate([world.frame_time, world.heldout_time]).astype(np.float64)
+        self.map_from_world = gravity_alignment(all_c2w)
+        self.world_from_map = invert_pose(self.map_from_world)
+        self.path = RecordedPath(all_t, self.map_from_world @ all_c2w)
+        names = [c.name for c in self.rig]
+        ref = reference_camera or names[0]
+        if ref not in names:
+            raise InputError(f"replay.reference_camera '{ref}' is not in the rig ({', '.join(names)})",
+                             "name one of the rig's cameras, the one that recorded the video")
+        self.reference = self.rig[names.index(ref)]
+        self._optical_from_base_ref = invert_pose(self.reference.base_from_optical())
+
+    # -- poses -------------------------------------------------------------------------------
+    def recorded_base_pose(self, recording_time: float, lateral_offset: float = 0.0) -> np.ndarray:
+        """``map_from_base`` that puts the reference camera on the recorded camera at that time."""
+        base = self.path.camera_pose(recording_time) @ self._optical_from_base_ref
+        if lateral_offset:
+            base = base.copy()
+            base[:3, 3] += lateral_offset * base[:3, 1]
+        return base
+
+    def camera_pose(self, map_from_base: np.ndarray, spec: CameraSpec) -> np.ndarray:
+        """World-frame OpenCV camera-to-world pose of ``spec`` (what the renderer takes)."""
+        return self.world_from_map @ map_from_base @ spec.base_from_optical()
+
+    # -- rendering ---------------------------------------------------------------------------
+    def render(self, stamp: float, recording_time: float, map_from_base: np.ndarray,
+               cameras: list[CameraSpec] | None = None) -> SensorFrame:
+        cameras = self.rig if cameras is None else cameras
+        started = time.perf_counter()
+        frame = SensorFrame(stamp=stamp, recording_time=recording_time, map_from_base=map_from_base)
+        groups: dict[tuple[int, int], list[CameraSpec]] = {}
+        for spec in cameras:
+            groups.setdefault((spec.width, spec.height), []).append(spec)
+        by_name = {}
+        for specs in groups.values():
+            c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
+            cams = Cameras.from_intrinsics([s.intrinsics for s in specs], c2w, self.device)
+            out = self.renderer.render(cams, recording_time)
+            want_points = [("points" in s.outputs) for s in specs]
+            clouds = organised_points(out.depth, out.rgb, cams.K) if any(want_points) else None
+            rgb, depth, cov = out.rgb.cpu().numpy(), out.depth.cpu().numpy(), out.coverage.cpu().numpy()
+            clouds = clouds.cpu().numpy() if clouds is not None else None
+            for i, s in enumerate(specs):
+                by_name[s.name] = CameraFrame(
+                    spec=s, rgb=rgb[i], depth=depth[i], coverage=cov[i],
+                    points=clouds[i] if (clouds is not None and want_points[i]) else None,
+                    map_from_optical=map_from_base @ s.base_from_optical())
+        frame.cameras = [by_name[s.name] for s in cameras]
+        frame.render_s = time.perf_counter() - started
+        return frame
+
+
+def organised_points(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 4) float32: optical-frame x, y, z from depth (NaN stays NaN) + rgb packed as float bits."""
+    b, h, w = depth.shape
+    dev = depth.device
+    u = torch.arange(w, device=dev, dtype=torch.float32)
+    v = torch.arange(h, device=dev, dtype=torch.float32)
+    fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
+    xn = (u[None, :] - cx[:, None]) / fx[:, None]        # (B, W)
+    yn = (v[None, :] - cy[:, None]) / fy[:, None]        # (B, H)
+    out = torch.empty((b, h, w, 4), device=dev, dtype=torch.float32)
+    out[..., 0] = depth * xn[:, None, :]
+    out[..., 1] = depth * yn[:, :, None]
+    out[..., 2] = depth
+    c = rgb.to(torch.int32)
+    packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    out[..., 3] = packed.view(torch.float32)
+    return out
