@@ -5,6 +5,10 @@ from setuptools import find_packages, setup
 
 package_name = "inspatio_ros"
 
+ROS_WHEELS = [f"ros-jazzy-{name}" for name in (
+    "rclpy", "rmw-fastrtps-cpp", "std-msgs", "std-srvs", "sensor-msgs", "geometry-msgs", "nav-msgs",
+    "rosgraph-msgs", "diagnostic-msgs", "rosidl-adapter")]
+
 setup(
     name=package_name,
     version="0.1.0",
@@ -28,7 +32,12 @@ setup(
         "tqdm>=4.60",
         "cyclonedds>=0.10",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # ROS 2 Jazzy's rclpy and message packages as wheels (for the rclpy transport without a ROS
+        # install, and for the tests, which talk to the node through a real rclpy node).
+        "ros": ROS_WHEELS,
+        "test": ["pytest>=7", *ROS_WHEELS],
+    },
     zip_safe=True,
     maintainer="inspatio_ros developers",
     maintainer_email="inspatio-ros@example.org",

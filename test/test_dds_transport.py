@@ -255,7 +255,7 @@ def test_simstatus_matches_msg_file():
         hint = hints[fname]
         got = hint.__metadata__[0] if typing.get_origin(hint) is typing.Annotated else hint
         assert got == idl_of[ftype], f"SimStatus.{fname}: {ftype} in the .msg, {got} in the IDL"
-    assert T.MESSAGE_TYPES["inspatio_ros/msg/SimStatus"] is T.SimStatus
+    assert T.MESSAGE_TYPES["inspatio_ros_interfaces/msg/SimStatus"] is T.SimStatus
 
 
 def test_defaults_and_keywords():

@@ -215,7 +215,7 @@ def test_pause_seek_rate_through_control_topics(world, tmp_path):
 
     dds = DdsTransport("status_reader")
     statuses, clocks = [], []
-    dds.create_subscription("inspatio_ros/msg/SimStatus", "/status", statuses.append, Qos())
+    dds.create_subscription("inspatio_ros_interfaces/msg/SimStatus", "/status", statuses.append, Qos())
     dds.create_subscription("rosgraph_msgs/msg/Clock", "/clock", clocks.append, Qos("best_effort"))
     pause = dds.create_publisher("std_msgs/msg/Bool", "/inspatio_ros/pause", Qos())
     seek = dds.create_publisher("std_msgs/msg/Float64", "/inspatio_ros/seek", Qos())

@@ -308,10 +308,10 @@ class DiagnosticArray(IdlStruct, typename="diagnostic_msgs::msg::dds_::Diagnosti
     status: sequence[DiagnosticStatus] = field(default_factory=list)
 
 
-# --- inspatio_ros (msg/SimStatus.msg) ----------------------------------------------------------
+# --- inspatio_ros_interfaces (msg/SimStatus.msg) ----------------------------------------------------------
 
 @dataclass
-class SimStatus(IdlStruct, typename="inspatio_ros::msg::dds_::SimStatus_"):
+class SimStatus(IdlStruct, typename="inspatio_ros_interfaces::msg::dds_::SimStatus_"):
     header: Header = field(default_factory=Header)
     world: str = ""
     sim_time: float64 = 0.0
@@ -374,5 +374,5 @@ MESSAGE_TYPES: dict[str, type] = {
     "diagnostic_msgs/msg/KeyValue": KeyValue,
     "diagnostic_msgs/msg/DiagnosticStatus": DiagnosticStatus,
     "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray,
-    "inspatio_ros/msg/SimStatus": SimStatus,
+    "inspatio_ros_interfaces/msg/SimStatus": SimStatus,
 }

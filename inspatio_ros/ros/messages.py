@@ -80,7 +80,7 @@ class MessageBuilder:
         self.KeyValue = cls("diagnostic_msgs/msg/KeyValue")
         self.DiagnosticStatus = cls("diagnostic_msgs/msg/DiagnosticStatus")
         self.DiagnosticArray = cls("diagnostic_msgs/msg/DiagnosticArray")
-        self.SimStatus = cls("inspatio_ros/msg/SimStatus")
+        self.SimStatus = cls("inspatio_ros_interfaces/msg/SimStatus")
 
     # -- small pieces ------------------------------------------------------------------------
     def time(self, t: float):

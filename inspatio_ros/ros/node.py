@@ -151,7 +151,7 @@ class SimNode:
         self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, self._qos("odom", DEFAULT))
                          if self.p["publish.odom"] else None)
         self.clock_pub = pub("rosgraph_msgs/msg/Clock", "/clock", self._qos("clock", CLOCK)) if self.p["clock.publish"] else None
-        self.status_pub = pub("inspatio_ros/msg/SimStatus", STATUS_TOPIC, self._qos("status", DEFAULT))
+        self.status_pub = pub("inspatio_ros_interfaces/msg/SimStatus", STATUS_TOPIC, self._qos("status", DEFAULT))
         self.diag_pub = pub("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", self._qos("diagnostics", DEFAULT))
 
     def _make_subscriptions(self) -> None:

@@ -43,9 +43,6 @@ class _RclpyPublisher:
 # Parameters every rclpy node declares itself (not ours to check).
 _ROS_BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 
-# Our own interface package's name in a ROS install (msg/ is built there by rosidl).
-_INTERFACE_PACKAGES = {"inspatio_ros": "inspatio_ros_interfaces"}
-
 
 class RclpyTransport:
     name = "rclpy"
@@ -68,12 +65,10 @@ class RclpyTransport:
     # -- types -------------------------------------------------------------------------------
     def _ros_class(self, type_name: str):
         pkg, kind, typ = type_name.split("/")
-        for module_pkg in (_INTERFACE_PACKAGES.get(pkg, pkg), pkg):
-            try:
-                return getattr(importlib.import_module(f"{module_pkg}.{kind}"), typ)
-            except (ImportError, AttributeError):
-                continue
-        return None
+        try:
+            return getattr(importlib.import_module(f"{pkg}.{kind}"), typ)
+        except (ImportError, AttributeError):
+            return None
 
     def _dds(self):
         if self._fallback is None:
