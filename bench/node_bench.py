@@ -1,0 +1,247 @@
+"""Node benchmark: the simulator node in its own process, measured from another through a transport.
+
+For each image size x camera count x (with / without point clouds):
+  * rate: the node free-runs in replay mode with every camera at --rate Hz; a DDS subscriber in
+    this process counts the images and depth maps per camera over --seconds (after a warm-up);
+  * latency: the node runs in pose + lockstep mode; this process sends a PoseStamped and times
+    until every camera's image and depth with that stamp have arrived (pose in -> images out),
+    --poses times; p50 / p99;
+  * memory: the node's resident memory (VmRSS) at the end of the rate run.
+``--soak MINUTES`` instead runs one configuration that long and prints its memory every 30 s.
+
+The subscriber is the built-in DDS transport for both node transports, so the numbers are the
+node's (a Fast DDS subscriber with OS-default socket buffers drops 1080p frames on its own side).
+
+usage: python bench/node_bench.py [--world W] [--transport dds rclpy] [--sizes 640x360 ...]
+                                  [--cameras 1 3] [--points both|on|off] [--device auto]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inspatio_ros.runtime import keep_freed_memory  # noqa: E402
+
+
+def rig_parameters(n: int, size: tuple[int, int], rate: float, points: bool) -> dict:
+    names = ["front", "left", "right"][:n] if n <= 3 else [f"cam{i}" for i in range(n)]
+    params = {"cameras.names": names}
+    yaws = {"front": 0.0, "left": math.pi / 2, "right": -math.pi / 2}
+    for name in names:
+        params.update({f"cameras.{name}.width": size[0], f"cameras.{name}.height": size[1],
+                       f"cameras.{name}.hfov_deg": 90.0, f"cameras.{name}.xyz": [0.0, 0.0, 1.5],
+                       f"cameras.{name}.rpy": [0.0, 0.0, float(yaws.get(name, 0.0))],
+                       f"cameras.{name}.rate_hz": float(rate),
+                       f"cameras.{name}.outputs": ["image", "depth", "points"] if points else ["image", "depth"]})
+    return params
+
+
+class Node:
+    def __init__(self, world, params: dict, transport: str, device: str, extra=()):
+        self.dir = Path(tempfile.mkdtemp(prefix="node_bench_"))
+        cfg = self.dir / "node.yaml"
+        cfg.write_text(yaml.safe_dump({"inspatio_ros": {"ros__parameters": {**params, "device": device}}}))
+        cmd = [sys.executable, "-m", "inspatio_ros.cli", "run", "--config", str(cfg), "--transport", transport, *extra]
+        if world:
+            cmd.insert(4, str(world))
+        self.log = open(self.dir / "node.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def check(self):
+        if self.proc.poll() is not None:
+            self.log.flush()
+            raise SystemExit(f"node exited:\n{(self.dir / 'node.log').read_text()[-3000:]}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def subscriber(names):
+    from inspatio_ros.ros.dds import DdsTransport
+    from inspatio_ros.ros.transport import SENSOR_OUT
+
+    t = DdsTransport("node_bench")
+    got = {}
+    for name in names:
+        for kind, topic in (("image", f"/{name}/image_raw"), ("depth", f"/{name}/depth/image")):
+            lst = got[(name, kind)] = []
+            t.create_subscription("sensor_msgs/msg/Image", topic,
+                                  lambda m, lst=lst: lst.append((time.perf_counter(), m.header.stamp.sec,
+                                                                 m.header.stamp.nanosec, len(m.data))), SENSOR_OUT)
+    return t, got
+
+
+def spin(t, seconds, node: Node | None = None, until=None):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t.spin_once(0.005)
+        if node is not None:
+            node.check()
+        if until is not None and until():
+            return True
+    return until() if until is not None else True
+
+
+def measure_rate(world, transport, size, n, points, rate, seconds, device, warmup):
+    params = rig_parameters(n, size, rate, points)
+    names = params["cameras.names"]
+    t, got = subscriber(names)
+    node = Node(world, params, transport, device)
+    try:
+        ok = spin(t, warmup, node, until=lambda: all(len(v) >= 5 for v in got.values()))
+        if not ok:
+            raise SystemExit(f"no images within {warmup} s:\n{(node.dir / 'node.log').read_text()[-2000:]}")
+        spin(t, 2.0, node)                       # past compilation / first-frame effects
+        for v in got.values():
+            v.clear()
+        start = time.perf_counter()
+        spin(t, seconds, node)
+        took = time.perf_counter() - start
+        hz = {k: len(v) / took for k, v in got.items()}
+        rss = node.rss_mb()
+    finally:
+        node.close()
+        t.shutdown()
+    return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss
+
+
+def measure_latency(world, transport, size, n, points, poses, device, warmup):
+    from inspatio_ros.ros.dds import DdsTransport
+    from inspatio_ros.ros.transport import SENSOR_IN
+
+    params = {**rig_parameters(n, size, 30.0, points), "mode": "pose", "lockstep": True,
+              "input.max_jump": 0.0}
+    names = params["cameras.names"]
+    t, got = subscriber(names)
+    pub_t = DdsTransport("node_bench_pose")
+    pose_pub = pub_t.create_publisher("geometry_msgs/msg/PoseStamped", "/pose", SENSOR_IN)
+    Pose = pub_t.message_class("geometry_msgs/msg/PoseStamped")
+    node = Node(world, params, transport, device)
+    lat = []
+    try:
+        spin(t, warmup, node, until=lambda: pose_pub.subscription_count() > 0)
+        spin(t, 1.0, node)
+        for i in range(poses + 3):
+            msg = Pose()
+            msg.header.frame_id = "map"
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 1 + i, 0
+            msg.pose.position.x = 0.01 * i
+            sent = time.perf_counter()
+            pose_pub.publish(msg)
+
+            def arrived(i=i):
+                return all(any(s == 1 + i for _, s, _, _ in v) for v in got.values())
+            timeout = warmup if i == 0 else 10.0
+            if not spin(t, timeout, node, until=arrived):
+                if i == 0:
+                    continue                          # the first pose may precede discovery
+                raise SystemExit(f"pose {i}: no images within 10 s")
+            last = max(tt for v in got.values() for tt, s, _, _ in v if s == 1 + i)
+            if i >= 3:                                # the first renders compile / warm caches
+                lat.append((last - sent) * 1e3)
+    finally:
+        node.close()
+        t.shutdown()
+        pub_t.shutdown()
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+
+
+def soak(world, transport, size, n, points, rate, minutes, device):
+    params = rig_parameters(n, size, rate, points)
+    t, got = subscriber(params["cameras.names"])
+    node = Node(world, params, transport, device)
+    try:
+        end = time.monotonic() + minutes * 60
+        print("| minute | images/s (front) | node RSS MB |\n|---:|---:|---:|", flush=True)
+        while time.monotonic() < end:
+            for v in got.values():
+                v.clear()
+            start = time.perf_counter()
+            spin(t, 30.0, node)
+            hz = len(got[(params["cameras.names"][0], "image")]) / (time.perf_counter() - start)
+            print(f"| {(time.monotonic() - end) / 60 + minutes:.1f} | {hz:.1f} | {node.rss_mb():.0f} |", flush=True)
+    finally:
+        node.close()
+        t.shutdown()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world", default="", help="world file (default: the embedded default world)")
+    ap.add_argument("--transport", nargs="+", default=["dds"], choices=["dds", "rclpy"])
+    ap.add_argument("--sizes", nargs="+", default=["640x360", "1280x720", "1920x1080"])
+    ap.add_argument("--cameras", nargs="+", type=int, default=[1, 3])
+    ap.add_argument("--points", choices=["both", "on", "off"], default="both")
+    ap.add_argument("--rate", type=float, default=60.0, help="each camera's target rate (Hz)")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--poses", type=int, default=30, help="latency samples per configuration")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--warmup", type=float, default=120.0, help="seconds allowed for start-up + compile")
+    ap.add_argument("--soak", type=float, default=0.0, help="minutes: memory soak of the first configuration")
+    ap.add_argument("--no-latency", action="store_true")
+    args = ap.parse_args()
+    keep_freed_memory()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+    if not args.world:
+        from inspatio_ros.demo import ensure_default_world
+
+        args.world = str(ensure_default_world(device="cpu" if args.device == "cpu" else "auto"))
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    points = {"both": [False, True], "on": [True], "off": [False]}[args.points]
+    world_mb = Path(args.world).stat().st_size / 2**20
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    print(f"node_bench: world {args.world} ({world_mb:.0f} MB), device {args.device} ({gpu}), "
+          f"{os.cpu_count()} CPUs, target {args.rate:g} Hz per camera, {time.strftime('%Y-%m-%d')}", flush=True)
+    if args.soak > 0:
+        soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device)
+        return 0
+    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | latency p50 ms | p99 ms | node RSS MB |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    for transport in args.transport:
+        for size in sizes:
+            for n in args.cameras:
+                for pts in points:
+                    img_hz, dep_hz, rss = measure_rate(args.world, transport, size, n, pts, args.rate, args.seconds,
+                                                       args.device, args.warmup)
+                    p50 = p99 = float("nan")
+                    if not args.no_latency:
+                        p50, p99 = measure_latency(args.world, transport, size, n, pts, args.poses, args.device,
+                                                   args.warmup)
+                    print(f"| {transport} | {size[0]}x{size[1]} | {n} | {'yes' if pts else 'no'} | {img_hz:.1f} | "
+                          f"{dep_hz:.1f} | {p50:.1f} | {p99:.1f} | {rss:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The node's ROS-free parts and its static files: parameters, simulator poses, message payloads,
+launch files, the interface package. (The node itself is tested across processes in test_node.py.)"""
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inspatio_ros.camera import Intrinsics, rotation_from_rpy
+from inspatio_ros.errors import InputError
+from inspatio_ros.ros.messages import MessageBuilder, points_from_depth, split_stamp
+from inspatio_ros.ros.params import NODE_PARAMETERS, split_parameters
+from inspatio_ros.ros.transport import resolve_topic
+from inspatio_ros.sim.rig import load_rig
+from inspatio_ros.sim.simulator import gravity_alignment, organised_points
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parameters_defaults_and_errors():
+    node, cams, render = split_parameters({"mode": "pose", "cameras.names": ["a"], "render.near": 0.1})
+    assert node["mode"] == "pose" and node["clock.rate"] == 1.0 and cams == {"cameras.names": ["a"]}
+    assert render == {"render.near": 0.1}
+    assert split_parameters({"clock.rate": 2})[0]["clock.rate"] == 2.0      # ints accepted for floats
+    with pytest.raises(InputError, match="did you mean 'clock.rate'"):
+        split_parameters({"clock.rat": 2.0})
+    with pytest.raises(InputError, match="'mode' = 'fly' is out of range"):
+        split_parameters({"mode": "fly"})
+    with pytest.raises(InputError, match="'lockstep' = 'yes' has the wrong type"):
+        split_parameters({"lockstep": "yes"})
+    with pytest.raises(InputError, match="clock.rate"):
+        split_parameters({"clock.rate": float("nan")})
+    assert all(isinstance(v[2], str) and v[2] for v in NODE_PARAMETERS.values())
+
+
+def test_topic_resolution_follows_ros_rules():
+    assert resolve_topic("front/image_raw", "", "sim") == "/front/image_raw"
+    assert resolve_topic("front/image_raw", "/car1", "sim") == "/car1/front/image_raw"
+    assert resolve_topic("~/pause", "car1", "sim") == "/car1/sim/pause"
+    assert resolve_topic("/tf", "car1", "sim") == "/tf"
+    with pytest.raises(InputError, match="not a valid ROS 2 name"):
+        resolve_topic("front/1image", "", "sim")
+
+
+def test_gravity_alignment_turns_recorded_up_into_z():
+    z_up = np.tile(np.eye(4), (3, 1, 1))
+    z_up[:, :3, :3] = rotation_from_rpy(0, 0, 0.3) @ np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]])
+    assert np.allclose(gravity_alignment(z_up), np.eye(4))
+    cv_world = np.tile(np.eye(4), (3, 1, 1))            # cameras in the first camera's frame: y down
+    m = gravity_alignment(cv_world)
+    assert np.allclose(m[:3, :3] @ np.array([0.0, -1.0, 0.0]), [0, 0, 1], atol=1e-9)
+    assert np.allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-12)
+
+
+def test_cloud_payload_is_depth_back_projected():
+    intr = Intrinsics(fx=50.0, fy=52.0, cx=20.5, cy=11.0, width=40, height=24)
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 30, (24, 40)).astype(np.float32)
+    depth[3, 4] = np.nan
+    rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    host = points_from_depth(depth, rgb, intr)
+    dev = organised_points(torch.from_numpy(depth)[None], torch.from_numpy(rgb)[None],
+                           torch.as_tensor(intr.K, dtype=torch.float32)[None])[0].numpy()
+    np.testing.assert_allclose(dev[..., :3], host[..., :3], rtol=1e-6, equal_nan=True)
+    assert np.array_equal(dev[..., 3].view(np.uint32), host[..., 3].view(np.uint32))
+    assert np.isnan(host[3, 4, :3]).all()
+    assert np.isclose(host[0, 0, 0], (0 - 20.5) / 50.0 * depth[0, 0])
+
+
+def test_message_builder_with_dds_types():
+    from inspatio_ros.ros.dds import DdsTransport
+
+    t = DdsTransport("builder_test", announce_node=False)
+    try:
+        m = MessageBuilder(t)
+        header = m.header(12.25, "front_optical_frame")
+        assert (header.stamp.sec, header.stamp.nanosec) == (12, 250_000_000)
+        depth = np.full((4, 6), 2.5, np.float32)
+        img = m.image(header, depth, "32FC1")
+        assert (img.width, img.height, img.step, img.is_bigendian) == (6, 4, 24, 0)
+        assert np.array_equal(np.frombuffer(img.data, "<f4").reshape(4, 6), depth)
+        info = m.camera_info(header, Intrinsics(100.0, 100.0, 3.0, 2.0, 6, 4))
+        assert list(info.k) == [100.0, 0.0, 3.0, 0.0, 100.0, 2.0, 0.0, 0.0, 1.0] and info.p[3] == 0.0
+        pose = np.eye(4)
+        pose[:3, :3] = rotation_from_rpy(0, 0, math.pi / 2)
+        pose[:3, 3] = (1, 2, 3)
+        tf = m.transform_stamped(1.0, "odom", "base_link", pose)
+        q = tf.transform.rotation
+        assert np.allclose([q.x, q.y, q.z, q.w], [0, 0, math.sin(math.pi / 4), math.cos(math.pi / 4)])
+        assert split_stamp(-0.5) == (-1, 500_000_000)
+    finally:
+        t.shutdown()
+
+
+def test_rig_presets_and_launch_files_agree():
+    from inspatio_ros.config import read_parameters
+
+    driving = load_rig(read_parameters(ROOT / "config" / "driving_rig.yaml"))
+    assert [c.name for c in driving] == ["front", "left", "right"]
+    assert len(load_rig(read_parameters(ROOT / "config" / "robot_rgbd.yaml"))) == 1
+    for launch, rig in (("driving.launch.py", "driving_rig.yaml"), ("robot.launch.py", "robot_rgbd.yaml")):
+        source = (ROOT / "launch" / launch).read_text()
+        tree = ast.parse(source)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+        assert f'"{rig}"' in source and (ROOT / "config" / rig).is_file()
+
+
+def test_interface_package_message_parses_with_rosidl():
+    parser = pytest.importorskip("rosidl_adapter.parser")
+    spec = parser.parse_message_file("inspatio_ros_interfaces", str(ROOT / "inspatio_ros_interfaces" / "msg" / "SimStatus.msg"))
+    assert [f.name for f in spec.fields] == ["header", "world", "sim_time", "rate", "paused", "mode", "achieved_hz"]
+    cmake = (ROOT / "inspatio_ros_interfaces" / "CMakeLists.txt").read_text()
+    assert '"msg/SimStatus.msg"' in cmake and "rosidl_generate_interfaces" in cmake
