@@ -268,6 +268,7 @@ def test_closed_loop_pure_pursuit_with_ackermann(tmp_path_factory, tmp_path):
     cam = {**CAMERA, "cameras.front.width": 64, "cameras.front.height": 40, "cameras.front.rate_hz": 10.0,
            "cameras.front.outputs": ["image", "depth"]}
     cfg = write_params(tmp_path / "loop.yaml", {**cam, "device": "cpu", "mode": "control", "clock.rate": 2.0,
+                                                 "vehicle.command_timeout": 1.0,
                                                  "clock.end_mode": "hold"})
     report = tmp_path / "controller.json"
     controller = [sys.executable, str(Path(__file__).with_name("pure_pursuit_controller.py")), str(world_path),

@@ -430,7 +430,7 @@ class SimNode:
                 pubs["coverage"].publish(m.image(header, cf.coverage.view(np.uint8) * np.uint8(255), "mono8"))
             if "compressed" in pubs:
                 pubs["compressed"].publish(m.compressed(header, cf.rgb, self.p["publish.jpeg_quality"]))
-            self.stats.coverage[cf.spec.name] = float(cf.coverage.mean())
+            self.stats.coverage[cf.spec.name] = cf.coverage_fraction
         if self.tf_pub is not None:
             self.tf_pub.publish(m.tf([
                 m.transform_stamped(stamp, self.p["frames.map"], self.p["frames.odom"], np.eye(4)),

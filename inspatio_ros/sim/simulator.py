@@ -30,9 +30,10 @@ class CameraFrame:
     spec: CameraSpec
     rgb: np.ndarray                  # (H, W, 3) uint8
     depth: np.ndarray                # (H, W) float32 metres along the optical axis, NaN unknown
-    coverage: np.ndarray             # (H, W) bool
+    coverage: np.ndarray | None      # (H, W) bool, or None when the camera does not publish it
     points: np.ndarray | None        # (H, W, 4) float32 x, y, z (optical frame) + packed rgb, or None
     map_from_optical: np.ndarray     # (4, 4)
+    coverage_fraction: float = 1.0   # share of pixels the world covered (the rest hole-filled)
 
 
 @dataclass
@@ -124,6 +125,8 @@ class Simulator:
                              "name one of the rig's cameras, the one that recorded the video")
         self.reference = self.rig[names.index(ref)]
         self._optical_from_base_ref = invert_pose(self.reference.base_from_optical())
+        self._host: dict = {}
+        self._flip = 0
 
     # -- poses -------------------------------------------------------------------------------
     def recorded_base_pose(self, recording_time: float, lateral_offset: float = 0.0) -> np.ndarray:
@@ -139,6 +142,16 @@ class Simulator:
         return self.world_from_map @ map_from_base @ spec.base_from_optical()
 
     # -- rendering ---------------------------------------------------------------------------
+    def _to_host(self, name: str, tensor: torch.Tensor) -> np.ndarray:
+        if self.device.type != "cuda":
+            return tensor.numpy()
+        key = (self._flip, name, tuple(tensor.shape), tensor.dtype)
+        buf = self._host.get(key)
+        if buf is None:
+            buf = self._host[key] = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        buf.copy_(tensor, non_blocking=True)
+        return buf.numpy()
+
     def render(self, stamp: float, recording_time: float, map_from_base: np.ndarray,
                cameras: list[CameraSpec] | None = None) -> SensorFrame:
         cameras = self.rig if cameras is None else cameras
@@ -148,19 +161,27 @@ class Simulator:
         for spec in cameras:
             groups.setdefault((spec.width, spec.height), []).append(spec)
         by_name = {}
+        self._flip ^= 1               # two host buffer sets: one being published, one being filled
         for specs in groups.values():
             c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
             cams = Cameras.from_intrinsics([s.intrinsics for s in specs], c2w, self.device)
             out = self.renderer.render(cams, recording_time)
             want_points = [("points" in s.outputs) for s in specs]
+            want_coverage = any("coverage" in s.outputs for s in specs)
             clouds = organised_points(out.depth, out.rgb, cams.K) if any(want_points) else None
-            rgb, depth, cov = out.rgb.cpu().numpy(), out.depth.cpu().numpy(), out.coverage.cpu().numpy()
-            clouds = clouds.cpu().numpy() if clouds is not None else None
+            # Only what is published leaves the device, into reused (pinned, on CUDA) buffers.
+            rgb = self._to_host("rgb", out.rgb)
+            depth = self._to_host("depth", out.depth)
+            cov = self._to_host("coverage", out.coverage) if want_coverage else None
+            seen = self._to_host("seen", out.coverage.float().mean(dim=(1, 2)))
+            clouds = self._to_host("points", clouds) if clouds is not None else None
+            if self.device.type == "cuda":
+                torch.cuda.current_stream(self.device).synchronize()
             for i, s in enumerate(specs):
                 by_name[s.name] = CameraFrame(
-                    spec=s, rgb=rgb[i], depth=depth[i], coverage=cov[i],
+                    spec=s, rgb=rgb[i], depth=depth[i], coverage=cov[i] if cov is not None else None,
                     points=clouds[i] if (clouds is not None and want_points[i]) else None,
-                    map_from_optical=map_from_base @ s.base_from_optical())
+                    coverage_fraction=float(seen[i]), map_from_optical=map_from_base @ s.base_from_optical())
         frame.cameras = [by_name[s.name] for s in cameras]
         frame.render_s = time.perf_counter() - started
         return frame
