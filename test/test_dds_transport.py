@@ -138,7 +138,7 @@ def plain(x):
     """A DDS message as the nested dicts ros_plain makes of the rclpy one."""
     if isinstance(x, IdlStruct):
         return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, (bytes, bytearray)):
+    if isinstance(x, (bytes, bytearray, memoryview)):
         return {"len": len(x), "sha1": hashlib.sha1(bytes(x)).hexdigest()}
     if isinstance(x, (list, tuple)):
         return [plain(e) for e in x]

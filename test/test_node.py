@@ -72,7 +72,7 @@ def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, tran
     probe.subscribe(Clock, "/clock", reliable=False)
     with NodeProcess(world, config(tmp_path), transport, tmp_path / "node.log") as node:
         got = probe.spin_until(lambda: first_complete_stamp(probe, list(topics)[:5]) is not None
-                               and len(probe.received["/clock"]) > 3, 60, node)
+                               and len(probe.received["/clock"]) > 3 and probe.received["/odom"], 60, node)
         assert got, node.log()
     stamp = first_complete_stamp(probe, list(topics)[:5])
     image = by_stamp(probe.received["/front/image_raw"], stamp)

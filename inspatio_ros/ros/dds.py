@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from cyclonedds.core import (
     ViewState,
     WaitSet,
 )
+from cyclonedds._clayer import ddspy_write
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.qos import Policy
@@ -163,6 +165,35 @@ def dds_qos(qos: Qos) -> DdsQos:
     return DdsQos(*policies)
 
 
+# Messages whose big uint8[] `data` is spliced into the CDR stream instead of going through the
+# Python serializer (which copies a payload four times, growing its buffer by doubling): value =
+# how many serialized bytes follow `data` (PointCloud2 has `bool is_dense` after it).
+_SPLICED_TAIL = {MESSAGE_TYPES["sensor_msgs/msg/Image"]: 0, MESSAGE_TYPES["sensor_msgs/msg/CompressedImage"]: 0,
+                 MESSAGE_TYPES["sensor_msgs/msg/PointCloud2"]: 1}
+_SPLICE_MIN_BYTES = 4096
+
+
+def _serialize_spliced(msg, tail: int) -> bytes:
+    """Classic CDR of ``msg`` built as (fields before data | length | data | fields after data).
+
+    The fields around ``data`` come from the regular serializer run on the message with empty
+    data, so the layout is the IDL's own; only the payload is joined in, in one copy.
+    """
+    data = msg.data
+    msg.data = b""
+    try:
+        small = msg.serialize(use_version_2=False)
+    finally:
+        msg.data = data
+    split = len(small) - tail
+    length_at = split - 4
+    if small[length_at:split] != b"\0\0\0\0" or small[1] != 1:   # empty length, little-endian CDR
+        raise RuntimeError(f"unexpected CDR layout for {type(msg).__name__}")
+    n = len(data)
+    pad = (-(split + n + tail)) % 4
+    return b"".join((small[:length_at], struct.pack("<I", n), data, small[split:], b"\0" * pad))
+
+
 class DdsPublisher:
     """What create_publisher returns."""
 
@@ -176,7 +207,12 @@ class DdsPublisher:
         if not isinstance(msg, self._cls):
             raise TypeError(f"publish on {self.topic} takes {self._cls.__name__}, not {type(msg).__name__}")
         try:
-            self._writer.write(msg)
+            if self._cls in _SPLICED_TAIL and len(msg.data) >= _SPLICE_MIN_BYTES:
+                ret = ddspy_write(self._writer._ref, _serialize_spliced(msg, _SPLICED_TAIL[self._cls]))
+                if ret < 0:
+                    raise DDSException(ret, f"Occurred while writing sample on {self.topic}")
+            else:
+                self._writer.write(msg)
         except DDSException as exc:
             if exc.code == _DDS_RETCODE_TIMEOUT:
                 self.dropped += 1
@@ -260,7 +296,8 @@ class DdsTransport:
         if isinstance(data, bytes):
             return data
         if isinstance(data, np.ndarray):
-            return np.ascontiguousarray(data).tobytes()
+            # No copy: the writer copies once when it serialises (see _serialize_spliced).
+            return memoryview(np.ascontiguousarray(data)).cast("B")
         if isinstance(data, (bytearray, memoryview)):
             return bytes(data)
         try:
