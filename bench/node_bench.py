@@ -84,52 +84,82 @@ class Node:
         self.log.close()
 
 
-def subscriber(names):
-    from inspatio_ros.ros.dds import DdsTransport
-    from inspatio_ros.ros.transport import SENSOR_OUT
+SUBSCRIBER = r"""
+import sys, time
+sys.path.insert(0, {root!r})
+from inspatio_ros.runtime import keep_freed_memory
+keep_freed_memory()
+from inspatio_ros.ros.dds import DdsTransport
+from inspatio_ros.ros.transport import SENSOR_OUT
+t = DdsTransport("node_bench_" + {cam!r}, announce_node=False)
+out = open({path!r}, "w", buffering=1)
+for kind, topic in (("image", "/{cam}/image_raw"), ("depth", "/{cam}/depth/image")):
+    t.create_subscription("sensor_msgs/msg/Image", topic, lambda m, kind=kind: out.write(
+        f"{{kind}} {{m.header.stamp.sec}} {{m.header.stamp.nanosec}} {{time.perf_counter()}}\n"), SENSOR_OUT)
+while True:
+    t.spin_once(0.01)
+"""
 
-    t = DdsTransport("node_bench")
-    got = {}
-    for name in names:
-        for kind, topic in (("image", f"/{name}/image_raw"), ("depth", f"/{name}/depth/image")):
-            lst = got[(name, kind)] = []
-            t.create_subscription("sensor_msgs/msg/Image", topic,
-                                  lambda m, lst=lst: lst.append((time.perf_counter(), m.header.stamp.sec,
-                                                                 m.header.stamp.nanosec, len(m.data))), SENSOR_OUT)
-    return t, got
+
+class Subscribers:
+    """One subscriber process per camera (a Python DDS reader deserialising 1080p frames is itself
+    CPU-bound: one process for all cameras would measure the reader, not the node). Receipt times
+    are perf_counter (CLOCK_MONOTONIC), comparable across processes."""
+
+    def __init__(self, names):
+        self.dir = Path(tempfile.mkdtemp(prefix="node_bench_sub_"))
+        self.paths = {c: self.dir / f"{c}.txt" for c in names}
+        self.procs = [subprocess.Popen([sys.executable, "-c", SUBSCRIBER.format(root=str(ROOT), cam=c, path=str(p))])
+                      for c, p in self.paths.items()]
+
+    def records(self):
+        """{(camera, kind): [(stamp_sec, stamp_nanosec, t_recv), ...]}"""
+        got = {}
+        for cam, path in self.paths.items():
+            for kind in ("image", "depth"):
+                got[(cam, kind)] = []
+            if path.exists():
+                for line in path.read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) == 4:
+                        got[(cam, parts[0])].append((int(parts[1]), int(parts[2]), float(parts[3])))
+        return got
+
+    def close(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
 
 
-def spin(t, seconds, node: Node | None = None, until=None):
+def wait_for(cond, seconds, node: Node | None = None, poll=0.05) -> bool:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        t.spin_once(0.005)
         if node is not None:
             node.check()
-        if until is not None and until():
+        if cond():
             return True
-    return until() if until is not None else True
+        time.sleep(poll)
+    return cond()
 
 
 def measure_rate(world, transport, size, n, points, rate, seconds, device, warmup):
     params = rig_parameters(n, size, rate, points)
     names = params["cameras.names"]
-    t, got = subscriber(names)
+    subs = Subscribers(names)
     node = Node(world, params, transport, device)
     try:
-        ok = spin(t, warmup, node, until=lambda: all(len(v) >= 5 for v in got.values()))
-        if not ok:
+        if not wait_for(lambda: all(len(v) >= 5 for v in subs.records().values()), warmup, node, 0.5):
             raise SystemExit(f"no images within {warmup} s:\n{(node.dir / 'node.log').read_text()[-2000:]}")
-        spin(t, 2.0, node)                       # past compilation / first-frame effects
-        for v in got.values():
-            v.clear()
+        time.sleep(2.0)                          # past compilation / first-frame effects
         start = time.perf_counter()
-        spin(t, seconds, node)
-        took = time.perf_counter() - start
-        hz = {k: len(v) / took for k, v in got.items()}
+        time.sleep(seconds)
+        end = time.perf_counter()
         rss = node.rss_mb()
+        got = subs.records()
     finally:
         node.close()
-        t.shutdown()
+        subs.close()
+    hz = {k: sum(start <= t <= end for _, _, t in v) / (end - start) for k, v in got.items()}
     return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss
 
 
@@ -140,15 +170,15 @@ def measure_latency(world, transport, size, n, points, poses, device, warmup):
     params = {**rig_parameters(n, size, 30.0, points), "mode": "pose", "lockstep": True,
               "input.max_jump": 0.0}
     names = params["cameras.names"]
-    t, got = subscriber(names)
-    pub_t = DdsTransport("node_bench_pose")
+    subs = Subscribers(names)
+    pub_t = DdsTransport("node_bench_pose", announce_node=False)
     pose_pub = pub_t.create_publisher("geometry_msgs/msg/PoseStamped", "/pose", SENSOR_IN)
     Pose = pub_t.message_class("geometry_msgs/msg/PoseStamped")
     node = Node(world, params, transport, device)
     lat = []
     try:
-        spin(t, warmup, node, until=lambda: pose_pub.subscription_count() > 0)
-        spin(t, 1.0, node)
+        wait_for(lambda: pose_pub.subscription_count() > 0, warmup, node)
+        time.sleep(1.0)
         for i in range(poses + 3):
             msg = Pose()
             msg.header.frame_id = "map"
@@ -158,39 +188,38 @@ def measure_latency(world, transport, size, n, points, poses, device, warmup):
             pose_pub.publish(msg)
 
             def arrived(i=i):
-                return all(any(s == 1 + i for _, s, _, _ in v) for v in got.values())
-            timeout = warmup if i == 0 else 10.0
-            if not spin(t, timeout, node, until=arrived):
+                return all(any(s == 1 + i for s, _, _ in v) for v in subs.records().values())
+            if not wait_for(arrived, warmup if i == 0 else 10.0, node, 0.002):
                 if i == 0:
                     continue                          # the first pose may precede discovery
                 raise SystemExit(f"pose {i}: no images within 10 s")
-            last = max(tt for v in got.values() for tt, s, _, _ in v if s == 1 + i)
+            last = max(t for v in subs.records().values() for s, _, t in v if s == 1 + i)
             if i >= 3:                                # the first renders compile / warm caches
                 lat.append((last - sent) * 1e3)
     finally:
         node.close()
-        t.shutdown()
+        subs.close()
         pub_t.shutdown()
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
 def soak(world, transport, size, n, points, rate, minutes, device):
     params = rig_parameters(n, size, rate, points)
-    t, got = subscriber(params["cameras.names"])
+    subs = Subscribers(params["cameras.names"][:1])
     node = Node(world, params, transport, device)
     try:
-        end = time.monotonic() + minutes * 60
-        print("| minute | images/s (front) | node RSS MB |\n|---:|---:|---:|", flush=True)
-        while time.monotonic() < end:
-            for v in got.values():
-                v.clear()
+        print("| minute | images/s (first camera) | node RSS MB |\n|---:|---:|---:|", flush=True)
+        t_end = time.monotonic() + minutes * 60
+        while time.monotonic() < t_end:
             start = time.perf_counter()
-            spin(t, 30.0, node)
-            hz = len(got[(params["cameras.names"][0], "image")]) / (time.perf_counter() - start)
-            print(f"| {(time.monotonic() - end) / 60 + minutes:.1f} | {hz:.1f} | {node.rss_mb():.0f} |", flush=True)
+            wait_for(lambda: False, 30.0, node, 0.5)
+            end = time.perf_counter()
+            imgs = subs.records()[(params["cameras.names"][0], "image")]
+            hz = sum(start <= t <= end for _, _, t in imgs) / (end - start)
+            print(f"| {minutes - (t_end - time.monotonic()) / 60:.1f} | {hz:.1f} | {node.rss_mb():.0f} |", flush=True)
     finally:
         node.close()
-        t.shutdown()
+        subs.close()
 
 
 def main() -> int:
