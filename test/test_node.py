@@ -282,3 +282,82 @@ def test_closed_loop_pure_pursuit_with_ackermann(tmp_path_factory, tmp_path):
     assert result["distance_m"] > 100.0, result                 # it really drove
     assert result["max_cross_track_m"] <= 0.5, result
     assert result["image_hz"] >= 0.9 * 10.0 * 0.9, result       # images kept flowing at rate (10 Hz sim)
+
+
+def test_follows_an_external_clock_with_use_sim_time(world, tmp_path, probe):
+    probe.subscribe(Image, "/front/image_raw")
+    probe.subscribe(Clock, "/clock", reliable=False)
+    clock_pub = probe.publisher(Clock, "/clock", reliable=False)
+    cfg = config(tmp_path, use_sim_time=True)
+    sent = []
+    with NodeProcess(world, cfg, "dds", tmp_path / "node.log") as node:
+        assert probe.spin_until(lambda: clock_pub.get_subscription_count() > 0, 60, node), node.log()
+        t = 100.0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(probe.received["/front/image_raw"]) < 8:
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = int(t), int(round((t % 1) * 1e9))
+            clock_pub.publish(msg)
+            sent.append(stamp_ns(msg.clock))
+            probe.spin_for(0.05)
+            t += 0.05
+        assert len(probe.received["/front/image_raw"]) >= 8, node.log()
+    stamps = [stamp_ns(m.header.stamp) for m in probe.received["/front/image_raw"]]
+    assert all(min(sent) <= s <= max(sent) for s in stamps), (stamps[:3], sent[:3])
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # The node does not publish a /clock of its own: every /clock seen is one this test sent.
+    assert {stamp_ns(m.clock) for m in probe.received["/clock"]} <= set(sent)
+
+
+def test_ego_follows_a_tf_lookup(world, tmp_path):
+    """mode pose with input.tf_child: the ego is map -> odom -> base_link from /tf (tf2_msgs through DDS)."""
+    from inspatio_ros.camera import matrix_to_quaternion
+    from inspatio_ros.ros.dds import DdsTransport
+    from inspatio_ros.ros.transport import SENSOR_OUT, Qos
+
+    sim, _ = _offline_render(world, np.eye(4))
+    start = sim.recorded_base_pose(sim.path.start)
+    target = start.copy()
+    target[:3, 3] += 3.0 * start[:3, 0] - 0.5 * start[:3, 1]
+    odom = np.eye(4)
+    odom[:3, 3] = (0.5, -0.25, 0.0)                       # a non-identity map -> odom
+    expected = sim.render(0.0, sim.path.start, target).cameras[0]
+
+    dds = DdsTransport("tf_source")
+    images = []
+    dds.create_subscription("sensor_msgs/msg/Image", "/front/image_raw", images.append, SENSOR_OUT)
+    tf_pub = dds.create_publisher("tf2_msgs/msg/TFMessage", "/tf", Qos("reliable", "volatile", 100))
+    TF, TS = dds.message_class("tf2_msgs/msg/TFMessage"), dds.message_class("geometry_msgs/msg/TransformStamped")
+
+    def stamped(parent, child, m, t):
+        ts = TS()
+        ts.header.frame_id, ts.child_frame_id = parent, child
+        ts.header.stamp.sec, ts.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
+        ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = (float(v) for v in m[:3, 3])
+        q = matrix_to_quaternion(m[:3, :3])
+        r = ts.transform.rotation
+        r.x, r.y, r.z, r.w = (float(v) for v in q)
+        return ts
+
+    cfg = config(tmp_path, mode="pose", lockstep=True, **{"input.tf_child": "base_link"})
+    try:
+        with NodeProcess(world, cfg, "dds", tmp_path / "node.log") as node:
+            deadline = time.monotonic() + 60
+            while tf_pub.subscription_count() == 0 and time.monotonic() < deadline:
+                assert node.alive(), node.log()
+                dds.spin_once(0.05)
+            dds.spin_once(1.0)
+            for _ in range(40):                               # until the node has matched us
+                tf_pub.publish(TF(transforms=[stamped("map", "odom", odom, 0.4),
+                                              stamped("odom", "base_link", np.linalg.inv(odom) @ target, 0.4)]))
+                end = time.monotonic() + 0.5
+                while time.monotonic() < end and not images:
+                    dds.spin_once(0.02)
+                if images:
+                    break
+            assert images, node.log()
+    finally:
+        dds.shutdown()
+    got = images[0]
+    assert (got.header.stamp.sec, got.header.stamp.nanosec) == (0, 400_000_000)
+    assert np.array_equal(np.frombuffer(bytes(got.data), np.uint8).reshape(expected.rgb.shape), expected.rgb)

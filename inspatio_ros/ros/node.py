@@ -97,6 +97,9 @@ class SimNode:
         self._pose_received_wall: float | None = None
         self._last_sim = self.clock.sim_time
         self._step_requests = 0
+        self._stamp_offset = 0.0            # external clock time - sim time (0: the node's own clock)
+        self._clock_anchored = False
+        self._tf_tree: dict[str, tuple[str, np.ndarray, float]] = {}   # child -> (parent, T, stamp)
         self._lockstep_pose: tuple[float, np.ndarray, float] | None = None
         self._trajectory = self._load_trajectory() if self.mode == "trajectory" else None
         self.unicycle = UnicycleModel(max_speed=self.p["vehicle.max_speed"], max_yaw_rate=self.p["vehicle.max_yaw_rate"],
@@ -150,7 +153,13 @@ class SimNode:
         self.tf_static_pub = pub("tf2_msgs/msg/TFMessage", "/tf_static", LATCHED)
         self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, self._qos("odom", DEFAULT))
                          if self.p["publish.odom"] else None)
-        self.clock_pub = pub("rosgraph_msgs/msg/Clock", "/clock", self._qos("clock", CLOCK)) if self.p["clock.publish"] else None
+        self.external_clock = bool(self.p["use_sim_time"])
+        # Another node is the time source: follow its /clock, never publish one.
+        self.clock_pub = (pub("rosgraph_msgs/msg/Clock", "/clock", self._qos("clock", CLOCK))
+                          if self.p["clock.publish"] and not self.external_clock else None)
+        if self.p["input.tf_child"] and self.tf_pub is not None:
+            log.info("following %s on /tf: not publishing the ego's transforms", self.p["input.tf_child"])
+            self.tf_pub = None
         self.status_pub = pub("inspatio_ros_interfaces/msg/SimStatus", STATUS_TOPIC, self._qos("status", DEFAULT))
         self.diag_pub = pub("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics", self._qos("diagnostics", DEFAULT))
 
@@ -162,6 +171,11 @@ class SimNode:
         sub("geometry_msgs/msg/Twist", CMD_VEL_TOPIC, self._guarded("cmd_vel", self.on_twist), qin)
         sub("ackermann_msgs/msg/AckermannDriveStamped", ACKERMANN_TOPIC,
             self._guarded("ackermann_cmd", self.on_ackermann), qin)
+        if self.external_clock:
+            sub("rosgraph_msgs/msg/Clock", "/clock", self._guarded("clock", self.on_clock), Qos("best_effort", "volatile", 10))
+        if self.p["input.tf_child"]:
+            sub("tf2_msgs/msg/TFMessage", "/tf", self._guarded("tf", self.on_tf), Qos("reliable", "volatile", 100))
+            sub("tf2_msgs/msg/TFMessage", "/tf_static", self._guarded("tf", self.on_tf), LATCHED)
         ctl = Qos("reliable", "volatile", 10)
         sub("std_msgs/msg/Bool", CONTROL_TOPICS["pause"], self._guarded("pause", self.on_pause), ctl)
         sub("std_msgs/msg/Float64", CONTROL_TOPICS["seek"], self._guarded("seek", self.on_seek), ctl)
@@ -203,13 +217,21 @@ class SimNode:
         T[:3, :3] = quaternion_to_matrix(q.x / n, q.y / n, q.z / n, q.w / n)
         T[:3, 3] = (p.x, p.y, p.z)
         t_msg = stamp_seconds(stamp)
-        stale = self.p["input.stale_after"]
-        if t_msg > 0 and stale > 0 and not self.lockstep and t_msg < self.clock.sim_time - stale:
-            raise InputError(f"the {source} is {self.clock.sim_time - t_msg:.2f} s old",
-                             "stamp inputs with the node's /clock (use_sim_time:=true) or set input.stale_after 0")
-        dt = max(1e-3, t_msg - self.clock.sim_time) if t_msg > 0 else None
-        check_pose_jump(self.ego, T, dt, self.p["vehicle.max_speed"], self.p["input.max_jump"])
+        self._check_pose(T, t_msg, source)
         return T, t_msg
+
+    def now_stamp(self) -> float:
+        """The time stamped on outputs now: sim time, or the external /clock's time."""
+        return self.clock.sim_time + self._stamp_offset
+
+    def _check_pose(self, T: np.ndarray, t_msg: float, source: str) -> None:
+        now = self.now_stamp()
+        stale = self.p["input.stale_after"]
+        if t_msg > 0 and stale > 0 and not self.lockstep and t_msg < now - stale:
+            raise InputError(f"the {source} is {now - t_msg:.2f} s old",
+                             "stamp inputs with the node's /clock (use_sim_time:=true) or set input.stale_after 0")
+        dt = max(1e-3, t_msg - now) if t_msg > 0 else None
+        check_pose_jump(self.ego, T, dt, self.p["vehicle.max_speed"], self.p["input.max_jump"], source=source)
 
     def _accept_pose(self, T: np.ndarray, t_msg: float) -> None:
         if self.mode != "pose":
@@ -229,6 +251,56 @@ class SimNode:
     def on_odometry(self, msg) -> None:
         T, t_msg = self._pose_from_msg(msg.header.frame_id, msg.header.stamp, msg.pose.pose, "odometry")
         self._accept_pose(T, t_msg)
+
+    def on_tf(self, msg) -> None:
+        """Keep the transforms; when the chain map -> ... -> input.tf_child is complete, that is the pose."""
+        target, root = self.p["input.tf_child"], self.p["frames.map"]
+        touched = False
+        for tf in msg.transforms:
+            tr, q = tf.transform.translation, tf.transform.rotation
+            values = [tr.x, tr.y, tr.z, q.x, q.y, q.z, q.w]
+            if not all(math.isfinite(v) for v in values):
+                raise InputError(f"transform {tf.header.frame_id} -> {tf.child_frame_id} has NaN or infinite values",
+                                 "publish finite transforms")
+            n = math.sqrt(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2)
+            if not 0.9 < n < 1.1:
+                raise InputError(f"transform {tf.header.frame_id} -> {tf.child_frame_id} has a quaternion of norm {n:.3g}",
+                                 "publish unit quaternions")
+            T = np.eye(4)
+            T[:3, :3] = quaternion_to_matrix(q.x / n, q.y / n, q.z / n, q.w / n)
+            T[:3, 3] = (tr.x, tr.y, tr.z)
+            self._tf_tree[tf.child_frame_id] = (tf.header.frame_id, T, stamp_seconds(tf.header.stamp))
+            touched = touched or tf.child_frame_id != root
+        if not touched or target not in self._tf_tree:
+            return
+        frame, pose, stamp = target, np.eye(4), self._tf_tree[target][2]
+        for _ in range(16):                      # walk up to the map frame
+            if frame == root:
+                break
+            if frame not in self._tf_tree:
+                return                           # chain not complete yet (e.g. map -> odom missing)
+            parent, T, _ = self._tf_tree[frame]
+            pose = T @ pose
+            frame = parent
+        else:
+            raise InputError(f"no transform chain from {root} to {target} within 16 frames", "check the TF tree")
+        self._check_pose(pose, stamp, "tf")
+        self._accept_pose(pose, stamp)
+
+    def on_clock(self, msg) -> None:
+        """Follow another node's /clock: stamps take its time, the recording advances with it."""
+        t = stamp_seconds(msg.clock)
+        if not math.isfinite(t):
+            raise InputError("/clock is not finite", "publish a finite clock")
+        if not self._clock_anchored or t < self.now_stamp() - 1.0:
+            if self._clock_anchored:
+                self.warn("clock_back", f"/clock jumped back to {t:.3f} s: following it (recording continues)")
+            self._stamp_offset = t - self.clock.sim_time
+            self._clock_anchored = True
+            return
+        dt = t - self.now_stamp()
+        if dt > 0:
+            self.clock.step(dt)
 
     def on_twist(self, msg) -> None:
         if self.mode != "control":
@@ -322,15 +394,19 @@ class SimNode:
 
     def tick(self) -> SensorFrame | None:
         """One free-running iteration: clock, ego, render what is due, publish. Returns the frame."""
-        self.clock.update()
+        if not self.external_clock:
+            self.clock.update()
+        elif not self._clock_anchored:
+            return None                          # nothing to stamp with before the first /clock
         sim_time = self.clock.sim_time
         dt = sim_time - self._last_sim
         self._last_sim = sim_time
         self._move_ego(sim_time, dt)
-        self._publish_clock(sim_time)
+        stamp = sim_time + self._stamp_offset
+        self._publish_clock(stamp)
         due = self.due_cameras(sim_time)
-        frame = self._render_and_publish(sim_time, due) if due else None
-        self._publish_periodic(sim_time)
+        frame = self._render_and_publish(stamp, due) if due else None
+        self._publish_periodic(stamp)
         return frame
 
     def lockstep_tick(self) -> SensorFrame | None:

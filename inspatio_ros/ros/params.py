@@ -26,6 +26,7 @@ NODE_PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "clock.rate": (1.0, lambda v: 0.1 <= v <= 10.0, "0.1 .. 10.0 (1.0 = real time)"),
     "clock.end_mode": ("loop", lambda v: v in END_MODES, " | ".join(END_MODES)),
     "clock.publish": (True, None, "true: the node is the time source and publishes /clock"),
+    "use_sim_time": (False, None, "true: follow /clock of another node (then no /clock is published)"),
     "replay.lateral_offset": (0.0, lambda v: abs(v) <= 50.0, "metres to the left (+) or right (-), |x| <= 50"),
     "replay.reference_camera": ("", None, "the rig camera that recorded the video ('' = the first)"),
     "trajectory.file": ("", None, "a trajectory file or preset name (mode trajectory)"),
@@ -40,6 +41,7 @@ NODE_PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "vehicle.max_yaw_rate": (1.5, lambda v: v > 0, "radians per second > 0"),
     "vehicle.command_timeout": (0.5, lambda v: v > 0, "seconds of sim time > 0 (then the ego brakes)"),
     "input.max_jump": (5.0, lambda v: v >= 0, "metres per pose message (0 = no limit)"),
+    "input.tf_child": ("", None, "a frame whose transform from frames.map on /tf is the ego pose (mode pose)"),
     "input.stale_after": (1.0, lambda v: v >= 0, "seconds (0 = accept any age)"),
     "frames.map": ("map", None, "frame id"),
     "frames.odom": ("odom", None, "frame id"),
@@ -84,7 +86,7 @@ def split_parameters(params: dict[str, Any]) -> tuple[NodeParameters, dict[str, 
             render[name] = value
         elif name in NODE_PARAMETERS:
             node[name] = _check(name, value)
-        elif name in ("use_sim_time",):
+        elif name == "start_type_description_service":      # declared by every rclpy node
             continue
         else:
             close = difflib.get_close_matches(name, list(NODE_PARAMETERS), n=1)

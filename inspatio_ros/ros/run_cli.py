@@ -118,7 +118,7 @@ def run(args) -> int:
     try:
         if transport.name == "rclpy":
             # --ros-args parameters (none from this CLI) come first; ours override them.
-            params = {**transport.parameter_overrides(), **params}
+            params = {"use_sim_time": transport.use_sim_time(), **transport.parameter_overrides(), **params}
         return run_node(transport, params, args.duration, args.frames)
     finally:
         transport.shutdown()
@@ -132,7 +132,7 @@ def ros_main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     transport = RclpyTransport("inspatio_ros", args=argv)
     try:
-        return run_node(transport, transport.parameter_overrides())
+        return run_node(transport, {"use_sim_time": transport.use_sim_time(), **transport.parameter_overrides()})
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
