@@ -22,13 +22,13 @@ rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 SIZE = (96, 64)
 CAMERA = {"cameras.names": ["front"], "cameras.front.width": SIZE[0], "cameras.front.height": SIZE[1],
           "cameras.front.hfov_deg": 80.0, "cameras.front.xyz": [0.0, 0.0, 1.5],
           "cameras.front.rpy": [0.0, 0.0, 0.0], "cameras.front.rate_hz": 10.0,
-          "cameras.front.outputs": ["image", "depth", "points", "coverage"]}
+          "cameras.front.outputs": ["image", "depth", "points", "coverage", "compressed"]}
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +66,16 @@ def by_stamp(msgs, stamp):
 @pytest.mark.parametrize("transport", ["dds", "rclpy"])
 def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, transport):
     topics = {"/front/image_raw": Image, "/front/camera_info": CameraInfo, "/front/depth/image": Image,
-              "/front/points": PointCloud2, "/front/coverage": Image, "/odom": Odometry}
+              "/front/points": PointCloud2, "/front/coverage": Image, "/front/image_raw/compressed": CompressedImage,
+              "/odom": Odometry}
     for topic, cls in topics.items():
         probe.subscribe(cls, topic)
     probe.subscribe(Clock, "/clock", reliable=False)
     with NodeProcess(world, config(tmp_path), transport, tmp_path / "node.log") as node:
-        got = probe.spin_until(lambda: first_complete_stamp(probe, list(topics)[:5]) is not None
+        got = probe.spin_until(lambda: first_complete_stamp(probe, list(topics)[:6]) is not None
                                and len(probe.received["/clock"]) > 3 and probe.received["/odom"], 60, node)
         assert got, node.log()
-    stamp = first_complete_stamp(probe, list(topics)[:5])
+    stamp = first_complete_stamp(probe, list(topics)[:6])
     image = by_stamp(probe.received["/front/image_raw"], stamp)
     info = by_stamp(probe.received["/front/camera_info"], stamp)
     depth_msg = by_stamp(probe.received["/front/depth/image"], stamp)
@@ -99,6 +100,18 @@ def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, tran
     np.testing.assert_allclose(pts[..., :3][finite], expect[finite], rtol=1e-5, atol=1e-5)
     packed = pts[..., 3].copy().view("<u4")
     assert np.array_equal((packed >> 16) & 255, rgb[..., 0]) and np.array_equal(packed & 255, rgb[..., 2])
+
+    # The jpeg decodes to the same picture (up to compression), coverage is a 0/255 mask.
+    import io
+
+    from PIL import Image as PILImage
+
+    jpeg = by_stamp(probe.received["/front/image_raw/compressed"], stamp)
+    assert jpeg.format == "jpeg"
+    decoded = np.asarray(PILImage.open(io.BytesIO(bytes(jpeg.data))).convert("RGB")).astype(float)
+    assert np.abs(decoded - rgb).mean() < 8.0
+    coverage = image_array(by_stamp(probe.received["/front/coverage"], stamp))
+    assert set(np.unique(coverage)) <= {0, 255} and (coverage == 255).mean() > 0.5
 
     # /clock runs, odometry is stamped on the same clock.
     clocks = [stamp_ns(m.clock) for m in probe.received["/clock"]]
@@ -361,3 +374,36 @@ def test_ego_follows_a_tf_lookup(world, tmp_path):
     got = images[0]
     assert (got.header.stamp.sec, got.header.stamp.nanosec) == (0, 400_000_000)
     assert np.array_equal(np.frombuffer(bytes(got.data), np.uint8).reshape(expected.rgb.shape), expected.rgb)
+
+
+def test_trajectory_mode_follows_a_pose_file(world, tmp_path, probe):
+    """mode trajectory with a TUM file of the reference camera's poses: odometry follows it."""
+    from inspatio_ros.camera import matrix_to_quaternion
+    from std_msgs.msg import Empty
+
+    sim, _ = _offline_render(world, np.eye(4))
+    cam_start = sim.camera_pose(sim.recorded_base_pose(sim.path.start), sim.reference)
+    cam_end = cam_start.copy()
+    cam_end[:3, 3] += 2.0 * cam_start[:3, 2]                       # 2 m along the optical axis
+    lines = []
+    for t, pose in ((0.0, cam_start), (1.0, cam_end)):
+        q = matrix_to_quaternion(pose[:3, :3])
+        lines.append(" ".join(f"{v:.9f}" for v in (t, *pose[:3, 3], *q)))
+    traj = tmp_path / "path_tum.txt"
+    traj.write_text("\n".join(lines) + "\n")
+
+    probe.subscribe(Odometry, "/odom")
+    step = probe.publisher(Empty, "/inspatio_ros/step")
+    cfg = config(tmp_path, mode="trajectory", lockstep=True, **{"trajectory.file": str(traj)})
+    with NodeProcess(world, cfg, "dds", tmp_path / "node.log") as node:
+        assert probe.spin_until(lambda: step.get_subscription_count() > 0, 60, node), node.log()
+        probe.spin_for(1.0)
+        for i in range(5):
+            step.publish(Empty())
+            assert probe.spin_until(lambda: len(probe.received["/odom"]) > i, 30, node), node.log()
+    odom = probe.received["/odom"][4]                               # after 5 steps of 0.1 s
+    assert stamp_ns(odom.header.stamp) == 500_000_000
+    base_from_optical = sim.reference.base_from_optical()
+    expected = (0.5 * (cam_start + cam_end) @ np.linalg.inv(base_from_optical))[:3, 3]
+    p = odom.pose.pose.position
+    np.testing.assert_allclose([p.x, p.y, p.z], expected, atol=1e-4)
