@@ -407,3 +407,31 @@ def test_trajectory_mode_follows_a_pose_file(world, tmp_path, probe):
     expected = (0.5 * (cam_start + cam_end) @ np.linalg.inv(base_from_optical))[:3, 3]
     p = odom.pose.pose.position
     np.testing.assert_allclose([p.x, p.y, p.z], expected, atol=1e-4)
+
+
+def test_std_srvs_services_on_the_rclpy_transport(world, tmp_path, probe):
+    """pause (SetBool), step and reset (Trigger) as services: /clock stops while paused."""
+    from std_srvs.srv import SetBool, Trigger
+
+    probe.subscribe(Clock, "/clock", reliable=False)
+    pause = probe.node.create_client(SetBool, "/inspatio_ros/pause")
+    reset = probe.node.create_client(Trigger, "/inspatio_ros/reset")
+
+    def call(client, request):
+        future = client.call_async(request)
+        assert probe.spin_until(future.done, 20, node), node.log()
+        return future.result()
+
+    with NodeProcess(world, config(tmp_path), "rclpy", tmp_path / "node.log") as node:
+        assert probe.spin_until(lambda: pause.service_is_ready() and reset.service_is_ready()
+                                and len(probe.received["/clock"]) > 3, 60, node), node.log()
+        answer = call(pause, SetBool.Request(data=True))
+        assert answer.success and answer.message == "paused"
+        probe.spin_for(0.5)
+        held = stamp_ns(probe.received["/clock"][-1].clock)
+        probe.spin_for(1.0)
+        assert stamp_ns(probe.received["/clock"][-1].clock) == held
+        answer = call(pause, SetBool.Request(data=False))
+        assert answer.success and answer.message == "resumed"
+        assert probe.spin_until(lambda: stamp_ns(probe.received["/clock"][-1].clock) > held, 10, node)
+        assert call(reset, Trigger.Request()).success

@@ -182,6 +182,25 @@ class SimNode:
         sub("std_msgs/msg/Float64", CONTROL_TOPICS["rate"], self._guarded("rate", self.on_rate), ctl)
         sub("std_msgs/msg/Empty", CONTROL_TOPICS["reset"], self._guarded("reset", self.on_reset), ctl)
         sub("std_msgs/msg/Empty", CONTROL_TOPICS["step"], self._guarded("step", self.on_step), ctl)
+        # The same controls as std_srvs services where the transport has services (rclpy); the DDS
+        # transport has the topics only (ROS 2 services are not wire-compatible across rmw).
+        if hasattr(self.t, "create_service"):
+            self.t.create_service("std_srvs/srv/SetBool", CONTROL_TOPICS["pause"],
+                                  self._service(self.on_pause, lambda req: "paused" if req.data else "resumed"))
+            self.t.create_service("std_srvs/srv/Trigger", CONTROL_TOPICS["reset"],
+                                  self._service(self.on_reset, lambda req: "reset to the start"))
+            self.t.create_service("std_srvs/srv/Trigger", CONTROL_TOPICS["step"],
+                                  self._service(self.on_step, lambda req: "one step requested"))
+
+    def _service(self, action: Callable[[Any], None], done: Callable[[Any], str]):
+        def handle(request, response):
+            try:
+                action(request)
+                response.success, response.message = True, done(request)
+            except InputError as exc:
+                response.success, response.message = False, str(exc)
+            return response
+        return handle
 
     def _guarded(self, name: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
         """Bad input -> a throttled warning and a dropped-input count; the node keeps running."""

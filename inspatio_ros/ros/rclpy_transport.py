@@ -113,6 +113,12 @@ class RclpyTransport:
             return self._dds().create_subscription(type_name, topic, callback, qos)
         return self.node.create_subscription(self.message_class(type_name), topic, callback, qos_profile(qos))
 
+    def create_service(self, type_name: str, name: str, handler: Callable[[Any, Any], Any]):
+        """A ROS service (e.g. std_srvs/srv/Trigger); ``handler(request, response) -> response``."""
+        pkg, kind, typ = type_name.split("/")
+        srv = getattr(importlib.import_module(f"{pkg}.{kind}"), typ)
+        return self.node.create_service(srv, name, handler)
+
     def parameter_overrides(self) -> dict[str, Any]:
         """Parameters given on the command line / params file (dotted names -> values)."""
         return {name: p.value for name, p in self.node.get_parameters_by_prefix("").items()
