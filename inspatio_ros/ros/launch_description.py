@@ -12,6 +12,7 @@ def simulator_launch(rig_file: str, default_mode: str = "replay"):
     from launch.actions import DeclareLaunchArgument
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
     from launch_ros.actions import Node
+    from launch_ros.parameter_descriptions import ParameterValue
     from launch_ros.substitutions import FindPackageShare
 
     arguments = [
@@ -25,6 +26,9 @@ def simulator_launch(rig_file: str, default_mode: str = "replay"):
     rig = PathJoinSubstitution([FindPackageShare("inspatio_ros"), "config", rig_file])
     node = Node(package="inspatio_ros", executable="sim_node", name="inspatio_ros",
                 namespace=LaunchConfiguration("namespace"), output="screen",
-                parameters=[rig, {"world": LaunchConfiguration("world"), "mode": LaunchConfiguration("mode"),
-                                  "use_sim_time": LaunchConfiguration("use_sim_time")}])
+                # Typed, so an empty world stays the string "" instead of YAML's null.
+                parameters=[rig, {"world": ParameterValue(LaunchConfiguration("world"), value_type=str),
+                                  "mode": ParameterValue(LaunchConfiguration("mode"), value_type=str),
+                                  "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"),
+                                                                 value_type=bool)}])
     return LaunchDescription([*arguments, node])
