@@ -139,8 +139,16 @@ def _check(name: str, field: str, value, default, source: str):
 
 
 def load_render_settings(path: str | Path) -> RenderSettings:
-    """RenderSettings from a ROS 2 parameter file (``--config``); unset parameters keep defaults."""
-    return render_settings_from(read_parameters(path), source=f"config file {path}")
+    """RenderSettings from a ROS 2 parameter file (``--config``); unset parameters keep defaults.
+
+    One file may configure the whole node: its camera rig (``cameras.*``) and node parameters are
+    left to the node; any other unknown name is still an error (a typo must not pass silently).
+    """
+    from .ros.params import NODE_PARAMETERS
+
+    params = {k: v for k, v in read_parameters(path).items()
+              if not (k.startswith("cameras.") or k in NODE_PARAMETERS)}
+    return render_settings_from(params, source=f"config file {path}")
 
 
 def add_config_argument(parser) -> None:

@@ -115,3 +115,17 @@ def test_interface_package_message_parses_with_rosidl():
     assert [f.name for f in spec.fields] == ["header", "world", "sim_time", "rate", "paused", "mode", "achieved_hz"]
     cmake = (ROOT / "inspatio_ros_interfaces" / "CMakeLists.txt").read_text()
     assert '"msg/SimStatus.msg"' in cmake and "rosidl_generate_interfaces" in cmake
+
+
+def test_render_config_accepts_a_whole_node_file(tmp_path):
+    """render/eval --config take a node parameter file (rig + node + render.*), typos still fail."""
+    from inspatio_ros.config import load_render_settings
+
+    path = tmp_path / "node.yaml"
+    path.write_text("inspatio_ros:\n  ros__parameters:\n    mode: pose\n    cameras.names: [front]\n"
+                    "    render.near: 0.2\n")
+    assert load_render_settings(path).near == 0.2
+    assert load_render_settings(ROOT / "config" / "driving_rig.yaml").near > 0
+    path.write_text("inspatio_ros:\n  ros__parameters:\n    render.nearr: 0.2\n")
+    with pytest.raises(InputError, match="render.near"):
+        load_render_settings(path)
