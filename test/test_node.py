@@ -63,15 +63,17 @@ def by_stamp(msgs, stamp):
     return next(m for m in msgs if stamp_ns(m.header.stamp) == stamp)
 
 
-@pytest.mark.parametrize("transport", ["dds", "rclpy"])
-def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, transport):
+@pytest.mark.parametrize("transport,writer", [("dds", "off"), ("rclpy", "off"), ("dds", "on")])
+def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, transport, writer):
+    """Also with the camera messages written by the separate writer process (shared memory)."""
     topics = {"/front/image_raw": Image, "/front/camera_info": CameraInfo, "/front/depth/image": Image,
               "/front/points": PointCloud2, "/front/coverage": Image, "/front/image_raw/compressed": CompressedImage,
               "/odom": Odometry}
     for topic, cls in topics.items():
         probe.subscribe(cls, topic)
     probe.subscribe(Clock, "/clock", reliable=False)
-    with NodeProcess(world, config(tmp_path), transport, tmp_path / "node.log") as node:
+    cfg = config(tmp_path, **{"publish.writer_process": writer})
+    with NodeProcess(world, cfg, transport, tmp_path / "node.log") as node:
         got = probe.spin_until(lambda: first_complete_stamp(probe, list(topics)[:6]) is not None
                                and len(probe.received["/clock"]) > 3 and probe.received["/odom"], 60, node)
         assert got, node.log()

@@ -33,6 +33,7 @@ from ..sim.vehicle import BicycleModel, EgoState, UnicycleModel, check_pose_jump
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder, stamp_seconds
 from .params import split_parameters
 from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_IN, SENSOR_OUT, Qos
+from .writer_process import CameraLayout, CameraWriterProcess, camera_publishers, publish_cameras
 
 log = logging.getLogger("inspatio_ros")
 
@@ -130,25 +131,22 @@ class SimNode:
 
     def _make_publishers(self) -> None:
         pub = self.t.create_publisher
+        self.layouts = {cam.name: CameraLayout(
+            name=cam.name, optical_frame=cam.optical_frame, intrinsics=cam.intrinsics, outputs=tuple(cam.outputs),
+            topics=camera_topics(cam.name),
+            qos={k: self._qos(k, SENSOR_OUT) for k in ("image", "camera_info", "depth", "points", "coverage",
+                                                        "compressed")}) for cam in self.rig}
+        choice = self.p["publish.writer_process"]
+        use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and self.sim.device.type == "cuda")
+        if use_writer and self.t.name != "dds":
+            raise InputError("publish.writer_process on needs the dds transport", "use --transport dds, or set it off")
+        self.writer = None
         self.cam_pubs: dict[str, dict[str, Any]] = {}
-        for cam in self.rig:
-            topics = camera_topics(cam.name)
-            pubs = {"camera_info": pub("sensor_msgs/msg/CameraInfo", topics["camera_info"],
-                                       self._qos("camera_info", SENSOR_OUT))}
-            if "image" in cam.outputs:
-                pubs["image"] = pub("sensor_msgs/msg/Image", topics["image"], self._qos("image", SENSOR_OUT))
-            if "depth" in cam.outputs:
-                pubs["depth"] = pub("sensor_msgs/msg/Image", topics["depth"], self._qos("depth", SENSOR_OUT))
-                pubs["depth_info"] = pub("sensor_msgs/msg/CameraInfo", topics["depth_info"],
-                                         self._qos("camera_info", SENSOR_OUT))
-            if "points" in cam.outputs:
-                pubs["points"] = pub("sensor_msgs/msg/PointCloud2", topics["points"], self._qos("points", SENSOR_OUT))
-            if "coverage" in cam.outputs:
-                pubs["coverage"] = pub("sensor_msgs/msg/Image", topics["coverage"], self._qos("coverage", SENSOR_OUT))
-            if "compressed" in cam.outputs:
-                pubs["compressed"] = pub("sensor_msgs/msg/CompressedImage", topics["compressed"],
-                                         self._qos("compressed", SENSOR_OUT))
-            self.cam_pubs[cam.name] = pubs
+        if use_writer:
+            self.writer = CameraWriterProcess(self.t.node_name, self.t.namespace, self.t.domain_id,
+                                              list(self.layouts.values()), self.p["publish.jpeg_quality"])
+        else:
+            self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
         self.tf_pub = pub("tf2_msgs/msg/TFMessage", "/tf", self._qos("tf", DEFAULT)) if self.p["publish.tf"] else None
         self.tf_static_pub = pub("tf2_msgs/msg/TFMessage", "/tf_static", LATCHED)
         self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, self._qos("odom", DEFAULT))
@@ -491,6 +489,9 @@ class SimNode:
         self.stop()
         self.flush()
         self._publisher.shutdown(wait=True)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     # -- output ------------------------------------------------------------------------------
     def _render_and_publish(self, stamp: float, cameras: list[CameraSpec]) -> SensorFrame:
@@ -501,6 +502,9 @@ class SimNode:
         frame = self.sim.render(stamp, self.clock.recording_time, map_from_base, cameras)
         self.stats.renders.append(time.monotonic())
         self.stats.render_ms.append(frame.render_s * 1e3)
+        if self.writer is not None:
+            # Camera messages: copied into shared memory, written by the writer process.
+            self.writer.submit(stamp, frame.cameras)
         # One frame in flight: the previous frame's messages go out while this one rendered.
         self.flush()
         self._inflight = self._publisher.submit(self._publish_frame, frame, velocity, pose_wall)
@@ -510,21 +514,12 @@ class SimNode:
         started = time.perf_counter()
         m = self.msgs
         stamp = frame.stamp
+        if self.writer is None:
+            arrays = {cf.spec.name: {"rgb": cf.rgb, "depth": cf.depth, "points": cf.points, "coverage": cf.coverage}
+                      for cf in frame.cameras}
+            publish_cameras(m, self.cam_pubs, stamp, [self.layouts[cf.spec.name] for cf in frame.cameras], arrays,
+                            self.p["publish.jpeg_quality"])
         for cf in frame.cameras:
-            pubs = self.cam_pubs[cf.spec.name]
-            header = m.header(stamp, cf.spec.optical_frame)
-            pubs["camera_info"].publish(m.camera_info(header, cf.spec.intrinsics))
-            if "image" in pubs:
-                pubs["image"].publish(m.image(header, cf.rgb, "rgb8"))
-            if "depth" in pubs:
-                pubs["depth"].publish(m.image(header, cf.depth, "32FC1"))
-                pubs["depth_info"].publish(m.camera_info(header, cf.spec.intrinsics))
-            if "points" in pubs and cf.points is not None:
-                pubs["points"].publish(m.point_cloud(header, cf.points))
-            if "coverage" in pubs:
-                pubs["coverage"].publish(m.image(header, cf.coverage.view(np.uint8) * np.uint8(255), "mono8"))
-            if "compressed" in pubs:
-                pubs["compressed"].publish(m.compressed(header, cf.rgb, self.p["publish.jpeg_quality"]))
             self.stats.coverage[cf.spec.name] = cf.coverage_fraction
         if self.tf_pub is not None:
             self.tf_pub.publish(m.tf([

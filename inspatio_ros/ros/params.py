@@ -50,6 +50,8 @@ NODE_PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "publish.odom": (True, None, "true or false"),
     "publish.status_hz": (2.0, lambda v: v >= 0, "Hz >= 0 (0 = off)"),
     "publish.diagnostics_hz": (1.0, lambda v: v >= 0, "Hz >= 0 (0 = off)"),
+    "publish.writer_process": ("auto", lambda v: v in ("auto", "on", "off"),
+                               "auto (on for dds + CUDA) | on | off: camera messages written by a separate process"),
     "publish.jpeg_quality": (90, lambda v: 1 <= v <= 100, "1 .. 100"),
 }
 
@@ -85,6 +87,8 @@ def split_parameters(params: dict[str, Any]) -> tuple[NodeParameters, dict[str, 
         elif name.startswith("render."):
             render[name] = value
         elif name in NODE_PARAMETERS:
+            if name == "publish.writer_process" and isinstance(value, bool):
+                value = "on" if value else "off"         # YAML 1.1 reads a bare on/off as a bool
             node[name] = _check(name, value)
         elif name == "start_type_description_service":      # declared by every rclpy node
             continue
