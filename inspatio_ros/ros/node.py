@@ -477,6 +477,13 @@ class SimNode:
         ahead = min(self._next_due.values()) - self.clock.sim_time
         return float(np.clip(ahead / self.clock.rate, 0.0, 0.005))
 
+    def warm_up(self) -> float:
+        """Render the rig once before the first tick (on CUDA the first render compiles the renderer's
+        kernels: minutes on a fresh machine, seconds with Inductor's cache). Returns the seconds taken."""
+        started = time.perf_counter()
+        self.sim.render(self.now_stamp(), self.clock.recording_time, self.map_from_base)
+        return time.perf_counter() - started
+
     def stop(self) -> None:
         self._stop.set()
 

@@ -91,6 +91,10 @@ def run_node(transport, params: dict[str, Any], duration: float | None = None, f
     keep_freed_memory()
     node = SimNode(transport, params)
     print(describe(node), file=sys.stderr, flush=True)
+    if node.sim.device.type == "cuda":
+        print("warming up the renderer (the first start on a machine compiles CUDA kernels: up to a few "
+              "minutes)", file=sys.stderr, flush=True)
+        print(f"renderer ready in {node.warm_up():.1f} s", file=sys.stderr, flush=True)
 
     def _stop(signum, _frame):
         node.stop()
