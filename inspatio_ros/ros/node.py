@@ -510,8 +510,12 @@ class SimNode:
         self.stats.renders.append(time.monotonic())
         self.stats.render_ms.append(frame.render_s * 1e3)
         if self.writer is not None:
-            # Camera messages: copied into shared memory, written by the writer process.
-            self.writer.submit(stamp, frame.cameras)
+            # Camera messages: copied into shared memory, written by the writer process; the pose ->
+            # image latency ends when the writer acknowledges the frame.
+            on_done = None if pose_wall is None else (
+                lambda t_done, t0=pose_wall: self.stats.latency_ms.append((t_done - t0) * 1e3))
+            self.writer.submit(stamp, frame.cameras, on_done)
+            pose_wall = None
         # One frame in flight: the previous frame's messages go out while this one rendered.
         self.flush()
         self._inflight = self._publisher.submit(self._publish_frame, frame, velocity, pose_wall)
@@ -558,6 +562,8 @@ class SimNode:
             self.clock_pub.publish(self.msgs.clock(sim_time))
 
     def _publish_periodic(self, sim_time: float) -> None:
+        if self.writer is not None:
+            self.writer.poll()
         now = time.monotonic()
         hz = self.stats.achieved_hz(now)
         if self.p["publish.status_hz"] > 0 and now - self._last_status >= 1.0 / self.p["publish.status_hz"]:

@@ -151,10 +151,16 @@ class CameraWriterProcess:
         child.close()
         self._busy = [False] * SLOTS
         self._next = 0
+        self._on_done: list = [None] * SLOTS      # per slot: called with the wall time it was written
         self.write_s: list[float] = []
-        if not self._conn.poll(start_timeout_s) or self._conn.recv() != ("ready",):
+        try:
+            ready = self._conn.poll(start_timeout_s) and self._conn.recv() == ("ready",)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
             self.close()
-            raise RuntimeError("the camera writer process did not start")
+            raise RuntimeError("the camera writer process did not start (see its error above); "
+                               "set publish.writer_process off to write from the node's own process")
 
     def _collect(self, block: bool) -> None:
         while self._conn.poll(None if block else 0):
@@ -162,10 +168,18 @@ class CameraWriterProcess:
             if msg[0] == "done":
                 self._busy[msg[1]] = False
                 self.write_s.append(msg[2])
+                done, self._on_done[msg[1]] = self._on_done[msg[1]], None
+                if done is not None:
+                    done(time.perf_counter())
             block = False
 
-    def submit(self, stamp: float, cameras: list) -> None:
-        """Copy one frame's arrays (CameraFrame list) into a free slot and hand it to the writer."""
+    def poll(self) -> None:
+        """Take the writer's acknowledgements that have arrived (frees slots, runs on_done)."""
+        self._collect(block=False)
+
+    def submit(self, stamp: float, cameras: list, on_done=None) -> None:
+        """Copy one frame's arrays (CameraFrame list) into a free slot and hand it to the writer;
+        ``on_done(wall_time)`` runs (on a later submit/poll/flush) once the writer has written it."""
         slot = self._next
         self._collect(block=False)
         while self._busy[slot]:
@@ -182,6 +196,7 @@ class CameraWriterProcess:
             if "coverage" in v and cf.coverage is not None:
                 np.copyto(v["coverage"], cf.coverage)
         self._busy[slot] = True
+        self._on_done[slot] = on_done
         self._next = (slot + 1) % SLOTS
         self._conn.send((slot, stamp, [cf.spec.name for cf in cameras]))
 
