@@ -12,7 +12,7 @@ import torch
 
 from inspatio_ros.camera import Intrinsics, rotation_from_rpy
 from inspatio_ros.errors import InputError
-from inspatio_ros.ros.messages import MessageBuilder, points_from_depth, split_stamp
+from inspatio_ros.ros.messages import MessageBuilder, split_stamp
 from inspatio_ros.ros.params import NODE_PARAMETERS, split_parameters
 from inspatio_ros.ros.transport import resolve_topic
 from inspatio_ros.sim.rig import load_rig
@@ -56,13 +56,27 @@ def test_gravity_alignment_turns_recorded_up_into_z():
     assert np.allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-12)
 
 
+def reference_points(depth: np.ndarray, rgb: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """The organised cloud computed independently on the host with numpy (the reference)."""
+    h, w = depth.shape
+    u = (np.arange(w, dtype=np.float32) - np.float32(intr.cx)) / np.float32(intr.fx)
+    v = (np.arange(h, dtype=np.float32) - np.float32(intr.cy)) / np.float32(intr.fy)
+    out = np.empty((h, w, 4), np.float32)
+    out[..., 2] = depth
+    np.multiply(depth, u[None, :], out=out[..., 0])
+    np.multiply(depth, v[:, None], out=out[..., 1])
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    out[..., 3] = packed.view(np.float32)
+    return out
+
+
 def test_cloud_payload_is_depth_back_projected():
     intr = Intrinsics(fx=50.0, fy=52.0, cx=20.5, cy=11.0, width=40, height=24)
     rng = np.random.default_rng(0)
     depth = rng.uniform(1, 30, (24, 40)).astype(np.float32)
     depth[3, 4] = np.nan
     rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
-    host = points_from_depth(depth, rgb, intr)
+    host = reference_points(depth, rgb, intr)
     dev = organised_points(torch.from_numpy(depth)[None], torch.from_numpy(rgb)[None],
                            torch.as_tensor(intr.K, dtype=torch.float32)[None])[0].numpy()
     np.testing.assert_allclose(dev[..., :3], host[..., :3], rtol=1e-6, equal_nan=True)

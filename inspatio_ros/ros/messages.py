@@ -38,20 +38,6 @@ def stamp_seconds(stamp) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
-def points_from_depth(depth: np.ndarray, rgb: np.ndarray, intr: Intrinsics) -> np.ndarray:
-    """(H, W, 4) float32 organised cloud: x, y, z in the optical frame and packed rgb (as float bits)."""
-    h, w = depth.shape
-    u = (np.arange(w, dtype=np.float32) - np.float32(intr.cx)) / np.float32(intr.fx)
-    v = (np.arange(h, dtype=np.float32) - np.float32(intr.cy)) / np.float32(intr.fy)
-    out = np.empty((h, w, 4), np.float32)
-    out[..., 2] = depth
-    np.multiply(depth, u[None, :], out=out[..., 0])
-    np.multiply(depth, v[:, None], out=out[..., 1])
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    out[..., 3] = packed.view(np.float32)
-    return out
-
-
 class MessageBuilder:
     """Builds the node's messages with the classes of one transport."""
 
@@ -131,7 +117,7 @@ class MessageBuilder:
             p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
 
     def point_cloud(self, header, cloud: np.ndarray):
-        """(H, W, 4) float32 from points_from_depth -> organised PointCloud2."""
+        """(H, W, 4) float32 from sim.simulator.organised_points -> organised PointCloud2."""
         h, w = cloud.shape[:2]
         fields = [self.PointField(name=n, offset=4 * i, datatype=FLOAT32, count=1)
                   for i, n in enumerate(("x", "y", "z", "rgb"))]

@@ -23,12 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..camera import quaternion_to_matrix
+from ..camera import invert_pose, quaternion_to_matrix
 from ..config import render_settings_from
 from ..errors import InputError
 from ..sim.clock import SimClock
 from ..sim.rig import CameraSpec, load_rig
-from ..sim.simulator import SensorFrame, Simulator
+from ..sim.simulator import RecordedPath, SensorFrame, Simulator
 from ..sim.vehicle import BicycleModel, EgoState, UnicycleModel, check_pose_jump
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder, stamp_seconds
 from .params import split_parameters
@@ -223,16 +223,7 @@ class SimNode:
         if frame_id not in frames:
             raise InputError(f"frame '{frame_id}' is unknown",
                              f"send poses in '{self.p['frames.map']}' (or '{self.p['frames.odom']}', the same here)")
-        p, q = pose.position, pose.orientation
-        values = [p.x, p.y, p.z, q.x, q.y, q.z, q.w]
-        if not all(math.isfinite(v) for v in values):
-            raise InputError("the pose has NaN or infinite values", "send finite numbers")
-        n = math.sqrt(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2)
-        if not 0.9 < n < 1.1:
-            raise InputError(f"the orientation quaternion has norm {n:.3g}", "send a unit quaternion")
-        T = np.eye(4)
-        T[:3, :3] = quaternion_to_matrix(q.x / n, q.y / n, q.z / n, q.w / n)
-        T[:3, 3] = (p.x, p.y, p.z)
+        T = rigid_from_ros(pose.position, pose.orientation, "the pose")
         t_msg = stamp_seconds(stamp)
         self._check_pose(T, t_msg, source)
         return T, t_msg
@@ -274,18 +265,8 @@ class SimNode:
         target, root = self.p["input.tf_child"], self.p["frames.map"]
         touched = False
         for tf in msg.transforms:
-            tr, q = tf.transform.translation, tf.transform.rotation
-            values = [tr.x, tr.y, tr.z, q.x, q.y, q.z, q.w]
-            if not all(math.isfinite(v) for v in values):
-                raise InputError(f"transform {tf.header.frame_id} -> {tf.child_frame_id} has NaN or infinite values",
-                                 "publish finite transforms")
-            n = math.sqrt(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2)
-            if not 0.9 < n < 1.1:
-                raise InputError(f"transform {tf.header.frame_id} -> {tf.child_frame_id} has a quaternion of norm {n:.3g}",
-                                 "publish unit quaternions")
-            T = np.eye(4)
-            T[:3, :3] = quaternion_to_matrix(q.x / n, q.y / n, q.z / n, q.w / n)
-            T[:3, 3] = (tr.x, tr.y, tr.z)
+            T = rigid_from_ros(tf.transform.translation, tf.transform.rotation,
+                               f"transform {tf.header.frame_id} -> {tf.child_frame_id}")
             self._tf_tree[tf.child_frame_id] = (tf.header.frame_id, T, stamp_seconds(tf.header.stamp))
             touched = touched or tf.child_frame_id != root
         if not touched or target not in self._tf_tree:
@@ -364,22 +345,19 @@ class SimNode:
         ref_world = self.sim.camera_pose(self.sim.recorded_base_pose(self.sim.path.start), self.sim.reference)
         traj = load_trajectory(spec, ref_world, look_at_depth=self.p["trajectory.look_at_depth"],
                                fps=self.p["trajectory.fps"])
-        base_from_optical = self.sim.reference.base_from_optical()
-        # Trajectory poses are of the reference camera, in the world frame.
-        poses = np.stack([self.sim.map_from_world @ c2w @ np.linalg.inv(base_from_optical) for c2w in traj.poses])
+        # Trajectory poses are of the reference camera, in the world frame: base_link follows them
+        # as it follows the recorded camera in replay.
+        poses = self.sim.map_from_world @ traj.poses @ invert_pose(self.sim.reference.base_from_optical())
         times = traj.times - traj.times[0]
-        return times, poses
+        if len(poses) == 1 or times[-1] <= 0:
+            return poses[0]
+        return RecordedPath(times, poses)
 
     def _trajectory_pose(self, elapsed: float) -> np.ndarray:
-        times, poses = self._trajectory
-        if len(times) == 1 or times[-1] <= 0:
-            return poses[0]
-        t = elapsed % times[-1]
-        i = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2))
-        a = (t - times[i]) / max(times[i + 1] - times[i], 1e-9)
-        out = poses[i].copy()
-        out[:3, 3] = (1 - a) * poses[i, :3, 3] + a * poses[i + 1, :3, 3]
-        return out
+        """The trajectory at ``elapsed`` seconds, looped; a one-pose trajectory is that pose."""
+        if isinstance(self._trajectory, np.ndarray):
+            return self._trajectory
+        return self._trajectory.camera_pose(elapsed % self._trajectory.end)
 
     # -- the loop ----------------------------------------------------------------------------
     def _move_ego(self, sim_time: float, dt: float) -> None:
@@ -595,6 +573,21 @@ class SimNode:
         level = DIAG_WARN if slow else DIAG_OK
         message = f"rendering {hz:.1f} Hz of {target * self.clock.rate:.1f} Hz" if slow else "ok"
         return f"{self.t.node_name}: simulator", self.world_name, level, message, values
+
+
+def rigid_from_ros(translation, q, what: str) -> np.ndarray:
+    """4x4 from a ROS Point/Vector3 and Quaternion; NaN or a quaternion far from unit norm is an
+    InputError naming ``what`` (a nearly unit one is normalised)."""
+    values = [translation.x, translation.y, translation.z, q.x, q.y, q.z, q.w]
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} has NaN or infinite values", "send finite numbers")
+    n = math.sqrt(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2)
+    if not 0.9 < n < 1.1:
+        raise InputError(f"{what} has a quaternion of norm {n:.3g}", "send a unit quaternion")
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(q.x / n, q.y / n, q.z / n, q.w / n)
+    T[:3, 3] = values[:3]
+    return T
 
 
 def _body_velocity(prev: np.ndarray, cur: np.ndarray, dt: float):
