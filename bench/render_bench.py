@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from inspatio_ros.camera import Intrinsics, make_pose, rotation_from_rpy  # noqa: E402
 from inspatio_ros.runtime import keep_freed_memory  # noqa: E402
-from inspatio_ros.render import Cameras, PointCloud, RenderSettings, render_points  # noqa: E402
+from inspatio_ros.render import Cameras, PointCloud, Renderer, RenderSettings, render_points  # noqa: E402
 
 
 def corridor_cloud(n: int, device, seed: int = 0, source_frames: int = 24) -> PointCloud:
@@ -77,17 +77,20 @@ def rig(num_cameras: int, width: int, height: int, x: float, device) -> Cameras:
     return Cameras.from_intrinsics(intr, np.stack(poses), device)
 
 
-def time_config(cloud, num_cameras, width, height, device, hole_fill, repeats):
+def time_config(cloud, num_cameras, width, height, device, hole_fill, repeats, graphs=None):
+    """Median ms per batch through ``Renderer`` (what the node uses: CUDA graphs on CUDA, frustum
+    culling on the CPU) and the coverage of the last batch."""
     settings = RenderSettings(hole_fill_levels=5 if hole_fill else 0)
+    renderer = Renderer(cloud, device, settings, graphs=graphs)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cams = [rig(num_cameras, width, height, 21.0 + 0.5 * i, device) for i in range(repeats + 3)]
-    for c in cams[:3]:  # warm-up: allocator, kernels
-        render_points(cloud, c, None, settings)
+    for c in cams[:3]:  # warm-up: allocator, kernels, graph capture
+        renderer.render(c)
     sync()
     times = []
     for c in cams[3:]:
         t0 = time.perf_counter()
-        out = render_points(cloud, c, None, settings)
+        out = renderer.render(c)
         sync()
         times.append(time.perf_counter() - t0)
     cov = float(out.coverage.float().mean())
@@ -99,6 +102,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto (CUDA then CPU), cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
+    ap.add_argument("--no-graphs", action="store_true", help="CUDA: launch kernels one by one (no CUDA graph)")
     ap.add_argument("--profile", action="store_true",
                     help="after the table, a torch profiler breakdown of 4M points, 3 x 1920x1080")
     args = ap.parse_args()
@@ -130,7 +134,8 @@ def main() -> int:
             if n not in clouds:
                 clouds = {n: corridor_cloud(n, device)}
             for hole_fill in (True, False) if not args.quick else (True,):
-                ms, cov = time_config(clouds[n], cams, w, h, device, hole_fill, repeats)
+                ms, cov = time_config(clouds[n], cams, w, h, device, hole_fill, repeats,
+                                       graphs=False if args.no_graphs else None)
                 print(f"{device.type:6} {n / 1e6:7.2f}M {w:>5}x{h:<4} {cams:>4} {str(hole_fill):>8} {ms:9.2f} "
                       f"{1000 / ms:9.1f} {cams * 1000 / ms:9.1f} {cov:8.3f}", flush=True)
     if args.profile:

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 
 from .camera import Intrinsics
 
+log = logging.getLogger(__name__)
+
 _KEY_EMPTY = torch.iinfo(torch.int64).max
 _DUMP_SLOTS = 4096
 
@@ -97,6 +99,7 @@ class RenderOutput:
     depth: torch.Tensor      # (B,H,W) float32 metres, NaN unknown
     coverage: torch.Tensor   # (B,H,W) bool: True = seen by the world, False = hole-filled/empty
     point_index: torch.Tensor | None = None  # (B,H,W) int64 point drawn at each pixel, -1 none
+    need_counts: torch.Tensor | None = None  # (max_splat_px,) int64 pixels each splat ring examined
 
     def numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.rgb.cpu().numpy(), self.depth.cpu().numpy(), self.coverage.cpu().numpy()
@@ -113,6 +116,14 @@ class PointCloud:
     t_start: torch.Tensor    # (N,) float64
     t_end: torch.Tensor      # (N,) float64
     has_dynamic: bool = field(default=False)
+    # (N,8) float32 rows x y z nx ny nz radius normal_known, derived from the fields above: the
+    # z-buffer decode fetches one row per pixel instead of three scattered gathers.
+    surfel: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.surfel is None:
+            known = (self.normal != 0).any(-1, keepdim=True).to(torch.float32)
+            self.surfel = torch.cat([self.xyz, self.normal, self.radius[:, None], known], 1).contiguous()
 
     @classmethod
     def from_arrays(cls, xyz, rgb, radius, normal=None, t_start=None, t_end=None,
@@ -138,6 +149,17 @@ class PointCloud:
         return int(self.xyz.shape[0])
 
 
+def _to_camera(x, y, z, rot, centre):
+    """World coordinates (each (..., N) or broadcastable) into the cameras' frames, x_cam =
+    R^T (x - C), written out per axis: it fuses into one pass when compiled, and on the CPU it
+    avoids reductions over a length-3 axis (slow in eager PyTorch). rot (B,3,3), centre (B,3)."""
+    dx, dy, dz = x - centre[:, 0, None], y - centre[:, 1, None], z - centre[:, 2, None]
+    r = rot[:, :, :, None]                                             # (B,3,3,1) broadcasts over N
+    return (dx * r[:, 0, 0] + dy * r[:, 1, 0] + dz * r[:, 2, 0],
+            dx * r[:, 0, 1] + dy * r[:, 1, 1] + dz * r[:, 2, 1],
+            dx * r[:, 0, 2] + dy * r[:, 1, 2] + dz * r[:, 2, 2])
+
+
 def _project_keys(xyz, t_start, t_end, rot, centre, K, t: torch.Tensor, near: float, height: int, width: int,
                   use_time: bool):
     """Z-buffer keys of every point in every camera: (key (B,N) int64, pixel (B,N) int64).
@@ -148,21 +170,19 @@ def _project_keys(xyz, t_start, t_end, rot, centre, K, t: torch.Tensor, near: fl
     _DUMP_SLOTS pixels: one shared slot would serialise millions of GPU atomics.
     """
     B, N = rot.shape[0], xyz.shape[0]
-    # x_cam = R^T (x - C): written out per axis so that it fuses into one pass over the points.
-    d = xyz.unsqueeze(0) - centre.unsqueeze(1)                          # (B,N,3)
-    x = (d * rot[:, None, :, 0]).sum(-1)
-    y = (d * rot[:, None, :, 1]).sum(-1)
-    z = (d * rot[:, None, :, 2]).sum(-1)
+    x, y, z = _to_camera(xyz[:, 0], xyz[:, 1], xyz[:, 2], rot, centre)  # (B,N) each
     zs = z.clamp_min(near)
-    u = torch.floor(x / zs * K[:, 0, 0, None] + K[:, 0, 2, None] + 0.5)
-    v = torch.floor(y / zs * K[:, 1, 1, None] + K[:, 1, 2, None] + 0.5)
+    inv = zs.reciprocal()
+    u = torch.floor(x * inv * K[:, 0, 0, None] + (K[:, 0, 2, None] + 0.5))
+    v = torch.floor(y * inv * K[:, 1, 1, None] + (K[:, 1, 2, None] + 0.5))
     valid = (z > near) & (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
     if use_time:  # t: 0-dim float64 tensor (a tensor, so that compiled code is not re-made per t)
         valid &= ((t_start <= t) & (t_end >= t)).unsqueeze(0)
     index = torch.arange(N, device=xyz.device, dtype=torch.int64)
-    pixel = (v.clamp(0, height - 1) * width + u.clamp(0, width - 1)).to(torch.int64) \
+    # v * width + u in float32 is exact below 2**24 pixels per image; out-of-image values are replaced.
+    pixel = (v * width + u).to(torch.int64) \
         + (torch.arange(B, device=xyz.device, dtype=torch.int64) * (height * width)).unsqueeze(1)
-    pixel = torch.where(valid, pixel, B * height * width + index % _DUMP_SLOTS)
+    pixel = torch.where(valid, pixel, B * height * width + (index & (_DUMP_SLOTS - 1)))
     key = (zs.view(torch.int32).to(torch.int64) << 32) | index
     return key, pixel
 
@@ -174,43 +194,57 @@ def _centre_zbuffer(key: torch.Tensor, pixel: torch.Tensor, num_pixels: int) -> 
     return buf[:num_pixels]
 
 
-def _winner_surfels(buf, xyz, normal, radius, rot, centre, K, height: int, width: int):
+def _pixel_rays(K, height: int, width: int, device):
+    """Per pixel of each camera the ray (rx, ry, 1) through its centre: two (B, H*W) tensors."""
+    vv = torch.arange(height, device=device, dtype=torch.float32).repeat_interleave(width)
+    uu = torch.arange(width, device=device, dtype=torch.float32).repeat(height)
+    return ((uu.unsqueeze(0) - K[:, 0, 2, None]) / K[:, 0, 0, None],
+            (vv.unsqueeze(0) - K[:, 1, 2, None]) / K[:, 1, 1, None])
+
+
+def _winner_surfels(buf, surfel, rot, centre, K, height: int, width: int):
     """Decode the z-buffer: per pixel the winner's index (-1), camera-frame centre P, normal
-    n_cam (facing the camera where unknown), radius (-1 empty), and depth where the pixel's ray
-    meets the surfel's plane (inf empty)."""
+    n_cam (facing the camera where unknown), n.P, radius (-1 empty), depth where the pixel's ray
+    meets the surfel's plane (inf empty), and how far (pixels) its disk can reach."""
     B = rot.shape[0]
     has = buf != _KEY_EMPTY
     winner = torch.where(has, buf & 0xFFFFFFFF, torch.full_like(buf, -1))
-    safe = winner.clamp_min(0)
-    d = xyz.index_select(0, safe).view(B, height * width, 3) - centre.unsqueeze(1)  # world offset
-    P = torch.stack([(d * rot[:, None, :, i]).sum(-1) for i in range(3)], -1)
-    n_world = normal.index_select(0, safe).view(B, height * width, 3)
-    n_cam = torch.stack([(n_world * rot[:, None, :, i]).sum(-1) for i in range(3)], -1)
-    unknown = (n_world.abs().sum(-1, keepdim=True) == 0)
-    facing = -P / P.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    n_cam = torch.where(unknown, facing, n_cam)
+    row = surfel.index_select(0, winner.clamp_min(0)).view(B, height * width, 8)   # one row per pixel
+    px, py, pz = _to_camera(row[..., 0], row[..., 1], row[..., 2], rot, centre)
+    zero = torch.zeros_like(centre)
+    nx, ny, nz = _to_camera(row[..., 3], row[..., 4], row[..., 5], rot, zero)
+    known = row[..., 7] > 0
+    # A surfel without a normal faces the camera.
+    inv_len = torch.rsqrt((px * px + py * py + pz * pz).clamp_min(1e-18))
+    nx = torch.where(known, nx, -px * inv_len)
+    ny = torch.where(known, ny, -py * inv_len)
+    nz = torch.where(known, nz, -pz * inv_len)
     has_img = has.view(B, height * width)
-    centre_depth = torch.where(has_img, P[..., 2], torch.full_like(P[..., 2], math.inf))
+    inf = torch.full_like(pz, math.inf)
+    centre_depth = torch.where(has_img, pz, inf)
     # Depth where this pixel's ray meets the surfel's plane. A point centre lies anywhere in its
     # pixel; on a steep surface (the road ahead) its own depth differs from the surface's at the
     # pixel centre by several per cent per pixel. Grazing planes and surfels without a normal
     # keep the centre depth.
-    vv = torch.arange(height, device=xyz.device, dtype=torch.float32).repeat_interleave(width)
-    uu = torch.arange(width, device=xyz.device, dtype=torch.float32).repeat(height)
-    rx = (uu.unsqueeze(0) - K[:, 0, 2, None]) / K[:, 0, 0, None]
-    ry = (vv.unsqueeze(0) - K[:, 1, 2, None]) / K[:, 1, 1, None]
-    denom = n_cam[..., 0] * rx + n_cam[..., 1] * ry + n_cam[..., 2]
-    plane_c = (n_cam * P).sum(-1)
+    rx, ry = _pixel_rays(K, height, width, buf.device)
+    denom = nx * rx + ny * ry + nz
+    plane_c = nx * px + ny * py + nz * pz
     plane = plane_c / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
     ray_len = torch.sqrt(rx * rx + ry * ry + 1.0)
     usable = (denom.abs() > 0.05 * ray_len) & (plane > 0.5 * centre_depth) & (plane < 2.0 * centre_depth)
-    usable &= ~unknown[..., 0] & has_img
+    usable &= known & has_img
     depth = torch.where(usable, plane, centre_depth)
-    rad = torch.where(has_img, radius.index_select(0, safe).view(B, height * width), torch.full_like(centre_depth, -1.0))
-    r_px = torch.where(has_img, rad * K[:, 0, 0, None] / depth, torch.zeros_like(depth))
-    reach = torch.where(has_img, r_px + _DISK_REACH_SLACK, torch.zeros_like(depth))
+    rad = torch.where(has_img, row[..., 6], torch.full_like(centre_depth, -1.0))
+    reach = torch.where(has_img, rad * K[:, 0, 0, None] / depth + _DISK_REACH_SLACK, torch.zeros_like(depth))
+    # Relative change of the plane's depth per pixel step (|dz/du| + |dz/dv|) / z: how much nearer
+    # the same surface may come within one pixel, so that its own neighbours are not taken for
+    # occluders. 0 where the centre depth is used.
+    slope = (nx.abs() / K[:, 0, 0, None] + ny.abs() / K[:, 1, 1, None]) / denom.abs().clamp_min(1e-6)
+    slope = torch.where(usable, slope, torch.zeros_like(slope))
+    P = torch.stack([px, py, pz], -1)
+    n_cam = torch.stack([nx, ny, nz], -1)
     return (winner, P.reshape(-1, 3), n_cam.reshape(-1, 3), plane_c.reshape(-1), rad.reshape(-1),
-            depth.reshape(-1), reach.reshape(-1))
+            depth.reshape(-1), reach.reshape(-1), slope.reshape(-1))
 
 
 def _push_pull(values: torch.Tensor, known: torch.Tensor, levels: int):
@@ -258,27 +292,33 @@ def _square_min_filter(img: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets: tuple[int, ...], near: float,
-               keep: float):
-    """Test the surfels at ``offsets`` (flat, in the padded image) against active pixels.
+def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets, near: float, keep: float):
+    """Test the surfels at ``offsets`` (one ring, flat offsets in the padded image) against active
+    pixels, all offsets at once.
 
     table: per padded pixel the surfel's centre xyz, normal xyz, n.P and radius^2 (-1 empty),
     as (8, B*Hp*Wp) planes when ``planar`` (coalesced gathers on the GPU) or (B*Hp*Wp, 8) rows
     (one contiguous row per gather on the CPU). base (A,): padded index of each active pixel;
     rx, ry (A,): its ray; best (A,): depth so far; source (A,): padded index of the surfel drawn
-    there (-1: the pixel's own). A candidate wins if its disk contains the pixel's ray hit and it
-    is in front by more than the depth tolerance. Offsets go nearest first.
+    there (-1: the pixel's own); offsets (O,) int64, nearest first.
+    A candidate qualifies if its disk contains the point where the pixel's ray meets its plane and
+    that point is in front of ``best`` by more than the depth tolerance (``keep = 1 - tol``).
+    Among the qualifying ones the front-most surface wins (candidates within the tolerance of
+    the nearest depth), and on it the candidate nearest in the image (its colour belongs here).
     """
-    for off in offsets:
-        nb = base + off
-        q = table[:, nb] if planar else table.index_select(0, nb).t()  # (8, A); index_select: 3x faster on CPU
-        denom = q[3] * rx + q[4] * ry + q[5]
-        z = q[6] / torch.where(denom.abs() > 1e-6, denom, torch.full_like(denom, 1e-6))
-        ex, ey, ez = z * rx - q[0], z * ry - q[1], z - q[2]
-        wins = (ex * ex + ey * ey + ez * ez <= q[7]) & (z > near) & (z < best * keep)
-        best = torch.where(wins, z, best)
-        source = torch.where(wins, nb, source)
-    return best, source
+    A, O = base.shape[0], offsets.shape[0]
+    nb = base[:, None] + offsets[None, :]                                # (A,O)
+    q = table[:, nb] if planar else table.index_select(0, nb.reshape(-1)).view(A, O, 8).permute(2, 0, 1)
+    rxo, ryo = rx[:, None], ry[:, None]
+    z = q[6] / (q[3] * rxo + q[4] * ryo + q[5])   # a plane parallel to the ray gives inf/nan: rejected below
+    ex, ey, ez = z * rxo - q[0], z * ryo - q[1], z - q[2]
+    ok = (ex * ex + ey * ey + ez * ez <= q[7]) & (z > near) & (z < (best * keep)[:, None])
+    z = torch.where(ok, z, torch.full_like(z, math.inf))
+    front = z * keep <= z.amin(1, keepdim=True)
+    first = front.to(torch.uint8).argmax(1, keepdim=True)                # nearest offset on the front surface
+    z_won = z.gather(1, first)[:, 0]
+    won = z_won < math.inf
+    return torch.where(won, z_won, best), torch.where(won, nb.gather(1, first)[:, 0], source)
 
 
 _compiled: dict = {}
@@ -297,65 +337,124 @@ def _maybe_compiled(fn, device: torch.device):
     return _compiled[fn]
 
 
-def _ring_need(depth_img, reach_img, best_img, k: int, tolerance: float):
+def _ring_need(depth_img, reach_img, best_img, slope_img, k: int, tolerance: float):
     """Pixels (B,1,H,W) that a surfel reaching >= k pixels, within k pixels, could beat: its
-    centre is in front of what the pixel shows by more than k tolerances (a surface seen at a
-    slant changes depth from pixel to pixel; such neighbours are the same surface)."""
+    centre is in front of the pixel's own surface, extended k pixels along its slope, by more
+    than k tolerances. Neighbours on the same surface, even a steep one such as the road near the
+    horizon, stay behind that bound (a plane's depth is convex in the pixel coordinates, so its
+    tangent bounds it from below) and cost nothing."""
     masked = torch.where(reach_img >= k, depth_img, torch.full_like(depth_img, math.inf))
-    return _square_min_filter(masked, k) < best_img * (1.0 - k * tolerance)
+    floor = (1.0 - k * (slope_img + tolerance)).clamp_min(0.0)
+    return _square_min_filter(masked, k) < best_img * floor
 
 
-def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, winner, s: RenderSettings):
+_SPARE_SLOTS = 4096
+
+
+def _compact(mask: torch.Tensor, capacity: int, fill: int) -> torch.Tensor:
+    """Indices of the True entries of a 1-D mask, in order, in a tensor of exactly ``capacity``
+    entries (extra True entries are dropped): no host synchronisation, unlike ``nonzero``. Unused
+    entries hold ``fill + j % _SPARE_SLOTS`` (spare slots the caller can write to without every
+    thread hitting one address; so do the discarded writes here)."""
+    index = torch.arange(mask.numel(), device=mask.device, dtype=torch.int64)
+    position = torch.cumsum(mask, 0) - 1
+    slot = torch.where(mask & (position < capacity), position, capacity + (index & (_SPARE_SLOTS - 1)))
+    out = fill + (torch.arange(capacity + _SPARE_SLOTS, device=mask.device, dtype=torch.int64) & (_SPARE_SLOTS - 1))
+    out.scatter_(0, slot, index)
+    return out[:capacity]
+
+
+_ring_offsets_cache: dict = {}
+
+
+def _ring_offsets(k: int, row_stride: int, device) -> torch.Tensor:
+    """Flat offsets (in an image with rows of ``row_stride``) of the pixels at Chebyshev distance
+    k, nearest first; cached on the device (a CUDA graph cannot capture the host-to-device copy)."""
+    key = (k, row_stride, str(device))
+    if key not in _ring_offsets_cache:
+        ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
+                      key=lambda o: o[0] ** 2 + o[1] ** 2)
+        _ring_offsets_cache[key] = torch.tensor([dy * row_stride + dx for dy, dx in ring], dtype=torch.int64,
+                                                device=device)
+    return _ring_offsets_cache[key]
+
+
+def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, slope, winner, s: RenderSettings,
+                    capacity: Sequence[int] | None = None):
     """Let each pixel's winning surfel (disk) cover neighbouring pixels where it is in front.
 
     P, n_cam (B*H*W,3): winner centre and normal in camera frame; plane_c = n.P; radius (B*H*W,)
     metres (-1 where empty); depth (B*H*W,) inf where empty; reach_px: how many pixels the disk
-    can reach; winner (B*H*W,) point index or -1.
+    can reach; slope: relative depth change of the pixel's own plane per pixel; winner (B*H*W,)
+    point index or -1.
     Ring by ring (Chebyshev distance k = 1, 2, ...), only pixels that a neighbour could beat are
     examined: a masked min-filter finds them (empty pixels, background seen through gaps,
     silhouettes), so interior pixels of a surface cost nothing beyond the filter.
+
+    ``capacity`` None: the active pixels of each ring are found with ``nonzero`` and the ring
+    count from the widest reach (both wait for the device). A sequence of ``max_splat_px`` ints:
+    ring k runs on at most ``capacity[k-1]`` active pixels with no host synchronisation, so that
+    the whole render can be captured in a CUDA graph; when a ring had more, the result is wrong and
+    must be discarded (``need_counts`` tells).
+    Returns (depth, winner, need_counts (max_splat_px,) int64: active pixels per ring).
     """
     B, H, W = len(cams), cams.height, cams.width
     dev = depth.device
-    K = int(min(s.max_splat_px, math.floor(float(reach_px.max()))))
+    num = B * H * W
+    counts = torch.zeros(max(s.max_splat_px, 1), dtype=torch.int64, device=dev)
+    if capacity is None:
+        K = int(min(s.max_splat_px, math.floor(float(reach_px.max()))))
+    else:
+        K = s.max_splat_px
+        if len(capacity) != K:
+            raise ValueError(f"capacity needs one entry per ring ({K}), got {len(capacity)}")
     if K < 1:
-        return depth, winner
+        return depth, winner, counts
     keep = 1.0 - s.depth_tolerance
     depth_img = depth.view(B, 1, H, W)
+    slope_img = slope.view(B, 1, H, W)
+    reach_img = reach_px.view(B, 1, H, W)
 
-    # Per-pixel surfel data as planes, zero-padded by K (radius^2 padded with -1 = no surfel).
+    # Per-pixel surfel table, zero-padded by K pixels: a zero row has no plane (z = 0/0), so
+    # padding never wins; empty pixels inside carry radius^2 = -1.
     Hp, Wp = H + 2 * K, W + 2 * K
     r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
-    planes = torch.stack([P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2])
-    planes = F.pad(planes.view(8, B, H, W), (K, K, K, K), value=0.0)
-    planes[7] = F.pad(r2.view(B, H, W), (K, K, K, K), value=-1.0)
-    winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
+    columns = [P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2]
     planar = dev.type == "cuda"
-    table = planes.reshape(8, -1) if planar else planes.reshape(8, -1).t().contiguous()
-
-    best_all = depth.clone()
-    source_all = torch.full_like(winner, -1)                           # padded pixel that won, -1: own
+    if planar:    # (8, B*Hp*Wp) planes: neighbouring threads gather neighbouring addresses
+        table = F.pad(torch.stack(columns).view(8, B, H, W), (K, K, K, K)).reshape(8, -1)
+    else:         # (B*Hp*Wp, 8) rows: one cache line per gathered surfel
+        table = F.pad(torch.stack(columns, -1).view(B, H, W, 8), (0, 0, K, K, K, K)).reshape(-1, 8)
+    winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
+    rays_x, rays_y = (r.reshape(-1) for r in _pixel_rays(cams.K, H, W, dev))
+    # Spare slots at the end absorb the writes of unused capacity.
+    best_all = torch.cat([depth, depth.new_full((_SPARE_SLOTS,), math.inf)])
+    source_all = torch.full((num + _SPARE_SLOTS,), -1, dtype=torch.int64, device=dev)  # padded pixel that won, -1: own
     for k in range(1, K + 1):
-        need = _maybe_compiled(_ring_need, dev)(depth_img, reach_px.view(B, 1, H, W), best_all.view(B, 1, H, W), k,
-                                                s.depth_tolerance)
-        ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
-                      key=lambda o: o[0] ** 2 + o[1] ** 2)
-        active = need.reshape(-1).nonzero()[:, 0]
-        if active.numel() == 0:
-            continue
-        b = active // (H * W)
-        v = (active // W) % H
-        u = active % W
+        need = _maybe_compiled(_ring_need, dev)(depth_img, reach_img, best_all[:num].view(B, 1, H, W), slope_img, k,
+                                                s.depth_tolerance).reshape(-1)
+        counts[k - 1] = need.sum()
+        if capacity is None:
+            active = need.nonzero()[:, 0]
+            if active.numel() == 0:
+                continue
+        else:
+            active = _compact(need, capacity[k - 1], num)
+        pix = active.clamp_max(num - 1)
+        b, v, u = pix // (H * W), (pix // W) % H, pix % W
         base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
-        rx = (u.to(torch.float32) - cams.K[b, 0, 2]) / cams.K[b, 0, 0]
-        ry = (v.to(torch.float32) - cams.K[b, 1, 2]) / cams.K[b, 1, 1]
-        best, source = _maybe_compiled(_ring_pass, dev)(table, planar, base, rx, ry, best_all[active], source_all[active],
-                                                       tuple(dy * Wp + dx for dy, dx in ring), s.near, keep)
+        # Unused capacity examines the first pixel (all its offsets lie inside the table) and
+        # writes into the spare slot.
+        base = torch.where(active < num, base, torch.full_like(base, K * Wp + K))
+        best, source = _maybe_compiled(_ring_pass, dev)(table, planar, base, rays_x[pix], rays_y[pix],
+                                                       best_all[active], source_all[active],
+                                                       _ring_offsets(k, Wp, dev), s.near, keep)
         best_all[active] = best
         source_all[active] = source
+    best_all, source_all = best_all[:num], source_all[:num]
     taken = source_all >= 0
     winner = torch.where(taken, winner_pad[source_all.clamp_min(0)], winner)
-    return best_all, winner
+    return best_all, winner, counts
 
 
 def _finish(point_of_pixel, depth, colours, background, B: int, H: int, W: int, levels: int):
@@ -377,12 +476,28 @@ def _finish(point_of_pixel, depth, colours, background, B: int, H: int, W: int, 
     return rgb_u8, depth[:, 0].contiguous(), covered[:, 0].contiguous()
 
 
+_constants: dict = {}
+
+
+def _device_constant(values, dtype, device) -> torch.Tensor:
+    """A small constant tensor kept on the device (made once: graph capture cannot upload)."""
+    key = (tuple(values) if isinstance(values, (tuple, list)) else values, dtype, str(device))
+    if key not in _constants:
+        _constants[key] = torch.tensor(values, dtype=dtype, device=device)
+    return _constants[key]
+
+
 @torch.no_grad()
-def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
-                  settings: RenderSettings | None = None, return_index: bool = False) -> RenderOutput:
-    """Render ``cloud`` from every camera of ``cams`` at time ``t`` (None: all points).
+def render_points(cloud: PointCloud, cams: Cameras, t: float | torch.Tensor | None = None,
+                  settings: RenderSettings | None = None, return_index: bool = False,
+                  capacity: Sequence[int] | None = None) -> RenderOutput:
+    """Render ``cloud`` from every camera of ``cams`` at time ``t`` (None: all points; a 0-dim
+    float64 tensor on the cloud's device is taken as is).
 
     ``return_index`` also returns which point each covered pixel shows (used by fusion).
+    ``capacity``: per splat ring, how many pixels it may examine (see _expand_surfels): the render
+    then never waits for the device and can be captured in a CUDA graph; check
+    ``need_counts`` against it afterwards.
     """
     s = settings or RenderSettings()
     cams = cams.to(cloud.xyz.device)
@@ -391,23 +506,30 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | None = None,
     num_pixels = B * H * W
 
     use_time = t is not None and cloud.has_dynamic
+    if not use_time:
+        t_dev = _device_constant(0.0, torch.float64, dev)
+    elif isinstance(t, torch.Tensor):
+        t_dev = t
+    else:
+        t_dev = torch.tensor(float(t), dtype=torch.float64, device=dev)
     rot, centre = cams.c2w[:, :3, :3], cams.c2w[:, :3, 3]
     key, pixel = _maybe_compiled(_project_keys, dev)(cloud.xyz, cloud.t_start, cloud.t_end, rot, centre, cams.K,
-                                                     torch.tensor(float(t) if use_time else 0.0, dtype=torch.float64,
-                                                                  device=dev), s.near, H, W, use_time)
+                                                     t_dev, s.near, H, W, use_time)
     buf = _centre_zbuffer(key, pixel, num_pixels)
     del key, pixel
-    winner, P, n_cam, plane_c, radius, depth, reach = _maybe_compiled(_winner_surfels, dev)(
-        buf, cloud.xyz, cloud.normal, cloud.radius, rot, centre, cams.K, H, W)
+    winner, P, n_cam, plane_c, radius, depth, reach, slope = _maybe_compiled(_winner_surfels, dev)(
+        buf, cloud.surfel, rot, centre, cams.K, H, W)
     point_of_pixel = winner
+    counts = None
     if s.max_splat_px > 0:
-        depth, point_of_pixel = _expand_surfels(cams, P, n_cam, plane_c, radius, depth, reach, winner, s)
+        depth, point_of_pixel, counts = _expand_surfels(cams, P, n_cam, plane_c, radius, depth, reach, slope, winner,
+                                                        s, capacity)
 
-    background = torch.tensor(s.background, dtype=torch.float32, device=dev)
+    background = _device_constant(tuple(float(c) for c in s.background), torch.float32, dev)
     rgb_u8, depth, covered = _maybe_compiled(_finish, dev)(point_of_pixel, depth, cloud.rgb, background, B, H, W,
                                                            s.hole_fill_levels)
     index = point_of_pixel.reshape(B, H, W) if return_index else None
-    return RenderOutput(rgb_u8, depth, covered, index)
+    return RenderOutput(rgb_u8, depth, covered, index, counts)
 
 
 def world_point_cloud(world, device: str | torch.device = "cpu") -> PointCloud:
@@ -485,34 +607,105 @@ class ChunkedCloud:
             return self.cloud
         c = self.cloud
         return PointCloud(c.xyz[lo:hi], c.rgb[lo:hi], c.radius[lo:hi], c.normal[lo:hi], c.t_start[lo:hi],
-                          c.t_end[lo:hi], c.has_dynamic)
+                          c.t_end[lo:hi], c.has_dynamic, c.surfel[lo:hi])
+
+
+class _CapturedRender:
+    """``render_points`` for one batch shape (cameras, image size, time on or off) captured in a
+    CUDA graph: a replay launches the whole render at once, with no per-kernel launch cost and no
+    host synchronisation. Inputs are copied into the graph's own camera and time tensors; the
+    outputs live in the graph's memory and are overwritten by the next replay."""
+
+    def __init__(self, cloud: PointCloud, cams: Cameras, t, settings: RenderSettings, capacity: list[int]):
+        self.capacity = list(capacity)
+        self.cams = Cameras(cams.K.clone(), cams.c2w.clone(), cams.width, cams.height)
+        self.t = None if t is None else torch.tensor(float(t), dtype=torch.float64, device=cloud.xyz.device)
+        args = (cloud, self.cams, self.t, settings, False, self.capacity)
+        # Warm up on a side stream (compiles kernels for these shapes, settles the allocator), as
+        # graph capture requires.
+        side = torch.cuda.Stream(cloud.xyz.device)
+        side.wait_stream(torch.cuda.current_stream(cloud.xyz.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                render_points(*args)
+        torch.cuda.current_stream(cloud.xyz.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = render_points(*args)
+
+    def replay(self, cams: Cameras, t) -> RenderOutput:
+        self.cams.K.copy_(cams.K)
+        self.cams.c2w.copy_(cams.c2w)
+        if self.t is not None:
+            self.t.fill_(float(t))
+        self.graph.replay()
+        return self.out
+
+
+def _capacity_for(need_counts: torch.Tensor, num_pixels: int) -> list[int]:
+    """Pixels each ring of a captured render may examine: the counts seen plus a quarter and a
+    floor of 1/64 of the pixels (the camera moves; an overflow costs one eager frame)."""
+    floor = max(4096, num_pixels // 64)
+    return [min(num_pixels, max(floor, int(c) * 5 // 4 + 1024)) for c in need_counts.tolist()]
 
 
 class Renderer:
     """A world uploaded once to a device; ``render`` draws batches of cameras at a time.
 
     On the CPU the world is kept in spatial chunks and each batch projects only the chunks in
-    view (ChunkedCloud); on CUDA every point is projected (culling is not measured there yet).
+    view (ChunkedCloud); on CUDA every point is projected (culling is not measured there yet), and
+    each batch shape is captured once in a CUDA graph (``graphs``; INSPATIO_NO_GRAPHS=1 turns it
+    off): the first render of a shape runs eagerly and measures how many pixels each splat ring
+    examines, later ones replay the graph. A replay whose rings needed more room than captured
+    is thrown away and rendered eagerly, and the graph captured again with room for it.
     """
 
     def __init__(self, world, device: str | torch.device = "auto", settings: RenderSettings | None = None,
-                 cull: bool | None = None):
+                 cull: bool | None = None, graphs: bool | None = None):
+        """``world``: a World, or a PointCloud already on ``device`` (benchmarks, tests)."""
         self.world = world
         self.device = resolve_device(device)
         self.settings = settings or RenderSettings()
-        self.cloud = world_point_cloud(world, self.device)
+        self.cloud = world if isinstance(world, PointCloud) else world_point_cloud(world, self.device)
         cull = self.device.type == "cpu" if cull is None else cull
         # Culling needs the splat cap: without it a near surfel may cover any part of the image.
         self.chunks = ChunkedCloud(self.cloud) if cull and self.settings.max_splat_px > 0 and len(self.cloud.xyz) else None
+        if graphs is None:
+            graphs = self.device.type == "cuda" and os.environ.get("INSPATIO_NO_GRAPHS") != "1"
+        self.graphs = bool(graphs) and self.device.type == "cuda" and self.settings.max_splat_px > 0
+        self._captured: dict = {}
+        self.recaptures = 0          # graphs captured again after an overflow (diagnostics)
 
     def cameras(self, c2w, intrinsics: Intrinsics | Sequence[Intrinsics] | None = None) -> Cameras:
         return Cameras.from_intrinsics(intrinsics or self.world.intrinsics, c2w, self.device)
 
     def render(self, cameras: Cameras, t: float | None = None) -> RenderOutput:
+        cameras = cameras.to(self.device)
+        if self.graphs:
+            return self._render_captured(cameras, t)
         cloud = self.cloud
         if self.chunks is not None:
-            cloud = self.chunks.subset(cameras.to(self.device), self.settings.near, float(self.settings.max_splat_px) + 1.0)
+            cloud = self.chunks.subset(cameras, self.settings.near, float(self.settings.max_splat_px) + 1.0)
         return render_points(cloud, cameras, t, self.settings)
+
+    def _render_captured(self, cams: Cameras, t: float | None) -> RenderOutput:
+        use_time = t is not None and self.cloud.has_dynamic
+        key = (len(cams), cams.height, cams.width, use_time)
+        entry = self._captured.get(key)
+        if entry is not None:
+            out = entry.replay(cams, t)
+            counts = out.need_counts.cpu()            # waits for the render (outputs are read next anyway)
+            if bool((counts <= torch.tensor(entry.capacity)).all()):
+                # Copies: the next replay overwrites the graph's outputs.
+                return RenderOutput(out.rgb.clone(), out.depth.clone(), out.coverage.clone(), None, counts)
+            log.info("splat rings needed %s pixels, captured for %s: re-capturing the render graph",
+                     counts.tolist(), entry.capacity)
+            self.recaptures += 1
+            del self._captured[key]
+        out = render_points(self.cloud, cams, t, self.settings)
+        capacity = _capacity_for(out.need_counts, len(cams) * cams.height * cams.width)
+        self._captured[key] = _CapturedRender(self.cloud, cams, t if use_time else None, self.settings, capacity)
+        return out
 
 
 def render(world, cameras: Cameras, t: float | None = None, device: str | torch.device = "auto",

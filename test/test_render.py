@@ -144,7 +144,7 @@ def test_ring_pass_layouts_agree():
     rx, ry = torch.rand(len(base), generator=g) - 0.5, torch.rand(len(base), generator=g) - 0.5
     best = torch.full((len(base),), 10.0)
     source = torch.full((len(base),), -1)
-    args = (base, rx, ry, best, source, (1, -1, 7, -7, 8, -8), 0.05, 0.98)
+    args = (base, rx, ry, best, source, torch.tensor([1, -1, 7, -7, 8, -8]), 0.05, 0.98)
     b1, s1 = _ring_pass(planes, True, *args)
     b2, s2 = _ring_pass(planes.t().contiguous(), False, *args)
     assert torch.equal(b1, b2) and torch.equal(s1, s2)
@@ -215,3 +215,64 @@ def test_culling_with_nothing_in_view_still_renders():
     sub = ChunkedCloud(cloud).subset(camera(away), 0.05, 5.0)
     out = render_points(sub, camera(away))
     assert not bool(out.coverage.any())
+
+
+def test_compact_keeps_order_and_capacity():
+    from inspatio_ros.render import _compact
+
+    mask = torch.tensor([0, 1, 1, 0, 1, 0, 1], dtype=torch.bool)
+    assert _compact(mask, 6, 99).tolist() == [1, 2, 4, 6, 99 + 4, 99 + 5]   # unused: spare slots fill + j
+    assert _compact(mask, 2, 99).tolist() == [1, 2]          # overflow: the first ones are kept
+    assert _compact(torch.zeros(5, dtype=torch.bool), 3, 10).tolist() == [10, 11, 12]
+
+
+def _street_like_cloud(device="cpu", n=60_000, seed=2):
+    """A ground plane and a wall seen at a slant, sparse enough that surfels must fill gaps."""
+    rng = np.random.default_rng(seed)
+    ground = np.stack([rng.uniform(-6, 6, n), np.full(n, 1.5), rng.uniform(1, 30, n)], 1)
+    wall = np.stack([np.full(n // 2, 4.0), rng.uniform(-3, 1.5, n // 2), rng.uniform(2, 30, n // 2)], 1)
+    xyz = np.concatenate([ground, wall])
+    normal = np.concatenate([np.tile([0, -1.0, 0], (n, 1)), np.tile([-1.0, 0, 0], (n // 2, 1))])
+    return PointCloud.from_arrays(xyz, rng.integers(0, 256, (len(xyz), 3)), np.full(len(xyz), 0.08), normal,
+                                  device=device)
+
+
+def test_fixed_capacity_render_equals_the_synchronising_one():
+    """The capacity path (what a CUDA graph captures) gives the same image when every ring fits,
+    and reports the rings that did not fit."""
+    cloud = _street_like_cloud()
+    intr = Intrinsics.from_fov(160, 120, 80.0)
+    cams = Cameras.from_intrinsics(intr, np.stack([np.eye(4), look_at([0.5, 0, 0], [0, 0.5, 10], up=(0, -1, 0))]))
+    ref = render_points(cloud, cams)
+    num = 2 * 160 * 120
+    full = render_points(cloud, cams, capacity=[num] * 4)
+    assert torch.equal(ref.rgb, full.rgb) and torch.equal(ref.coverage, full.coverage)
+    np.testing.assert_array_equal(ref.depth.numpy(), full.depth.numpy())
+    counts = full.need_counts
+    assert int(counts[0]) > 100, "the scene should make the first ring work"
+    tight = [max(1, int(c)) for c in counts]
+    exact = render_points(cloud, cams, capacity=tight)
+    assert torch.equal(ref.rgb, exact.rgb)
+    small = render_points(cloud, cams, capacity=[10, 10, 10, 10])
+    assert bool((small.need_counts > 10).any())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replays_equal_eager_renders_and_recapture_on_overflow():
+    from inspatio_ros.render import Renderer
+
+    w = _street_like_cloud("cuda", n=200_000)
+    intr = Intrinsics.from_fov(320, 240, 80.0)
+    graphed = Renderer(w, "cuda", graphs=True)
+    eager = Renderer(w, "cuda", graphs=False)
+    for i in range(5):
+        pose = look_at([0.3 * i, 0, 0.5 * i], [0, 0.5, 12], up=(0, -1, 0))
+        cams = Cameras.from_intrinsics(intr, np.stack([pose, np.eye(4)]), "cuda")
+        a, b = graphed.render(cams), eager.render(cams)
+        assert torch.equal(a.rgb, b.rgb) and torch.equal(a.coverage, b.coverage)
+    assert len(graphed._captured) == 1
+    entry = next(iter(graphed._captured.values()))
+    entry.capacity[0] = 1                      # pretend the captured room was too small
+    cams = Cameras.from_intrinsics(intr, np.stack([np.eye(4), np.eye(4)]), "cuda")
+    a, b = graphed.render(cams), eager.render(cams)
+    assert torch.equal(a.rgb, b.rgb) and graphed.recaptures == 1
