@@ -102,6 +102,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto (CUDA then CPU), cpu or cuda")
     ap.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
+    ap.add_argument("--only", action="append", default=[], metavar="POINTS:WxH:CAMS",
+                    help="run just this configuration (repeatable), e.g. 4e6:1920x1080:3")
     ap.add_argument("--no-graphs", action="store_true", help="CUDA: launch kernels one by one (no CUDA graph)")
     ap.add_argument("--profile", action="store_true",
                     help="after the table, a torch profiler breakdown of 4M points, 3 x 1920x1080")
@@ -129,11 +131,21 @@ def main() -> int:
             repeats = 3 if args.quick else 8
         if args.quick:
             grid = grid[:3]
+        if args.only:
+            grid = []
+            for spec in args.only:
+                n, size, cams = spec.split(":")
+                w, h = size.split("x")
+                grid.append((int(float(n)), (int(w), int(h)), int(cams)))
         clouds = {}
         for n, (w, h), cams in grid:
             if n not in clouds:
                 clouds = {n: corridor_cloud(n, device)}
             for hole_fill in (True, False) if not args.quick else (True,):
+                if device.type == "cuda":
+                    # Kernels specialise on the first shapes they see, as in a node that renders
+                    # one rig: start each configuration afresh (Inductor's cache keeps this cheap).
+                    torch._dynamo.reset()
                 ms, cov = time_config(clouds[n], cams, w, h, device, hole_fill, repeats,
                                        graphs=False if args.no_graphs else None)
                 print(f"{device.type:6} {n / 1e6:7.2f}M {w:>5}x{h:<4} {cams:>4} {str(hole_fill):>8} {ms:9.2f} "

@@ -321,19 +321,60 @@ def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets, near: f
     return torch.where(won, z_won, best), torch.where(won, nb.gather(1, first)[:, 0], source)
 
 
+def _surfel_table(P, n_cam, plane_c, radius, winner, depth, K, B: int, H: int, W: int, pad: int, planar: bool):
+    """What the splat rings read and write: the per-pixel surfel table zero-padded by ``pad``
+    pixels (a zero row has no plane, z = 0/0, so padding never wins; empty pixels inside carry
+    radius^2 = -1) as (8, B*Hp*Wp) planes when ``planar`` (neighbouring GPU threads gather
+    neighbouring addresses) or (B*Hp*Wp, 8) rows (one cache line per gathered surfel on the CPU);
+    the padded winner indices; per-pixel rays; depth and source so far, with spare slots at the
+    end that absorb the writes of unused capacity."""
+    r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
+    columns = [P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2]
+    if planar:
+        table = F.pad(torch.stack(columns).view(8, B, H, W), (pad, pad, pad, pad)).reshape(8, -1)
+    else:
+        table = F.pad(torch.stack(columns, -1).view(B, H, W, 8), (0, 0, pad, pad, pad, pad)).reshape(-1, 8)
+    winner_pad = F.pad(winner.view(B, H, W), (pad, pad, pad, pad), value=-1).reshape(-1)
+    rays_x, rays_y = _pixel_rays(K, H, W, depth.device)
+    best_all = torch.cat([depth, depth.new_full((_SPARE_SLOTS,), math.inf)])
+    source_all = torch.full((depth.shape[0] + _SPARE_SLOTS,), -1, dtype=torch.int64, device=depth.device)
+    return table, winner_pad, rays_x.reshape(-1), rays_y.reshape(-1), best_all, source_all
+
+
+def _ring_step(table, planar: bool, active, best_all, source_all, rays_x, rays_y, offsets, near: float,
+               keep: float, height: int, width: int, pad: int):
+    """_ring_pass for the active pixels (flat indices into the B*H*W image; entries >= B*H*W are
+    unused capacity): their padded table index, ray, depth and source so far are gathered here so
+    that, compiled, this is one kernel with the pass."""
+    num = rays_x.shape[0]
+    pix = active.clamp_max(num - 1)
+    b, v, u = pix // (height * width), (pix // width) % height, pix % width
+    Wp = width + 2 * pad
+    base = b * ((height + 2 * pad) * Wp) + (v + pad) * Wp + (u + pad)
+    # Unused capacity examines the first pixel (all its offsets lie inside the table); the caller
+    # writes its result into a spare slot.
+    base = torch.where(active < num, base, torch.full_like(base, pad * Wp + pad))
+    return _ring_pass(table, planar, base, rays_x[pix], rays_y[pix], best_all[active], source_all[active], offsets,
+                      near, keep)
+
+
 _compiled: dict = {}
 
 
 def _maybe_compiled(fn, device: torch.device):
     """On CUDA, ``fn`` compiled into fused kernels (eager PyTorch launches one kernel per
     operation: ~15 per neighbour offset in the ring pass). Eager elsewhere, or when
-    INSPATIO_NO_COMPILE=1. Shapes are dynamic, so resolutions and point counts do not recompile."""
+    INSPATIO_NO_COMPILE=1 (INSPATIO_COMPILE_DYNAMIC=1: dynamic shapes from the first call)."""
     if device.type != "cuda" or os.environ.get("INSPATIO_NO_COMPILE") == "1":
         return fn
     if fn not in _compiled:
         # Symbolic-shape reasoning about the pyramid's ceil-divisions logs harmless warnings.
         logging.getLogger("torch.utils._sympy.interp").setLevel(logging.ERROR)
-        _compiled[fn] = torch.compile(fn, dynamic=True)
+        # Shapes are specialised first (a node renders one image size of one world: constant
+        # sizes let the kernels' index arithmetic avoid runtime integer divisions) and become
+        # dynamic where a second call differs, so new sizes stop recompiling.
+        dynamic = True if os.environ.get("INSPATIO_COMPILE_DYNAMIC") == "1" else None
+        _compiled[fn] = torch.compile(fn, dynamic=dynamic)
     return _compiled[fn]
 
 
@@ -415,21 +456,10 @@ def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, s
     slope_img = slope.view(B, 1, H, W)
     reach_img = reach_px.view(B, 1, H, W)
 
-    # Per-pixel surfel table, zero-padded by K pixels: a zero row has no plane (z = 0/0), so
-    # padding never wins; empty pixels inside carry radius^2 = -1.
     Hp, Wp = H + 2 * K, W + 2 * K
-    r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
-    columns = [P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2]
+    table, winner_pad, rays_x, rays_y, best_all, source_all = _maybe_compiled(_surfel_table, dev)(
+        P, n_cam, plane_c, radius, winner, depth, cams.K, B, H, W, K, dev.type == "cuda")
     planar = dev.type == "cuda"
-    if planar:    # (8, B*Hp*Wp) planes: neighbouring threads gather neighbouring addresses
-        table = F.pad(torch.stack(columns).view(8, B, H, W), (K, K, K, K)).reshape(8, -1)
-    else:         # (B*Hp*Wp, 8) rows: one cache line per gathered surfel
-        table = F.pad(torch.stack(columns, -1).view(B, H, W, 8), (0, 0, K, K, K, K)).reshape(-1, 8)
-    winner_pad = F.pad(winner.view(B, H, W), (K, K, K, K), value=-1).reshape(-1)
-    rays_x, rays_y = (r.reshape(-1) for r in _pixel_rays(cams.K, H, W, dev))
-    # Spare slots at the end absorb the writes of unused capacity.
-    best_all = torch.cat([depth, depth.new_full((_SPARE_SLOTS,), math.inf)])
-    source_all = torch.full((num + _SPARE_SLOTS,), -1, dtype=torch.int64, device=dev)  # padded pixel that won, -1: own
     for k in range(1, K + 1):
         need = _maybe_compiled(_ring_need, dev)(depth_img, reach_img, best_all[:num].view(B, 1, H, W), slope_img, k,
                                                 s.depth_tolerance).reshape(-1)
@@ -439,16 +469,9 @@ def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, s
             if active.numel() == 0:
                 continue
         else:
-            active = _compact(need, capacity[k - 1], num)
-        pix = active.clamp_max(num - 1)
-        b, v, u = pix // (H * W), (pix // W) % H, pix % W
-        base = b * (Hp * Wp) + (v + K) * Wp + (u + K)
-        # Unused capacity examines the first pixel (all its offsets lie inside the table) and
-        # writes into the spare slot.
-        base = torch.where(active < num, base, torch.full_like(base, K * Wp + K))
-        best, source = _maybe_compiled(_ring_pass, dev)(table, planar, base, rays_x[pix], rays_y[pix],
-                                                       best_all[active], source_all[active],
-                                                       _ring_offsets(k, Wp, dev), s.near, keep)
+            active = _maybe_compiled(_compact, dev)(need, capacity[k - 1], num)
+        best, source = _maybe_compiled(_ring_step, dev)(table, planar, active, best_all, source_all, rays_x, rays_y,
+                                                       _ring_offsets(k, Wp, dev), s.near, keep, H, W, K)
         best_all[active] = best
         source_all[active] = source
     best_all, source_all = best_all[:num], source_all[:num]
