@@ -1,7 +1,8 @@
 """GPU point renderer: surfel z-buffer splatting with hole filling, batched over cameras.
 
 One code path for CUDA and CPU (plain PyTorch, no per-pixel or per-point Python loops); on CUDA
-the stages are compiled (torch.compile) into fused kernels, elsewhere they run eagerly.
+the stages are compiled (torch.compile) into fused kernels and ``Renderer`` replays each batch
+shape from a CUDA graph (no host synchronisation inside a render); elsewhere they run eagerly.
 
 How a batch of B cameras (one image size) is rendered at sim time ``t``:
 
@@ -14,11 +15,13 @@ How a batch of B cameras (one image size) is rendered at sim time ``t``:
    radius, its normal; a point without a normal faces the camera). For every neighbour within
    the largest projected radius, the disk's plane is intersected with this pixel's ray: if the
    hit lies inside the disk and is clearly in front of what the pixel holds (relative
-   ``depth_tolerance``), the neighbour's surface wins. Points on one surface therefore never
+   ``depth_tolerance``), the neighbour's surface may win; among those, the front-most surface
+   wins, and on it the neighbour nearest in the image. Points on one surface therefore never
    overwrite each other (the plane depth equals the pixel's own depth), while a close surface
    covers the background that would show through the gaps between its point centres. Ring by
-   ring (k = 1, 2, ... pixels away), only pixels with a neighbour centre more than k tolerances
-   in front are tested, so the interiors of surfaces cost almost nothing.
+   ring (k = 1, 2, ... pixels away), only pixels with a neighbour centre in front of their own
+   surface (extended k pixels along its slope) by more than k tolerances are tested, so the
+   interiors of surfaces, slanted ones included, cost almost nothing.
 3. **Hole filling.** Pixels still empty are filled by push-pull interpolation over an image
    pyramid of ``hole_fill_levels`` levels (holes up to about ``2**levels`` pixels wide); they are
    marked not covered. Pixels beyond that reach keep the background colour and NaN depth.
@@ -456,7 +459,7 @@ def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, s
     slope_img = slope.view(B, 1, H, W)
     reach_img = reach_px.view(B, 1, H, W)
 
-    Hp, Wp = H + 2 * K, W + 2 * K
+    Wp = W + 2 * K
     table, winner_pad, rays_x, rays_y, best_all, source_all = _maybe_compiled(_surfel_table, dev)(
         P, n_cam, plane_c, radius, winner, depth, cams.K, B, H, W, K, dev.type == "cuda")
     planar = dev.type == "cuda"
