@@ -104,6 +104,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer configurations and repeats")
     ap.add_argument("--only", action="append", default=[], metavar="POINTS:WxH:CAMS",
                     help="run just this configuration (repeatable), e.g. 4e6:1920x1080:3")
+    ap.add_argument("--hole-fill", choices=["both", "on", "off"], default="both")
     ap.add_argument("--no-graphs", action="store_true", help="CUDA: launch kernels one by one (no CUDA graph)")
     ap.add_argument("--profile", action="store_true",
                     help="after the table, a torch profiler breakdown of 4M points, 3 x 1920x1080")
@@ -141,7 +142,8 @@ def main() -> int:
         for n, (w, h), cams in grid:
             if n not in clouds:
                 clouds = {n: corridor_cloud(n, device)}
-            for hole_fill in (True, False) if not args.quick else (True,):
+            fills = {"both": (True, False), "on": (True,), "off": (False,)}[args.hole_fill]
+            for hole_fill in fills if not args.quick else (True,):
                 if device.type == "cuda":
                     # Kernels specialise on the first shapes they see, as in a node that renders
                     # one rig: start each configuration afresh (Inductor's cache keeps this cheap).
