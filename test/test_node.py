@@ -63,6 +63,30 @@ def by_stamp(msgs, stamp):
     return next(m for m in msgs if stamp_ns(m.header.stamp) == stamp)
 
 
+def test_each_camera_has_its_own_writer_process(world, tmp_path, probe):
+    """publish.writer_process on with two cameras: one writer process each, and every camera's
+    image of a render carries that render's stamp."""
+    cams = {"cameras.names": ["front", "left"]}
+    for name, yaw in (("front", 0.0), ("left", 1.2)):
+        cams.update({f"cameras.{name}.width": SIZE[0], f"cameras.{name}.height": SIZE[1],
+                     f"cameras.{name}.hfov_deg": 80.0, f"cameras.{name}.xyz": [0.0, 0.0, 1.5],
+                     f"cameras.{name}.rpy": [0.0, 0.0, yaw], f"cameras.{name}.rate_hz": 10.0,
+                     f"cameras.{name}.outputs": ["image", "depth"]})
+    topics = ["/front/image_raw", "/left/image_raw", "/front/depth/image", "/left/depth/image"]
+    for topic in topics:
+        probe.subscribe(Image, topic)
+    cfg = write_params(tmp_path / "node.yaml", {**cams, "device": "cpu", "publish.writer_process": "on"})
+    with NodeProcess(world, cfg, "dds", tmp_path / "node.log") as node:
+        got = probe.spin_until(lambda: first_complete_stamp(probe, topics) is not None, 60, node)
+        assert got, node.log()
+        log_text = node.log()
+    assert "written by 2 writer processes" in log_text
+    stamp = first_complete_stamp(probe, topics)
+    front, left = (by_stamp(probe.received[t], stamp) for t in topics[:2])
+    assert front.header.frame_id == "front_optical_frame" and left.header.frame_id == "left_optical_frame"
+    assert not np.array_equal(image_array(front), image_array(left)), "the two cameras look different ways"
+
+
 @pytest.mark.parametrize("transport,writer", [("dds", "off"), ("rclpy", "off"), ("dds", "on")])
 def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, transport, writer):
     """Also with the camera messages written by the separate writer process (shared memory)."""

@@ -33,7 +33,7 @@ from ..sim.vehicle import BicycleModel, EgoState, UnicycleModel, check_pose_jump
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder, stamp_seconds
 from .params import split_parameters
 from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_IN, SENSOR_OUT, Qos
-from .writer_process import CameraLayout, CameraWriterProcess, camera_publishers, publish_cameras
+from .writer_process import CameraLayout, CameraWriters, camera_publishers, publish_cameras
 
 log = logging.getLogger("inspatio_ros")
 
@@ -143,8 +143,9 @@ class SimNode:
         self.writer = None
         self.cam_pubs: dict[str, dict[str, Any]] = {}
         if use_writer:
-            self.writer = CameraWriterProcess(self.t.node_name, self.t.namespace, self.t.domain_id,
-                                              list(self.layouts.values()), self.p["publish.jpeg_quality"])
+            self.writer = CameraWriters(self.t.node_name, self.t.namespace, self.t.domain_id,
+                                        list(self.layouts.values()), self.p["publish.jpeg_quality"])
+            log.info("camera messages written by %d writer processes (one per camera)", len(self.writer.writers))
         else:
             self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
         self.tf_pub = pub("tf2_msgs/msg/TFMessage", "/tf", self._qos("tf", DEFAULT)) if self.p["publish.tf"] else None

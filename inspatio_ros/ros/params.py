@@ -51,7 +51,7 @@ NODE_PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "publish.status_hz": (2.0, lambda v: v >= 0, "Hz >= 0 (0 = off)"),
     "publish.diagnostics_hz": (1.0, lambda v: v >= 0, "Hz >= 0 (0 = off)"),
     "publish.writer_process": ("auto", lambda v: v in ("auto", "on", "off"),
-                               "auto (on for dds + CUDA) | on | off: camera messages written by a separate process"),
+                               "auto (on for dds + CUDA) | on | off: camera messages written by one process per camera"),
     "publish.jpeg_quality": (90, lambda v: 1 <= v <= 100, "1 .. 100"),
 }
 
