@@ -31,6 +31,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "cyclonedds>=0.10",
+        "rosbags>=0.10",        # rosbag2 (MCAP / SQLite) input without a ROS install
     ],
     extras_require={
         # ROS 2 Jazzy's rclpy and message packages as wheels (for the rclpy transport without a ROS

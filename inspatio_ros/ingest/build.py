@@ -175,6 +175,8 @@ def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, he
         intr = parse_intrinsics(args_intrinsics, width, height)
     elif fs.camera_info is not None:
         intr = load_camera_info(fs.camera_info)
+    elif fs.intrinsics is not None:
+        intr = fs.intrinsics
     else:
         raise InputError(f"input {fs.source} has no camera intrinsics",
                          "pass --intrinsics camera_info.yaml or --intrinsics fx,fy,cx,cy")
@@ -188,9 +190,9 @@ def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, he
 
 def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses: str | None = None,
                 depth: str | None = None, holdout: int = 0, stride: int = 1,
-                settings: FusionSettings | None = None, device: str = "auto") -> World:
+                settings: FusionSettings | None = None, device: str = "auto", bag_topics=None) -> World:
     settings = settings or FusionSettings()
-    fs = open_input(input_path)
+    fs = open_input(input_path, bag_topics)
     if len(fs) < 2:
         raise InputError(f"input {input_path} has {len(fs)} frame(s)", "a world needs at least two frames")
     if stride < 1:
@@ -200,11 +202,15 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     intr = resolve_intrinsics(intrinsics, fs, width, height)
 
     pose_path = Path(poses) if poses else fs.poses
-    if pose_path is None:
+    if pose_path is None and fs.pose_array is not None:
+        c2w, pose_times, pose_label = fs.pose_array, None, fs.pose_source
+    elif pose_path is None:
         raise InputError(f"input {input_path} has no camera poses",
-                         "pass --poses FILE (TUM, KITTI or 4x4); estimating poses from video alone "
-                         "is not implemented yet")
-    c2w, pose_times = read_poses(pose_path)
+                         "pass --poses FILE (TUM, KITTI or 4x4), or record odometry in the bag; estimating "
+                         "poses from video alone is not implemented yet")
+    else:
+        c2w, pose_times = read_poses(pose_path)
+        pose_label = str(pose_path)
     if len(c2w) != len(fs):
         raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {len(fs)} frames",
                          "give one pose per frame, in frame order")
@@ -214,11 +220,21 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         fs.notes.append("no timestamps: assumed 10 frames/s")
 
     depth_dir = Path(depth) if depth else fs.depth_dir
-    if depth_dir is None:
+    if depth_dir is not None:
+        depth_maps = DepthMaps(depth_dir, fs.names)
+        load_depth, depth_label = depth_maps.load, str(depth_dir)
+    elif fs.depth_load is not None:
+        def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
+            d = fs.depth_load(i)
+            if d.shape != tuple(shape):
+                raise InputError(f"depth of frame {fs.names[i]} is {d.shape[1]}x{d.shape[0]}, its image "
+                                 f"{shape[1]}x{shape[0]}", "record depth registered to the colour image")
+            return d
+        depth_label = "in the input (" + next((n for n in fs.notes if n.startswith("depth")), "depth") + ")"
+    else:
         raise InputError(f"input {input_path} has no depth maps",
-                         "pass --depth DIR (.npy metres or 16-bit .png millimetres); dense depth from "
-                         "video alone is not implemented yet")
-    depth_maps = DepthMaps(depth_dir, fs.names)
+                         "pass --depth DIR (.npy metres or 16-bit .png millimetres), or record a depth image "
+                         "or LiDAR topic in the bag; dense depth from video alone is not implemented yet")
 
     chosen = np.arange(0, len(fs), stride)
     held = holdout_mask(len(chosen), holdout)
@@ -234,7 +250,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
-        added.append(fuser.add_frame(i, rgb, depth_maps.load(i, (height, width)), c2w[i]))
+        added.append(fuser.add_frame(i, rgb, load_depth(i, (height, width)), c2w[i]))
     xyz, rgb, radius, normal, frame = fuser.arrays()
 
     world_idx = chosen[~held]
@@ -247,7 +263,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         provenance={
             "source": str(source.resolve()),
             "source_sha256": sha256_of(source),
-            "poses": str(pose_path), "depth": str(depth_dir),
+            "poses": pose_label, "depth": depth_label,
             "settings": {**asdict(settings), "holdout": holdout, "stride": stride},
             "builder": f"inspatio_ros {__version__}",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -267,8 +283,9 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
 def register(subparsers) -> None:
     p = subparsers.add_parser("build", help="fuse a video/images with given poses and depth into a world file",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="video file, image folder, or dataset folder (frames/, camera_info.yaml, poses, depth/)")
-    p.add_argument("-o", "--output", required=True, help="world file to write (.safetensors)")
+    p.add_argument("input", help="video file, image folder, dataset folder (frames/, camera_info.yaml, poses, "
+                                 "depth/), or rosbag2 bag (folder or .mcap)")
+    p.add_argument("-o", "--output", help="world file to write (.safetensors)")
     p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml)")
     p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's)")
     p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
@@ -276,16 +293,39 @@ def register(subparsers) -> None:
     p.add_argument("--stride", type=int, default=1, help="use every S-th frame")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
+    bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
+    bag.add_argument("--list", action="store_true", help="print the bag's topics and the ones a build would read")
+    bag.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
+    bag.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic")
+    bag.add_argument("--odom-topic", help="nav_msgs/Odometry topic for the poses")
+    bag.add_argument("--depth-topic", help="depth image topic (32FC1 metres / 16UC1 mm, registered)")
+    bag.add_argument("--lidar-topic", help="sensor_msgs/PointCloud2 topic projected into the frames for depth")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from .bag import BagTopics, is_bag, open_bag
+
+    topics = BagTopics(args.image_topic, args.camera_info_topic, args.odom_topic, args.depth_topic, args.lidar_topic)
+    given = [f"--{n}-topic" for n, v in (("image", args.image_topic), ("camera-info", args.camera_info_topic),
+                                          ("odom", args.odom_topic), ("depth", args.depth_topic),
+                                          ("lidar", args.lidar_topic)) if v]
+    if (args.list or given) and not is_bag(args.input):
+        flag = "--list" if args.list else given[0]
+        raise InputError(f"{flag} is for rosbag2 input; {args.input} is not a bag",
+                         "give a rosbag2 folder (with metadata.yaml) or an .mcap file")
+    if args.list:
+        print(open_bag(args.input, topics, list_only=True).describe())
+        return 0
+    if not args.output:
+        raise InputError("no output world file given", "pass -o WORLD.safetensors")
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise InputError(f"output {output} does not end in .safetensors", "name the world file WORLD.safetensors")
     settings = FusionSettings(sky_distance=args.sky_distance)
     world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
-                        holdout=args.holdout, stride=args.stride, settings=settings, device=args.device)
+                        holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
+                        bag_topics=topics)
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..camera import Intrinsics
 from ..errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -36,6 +37,11 @@ class FrameSet:
     poses: Path | None = None
     depth_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # Geometry an input carries in memory (a bag), used when no file gives it.
+    intrinsics: Intrinsics | None = None
+    pose_array: np.ndarray | None = None           # (N,4,4) OpenCV camera-to-world
+    pose_source: str | None = None
+    depth_load: Callable[[int], np.ndarray] | None = None   # frame index -> metres (H,W), NaN unknown
 
     def __len__(self) -> int:
         return len(self.names)
@@ -45,13 +51,19 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def open_input(path: str | Path) -> FrameSet:
-    """Open INPUT (video, image folder or dataset folder) without decoding every frame yet."""
+def open_input(path: str | Path, bag_topics=None) -> FrameSet:
+    """Open INPUT (video, image folder, dataset folder or rosbag2 bag) without decoding every frame
+    yet. ``bag_topics``: a bag.BagTopics naming the topics to read (default: chosen by type)."""
     from ..video import read_image, read_video
 
     path = Path(path)
     if not path.exists():
-        raise InputError(f"input {path} does not exist", "give a video file, an image folder or a dataset folder")
+        raise InputError(f"input {path} does not exist",
+                         "give a video file, an image folder, a dataset folder or a rosbag2 bag")
+    from .bag import is_bag, open_bag
+
+    if is_bag(path):
+        return open_bag(path, bag_topics)
     if path.is_file():
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"input {path} is not a video ({path.suffix})",
