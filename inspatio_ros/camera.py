@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,36 @@ class Intrinsics:
         return math.degrees(2.0 * math.atan(0.5 * self.width / self.fx))
 
 
+def load_kitti_calib(path: str | os.PathLike, camera: str, width: int | None, height: int | None) -> Intrinsics:
+    """Intrinsics from a KITTI ``calib.txt`` (lines ``P0: 12 numbers``, the 3x4 projection of each
+    camera): fx, fy, cx, cy of camera ``camera`` (P0 ... P3)."""
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        if ":" in line:
+            key, values = line.split(":", 1)
+            rows[key.strip()] = values.split()
+    if camera not in rows:
+        raise InputError(f"KITTI calibration {path} has no {camera} line (it has {', '.join(sorted(rows))})",
+                         "name one of its cameras: --intrinsics calib.txt:P0 (P0 ... P3)")
+    try:
+        P = np.array([float(v) for v in rows[camera]]).reshape(3, 4)
+    except ValueError:
+        raise InputError(f"KITTI calibration {path}: {camera} is not 12 numbers", "give a KITTI calib.txt") from None
+    if width is None or height is None:
+        raise InputError(f"KITTI calibration {path} gives no image size", "the image size comes from the frames")
+    return Intrinsics(P[0, 0], P[1, 1], P[0, 2], P[1, 2], int(width), int(height))
+
+
 def parse_intrinsics(spec: str, width: int | None = None, height: int | None = None) -> Intrinsics:
-    """``fx,fy,cx,cy`` (needs width/height) or a path to a ROS camera_info.yaml."""
-    if os.path.exists(spec):
-        return load_camera_info(spec)
+    """``fx,fy,cx,cy`` (needs width/height), a ROS camera_info.yaml, or a KITTI calib.txt
+    (``calib.txt`` reads P0, ``calib.txt:P2`` another camera)."""
+    path, _, camera = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
+    if os.path.exists(path):
+        with open(path, errors="replace") as f:
+            head = f.read(4096)
+        if re.search(r"^P[0-3]\s*:", head, re.M):
+            return load_kitti_calib(path, camera or "P0", width, height)
+        return load_camera_info(path)
     parts = spec.split(",")
     try:
         values = [float(p) for p in parts]

@@ -82,9 +82,14 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
         c2w, t, idx = world.heldout_c2w[k], float(world.heldout_time[k]), int(world.heldout_index[k])
         truth = fs.load(idx)
         if truth.shape[:2] != (intr.height, intr.width):
-            raise InputError(f"ground-truth frame {fs.names[idx]} is {truth.shape[1]}x{truth.shape[0]}, the world "
-                             f"renders {intr.width}x{intr.height}", "give the folder the world was built from")
-        out = renderer.render(renderer.cameras(c2w[None]), t)
+            # A world built with --max-size is scored at the truth's resolution (same camera).
+            h, w = truth.shape[:2]
+            if abs(w / intr.width - h / intr.height) > 0.01 * (w / intr.width):
+                raise InputError(f"ground-truth frame {fs.names[idx]} is {w}x{h}, the world renders "
+                                 f"{world.intrinsics.width}x{world.intrinsics.height}",
+                                 "give the folder the world was built from")
+            intr = world.intrinsics.scaled(w, h)
+        out = renderer.render(renderer.cameras(c2w[None], intr), t)
         rgb, depth, cov = (a[0] for a in out.numpy())
         entry = {"frame": fs.names[idx], "psnr": psnr(rgb, truth), "ssim": ssim(rgb, truth),
                  "coverage": float(cov.mean())}
@@ -99,7 +104,7 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
                 rel_n += n
         if scene is not None:
             poses = np.stack([shifted_pose(c2w, s) for s in LATERAL_SHIFTS_M])
-            shifted = renderer.render(renderer.cameras(poses), t).rgb.cpu().numpy()
+            shifted = renderer.render(renderer.cameras(poses, intr), t).rgb.cpu().numpy()
             for s, img in zip(LATERAL_SHIFTS_M, shifted):
                 gt_rgb, _ = scene.render(shifted_pose(c2w, s), intr, t)
                 shift_scores[f"{s:+.0f}"].append(psnr(img, gt_rgb))

@@ -105,10 +105,25 @@ def _open_video(path: Path):
     return container
 
 
+def video_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of a video's first stream, from its header."""
+    container = _open_video(Path(path))
+    try:
+        ctx = container.streams.video[0].codec_context
+        return int(ctx.width), int(ctx.height)
+    finally:
+        container.close()
+
+
 def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
-               stride: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
+               stride: int = 1, *, start_s: float | None = None, end_s: float | None = None,
+               max_size: int | None = None, indices: list[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Decode frames ``start, start+stride, ... < end`` (frame indices in display order).
 
+    ``start_s`` / ``end_s``: only frames whose time since the first frame lies in [start_s, end_s]
+    (the stride then counts within that window). ``max_size``: frames larger than that on their
+    longer side are downscaled as they are decoded (memory stays proportional to what is kept).
+    ``indices``: if a list, the decoded frames' indices in the whole video are appended to it.
     Returns the RGB frames and their presentation timestamps in seconds (the stream's true PTS,
     not ``i / fps``, so variable-frame-rate video keeps its timing).
     """
@@ -125,16 +140,26 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = 0
+        first_time = None
+        in_window = 0
         for frame in container.decode(stream):
             if end is not None and index >= end:
                 break
-            if index >= start and (index - start) % stride == 0:
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if frame.pts is not None:
-                    times.append(float(frame.pts * frame.time_base))
-                else:  # no PTS (rare raw streams): fall back to the nominal rate
-                    rate = float(stream.average_rate or stream.guessed_rate or 30)
-                    times.append(index / rate)
+            if frame.pts is not None:
+                t = float(frame.pts * frame.time_base)
+            else:  # no PTS (rare raw streams): fall back to the nominal rate
+                t = index / float(stream.average_rate or stream.guessed_rate or 30)
+            first_time = t if first_time is None else first_time
+            since = t - first_time
+            if end_s is not None and since > end_s + 1e-9:
+                break
+            if index >= start and (start_s is None or since >= start_s - 1e-9):
+                if in_window % stride == 0:
+                    frames.append(_fit(frame.to_ndarray(format="rgb24"), max_size))
+                    times.append(t)
+                    if indices is not None:
+                        indices.append(index)
+                in_window += 1
             index += 1
     except av.error.FFmpegError as exc:
         raise InputError(f"video file {path} is damaged ({exc})", "re-encode or re-download it") from None
@@ -144,6 +169,36 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
         what = "holds no decodable frames" if index == 0 else f"has {index} frames, none in [{start}, {end})"
         raise InputError(f"video file {path} {what}", "check the file and the frame range")
     return frames, np.asarray(times, dtype=np.float64)
+
+
+def fitted_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """(width, height) scaled down so that the longer side is at most ``max_size`` (even sizes
+    kept where the source's are), or unchanged."""
+    if not max_size or max(width, height) <= max_size:
+        return width, height
+    scale = max_size / max(width, height)
+    return max(2, int(round(width * scale))), max(2, int(round(height * scale)))
+
+
+def _fit(image: np.ndarray, max_size: int | None) -> np.ndarray:
+    h, w = image.shape[:2]
+    size = fitted_size(w, h, max_size)
+    if size == (w, h):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX), dtype=np.uint8)
+
+
+def resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Depth map at another size by nearest sampling (averaging across an edge would invent
+    surfaces between foreground and background)."""
+    h, w = depth.shape
+    if (w, h) == (width, height):
+        return depth
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return depth[rows[:, None], cols[None, :]]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -46,6 +46,10 @@ def test_list_shows_the_topics_and_what_a_build_reads(bag):
     chosen = dict(line.split() for line in out.split("a build would read:")[1].strip().splitlines())
     assert chosen == {"image": "/camera/image_raw", "camera_info": "/camera/camera_info", "odometry": "/odom",
                       "depth": "/camera/depth/image", "lidar": "-"}
+    # A bare .mcap file (no metadata.yaml beside it) reads the same.
+    bare = next(bag[0].glob("*.mcap"))
+    proc = run_cli("build", str(bare), "--list")
+    assert proc.returncode == 0 and "/camera/image_raw" in proc.stdout, proc.stderr
 
 
 def test_poses_from_odometry_and_static_tf_are_the_cameras(bag):

@@ -239,3 +239,56 @@ def test_build_from_image_folder_with_png_depth_and_numeric_intrinsics(street, t
     both = c_png & c_exact & (d_exact < 100)
     assert both.mean() > 0.5
     assert np.median(np.abs(d_png[both] - d_exact[both])) < 0.002
+
+
+def test_build_window_stride_and_max_size(street, tmp_path):
+    """--start/--end pick frames by time (times.txt: frame i at i/10 s), --stride counts within the
+    window, --max-size downscales frames, depth and intrinsics together; frames keep their numbers
+    in the input, so eval finds their ground truth."""
+    from inspatio_ros.camera import load_camera_info
+
+    path = tmp_path / "window.safetensors"
+    assert main(["build", str(street), "-o", str(path), "--start", "0.3", "--end", "1.3", "--stride", "2",
+                 "--max-size", "80", "--holdout", "3"]) == 0
+    world = World.load(path)
+    used = sorted(world.frame_index.tolist() + world.heldout_index.tolist())
+    assert used == [3, 5, 7, 9, 11, 13]
+    assert world.heldout_index.tolist() == [7]          # every 3rd of the six, never the last
+    np.testing.assert_allclose(world.heldout_time, [0.7], atol=1e-9)
+    full = load_camera_info(street / "camera_info.yaml")
+    intr = world.intrinsics
+    assert (intr.width, intr.height) == (80, 48)
+    assert abs(intr.fx - full.fx / 2) < 1e-6 and abs(intr.cx - ((full.cx + 0.5) / 2 - 0.5)) < 1e-6
+    assert "frames downscaled from 160x96 to 80x48" in " ".join(world.info["notes"])
+    proc = run_cli("eval", str(path), "--gt", str(street), "--json", "--no-shift")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["psnr"] > 18.0 and result["depth_absrel"] < 0.1     # a half-resolution world, scored at full
+
+
+def test_build_intrinsics_from_fov_kitti_calib_or_prior(street, tmp_path):
+    from inspatio_ros.camera import parse_intrinsics
+    from inspatio_ros.ingest.build import resolve_intrinsics
+    from inspatio_ros.ingest.sources import open_input
+
+    calib = tmp_path / "calib.txt"
+    calib.write_text("P0: 707.1 0 601.9 0 0 707.1 183.1 0 0 0 1 0\nP2: 700 0 600 44 0 700 180 0.2 0 0 1 0.003\n")
+    k0 = parse_intrinsics(str(calib), 1226, 370)
+    assert (k0.fx, k0.cx, k0.cy, k0.width) == (707.1, 601.9, 183.1, 1226)
+    assert parse_intrinsics(f"{calib}:P2", 1226, 370).cx == 600.0
+    with pytest.raises(Exception, match="has no P5 line"):
+        parse_intrinsics(f"{calib}:P5", 1226, 370)
+    fs = open_input(street / "video.mp4")
+    intr, source = resolve_intrinsics(None, fs, 160, 96, fov=90.0)
+    assert abs(intr.fx - 80.0) < 1e-9 and "--fov 90" in source
+    intr, source = resolve_intrinsics(None, fs, 160, 96)
+    assert intr.fx == 1.2 * 160 and source.startswith("prior") and any("no intrinsics given" in n for n in fs.notes)
+    with pytest.raises(Exception, match="both --intrinsics and --fov"):
+        resolve_intrinsics("80,80,79.5,47.5", fs, 160, 96, fov=90.0)
+
+
+def test_build_rejects_a_window_without_two_frames(street, tmp_path):
+    proc = run_cli("build", str(street), "-o", str(tmp_path / "w.safetensors"), "--start", "0.2", "--end", "0.25")
+    assert proc.returncode != 0 and "has 1 frame(s) to use" in proc.stderr
+    proc = run_cli("build", str(street), "-o", str(tmp_path / "w.safetensors"), "--start", "2", "--end", "1")
+    assert proc.returncode != 0 and "--end 1.0 is before --start 2.0" in proc.stderr

@@ -128,3 +128,44 @@ def test_write_png_rejects_bad_arrays(tmp_path):
     with pytest.raises(InputError):
         write_png(tmp_path / "x.png", np.zeros((4, 4, 4), np.uint8))
     assert not list(tmp_path.iterdir())
+
+
+def test_time_window_stride_and_downscale(tmp_path):
+    from inspatio_ros.video import video_size
+
+    frames = _frames(10)
+    write_video(tmp_path / "v.mp4", frames, fps=10.0)
+    idx: list[int] = []
+    got, times = read_video(tmp_path / "v.mp4", start_s=0.25, end_s=0.75, stride=2, max_size=48, indices=idx)
+    assert idx == [3, 5, 7]
+    np.testing.assert_allclose(times, [0.3, 0.5, 0.7], atol=1e-6)
+    assert got[0].shape == (32, 48, 3)
+    small = np.asarray(Image.fromarray(frames[5]).resize((48, 32), Image.Resampling.BOX))
+    assert _psnr(got[1], small) > 30
+    assert video_size(tmp_path / "v.mp4") == (96, 64)
+
+
+def test_variable_frame_rate_keeps_true_timestamps(tmp_path):
+    """Frames at irregular times (a phone's VFR video): the decoder reports each frame's own time,
+    and a time window selects by those times, not by frame count / nominal rate."""
+    import av
+    from fractions import Fraction
+
+    when = [0.0, 0.05, 0.30, 0.32, 0.90, 1.00]
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for t, frame in zip(when, _frames(len(when))):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = int(round(t * 1000))
+            vf.time_base = Fraction(1, 1000)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    _, times = read_video(path)
+    np.testing.assert_allclose(times - times[0], when, atol=2e-3)
+    _, window = read_video(path, start_s=0.25, end_s=0.95)
+    np.testing.assert_allclose(window - times[0], [0.30, 0.32, 0.90], atol=2e-3)

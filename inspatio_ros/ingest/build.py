@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..posefile import read_poses
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, render_points, resolve_device
+from ..video import resize_depth
 from ..world import World, encode_normals, sha256_of
 from .sources import DepthMaps, FrameSet, open_input
 
@@ -170,36 +171,60 @@ def holdout_mask(count: int, every: int) -> np.ndarray:
     return mask
 
 
-def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, height: int) -> Intrinsics:
+# Focal length assumed for a camera nobody calibrated: 1.2 x the longer image side (COLMAP's
+# default prior; about 45 degrees across the longer side). Recorded in the world's metadata.
+PRIOR_FOCAL_FACTOR = 1.2
+
+
+def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, height: int,
+                       fov: float | None = None) -> tuple[Intrinsics, str]:
+    """Intrinsics for frames of ``width`` x ``height`` and where they came from: --intrinsics
+    (camera_info.yaml, KITTI calib.txt or fx,fy,cx,cy), --fov (horizontal degrees), the input's
+    camera_info, or else the documented prior."""
+    if args_intrinsics and fov is not None:
+        raise InputError("both --intrinsics and --fov are given", "give one of them")
     if args_intrinsics:
-        intr = parse_intrinsics(args_intrinsics, width, height)
+        intr, source = parse_intrinsics(args_intrinsics, width, height), f"given ({args_intrinsics})"
+    elif fov is not None:
+        if not (np.isfinite(fov) and 1.0 < fov < 179.0):
+            raise InputError(f"--fov {fov} is not a horizontal field of view", "give degrees between 1 and 179")
+        intr, source = Intrinsics.from_fov(width, height, fov), f"--fov {fov:g} degrees (horizontal)"
     elif fs.camera_info is not None:
-        intr = load_camera_info(fs.camera_info)
+        intr, source = load_camera_info(fs.camera_info), f"given ({fs.camera_info.name})"
     elif fs.intrinsics is not None:
-        intr = fs.intrinsics
+        intr, source = fs.intrinsics, "given (the input's camera_info)"
     else:
-        raise InputError(f"input {fs.source} has no camera intrinsics",
-                         "pass --intrinsics camera_info.yaml or --intrinsics fx,fy,cx,cy")
+        f = PRIOR_FOCAL_FACTOR * max(width, height)
+        intr = Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
+        source = (f"prior: focal length {PRIOR_FOCAL_FACTOR} x the longer side ({f:.1f} px), principal point at the "
+                  "centre; not calibrated")
+        fs.notes.append(f"no intrinsics given: {source} (pass --intrinsics or --fov for a calibrated camera)")
     if (intr.width, intr.height) != (width, height):
         if abs(intr.width / width - intr.height / height) > 0.01:
             raise InputError(f"intrinsics are for {intr.width}x{intr.height}, frames are {width}x{height}",
                              "give intrinsics of the frames' resolution")
         intr = intr.scaled(width, height)
-    return intr
+    return intr, source
 
 
 def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses: str | None = None,
                 depth: str | None = None, holdout: int = 0, stride: int = 1,
-                settings: FusionSettings | None = None, device: str = "auto", bag_topics=None) -> World:
+                settings: FusionSettings | None = None, device: str = "auto", bag_topics=None,
+                start: float | None = None, end: float | None = None, max_size: int | None = None,
+                fov: float | None = None) -> World:
     settings = settings or FusionSettings()
-    fs = open_input(input_path, bag_topics)
+    fs = open_input(input_path, bag_topics, start=start, end=end, stride=stride, max_size=max_size)
     if len(fs) < 2:
-        raise InputError(f"input {input_path} has {len(fs)} frame(s)", "a world needs at least two frames")
-    if stride < 1:
-        raise InputError(f"--stride {stride} is not valid", "give a stride of 1 or more")
+        raise InputError(f"input {input_path} has {len(fs)} frame(s) to use", "a world needs at least two frames "
+                         "(check --start, --end and --stride)")
     first = fs.load(0)
     height, width = first.shape[:2]
-    intr = resolve_intrinsics(intrinsics, fs, width, height)
+    native_w, native_h = fs.native_size or (width, height)
+    intr, intr_source = resolve_intrinsics(intrinsics, fs, native_w, native_h, fov)
+    if (intr.width, intr.height) != (width, height):
+        intr = intr.scaled(width, height)
+        fs.notes.append(f"frames downscaled from {native_w}x{native_h} to {width}x{height} (--max-size)")
+    whole = len(fs.all_names) if fs.all_names is not None else None
 
     pose_path = Path(poses) if poses else fs.poses
     if pose_path is None and fs.pose_array is not None:
@@ -211,32 +236,40 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     else:
         c2w, pose_times = read_poses(pose_path)
         pose_label = str(pose_path)
-    if len(c2w) != len(fs):
-        raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {len(fs)} frames",
-                         "give one pose per frame, in frame order")
+        expected = whole if whole is not None else None
+        if (expected is not None and len(c2w) != expected) or len(c2w) <= int(fs.index.max()):
+            raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {expected or len(fs)} frames",
+                             "give one pose per frame of the whole input, in frame order")
+        c2w = c2w[fs.index]
+        pose_times = None if pose_times is None else pose_times[fs.index]
     times = fs.times if fs.times is not None else pose_times
     if times is None:
-        times = np.arange(len(fs), dtype=np.float64) / 10.0
+        times = fs.index.astype(np.float64) / 10.0
         fs.notes.append("no timestamps: assumed 10 frames/s")
 
     depth_dir = Path(depth) if depth else fs.depth_dir
     if depth_dir is not None:
-        depth_maps = DepthMaps(depth_dir, fs.names)
-        load_depth, depth_label = depth_maps.load, str(depth_dir)
+        depth_maps = DepthMaps(depth_dir, fs.all_names if fs.all_names is not None else fs.names)
+        by_number = fs.all_names is not None
+
+        def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
+            d = depth_maps.load(int(fs.index[i]) if by_number else i, (native_h, native_w))
+            return resize_depth(d, shape[1], shape[0])
+        depth_label = str(depth_dir)
     elif fs.depth_load is not None:
         def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
             d = fs.depth_load(i)
-            if d.shape != tuple(shape):
+            if d.shape != (native_h, native_w):
                 raise InputError(f"depth of frame {fs.names[i]} is {d.shape[1]}x{d.shape[0]}, its image "
-                                 f"{shape[1]}x{shape[0]}", "record depth registered to the colour image")
-            return d
+                                 f"{native_w}x{native_h}", "record depth registered to the colour image")
+            return resize_depth(d, shape[1], shape[0])
         depth_label = "in the input (" + next((n for n in fs.notes if n.startswith("depth")), "depth") + ")"
     else:
         raise InputError(f"input {input_path} has no depth maps",
                          "pass --depth DIR (.npy metres or 16-bit .png millimetres), or record a depth image "
                          "or LiDAR topic in the bag; dense depth from video alone is not implemented yet")
 
-    chosen = np.arange(0, len(fs), stride)
+    chosen = np.arange(len(fs))
     held = holdout_mask(len(chosen), holdout)
     dev = resolve_device(device)
     fuser = WorldFuser(intr, settings, dev)
@@ -250,7 +283,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
-        added.append(fuser.add_frame(i, rgb, load_depth(i, (height, width)), c2w[i]))
+        added.append(fuser.add_frame(int(fs.index[i]), rgb, load_depth(i, (height, width)), c2w[i]))
     xyz, rgb, radius, normal, frame = fuser.arrays()
 
     world_idx = chosen[~held]
@@ -258,18 +291,20 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     source = Path(input_path)
     world = World(
         intrinsics=intr, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
-        static_frame=frame, frame_c2w=c2w[world_idx], frame_time=times[world_idx], frame_index=world_idx,
-        heldout_c2w=c2w[held_idx], heldout_time=times[held_idx], heldout_index=held_idx,
+        static_frame=frame, frame_c2w=c2w[world_idx], frame_time=times[world_idx], frame_index=fs.index[world_idx],
+        heldout_c2w=c2w[held_idx], heldout_time=times[held_idx], heldout_index=fs.index[held_idx],
         provenance={
             "source": str(source.resolve()),
             "source_sha256": sha256_of(source),
             "poses": pose_label, "depth": depth_label,
-            "settings": {**asdict(settings), "holdout": holdout, "stride": stride},
+            "settings": {**asdict(settings), "holdout": holdout, "stride": stride, "start": start, "end": end,
+                         "max_size": max_size},
             "builder": f"inspatio_ros {__version__}",
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
         info={
             "pose_source": "given", "depth_source": "given", "scale": "metric (given)",
+            "intrinsics_source": intr_source,
             "frame_names": [fs.names[i] for i in chosen],
             "points_added_per_frame": added,
             "build_seconds": round(time.time() - started, 2),
@@ -290,7 +325,11 @@ def register(subparsers) -> None:
     p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's)")
     p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
     p.add_argument("--holdout", type=int, default=0, help="keep every K-th frame out of the world, for eval")
-    p.add_argument("--stride", type=int, default=1, help="use every S-th frame")
+    p.add_argument("--stride", type=int, default=1, help="use every S-th frame (of the --start/--end window)")
+    p.add_argument("--start", type=float, help="seconds since the first frame where the build starts")
+    p.add_argument("--end", type=float, help="seconds since the first frame where the build ends")
+    p.add_argument("--max-size", type=int, help="downscale frames so that the longer side is at most this (pixels)")
+    p.add_argument("--fov", type=float, help="horizontal field of view in degrees, when no intrinsics are known")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
@@ -325,7 +364,7 @@ def run(args) -> int:
     settings = FusionSettings(sky_distance=args.sky_distance)
     world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
                         holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
-                        bag_topics=topics)
+                        bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov)
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")

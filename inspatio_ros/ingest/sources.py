@@ -42,6 +42,14 @@ class FrameSet:
     pose_array: np.ndarray | None = None           # (N,4,4) OpenCV camera-to-world
     pose_source: str | None = None
     depth_load: Callable[[int], np.ndarray] | None = None   # frame index -> metres (H,W), NaN unknown
+    index: np.ndarray | None = None        # each frame's number in the whole input
+    all_names: list[str] | None = None     # names of every frame of the input (None: a decoded video)
+    native_size: tuple[int, int] | None = None   # (width, height) before --max-size
+    windowed: bool = False
+
+    def __post_init__(self):
+        if self.index is None:
+            self.index = np.arange(len(self.names), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -51,11 +59,77 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def open_input(path: str | Path, bag_topics=None) -> FrameSet:
-    """Open INPUT (video, image folder, dataset folder or rosbag2 bag) without decoding every frame
-    yet. ``bag_topics``: a bag.BagTopics naming the topics to read (default: chosen by type)."""
-    from ..video import read_image, read_video
+def _check_window(start, end, stride, max_size) -> None:
+    if stride < 1:
+        raise InputError(f"--stride {stride} is not valid", "give a stride of 1 or more")
+    for name, value in (("--start", start), ("--end", end)):
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise InputError(f"{name} {value} is not valid", "give seconds since the first frame, >= 0")
+    if start is not None and end is not None and end < start:
+        raise InputError(f"--end {end} is before --start {start}", "give an end time after the start time")
+    if max_size is not None and max_size < 16:
+        raise InputError(f"--max-size {max_size} is too small", "give the longer image side in pixels, 16 or more")
 
+
+def _video_input(source: Path, video: Path, start, end, stride, max_size) -> FrameSet:
+    """Frames of a video decoded once, already windowed, strided and downscaled (memory holds only
+    what the build keeps)."""
+    from ..video import read_video, video_size
+
+    indices: list[int] = []
+    frames, times = read_video(video, stride=stride, start_s=start, end_s=end, max_size=max_size, indices=indices)
+    fs = FrameSet(source, [f"{i:06d}" for i in indices], np.asarray(times, dtype=np.float64), lambda i: frames[i])
+    fs.index = np.asarray(indices, dtype=np.int64)
+    fs.native_size = video_size(video)
+    fs.windowed = True
+    return fs
+
+
+def _window(fs: FrameSet, start, end, stride, max_size) -> FrameSet:
+    """The frames of ``fs`` in the time window, every ``stride``-th, downscaled to ``max_size``."""
+    from ..video import _fit
+
+    n = len(fs)
+    if fs.native_size is None:
+        h, w = fs.load(0).shape[:2]
+        fs.native_size = (w, h)
+    times = fs.times
+    if times is None:
+        times = np.arange(n, dtype=np.float64) / 10.0
+        if start is not None or end is not None:
+            fs.notes.append("no timestamps: the --start/--end window assumes 10 frames/s")
+    since = times - times[0]
+    inside = np.ones(n, bool)
+    if start is not None:
+        inside &= since >= start - 1e-9
+    if end is not None:
+        inside &= since <= end + 1e-9
+    keep = np.nonzero(inside)[0][::stride]
+    if len(keep) == n and (max_size is None or max(fs.native_size) <= max_size):
+        return fs
+    src_load, src_depth = fs.load, fs.depth_load
+    sub = FrameSet(fs.source, [fs.names[k] for k in keep], None if fs.times is None else fs.times[keep],
+                   lambda i: _fit(src_load(int(keep[i])), max_size), fs.camera_info, fs.poses, fs.depth_dir,
+                   fs.notes, fs.intrinsics, None if fs.pose_array is None else fs.pose_array[keep], fs.pose_source,
+                   None if src_depth is None else (lambda i: src_depth(int(keep[i]))))
+    sub.index = fs.index[keep]
+    sub.all_names = fs.all_names
+    sub.native_size = fs.native_size
+    sub.windowed = True
+    return sub
+
+
+def open_input(path: str | Path, bag_topics=None, *, start: float | None = None, end: float | None = None,
+               stride: int = 1, max_size: int | None = None) -> FrameSet:
+    """Open INPUT (video, image folder, dataset folder or rosbag2 bag) without decoding every frame
+    yet. ``bag_topics``: a bag.BagTopics naming the topics to read (default: chosen by type).
+    ``start``/``end``: seconds since the first frame; ``stride``: every S-th frame of that window;
+    ``max_size``: frames downscaled so that their longer side is at most that many pixels (depth
+    maps and intrinsics follow in the build). ``FrameSet.index`` keeps each kept frame's number in
+    the whole input (pose files, depth maps and evaluation refer to frames by it)."""
+    from ..video import read_image
+
+    _check_window(start, end, stride, max_size)
     path = Path(path)
     if not path.exists():
         raise InputError(f"input {path} does not exist",
@@ -63,14 +137,12 @@ def open_input(path: str | Path, bag_topics=None) -> FrameSet:
     from .bag import is_bag, open_bag
 
     if is_bag(path):
-        return open_bag(path, bag_topics)
+        return _window(open_bag(path, bag_topics), start, end, stride, max_size)
     if path.is_file():
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"input {path} is not a video ({path.suffix})",
                              f"give one of {', '.join(sorted(VIDEO_SUFFIXES))}, or a folder of images")
-        frames, times = read_video(path)
-        return FrameSet(path, [f"{i:06d}" for i in range(len(frames))], np.asarray(times, dtype=np.float64),
-                        lambda i: frames[i])
+        return _video_input(path, path, start, end, stride, max_size)
 
     folder = path
     images = _image_files(folder)
@@ -80,15 +152,14 @@ def open_input(path: str | Path, bag_topics=None) -> FrameSet:
     fs: FrameSet
     if images:
         fs = FrameSet(folder, [p.stem for p in images], None, lambda i: read_image(images[i]))
+        fs.all_names = list(fs.names)
     else:
         videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         if not videos:
             raise InputError(f"input folder {folder} holds no images and no video",
                              f"put frames in one of {', '.join(FRAME_DIRS)}/ or a video.mp4 in it")
         video = folder / "video.mp4" if (folder / "video.mp4").exists() else videos[0]
-        frames, times = read_video(video)
-        fs = FrameSet(folder, [f"{i:06d}" for i in range(len(frames))], np.asarray(times, dtype=np.float64),
-                      lambda i: frames[i])
+        fs = _video_input(folder, video, start, end, stride, max_size)
         fs.notes.append(f"frames decoded from {video.name}")
 
     if (folder / "camera_info.yaml").exists():
@@ -96,13 +167,16 @@ def open_input(path: str | Path, bag_topics=None) -> FrameSet:
     fs.poses = next((folder / p for p in POSE_FILES if (folder / p).exists()), None)
     if (folder / "times.txt").exists():
         times = read_times(folder / "times.txt")
-        if len(times) == len(fs):
+        total = len(fs.all_names) if fs.all_names is not None else None
+        if total is not None and len(times) == total:
             fs.times = times
+        elif total is None and len(times) > int(fs.index.max()):
+            fs.times = times[fs.index]      # a windowed video: times.txt lists every frame of it
         else:
-            fs.notes.append(f"times.txt has {len(times)} lines for {len(fs)} frames; ignored")
+            fs.notes.append(f"times.txt has {len(times)} lines for {total or len(fs)} frames; ignored")
     if (folder / "depth").is_dir():
         fs.depth_dir = folder / "depth"
-    return fs
+    return fs if fs.windowed else _window(fs, start, end, stride, max_size)
 
 
 def read_times(path: Path) -> np.ndarray:
