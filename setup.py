@@ -32,6 +32,7 @@ setup(
         "tqdm>=4.60",
         "cyclonedds>=0.10",
         "rosbags>=0.10",        # rosbag2 (MCAP / SQLite) input without a ROS install
+        "opencv-python-headless>=4.8,<5",   # visual odometry: corners, optical flow, PnP (4.x API)
     ],
     extras_require={
         # ROS 2 Jazzy's rclpy and message packages as wheels (for the rclpy transport without a ROS

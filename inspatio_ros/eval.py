@@ -34,6 +34,7 @@ class EvalReport:
     depth_absrel: float | None = None
     coverage: float | None = None
     shift_psnr: dict[str, float] | None = None
+    ate_rel: float | None = None    # estimated poses only: trajectory error / path length
     per_frame: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
@@ -44,6 +45,7 @@ class EvalReport:
             "psnr": clean(self.psnr), "ssim": clean(self.ssim), "depth_absrel": clean(self.depth_absrel),
             "coverage": clean(self.coverage),
             "shift_psnr": None if self.shift_psnr is None else {k: clean(v) for k, v in self.shift_psnr.items()},
+            "ate_rel": clean(self.ate_rel),
             "frames": self.frames,
         }
 
@@ -72,6 +74,22 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
 
         scene = load_scene(gt_dir)
 
+    # A world whose poses were estimated lives in its own frame: score its trajectory against the
+    # truth after a similarity alignment, and use that alignment to place the shifted views.
+    estimated = str(world.info.get("pose_source", "")).startswith("estimated")
+    gt_c2w = None
+    world_to_truth_scale = 1.0
+    if estimated and fs.poses is not None:
+        from .ingest.odometry import ate_rel, umeyama
+        from .posefile import read_poses
+
+        gt_all, _ = read_poses(fs.poses)
+        idx_all = np.concatenate([world.frame_index, world.heldout_index]).astype(int)
+        est_all = np.concatenate([world.frame_c2w, world.heldout_c2w])
+        if len(gt_all) > idx_all.max():
+            report_ate = ate_rel(est_all, gt_all[idx_all])
+            world_to_truth_scale = umeyama(est_all[:, :3, 3], gt_all[idx_all, :3, 3])[0]
+            gt_c2w = gt_all
     renderer = Renderer(world, device, settings)
     intr = world.intrinsics
     report = EvalReport(frames=len(world.heldout_c2w))
@@ -102,11 +120,12 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
                 entry["depth_absrel"] = rel
                 rel_sum += rel * n
                 rel_n += n
-        if scene is not None:
-            poses = np.stack([shifted_pose(c2w, s) for s in LATERAL_SHIFTS_M])
+        if scene is not None and (not estimated or gt_c2w is not None):
+            truth_c2w = gt_c2w[idx] if estimated else c2w
+            poses = np.stack([shifted_pose(c2w, s / world_to_truth_scale) for s in LATERAL_SHIFTS_M])
             shifted = renderer.render(renderer.cameras(poses, intr), t).rgb.cpu().numpy()
             for s, img in zip(LATERAL_SHIFTS_M, shifted):
-                gt_rgb, _ = scene.render(shifted_pose(c2w, s), intr, t)
+                gt_rgb, _ = scene.render(shifted_pose(truth_c2w, s), intr, t)
                 shift_scores[f"{s:+.0f}"].append(psnr(img, gt_rgb))
                 if save is not None and k == 0:
                     write_png(save / f"shift{s:+.0f}m_render.png", img)
@@ -118,8 +137,10 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
     report.ssim = float(np.mean(ssims))
     report.coverage = float(np.mean(covs))
     report.depth_absrel = rel_sum / rel_n if rel_n else None
-    if scene is not None:
+    if scene is not None and all(shift_scores.values()):
         report.shift_psnr = {k: float(np.mean(v)) for k, v in shift_scores.items()}
+    if gt_c2w is not None:
+        report.ate_rel = report_ate
     return report
 
 
@@ -150,6 +171,8 @@ def run(args) -> int:
     print(f"SSIM            : {fmt(j['ssim'])}")
     print(f"depth AbsRel    : {fmt(j['depth_absrel'])}")
     print(f"coverage        : {fmt(j['coverage'])}")
+    if j["ate_rel"] is not None:
+        print(f"trajectory ATE  : {100 * j['ate_rel']:.2f} % of the path length (estimated poses)")
     if j["shift_psnr"]:
         print("lateral shift PSNR: " + ", ".join(f"{k} m {fmt(v, ' dB')}" for k, v in j["shift_psnr"].items()))
     else:

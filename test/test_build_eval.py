@@ -292,3 +292,29 @@ def test_build_rejects_a_window_without_two_frames(street, tmp_path):
     assert proc.returncode != 0 and "has 1 frame(s) to use" in proc.stderr
     proc = run_cli("build", str(street), "-o", str(tmp_path / "w.safetensors"), "--start", "2", "--end", "1")
     assert proc.returncode != 0 and "--end 1.0 is before --start 2.0" in proc.stderr
+
+
+def test_build_estimates_poses_and_eval_scores_the_trajectory(street, tmp_path):
+    """--poses estimate: RGB-D visual odometry on the video frames and the given depth maps;
+    the world records how its poses were made, and eval adds ate_rel against the folder's poses.
+    (320x180: at 160x96 the odometry finds too few corners, and the build says so.)"""
+    proc = run_cli("build", str(street), "-o", str(tmp_path / "low.safetensors"), "--poses", "estimate")
+    assert proc.returncode != 0 and "visual odometry located" in proc.stderr and "--poses FILE" in proc.stderr
+    street = tmp_path / "street320"
+    generate("street", street, size=(320, 180), frames=16, moving_cars=0, seed=1)
+    street_world = tmp_path / "given.safetensors"
+    assert main(["build", str(street), "-o", str(street_world), "--holdout", "5"]) == 0
+    path = tmp_path / "vo.safetensors"
+    assert main(["build", str(street), "-o", str(path), "--poses", "estimate", "--holdout", "5"]) == 0
+    world = World.load(path)
+    assert world.info["pose_source"].startswith("estimated") and "RGB-D" in world.info["scale"]
+    assert world.info["odometry"]["located"] == 16
+    proc = run_cli("eval", str(path), "--gt", str(street), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["ate_rel"] is not None and result["ate_rel"] < 0.01
+    given = json.loads(run_cli("eval", str(street_world), "--gt", str(street), "--json", "--no-shift")
+                       .stdout.strip().splitlines()[-1])
+    assert given["ate_rel"] is None                       # given poses are not scored
+    assert result["psnr"] > given["psnr"] - 4.0, (result["psnr"], given["psnr"])
+    assert set(result["shift_psnr"]) == {"-2", "-1", "+1", "+2"}   # shifted views placed through the alignment

@@ -7,8 +7,9 @@ are added: uncovered pixels, pixels whose depth disagrees (new surfaces), and pi
 world's surfels are much coarser than this frame samples them (the camera came closer). Every
 point remembers its source frame (``static.frame``), so later stages can address points by time.
 
-Estimating poses and depth from the video alone is a separate step (see the ingest issue); until
-then a build without depth stops with an error that says so.
+Poses missing from the input (or ``--poses estimate``) come from visual odometry on the frames,
+with landmarks from the given depth maps (odometry.py). Dense depth from the video alone is not
+implemented yet: a build without depth stops with an error that says so.
 """
 from __future__ import annotations
 
@@ -226,13 +227,13 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         fs.notes.append(f"frames downscaled from {native_w}x{native_h} to {width}x{height} (--max-size)")
     whole = len(fs.all_names) if fs.all_names is not None else None
 
-    pose_path = Path(poses) if poses else fs.poses
-    if pose_path is None and fs.pose_array is not None:
+    estimate = poses == "estimate"
+    pose_path = None if estimate else (Path(poses) if poses else fs.poses)
+    pose_info: dict = {"pose_source": "given", "scale": "metric (given)"}
+    if pose_path is None and fs.pose_array is not None and not estimate:
         c2w, pose_times, pose_label = fs.pose_array, None, fs.pose_source
     elif pose_path is None:
-        raise InputError(f"input {input_path} has no camera poses",
-                         "pass --poses FILE (TUM, KITTI or 4x4), or record odometry in the bag; estimating "
-                         "poses from video alone is not implemented yet")
+        c2w, pose_times, pose_label = None, None, "estimated (visual odometry)"    # after depth is known
     else:
         c2w, pose_times = read_poses(pose_path)
         pose_label = str(pose_path)
@@ -269,6 +270,9 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                          "pass --depth DIR (.npy metres or 16-bit .png millimetres), or record a depth image "
                          "or LiDAR topic in the bag; dense depth from video alone is not implemented yet")
 
+    if c2w is None:
+        c2w, pose_info = _estimate_poses(fs, intr, load_depth, (height, width))
+
     chosen = np.arange(len(fs))
     held = holdout_mask(len(chosen), holdout)
     dev = resolve_device(device)
@@ -303,7 +307,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
         info={
-            "pose_source": "given", "depth_source": "given", "scale": "metric (given)",
+            **pose_info, "depth_source": "given",
             "intrinsics_source": intr_source,
             "frame_names": [fs.names[i] for i in chosen],
             "points_added_per_frame": added,
@@ -315,6 +319,24 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     return world
 
 
+def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape):
+    """Poses of the frames by visual odometry. With depth maps (the only case until dense depth
+    from video exists) it is RGB-D odometry: landmarks from the depth, so the poses are metric and
+    agree with the depth that is fused. Returns (c2w, world.info entries)."""
+    from .odometry import estimate_poses
+
+    result = estimate_poses(fs.load, len(fs), intr, depth_of=lambda i: load_depth(i, shape))
+    if result.located.sum() < max(2, 0.5 * len(fs)):
+        detail = "; ".join(result.warnings[:3])
+        raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
+                         f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
+                         "resolution (the odometry tracks corners; 320x180 or more)")
+    how = "metric (RGB-D odometry on the given depth maps)"
+    for w in result.warnings:
+        fs.notes.append(f"visual odometry: {w}")
+    return result.c2w, {"pose_source": "estimated (visual odometry)", "scale": how, "odometry": result.report()}
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("build", help="fuse a video/images with given poses and depth into a world file",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -322,7 +344,8 @@ def register(subparsers) -> None:
                                  "depth/), or rosbag2 bag (folder or .mcap)")
     p.add_argument("-o", "--output", help="world file to write (.safetensors)")
     p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml)")
-    p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's)")
+    p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's; "
+                                   "'estimate': visual odometry even where the input has poses)")
     p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
     p.add_argument("--holdout", type=int, default=0, help="keep every K-th frame out of the world, for eval")
     p.add_argument("--stride", type=int, default=1, help="use every S-th frame (of the --start/--end window)")

@@ -1,0 +1,567 @@
+"""Camera poses from a monocular video: sparse visual odometry with windowed bundle adjustment.
+
+Classical and weight-free (OpenCV): corners (Shi-Tomasi) tracked frame to frame with pyramidal
+Lucas-Kanade and a forward-backward check; a two-view start (essential matrix, RANSAC) once the
+tracks have enough parallax; every later frame located by PnP (RANSAC, then Levenberg-Marquardt)
+on the tracked landmarks; keyframes when parallax or the share of tracked landmarks calls for
+them, where new landmarks are triangulated; a bundle adjustment (scipy least squares, Huber loss)
+over the last keyframes after each new one; a final pass that locates every frame again against
+the adjusted landmarks. Tracking failure (too few PnP inliers) is reported and the odometry starts
+a new segment instead of emitting a jump.
+
+Monocular odometry has no scale: ``scale_from_depth`` (metric depth maps) or
+``scale_from_camera_height`` (a driving camera's height above the fitted ground plane) give it.
+``ate_rel`` scores a trajectory against the truth after a similarity alignment.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..camera import Intrinsics
+from ..errors import InputError
+
+
+@dataclass
+class OdometrySettings:
+    max_corners: int = 1500
+    corner_quality: float = 0.01
+    corner_spacing_px: int = 8
+    refill_below: int = 600           # tracks: detect new corners when fewer remain
+    fb_check_px: float = 1.0          # forward-backward tracking error allowed
+    start_parallax_px: float = 15.0   # median track motion needed for the two-view start
+    keyframe_parallax_px: float = 12.0
+    keyframe_tracked_ratio: float = 0.6
+    min_inliers: int = 30             # PnP inliers below this: tracking lost
+    ransac_px: float = 1.5
+    min_triangulation_deg: float = 1.0
+    window: int = 8                   # keyframes in each bundle adjustment
+    track_drift_px: float = 2.0       # a track this far from its landmark's projection is dropped
+
+
+@dataclass
+class OdometryResult:
+    c2w: np.ndarray                   # (N,4,4) OpenCV camera-to-world; world = first camera
+    located: np.ndarray               # (N,) bool: pose estimated (False: lost, pose held)
+    landmarks: np.ndarray             # (M,3) triangulated points (world)
+    observations: list = field(default_factory=list)   # per frame: (landmark ids, pixel positions)
+    keyframes: list[int] = field(default_factory=list)
+    segments: list[tuple[int, int]] = field(default_factory=list)
+    inliers: np.ndarray | None = None  # PnP inliers per frame
+    reprojection_px: float = float("nan")
+    scale_source: str = "unscaled"
+    warnings: list[str] = field(default_factory=list)
+    landmark_by_id: dict = field(default_factory=dict)
+
+    def scaled(self, scale: float, source: str) -> "OdometryResult":
+        """The same result in metric units: poses and landmarks scaled about the world origin
+        (the first camera)."""
+        c2w = self.c2w.copy()
+        c2w[:, :3, 3] *= scale
+        by_id = {k: v * scale for k, v in self.landmark_by_id.items()}
+        return OdometryResult(c2w, self.located, self.landmarks * scale, self.observations, self.keyframes,
+                              self.segments, self.inliers, self.reprojection_px, source, self.warnings, by_id)
+
+    def report(self) -> dict:
+        return {"frames": int(len(self.c2w)), "located": int(self.located.sum()), "keyframes": len(self.keyframes),
+                "segments": [list(s) for s in self.segments], "landmarks": int(len(self.landmarks)),
+                "median_inliers": float(np.median(self.inliers[self.located])) if self.located.any() else 0.0,
+                "reprojection_px": round(float(self.reprojection_px), 3), "scale": self.scale_source,
+                "warnings": self.warnings}
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise InputError("estimating poses needs OpenCV, which is not installed",
+                         "pip install opencv-python-headless (or pass --poses FILE)") from None
+    return cv2
+
+
+def _rt_to_c2w(rvec, tvec) -> np.ndarray:
+    """OpenCV solvePnP's world->camera (rvec, tvec) as a camera-to-world 4x4."""
+    cv2 = _cv2()
+    R, _ = cv2.Rodrigues(np.asarray(rvec, np.float64))
+    out = np.eye(4)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ np.asarray(tvec, np.float64).reshape(3)
+    return out
+
+
+def _c2w_to_rt(c2w: np.ndarray):
+    cv2 = _cv2()
+    R = c2w[:3, :3].T
+    t = -R @ c2w[:3, 3]
+    rvec, _ = cv2.Rodrigues(R)
+    return rvec.reshape(3), t
+
+
+def _project(K, c2w, xyz):
+    R = c2w[:3, :3].T
+    pc = (xyz - c2w[:3, 3]) @ R.T
+    z = pc[:, 2]
+    uv = pc[:, :2] / np.maximum(z[:, None], 1e-9) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+    return uv, z
+
+
+class _Tracks:
+    """Corner tracks: id and current pixel position; landmark id (or -1) per track."""
+
+    def __init__(self):
+        self.ids = np.zeros(0, np.int64)
+        self.pts = np.zeros((0, 2), np.float32)
+        self.next_id = 0
+
+    def add(self, pts: np.ndarray) -> None:
+        n = len(pts)
+        self.ids = np.concatenate([self.ids, np.arange(self.next_id, self.next_id + n)])
+        self.pts = np.concatenate([self.pts, pts.astype(np.float32)])
+        self.next_id += n
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.ids, self.pts = self.ids[mask], self.pts[mask]
+
+
+def _track(cv2, prev, cur, pts, fb_px):
+    if len(pts) == 0:
+        return pts, np.zeros(0, bool)
+    lk = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts.reshape(-1, 1, 2), None, **lk)
+    p0, st0, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1, None, **lk)
+    fb = np.linalg.norm(p0.reshape(-1, 2) - pts.reshape(-1, 2), axis=1)
+    h, w = cur.shape
+    p1 = p1.reshape(-1, 2)
+    ok = (st1.ravel() == 1) & (st0.ravel() == 1) & (fb < fb_px)
+    ok &= (p1[:, 0] >= 0) & (p1[:, 0] < w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] < h - 1)
+    return p1, ok
+
+
+def _detect(cv2, gray, existing, s: OdometrySettings, count: int):
+    mask = np.full(gray.shape, 255, np.uint8)
+    for x, y in existing.astype(int):
+        cv2.circle(mask, (int(x), int(y)), s.corner_spacing_px, 0, -1)
+    pts = cv2.goodFeaturesToTrack(gray, maxCorners=max(count, 1), qualityLevel=s.corner_quality,
+                                  minDistance=s.corner_spacing_px, mask=mask, blockSize=7)
+    return np.zeros((0, 2), np.float32) if pts is None else pts.reshape(-1, 2)
+
+
+def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
+    """Points seen at pa in camera a and pb in camera b: (xyz (n,3), ok (n,) bool)."""
+    def P(c2w):
+        R = c2w[:3, :3].T
+        return K @ np.hstack([R, (-R @ c2w[:3, 3])[:, None]])
+    X = cv2.triangulatePoints(P(c2w_a), P(c2w_b), pa.T.astype(np.float64), pb.T.astype(np.float64))
+    xyz = (X[:3] / np.where(np.abs(X[3]) < 1e-12, 1e-12, X[3])).T
+    ok = np.isfinite(xyz).all(1)
+    for c2w, p in ((c2w_a, pa), (c2w_b, pb)):
+        uv, z = _project(K, c2w, xyz)
+        ok &= (z > 0) & (np.linalg.norm(uv - p, axis=1) < 2.0)
+    ra = xyz - c2w_a[:3, 3]
+    rb = xyz - c2w_b[:3, 3]
+    cos = np.sum(ra * rb, 1) / np.maximum(np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1), 1e-12)
+    ok &= cos < math.cos(math.radians(min_deg))
+    return xyz, ok
+
+
+def _backproject(K, c2w, pts, depth):
+    """World points of pixels ``pts`` from a metric depth map: (xyz (n,3), ok (n,) bool). Only
+    pixels where the depth is locally planar count (each pair of opposite neighbours averages to
+    the centre within 1 %, which a slanted road passes): corners often sit on depth edges, where
+    the pixel's depth may belong to the surface behind."""
+    h, w = depth.shape
+    px = np.round(pts).astype(int)
+    ok = (px[:, 0] >= 1) & (px[:, 0] < w - 1) & (px[:, 1] >= 1) & (px[:, 1] < h - 1)
+    px = np.where(ok[:, None], px, 1)
+    window = np.stack([depth[px[:, 1] + dy, px[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
+    z = window[:, 4]
+    ok &= np.isfinite(window).all(1) & (window.min(1) > 0)
+    for a, b in ((0, 8), (1, 7), (2, 6), (3, 5)):
+        ok &= np.abs(0.5 * (window[:, a] + window[:, b]) - z) <= 0.01 * z
+    rays = np.stack([(pts[:, 0] - K[0, 2]) / K[0, 0], (pts[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(pts))], 1)
+    pc = rays * np.where(ok, z, 0.0)[:, None]
+    return pc @ c2w[:3, :3].T + c2w[:3, 3], ok
+
+
+def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iterations: int = 20):
+    """Adjust keyframe poses (except ``fixed``) and landmark positions to minimise reprojection
+    error (Huber). poses: kf -> c2w; points: id -> xyz; obs: (kf, landmark id, u, v)."""
+    from scipy.optimize import least_squares
+    from scipy.sparse import lil_matrix
+
+    cv2 = _cv2()
+    free_kf = [k for k in poses if k not in fixed]
+    kf_col = {k: i for i, k in enumerate(free_kf)}
+    pt_ids = sorted({o[1] for o in obs})
+    pt_col = {p: i for i, p in enumerate(pt_ids)}
+    if not pt_ids or not free_kf:
+        return poses, points
+    x0 = []
+    for k in free_kf:
+        r, t = _c2w_to_rt(poses[k])
+        x0 += [*r, *t]
+    x0 += [v for p in pt_ids for v in points[p]]
+    x0 = np.asarray(x0, np.float64)
+    nk = len(free_kf)
+    o_kf = np.array([o[0] for o in obs])
+    o_pt = np.array([pt_col[o[1]] for o in obs])
+    o_uv = np.array([[o[2], o[3]] for o in obs], np.float64)
+    fixed_rt = {k: _c2w_to_rt(poses[k]) for k in poses if k in fixed}
+    f = np.array([K[0, 0], K[1, 1]])
+    c = np.array([K[0, 2], K[1, 2]])
+
+    def residuals(x):
+        xyz = x[6 * nk:].reshape(-1, 3)
+        res = np.empty((len(obs), 2))
+        for k in poses:
+            sel = o_kf == k
+            if not sel.any():
+                continue
+            if k in kf_col:
+                j = kf_col[k]
+                r, t = x[6 * j:6 * j + 3], x[6 * j + 3:6 * j + 6]
+            else:
+                r, t = fixed_rt[k]
+            R, _ = cv2.Rodrigues(r)
+            pc = xyz[o_pt[sel]] @ R.T + t
+            res[sel] = pc[:, :2] / np.maximum(pc[:, 2:3], 1e-6) * f + c - o_uv[sel]
+        return res.ravel()
+
+    A = lil_matrix((2 * len(obs), len(x0)), dtype=np.int8)
+    rows = np.arange(len(obs))
+    for k, j in kf_col.items():
+        for r in rows[o_kf == k]:
+            A[2 * r:2 * r + 2, 6 * j:6 * j + 6] = 1
+    for i, p in enumerate(o_pt):
+        A[2 * i:2 * i + 2, 6 * nk + 3 * p:6 * nk + 3 * p + 3] = 1
+    sol = least_squares(residuals, x0, jac_sparsity=A, loss="huber", f_scale=1.5, max_nfev=iterations,
+                        x_scale="jac", method="trf")
+    x = sol.x
+    for k, j in kf_col.items():
+        poses[k] = _rt_to_c2w(x[6 * j:6 * j + 3], x[6 * j + 3:6 * j + 6])
+    xyz = x[6 * nk:].reshape(-1, 3)
+    for p, i in pt_col.items():
+        points[p] = xyz[i]
+    return poses, points
+
+
+def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsics,
+                   settings: OdometrySettings | None = None, progress_bar: bool = True,
+                   depth_of: Callable[[int], np.ndarray] | None = None) -> OdometryResult:
+    """Camera-to-world poses of ``count`` frames (``load(i)`` -> RGB uint8), up to scale.
+
+    ``depth_of(i)`` (metric depth maps, NaN unknown): landmarks come from the depth at keyframes
+    instead of triangulation, so the poses are metric and agree with the depth maps (RGB-D
+    odometry); the two-view start is then not needed."""
+    from ..progress import progress
+
+    cv2 = _cv2()
+    cv2.setRNGSeed(0)            # RANSAC draws: the same video gives the same poses
+    s = settings or OdometrySettings()
+    K = intr.K.astype(np.float64)
+    c2w = np.tile(np.eye(4), (count, 1, 1))
+    located = np.zeros(count, bool)
+    inliers = np.zeros(count, np.int64)
+    obs_per_frame: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros((0, 2)))] * count
+    landmarks: dict[int, np.ndarray] = {}          # track id -> world xyz
+    kf_poses: dict[int, np.ndarray] = {}
+    kf_obs: dict[int, tuple[np.ndarray, np.ndarray]] = {}     # keyframe -> (track ids, pixels)
+    keyframes: list[int] = []
+    segments: list[tuple[int, int]] = []
+    warnings: list[str] = []
+    tracks = _Tracks()
+    history: dict[int, tuple[np.ndarray, np.ndarray]] = {}    # frames since the segment's start
+    segment_start = 0
+    started = False
+    last_kf = -1
+    prev = None
+    offset = np.eye(4)          # where a new segment starts: the last located pose (held)
+
+    def gray_of(i):
+        return cv2.cvtColor(load(i), cv2.COLOR_RGB2GRAY)
+
+    def new_keyframe(i, pose):
+        nonlocal last_kf
+        kf_poses[i] = pose
+        kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
+        keyframes.append(i)
+        last_kf = i
+
+    for i in (progress(range(count), desc="visual odometry", unit="frame") if progress_bar else range(count)):
+        gray = gray_of(i)
+        if prev is None:
+            tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners))
+            history = {i: (tracks.ids.copy(), tracks.pts.copy())}
+            segment_start, started, prev = i, False, gray
+            c2w[i] = offset        # located once the segment starts from it
+            continue
+        pts, ok = _track(cv2, prev, gray, tracks.pts, s.fb_check_px)
+        tracks.pts = pts.astype(np.float32)
+        tracks.keep(ok)
+        prev = gray
+        if not started and depth_of is not None:
+            # RGB-D: the segment's first frame is the first keyframe; its landmarks come from depth.
+            xyz, good = _backproject(K, offset, history[segment_start][1], depth_of(segment_start))
+            if good.sum() >= 50:
+                for tid, p in zip(history[segment_start][0][good], xyz[good]):
+                    landmarks[int(tid)] = p
+                kf_poses[segment_start] = offset
+                kf_obs[segment_start] = history[segment_start]
+                keyframes.append(segment_start)
+                located[segment_start] = True
+                last_kf = segment_start
+                obs_per_frame[segment_start] = history[segment_start]
+                segments.append((segment_start, segment_start))
+                started = True
+                history = {}
+            else:
+                warnings.append(f"frame {segment_start}: too few corners with depth to start ({int(good.sum())})")
+        if not started:
+            history[i] = (tracks.ids.copy(), tracks.pts.copy())
+            ids0, p0 = history[segment_start]
+            common, a, b = np.intersect1d(ids0, tracks.ids, return_indices=True)
+            if len(common) < 50:
+                warnings.append(f"frame {i}: too few tracks to start ({len(common)}); restarting")
+                prev = None
+                offset = c2w[i - 1]
+                c2w[i] = offset        # held, not located
+                continue
+            flow = np.median(np.linalg.norm(tracks.pts[b] - p0[a], axis=1))
+            if flow < s.start_parallax_px:
+                c2w[i] = offset
+                continue
+            E, mask = cv2.findEssentialMat(p0[a], tracks.pts[b], K, cv2.RANSAC, 0.999, s.ransac_px)
+            if E is None or E.shape != (3, 3):
+                continue
+            n_good, R, t, mask = cv2.recoverPose(E, p0[a], tracks.pts[b], K, mask=mask)
+            if n_good < 50:
+                continue
+            cam1 = np.eye(4)
+            cam1[:3, :3] = R.T
+            cam1[:3, 3] = (-R.T @ t).ravel()
+            first, second = offset, offset @ cam1
+            xyz, good = _triangulate(cv2, K, first, second, p0[a], tracks.pts[b], s.min_triangulation_deg)
+            good &= mask.ravel() > 0
+            if good.sum() < 50:
+                continue
+            for tid, p in zip(common[good], xyz[good]):
+                landmarks[int(tid)] = p
+            kf_poses[segment_start] = first
+            kf_obs[segment_start] = history[segment_start]
+            keyframes.append(segment_start)
+            located[segment_start] = True
+            c2w[i] = second
+            located[i] = True
+            new_keyframe(i, second)
+            started = True
+            segments.append((segment_start, i))
+            # Frames between the two views: located against the new landmarks.
+            for j in range(segment_start + 1, i):
+                ids_j, pts_j = history[j]
+                pose, n = _pnp(cv2, K, ids_j, pts_j, landmarks, c2w[i], s)
+                if pose is not None:
+                    c2w[j], located[j], inliers[j] = pose, True, n
+                    obs_per_frame[j] = (ids_j, pts_j)
+                else:
+                    c2w[j] = first
+            obs_per_frame[segment_start] = history[segment_start]
+            obs_per_frame[i] = (tracks.ids.copy(), tracks.pts.copy())
+            inliers[i] = int(good.sum())
+            history = {}
+            continue
+
+        pose, n = _pnp(cv2, K, tracks.ids, tracks.pts, landmarks, c2w[i - 1], s)
+        if pose is None:
+            warnings.append(f"frame {i}: tracking lost ({n} PnP inliers); a new segment starts here")
+            c2w[i] = c2w[i - 1]
+            offset = c2w[i - 1]
+            tracks = _Tracks()
+            prev = None
+            # Re-run this frame as the first of a new segment.
+            tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners))
+            history = {i: (tracks.ids.copy(), tracks.pts.copy())}
+            segment_start, started, prev = i, False, gray
+            continue
+        c2w[i], located[i], inliers[i] = pose, True, n
+        # Tracks that drifted off their landmark (KLT follows a patch that changes scale and
+        # perspective as the camera moves on) are dropped here rather than kept as bad evidence.
+        has_lm = np.array([int(t) in landmarks for t in tracks.ids], bool)
+        if has_lm.any():
+            xyz = np.stack([landmarks[int(t)] for t in tracks.ids[has_lm]])
+            uv, z = _project(K, pose, xyz)
+            bad = np.zeros(len(tracks.ids), bool)
+            bad[has_lm] = (np.linalg.norm(uv - tracks.pts[has_lm], axis=1) > s.track_drift_px) | (z <= 0)
+            tracks.keep(~bad)
+        obs_per_frame[i] = (tracks.ids.copy(), tracks.pts.copy())
+        segments[-1] = (segments[-1][0], i)
+
+        # Keyframe: enough motion since the last one, or too few landmarks still tracked.
+        kf_ids, kf_pts = kf_obs[last_kf]
+        common, a, b = np.intersect1d(kf_ids, tracks.ids, return_indices=True)
+        flow = np.median(np.linalg.norm(tracks.pts[b] - kf_pts[a], axis=1)) if len(common) else 1e9
+        with_lm = np.array([int(t) in landmarks for t in tracks.ids])
+        kf_with_lm = np.array([int(t) in landmarks for t in kf_ids]).sum()
+        if flow > s.keyframe_parallax_px or with_lm.sum() < s.keyframe_tracked_ratio * max(kf_with_lm, 1):
+            # Triangulate tracks seen at the last keyframe and now that have no landmark yet.
+            new = ~np.array([int(t) in landmarks for t in common])
+            if new.any() and depth_of is None:
+                xyz, good = _triangulate(cv2, K, kf_poses[last_kf], pose, kf_pts[a][new], tracks.pts[b][new],
+                                         s.min_triangulation_deg)
+                for tid, p in zip(common[new][good], xyz[good]):
+                    landmarks[int(tid)] = p
+            new_keyframe(i, pose)
+            window = keyframes[-s.window:]
+            if len(window) >= 3:
+                fixed = set(window[:2])
+                obs = []
+                for k in window:
+                    ids_k, pts_k = kf_obs[k]
+                    for tid, (u, v) in zip(ids_k, pts_k):
+                        if int(tid) in landmarks:
+                            obs.append((k, int(tid), float(u), float(v)))
+                sub_poses = {k: kf_poses[k] for k in window}
+                sub_points = {o[1]: landmarks[o[1]] for o in obs}
+                sub_poses, sub_points = _bundle_adjust(K, sub_poses, fixed, sub_points, obs)
+                kf_poses.update(sub_poses)
+                landmarks.update(sub_points)
+                c2w[i] = kf_poses[i]
+            if len(tracks.ids) < s.refill_below:
+                tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
+                kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
+            if depth_of is not None:
+                fresh = ~np.array([int(t) in landmarks for t in tracks.ids], bool)
+                if fresh.any():
+                    xyz, good = _backproject(K, c2w[i], tracks.pts[fresh], depth_of(i))
+                    for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
+                        landmarks[int(tid)] = p
+
+    # Final pass: every located frame against the adjusted landmarks.
+    errors = []
+    for i in range(count):
+        ids_i, pts_i = obs_per_frame[i]
+        if not located[i] or len(ids_i) == 0 or i in kf_poses:
+            if i in kf_poses:
+                c2w[i] = kf_poses[i]
+            continue
+        pose, n = _pnp(cv2, K, ids_i, pts_i, landmarks, c2w[i], s)
+        if pose is not None:
+            c2w[i], inliers[i] = pose, n
+    for i in range(count):
+        ids_i, pts_i = obs_per_frame[i]
+        have = np.array([int(t) in landmarks for t in ids_i], bool)
+        if located[i] and have.any():
+            xyz = np.stack([landmarks[int(t)] for t in ids_i[have]])
+            uv, z = _project(K, c2w[i], xyz)
+            e = np.linalg.norm(uv - pts_i[have], axis=1)
+            errors.append(e[e < 5.0])
+    rms = float(np.sqrt(np.mean(np.concatenate(errors) ** 2))) if errors else float("nan")
+    if not located.all():
+        warnings.append(f"{int((~located).sum())} frame(s) could not be located; their poses are held")
+    pts = np.stack(list(landmarks.values())) if landmarks else np.zeros((0, 3))
+    scale = "metric (landmarks from the depth maps)" if depth_of is not None else "unscaled"
+    return OdometryResult(c2w, located, pts, obs_per_frame, keyframes, segments, inliers, rms, scale, warnings,
+                          dict(landmarks))
+
+
+def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
+    have = np.array([int(t) in landmarks for t in ids], bool)
+    if have.sum() < s.min_inliers:
+        return None, int(have.sum())
+    obj = np.stack([landmarks[int(t)] for t in ids[have]]).astype(np.float64)
+    img = pts[have].astype(np.float64)
+    r0, t0 = _c2w_to_rt(guess_c2w)
+    ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, rvec=r0.copy(), tvec=t0.copy(),
+                                             useExtrinsicGuess=True, iterationsCount=200,
+                                             reprojectionError=s.ransac_px * 2, confidence=0.999,
+                                             flags=cv2.SOLVEPNP_ITERATIVE)
+    n = 0 if inl is None else len(inl)
+    if not ok or n < s.min_inliers:
+        return None, n
+    inl = inl.ravel()
+    rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
+    return _rt_to_c2w(rvec, tvec), n
+
+
+# -- scale and scoring -------------------------------------------------------------------------
+
+def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarray], intr: Intrinsics,
+                     frames) -> float | None:
+    """Metric scale from depth maps: median ratio of measured depth to landmark depth at the
+    landmarks' pixels in ``frames``."""
+    ratios = []
+    for i in frames:
+        ids, pts = result.observations[i]
+        if not result.located[i] or len(ids) == 0:
+            continue
+        have = [k for k, t in enumerate(ids) if int(t) in result.landmark_by_id]
+        if not have:
+            continue
+        xyz = np.stack([result.landmark_by_id[int(ids[k])] for k in have])
+        _, z = _project(intr.K, result.c2w[i], xyz)
+        px = np.round(pts[have]).astype(int)
+        d = depth_of(i)
+        # Corners often sit on depth edges, where the pixel's depth may belong to the surface
+        # behind: use only landmarks whose 3x3 depth neighbourhood is smooth (within 3 %).
+        inside = (px[:, 0] >= 1) & (px[:, 0] < d.shape[1] - 1) & (px[:, 1] >= 1) & (px[:, 1] < d.shape[0] - 1)
+        px, z = px[inside], z[inside]
+        window = np.stack([d[px[:, 1] + dy, px[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
+        lo, hi = window.min(1), window.max(1)
+        ok = np.isfinite(window).all(1) & (z > 0) & (hi <= 1.03 * lo)
+        ratios.append(window[ok, 4] / z[ok])
+    r = np.concatenate(ratios) if ratios else np.zeros(0)
+    return float(np.median(r)) if len(r) >= 20 else None
+
+
+def scale_from_camera_height(result: OdometryResult, height_m: float, intr: Intrinsics) -> float | None:
+    """Metric scale for a driving camera: landmarks seen in the road region of the image (the
+    lower third, middle half of the columns) lie on the ground; their height below the camera
+    that saw them, along the cameras' mean 'up', is the camera height in odometry units. The
+    median over all frames maps it to ``height_m``."""
+    located = np.nonzero(result.located)[0]
+    if len(located) < 2:
+        return None
+    up = -result.c2w[located, :3, 1].mean(0)
+    up /= np.linalg.norm(up)
+    heights = []
+    for i in located:
+        ids, pts = result.observations[i]
+        road = (pts[:, 1] > intr.height * 2 / 3) & (np.abs(pts[:, 0] - intr.cx) < intr.width / 4) if len(ids) else []
+        for t in ids[road] if len(ids) else []:
+            x = result.landmark_by_id.get(int(t))
+            if x is not None:
+                heights.append(float((result.c2w[i, :3, 3] - x) @ up))
+    h = np.asarray(heights)
+    h = h[h > 0]
+    if len(h) < 20:
+        return None
+    # Points on cars or kerbs in that region sit higher; the road is the lower, dense part.
+    return height_m / float(np.median(h))
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) minimising |dst - (s R src + t)|^2 over corresponding points."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    U, D, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1
+    R = U @ S @ Vt
+    var = (xs ** 2).sum() / len(src)
+    s = float(np.trace(np.diag(D) @ S) / var) if var > 0 else 1.0
+    return s, R, mu_d - s * R @ mu_s
+
+
+def ate_rel(estimated_c2w: np.ndarray, true_c2w: np.ndarray) -> float:
+    """Absolute trajectory error (RMSE of camera centres after similarity alignment) divided by
+    the true path length."""
+    est, true = estimated_c2w[:, :3, 3], true_c2w[:, :3, 3]
+    s, R, t = umeyama(est, true)
+    aligned = (s * (R @ est.T)).T + t
+    rmse = float(np.sqrt(np.mean(np.sum((aligned - true) ** 2, 1))))
+    length = float(np.sum(np.linalg.norm(np.diff(true, axis=0), axis=1)))
+    return rmse / length if length > 0 else float("nan")
