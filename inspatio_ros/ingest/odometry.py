@@ -177,8 +177,10 @@ def _backproject(K, c2w, pts, depth):
     ok = (px[:, 0] >= 1) & (px[:, 0] < w - 1) & (px[:, 1] >= 1) & (px[:, 1] < h - 1)
     px = np.where(ok[:, None], px, 1)
     window = np.stack([depth[px[:, 1] + dy, px[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
+    ok &= np.isfinite(window).all(1)
+    window = np.where(np.isfinite(window), window, np.nan)      # sky (+inf): no landmark, no inf - inf
     z = window[:, 4]
-    ok &= np.isfinite(window).all(1) & (window.min(1) > 0)
+    ok &= np.nan_to_num(window.min(1)) > 0
     for a, b in ((0, 8), (1, 7), (2, 6), (3, 5)):
         ok &= np.abs(0.5 * (window[:, a] + window[:, b]) - z) <= 0.01 * z
     rays = np.stack([(pts[:, 0] - K[0, 2]) / K[0, 0], (pts[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(pts))], 1)
