@@ -560,7 +560,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
 
 def ate_rel(estimated_c2w: np.ndarray, true_c2w: np.ndarray) -> float:
     """Absolute trajectory error (RMSE of camera centres after similarity alignment) divided by
-    the true path length."""
+    the true path length. Both trajectories in time order (the path length sums their steps)."""
     est, true = estimated_c2w[:, :3, 3], true_c2w[:, :3, 3]
     s, R, t = umeyama(est, true)
     aligned = (s * (R @ est.T)).T + t
