@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from quality_report import colorize_depth  # noqa: E402
+from inspatio_ros.ingest.preview import colorize_depth  # noqa: E402
 
 TILE_H = 180
 

@@ -19,23 +19,11 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from inspatio_ros.eval import evaluate, shifted_pose  # noqa: E402
 from inspatio_ros.ingest.build import build_world  # noqa: E402
+from inspatio_ros.ingest.preview import colorize_depth  # noqa: E402
 from inspatio_ros.render import Renderer  # noqa: E402
 from inspatio_ros.runtime import keep_freed_memory  # noqa: E402
 from inspatio_ros.synth.generate import generate, load_scene  # noqa: E402
 from inspatio_ros.video import read_image, write_png  # noqa: E402
-
-
-def colorize_depth(depth: np.ndarray, near: float = 2.0, far: float = 80.0) -> np.ndarray:
-    """Inverse-depth colour map (near = yellow, far = purple); unknown/infinite = black."""
-    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = (1.0 / depth - 1.0 / far) / (1.0 / near - 1.0 / far)
-    known = np.isfinite(x)
-    x = np.clip(np.where(known, x, 0.0), 0.0, 1.0) * (len(stops) - 1)
-    i = np.minimum(x.astype(int), len(stops) - 2)
-    f = (x - i)[..., None]
-    rgb = stops[i] * (1 - f) + stops[i + 1] * f
-    return np.where(known[..., None], rgb, 0).astype(np.uint8)
 
 
 def main() -> int:

@@ -306,10 +306,28 @@ def test_build_estimates_poses_and_eval_scores_the_trajectory(street, tmp_path):
     street_world = tmp_path / "given.safetensors"
     assert main(["build", str(street), "-o", str(street_world), "--holdout", "5"]) == 0
     path = tmp_path / "vo.safetensors"
-    assert main(["build", str(street), "-o", str(path), "--poses", "estimate", "--holdout", "5"]) == 0
+    proc = run_cli("build", str(street), "-o", str(path), "--poses", "estimate", "--holdout", "5",
+                   "--preview", str(tmp_path / "preview"))
+    assert proc.returncode == 0, proc.stderr
     world = World.load(path)
     assert world.info["pose_source"].startswith("estimated") and "RGB-D" in world.info["scale"]
     assert world.info["odometry"]["located"] == 16
+    # The report: printed, and kept in the world.
+    report = world.info["report"]
+    assert report["frames_used"] == 13 and report["frames_held_out"] == 3 and report["depth_coverage"] > 0.99
+    assert report["poses"].startswith("estimated (visual odometry): 16/16 frames located, 1 segment(s)")
+    assert report["points_static"] == world.num_static and set(report["seconds"]) >= {"fusion"}
+    assert "16/16 frames located" in proc.stdout and "points" in proc.stdout
+    # The preview pictures: the path from above (truth overlaid) and a depth sample strip.
+    from PIL import Image
+
+    with Image.open(tmp_path / "preview" / "trajectory.png") as im:
+        traj = np.asarray(im.convert("RGB"))
+    red = (traj[..., 0] > 200) & (traj[..., 1] < 110)
+    green = (traj[..., 1] > 180) & (traj[..., 0] < 120)
+    assert red.sum() > 500 and green.sum() < red.sum(), "the estimate should cover the truth it is aligned to"
+    with Image.open(tmp_path / "preview" / "depth_sample.png") as im:
+        assert im.size == (3 * 320 + 12, 180)
     proc = run_cli("eval", str(path), "--gt", str(street), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -212,8 +212,13 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                 depth: str | None = None, holdout: int = 0, stride: int = 1,
                 settings: FusionSettings | None = None, device: str = "auto", bag_topics=None,
                 start: float | None = None, end: float | None = None, max_size: int | None = None,
-                fov: float | None = None) -> World:
+                fov: float | None = None, preview: str | Path | None = None) -> World:
+    """Fuse INPUT into a World; ``preview``: a folder for trajectory.png and depth_sample.png.
+    world.info["report"] summarises the build (frames, poses, depth coverage, points, warnings,
+    seconds per stage)."""
     settings = settings or FusionSettings()
+    stage_s: dict[str, float] = {}
+    t_stage = time.time()
     fs = open_input(input_path, bag_topics, start=start, end=end, stride=stride, max_size=max_size)
     if len(fs) < 2:
         raise InputError(f"input {input_path} has {len(fs)} frame(s) to use", "a world needs at least two frames "
@@ -270,8 +275,11 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                          "pass --depth DIR (.npy metres or 16-bit .png millimetres), or record a depth image "
                          "or LiDAR topic in the bag; dense depth from video alone is not implemented yet")
 
+    stage_s["open input"] = round(time.time() - t_stage, 2)
     if c2w is None:
+        t_stage = time.time()
         c2w, pose_info = _estimate_poses(fs, intr, load_depth, (height, width))
+        stage_s["poses (visual odometry)"] = round(time.time() - t_stage, 2)
 
     chosen = np.arange(len(fs))
     held = holdout_mask(len(chosen), holdout)
@@ -279,6 +287,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     fuser = WorldFuser(intr, settings, dev)
     started = time.time()
     added = []
+    coverage = []
     for k in progress(range(len(chosen)), desc="fusing frames", unit="frame"):
         if held[k]:
             continue
@@ -287,8 +296,11 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
-        added.append(fuser.add_frame(int(fs.index[i]), rgb, load_depth(i, (height, width)), c2w[i]))
+        frame_depth = load_depth(i, (height, width))
+        coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
+        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i]))
     xyz, rgb, radius, normal, frame = fuser.arrays()
+    stage_s["fusion"] = round(time.time() - started, 2)
 
     world_idx = chosen[~held]
     held_idx = chosen[held]
@@ -315,8 +327,46 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             "notes": fs.notes,
         },
     )
+    odometry = pose_info.get("odometry")
+    world.info["report"] = {
+        "frames_used": int(len(world_idx)), "frames_held_out": int(len(held_idx)),
+        "image_size": [width, height],
+        "poses": pose_info["pose_source"] + ("" if odometry is None else
+                                             f": {odometry['located']}/{odometry['frames']} frames located, "
+                                             f"{len(odometry['segments'])} segment(s), reprojection "
+                                             f"{odometry['reprojection_px']} px"),
+        "scale": pose_info["scale"],
+        "depth_coverage": round(float(np.mean(coverage)), 4) if coverage else 0.0,
+        "points_static": int(world.num_static), "points_dynamic": int(len(world.dynamic_xyz)),
+        "warnings": list(fs.notes),
+        "seconds": stage_s,
+    }
     world.validate("built world")
+    if preview is not None:
+        from .preview import write_preview
+
+        middle = int(world_idx[len(world_idx) // 2])
+        truth = None
+        if world.info["pose_source"].startswith("estimated") and fs.poses is not None:
+            truth_all, _ = read_poses(fs.poses)
+            if len(truth_all) > int(fs.index.max()):
+                truth = truth_all[np.sort(fs.index[chosen])]
+        write_preview(preview, world, (fs.load(middle), load_depth(middle, (height, width)), int(fs.index[middle])),
+                      truth, device=device)
     return world
+
+
+def format_report(report: dict) -> str:
+    """The build report as a few lines for the terminal."""
+    lines = [f"  frames      {report['frames_used']} used, {report['frames_held_out']} held out, "
+             f"{report['image_size'][0]}x{report['image_size'][1]}",
+             f"  poses       {report['poses']}",
+             f"  scale       {report['scale']}",
+             f"  depth       {100 * report['depth_coverage']:.1f} % of pixels known",
+             f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic",
+             "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
+    lines += [f"  warning     {w}" for w in report["warnings"]]
+    return "\n".join(lines)
 
 
 def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape):
@@ -353,6 +403,7 @@ def register(subparsers) -> None:
     p.add_argument("--end", type=float, help="seconds since the first frame where the build ends")
     p.add_argument("--max-size", type=int, help="downscale frames so that the longer side is at most this (pixels)")
     p.add_argument("--fov", type=float, help="horizontal field of view in degrees, when no intrinsics are known")
+    p.add_argument("--preview", metavar="DIR", help="write trajectory.png and depth_sample.png there")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
@@ -387,8 +438,12 @@ def run(args) -> int:
     settings = FusionSettings(sky_distance=args.sky_distance)
     world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
                         holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
-                        bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov)
+                        bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
+                        preview=args.preview)
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")
+    print(format_report(world.info["report"]))
+    if args.preview:
+        print(f"pictures in {args.preview}: trajectory.png, depth_sample.png")
     return 0
