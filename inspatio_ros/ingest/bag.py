@@ -299,9 +299,11 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
 
     wanted = {t for t in (chosen.image, chosen.camera_info, chosen.odometry, chosen.depth, chosen.lidar) if t}
     conns = [c for c in reader.connections if c.topic in wanted or c.msgtype == TF and c.topic == "/tf_static"]
-    images: list[tuple[float, bytes, str]] = []
-    depths: list[tuple[float, bytes]] = []
-    scans: list[tuple[float, bytes, str]] = []
+    # Messages are kept as deserialised (their arrays are the payload, not copies), so frames,
+    # depth and scans are decoded without a second pass through CDR.
+    images: list[tuple[float, object, str]] = []
+    depths: list[tuple[float, object]] = []
+    scans: list[tuple[float, object]] = []
     odom_t, odom_pose = [], []
     odom_frames: tuple[str, str] | None = None
     info = None
@@ -309,7 +311,7 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
     for conn, _, raw in reader.messages(connections=conns):
         if conn.topic == chosen.image:
             msg = reader.deserialize(raw, conn.msgtype)
-            images.append((_stamp(msg.header), raw, conn.msgtype))
+            images.append((_stamp(msg.header), msg, conn.msgtype))
         elif conn.topic == chosen.camera_info and info is None:
             info = reader.deserialize(raw, conn.msgtype)
         elif conn.topic == chosen.odometry:
@@ -321,10 +323,11 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
                 odom_pose.append(pose)
                 odom_frames = (msg.header.frame_id, msg.child_frame_id)
         elif conn.topic == chosen.depth:
-            depths.append((_stamp(reader.deserialize(raw, conn.msgtype).header), raw))
+            msg = reader.deserialize(raw, conn.msgtype)
+            depths.append((_stamp(msg.header), msg))
         elif conn.topic == chosen.lidar:
             msg = reader.deserialize(raw, conn.msgtype)
-            scans.append((_stamp(msg.header), raw, msg.header.frame_id))
+            scans.append((_stamp(msg.header), msg))
         elif conn.topic == "/tf_static":
             for tf in reader.deserialize(raw, conn.msgtype).transforms:
                 static.add(tf.header.frame_id, tf.child_frame_id, _transform(tf.transform))
@@ -334,14 +337,9 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
     images.sort(key=lambda x: x[0])
     times = np.array([t for t, _, _ in images])
 
-    typestore = reader.typestore          # the bag's message types; stays usable after the reader closes
-
-    def reader_deserialize(raw, msgtype):
-        return typestore.deserialize_cdr(raw, msgtype)
-
     def load(i: int) -> np.ndarray:
-        _, raw, msgtype = images[i]
-        return decode_image(reader_deserialize(raw, msgtype), msgtype, chosen.image)
+        _, msg, msgtype = images[i]
+        return decode_image(msg, msgtype, chosen.image)
 
     fs = FrameSet(path, [f"{i:06d}" for i in range(len(images))], times, load, notes=notes)
     if info is not None:
@@ -373,6 +371,7 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
             images = [images[i] for i in keep]
             times = times[keep]
             fs.names = [f"{i:06d}" for i in range(len(images))]
+            fs.index = np.arange(len(images), dtype=np.int64)
             fs.times = times
             notes.append(f"{int((~inside).sum())} frame(s) outside the odometry's time span dropped")
         fs.pose_array = np.stack([track.camera_pose(t) @ child_from_cam for t in times])
@@ -380,41 +379,47 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
         notes.append(f"poses from {fs.pose_source}")
 
         if chosen.lidar and scans:
-            fs.depth_load = _lidar_depth(scans, times, track, static, child, child_from_cam, fs, chosen.lidar,
-                                         reader_deserialize)
+            fs.depth_load = _lidar_depth(scans, times, track, static, child, child_from_cam, fs, chosen.lidar)
             notes.append(f"depth from LiDAR {chosen.lidar} projected into each frame")
     if chosen.depth and depths:
         depths.sort(key=lambda x: x[0])
         dtimes = np.array([t for t, _ in depths])
 
         def depth_load(i: int) -> np.ndarray:
-            j = int(np.argmin(np.abs(dtimes - times[i])))
-            if abs(dtimes[j] - times[i]) > 0.02:
+            j = _nearest(dtimes, times[i], 0.02)
+            if j is None:
                 return np.full(fs.load(i).shape[:2], np.nan, np.float32)
-            return decode_depth(reader_deserialize(depths[j][1], IMAGE), chosen.depth)
+            return decode_depth(depths[j][1], chosen.depth)
 
         fs.depth_load = depth_load
         notes.append(f"depth from {chosen.depth}")
     return fs
 
 
-def _lidar_depth(scans, times, track, static, base_frame, base_from_cam, fs, topic, deserialize):
+def _nearest(sorted_times: np.ndarray, t: float, tolerance: float) -> int | None:
+    """Index of the time nearest ``t``, or None when it is more than ``tolerance`` away."""
+    j = int(np.argmin(np.abs(sorted_times - t)))
+    return j if abs(sorted_times[j] - t) <= tolerance else None
+
+
+def _lidar_depth(scans, times, track, static, base_frame, base_from_cam, fs, topic):
     """Per frame: the nearest scan (within 0.1 s), moved into the camera at the image's time."""
     scans.sort(key=lambda x: x[0])
-    stimes = np.array([t for t, _, _ in scans])
+    stimes = np.array([t for t, _ in scans])
     cam_from_base = np.linalg.inv(base_from_cam)
 
     def load(i: int) -> np.ndarray:
-        j = int(np.argmin(np.abs(stimes - times[i])))
+        j = _nearest(stimes, times[i], 0.1)
         intr = fs.intrinsics
-        if abs(stimes[j] - times[i]) > 0.1 or intr is None:
+        if j is None or intr is None:
             return np.full(fs.load(i).shape[:2], np.nan, np.float32)
-        t_scan, raw, frame = scans[j]
+        t_scan, msg = scans[j]
+        frame = msg.header.frame_id
         base_from_lidar = static.lookup(base_frame, frame)
         if base_from_lidar is None:
             raise InputError(f"bag has no /tf_static transform from {base_frame} to {frame} (LiDAR {topic})",
                              "record /tf_static with the LiDAR's mounting on the robot")
-        xyz = pointcloud_xyz(deserialize(raw, POINTCLOUD), topic)
+        xyz = pointcloud_xyz(msg, topic)
         world_from_lidar = track.camera_pose(t_scan) @ base_from_lidar
         cam_from_world = cam_from_base @ np.linalg.inv(track.camera_pose(times[i]))
         m = cam_from_world @ world_from_lidar
