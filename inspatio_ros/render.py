@@ -152,11 +152,15 @@ class PointCloud:
         return int(self.xyz.shape[0])
 
 
-def _to_camera(x, y, z, rot, centre):
+def _to_camera(x, y, z, rot, centre=None):
     """World coordinates (each (..., N) or broadcastable) into the cameras' frames, x_cam =
     R^T (x - C), written out per axis: it fuses into one pass when compiled, and on the CPU it
-    avoids reductions over a length-3 axis (slow in eager PyTorch). rot (B,3,3), centre (B,3)."""
-    dx, dy, dz = x - centre[:, 0, None], y - centre[:, 1, None], z - centre[:, 2, None]
+    avoids reductions over a length-3 axis (slow in eager PyTorch). rot (B,3,3), centre (B,3);
+    without a centre, directions (normals) are rotated only."""
+    if centre is None:
+        dx, dy, dz = x, y, z
+    else:
+        dx, dy, dz = x - centre[:, 0, None], y - centre[:, 1, None], z - centre[:, 2, None]
     r = rot[:, :, :, None]                                             # (B,3,3,1) broadcasts over N
     return (dx * r[:, 0, 0] + dy * r[:, 1, 0] + dz * r[:, 2, 0],
             dx * r[:, 0, 1] + dy * r[:, 1, 1] + dz * r[:, 2, 1],
@@ -208,14 +212,14 @@ def _pixel_rays(K, height: int, width: int, device):
 def _winner_surfels(buf, surfel, rot, centre, K, height: int, width: int):
     """Decode the z-buffer: per pixel the winner's index (-1), camera-frame centre P, normal
     n_cam (facing the camera where unknown), n.P, radius (-1 empty), depth where the pixel's ray
-    meets the surfel's plane (inf empty), and how far (pixels) its disk can reach."""
+    meets the surfel's plane (inf empty), how far (pixels) its disk can reach, the relative
+    depth slope of its plane, and the pixel rays (rx, ry) (B*H*W,) each."""
     B = rot.shape[0]
     has = buf != _KEY_EMPTY
     winner = torch.where(has, buf & 0xFFFFFFFF, torch.full_like(buf, -1))
     row = surfel.index_select(0, winner.clamp_min(0)).view(B, height * width, 8)   # one row per pixel
     px, py, pz = _to_camera(row[..., 0], row[..., 1], row[..., 2], rot, centre)
-    zero = torch.zeros_like(centre)
-    nx, ny, nz = _to_camera(row[..., 3], row[..., 4], row[..., 5], rot, zero)
+    nx, ny, nz = _to_camera(row[..., 3], row[..., 4], row[..., 5], rot)
     known = row[..., 7] > 0
     # A surfel without a normal faces the camera.
     inv_len = torch.rsqrt((px * px + py * py + pz * pz).clamp_min(1e-18))
@@ -247,7 +251,7 @@ def _winner_surfels(buf, surfel, rot, centre, K, height: int, width: int):
     P = torch.stack([px, py, pz], -1)
     n_cam = torch.stack([nx, ny, nz], -1)
     return (winner, P.reshape(-1, 3), n_cam.reshape(-1, 3), plane_c.reshape(-1), rad.reshape(-1),
-            depth.reshape(-1), reach.reshape(-1), slope.reshape(-1))
+            depth.reshape(-1), reach.reshape(-1), slope.reshape(-1), rx.reshape(-1), ry.reshape(-1))
 
 
 def _push_pull(values: torch.Tensor, known: torch.Tensor, levels: int):
@@ -324,13 +328,13 @@ def _ring_pass(table, planar: bool, base, rx, ry, best, source, offsets, near: f
     return torch.where(won, z_won, best), torch.where(won, nb.gather(1, first)[:, 0], source)
 
 
-def _surfel_table(P, n_cam, plane_c, radius, winner, depth, K, B: int, H: int, W: int, pad: int, planar: bool):
+def _surfel_table(P, n_cam, plane_c, radius, winner, depth, B: int, H: int, W: int, pad: int, planar: bool):
     """What the splat rings read and write: the per-pixel surfel table zero-padded by ``pad``
     pixels (a zero row has no plane, z = 0/0, so padding never wins; empty pixels inside carry
     radius^2 = -1) as (8, B*Hp*Wp) planes when ``planar`` (neighbouring GPU threads gather
     neighbouring addresses) or (B*Hp*Wp, 8) rows (one cache line per gathered surfel on the CPU);
-    the padded winner indices; per-pixel rays; depth and source so far, with spare slots at the
-    end that absorb the writes of unused capacity."""
+    the padded winner indices; depth and source so far, with spare slots at the end that absorb
+    the writes of unused capacity."""
     r2 = torch.where(radius > 0, radius * radius, torch.full_like(radius, -1.0))
     columns = [P[:, 0], P[:, 1], P[:, 2], n_cam[:, 0], n_cam[:, 1], n_cam[:, 2], plane_c, r2]
     if planar:
@@ -338,10 +342,9 @@ def _surfel_table(P, n_cam, plane_c, radius, winner, depth, K, B: int, H: int, W
     else:
         table = F.pad(torch.stack(columns, -1).view(B, H, W, 8), (0, 0, pad, pad, pad, pad)).reshape(-1, 8)
     winner_pad = F.pad(winner.view(B, H, W), (pad, pad, pad, pad), value=-1).reshape(-1)
-    rays_x, rays_y = _pixel_rays(K, H, W, depth.device)
     best_all = torch.cat([depth, depth.new_full((_SPARE_SLOTS,), math.inf)])
     source_all = torch.full((depth.shape[0] + _SPARE_SLOTS,), -1, dtype=torch.int64, device=depth.device)
-    return table, winner_pad, rays_x.reshape(-1), rays_y.reshape(-1), best_all, source_all
+    return table, winner_pad, best_all, source_all
 
 
 def _ring_step(table, planar: bool, active, best_all, source_all, rays_x, rays_y, offsets, near: float,
@@ -423,14 +426,14 @@ def _ring_offsets(k: int, row_stride: int, device) -> torch.Tensor:
     return _ring_offsets_cache[key]
 
 
-def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, slope, winner, s: RenderSettings,
-                    capacity: Sequence[int] | None = None):
+def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, slope, rays_x, rays_y, winner,
+                    s: RenderSettings, capacity: Sequence[int] | None = None):
     """Let each pixel's winning surfel (disk) cover neighbouring pixels where it is in front.
 
     P, n_cam (B*H*W,3): winner centre and normal in camera frame; plane_c = n.P; radius (B*H*W,)
     metres (-1 where empty); depth (B*H*W,) inf where empty; reach_px: how many pixels the disk
-    can reach; slope: relative depth change of the pixel's own plane per pixel; winner (B*H*W,)
-    point index or -1.
+    can reach; slope: relative depth change of the pixel's own plane per pixel; rays_x, rays_y:
+    each pixel's ray; winner (B*H*W,) point index or -1.
     Ring by ring (Chebyshev distance k = 1, 2, ...), only pixels that a neighbour could beat are
     examined: a masked min-filter finds them (empty pixels, background seen through gaps,
     silhouettes), so interior pixels of a surface cost nothing beyond the filter.
@@ -460,9 +463,9 @@ def _expand_surfels(cams: Cameras, P, n_cam, plane_c, radius, depth, reach_px, s
     reach_img = reach_px.view(B, 1, H, W)
 
     Wp = W + 2 * K
-    table, winner_pad, rays_x, rays_y, best_all, source_all = _maybe_compiled(_surfel_table, dev)(
-        P, n_cam, plane_c, radius, winner, depth, cams.K, B, H, W, K, dev.type == "cuda")
     planar = dev.type == "cuda"
+    table, winner_pad, best_all, source_all = _maybe_compiled(_surfel_table, dev)(
+        P, n_cam, plane_c, radius, winner, depth, B, H, W, K, planar)
     for k in range(1, K + 1):
         need = _maybe_compiled(_ring_need, dev)(depth_img, reach_img, best_all[:num].view(B, 1, H, W), slope_img, k,
                                                 s.depth_tolerance).reshape(-1)
@@ -543,13 +546,13 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | torch.Tensor | No
                                                      t_dev, s.near, H, W, use_time)
     buf = _centre_zbuffer(key, pixel, num_pixels)
     del key, pixel
-    winner, P, n_cam, plane_c, radius, depth, reach, slope = _maybe_compiled(_winner_surfels, dev)(
+    winner, P, n_cam, plane_c, radius, depth, reach, slope, rays_x, rays_y = _maybe_compiled(_winner_surfels, dev)(
         buf, cloud.surfel, rot, centre, cams.K, H, W)
     point_of_pixel = winner
     counts = None
     if s.max_splat_px > 0:
-        depth, point_of_pixel, counts = _expand_surfels(cams, P, n_cam, plane_c, radius, depth, reach, slope, winner,
-                                                        s, capacity)
+        depth, point_of_pixel, counts = _expand_surfels(cams, P, n_cam, plane_c, radius, depth, reach, slope, rays_x,
+                                                        rays_y, winner, s, capacity)
 
     background = _device_constant(tuple(float(c) for c in s.background), torch.float32, dev)
     rgb_u8, depth, covered = _maybe_compiled(_finish, dev)(point_of_pixel, depth, cloud.rgb, background, B, H, W,
@@ -588,7 +591,7 @@ class ChunkedCloud:
         key = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
         key, order = torch.sort(key, stable=True)
         self.cloud = PointCloud(xyz[order], cloud.rgb[order], cloud.radius[order], cloud.normal[order],
-                                cloud.t_start[order], cloud.t_end[order], cloud.has_dynamic)
+                                cloud.t_start[order], cloud.t_end[order], cloud.has_dynamic, cloud.surfel[order])
         _, counts = torch.unique_consecutive(key, return_counts=True)
         self.counts = counts
         self.starts = torch.cumsum(counts, 0) - counts
