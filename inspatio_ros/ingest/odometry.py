@@ -46,15 +46,14 @@ class OdometrySettings:
 class OdometryResult:
     c2w: np.ndarray                   # (N,4,4) OpenCV camera-to-world; world = first camera
     located: np.ndarray               # (N,) bool: pose estimated (False: lost, pose held)
-    landmarks: np.ndarray             # (M,3) triangulated points (world)
-    observations: list = field(default_factory=list)   # per frame: (landmark ids, pixel positions)
+    observations: list = field(default_factory=list)   # per frame: (track ids, pixel positions)
     keyframes: list[int] = field(default_factory=list)
     segments: list[tuple[int, int]] = field(default_factory=list)
     inliers: np.ndarray | None = None  # PnP inliers per frame
     reprojection_px: float = float("nan")
     scale_source: str = "unscaled"
     warnings: list[str] = field(default_factory=list)
-    landmark_by_id: dict = field(default_factory=dict)
+    landmark_by_id: dict = field(default_factory=dict)   # track id -> world xyz
 
     def scaled(self, scale: float, source: str) -> "OdometryResult":
         """The same result in metric units: poses and landmarks scaled about the world origin
@@ -62,12 +61,12 @@ class OdometryResult:
         c2w = self.c2w.copy()
         c2w[:, :3, 3] *= scale
         by_id = {k: v * scale for k, v in self.landmark_by_id.items()}
-        return OdometryResult(c2w, self.located, self.landmarks * scale, self.observations, self.keyframes,
-                              self.segments, self.inliers, self.reprojection_px, source, self.warnings, by_id)
+        return OdometryResult(c2w, self.located, self.observations, self.keyframes, self.segments, self.inliers,
+                              self.reprojection_px, source, self.warnings, by_id)
 
     def report(self) -> dict:
         return {"frames": int(len(self.c2w)), "located": int(self.located.sum()), "keyframes": len(self.keyframes),
-                "segments": [list(s) for s in self.segments], "landmarks": int(len(self.landmarks)),
+                "segments": [list(s) for s in self.segments], "landmarks": len(self.landmark_by_id),
                 "median_inliers": float(np.median(self.inliers[self.located])) if self.located.any() else 0.0,
                 "reprojection_px": round(float(self.reprojection_px), 3), "scale": self.scale_source,
                 "warnings": self.warnings}
@@ -109,7 +108,8 @@ def _project(K, c2w, xyz):
 
 
 class _Tracks:
-    """Corner tracks: id and current pixel position; landmark id (or -1) per track."""
+    """Corner tracks: an id (also the id of its landmark, once it has one) and the current pixel
+    position of each."""
 
     def __init__(self):
         self.ids = np.zeros(0, np.int64)
@@ -124,6 +124,13 @@ class _Tracks:
 
     def keep(self, mask: np.ndarray) -> None:
         self.ids, self.pts = self.ids[mask], self.pts[mask]
+
+
+def _with_landmarks(ids: np.ndarray, landmarks: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Which tracks have a landmark ((n,) bool) and those landmarks' positions ((m,3))."""
+    have = np.array([int(t) in landmarks for t in ids], bool)
+    xyz = np.stack([landmarks[int(t)] for t in ids[have]]) if have.any() else np.zeros((0, 3))
+    return have, xyz
 
 
 def _track(cv2, prev, cur, pts, fb_px):
@@ -285,11 +292,13 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
     def gray_of(i):
         return cv2.cvtColor(load(i), cv2.COLOR_RGB2GRAY)
 
-    def new_keyframe(i, pose):
+    def new_keyframe(i, pose, obs=None):
+        """Frame i becomes a keyframe at ``pose``, observing ``obs`` (default: the current tracks)."""
         nonlocal last_kf
         kf_poses[i] = pose
-        kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
+        kf_obs[i] = obs if obs is not None else (tracks.ids.copy(), tracks.pts.copy())
         keyframes.append(i)
+        located[i] = True
         last_kf = i
 
     for i in (progress(range(count), desc="visual odometry", unit="frame") if progress_bar else range(count)):
@@ -310,11 +319,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             if good.sum() >= 50:
                 for tid, p in zip(history[segment_start][0][good], xyz[good]):
                     landmarks[int(tid)] = p
-                kf_poses[segment_start] = offset
-                kf_obs[segment_start] = history[segment_start]
-                keyframes.append(segment_start)
-                located[segment_start] = True
-                last_kf = segment_start
+                new_keyframe(segment_start, offset, history[segment_start])
                 obs_per_frame[segment_start] = history[segment_start]
                 segments.append((segment_start, segment_start))
                 started = True
@@ -351,12 +356,8 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                 continue
             for tid, p in zip(common[good], xyz[good]):
                 landmarks[int(tid)] = p
-            kf_poses[segment_start] = first
-            kf_obs[segment_start] = history[segment_start]
-            keyframes.append(segment_start)
-            located[segment_start] = True
+            new_keyframe(segment_start, first, history[segment_start])
             c2w[i] = second
-            located[i] = True
             new_keyframe(i, second)
             started = True
             segments.append((segment_start, i))
@@ -390,9 +391,8 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         c2w[i], located[i], inliers[i] = pose, True, n
         # Tracks that drifted off their landmark (KLT follows a patch that changes scale and
         # perspective as the camera moves on) are dropped here rather than kept as bad evidence.
-        has_lm = np.array([int(t) in landmarks for t in tracks.ids], bool)
+        has_lm, xyz = _with_landmarks(tracks.ids, landmarks)
         if has_lm.any():
-            xyz = np.stack([landmarks[int(t)] for t in tracks.ids[has_lm]])
             uv, z = _project(K, pose, xyz)
             bad = np.zeros(len(tracks.ids), bool)
             bad[has_lm] = (np.linalg.norm(uv - tracks.pts[has_lm], axis=1) > s.track_drift_px) | (z <= 0)
@@ -404,11 +404,11 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         kf_ids, kf_pts = kf_obs[last_kf]
         common, a, b = np.intersect1d(kf_ids, tracks.ids, return_indices=True)
         flow = np.median(np.linalg.norm(tracks.pts[b] - kf_pts[a], axis=1)) if len(common) else 1e9
-        with_lm = np.array([int(t) in landmarks for t in tracks.ids])
-        kf_with_lm = np.array([int(t) in landmarks for t in kf_ids]).sum()
-        if flow > s.keyframe_parallax_px or with_lm.sum() < s.keyframe_tracked_ratio * max(kf_with_lm, 1):
+        with_lm = _with_landmarks(tracks.ids, landmarks)[0].sum()
+        kf_with_lm = _with_landmarks(kf_ids, landmarks)[0].sum()
+        if flow > s.keyframe_parallax_px or with_lm < s.keyframe_tracked_ratio * max(kf_with_lm, 1):
             # Triangulate tracks seen at the last keyframe and now that have no landmark yet.
-            new = ~np.array([int(t) in landmarks for t in common])
+            new = ~_with_landmarks(common, landmarks)[0]
             if new.any() and depth_of is None:
                 xyz, good = _triangulate(cv2, K, kf_poses[last_kf], pose, kf_pts[a][new], tracks.pts[b][new],
                                          s.min_triangulation_deg)
@@ -434,7 +434,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                 tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
                 kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
             if depth_of is not None:
-                fresh = ~np.array([int(t) in landmarks for t in tracks.ids], bool)
+                fresh = ~_with_landmarks(tracks.ids, landmarks)[0]
                 if fresh.any():
                     xyz, good = _backproject(K, c2w[i], tracks.pts[fresh], depth_of(i))
                     for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
@@ -453,26 +453,24 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             c2w[i], inliers[i] = pose, n
     for i in range(count):
         ids_i, pts_i = obs_per_frame[i]
-        have = np.array([int(t) in landmarks for t in ids_i], bool)
+        have, xyz = _with_landmarks(ids_i, landmarks)
         if located[i] and have.any():
-            xyz = np.stack([landmarks[int(t)] for t in ids_i[have]])
             uv, z = _project(K, c2w[i], xyz)
             e = np.linalg.norm(uv - pts_i[have], axis=1)
             errors.append(e[e < 5.0])
     rms = float(np.sqrt(np.mean(np.concatenate(errors) ** 2))) if errors else float("nan")
     if not located.all():
         warnings.append(f"{int((~located).sum())} frame(s) could not be located; their poses are held")
-    pts = np.stack(list(landmarks.values())) if landmarks else np.zeros((0, 3))
     scale = "metric (landmarks from the depth maps)" if depth_of is not None else "unscaled"
-    return OdometryResult(c2w, located, pts, obs_per_frame, keyframes, segments, inliers, rms, scale, warnings,
+    return OdometryResult(c2w, located, obs_per_frame, keyframes, segments, inliers, rms, scale, warnings,
                           dict(landmarks))
 
 
 def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
-    have = np.array([int(t) in landmarks for t in ids], bool)
+    have, obj = _with_landmarks(ids, landmarks)
     if have.sum() < s.min_inliers:
         return None, int(have.sum())
-    obj = np.stack([landmarks[int(t)] for t in ids[have]]).astype(np.float64)
+    obj = obj.astype(np.float64)
     img = pts[have].astype(np.float64)
     r0, t0 = _c2w_to_rt(guess_c2w)
     ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, rvec=r0.copy(), tvec=t0.copy(),
@@ -498,10 +496,9 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
         ids, pts = result.observations[i]
         if not result.located[i] or len(ids) == 0:
             continue
-        have = [k for k, t in enumerate(ids) if int(t) in result.landmark_by_id]
-        if not have:
+        have, xyz = _with_landmarks(ids, result.landmark_by_id)
+        if not have.any():
             continue
-        xyz = np.stack([result.landmark_by_id[int(ids[k])] for k in have])
         _, z = _project(intr.K, result.c2w[i], xyz)
         px = np.round(pts[have]).astype(int)
         d = depth_of(i)
