@@ -1,8 +1,5 @@
 """rosbag2 (MCAP) input: bags recorded from synthetic scenes by test/bag_helpers.py, read without ROS."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,30 +7,17 @@ import pytest
 pytest.importorskip("rosbags")
 
 from bag_helpers import write_scene_bag  # noqa: E402
+from cli_helpers import run_cli  # noqa: E402
 from inspatio_ros.cli import main  # noqa: E402
 from inspatio_ros.errors import InputError  # noqa: E402
 from inspatio_ros.ingest.bag import BagTopics, open_bag  # noqa: E402
-from inspatio_ros.synth.generate import generate  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bag_scene")
-    generate("street", out, size=(160, 96), frames=16, moving_cars=0, seed=1)
-    return out
-
-
-@pytest.fixture(scope="module")
-def bag(scene, tmp_path_factory):
+def bag(street, tmp_path_factory):
     path = tmp_path_factory.mktemp("bags") / "street"
-    truth = write_scene_bag(scene, path, lidar=True)
+    truth = write_scene_bag(street, path, lidar=True)
     return path, truth
-
-
-def run_cli(*args):
-    env = dict(os.environ, INSPATIO_NO_PROGRESS="1")
-    return subprocess.run([sys.executable, "-m", "inspatio_ros.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
 
 
 def test_list_shows_the_topics_and_what_a_build_reads(bag):
@@ -64,7 +48,7 @@ def test_poses_from_odometry_and_static_tf_are_the_cameras(bag):
     assert depth.shape == (96, 160) and np.isfinite(depth).mean() > 0.5
 
 
-def test_lidar_depth_lands_on_the_true_depth(bag, scene):
+def test_lidar_depth_lands_on_the_true_depth(bag, street):
     """A LiDAR in its own (yawed, offset) frame: projected through /tf_static into the camera, its
     points fall on the pixels they were sampled from, at the true depth."""
     path, truth = bag
@@ -77,7 +61,7 @@ def test_lidar_depth_lands_on_the_true_depth(bag, scene):
         depth = fs.depth_load(5)
     finally:
         bag_module.densify_sparse_depth = real_densify
-    exact = np.load(sorted((scene / "depth").glob("*.npy"))[5])
+    exact = np.load(sorted((street / "depth").glob("*.npy"))[5])
     sampled = np.zeros_like(exact, bool)
     sampled[::3, ::3] = np.isfinite(exact[::3, ::3]) & (exact[::3, ::3] > 0)
     hit = np.isfinite(depth)
@@ -89,40 +73,39 @@ def test_lidar_depth_lands_on_the_true_depth(bag, scene):
                      / exact[np.isfinite(dense) & np.isfinite(exact)]) < 0.02
 
 
-def test_a_bag_builds_a_world_as_good_as_the_folder(bag, scene, tmp_path):
+def test_a_bag_builds_a_world_as_good_as_the_folder(bag, street, street_world, tmp_path):
     from inspatio_ros.eval import evaluate
     from inspatio_ros.world import World
 
-    folder_world, bag_world = tmp_path / "folder.safetensors", tmp_path / "bag.safetensors"
-    assert main(["build", str(scene), "-o", str(folder_world), "--holdout", "5"]) == 0
+    folder_world, bag_world = street_world, tmp_path / "bag.safetensors"
     assert main(["build", str(bag[0]), "-o", str(bag_world), "--holdout", "5"]) == 0
     w_bag = World.load(bag_world)
     assert "odometry /odom" in w_bag.provenance["poses"]
-    a = evaluate(World.load(folder_world), scene, device="cpu", shifts=False)
-    b = evaluate(w_bag, scene, device="cpu", shifts=False)
+    a = evaluate(World.load(folder_world), street, device="cpu", shifts=False)
+    b = evaluate(w_bag, street, device="cpu", shifts=False)
     assert b.psnr > a.psnr - 0.2, (a.psnr, b.psnr)
     assert b.depth_absrel < a.depth_absrel + 0.005, (a.depth_absrel, b.depth_absrel)
     assert abs(w_bag.num_static - World.load(folder_world).num_static) < 0.02 * w_bag.num_static
 
 
-def test_a_bag_built_from_lidar_depth(bag, scene, tmp_path):
+def test_a_bag_built_from_lidar_depth(bag, street, tmp_path):
     world = tmp_path / "lidar.safetensors"
     proc = run_cli("build", str(bag[0]), "-o", str(world), "--lidar-topic", "/lidar/points", "--holdout", "5")
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("eval", str(world), "--gt", str(scene), "--json", "--no-shift")
+    proc = run_cli("eval", str(world), "--gt", str(street), "--json", "--no-shift")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     # Every 3rd pixel's depth only, so holes; still a recognisable street.
     assert result["psnr"] > 18.0 and result["depth_absrel"] < 0.1
 
 
-def test_bad_bags_get_one_clear_error(scene, tmp_path):
+def test_bad_bags_get_one_clear_error(street, tmp_path):
     no_images = tmp_path / "no_images"
-    write_scene_bag(scene, no_images, image=False)
+    write_scene_bag(street, no_images, image=False)
     with pytest.raises(InputError, match="no colour image topic"):
         open_bag(no_images)
     no_tf = tmp_path / "no_tf"
-    write_scene_bag(scene, no_tf, static_tf=False, depth=False)
+    write_scene_bag(street, no_tf, static_tf=False, depth=False)
     with pytest.raises(InputError, match="no /tf_static transform from base_link .* to camera_optical_frame"):
         open_bag(no_tf)
     with pytest.raises(InputError, match="--image-topic /front/image is not in the bag"):
@@ -133,5 +116,5 @@ def test_bad_bags_get_one_clear_error(scene, tmp_path):
     broken.write_bytes(b"\x89MCAP0\r\n not really")
     proc = run_cli("build", str(broken), "-o", str(tmp_path / "w.safetensors"))
     assert proc.returncode != 0 and "bag" in proc.stderr and "cannot be read" in proc.stderr
-    proc = run_cli("build", str(scene), "--list")
+    proc = run_cli("build", str(street), "--list")
     assert proc.returncode != 0 and "--list is for rosbag2 input" in proc.stderr

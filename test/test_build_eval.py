@@ -1,8 +1,5 @@
 """End to end through the real CLI: synth -> build -> eval / render / info, and build's errors."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,26 +10,7 @@ from inspatio_ros.camera import Intrinsics
 from inspatio_ros.synth.generate import generate
 from inspatio_ros.world import World
 
-
-@pytest.fixture(scope="module")
-def street(tmp_path_factory):
-    """A small static street (no moving cars) with exact depth and poses."""
-    out = tmp_path_factory.mktemp("street")
-    generate("street", out, size=(160, 96), frames=16, moving_cars=0, seed=1)
-    return out
-
-
-@pytest.fixture(scope="module")
-def street_world(street, tmp_path_factory):
-    path = tmp_path_factory.mktemp("world") / "street.safetensors"
-    assert main(["build", str(street), "-o", str(path), "--holdout", "5"]) == 0
-    return path
-
-
-def run_cli(*args):
-    env = dict(os.environ, INSPATIO_NO_PROGRESS="1")
-    return subprocess.run([sys.executable, "-m", "inspatio_ros.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+from cli_helpers import run_cli
 
 
 def test_build_holds_out_every_fifth_frame(street_world):
