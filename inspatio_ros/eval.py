@@ -84,10 +84,7 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
         from .posefile import read_poses
 
         gt_all, _ = read_poses(fs.poses)
-        idx_all = np.concatenate([world.frame_index, world.heldout_index]).astype(int)
-        est_all = np.concatenate([world.frame_c2w, world.heldout_c2w])
-        in_time = np.argsort(idx_all)                 # the path length follows the frames in order
-        idx_all, est_all = idx_all[in_time], est_all[in_time]
+        idx_all, est_all, _ = world.camera_path()      # in frame order: the path length follows it
         if len(gt_all) > idx_all.max():
             report_ate = ate_rel(est_all, gt_all[idx_all])
             world_to_truth_scale = umeyama(est_all[:, :3, 3], gt_all[idx_all, :3, 3])[0]

@@ -155,7 +155,7 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
                 break
             if index >= start and (start_s is None or since >= start_s - 1e-9):
                 if in_window % stride == 0:
-                    frames.append(_fit(frame.to_ndarray(format="rgb24"), max_size))
+                    frames.append(fit_image(frame.to_ndarray(format="rgb24"), max_size))
                     times.append(t)
                     if indices is not None:
                         indices.append(index)
@@ -172,15 +172,16 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
 
 
 def fitted_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
-    """(width, height) scaled down so that the longer side is at most ``max_size`` (even sizes
-    kept where the source's are), or unchanged."""
+    """(width, height) scaled down, aspect kept (rounded), so that the longer side is at most
+    ``max_size``; unchanged when it already fits or no size is given."""
     if not max_size or max(width, height) <= max_size:
         return width, height
     scale = max_size / max(width, height)
     return max(2, int(round(width * scale))), max(2, int(round(height * scale)))
 
 
-def _fit(image: np.ndarray, max_size: int | None) -> np.ndarray:
+def fit_image(image: np.ndarray, max_size: int | None) -> np.ndarray:
+    """An RGB image downscaled (area average) to fitted_size, or the image itself."""
     h, w = image.shape[:2]
     size = fitted_size(w, h, max_size)
     if size == (w, h):

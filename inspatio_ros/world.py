@@ -152,6 +152,15 @@ class World:
         times = np.concatenate([self.frame_time, self.heldout_time])
         return float(times.min()), float(times.max())
 
+    def camera_path(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every source camera, held-out ones included, in frame order: (frame numbers (N,),
+        camera-to-world (N,4,4), held out (N,) bool)."""
+        index = np.concatenate([self.frame_index, self.heldout_index]).astype(np.int64)
+        c2w = np.concatenate([self.frame_c2w, self.heldout_c2w])
+        held = np.concatenate([np.zeros(len(self.frame_index), bool), np.ones(len(self.heldout_index), bool)])
+        order = np.argsort(index, kind="stable")
+        return index[order], c2w[order], held[order]
+
     def validate(self, source: str = "world") -> None:
         """Check shapes, dtypes and values; raise WorldFileError naming what is wrong."""
         for key, (dtype, shape) in _FIELDS.items():

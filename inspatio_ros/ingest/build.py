@@ -242,9 +242,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     else:
         c2w, pose_times = read_poses(pose_path)
         pose_label = str(pose_path)
-        expected = whole if whole is not None else None
-        if (expected is not None and len(c2w) != expected) or len(c2w) <= int(fs.index.max()):
-            raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {expected or len(fs)} frames",
+        if (whole is not None and len(c2w) != whole) or len(c2w) <= int(fs.index.max()):
+            raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {whole or len(fs)} frames",
                              "give one pose per frame of the whole input, in frame order")
         c2w = c2w[fs.index]
         pose_times = None if pose_times is None else pose_times[fs.index]
@@ -281,17 +280,15 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         c2w, pose_info = _estimate_poses(fs, intr, load_depth, (height, width))
         stage_s["poses (visual odometry)"] = round(time.time() - t_stage, 2)
 
-    chosen = np.arange(len(fs))
-    held = holdout_mask(len(chosen), holdout)
+    held = holdout_mask(len(fs), holdout)       # frames of fs (already windowed and strided)
     dev = resolve_device(device)
     fuser = WorldFuser(intr, settings, dev)
     started = time.time()
     added = []
     coverage = []
-    for k in progress(range(len(chosen)), desc="fusing frames", unit="frame"):
-        if held[k]:
+    for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
+        if held[i]:
             continue
-        i = int(chosen[k])
         rgb = first if i == 0 else fs.load(i)
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
@@ -302,8 +299,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     xyz, rgb, radius, normal, frame = fuser.arrays()
     stage_s["fusion"] = round(time.time() - started, 2)
 
-    world_idx = chosen[~held]
-    held_idx = chosen[held]
+    world_idx = np.nonzero(~held)[0]
+    held_idx = np.nonzero(held)[0]
     source = Path(input_path)
     world = World(
         intrinsics=intr, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
@@ -321,7 +318,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         info={
             **pose_info, "depth_source": "given",
             "intrinsics_source": intr_source,
-            "frame_names": [fs.names[i] for i in chosen],
+            "frame_names": list(fs.names),
             "points_added_per_frame": added,
             "build_seconds": round(time.time() - started, 2),
             "notes": fs.notes,
@@ -350,7 +347,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         if world.info["pose_source"].startswith("estimated") and fs.poses is not None:
             truth_all, _ = read_poses(fs.poses)
             if len(truth_all) > int(fs.index.max()):
-                truth = truth_all[np.sort(fs.index[chosen])]
+                truth = truth_all[np.sort(fs.index)]
         write_preview(preview, world, (fs.load(middle), load_depth(middle, (height, width)), int(fs.index[middle])),
                       truth, device=device)
     return world

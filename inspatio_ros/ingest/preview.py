@@ -99,15 +99,12 @@ def write_preview(folder: str | Path, world, depth_frame: tuple[np.ndarray, np.n
     from ..render import Renderer
 
     folder = Path(folder)
-    index = np.concatenate([world.frame_index, world.heldout_index]).astype(int)
-    c2w = np.concatenate([world.frame_c2w, world.heldout_c2w])
-    order = np.argsort(index)
-    held = np.isin(index[order], world.heldout_index)
+    _, c2w, held = world.camera_path()
     source = world.info.get("pose_source", "given")
     title = f"camera path from above ({source}); rings: held-out frames"
     if truth is not None:
         title += "; green: truth, red: similarity-aligned estimate"
-    written = [write_png(folder / "trajectory.png", trajectory_picture(c2w[order], held, truth, title=title))]
+    written = [write_png(folder / "trajectory.png", trajectory_picture(c2w, held, truth, title=title))]
     rgb, depth, number = depth_frame
     k = int(np.nonzero(world.frame_index == number)[0][0])
     renderer = Renderer(world, device)

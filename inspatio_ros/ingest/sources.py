@@ -87,7 +87,7 @@ def _video_input(source: Path, video: Path, start, end, stride, max_size) -> Fra
 
 def _window(fs: FrameSet, start, end, stride, max_size) -> FrameSet:
     """The frames of ``fs`` in the time window, every ``stride``-th, downscaled to ``max_size``."""
-    from ..video import _fit
+    from ..video import fit_image
 
     n = len(fs)
     if fs.native_size is None:
@@ -109,7 +109,7 @@ def _window(fs: FrameSet, start, end, stride, max_size) -> FrameSet:
         return fs
     src_load, src_depth = fs.load, fs.depth_load
     sub = FrameSet(fs.source, [fs.names[k] for k in keep], None if fs.times is None else fs.times[keep],
-                   lambda i: _fit(src_load(int(keep[i])), max_size), fs.camera_info, fs.poses, fs.depth_dir,
+                   lambda i: fit_image(src_load(int(keep[i])), max_size), fs.camera_info, fs.poses, fs.depth_dir,
                    fs.notes, fs.intrinsics, None if fs.pose_array is None else fs.pose_array[keep], fs.pose_source,
                    None if src_depth is None else (lambda i: src_depth(int(keep[i]))))
     sub.index = fs.index[keep]
