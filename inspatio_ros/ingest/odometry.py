@@ -174,16 +174,23 @@ def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
     return xyz, ok
 
 
+def _depth_windows(depth: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 3x3 depth neighbourhood of each pixel position (rounded): ((n,9) row-major, centre at
+    4; (n,) bool inside the image with a full neighbourhood, other rows sampled at pixel (1, 1))."""
+    h, w = depth.shape
+    px = np.round(pts).astype(int)
+    inside = (px[:, 0] >= 1) & (px[:, 0] < w - 1) & (px[:, 1] >= 1) & (px[:, 1] < h - 1)
+    px = np.where(inside[:, None], px, 1)
+    window = np.stack([depth[px[:, 1] + dy, px[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
+    return window, inside
+
+
 def _backproject(K, c2w, pts, depth):
     """World points of pixels ``pts`` from a metric depth map: (xyz (n,3), ok (n,) bool). Only
     pixels where the depth is locally planar count (each pair of opposite neighbours averages to
     the centre within 1 %, which a slanted road passes): corners often sit on depth edges, where
     the pixel's depth may belong to the surface behind."""
-    h, w = depth.shape
-    px = np.round(pts).astype(int)
-    ok = (px[:, 0] >= 1) & (px[:, 0] < w - 1) & (px[:, 1] >= 1) & (px[:, 1] < h - 1)
-    px = np.where(ok[:, None], px, 1)
-    window = np.stack([depth[px[:, 1] + dy, px[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
+    window, ok = _depth_windows(depth, pts)
     ok &= np.isfinite(window).all(1)
     window = np.where(np.isfinite(window), window, np.nan)      # sky (+inf): no landmark, no inf - inf
     z = window[:, 4]
@@ -500,15 +507,10 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
         if not have.any():
             continue
         _, z = _project(intr.K, result.c2w[i], xyz)
-        px = np.round(pts[have]).astype(int)
-        d = depth_of(i)
         # Corners often sit on depth edges, where the pixel's depth may belong to the surface
         # behind: use only landmarks whose 3x3 depth neighbourhood is smooth (within 3 %).
-        inside = (px[:, 0] >= 1) & (px[:, 0] < d.shape[1] - 1) & (px[:, 1] >= 1) & (px[:, 1] < d.shape[0] - 1)
-        px, z = px[inside], z[inside]
-        window = np.stack([d[px[:, 1] + dy, px[:, 0] + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
-        lo, hi = window.min(1), window.max(1)
-        ok = np.isfinite(window).all(1) & (z > 0) & (hi <= 1.03 * lo)
+        window, inside = _depth_windows(depth_of(i), pts[have])
+        ok = inside & np.isfinite(window).all(1) & (z > 0) & (window.max(1) <= 1.03 * window.min(1))
         ratios.append(window[ok, 4] / z[ok])
     r = np.concatenate(ratios) if ratios else np.zeros(0)
     return float(np.median(r)) if len(r) >= 20 else None
