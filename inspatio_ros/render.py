@@ -1,8 +1,10 @@
 """GPU point renderer: surfel z-buffer splatting with hole filling, batched over cameras.
 
-One code path for CUDA and CPU (plain PyTorch, no per-pixel or per-point Python loops); on CUDA
+One algorithm, written once in plain PyTorch (no per-pixel or per-point Python loops): on CUDA
 the stages are compiled (torch.compile) into fused kernels and ``Renderer`` replays each batch
-shape from a CUDA graph (no host synchronisation inside a render); elsewhere they run eagerly.
+shape from a CUDA graph (no host synchronisation inside a render). On the CPU, ``Renderer`` runs
+the same steps as fused numba kernels (render_cpu.py: eager PyTorch makes ~300 passes over memory
+per frame); ``render_points`` here stays the reference they are tested against.
 
 How a batch of B cameras (one image size) is rendered at sim time ``t``:
 
@@ -682,7 +684,8 @@ class Renderer:
     """A world uploaded once to a device; ``render`` draws batches of cameras at a time.
 
     On the CPU the world is kept in spatial chunks and each batch projects only the chunks in
-    view (ChunkedCloud); on CUDA every point is projected (culling is not measured there yet), and
+    view (ChunkedCloud), and the render runs as compiled CPU kernels (render_cpu.py) where numba
+    is installed (``cpu_kernels``; INSPATIO_CPU_KERNELS=0 selects eager PyTorch); on CUDA every point is projected (culling is not measured there yet), and
     each batch shape is captured once in a CUDA graph (``graphs``; INSPATIO_NO_GRAPHS=1 turns it
     off): the first render of a shape runs eagerly and measures how many pixels each splat ring
     examines, later ones replay the graph. A replay whose rings needed more room than captured
@@ -690,7 +693,7 @@ class Renderer:
     """
 
     def __init__(self, world, device: str | torch.device = "auto", settings: RenderSettings | None = None,
-                 cull: bool | None = None, graphs: bool | None = None):
+                 cull: bool | None = None, graphs: bool | None = None, cpu_kernels: bool | None = None):
         """``world``: a World, or a PointCloud already on ``device`` (benchmarks, tests)."""
         self.world = world
         self.device = resolve_device(device)
@@ -704,6 +707,10 @@ class Renderer:
         self.graphs = bool(graphs) and self.device.type == "cuda" and self.settings.max_splat_px > 0
         self._captured: dict = {}
         self.recaptures = 0          # graphs captured again after an overflow (diagnostics)
+        if cpu_kernels is None:
+            from . import render_cpu
+            cpu_kernels = os.environ.get("INSPATIO_CPU_KERNELS") != "0" and render_cpu.available()
+        self.cpu_kernels = bool(cpu_kernels) and self.device.type == "cpu"
 
     def cameras(self, c2w, intrinsics: Intrinsics | Sequence[Intrinsics] | None = None) -> Cameras:
         return Cameras.from_intrinsics(intrinsics or self.world.intrinsics, c2w, self.device)
@@ -715,6 +722,9 @@ class Renderer:
         cloud = self.cloud
         if self.chunks is not None:
             cloud = self.chunks.subset(cameras, self.settings.near, float(self.settings.max_splat_px) + 1.0)
+        if self.cpu_kernels:
+            from .render_cpu import render_points_cpu
+            return render_points_cpu(cloud, cameras, t, self.settings)
         return render_points(cloud, cameras, t, self.settings)
 
     def _render_captured(self, cams: Cameras, t: float | None) -> RenderOutput:
