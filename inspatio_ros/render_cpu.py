@@ -42,20 +42,45 @@ def _compile():
     f32 = np.float32
     opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
+    @njit(inline="always", **opts)
+    def _zbuffer_points(xyz, t_start, t_end, use_time, t, i0, i1, r00, r01, r02, r10, r11, r12, r20, r21, r22,
+                        cx0, cy0, cz0, fx, fy, ccx, ccy, near, umax, vmax, width, base, zbuf, ibuf):
+        """Points i0..i1 into one camera's part of a z-buffer (nearest centre, first index on ties)."""
+        for i in range(i0, i1):
+            if use_time and not (t_start[i] <= t and t_end[i] >= t):
+                continue
+            dx, dy, dz = xyz[i, 0] - cx0, xyz[i, 1] - cy0, xyz[i, 2] - cz0
+            z = dx * r02 + dy * r12 + dz * r22
+            if not z > near:
+                continue
+            inv = f32(1.0) / z
+            u = math.floor((dx * r00 + dy * r10 + dz * r20) * inv * fx + ccx)
+            v = math.floor((dx * r01 + dy * r11 + dz * r21) * inv * fy + ccy)
+            if not (u >= 0 and u <= umax and v >= 0 and v <= vmax):
+                continue
+            pix = base + np.int64(v) * width + np.int64(u)
+            if z < zbuf[pix]:          # points run in index order: the first of equal depths stays
+                zbuf[pix] = z
+                ibuf[pix] = np.int32(i)
+
     @njit(parallel=True, **opts)
-    def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, height, width, parts):
-        """Per pixel of B images, the index of the nearest point centre (-1: none); ties of equal
-        depth go to the lower index, as with render.py's (depth bits << 32 | index) keys. Points
-        are split into ``parts`` runs, each reduced into its own buffers (no atomics), then the
-        buffers are merged."""
+    def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, height, width, runs, parts):
+        """Per pixel of B images, the index of the nearest point centre (-1: none) among the
+        points of ``runs`` ((R,2) [start, end) index ranges, ascending); ties of equal depth go to
+        the lower index, as with render.py's (depth bits << 32 | index) keys. The points are
+        split into ``parts`` equal shares in index order, each reduced into its own buffers (no
+        atomics), then the buffers are merged."""
         B = rot.shape[0]
-        N = xyz.shape[0]
         P = B * height * width
+        total = 0
+        for r in range(runs.shape[0]):
+            total += runs[r, 1] - runs[r, 0]
         zbufs = np.full((parts, P), np.inf, dtype=np.float32)
         ibufs = np.full((parts, P), -1, dtype=np.int32)     # int32: half the scattered bytes
-        step = (N + parts - 1) // parts
+        step = (total + parts - 1) // parts
         umax, vmax = f32(width - 1), f32(height - 1)
         for part in prange(parts):
+            share_lo, share_hi = part * step, min(total, (part + 1) * step)
             for b in range(B):
                 r00, r01, r02 = rot[b, 0, 0], rot[b, 0, 1], rot[b, 0, 2]
                 r10, r11, r12 = rot[b, 1, 0], rot[b, 1, 1], rot[b, 1, 2]
@@ -64,22 +89,16 @@ def _compile():
                 fx, fy = K[b, 0, 0], K[b, 1, 1]
                 ccx, ccy = K[b, 0, 2] + f32(0.5), K[b, 1, 2] + f32(0.5)
                 base = b * height * width
-                for i in range(part * step, min(N, (part + 1) * step)):
-                    if use_time and not (t_start[i] <= t and t_end[i] >= t):
-                        continue
-                    dx, dy, dz = xyz[i, 0] - cx0, xyz[i, 1] - cy0, xyz[i, 2] - cz0
-                    z = dx * r02 + dy * r12 + dz * r22
-                    if not z > near:
-                        continue
-                    inv = f32(1.0) / z
-                    u = math.floor((dx * r00 + dy * r10 + dz * r20) * inv * fx + ccx)
-                    v = math.floor((dx * r01 + dy * r11 + dz * r21) * inv * fy + ccy)
-                    if not (u >= 0 and u <= umax and v >= 0 and v <= vmax):
-                        continue
-                    pix = base + np.int64(v) * width + np.int64(u)
-                    if z < zbufs[part, pix]:   # points run in index order: the first of equal depths stays
-                        zbufs[part, pix] = z
-                        ibufs[part, pix] = np.int32(i)
+                seen = 0                        # points of the runs before run r
+                for r in range(runs.shape[0]):
+                    n_run = runs[r, 1] - runs[r, 0]
+                    lo, hi = max(share_lo, seen), min(share_hi, seen + n_run)
+                    if lo < hi:
+                        offset = runs[r, 0] - seen
+                        _zbuffer_points(xyz, t_start, t_end, use_time, t, offset + lo, offset + hi, r00, r01, r02,
+                                        r10, r11, r12, r20, r21, r22, cx0, cy0, cz0, fx, fy, ccx, ccy, near, umax,
+                                        vmax, width, base, zbufs[part], ibufs[part])
+                    seen += n_run
         out = np.empty(P, dtype=np.int64)
         for p in prange(P):
             zm = zbufs[0, p]
@@ -347,8 +366,10 @@ def _ring_offsets(k: int, row_stride: int) -> np.ndarray:
     return _offsets_cache[key]
 
 
-def render_points_cpu(cloud, cams, t, settings, return_index: bool = False):
-    """render.render_points on the CPU through the compiled kernels; returns a RenderOutput."""
+def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs: np.ndarray | None = None):
+    """render.render_points on the CPU through the compiled kernels; returns a RenderOutput.
+    ``runs``: (R,2) ascending [start, end) ranges of the points to project (the visible chunks
+    of a ChunkedCloud; indices stay those of ``cloud``); None: all points."""
     from .render import RenderOutput
 
     kern = _compile()
@@ -362,9 +383,12 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False):
     use_time = t is not None and cloud.has_dynamic
     xyz = cloud.xyz.numpy()
     t_start, t_end = cloud.t_start.numpy(), cloud.t_end.numpy()
-    parts = max(1, min(numba.get_num_threads(), len(xyz) // 65536 + 1))
+    if runs is None:
+        runs = np.array([[0, len(xyz)]], dtype=np.int64)
+    runs = np.ascontiguousarray(runs, dtype=np.int64)
+    parts = max(1, min(numba.get_num_threads(), int((runs[:, 1] - runs[:, 0]).sum()) // 65536 + 1))
     nearest = kern["centre_zbuffer"](xyz, t_start, t_end, use_time, float(t) if use_time else 0.0, rot, centre, K,
-                                     f32(settings.near), H, W, parts)
+                                     f32(settings.near), H, W, runs, parts)
     pad = max(int(settings.max_splat_px), 0)
     winner = nearest
     table, depth, reach, slope = kern["decode"](nearest, cloud.surfel.numpy(), rot, centre, K, H, W, pad)

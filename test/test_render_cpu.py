@@ -89,3 +89,29 @@ def test_world_renders_agree(street_world):
     for i in (0, len(world.frame_c2w) // 2, len(world.frame_c2w) - 1):
         cams = fast.cameras(world.frame_c2w[i][None])
         _assert_same(eager.render(cams, float(world.frame_time[i])), fast.render(cams, float(world.frame_time[i])))
+
+
+def test_visible_runs_skip_hidden_chunks_and_change_nothing():
+    """Kernels project only the visible chunks' runs (not subset's one run from the first to the
+    last visible chunk); the image equals the full cloud's."""
+    from inspatio_ros.render import ChunkedCloud
+
+    rng = np.random.default_rng(8)
+    intr = Intrinsics.from_fov(96, 64, 70.0)
+    # Posts on a 60 m x 60 m grid around the origin: most chunks lie outside any one view.
+    grid = np.stack(np.meshgrid(np.arange(-30, 31, 3.0), np.arange(-30, 31, 3.0)), -1).reshape(-1, 2)
+    pts = np.concatenate([np.column_stack([g[0] + rng.normal(0, 0.2, 200), g[1] + rng.normal(0, 0.2, 200),
+                                           rng.uniform(0, 2, 200)]) for g in grid])
+    cloud = PointCloud.from_arrays(pts, rng.integers(0, 256, (len(pts), 3)), np.full(len(pts), 0.1))
+    chunks = ChunkedCloud(cloud, cell_m=4.0)
+    settings = RenderSettings()
+    for target in ([20.0, 3.0, 1.0], [-5.0, 25.0, 1.0], [0.0, 0.0, -20.0]):
+        cams = Cameras.from_intrinsics(intr, look_at([0.5, 0.5, 1.0], target)[None])
+        runs = chunks.visible_runs(cams, settings.near, settings.max_splat_px + 1.0)
+        projected = int((runs[:, 1] - runs[:, 0]).sum())
+        run_of_subset = len(chunks.subset(cams, settings.near, settings.max_splat_px + 1.0).xyz)
+        assert projected <= run_of_subset
+        ref = render_points(chunks.cloud, cams, None, settings)
+        _assert_same(ref, render_cpu.render_points_cpu(chunks.cloud, cams, None, settings, runs=runs))
+        if target[2] > 0:
+            assert projected < 0.5 * len(pts), "a side view should skip most of the grid"
