@@ -624,18 +624,6 @@ class ChunkedCloud:
                    | (y > down * z).all(-1) | (y < -up * z).all(-1))
         return ~outside.all(0)
 
-    def visible_runs(self, cams: Cameras, near: float, margin_px: float) -> np.ndarray:
-        """(R,2) int64 [start, end) point ranges of the visible chunks, neighbours merged: for
-        kernels that skip the chunks between (render_cpu), unlike ``subset``'s one run."""
-        keep = self.visible_chunks(cams, near, margin_px).cpu().numpy()
-        if not keep.any():
-            return np.array([[0, len(self.cloud.xyz)]], dtype=np.int64)   # as subset: everything
-        edges = np.diff(np.concatenate([[0], keep.astype(np.int8), [0]]))
-        first, last = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
-        starts = self.starts.cpu().numpy()
-        ends = starts + self.counts.cpu().numpy()
-        return np.stack([starts[first], ends[last]], 1).astype(np.int64)
-
     def subset(self, cams: Cameras, near: float, margin_px: float) -> PointCloud:
         """The contiguous run of chunks from the first to the last visible one, as views (no copy:
         gathering scattered chunks costs more on the CPU than projecting them). Chunks are sorted
@@ -734,10 +722,10 @@ class Renderer:
         cloud = self.cloud
         margin = float(self.settings.max_splat_px) + 1.0
         if self.cpu_kernels:
-            from .render_cpu import render_points_cpu
+            from .render_cpu import render_points_cpu, visible_runs
             if self.chunks is None:
                 return render_points_cpu(cloud, cameras, t, self.settings)
-            runs = self.chunks.visible_runs(cameras, self.settings.near, margin)
+            runs = visible_runs(self.chunks, cameras, self.settings.near, margin)
             return render_points_cpu(self.chunks.cloud, cameras, t, self.settings, runs=runs)
         if self.chunks is not None:
             cloud = self.chunks.subset(cameras, self.settings.near, margin)

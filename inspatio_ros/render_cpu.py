@@ -14,6 +14,7 @@ PyTorch path.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -37,7 +38,14 @@ def _compile():
     global _kernels
     if _kernels is not None:
         return _kernels
+    import numba
     from numba import njit, prange
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba's plain thread pool. Its OpenMP pool (the default where libgomp exists) stalled
+        # whenever other processes wanted the cores too, as the node's writer and the DDS readers
+        # do on a 2-core machine: a frame took 560 ms instead of 77 ms (measured under load).
+        numba.config.THREADING_LAYER = "workqueue"
 
     f32 = np.float32
     opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -174,35 +182,6 @@ def _compile():
                 table[tp, 7] = rad * rad if rad > 0 else f32(-1.0)
         return table, depth, reach, slope
 
-    @njit(parallel=True, **opts)
-    def ring_need(depth, reach, best, slope, k, tolerance, B, height, width):
-        """render._ring_need: pixels a surfel reaching >= k px within k px could beat (masked
-        (2k+1)^2 minimum, as a row pass then a column pass)."""
-        kf = f32(k)
-        inf = np.float32(np.inf)
-        masked = np.where(reach >= kf, depth, inf)
-        need = np.zeros(B * height * width, dtype=np.bool_)
-        # Per output row: the column minimum over the 2k+1 rows, then the row minimum over 2k+1
-        # columns; inner loops run along a row (contiguous, vectorised).
-        for bv in prange(B * height):
-            b = bv // height
-            v = bv - b * height
-            col = np.full(width + 2 * k, inf, dtype=np.float32)
-            for y in range(max(0, v - k), min(height, v + k + 1)):
-                row0 = (b * height + y) * width
-                for u in range(width):
-                    col[k + u] = min(col[k + u], masked[row0 + u])
-            out0 = bv * width
-            m = col[0:width].copy()
-            for d in range(1, 2 * k + 1):
-                for u in range(width):
-                    m[u] = min(m[u], col[d + u])
-            for u in range(width):
-                q = out0 + u
-                floor = max(f32(1.0) - kf * (slope[q] + tolerance), f32(0.0))
-                need[q] = m[u] < best[q] * floor
-        return need
-
     @njit(inline="always", **opts)
     def _candidate_depth(table, j, rx, ry, near, limit):
         """Depth where the pixel ray meets table row j's plane if inside its disk, nearer than
@@ -214,31 +193,50 @@ def _compile():
         return np.float32(np.inf)
 
     @njit(parallel=True, **opts)
-    def ring_pass(table, need, best, source, offsets, K, near, keep, B, height, width, pad):
-        """render._ring_pass for every pixel in ``need``: offsets nearest first; the front-most
-        qualifying surface wins, on it the nearest offset. Updates best/source in place (each
-        pixel reads and writes only its own entries). Returns how many pixels were examined."""
+    def ring(table, depth, reach, slope, best, source, offsets, k, tolerance, K, near, keep, B, height, width, pad):
+        """One splat ring (Chebyshev distance k): render._ring_need then render._ring_pass, fused
+        per image row. A pixel is examined when the masked (2k+1)^2 minimum of the decoded depth
+        (surfels reaching >= k px) is in front of its own surface, extended k px along its slope,
+        by more than k tolerances; then the offsets are tested nearest first, the front-most
+        qualifying surface wins, on it the nearest offset. The need depends only on the decode
+        and the pixel's own best so far, so each pixel reads and writes only its own best/source.
+        Returns how many pixels were examined."""
         Hp, Wp = height + 2 * pad, width + 2 * pad
         O = offsets.shape[0]
+        kf = f32(k)
+        inf = np.float32(np.inf)
         count = 0
         for bv in prange(B * height):
             b = bv // height
             v = bv - b * height
+            # Column minimum over the 2k+1 rows around v, then the row minimum over 2k+1 columns
+            # (inner loops run along rows: contiguous, vectorised).
+            col = np.full(width + 2 * k, inf, dtype=np.float32)
+            for y in range(max(0, v - k), min(height, v + k + 1)):
+                row0 = (b * height + y) * width
+                for u in range(width):
+                    if reach[row0 + u] >= kf:
+                        col[k + u] = min(col[k + u], depth[row0 + u])
+            near_min = col[0:width].copy()
+            for d in range(1, 2 * k + 1):
+                for u in range(width):
+                    near_min[u] = min(near_min[u], col[d + u])
             fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
             ry = (f32(v) - cy) / fy
             for u in range(width):
                 q = bv * width + u
-                if not need[q]:
+                floor = max(f32(1.0) - kf * (slope[q] + tolerance), f32(0.0))
+                if not near_min[u] < best[q] * floor:
                     continue
                 count += 1
                 base = b * Hp * Wp + (v + pad) * Wp + (u + pad)
                 rx = (f32(u) - cx) / fx
                 limit = best[q] * keep
                 # First the nearest qualifying depth, then the nearest offset on that surface.
-                z_min = np.float32(np.inf)
+                z_min = inf
                 for j in range(O):
                     z_min = min(z_min, _candidate_depth(table, base + offsets[j], rx, ry, near, limit))
-                if z_min < np.inf:
+                if z_min < inf:
                     for j in range(O):
                         z = _candidate_depth(table, base + offsets[j], rx, ry, near, limit)
                         if z * keep <= z_min:
@@ -288,14 +286,14 @@ def _compile():
                     depth[b, y, x] = np.float32(np.nan)
         return rgb, depth
 
-    @njit(parallel=True, **opts)
+    @njit(**opts)
     def pool(vw, w):
         """2x2 sums (ceil mode): the ratio vw/w equals render.py's ratio of averages."""
         B, C, H, W = vw.shape
         h, wd = (H + 1) // 2, (W + 1) // 2
         ov = np.zeros((B, C, h, wd), dtype=np.float32)
         ow = np.zeros((B, 1, h, wd), dtype=np.float32)
-        for bi in prange(B * h):
+        for bi in range(B * h):
             b, y = bi // h, bi % h
             for x in range(wd):
                 for yy in range(2 * y, min(2 * y + 2, H)):
@@ -305,7 +303,7 @@ def _compile():
                             ov[b, c, y, x] += vw[b, c, yy, xx]
         return ov, ow
 
-    @njit(parallel=True, **opts)
+    @njit(**opts)
     def pull(vw, w, filled, have):
         """One push-pull step up: pixels with own data keep their average, others take the
         bilinear (align_corners=False) upsampling of the coarser level's filled values."""
@@ -314,7 +312,7 @@ def _compile():
         sy, sx = f32(h / H), f32(wd / W)
         out = np.empty((B, C, H, W), dtype=np.float32)
         out_have = np.zeros((B, 1, H, W), dtype=np.bool_)
-        for by in prange(B * H):
+        for by in range(B * H):
             b, y = by // H, by % H
             fy = max((f32(y) + f32(0.5)) * sy - f32(0.5), f32(0.0))
             y0 = int(fy)
@@ -348,7 +346,36 @@ def _compile():
                         out[b, c, y, x] = f32(0.0)
         return out, out_have
 
-    _kernels = dict(centre_zbuffer=centre_zbuffer, decode=decode, ring_need=ring_need, ring_pass=ring_pass,
+    @njit(**opts)
+    def visible_chunks(corners, rot, centre, K, width, height, near, margin):
+        """ChunkedCloud.visible_chunks for (C,8,3) float32 box corners: a chunk is dropped when
+        all its corners lie beyond one plane of every camera's widened frustum."""
+        C = corners.shape[0]
+        keep = np.zeros(C, dtype=np.bool_)
+        for b in range(rot.shape[0]):
+            fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
+            right, left = (width + margin - cx) / fx, (cx + margin) / fx
+            down, up = (height + margin - cy) / fy, (cy + margin) / fy
+            for c in range(C):
+                if keep[c]:
+                    continue
+                behind = beyond_r = beyond_l = beyond_d = beyond_u = True
+                for j in range(8):
+                    dx = corners[c, j, 0] - centre[b, 0]
+                    dy = corners[c, j, 1] - centre[b, 1]
+                    dz = corners[c, j, 2] - centre[b, 2]
+                    x = dx * rot[b, 0, 0] + dy * rot[b, 1, 0] + dz * rot[b, 2, 0]
+                    y = dx * rot[b, 0, 1] + dy * rot[b, 1, 1] + dz * rot[b, 2, 1]
+                    z = dx * rot[b, 0, 2] + dy * rot[b, 1, 2] + dz * rot[b, 2, 2]
+                    behind &= z <= near
+                    beyond_r &= x > right * z
+                    beyond_l &= x < -left * z
+                    beyond_d &= y > down * z
+                    beyond_u &= y < -up * z
+                keep[c] = not (behind or beyond_r or beyond_l or beyond_d or beyond_u)
+        return keep
+
+    _kernels = dict(centre_zbuffer=centre_zbuffer, decode=decode, ring=ring, visible_chunks=visible_chunks,
                     colour=colour, pool=pool, pull=pull, finish=finish)
     return _kernels
 
@@ -400,9 +427,8 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         best = depth.copy()
         source = np.full(B * H * W, -1, dtype=np.int64)
         for k in range(1, ring_count + 1):
-            need = kern["ring_need"](depth, reach, best, slope, k, tol, B, H, W)
-            counts[k - 1] = kern["ring_pass"](table, need, best, source, _ring_offsets(k, W + 2 * pad), K,
-                                              f32(settings.near), keep, B, H, W, pad)
+            counts[k - 1] = kern["ring"](table, depth, reach, slope, best, source, _ring_offsets(k, W + 2 * pad), k,
+                                         tol, K, f32(settings.near), keep, B, H, W, pad)
         taken = source >= 0
         if taken.any():
             # Padded table index -> image pixel -> the point drawn there.
@@ -435,3 +461,27 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
     index = torch.from_numpy(winner.reshape(B, H, W)) if return_index else None
     return RenderOutput(torch.from_numpy(rgb_u8), torch.from_numpy(out_depth),
                         torch.from_numpy(covered), index, torch.from_numpy(counts))
+
+
+def visible_runs(chunks, cams, near: float, margin_px: float) -> np.ndarray:
+    """(R,2) int64 [start, end) point ranges of the chunks of a ChunkedCloud that may touch an
+    image of ``cams``, neighbours merged (the same test as ChunkedCloud.visible_chunks). Unlike
+    ChunkedCloud.subset's one run from the first to the last visible chunk, the kernels skip the
+    chunks between. Computed here rather than with PyTorch: a CPU frame of the kernels then runs
+    no PyTorch operation (its thread pool stalled the kernels' threads: 72 -> 204 ms per frame)."""
+    kern = _compile()
+    if getattr(chunks, "_kernel_arrays", None) is None:
+        ends = (chunks.starts + chunks.counts).cpu().numpy()
+        chunks._kernel_arrays = (np.ascontiguousarray(chunks.corners.cpu().numpy(), dtype=np.float32),
+                                 chunks.starts.cpu().numpy(), ends)
+    corners, starts, ends = chunks._kernel_arrays
+    c2w = cams.c2w.detach().cpu().numpy().astype(np.float32)
+    K = cams.K.detach().cpu().numpy().astype(np.float32)
+    keep = kern["visible_chunks"](corners, np.ascontiguousarray(c2w[:, :3, :3]), np.ascontiguousarray(c2w[:, :3, 3]),
+                                  K, np.float32(cams.width), np.float32(cams.height), np.float32(near),
+                                  np.float32(margin_px))
+    if not keep.any():
+        return np.array([[0, len(chunks.cloud.xyz)]], dtype=np.int64)   # as subset: render everything
+    edges = np.diff(np.concatenate([[0], keep.astype(np.int8), [0]]))
+    first, last = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
+    return np.stack([starts[first], ends[last]], 1).astype(np.int64)

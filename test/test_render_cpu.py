@@ -107,7 +107,7 @@ def test_visible_runs_skip_hidden_chunks_and_change_nothing():
     settings = RenderSettings()
     for target in ([20.0, 3.0, 1.0], [-5.0, 25.0, 1.0], [0.0, 0.0, -20.0]):
         cams = Cameras.from_intrinsics(intr, look_at([0.5, 0.5, 1.0], target)[None])
-        runs = chunks.visible_runs(cams, settings.near, settings.max_splat_px + 1.0)
+        runs = render_cpu.visible_runs(chunks, cams, settings.near, settings.max_splat_px + 1.0)
         projected = int((runs[:, 1] - runs[:, 0]).sum())
         run_of_subset = len(chunks.subset(cams, settings.near, settings.max_splat_px + 1.0).xyz)
         assert projected <= run_of_subset
@@ -115,3 +115,8 @@ def test_visible_runs_skip_hidden_chunks_and_change_nothing():
         _assert_same(ref, render_cpu.render_points_cpu(chunks.cloud, cams, None, settings, runs=runs))
         if target[2] > 0:
             assert projected < 0.5 * len(pts), "a side view should skip most of the grid"
+        # The kernel's visibility test is ChunkedCloud.visible_chunks'.
+        mask = chunks.visible_chunks(cams, settings.near, settings.max_splat_px + 1.0).numpy()
+        starts = chunks.starts.numpy()[mask]
+        assert all(((runs[:, 0] <= s) & (s < runs[:, 1])).any() for s in starts)
+        assert int(chunks.counts.numpy()[mask].sum()) == projected
