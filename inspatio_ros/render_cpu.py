@@ -7,9 +7,10 @@ They follow render.py step by step (centre z-buffer, plane depth, ring-by-ring s
 with the same need filter and winner rule, push-pull hole filling); test_render_cpu.py checks
 that both give the same images.
 
-Compiled on first use and cached on disk (numba's cache, next to this file; NUMBA_CACHE_DIR
-moves it). ``available()`` says whether numba can be imported; without it the Renderer uses the
-PyTorch path.
+The kernels live in render_kernels.py (numba), compiled on first use (~20 s on 2 cores) and
+cached on disk (numba's cache, next to that file; NUMBA_CACHE_DIR moves it), so later processes
+load them in about a second. ``available()`` says whether numba can be imported; without it the
+Renderer uses the PyTorch path.
 """
 from __future__ import annotations
 
@@ -19,7 +20,18 @@ import os
 import numpy as np
 import torch
 
-_DISK_REACH_SLACK = math.sqrt(0.5)   # same as render.py: a disk of r px reaches r + sqrt(2)/2
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) every kernel by rendering a tiny cloud: later
+    processes, such as the node's, then start without the compile."""
+    from .render import Cameras, PointCloud, Renderer
+
+    xyz = np.array([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0]])
+    cloud = PointCloud.from_arrays(xyz, np.full((2, 3), 128), np.full(2, 0.5), None, [0.0, 0.0], [1.0, 1.0])
+    cams = Cameras(torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]]), torch.eye(4)[None], 8, 8)
+    out = Renderer(cloud, "cpu", cpu_kernels=True).render(cams, 0.5)      # chunk visibility + every kernel
+    assert int(out.need_counts[0]) > 0, "the warm-up render must reach the splat rings"
 
 
 def available() -> bool:
@@ -34,349 +46,21 @@ _kernels = None
 
 
 def _compile():
-    """Build the kernels once per process (numba's disk cache makes later processes fast)."""
+    """The kernels (render_kernels.py), loaded once per process."""
     global _kernels
     if _kernels is not None:
         return _kernels
     import numba
-    from numba import njit, prange
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         # numba's plain thread pool. Its OpenMP pool (the default where libgomp exists) stalled
         # whenever other processes wanted the cores too, as the node's writer and the DDS readers
         # do on a 2-core machine: a frame took 560 ms instead of 77 ms (measured under load).
         numba.config.THREADING_LAYER = "workqueue"
+    from . import render_kernels as k
 
-    f32 = np.float32
-    opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
-
-    @njit(inline="always", **opts)
-    def _zbuffer_points(xyz, t_start, t_end, use_time, t, i0, i1, r00, r01, r02, r10, r11, r12, r20, r21, r22,
-                        cx0, cy0, cz0, fx, fy, ccx, ccy, near, umax, vmax, width, base, zbuf, ibuf):
-        """Points i0..i1 into one camera's part of a z-buffer (nearest centre, first index on ties)."""
-        for i in range(i0, i1):
-            if use_time and not (t_start[i] <= t and t_end[i] >= t):
-                continue
-            dx, dy, dz = xyz[i, 0] - cx0, xyz[i, 1] - cy0, xyz[i, 2] - cz0
-            z = dx * r02 + dy * r12 + dz * r22
-            if not z > near:
-                continue
-            inv = f32(1.0) / z
-            u = math.floor((dx * r00 + dy * r10 + dz * r20) * inv * fx + ccx)
-            v = math.floor((dx * r01 + dy * r11 + dz * r21) * inv * fy + ccy)
-            if not (u >= 0 and u <= umax and v >= 0 and v <= vmax):
-                continue
-            pix = base + np.int64(v) * width + np.int64(u)
-            if z < zbuf[pix]:          # points run in index order: the first of equal depths stays
-                zbuf[pix] = z
-                ibuf[pix] = np.int32(i)
-
-    @njit(parallel=True, **opts)
-    def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, height, width, runs, parts):
-        """Per pixel of B images, the index of the nearest point centre (-1: none) among the
-        points of ``runs`` ((R,2) [start, end) index ranges, ascending); ties of equal depth go to
-        the lower index, as with render.py's (depth bits << 32 | index) keys. The points are
-        split into ``parts`` equal shares in index order, each reduced into its own buffers (no
-        atomics), then the buffers are merged."""
-        B = rot.shape[0]
-        P = B * height * width
-        total = 0
-        for r in range(runs.shape[0]):
-            total += runs[r, 1] - runs[r, 0]
-        zbufs = np.full((parts, P), np.inf, dtype=np.float32)
-        ibufs = np.full((parts, P), -1, dtype=np.int32)     # int32: half the scattered bytes
-        step = (total + parts - 1) // parts
-        umax, vmax = f32(width - 1), f32(height - 1)
-        for part in prange(parts):
-            share_lo, share_hi = part * step, min(total, (part + 1) * step)
-            for b in range(B):
-                r00, r01, r02 = rot[b, 0, 0], rot[b, 0, 1], rot[b, 0, 2]
-                r10, r11, r12 = rot[b, 1, 0], rot[b, 1, 1], rot[b, 1, 2]
-                r20, r21, r22 = rot[b, 2, 0], rot[b, 2, 1], rot[b, 2, 2]
-                cx0, cy0, cz0 = centre[b, 0], centre[b, 1], centre[b, 2]
-                fx, fy = K[b, 0, 0], K[b, 1, 1]
-                ccx, ccy = K[b, 0, 2] + f32(0.5), K[b, 1, 2] + f32(0.5)
-                base = b * height * width
-                seen = 0                        # points of the runs before run r
-                for r in range(runs.shape[0]):
-                    n_run = runs[r, 1] - runs[r, 0]
-                    lo, hi = max(share_lo, seen), min(share_hi, seen + n_run)
-                    if lo < hi:
-                        offset = runs[r, 0] - seen
-                        _zbuffer_points(xyz, t_start, t_end, use_time, t, offset + lo, offset + hi, r00, r01, r02,
-                                        r10, r11, r12, r20, r21, r22, cx0, cy0, cz0, fx, fy, ccx, ccy, near, umax,
-                                        vmax, width, base, zbufs[part], ibufs[part])
-                    seen += n_run
-        out = np.empty(P, dtype=np.int64)
-        for p in prange(P):
-            zm = zbufs[0, p]
-            best = np.int64(ibufs[0, p])
-            for part in range(1, parts):
-                if zbufs[part, p] < zm:        # later parts hold higher indices: strict < keeps ties low
-                    zm = zbufs[part, p]
-                    best = np.int64(ibufs[part, p])
-            out[p] = best
-        return out
-
-    @njit(parallel=True, **opts)
-    def decode(index, surfel, rot, centre, K, height, width, pad):
-        """Per pixel: winner index, and the padded surfel table row (camera-frame centre,
-        normal, n.P, radius^2 or -1), depth (plane or centre, inf empty), reach (px), slope."""
-        B = rot.shape[0]
-        HW = height * width
-        Hp, Wp = height + 2 * pad, width + 2 * pad
-        table = np.zeros((B * Hp * Wp, 8), dtype=np.float32)
-        depth = np.full(B * HW, np.inf, dtype=np.float32)
-        reach = np.zeros(B * HW, dtype=np.float32)
-        slope = np.zeros(B * HW, dtype=np.float32)
-        for bv in prange(B * height):
-            b = bv // height
-            v = bv - b * height
-            r00, r01, r02 = rot[b, 0, 0], rot[b, 0, 1], rot[b, 0, 2]
-            r10, r11, r12 = rot[b, 1, 0], rot[b, 1, 1], rot[b, 1, 2]
-            r20, r21, r22 = rot[b, 2, 0], rot[b, 2, 1], rot[b, 2, 2]
-            fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
-            ry = (f32(v) - cy) / fy
-            for u in range(width):
-                q = bv * width + u
-                tp = b * Hp * Wp + (v + pad) * Wp + (u + pad)
-                w = index[q]
-                if w < 0:
-                    table[tp, 7] = f32(-1.0)
-                    continue
-                dx = surfel[w, 0] - centre[b, 0]
-                dy = surfel[w, 1] - centre[b, 1]
-                dz = surfel[w, 2] - centre[b, 2]
-                px = dx * r00 + dy * r10 + dz * r20
-                py = dx * r01 + dy * r11 + dz * r21
-                pz = dx * r02 + dy * r12 + dz * r22
-                known = surfel[w, 7] > 0
-                if known:
-                    sx, sy, sz = surfel[w, 3], surfel[w, 4], surfel[w, 5]
-                    nx = sx * r00 + sy * r10 + sz * r20
-                    ny = sx * r01 + sy * r11 + sz * r21
-                    nz = sx * r02 + sy * r12 + sz * r22
-                else:       # a surfel without a normal faces the camera
-                    inv_len = f32(1.0) / math.sqrt(max(px * px + py * py + pz * pz, f32(1e-18)))
-                    nx, ny, nz = -px * inv_len, -py * inv_len, -pz * inv_len
-                rx = (f32(u) - cx) / fx
-                denom = nx * rx + ny * ry + nz
-                plane_c = nx * px + ny * py + nz * pz
-                plane = plane_c / (denom if abs(denom) > f32(1e-6) else f32(1e-6))
-                ray_len = math.sqrt(rx * rx + ry * ry + f32(1.0))
-                usable = (known and abs(denom) > f32(0.05) * ray_len and plane > f32(0.5) * pz
-                          and plane < f32(2.0) * pz)
-                d = plane if usable else pz
-                rad = surfel[w, 6]
-                depth[q] = d
-                reach[q] = rad * fx / d + f32(_DISK_REACH_SLACK)
-                if usable:
-                    slope[q] = (abs(nx) / fx + abs(ny) / fy) / max(abs(denom), f32(1e-6))
-                table[tp, 0] = px
-                table[tp, 1] = py
-                table[tp, 2] = pz
-                table[tp, 3] = nx
-                table[tp, 4] = ny
-                table[tp, 5] = nz
-                table[tp, 6] = plane_c
-                table[tp, 7] = rad * rad if rad > 0 else f32(-1.0)
-        return table, depth, reach, slope
-
-    @njit(inline="always", **opts)
-    def _candidate_depth(table, j, rx, ry, near, limit):
-        """Depth where the pixel ray meets table row j's plane if inside its disk, nearer than
-        ``limit`` and beyond ``near``; else inf (padding rows give 0/0: rejected)."""
-        z = table[j, 6] / (table[j, 3] * rx + table[j, 4] * ry + table[j, 5])
-        ex, ey, ez = z * rx - table[j, 0], z * ry - table[j, 1], z - table[j, 2]
-        if ex * ex + ey * ey + ez * ez <= table[j, 7] and z > near and z < limit:
-            return z
-        return np.float32(np.inf)
-
-    @njit(parallel=True, **opts)
-    def ring(table, depth, reach, slope, best, source, offsets, k, tolerance, K, near, keep, B, height, width, pad):
-        """One splat ring (Chebyshev distance k): render._ring_need then render._ring_pass, fused
-        per image row. A pixel is examined when the masked (2k+1)^2 minimum of the decoded depth
-        (surfels reaching >= k px) is in front of its own surface, extended k px along its slope,
-        by more than k tolerances; then the offsets are tested nearest first, the front-most
-        qualifying surface wins, on it the nearest offset. The need depends only on the decode
-        and the pixel's own best so far, so each pixel reads and writes only its own best/source.
-        Returns how many pixels were examined."""
-        Hp, Wp = height + 2 * pad, width + 2 * pad
-        O = offsets.shape[0]
-        kf = f32(k)
-        inf = np.float32(np.inf)
-        count = 0
-        for bv in prange(B * height):
-            b = bv // height
-            v = bv - b * height
-            # Column minimum over the 2k+1 rows around v, then the row minimum over 2k+1 columns
-            # (inner loops run along rows: contiguous, vectorised).
-            col = np.full(width + 2 * k, inf, dtype=np.float32)
-            for y in range(max(0, v - k), min(height, v + k + 1)):
-                row0 = (b * height + y) * width
-                for u in range(width):
-                    if reach[row0 + u] >= kf:
-                        col[k + u] = min(col[k + u], depth[row0 + u])
-            near_min = col[0:width].copy()
-            for d in range(1, 2 * k + 1):
-                for u in range(width):
-                    near_min[u] = min(near_min[u], col[d + u])
-            fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
-            ry = (f32(v) - cy) / fy
-            for u in range(width):
-                q = bv * width + u
-                floor = max(f32(1.0) - kf * (slope[q] + tolerance), f32(0.0))
-                if not near_min[u] < best[q] * floor:
-                    continue
-                count += 1
-                base = b * Hp * Wp + (v + pad) * Wp + (u + pad)
-                rx = (f32(u) - cx) / fx
-                limit = best[q] * keep
-                # First the nearest qualifying depth, then the nearest offset on that surface.
-                z_min = inf
-                for j in range(O):
-                    z_min = min(z_min, _candidate_depth(table, base + offsets[j], rx, ry, near, limit))
-                if z_min < inf:
-                    for j in range(O):
-                        z = _candidate_depth(table, base + offsets[j], rx, ry, near, limit)
-                        if z * keep <= z_min:
-                            best[q] = z
-                            source[q] = base + offsets[j]
-                            break
-        return count
-
-    @njit(parallel=True, **opts)
-    def colour(winner, depth, rgb, B, height, width):
-        """Push-pull input: (B,4,H,W) rgb + depth of the drawn points (0 where none) and the
-        (B,1,H,W) weights (1 drawn, 0 empty)."""
-        vw = np.zeros((B, 4, height, width), dtype=np.float32)
-        w = np.zeros((B, 1, height, width), dtype=np.float32)
-        for bv in prange(B * height):
-            b = bv // height
-            v = bv - b * height
-            for u in range(width):
-                q = bv * width + u
-                p = winner[q]
-                if p < 0:
-                    continue
-                vw[b, 0, v, u] = f32(rgb[p, 0])
-                vw[b, 1, v, u] = f32(rgb[p, 1])
-                vw[b, 2, v, u] = f32(rgb[p, 2])
-                vw[b, 3, v, u] = depth[q]
-                w[b, 0, v, u] = f32(1.0)
-        return vw, w
-
-    @njit(parallel=True, **opts)
-    def finish(filled, have, background):
-        """rgb uint8 (B,H,W,3) (background where nothing was filled) and depth (NaN there)."""
-        B, _, H, W = filled.shape
-        rgb = np.empty((B, H, W, 3), dtype=np.uint8)
-        depth = np.empty((B, H, W), dtype=np.float32)
-        for bv in prange(B * H):
-            b = bv // H
-            y = bv - b * H
-            for x in range(W):
-                if have[b, 0, y, x]:
-                    for c in range(3):
-                        rgb[b, y, x, c] = np.uint8(min(max(np.rint(filled[b, c, y, x]), f32(0.0)), f32(255.0)))
-                    depth[b, y, x] = filled[b, 3, y, x]
-                else:
-                    for c in range(3):
-                        rgb[b, y, x, c] = background[c]
-                    depth[b, y, x] = np.float32(np.nan)
-        return rgb, depth
-
-    @njit(**opts)
-    def pool(vw, w):
-        """2x2 sums (ceil mode): the ratio vw/w equals render.py's ratio of averages."""
-        B, C, H, W = vw.shape
-        h, wd = (H + 1) // 2, (W + 1) // 2
-        ov = np.zeros((B, C, h, wd), dtype=np.float32)
-        ow = np.zeros((B, 1, h, wd), dtype=np.float32)
-        for bi in range(B * h):
-            b, y = bi // h, bi % h
-            for x in range(wd):
-                for yy in range(2 * y, min(2 * y + 2, H)):
-                    for xx in range(2 * x, min(2 * x + 2, W)):
-                        ow[b, 0, y, x] += w[b, 0, yy, xx]
-                        for c in range(C):
-                            ov[b, c, y, x] += vw[b, c, yy, xx]
-        return ov, ow
-
-    @njit(**opts)
-    def pull(vw, w, filled, have):
-        """One push-pull step up: pixels with own data keep their average, others take the
-        bilinear (align_corners=False) upsampling of the coarser level's filled values."""
-        B, C, H, W = vw.shape
-        h, wd = filled.shape[2], filled.shape[3]
-        sy, sx = f32(h / H), f32(wd / W)
-        out = np.empty((B, C, H, W), dtype=np.float32)
-        out_have = np.zeros((B, 1, H, W), dtype=np.bool_)
-        for by in range(B * H):
-            b, y = by // H, by % H
-            fy = max((f32(y) + f32(0.5)) * sy - f32(0.5), f32(0.0))
-            y0 = int(fy)
-            y1 = min(y0 + 1, h - 1)
-            ly = fy - f32(y0)
-            for x in range(W):
-                if w[b, 0, y, x] > 0:
-                    for c in range(C):
-                        out[b, c, y, x] = vw[b, c, y, x] / w[b, 0, y, x]
-                    out_have[b, 0, y, x] = True
-                    continue
-                fx = max((f32(x) + f32(0.5)) * sx - f32(0.5), f32(0.0))
-                x0 = int(fx)
-                x1 = min(x0 + 1, wd - 1)
-                lx = fx - f32(x0)
-                w00 = (f32(1.0) - ly) * (f32(1.0) - lx)
-                w01 = (f32(1.0) - ly) * lx
-                w10 = ly * (f32(1.0) - lx)
-                w11 = ly * lx
-                h00, h01 = f32(have[b, 0, y0, x0]), f32(have[b, 0, y0, x1])
-                h10, h11 = f32(have[b, 0, y1, x0]), f32(have[b, 0, y1, x1])
-                up_w = w00 * h00 + w01 * h01 + w10 * h10 + w11 * h11
-                if up_w > f32(1e-6):
-                    for c in range(C):
-                        up_v = (w00 * h00 * filled[b, c, y0, x0] + w01 * h01 * filled[b, c, y0, x1]
-                                + w10 * h10 * filled[b, c, y1, x0] + w11 * h11 * filled[b, c, y1, x1])
-                        out[b, c, y, x] = up_v / up_w
-                    out_have[b, 0, y, x] = True
-                else:
-                    for c in range(C):
-                        out[b, c, y, x] = f32(0.0)
-        return out, out_have
-
-    @njit(**opts)
-    def visible_chunks(corners, rot, centre, K, width, height, near, margin):
-        """ChunkedCloud.visible_chunks for (C,8,3) float32 box corners: a chunk is dropped when
-        all its corners lie beyond one plane of every camera's widened frustum."""
-        C = corners.shape[0]
-        keep = np.zeros(C, dtype=np.bool_)
-        for b in range(rot.shape[0]):
-            fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
-            right, left = (width + margin - cx) / fx, (cx + margin) / fx
-            down, up = (height + margin - cy) / fy, (cy + margin) / fy
-            for c in range(C):
-                if keep[c]:
-                    continue
-                behind = beyond_r = beyond_l = beyond_d = beyond_u = True
-                for j in range(8):
-                    dx = corners[c, j, 0] - centre[b, 0]
-                    dy = corners[c, j, 1] - centre[b, 1]
-                    dz = corners[c, j, 2] - centre[b, 2]
-                    x = dx * rot[b, 0, 0] + dy * rot[b, 1, 0] + dz * rot[b, 2, 0]
-                    y = dx * rot[b, 0, 1] + dy * rot[b, 1, 1] + dz * rot[b, 2, 1]
-                    z = dx * rot[b, 0, 2] + dy * rot[b, 1, 2] + dz * rot[b, 2, 2]
-                    behind &= z <= near
-                    beyond_r &= x > right * z
-                    beyond_l &= x < -left * z
-                    beyond_d &= y > down * z
-                    beyond_u &= y < -up * z
-                keep[c] = not (behind or beyond_r or beyond_l or beyond_d or beyond_u)
-        return keep
-
-    _kernels = dict(centre_zbuffer=centre_zbuffer, decode=decode, ring=ring, visible_chunks=visible_chunks,
-                    colour=colour, pool=pool, pull=pull, finish=finish)
+    _kernels = {name: getattr(k, name) for name in ("centre_zbuffer", "decode", "ring", "visible_chunks", "colour",
+                                                    "pool", "pull", "finish")}
     return _kernels
 
 

@@ -15,6 +15,16 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_render_kernels():
+    """Compile the renderer's CPU kernels once, before any test starts a node process: numba
+    caches them on disk, so the nodes load them instead of compiling (~20 s) under a timeout."""
+    from inspatio_ros import render_cpu
+
+    if render_cpu.available():
+        render_cpu.warm_up()
+
+
 @pytest.fixture(scope="session")
 def street(tmp_path_factory):
     """A small static street (no moving cars) with exact depth and poses (read-only: tests that
