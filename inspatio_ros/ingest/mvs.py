@@ -36,6 +36,7 @@ class MVSSettings:
     max_size: int | None = None       # longer side matched (px); None: 640 on CPU, 1280 on CUDA
     planes: int = 64                  # hypotheses of the global sweep (uniform in inverse depth)
     pyramid_levels: int = 3           # the global sweep runs at 1 / 2^(levels-1) of the matching size
+    slanted_planes: bool = True       # also sweep road- and facade-oriented planes (street scenes)
     refine_steps: int = 9             # hypotheses per finer level, across +-2 steps of the level below
     sources: int = 4                  # source frames per reference frame
     max_offset: int = 6               # sources come from at most this many frames away
@@ -44,11 +45,11 @@ class MVSSettings:
     near: float = 1.0                 # depth bounds when no landmarks give them (pose units)
     far: float = 200.0
     min_texture: float = 0.012        # grey std (0..1) below which a window is texture-less
-    max_cost: float = 0.4             # 1 - ZNCC of the winner above this: weak match, dropped
+    max_cost: float = 0.45            # 1 - ZNCC of the winner above this: weak match, dropped
     max_ambiguity: float = 0.85       # winner / best cost away from it above this: ambiguous
     max_depth_uncertainty: float = 0.05  # relative depth change of a 0.5 px match error
-    consistency_px: float = 1.0       # reprojection round trip allowed (px, matching size)
-    consistency_depth: float = 0.02   # relative depth difference allowed in the round trip
+    consistency_px: float = 1.5       # reprojection round trip allowed (px, matching size)
+    consistency_depth: float = 0.03   # relative depth difference allowed in the round trip
     min_consistent: int = 1           # neighbours that must agree
     fill_holes_px: int = 24           # unknown regions up to this area (matching size) are filled
     fill_planes: float = 0.3          # unknown regions up to this share of the image whose rim is
@@ -82,6 +83,12 @@ def _box(x: torch.Tensor, window: int) -> torch.Tensor:
     k = torch.full((c, 1, 1, window), 1.0 / window, dtype=x.dtype, device=x.device)
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k, groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.transpose(2, 3), groups=c)
+
+
+# Sweep directions (camera frame, x right, y down, z forward): fronto-parallel planes, then the
+# slanted surfaces a driving camera sees most: the road (normal along y) and the facades on
+# either side (normal along x). A window matched on the wrong slant is distorted by the baseline.
+PLANE_NORMALS = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (-1.0, 0.0, 0.0))
 
 
 class _Grid:
@@ -229,7 +236,8 @@ class PlaneSweep:
         return h0 + shift * step, torch.minimum(c1, costs.amin(0))
 
     def raw_depth(self, ref: int, sources: list[int], bounds: tuple[float, float]):
-        """Unfiltered winner depth, its cost, ambiguity, texture and parallax uncertainty (h,w)."""
+        """Unfiltered winner depth, its cost, ambiguity, texture, parallax uncertainty and the
+        reference's grey image (h,w each)."""
         s = self.s
         top = len(self.grids) - 1
         level = self._level(ref, sources, top)
@@ -237,16 +245,34 @@ class PlaneSweep:
         near, far = bounds
         rho_max, rho_min = 1.0 / near, 1.0 / far
         D = s.planes
-        planes = torch.linspace(rho_min, rho_max, D, dtype=torch.float32, device=self.device)
-        volume = self._sweep(level, planes[:, None, None].expand(-1, h, w))
-        best = volume.argmin(0)
-        best_cost = volume.gather(0, best[None])[0]
-        # Ambiguity: the best cost away from the winner's basin (+-2 steps) against the winner.
-        steps = torch.arange(D, device=self.device)[:, None, None]
-        second = torch.where((steps - best[None]).abs() > 2, volume, torch.full_like(volume, 2.0)).amin(0)
-        ambiguity = best_cost / second.clamp_min(1e-6)
-        rho, cost = self._parabola(volume, planes[:, None, None].expand(-1, h, w))
-        del volume
+        rays = (self.grids[top].K_inv @ self.grids[top].pix).float()          # (3,hw)
+        best_rho = best_cost = ambiguity = None
+        for normal in PLANE_NORMALS[:len(PLANE_NORMALS) if s.slanted_planes else 1]:
+            # Planes n.X = 1/q: inverse depth q * (n . ray), affine in the pixel coordinates.
+            along = (torch.tensor(normal, dtype=torch.float32, device=self.device) @ rays).reshape(h, w)
+            reach = float(along.max())
+            if reach <= 0:
+                continue
+            q = torch.linspace(rho_min / reach, rho_max / reach, D, dtype=torch.float32, device=self.device)
+            seen = along > 0.05 * reach            # planes seen nearly edge-on are not swept
+            hyps = q[:, None, None] * torch.where(seen, along, torch.full_like(along, reach))[None]
+            volume = self._sweep(level, hyps)
+            volume = torch.where(seen[None], volume, torch.full_like(volume, 2.0))
+            winner = volume.argmin(0)
+            winner_cost = volume.gather(0, winner[None])[0]
+            # Ambiguity: the best cost away from the winner's basin (+-2 steps) against the winner.
+            steps = torch.arange(D, device=self.device)[:, None, None]
+            second = torch.where((steps - winner[None]).abs() > 2, volume, torch.full_like(volume, 2.0)).amin(0)
+            rho_n, cost_n = self._parabola(volume, hyps)
+            del volume
+            if best_rho is None:
+                best_rho, best_cost, ambiguity = rho_n, cost_n, winner_cost / second.clamp_min(1e-6)
+            else:
+                better = cost_n < best_cost
+                best_rho = torch.where(better, rho_n, best_rho)
+                ambiguity = torch.where(better, winner_cost / second.clamp_min(1e-6), ambiguity)
+                best_cost = torch.where(better, cost_n, best_cost)
+        rho, cost = best_rho, best_cost
         # Finer levels: +-2 steps of the level below around its (upsampled) winner.
         span = 2.0 * (rho_max - rho_min) / (D - 1)
         for n in range(top, -1, -1):
@@ -270,7 +296,7 @@ class PlaneSweep:
             move = (uv1 - uv0).norm(dim=-1)[0] / 0.01               # px per unit relative depth
             sensitivity = torch.maximum(sensitivity, torch.where(ok0[0], move, torch.zeros_like(move)))
         uncertainty = (0.5 / sensitivity.clamp_min(1e-9)).reshape(h, w)
-        return depth, cost, ambiguity, level[0][2][0, 0], uncertainty
+        return depth, cost, ambiguity, level[0][2][0, 0], uncertainty, level[0][0][0, 0]
 
     def consistent_count(self, ref: int, depth: torch.Tensor, others: dict[int, torch.Tensor]) -> torch.Tensor:
         """How many neighbours' depth maps agree with ``depth`` (h,w) of frame ``ref``."""
@@ -411,18 +437,23 @@ def _fill_planar_holes(depth: np.ndarray, max_area: int, tolerance: float = 0.03
     return out
 
 
-def _sky_mask(depth: np.ndarray, texture: np.ndarray, min_texture: float) -> np.ndarray:
-    """Texture-less pixels without depth, connected to the top border, with no measured depth
-    above them in their column (sky is the top of the view; a blank wall has depth at its
-    edges above)."""
+def _sky_mask(depth: np.ndarray, texture: np.ndarray, gray: np.ndarray, min_texture: float) -> np.ndarray:
+    """Sky, conservatively: texture-less pixels without depth in a region that spans at least a
+    tenth of the top border, is brighter than the image's median (sky is lit; a blank facade top
+    in shade is not taken), and has no measured depth above it in its column."""
     from scipy import ndimage
 
     candidate = np.isnan(depth) & (texture < min_texture)
-    labels, _ = ndimage.label(candidate)
-    top = np.unique(labels[0][labels[0] > 0])
-    connected = np.isin(labels, top)
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return np.zeros(depth.shape, bool)
+    top_span = np.bincount(labels[0], minlength=n + 1)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    brightness = np.bincount(labels.ravel(), gray.ravel(), n + 1) / np.maximum(area, 1)
+    sky_label = (top_span >= 0.1 * depth.shape[1]) & (brightness >= max(0.5, float(np.median(gray))))
+    sky_label[0] = False
     measured_above = np.maximum.accumulate(np.isfinite(depth), axis=0)
-    return connected & ~measured_above
+    return sky_label[labels] & ~measured_above
 
 
 def _upsample(depth: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -480,7 +511,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
         for i in order:
             if raw[i] is None:
                 continue
-            depth, cost, ambiguity, texture, uncertainty = raw[i]
+            depth, cost, ambiguity, texture, uncertainty, _ = raw[i]
             good = torch.isfinite(depth) & (texture >= s.min_texture)
             if filtered:
                 good &= ((cost <= s.max_cost) & (ambiguity <= s.max_ambiguity)
@@ -506,7 +537,8 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 d = _fill_planar_holes(d, int(s.fill_planes * d.size))
             d = _fill_small_holes(d, s.fill_holes_px)
             if s.sky:
-                d = np.where(_sky_mask(d, texture.cpu().numpy(), s.min_texture), np.inf, d)
+                gray = raw[i][5].cpu().numpy()
+                d = np.where(_sky_mask(d, texture.cpu().numpy(), gray, s.min_texture), np.inf, d)
             conf = np.where(np.isfinite(d), np.clip(1.0 - cost.cpu().numpy(), 0.0, 1.0), 0.0).astype(np.float32)
             full = _upsample(d.astype(np.float32), intr.width, intr.height)
             if conf.shape != full.shape:
