@@ -368,20 +368,21 @@ def _fill_small_holes(depth: np.ndarray, max_area: int) -> np.ndarray:
 
 
 def _fill_planar_holes(depth: np.ndarray, max_area: int, tolerance: float = 0.03,
-                       min_inliers: float = 0.9) -> np.ndarray:
+                       min_inliers: float = 0.9, blank: np.ndarray | None = None) -> np.ndarray:
     """Unknown regions whose known rim lies on one plane take that plane's depth.
 
     A plane's inverse depth is affine in pixel coordinates, so a texture-less wall or road
     patch, which matching cannot measure inside, is recovered exactly from its measured edges.
     Regions whose rim is not one plane (an occlusion boundary, a hole spanning surfaces) stay
     unknown. Fitted per region with one least-squares solve per pass (normal equations summed by
-    region label), refitted on the rim pixels that agree within ``tolerance``."""
+    region label), refitted on the rim pixels that agree within ``tolerance``. ``blank``: where
+    given, regions are its unknown pixels only (texture-less patches, cut at edges)."""
     from scipy import ndimage
 
     unknown = np.isnan(depth)
     if not unknown.any() or unknown.all():
         return depth
-    labels, n = ndimage.label(unknown)
+    labels, n = ndimage.label(unknown if blank is None else unknown & blank)
     h, w = depth.shape
     known = np.isfinite(depth) & (depth > 0)
     # Rim: (region, known pixel) pairs of 4-neighbours.
@@ -422,7 +423,7 @@ def _fill_planar_holes(depth: np.ndarray, max_area: int, tolerance: float = 0.03
     area = np.bincount(flat_labels, minlength=n + 1)
     fill = (inlier_share >= min_inliers) & (rim_count >= 8) & (area <= max_area)
     fill[0] = False
-    target = fill[labels] & unknown
+    target = fill[labels] & (labels > 0)
     if not target.any():
         return depth
     vv, uu = np.nonzero(target)
@@ -534,7 +535,8 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
             cost, texture = raw[i][1], raw[i][3]
             d = depth.cpu().numpy()
             if s.fill_planes > 0:
-                d = _fill_planar_holes(d, int(s.fill_planes * d.size))
+                d = _fill_planar_holes(d, int(s.fill_planes * d.size),
+                                       blank=raw[i][3].cpu().numpy() < s.min_texture)
             d = _fill_small_holes(d, s.fill_holes_px)
             if s.sky:
                 gray = raw[i][5].cpu().numpy()
