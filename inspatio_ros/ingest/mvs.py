@@ -52,7 +52,7 @@ class MVSSettings:
     consistency_depth: float = 0.03   # relative depth difference allowed in the round trip
     min_consistent: int = 1           # neighbours that must agree
     fill_holes_px: int = 24           # unknown regions up to this area (matching size) are filled
-    fill_planes: float = 0.3          # unknown regions up to this share of the image whose rim is
+    fill_planes: float = 0.0          # unknown regions up to this share of the image whose rim is
                                       # one plane get that plane (texture-less walls, road)
     sky: bool = True                  # mark texture-less regions at the top without depth as +inf
 
