@@ -429,10 +429,15 @@ def _fill_planar_holes(depth: np.ndarray, max_area: int, tolerance: float = 0.03
     vv, uu = np.nonzero(target)
     c = coef[labels[vv, uu]]
     rho_fill = c[:, 0] * uu / w + c[:, 1] * vv / h + c[:, 2]
-    # A plane fitted to a rim can still leave its range inside the region (turn behind the camera).
+    # Interpolate, never extrapolate: on a region its rim surrounds, an affine function stays
+    # within the rim's range; values outside it come from a rim on one side only (a strip, a
+    # region open to the image border) and are left unknown.
     rim_min = np.full(n + 1, np.inf)
+    rim_max = np.zeros(n + 1)
     np.minimum.at(rim_min, region, np.where(inlier, rho, np.inf))
-    ok = rho_fill >= 0.5 * rim_min[labels[vv, uu]]
+    np.maximum.at(rim_max, region, np.where(inlier, rho, 0.0))
+    lab = labels[vv, uu]
+    ok = (rho_fill >= (1 - tolerance) * rim_min[lab]) & (rho_fill <= (1 + tolerance) * rim_max[lab])
     out = depth.copy()
     out[vv[ok], uu[ok]] = (1.0 / rho_fill[ok]).astype(depth.dtype)
     return out
@@ -534,14 +539,17 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                         torch.full_like(depth, float("nan")))
             cost, texture = raw[i][1], raw[i][3]
             d = depth.cpu().numpy()
+            measured = np.isfinite(d)
+            blank = texture.cpu().numpy() < s.min_texture
             if s.fill_planes > 0:
-                d = _fill_planar_holes(d, int(s.fill_planes * d.size),
-                                       blank=raw[i][3].cpu().numpy() < s.min_texture)
+                d = _fill_planar_holes(d, int(s.fill_planes * d.size), blank=blank)
             d = _fill_small_holes(d, s.fill_holes_px)
             if s.sky:
                 gray = raw[i][5].cpu().numpy()
                 d = np.where(_sky_mask(d, texture.cpu().numpy(), gray, s.min_texture), np.inf, d)
-            conf = np.where(np.isfinite(d), np.clip(1.0 - cost.cpu().numpy(), 0.0, 1.0), 0.0).astype(np.float32)
+            # Matched pixels: their correlation; filled ones (not matched themselves): a low 0.2.
+            conf = np.where(measured, np.clip(1.0 - cost.cpu().numpy(), 0.0, 1.0), 0.2)
+            conf = np.where(np.isfinite(d), conf, 0.0).astype(np.float32)
             full = _upsample(d.astype(np.float32), intr.width, intr.height)
             if conf.shape != full.shape:
                 from ..video import resize_depth
