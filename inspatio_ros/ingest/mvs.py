@@ -39,9 +39,11 @@ class MVSSettings:
     slanted_planes: bool = True       # also sweep road- and facade-oriented planes (street scenes)
     refine_steps: int = 9             # hypotheses per finer level, across +-2 steps of the level below
     sources: int = 4                  # source frames per reference frame
-    max_offset: int = 6               # sources come from at most this many frames away
+    max_offset: int = 8               # sources come from at most this many frames away
+    source_step: int = 2              # ... at multiples of this offset (more parallax per source)
     best_k: int = 2                   # sources averaged per hypothesis (the best ones)
-    window: int = 7                   # ZNCC window side (px, at the matching size)
+    window: int = 11                  # ZNCC window side (px, at the matching size)
+    shift_window: int = 1             # >1: each pixel takes the best of the windows this far around
     near: float = 1.0                 # depth bounds when no landmarks give them (pose units)
     far: float = 200.0
     min_texture: float = 0.012        # grey std (0..1) below which a window is texture-less
@@ -173,7 +175,7 @@ class PlaneSweep:
         steps = np.linalg.norm(np.diff(centres[usable], axis=0), axis=1) if usable.sum() > 1 else np.zeros(0)
         min_baseline = 0.25 * float(np.median(steps)) if len(steps) else 0.0
         chosen: list[int] = []
-        for off in range(1, self.s.max_offset + 1):
+        for off in range(self.s.source_step, self.s.max_offset + 1, self.s.source_step):
             for j in (ref - off, ref + off):
                 if 0 <= j < len(self.c2w) and usable[j] and len(chosen) < self.s.sources:
                     if np.linalg.norm(centres[j] - centres[ref]) > max(min_baseline, 1e-12):
@@ -198,6 +200,11 @@ class PlaneSweep:
             cov = stats[:, 2:3] - mean_j * ref_mean
             zncc = cov / (ref_std * var_j.sqrt() + 1e-4)
             cost = (1 - zncc[:, 0]).clamp(0, 2)
+            if self.s.shift_window > 1:
+                # Shiftable windows: the best window among those covering the pixel, so a pixel
+                # next to a depth edge is matched by a window on its own side of it.
+                r = self.s.shift_window // 2
+                cost = -F.max_pool2d(-cost[:, None], self.s.shift_window, 1, r)[:, 0]
             # Outside the source image the hypothesis is unmatched (worst cost): with best-k
             # aggregation the other sources decide there.
             per_source.append(torch.where(ok.reshape(P, h, w), cost, torch.full_like(cost, 2.0)))
