@@ -1,4 +1,4 @@
-"""``inspatio-ros build``: fuse frames with given geometry (poses + depth) into a world file.
+"""``inspatio-ros build``: fuse frames with their geometry (poses + depth, given or estimated) into a world file.
 
 Fusion keeps the world near one point per visible pixel: each frame is back-projected to
 surfels (position, colour, normal from the depth gradient, radius from the pixel footprint), the
@@ -450,7 +450,7 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("build", help="fuse a video/images with given poses and depth into a world file",
+    p = subparsers.add_parser("build", help="fuse a video/images with given or estimated poses and depth into a world file",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="video file, image folder, dataset folder (frames/, camera_info.yaml, poses, "
                                  "depth/), or rosbag2 bag (folder or .mcap)")
