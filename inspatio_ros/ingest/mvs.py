@@ -9,15 +9,18 @@ sweep and the per-pixel refinement around its winner.
 
 Matching cost: 1 - ZNCC over small windows of grey values (invariant to gain and offset, works
 for 1- and 3-channel video); per hypothesis the mean of the best k sources (occlusions spoil the
-others); winner-take-all, a finer sweep around the winner, sub-step parabola fit.
+others); winner-take-all over fronto-parallel, road- and facade-oriented plane families on a
+coarse pyramid level, then per-pixel searches narrowing over the finer levels, each with a
+sub-step parabola fit.
 
 Filters, each of which turns a pixel unknown (NaN) rather than guessing: texture-less reference
 windows, weak correlation, ambiguous cost curves (a second minimum almost as good), too little
 parallax for the depth to be measured (pixels near the epipole of forward motion), and
 multi-view geometric consistency: the depth reprojected into neighbouring frames must meet their
 own depth there and come back to the same pixel. Small holes are filled from their nearest
-neighbours; sky (+inf) is marked conservatively: texture-less regions connected to the top border
-with no measured depth above them in their column.
+neighbours (optionally, texture-less patches whose rim is one plane from that plane); sky (+inf)
+is marked conservatively: bright texture-less regions spanning the top border with no measured
+depth above them in their column. Coverage and accuracy: docs/QUALITY.md.
 """
 from __future__ import annotations
 
