@@ -1,4 +1,4 @@
-"""``inspatio-ros build``: fuse frames with given geometry (poses + depth) into a world file.
+"""``inspatio-ros build``: fuse frames with their geometry (poses + depth, given or estimated) into a world file.
 
 Fusion keeps the world near one point per visible pixel: each frame is back-projected to
 surfels (position, colour, normal from the depth gradient, radius from the pixel footprint), the
@@ -7,9 +7,11 @@ are added: uncovered pixels, pixels whose depth disagrees (new surfaces), and pi
 world's surfels are much coarser than this frame samples them (the camera came closer). Every
 point remembers its source frame (``static.frame``), so later stages can address points by time.
 
-Poses missing from the input (or ``--poses estimate``) come from visual odometry on the frames,
-with landmarks from the given depth maps (odometry.py). Dense depth from the video alone is not
-implemented yet: a build without depth stops with an error that says so.
+Poses missing from the input (or ``--poses estimate``) come from visual odometry on the frames
+(odometry.py): with landmarks from the given depth maps when there are any, else monocular and
+scaled by the camera's height above the road (``--camera-height``). Without depth maps the depth
+of every fused frame comes from multi-view stereo on the other fused frames (mvs.py, plane sweep);
+pixels it cannot measure stay unknown, and the fusion covers them from other frames.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, render_points, resolve_device
 from ..video import resize_depth
 from ..world import World, encode_normals, sha256_of
+from .mvs import MVSSettings
 from .sources import DepthMaps, FrameSet, open_input
 
 
@@ -212,11 +215,19 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                 depth: str | None = None, holdout: int = 0, stride: int = 1,
                 settings: FusionSettings | None = None, device: str = "auto", bag_topics=None,
                 start: float | None = None, end: float | None = None, max_size: int | None = None,
-                fov: float | None = None, preview: str | Path | None = None) -> World:
+                fov: float | None = None, preview: str | Path | None = None, camera_height: float = 1.5,
+                mvs: MVSSettings | None = None) -> World:
     """Fuse INPUT into a World; ``preview``: a folder for trajectory.png and depth_sample.png.
+    Without depth maps the depth comes from multi-view stereo on the frames (``mvs``), with poses
+    from monocular odometry scaled by ``camera_height`` (metres above the road) unless given.
     world.info["report"] summarises the build (frames, poses, depth coverage, points, warnings,
     seconds per stage)."""
     settings = settings or FusionSettings()
+    if not (np.isfinite(camera_height) and camera_height > 0):
+        raise InputError(f"--camera-height {camera_height} is not valid", "give the camera's height above the "
+                         "road in metres, e.g. 1.5")
+    if mvs is not None and mvs.max_size is not None and mvs.max_size < 32:
+        raise InputError(f"--mvs-size {mvs.max_size} is too small", "give the longer side in pixels, 32 or more")
     stage_s: dict[str, float] = {}
     t_stage = time.time()
     fs = open_input(input_path, bag_topics, start=start, end=end, stride=stride, max_size=max_size)
@@ -270,18 +281,22 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             return resize_depth(d, shape[1], shape[0])
         depth_label = "in the input (" + next((n for n in fs.notes if n.startswith("depth")), "depth") + ")"
     else:
-        raise InputError(f"input {input_path} has no depth maps",
-                         "pass --depth DIR (.npy metres or 16-bit .png millimetres), or record a depth image "
-                         "or LiDAR topic in the bag; dense depth from video alone is not implemented yet")
+        load_depth, depth_label = None, "multi-view stereo (plane sweep on the frames)"
 
     stage_s["open input"] = round(time.time() - t_stage, 2)
+    landmarks = None
     if c2w is None:
         t_stage = time.time()
-        c2w, pose_info = _estimate_poses(fs, intr, load_depth, (height, width))
+        c2w, pose_info, landmarks = _estimate_poses(fs, intr, load_depth, (height, width), camera_height)
         stage_s["poses (visual odometry)"] = round(time.time() - t_stage, 2)
 
     held = holdout_mask(len(fs), holdout)       # frames of fs (already windowed and strided)
     dev = resolve_device(device)
+    mvs_info = None
+    if load_depth is None:
+        t_stage = time.time()
+        load_depth, mvs_info = _depth_from_video(fs, c2w, intr, held, landmarks, mvs or MVSSettings(), dev)
+        stage_s["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     fuser = WorldFuser(intr, settings, dev)
     started = time.time()
     added = []
@@ -316,7 +331,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
         info={
-            **pose_info, "depth_source": "given",
+            **pose_info, "depth_source": "given" if mvs_info is None else "multi-view stereo",
+            **({} if mvs_info is None else {"mvs": mvs_info}),
             "intrinsics_source": intr_source,
             "frame_names": list(fs.names),
             "points_added_per_frame": added,
@@ -333,6 +349,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                                              f"{len(odometry['segments'])} segment(s), reprojection "
                                              f"{odometry['reprojection_px']} px"),
         "scale": pose_info["scale"],
+        "depth": "given" if mvs_info is None else "multi-view stereo on the frames",
         "depth_coverage": round(float(np.mean(coverage)), 4) if coverage else 0.0,
         "points_static": int(world.num_static), "points_dynamic": int(len(world.dynamic_xyz)),
         "warnings": list(fs.notes),
@@ -359,33 +376,81 @@ def format_report(report: dict) -> str:
              f"{report['image_size'][0]}x{report['image_size'][1]}",
              f"  poses       {report['poses']}",
              f"  scale       {report['scale']}",
-             f"  depth       {100 * report['depth_coverage']:.1f} % of pixels known",
+             f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",
              f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic",
              "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
     lines += [f"  warning     {w}" for w in report["warnings"]]
     return "\n".join(lines)
 
 
-def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape):
-    """Poses of the frames by visual odometry. With depth maps (the only case until dense depth
-    from video exists) it is RGB-D odometry: landmarks from the depth, so the poses are metric and
-    agree with the depth that is fused. Returns (c2w, world.info entries)."""
-    from .odometry import estimate_poses
+def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_height: float):
+    """Poses of the frames by visual odometry. With depth maps it is RGB-D odometry: landmarks
+    from the depth, so the poses are metric and agree with the depth that is fused. Without,
+    monocular odometry, scaled by the camera's height above the road (a driving camera); when
+    that finds no road the world stays in odometry units. Returns (c2w, world.info entries,
+    landmarks (M,3) that bound the depth for MVS)."""
+    from .odometry import estimate_poses, scale_from_camera_height
 
-    result = estimate_poses(fs.load, len(fs), intr, depth_of=lambda i: load_depth(i, shape))
+    depth_of = None if load_depth is None else (lambda i: load_depth(i, shape))
+    result = estimate_poses(fs.load, len(fs), intr, depth_of=depth_of)
     if result.located.sum() < max(2, 0.5 * len(fs)):
         detail = "; ".join(result.warnings[:3])
         raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
                          f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
                          "resolution (the odometry tracks corners; 320x180 or more)")
-    how = "metric (RGB-D odometry on the given depth maps)"
+    if depth_of is not None:
+        how = "metric (RGB-D odometry on the given depth maps)"
+    else:
+        scale = scale_from_camera_height(result, camera_height, intr)
+        if scale is not None and np.isfinite(scale) and scale > 0:
+            result = result.scaled(scale, "camera height")
+            how = f"metric (camera height {camera_height:g} m above the road)"
+        else:
+            how = "unscaled"
+            fs.notes.append("no scale found (no road seen below the camera): the world is in odometry units, "
+                            "not metres; give --poses with metric poses for a metric world")
     for w in result.warnings:
         fs.notes.append(f"visual odometry: {w}")
-    return result.c2w, {"pose_source": "estimated (visual odometry)", "scale": how, "odometry": result.report()}
+    landmarks = np.array(list(result.landmark_by_id.values())) if result.landmark_by_id else None
+    return result.c2w, {"pose_source": "estimated (visual odometry)", "scale": how,
+                        "odometry": result.report()}, landmarks
+
+
+# Below this share of measured pixels (sky not counted) MVS has failed: wrong intrinsics or poses,
+# no texture or no camera motion. A street at 640x360 measures 10-20 % (half of it is blank).
+MIN_MVS_COVERAGE = 0.05
+
+
+def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.ndarray, landmarks,
+                      settings: MVSSettings, device: torch.device):
+    """Dense depth of every fused frame by multi-view stereo against the other fused frames (held-out
+    frames are never looked at). Returns load_depth(i, shape) and the world.info entry."""
+    from .mvs import dense_depth, depth_coverage
+
+    fused = [int(i) for i in np.nonzero(~held)[0]]
+    started = time.time()
+    maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks)
+    seconds = time.time() - started
+    measured = [depth_coverage(maps[i][0]) for i in fused]
+    sky = [float(np.isposinf(maps[i][0]).mean()) for i in fused]
+    coverage = float(np.mean(measured)) if measured else 0.0
+    if coverage < MIN_MVS_COVERAGE:
+        raise InputError(f"multi-view stereo measured depth at {100 * coverage:.1f} % of the pixels of {fs.source}",
+                         "pass --depth DIR, give a video with more texture and camera motion, or check "
+                         "--intrinsics and --poses (wrong geometry matches nothing)")
+
+    def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
+        if i not in maps:
+            raise InputError(f"frame {fs.names[i]} has no MVS depth (held out)", "this is a bug; please report it")
+        return resize_depth(maps[i][0], shape[1], shape[0])
+    info = {"coverage": round(coverage, 4), "sky": round(float(np.mean(sky)), 4),
+            "seconds_per_frame": round(seconds / max(len(fused), 1), 3), "device": str(device),
+            "settings": asdict(settings)}
+    return load_depth, info
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("build", help="fuse a video/images with given poses and depth into a world file",
+    p = subparsers.add_parser("build", help="fuse a video/images with given or estimated poses and depth into a world file",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="video file, image folder, dataset folder (frames/, camera_info.yaml, poses, "
                                  "depth/), or rosbag2 bag (folder or .mcap)")
@@ -401,6 +466,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-size", type=int, help="downscale frames so that the longer side is at most this (pixels)")
     p.add_argument("--fov", type=float, help="horizontal field of view in degrees, when no intrinsics are known")
     p.add_argument("--preview", metavar="DIR", help="write trajectory.png and depth_sample.png there")
+    p.add_argument("--camera-height", type=float, default=1.5,
+                   help="metres of the camera above the road: the scale of poses estimated from video alone")
+    p.add_argument("--mvs-size", type=int, help="longer side (px) at which multi-view stereo matches frames "
+                                                "(default 640 on CPU, 1280 on CUDA)")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
@@ -436,7 +505,8 @@ def run(args) -> int:
     world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
                         holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
                         bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
-                        preview=args.preview)
+                        preview=args.preview, camera_height=args.camera_height,
+                        mvs=MVSSettings(max_size=args.mvs_size))
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")

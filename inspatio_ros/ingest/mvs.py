@@ -1,0 +1,577 @@
+"""Dense depth from the video alone: multi-view stereo by plane sweep (PyTorch, CPU or CUDA).
+
+For each reference frame a few neighbouring source frames are warped into it, for depth
+hypotheses spaced uniformly in inverse depth between a near and a far bound (from the
+odometry's landmarks when given). A pixel's source position for inverse depth rho is
+``a + rho * b`` in homogeneous pixels (``a`` = K R K^-1 x, ``b`` = K t), i.e. the plane-induced
+homography of a fronto-parallel plane, evaluated per pixel, so the same code serves the global
+sweep and the per-pixel refinement around its winner.
+
+Matching cost: 1 - ZNCC over small windows of grey values (invariant to gain and offset, works
+for 1- and 3-channel video); per hypothesis the mean of the best k sources (occlusions spoil the
+others); winner-take-all over fronto-parallel, road- and facade-oriented plane families on a
+coarse pyramid level, then per-pixel searches narrowing over the finer levels, each with a
+sub-step parabola fit.
+
+Filters, each of which turns a pixel unknown (NaN) rather than guessing: texture-less reference
+windows, weak correlation, ambiguous cost curves (a second minimum almost as good), too little
+parallax for the depth to be measured (pixels near the epipole of forward motion), and
+multi-view geometric consistency: the depth reprojected into neighbouring frames must meet their
+own depth there and come back to the same pixel. Small holes are filled from their nearest
+neighbours (optionally, texture-less patches whose rim is one plane from that plane); sky (+inf)
+is marked conservatively: bright texture-less regions spanning the top border with no measured
+depth above them in their column. Coverage and accuracy: docs/QUALITY.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..camera import Intrinsics
+
+
+@dataclass
+class MVSSettings:
+    max_size: int | None = None       # longer side matched (px); None: 640 on CPU, 1280 on CUDA
+    planes: int = 64                  # hypotheses of the global sweep (uniform in inverse depth)
+    pyramid_levels: int = 3           # the global sweep runs at 1 / 2^(levels-1) of the matching size
+    slanted_planes: bool = True       # also sweep road- and facade-oriented planes (street scenes)
+    refine_steps: int = 9             # hypotheses per finer level, across +-2 steps of the level below
+    sources: int = 4                  # source frames per reference frame
+    max_offset: int = 8               # sources come from at most this many frames away
+    source_step: int = 2              # ... at multiples of this offset (more parallax per source)
+    best_k: int = 2                   # sources averaged per hypothesis (the best ones)
+    window: int = 11                  # ZNCC window side (px, at the matching size)
+    shift_window: int = 1             # >1: each pixel takes the best of the windows this far around
+    near: float = 1.0                 # depth bounds when no landmarks give them (pose units)
+    far: float = 200.0
+    min_texture: float = 0.012        # grey std (0..1) below which a window is texture-less
+    max_cost: float = 0.45            # 1 - ZNCC of the winner above this: weak match, dropped
+    max_ambiguity: float = 0.85       # winner / best cost away from it above this: ambiguous
+    max_depth_uncertainty: float = 0.05  # relative depth change of a 0.5 px match error
+    consistency_px: float = 1.5       # reprojection round trip allowed (px, matching size)
+    consistency_depth: float = 0.03   # relative depth difference allowed in the round trip
+    min_consistent: int = 1           # neighbours that must agree
+    fill_holes_px: int = 24           # unknown regions up to this area (matching size) are filled
+    fill_planes: float = 0.0          # unknown regions up to this share of the image whose rim is
+                                      # one plane get that plane (texture-less walls, road)
+    sky: bool = True                  # mark texture-less regions at the top without depth as +inf
+
+
+def matching_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    scale = min(1.0, max_size / max(width, height))
+    return max(16, int(round(width * scale))), max(16, int(round(height * scale)))
+
+
+def _to_gray(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)
+    elif img.ndim == 3:
+        img = img[..., 0]
+    gray = img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+    if (gray.shape[1], gray.shape[0]) != size:
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def _box(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over window x window neighbourhoods, per channel (separable; borders replicated)."""
+    r = window // 2
+    c = x.shape[1]
+    k = torch.full((c, 1, 1, window), 1.0 / window, dtype=x.dtype, device=x.device)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k, groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.transpose(2, 3), groups=c)
+
+
+# Sweep directions (camera frame, x right, y down, z forward): fronto-parallel planes, then the
+# slanted surfaces a driving camera sees most: the road (normal along y) and the facades on
+# either side (normal along x). A window matched on the wrong slant is distorted by the baseline.
+PLANE_NORMALS = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (-1.0, 0.0, 0.0))
+
+
+class _Grid:
+    """Pixel grid and intrinsics of one pyramid level."""
+
+    def __init__(self, intr: Intrinsics, device: torch.device):
+        self.intr = intr
+        self.size = (intr.width, intr.height)
+        w, h = self.size
+        v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                              indexing="ij")
+        self.pix = torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1).to(device)   # (3,hw)
+        self.K = torch.as_tensor(intr.K, dtype=torch.float64, device=device)
+        self.K_inv = torch.linalg.inv(self.K)
+
+
+class PlaneSweep:
+    """Depth of reference frames from their neighbours; see the module docstring.
+
+    Coarse to fine: the global sweep runs on a downscaled pyramid level, where a plane step moves
+    the source pixels by less than a pixel; each finer level searches a narrowing inverse-depth
+    interval around the upsampled result of the level below."""
+
+    def __init__(self, frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intrinsics,
+                 settings: MVSSettings, device: torch.device):
+        self.frames = frames
+        self.c2w = np.asarray(c2w, np.float64)
+        self.s = settings
+        self.device = device
+        max_size = settings.max_size or (1280 if device.type == "cuda" else 640)
+        self.size = matching_size(intr.width, intr.height, max_size)
+        self.intr = intr.scaled(*self.size)
+        self.grids = [_Grid(self.intr, device)]
+        for _ in range(settings.pyramid_levels - 1):
+            w, h = self.grids[-1].size
+            if min(w, h) < 32:
+                break
+            self.grids.append(_Grid(self.grids[-1].intr.scaled(w // 2, h // 2), device))
+        g0 = self.grids[0]
+        self.pix, self.K, self.K_inv = g0.pix, g0.K, g0.K_inv
+        self._cache: dict[int, list[torch.Tensor]] = {}
+
+    def frame(self, i: int) -> list[torch.Tensor]:
+        """Frame i's grey pyramid, (1,1,h,w) per level."""
+        if i not in self._cache:
+            gray = torch.from_numpy(_to_gray(self.frames(i), self.size)).to(self.device)[None, None]
+            pyramid = [gray]
+            for g in self.grids[1:]:
+                w, h = g.size
+                pyramid.append(F.interpolate(pyramid[-1], size=(h, w), mode="area"))
+            self._cache[i] = pyramid
+        return self._cache[i]
+
+    def forget(self, keep: set[int]) -> None:
+        for i in [k for k in self._cache if k not in keep]:
+            del self._cache[i]
+
+    def _relative(self, ref: int, src: int, grid: _Grid) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel a (3,hw) and b (3,1): source homogeneous pixel = a + rho * b."""
+        rel = np.linalg.inv(self.c2w[src]) @ self.c2w[ref]          # ref camera -> src camera
+        R = torch.as_tensor(rel[:3, :3], device=self.device)
+        t = torch.as_tensor(rel[:3, 3:], device=self.device)
+        a = grid.K @ R @ grid.K_inv @ grid.pix
+        b = grid.K @ t
+        return a.float(), b.float()
+
+    @staticmethod
+    def _source_pixels(a, b, rho, size):
+        """Source pixel (P,hw,2) and validity (P,hw) for inverse depths rho (P,hw)."""
+        hom = a[None] + rho[:, None, :] * b[None]                     # (P,3,hw)
+        z = hom[:, 2]
+        ok = z > 1e-9
+        uv = hom[:, :2] / torch.where(ok, z, torch.ones_like(z))[:, None]
+        w, h = size
+        ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1)
+        return uv.permute(0, 2, 1), ok
+
+    def select_sources(self, ref: int, usable: np.ndarray) -> list[int]:
+        """Nearest usable frames, alternating before/after, skipping ones without baseline
+        (a car standing still gives frames with no parallax)."""
+        centres = self.c2w[:, :3, 3]
+        steps = np.linalg.norm(np.diff(centres[usable], axis=0), axis=1) if usable.sum() > 1 else np.zeros(0)
+        min_baseline = 0.25 * float(np.median(steps)) if len(steps) else 0.0
+        chosen: list[int] = []
+        for off in range(self.s.source_step, self.s.max_offset + 1, self.s.source_step):
+            for j in (ref - off, ref + off):
+                if 0 <= j < len(self.c2w) and usable[j] and len(chosen) < self.s.sources:
+                    if np.linalg.norm(centres[j] - centres[ref]) > max(min_baseline, 1e-12):
+                        chosen.append(j)
+        return chosen
+
+    def _cost(self, level, rho: torch.Tensor) -> torch.Tensor:
+        """Aggregated cost (P,h,w) of per-pixel inverse depths rho (P,h,w) on one level."""
+        (ref_gray, ref_mean, ref_std), warps, size = level
+        P = rho.shape[0]
+        w, h = size
+        per_source = []
+        for src_gray, a, b in warps:
+            uv, ok = self._source_pixels(a, b, rho.reshape(P, -1), size)
+            grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1)
+            grid = grid.reshape(P, h, w, 2).to(src_gray.dtype)
+            warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid, mode="bilinear",
+                                   padding_mode="border", align_corners=True)        # (P,1,h,w)
+            stats = _box(torch.cat([warped, warped * warped, warped * ref_gray], 1), self.s.window)
+            mean_j = stats[:, 0:1]
+            var_j = (stats[:, 1:2] - mean_j * mean_j).clamp_min(0)
+            cov = stats[:, 2:3] - mean_j * ref_mean
+            zncc = cov / (ref_std * var_j.sqrt() + 1e-4)
+            cost = (1 - zncc[:, 0]).clamp(0, 2)
+            if self.s.shift_window > 1:
+                # Shiftable windows: the best window among those covering the pixel, so a pixel
+                # next to a depth edge is matched by a window on its own side of it.
+                r = self.s.shift_window // 2
+                cost = -F.max_pool2d(-cost[:, None], self.s.shift_window, 1, r)[:, 0]
+            # Outside the source image the hypothesis is unmatched (worst cost): with best-k
+            # aggregation the other sources decide there.
+            per_source.append(torch.where(ok.reshape(P, h, w), cost, torch.full_like(cost, 2.0)))
+        costs = torch.stack(per_source)                                # (N,P,h,w)
+        k = min(self.s.best_k, len(per_source))
+        return costs.topk(k, dim=0, largest=False).values.mean(0)
+
+    def _level(self, ref: int, sources: list[int], n: int):
+        grid = self.grids[n]
+        ref_gray = self.frame(ref)[n]
+        st = _box(torch.cat([ref_gray, ref_gray * ref_gray], 1), self.s.window)
+        ref_mean = st[:, 0:1]
+        ref_std = (st[:, 1:2] - ref_mean * ref_mean).clamp_min(0).sqrt()
+        warps = [(self.frame(j)[n], *self._relative(ref, j, grid)) for j in sources]
+        return (ref_gray, ref_mean, ref_std), warps, grid.size
+
+    def _sweep(self, level, hypotheses: torch.Tensor) -> torch.Tensor:
+        """Costs (P,h,w) of hypotheses (P,h,w), in chunks that bound memory."""
+        w, h = level[2]
+        chunk = max(1, int(2_000_000 // (w * h)))
+        return torch.cat([self._cost(level, hypotheses[i:i + chunk]) for i in range(0, len(hypotheses), chunk)])
+
+    @staticmethod
+    def _parabola(costs: torch.Tensor, hypotheses: torch.Tensor):
+        """Winner of evenly spaced hypotheses with a sub-step parabola fit: (rho, cost)."""
+        n = len(costs)
+        k = costs.argmin(0).clamp(1, n - 2)
+        c0 = costs.gather(0, (k - 1)[None])[0]
+        c1 = costs.gather(0, k[None])[0]
+        c2 = costs.gather(0, (k + 1)[None])[0]
+        denom = c0 - 2 * c1 + c2
+        shift = torch.where(denom > 1e-9, 0.5 * (c0 - c2) / denom.clamp_min(1e-9), torch.zeros_like(denom))
+        shift = shift.clamp(-0.5, 0.5)
+        h0 = hypotheses.gather(0, k[None])[0]
+        step = hypotheses[1] - hypotheses[0]
+        return h0 + shift * step, torch.minimum(c1, costs.amin(0))
+
+    def raw_depth(self, ref: int, sources: list[int], bounds: tuple[float, float]):
+        """Unfiltered winner depth, its cost, ambiguity, texture, parallax uncertainty and the
+        reference's grey image (h,w each)."""
+        s = self.s
+        top = len(self.grids) - 1
+        level = self._level(ref, sources, top)
+        w, h = level[2]
+        near, far = bounds
+        rho_max, rho_min = 1.0 / near, 1.0 / far
+        D = s.planes
+        rays = (self.grids[top].K_inv @ self.grids[top].pix).float()          # (3,hw)
+        best_rho = best_cost = ambiguity = None
+        for normal in PLANE_NORMALS[:len(PLANE_NORMALS) if s.slanted_planes else 1]:
+            # Planes n.X = 1/q: inverse depth q * (n . ray), affine in the pixel coordinates.
+            along = (torch.tensor(normal, dtype=torch.float32, device=self.device) @ rays).reshape(h, w)
+            reach = float(along.max())
+            if reach <= 0:
+                continue
+            q = torch.linspace(rho_min / reach, rho_max / reach, D, dtype=torch.float32, device=self.device)
+            seen = along > 0.05 * reach            # planes seen nearly edge-on are not swept
+            hyps = q[:, None, None] * torch.where(seen, along, torch.full_like(along, reach))[None]
+            volume = self._sweep(level, hyps)
+            volume = torch.where(seen[None], volume, torch.full_like(volume, 2.0))
+            winner = volume.argmin(0)
+            winner_cost = volume.gather(0, winner[None])[0]
+            # Ambiguity: the best cost away from the winner's basin (+-2 steps) against the winner.
+            steps = torch.arange(D, device=self.device)[:, None, None]
+            second = torch.where((steps - winner[None]).abs() > 2, volume, torch.full_like(volume, 2.0)).amin(0)
+            rho_n, cost_n = self._parabola(volume, hyps)
+            del volume
+            if best_rho is None:
+                best_rho, best_cost, ambiguity = rho_n, cost_n, winner_cost / second.clamp_min(1e-6)
+            else:
+                better = cost_n < best_cost
+                best_rho = torch.where(better, rho_n, best_rho)
+                ambiguity = torch.where(better, winner_cost / second.clamp_min(1e-6), ambiguity)
+                best_cost = torch.where(better, cost_n, best_cost)
+        rho, cost = best_rho, best_cost
+        # Finer levels: +-2 steps of the level below around its (upsampled) winner.
+        span = 2.0 * (rho_max - rho_min) / (D - 1)
+        for n in range(top, -1, -1):
+            if n < top:
+                level = self._level(ref, sources, n)
+                rho = F.interpolate(rho[None, None], size=level[2][::-1], mode="nearest")[0, 0]
+                span /= 2.0
+            elif top == 0:
+                span /= 2.0
+            offsets = torch.linspace(-span, span, s.refine_steps, dtype=torch.float32, device=self.device)
+            hyps = (rho[None] + offsets[:, None, None]).clamp_min(0.5 * rho_min)
+            rho, cost = self._parabola(self._sweep(level, hyps), hyps)
+        w, h = level[2]
+        ambiguity = F.interpolate(ambiguity[None, None], size=(h, w), mode="nearest")[0, 0]
+        depth = 1.0 / rho.clamp_min(1e-12)
+        # Parallax: how far the best-placed source's pixel moves per relative depth change.
+        sensitivity = torch.zeros(h * w, dtype=torch.float32, device=self.device)
+        for _, a, b in level[1]:
+            uv0, ok0 = self._source_pixels(a, b, rho.reshape(1, -1), (w, h))
+            uv1, _ = self._source_pixels(a, b, rho.reshape(1, -1) * 1.01, (w, h))
+            move = (uv1 - uv0).norm(dim=-1)[0] / 0.01               # px per unit relative depth
+            sensitivity = torch.maximum(sensitivity, torch.where(ok0[0], move, torch.zeros_like(move)))
+        uncertainty = (0.5 / sensitivity.clamp_min(1e-9)).reshape(h, w)
+        return depth, cost, ambiguity, level[0][2][0, 0], uncertainty, level[0][0][0, 0]
+
+    def consistent_count(self, ref: int, depth: torch.Tensor, others: dict[int, torch.Tensor]) -> torch.Tensor:
+        """How many neighbours' depth maps agree with ``depth`` (h,w) of frame ``ref``."""
+        s = self.s
+        w, h = self.size
+        count = torch.zeros(h * w, dtype=torch.int32, device=self.device)
+        d = depth.reshape(-1).double()
+        known = torch.isfinite(d)
+        d0 = torch.where(known, d, torch.zeros_like(d))
+        rays = self.K_inv @ self.pix                                      # (3,hw)
+        for j, dj in others.items():
+            rel = torch.as_tensor(np.linalg.inv(self.c2w[j]) @ self.c2w[ref], device=self.device)
+            x_j = rel[:3, :3] @ (rays * d0) + rel[:3, 3:]
+            z = x_j[2]
+            uv = (self.K @ x_j)[:2] / torch.where(z > 1e-9, z, torch.ones_like(z))
+            inside = (z > 1e-9) & (uv[0] >= 0) & (uv[0] <= w - 1) & (uv[1] >= 0) & (uv[1] <= h - 1)
+            col = uv[0].round().clamp(0, w - 1).long()
+            row = uv[1].round().clamp(0, h - 1).long()
+            dj_flat = dj.reshape(-1).double()
+            d_there = dj_flat[row * w + col]
+            there_known = torch.isfinite(d_there)
+            q = torch.stack([col.double(), row.double(), torch.ones_like(z)])
+            x_back = torch.linalg.inv(rel)[:3] @ torch.cat([self.K_inv @ q * torch.where(there_known, d_there,
+                                                                   torch.zeros_like(d_there)),
+                                                            torch.ones_like(z)[None]])
+            zb = x_back[2]
+            uv_back = (self.K @ x_back)[:2] / torch.where(zb > 1e-9, zb, torch.ones_like(zb))
+            round_trip = (uv_back - self.pix[:2]).norm(dim=0)
+            agree = (inside & known & there_known & (zb > 1e-9) & (round_trip < s.consistency_px)
+                     & ((zb - d).abs() < s.consistency_depth * d))
+            count += agree.int()
+        return count.reshape(h, w)
+
+
+def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None,
+                 settings: MVSSettings) -> tuple[float, float]:
+    """Near and far depth for a reference camera: from the landmarks in its view (with margin),
+    else the settings."""
+    if landmarks is not None and len(landmarks) >= 20:
+        pc = (landmarks - c2w_ref[:3, 3]) @ c2w_ref[:3, :3]
+        z = pc[:, 2]
+        front = z > 1e-9
+        u = pc[front, 0] / z[front] * intr.fx + intr.cx
+        v = pc[front, 1] / z[front] * intr.fy + intr.cy
+        seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
+        if len(seen) >= 20:
+            near = 0.6 * float(np.percentile(seen, 2))
+            far = 2.0 * float(np.percentile(seen, 98))
+            return near, max(far, 3.0 * near)
+    return settings.near, settings.far
+
+
+def _fill_small_holes(depth: np.ndarray, max_area: int) -> np.ndarray:
+    """Unknown regions of at most ``max_area`` pixels take their nearest known neighbour's depth."""
+    from scipy import ndimage
+
+    unknown = np.isnan(depth)
+    if max_area <= 0 or not unknown.any() or unknown.all():
+        return depth
+    labels, n = ndimage.label(unknown)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    small = (area <= max_area)[labels] & unknown
+    if not small.any():
+        return depth
+    _, (rows, cols) = ndimage.distance_transform_edt(unknown, return_indices=True)
+    out = depth.copy()
+    out[small] = depth[rows[small], cols[small]]
+    return out
+
+
+def _fill_planar_holes(depth: np.ndarray, max_area: int, tolerance: float = 0.03,
+                       min_inliers: float = 0.9, blank: np.ndarray | None = None) -> np.ndarray:
+    """Unknown regions whose known rim lies on one plane take that plane's depth.
+
+    A plane's inverse depth is affine in pixel coordinates, so a texture-less wall or road
+    patch, which matching cannot measure inside, is recovered exactly from its measured edges.
+    Regions whose rim is not one plane (an occlusion boundary, a hole spanning surfaces) stay
+    unknown. Fitted per region with one least-squares solve per pass (normal equations summed by
+    region label), refitted on the rim pixels that agree within ``tolerance``. ``blank``: where
+    given, regions are its unknown pixels only (texture-less patches, cut at edges)."""
+    from scipy import ndimage
+
+    unknown = np.isnan(depth)
+    if not unknown.any() or unknown.all():
+        return depth
+    labels, n = ndimage.label(unknown if blank is None else unknown & blank)
+    h, w = depth.shape
+    known = np.isfinite(depth) & (depth > 0)
+    # Rim: (region, known pixel) pairs of 4-neighbours.
+    region_parts, pixel_parts = [], []
+    flat_labels = labels.ravel()
+    for dv, du in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        src = np.zeros((h, w), bool)
+        src[max(0, -dv):h - max(0, dv), max(0, -du):w - max(0, du)] = True
+        pix = np.nonzero((src & known).ravel())[0]
+        neighbour = pix + dv * w + du
+        lab = flat_labels[neighbour]
+        region_parts.append(lab[lab > 0])
+        pixel_parts.append(pix[lab > 0])
+    region = np.concatenate(region_parts)
+    pixel = np.concatenate(pixel_parts)
+    if len(region) == 0:
+        return depth
+    u = (pixel % w).astype(np.float64) / w
+    v = (pixel // w).astype(np.float64) / h
+    rho = 1.0 / depth.ravel()[pixel].astype(np.float64)
+    basis = np.stack([u, v, np.ones_like(u)], 1)
+    weight = np.ones(len(region))
+    coef = np.zeros((n + 1, 3))
+    for _ in range(2):
+        normal = np.zeros((n + 1, 3, 3))
+        rhs = np.zeros((n + 1, 3))
+        for a in range(3):
+            rhs[:, a] = np.bincount(region, weight * basis[:, a] * rho, n + 1)
+            for b in range(3):
+                normal[:, a, b] = np.bincount(region, weight * basis[:, a] * basis[:, b], n + 1)
+        normal += 1e-9 * np.eye(3)
+        coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+        fit = np.sum(basis * coef[region], 1)
+        inlier = np.abs(fit - rho) <= tolerance * rho
+        weight = inlier.astype(np.float64)
+    rim_count = np.bincount(region, minlength=n + 1)
+    inlier_share = np.bincount(region, inlier, n + 1) / np.maximum(rim_count, 1)
+    area = np.bincount(flat_labels, minlength=n + 1)
+    fill = (inlier_share >= min_inliers) & (rim_count >= 8) & (area <= max_area)
+    fill[0] = False
+    target = fill[labels] & (labels > 0)
+    if not target.any():
+        return depth
+    vv, uu = np.nonzero(target)
+    c = coef[labels[vv, uu]]
+    rho_fill = c[:, 0] * uu / w + c[:, 1] * vv / h + c[:, 2]
+    # Interpolate, never extrapolate: on a region its rim surrounds, an affine function stays
+    # within the rim's range; values outside it come from a rim on one side only (a strip, a
+    # region open to the image border) and are left unknown.
+    rim_min = np.full(n + 1, np.inf)
+    rim_max = np.zeros(n + 1)
+    np.minimum.at(rim_min, region, np.where(inlier, rho, np.inf))
+    np.maximum.at(rim_max, region, np.where(inlier, rho, 0.0))
+    lab = labels[vv, uu]
+    ok = (rho_fill >= (1 - tolerance) * rim_min[lab]) & (rho_fill <= (1 + tolerance) * rim_max[lab])
+    out = depth.copy()
+    out[vv[ok], uu[ok]] = (1.0 / rho_fill[ok]).astype(depth.dtype)
+    return out
+
+
+def _sky_mask(depth: np.ndarray, texture: np.ndarray, gray: np.ndarray, min_texture: float) -> np.ndarray:
+    """Sky, conservatively: texture-less pixels without depth in a region that spans at least a
+    tenth of the top border, is brighter than the image's median (sky is lit; a blank facade top
+    in shade is not taken), and has no measured depth above it in its column."""
+    from scipy import ndimage
+
+    candidate = np.isnan(depth) & (texture < min_texture)
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return np.zeros(depth.shape, bool)
+    top_span = np.bincount(labels[0], minlength=n + 1)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    brightness = np.bincount(labels.ravel(), gray.ravel(), n + 1) / np.maximum(area, 1)
+    sky_label = (top_span >= 0.1 * depth.shape[1]) & (brightness >= max(0.5, float(np.median(gray))))
+    sky_label[0] = False
+    measured_above = np.maximum.accumulate(np.isfinite(depth), axis=0)
+    return sky_label[labels] & ~measured_above
+
+
+def _upsample(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Depth at the frame size: inverse depth interpolated on smooth surfaces, nearest sample at
+    edges and next to unknown or sky pixels (interpolating across an edge invents surfaces)."""
+    import cv2
+
+    if depth.shape == (height, width):
+        return depth
+    from ..video import resize_depth
+
+    nearest = resize_depth(depth, width, height)
+    inv = np.where(np.isfinite(depth), 1.0 / np.where(np.isfinite(depth), depth, 1.0), np.nan).astype(np.float32)
+    smooth = cv2.resize(inv, (width, height), interpolation=cv2.INTER_LINEAR)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        interp = 1.0 / smooth
+        use = np.isfinite(interp) & np.isfinite(nearest) & (np.abs(interp - nearest) < 0.03 * nearest)
+    return np.where(use, interp, nearest).astype(np.float32)
+
+
+def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intrinsics, indices: list[int],
+                settings: MVSSettings | None = None, device: str | torch.device = "cpu", *,
+                sources: list[int] | None = None, landmarks: np.ndarray | None = None,
+                progress_bar: bool = True, filtered: bool = True) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Depth (float32 HxW: metres or pose units; NaN unknown, +inf sky) and confidence (0..1, 0
+    where unknown) of frames ``indices``, matched against frames ``sources`` (default: all).
+
+    ``frames(i)``: frame i as uint8 RGB or grey; ``c2w`` (N,4,4) OpenCV camera-to-world of every
+    frame; ``landmarks`` (M,3): sparse world points that bound the depth range. ``filtered=False``
+    skips the consistency, confidence and parallax filters (for measuring what they remove)."""
+    from ..progress import progress
+
+    s = settings or MVSSettings()
+    device = torch.device(device)
+    sweep = PlaneSweep(frames, c2w, intr, s, device)
+    usable = np.zeros(len(c2w), bool)
+    usable[list(range(len(c2w))) if sources is None else list(sources)] = True
+    landmarks = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(-1, 3)
+    raw = {}
+    chosen = {}
+    order = sorted(int(i) for i in indices)
+    bar = progress(order, desc="dense depth (MVS)", unit="frame") if progress_bar else order
+    with torch.no_grad():
+        for i in bar:
+            chosen[i] = sweep.select_sources(i, usable)
+            if not chosen[i]:
+                raw[i] = None
+                continue
+            bounds = depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s)
+            raw[i] = sweep.raw_depth(i, chosen[i], bounds)
+            # Frames are cached for their neighbours; the ones no later frame reaches are freed.
+            sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
+
+        kept: dict[int, torch.Tensor] = {}
+        for i in order:
+            if raw[i] is None:
+                continue
+            depth, cost, ambiguity, texture, uncertainty, _ = raw[i]
+            good = torch.isfinite(depth) & (texture >= s.min_texture)
+            if filtered:
+                good &= ((cost <= s.max_cost) & (ambiguity <= s.max_ambiguity)
+                         & (uncertainty <= s.max_depth_uncertainty))
+            kept[i] = torch.where(good, depth, torch.full_like(depth, float("nan")))
+
+        out = {}
+        for i in order:
+            if raw[i] is None:
+                out[i] = (np.full((intr.height, intr.width), np.nan, np.float32),
+                          np.zeros((intr.height, intr.width), np.float32))
+                continue
+            depth = kept[i]
+            if filtered:
+                others = {j: kept[j] for j in chosen[i] if j in kept}
+                if others:
+                    count = sweep.consistent_count(i, depth, others)
+                    depth = torch.where(count >= min(s.min_consistent, len(others)), depth,
+                                        torch.full_like(depth, float("nan")))
+            cost, texture = raw[i][1], raw[i][3]
+            d = depth.cpu().numpy()
+            measured = np.isfinite(d)
+            blank = texture.cpu().numpy() < s.min_texture
+            if s.fill_planes > 0:
+                d = _fill_planar_holes(d, int(s.fill_planes * d.size), blank=blank)
+            d = _fill_small_holes(d, s.fill_holes_px)
+            if s.sky:
+                gray = raw[i][5].cpu().numpy()
+                d = np.where(_sky_mask(d, texture.cpu().numpy(), gray, s.min_texture), np.inf, d)
+            # Matched pixels: their correlation; filled ones (not matched themselves): a low 0.2.
+            conf = np.where(measured, np.clip(1.0 - cost.cpu().numpy(), 0.0, 1.0), 0.2)
+            conf = np.where(np.isfinite(d), conf, 0.0).astype(np.float32)
+            full = _upsample(d.astype(np.float32), intr.width, intr.height)
+            if conf.shape != full.shape:
+                from ..video import resize_depth
+
+                conf = resize_depth(conf, intr.width, intr.height)
+            out[i] = (full, conf)
+    return out
+
+
+def depth_coverage(depth: np.ndarray) -> float:
+    """Share of pixels with a measured (finite, positive) depth."""
+    return float(np.mean(np.isfinite(depth) & (depth > 0))) if depth.size else 0.0
+
+
+__all__ = ["MVSSettings", "PlaneSweep", "dense_depth", "depth_bounds", "depth_coverage", "matching_size"]

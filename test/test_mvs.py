@@ -1,0 +1,158 @@
+"""Dense depth from video (plane-sweep MVS) against the synthetic street's exact depth, and a build
+from frames alone through the real CLI."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from inspatio_ros.camera import load_camera_info
+from inspatio_ros.ingest.mvs import MVSSettings, _fill_planar_holes, _sky_mask, dense_depth, depth_bounds
+from inspatio_ros.posefile import read_poses
+from inspatio_ros.video import read_image
+
+from cli_helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def street320(tmp_path_factory):
+    """A 320x180 static street: 160x96 frames are too small for window matching."""
+    from inspatio_ros.synth.generate import generate
+
+    out = tmp_path_factory.mktemp("street320")
+    generate("street", out, size=(320, 180), frames=12, moving_cars=0, seed=1)
+    return out
+
+
+def _scene(folder):
+    intr = load_camera_info(folder / "camera_info.yaml")
+    c2w, _ = read_poses(folder / "poses_kitti.txt")
+    names = sorted((folder / "frames").glob("*.png"))
+    truth = [np.load(folder / "depth" / f"{p.stem}.npy") for p in names]
+    return intr, c2w, names, truth
+
+
+def _score(maps, truth):
+    """AbsRel on the pixels MVS claims (finite depth), share of claimed pixels, sky precision."""
+    err, claimed, sky_right, sky_all = [], [], 0, 0
+    for i, (depth, conf) in maps.items():
+        gt = truth[i]
+        both = np.isfinite(depth) & np.isfinite(gt)
+        err.append(np.abs(depth[both] - gt[both]) / gt[both])
+        claimed.append(np.isfinite(depth).mean())
+        sky = np.isposinf(depth)
+        sky_right += int((sky & np.isposinf(gt)).sum())
+        sky_all += int(sky.sum())
+        assert conf.shape == depth.shape and np.all(conf[~np.isfinite(depth)] == 0)
+        assert np.all((conf >= 0) & (conf <= 1))
+    return float(np.concatenate(err).mean()), float(np.mean(claimed)), sky_right / max(sky_all, 1)
+
+
+@pytest.fixture(scope="module")
+def street_maps(street320):
+    intr, c2w, names, truth = _scene(street320)
+    frames = [3, 4, 5, 6, 7, 8]
+    kept = dense_depth(lambda i: read_image(names[i]), c2w, intr, frames, device="cpu", progress_bar=False)
+    raw = dense_depth(lambda i: read_image(names[i]), c2w, intr, frames, device="cpu", progress_bar=False,
+                      filtered=False)
+    return kept, raw, truth
+
+
+def test_mvs_depth_matches_truth_with_given_poses(street_maps):
+    kept, _, truth = street_maps
+    absrel, claimed, sky_precision = _score(kept, truth)
+    # Measured 0.075 AbsRel on 18 % of the pixels (320x180; unfiltered: 1.1 on 68 %): half the
+    # street is texture-less (plain facades, road) and matching claims only what several views
+    # confirm.
+    assert absrel < 0.1
+    assert claimed > 0.12
+    assert sky_precision > 0.95           # +inf only where the truth is sky
+    sky_share = np.mean([np.isposinf(d).mean() for d, _ in kept.values()])
+    assert sky_share > 0.02               # measured 0.033 (the truth: 0.09; sky is taken cautiously)
+
+
+def test_filters_remove_wrong_depth(street_maps):
+    kept, raw, truth = street_maps
+    absrel_kept, claimed_kept, _ = _score(kept, truth)
+    absrel_raw, claimed_raw, _ = _score(raw, truth)
+    assert claimed_raw > 2 * claimed_kept
+    assert absrel_kept < 0.5 * absrel_raw
+
+
+def test_grayscale_frames_give_the_same_depth(street320):
+    intr, c2w, names, truth = _scene(street320)
+
+    def gray(i):
+        return read_image(names[i]).mean(2).astype(np.uint8)     # (H,W), like KITTI's frames
+
+    frames = [3, 5, 7]              # sources are 2 and 4 frames away: 3 and 7 check 5's depth
+    maps = dense_depth(gray, c2w, intr, frames, MVSSettings(max_size=256), device="cpu", progress_bar=False)
+    absrel, claimed, _ = _score(maps, truth)
+    assert maps[5][0].shape == (180, 320)
+    assert absrel < 0.11 and claimed > 0.1         # measured 0.089 on 17 % (256x144)
+
+
+def test_planar_fill_recovers_a_plane_and_leaves_occlusions_unknown():
+    h, w = 60, 80
+    v, u = np.mgrid[0:h, 0:w]
+    plane = 1.0 / (0.1 + 0.002 * u + 0.003 * v)                      # a slanted plane
+    depth = plane.astype(np.float32).copy()
+    depth[20:40, 30:50] = np.nan                                       # texture-less inside
+    filled = _fill_planar_holes(depth, max_area=1000)
+    np.testing.assert_allclose(filled[20:40, 30:50], plane[20:40, 30:50], rtol=1e-4)
+    # A hole on an occlusion boundary (two depths on its rim) is not invented.
+    step = np.where(u < 40, 5.0, 20.0).astype(np.float32)
+    step[20:40, 30:50] = np.nan
+    assert np.isnan(_fill_planar_holes(step, max_area=1000)[20:40, 30:50]).all()
+
+
+def test_sky_is_bright_blank_top_with_nothing_measured_above():
+    depth = np.full((40, 60), 10.0, np.float32)
+    depth[:15] = np.nan                   # unmeasured band at the top
+    depth[5:15, 40:] = 8.0                # a building reaching into it
+    texture = np.zeros_like(depth)
+    gray = np.full(depth.shape, 0.3, np.float32)
+    gray[:15] = 0.8
+    sky = _sky_mask(depth, texture, gray, 0.01)
+    assert sky[:15, :40].all() and not sky[15:].any() and not sky[5:15, 40:].any()
+    dark = _sky_mask(depth, texture, np.full(depth.shape, 0.3, np.float32), 0.01)
+    assert not dark.any()                 # a shaded blank facade top is not sky
+
+
+def test_depth_bounds_follow_the_landmarks():
+    from inspatio_ros.camera import Intrinsics
+
+    intr = Intrinsics(100.0, 100.0, 49.5, 49.5, 100, 100)
+    rng = np.random.default_rng(0)
+    z = rng.uniform(4.0, 40.0, 500)
+    pts = np.stack([rng.uniform(-0.3, 0.3, 500) * z, rng.uniform(-0.3, 0.3, 500) * z, z], 1)
+    near, far = depth_bounds(np.eye(4), intr, pts, MVSSettings())
+    assert 2.0 < near < 4.0 and 40.0 < far < 100.0
+    assert depth_bounds(np.eye(4), intr, pts[:5], MVSSettings(near=0.5, far=50.0)) == (0.5, 50.0)
+
+
+def test_build_from_frames_without_depth_then_eval(street320, tmp_path):
+    """No depth in the input: the build measures it by MVS and says so; eval scores the world."""
+    folder = tmp_path / "nodepth"
+    folder.mkdir()
+    for name in ("frames", "camera_info.yaml", "poses_kitti.txt", "times.txt", "scene.json"):
+        src = street320 / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, folder / name)
+    world_path = tmp_path / "w.safetensors"
+    proc = run_cli("--device", "cpu", "build", str(folder), "-o", str(world_path), "--holdout", "5",
+                   "--mvs-size", "256")
+    assert proc.returncode == 0, proc.stderr
+    assert "multi-view stereo" in proc.stdout and "dense depth (MVS)" in proc.stdout
+    from inspatio_ros.world import World
+
+    world = World.load(world_path)
+    assert world.info["depth_source"] == "multi-view stereo"
+    assert 0.05 < world.info["mvs"]["coverage"] <= 1.0
+    assert world.info["report"]["seconds"]["dense depth (MVS)"] > 0
+    proc = run_cli("--device", "cpu", "eval", str(world_path), "--gt", str(street320), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # Measured 19.3 dB, coverage 0.43 at 320x180 (12 frames, 2 held out): the texture-less road
+    # gets no depth, so the held-out views miss it (docs/QUALITY.md, the 640x360 run).
+    assert result["psnr"] > 18.0
+    assert result["coverage"] > 0.35
