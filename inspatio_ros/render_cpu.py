@@ -31,7 +31,8 @@ def warm_up() -> None:
     cloud = PointCloud.from_arrays(xyz, np.full((2, 3), 128), np.full(2, 0.5), None, [0.0, 0.0], [1.0, 1.0])
     cams = Cameras(torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]]), torch.eye(4)[None], 8, 8)
     out = Renderer(cloud, "cpu", cpu_kernels=True).render(cams, 0.5)      # chunk visibility + every kernel
-    assert int(out.need_counts[0]) > 0, "the warm-up render must reach the splat rings"
+    if int(out.need_counts[0]) == 0:       # the ring kernel would then compile in the next process
+        raise RuntimeError("render_cpu.warm_up: the warm-up render did not reach the splat rings")
 
 
 def available() -> bool:
