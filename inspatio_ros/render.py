@@ -685,8 +685,8 @@ class Renderer:
 
     On the CPU the world is kept in spatial chunks and each batch projects only the chunks in
     view (ChunkedCloud), and the render runs as compiled CPU kernels (render_cpu.py) where numba
-    is installed (``cpu_kernels``; INSPATIO_CPU_KERNELS=0 selects eager PyTorch); on CUDA every point is projected (culling is not measured there yet), and
-    each batch shape is captured once in a CUDA graph (``graphs``; INSPATIO_NO_GRAPHS=1 turns it
+    is installed (``cpu_kernels``; INSPATIO_CPU_KERNELS=0 selects eager PyTorch); on CUDA every
+    point is projected (culling is not measured there yet), and each batch shape is captured once in a CUDA graph (``graphs``; INSPATIO_NO_GRAPHS=1 turns it
     off): the first render of a shape runs eagerly and measures how many pixels each splat ring
     examines, later ones replay the graph. A replay whose rings needed more room than captured
     is thrown away and rendered eagerly, and the graph captured again with room for it.

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 
-
 def warm_up() -> None:
     """Compile (or load from the disk cache) every kernel by rendering a tiny cloud: later
     processes, such as the node's, then start without the compile."""
@@ -65,33 +64,25 @@ def _compile():
     return _kernels
 
 
-_offsets_cache: dict = {}
-
-
-def _ring_offsets(k: int, row_stride: int) -> np.ndarray:
-    """render._ring_offsets as a numpy array (same order: nearest first, ties as generated)."""
-    key = (k, row_stride)
-    if key not in _offsets_cache:
-        ring = sorted(((dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1) if max(abs(dy), abs(dx)) == k),
-                      key=lambda o: o[0] ** 2 + o[1] ** 2)
-        _offsets_cache[key] = np.array([dy * row_stride + dx for dy, dx in ring], dtype=np.int64)
-    return _offsets_cache[key]
+def _camera_arrays(cams):
+    """(K (B,3,3), rotation (B,3,3), centre (B,3)) of a Cameras batch as contiguous float32 numpy."""
+    K = cams.K.detach().cpu().numpy().astype(np.float32)
+    c2w = cams.c2w.detach().cpu().numpy().astype(np.float32)
+    return K, np.ascontiguousarray(c2w[:, :3, :3]), np.ascontiguousarray(c2w[:, :3, 3])
 
 
 def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs: np.ndarray | None = None):
     """render.render_points on the CPU through the compiled kernels; returns a RenderOutput.
     ``runs``: (R,2) ascending [start, end) ranges of the points to project (the visible chunks
     of a ChunkedCloud; indices stay those of ``cloud``); None: all points."""
-    from .render import RenderOutput
+    from .render import RenderOutput, _ring_offsets
 
     kern = _compile()
     import numba
 
     B, H, W = len(cams), cams.height, cams.width
     f32 = np.float32
-    K = cams.K.detach().cpu().numpy().astype(f32)
-    c2w = cams.c2w.detach().cpu().numpy().astype(f32)
-    rot, centre = np.ascontiguousarray(c2w[:, :3, :3]), np.ascontiguousarray(c2w[:, :3, 3])
+    K, rot, centre = _camera_arrays(cams)
     use_time = t is not None and cloud.has_dynamic
     xyz = cloud.xyz.numpy()
     t_start, t_end = cloud.t_start.numpy(), cloud.t_end.numpy()
@@ -112,7 +103,7 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         best = depth.copy()
         source = np.full(B * H * W, -1, dtype=np.int64)
         for k in range(1, ring_count + 1):
-            counts[k - 1] = kern["ring"](table, depth, reach, slope, best, source, _ring_offsets(k, W + 2 * pad), k,
+            counts[k - 1] = kern["ring"](table, depth, reach, slope, best, source, _ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
                                          tol, K, f32(settings.near), keep, B, H, W, pad)
         taken = source >= 0
         if taken.any():
@@ -160,11 +151,9 @@ def visible_runs(chunks, cams, near: float, margin_px: float) -> np.ndarray:
         chunks._kernel_arrays = (np.ascontiguousarray(chunks.corners.cpu().numpy(), dtype=np.float32),
                                  chunks.starts.cpu().numpy(), ends)
     corners, starts, ends = chunks._kernel_arrays
-    c2w = cams.c2w.detach().cpu().numpy().astype(np.float32)
-    K = cams.K.detach().cpu().numpy().astype(np.float32)
-    keep = kern["visible_chunks"](corners, np.ascontiguousarray(c2w[:, :3, :3]), np.ascontiguousarray(c2w[:, :3, 3]),
-                                  K, np.float32(cams.width), np.float32(cams.height), np.float32(near),
-                                  np.float32(margin_px))
+    K, rot, centre = _camera_arrays(cams)
+    keep = kern["visible_chunks"](corners, rot, centre, K, np.float32(cams.width), np.float32(cams.height),
+                                  np.float32(near), np.float32(margin_px))
     if not keep.any():
         return np.array([[0, len(chunks.cloud.xyz)]], dtype=np.int64)   # as subset: render everything
     edges = np.diff(np.concatenate([[0], keep.astype(np.int8), [0]]))

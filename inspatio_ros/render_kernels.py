@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_DISK_REACH_SLACK = math.sqrt(0.5)   # as in render.py: a disk of r px reaches r + sqrt(2)/2
+from .render import _DISK_REACH_SLACK
 
 f32 = np.float32
 opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -86,8 +86,9 @@ def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, heigh
 
 @njit(parallel=True, **opts)
 def decode(index, surfel, rot, centre, K, height, width, pad):
-    """Per pixel: winner index, and the padded surfel table row (camera-frame centre,
-    normal, n.P, radius^2 or -1), depth (plane or centre, inf empty), reach (px), slope."""
+    """For the nearest point ``index`` of each pixel (-1 none): the padded surfel table (per
+    padded pixel the camera-frame centre, normal, n.P, radius^2; -1 radius^2 where empty) and per
+    pixel the depth (plane or centre, inf empty), reach (px) and relative depth slope."""
     B = rot.shape[0]
     HW = height * width
     Hp, Wp = height + 2 * pad, width + 2 * pad
