@@ -317,6 +317,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     world_idx = np.nonzero(~held)[0]
     held_idx = np.nonzero(held)[0]
     source = Path(input_path)
+    depth_source = "given" if mvs_info is None else "multi-view stereo"
     world = World(
         intrinsics=intr, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
         static_frame=frame, frame_c2w=c2w[world_idx], frame_time=times[world_idx], frame_index=fs.index[world_idx],
@@ -331,7 +332,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
         info={
-            **pose_info, "depth_source": "given" if mvs_info is None else "multi-view stereo",
+            **pose_info, "depth_source": depth_source,
             **({} if mvs_info is None else {"mvs": mvs_info}),
             "intrinsics_source": intr_source,
             "frame_names": list(fs.names),
@@ -349,7 +350,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                                              f"{len(odometry['segments'])} segment(s), reprojection "
                                              f"{odometry['reprojection_px']} px"),
         "scale": pose_info["scale"],
-        "depth": "given" if mvs_info is None else "multi-view stereo on the frames",
+        "depth": depth_source,
         "depth_coverage": round(float(np.mean(coverage)), 4) if coverage else 0.0,
         "points_static": int(world.num_static), "points_dynamic": int(len(world.dynamic_xyz)),
         "warnings": list(fs.notes),
