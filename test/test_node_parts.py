@@ -143,3 +143,46 @@ def test_render_config_accepts_a_whole_node_file(tmp_path):
     path.write_text("inspatio_ros:\n  ros__parameters:\n    render.nearr: 0.2\n")
     with pytest.raises(InputError, match="render.near"):
         load_render_settings(path)
+
+
+def test_simulator_renders_into_given_arrays(street_world):
+    """render(into=...) (the node's path with writer processes: straight into their shared memory)
+    gives the same images as the simulator's own buffers, in the very arrays it was given."""
+    from inspatio_ros.render import RenderSettings
+    from inspatio_ros.ros.writer_process import CameraLayout
+    from inspatio_ros.sim.simulator import Simulator
+    from inspatio_ros.world import World
+
+    rig = load_rig({"cameras.names": ["left", "front", "right"],
+                    "cameras.front.width": 96, "cameras.front.height": 64, "cameras.front.hfov_deg": 80.0,
+                    "cameras.front.outputs": ["image", "depth", "points", "coverage"],
+                    "cameras.left.width": 64, "cameras.left.height": 48, "cameras.left.rpy": [0.0, 0.0, 0.6],
+                    "cameras.left.outputs": ["image", "depth"],
+                    "cameras.right.width": 64, "cameras.right.height": 48, "cameras.right.rpy": [0.0, 0.0, -0.6],
+                    "cameras.right.outputs": ["image", "depth", "coverage"]})
+    sim = Simulator(World.load(street_world), rig, device="cpu", settings=RenderSettings())
+    pose = sim.recorded_base_pose(sim.path.start + 0.3)
+    expected = {cf.spec.name: cf for cf in sim.render(0.0, sim.path.start + 0.3, pose).cameras}
+    into = {}
+    for cam in rig:
+        layout = CameraLayout(cam.name, cam.optical_frame, cam.intrinsics, tuple(cam.outputs), {}, {})
+        into[cam.name] = {k: np.full(shape, 7, dtype) for k, (shape, dtype) in layout.arrays().items()}
+    frame = sim.render(0.0, sim.path.start + 0.3, pose, into=into)
+    assert [cf.spec.name for cf in frame.cameras] == ["left", "front", "right"]
+    for cf in frame.cameras:
+        want, dest = expected[cf.spec.name], into[cf.spec.name]
+        assert cf.rgb is dest["rgb"] and cf.depth is dest["depth"]
+        np.testing.assert_array_equal(cf.rgb, want.rgb)
+        np.testing.assert_array_equal(cf.depth, want.depth)      # NaN where unknown, in both
+        assert (cf.points is None) == ("points" not in cf.spec.outputs)
+        assert (cf.coverage is None) == ("coverage" not in cf.spec.outputs)
+        if cf.points is not None:
+            assert cf.points is dest["points"]
+            np.testing.assert_array_equal(cf.points.view(np.uint32), want.points.view(np.uint32))
+        if cf.coverage is not None:
+            assert cf.coverage is dest["coverage"]
+            np.testing.assert_array_equal(cf.coverage, want.coverage)
+        assert cf.coverage_fraction == pytest.approx(want.coverage_fraction)
+        assert cf.rgb.any() and np.isfinite(cf.depth).mean() > 0.5
+    with pytest.raises(ValueError, match="front"):
+        sim.render(0.0, sim.path.start, pose, into={"left": into["left"], "right": into["right"]})

@@ -144,7 +144,8 @@ class SimNode:
         self.cam_pubs: dict[str, dict[str, Any]] = {}
         if use_writer:
             self.writer = CameraWriters(self.t.node_name, self.t.namespace, self.t.domain_id,
-                                        list(self.layouts.values()), self.p["publish.jpeg_quality"])
+                                        list(self.layouts.values()), self.p["publish.jpeg_quality"],
+                                        pin_memory=self.sim.device.type == "cuda")
             log.info("camera messages written by %d writer processes (one per camera)", len(self.writer.writers))
         else:
             self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
@@ -460,7 +461,7 @@ class SimNode:
         """Render the rig once before the first tick (on CUDA the first render compiles the renderer's
         kernels: minutes on a fresh machine, seconds with Inductor's cache). Returns the seconds taken."""
         started = time.perf_counter()
-        self.sim.render(self.now_stamp(), self.clock.recording_time, self.map_from_base)
+        self.sim.warm_up(self.clock.recording_time, self.map_from_base)
         return time.perf_counter() - started
 
     def stop(self) -> None:
@@ -485,12 +486,14 @@ class SimNode:
             map_from_base = self.map_from_base.copy()
             velocity = self.velocity
             pose_wall, self._pose_received_wall = self._pose_received_wall, None
-        frame = self.sim.render(stamp, self.clock.recording_time, map_from_base, cameras)
+        # With writer processes the render lands straight in their shared memory (a free slot).
+        into = self.writer.acquire([c.name for c in cameras]) if self.writer is not None else None
+        frame = self.sim.render(stamp, self.clock.recording_time, map_from_base, cameras, into=into)
         self.stats.renders.append(time.monotonic())
         self.stats.render_ms.append(frame.render_s * 1e3)
         if self.writer is not None:
-            # Camera messages: copied into shared memory, written by the writer process; the pose ->
-            # image latency ends when the writer acknowledges the frame.
+            # Camera messages: written by the writer processes from the slot rendered into; the
+            # pose -> image latency ends when the writers acknowledge the frame.
             on_done = None if pose_wall is None else (
                 lambda t_done, t0=pose_wall: self.stats.latency_ms.append((t_done - t0) * 1e3))
             self.writer.submit(stamp, frame.cameras, on_done)

@@ -135,14 +135,25 @@ class CameraWriterProcess:
     """The node's side: shared-memory slots, the writer process, slot bookkeeping."""
 
     def __init__(self, node_name: str, namespace: str, domain_id: int, layouts: list[CameraLayout],
-                 jpeg_quality: int, start_timeout_s: float = 60.0, wait: bool = True):
+                 jpeg_quality: int, start_timeout_s: float = 60.0, wait: bool = True, pin_memory: bool = False):
         self.layouts = layouts
         self._shms = {}
+        self._pinned: list[int] = []
         for lay in layouts:
             for key, (shape, dtype) in lay.arrays().items():
                 size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-                self._shms[(lay.name, key)] = shared_memory.SharedMemory(create=True, size=SLOTS * size)
+                shm = self._shms[(lay.name, key)] = shared_memory.SharedMemory(create=True, size=SLOTS * size)
+                if pin_memory:
+                    # The renderer copies from the GPU straight into these slots (no staging copy).
+                    from ..runtime import pin_host_memory
+
+                    whole = np.frombuffer(shm.buf, np.uint8)
+                    address = whole.ctypes.data
+                    del whole                 # no export of shm.buf may outlive close()
+                    if pin_host_memory(address, SLOTS * size):
+                        self._pinned.append(address)
         self._views = _views(self._shms, layouts)
+        self._reserved: int | None = None
         ctx = mp.get_context("spawn")          # never fork a process that holds a CUDA context
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_writer_main, name="inspatio_camera_writer", daemon=True, args=(
@@ -183,24 +194,31 @@ class CameraWriterProcess:
         """Take the writer's acknowledgements that have arrived (frees slots, runs on_done)."""
         self._collect(block=False)
 
+    def acquire(self) -> dict[str, dict[str, np.ndarray]]:
+        """Reserve the next slot (waiting until the writer has written what it held) and return its
+        arrays (camera name -> array name -> array) for the renderer to fill; ``submit`` hands it over."""
+        if self._reserved is None:
+            slot = self._next
+            self._collect(block=False)
+            while self._busy[slot]:
+                if not self._proc.is_alive():
+                    raise RuntimeError("the camera writer process died")
+                self._collect(block=True)
+            self._reserved = slot
+        return self._views[self._reserved]
+
     def submit(self, stamp: float, cameras: list, on_done=None) -> None:
-        """Copy one frame's arrays (CameraFrame list) into a free slot and hand it to the writer;
-        ``on_done(wall_time)`` runs (on a later submit/poll/flush) once the writer has written it."""
-        slot = self._next
-        self._collect(block=False)
-        while self._busy[slot]:
-            if not self._proc.is_alive():
-                raise RuntimeError("the camera writer process died")
-            self._collect(block=True)
-        views = self._views[slot]
+        """Hand one frame (CameraFrame list) to the writer: in the slot ``acquire`` reserved (arrays
+        already there are not copied again) or in the next free one; ``on_done(wall_time)`` runs
+        (on a later submit/poll/flush) once the writer has written it."""
+        views = self.acquire()
+        slot, self._reserved = self._reserved, None
         for cf in cameras:
             v = views[cf.spec.name]
-            np.copyto(v["rgb"], cf.rgb)
-            np.copyto(v["depth"], cf.depth)
-            if "points" in v and cf.points is not None:
-                np.copyto(v["points"], cf.points)
-            if "coverage" in v and cf.coverage is not None:
-                np.copyto(v["coverage"], cf.coverage)
+            for key, array in (("rgb", cf.rgb), ("depth", cf.depth), ("points", cf.points),
+                               ("coverage", cf.coverage)):
+                if key in v and array is not None and array is not v[key]:
+                    np.copyto(v[key], array)
         self._busy[slot] = True
         self._on_done[slot] = on_done
         self._next = (slot + 1) % SLOTS
@@ -221,6 +239,12 @@ class CameraWriterProcess:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join()
+        if self._pinned:
+            from ..runtime import unpin_host_memory
+
+            for address in self._pinned:
+                unpin_host_memory(address)
+            self._pinned = []
         for shm in self._shms.values():
             shm.close()
             shm.unlink()
@@ -236,12 +260,12 @@ class CameraWriters:
     """
 
     def __init__(self, node_name: str, namespace: str, domain_id: int, layouts: list[CameraLayout],
-                 jpeg_quality: int, start_timeout_s: float = 60.0):
+                 jpeg_quality: int, start_timeout_s: float = 60.0, pin_memory: bool = False):
         self.writers: dict[str, CameraWriterProcess] = {}
         try:
             for lay in layouts:     # start them all, then wait: each start imports and discovers
                 self.writers[lay.name] = CameraWriterProcess(node_name, namespace, domain_id, [lay], jpeg_quality,
-                                                             wait=False)
+                                                             wait=False, pin_memory=pin_memory)
             for w in self.writers.values():
                 w.wait_ready(start_timeout_s)
         except Exception:
@@ -251,6 +275,10 @@ class CameraWriters:
     @property
     def write_s(self) -> list[float]:
         return [t for w in self.writers.values() for t in w.write_s]
+
+    def acquire(self, names) -> dict[str, dict[str, np.ndarray]]:
+        """The arrays of a free slot of each named camera's writer (see CameraWriterProcess.acquire)."""
+        return {name: self.writers[name].acquire()[name] for name in names}
 
     def submit(self, stamp: float, cameras: list, on_done=None) -> None:
         groups: dict[str, list] = {}

@@ -153,38 +153,82 @@ class Simulator:
         return buf.numpy()
 
     def render(self, stamp: float, recording_time: float, map_from_base: np.ndarray,
-               cameras: list[CameraSpec] | None = None) -> SensorFrame:
+               cameras: list[CameraSpec] | None = None,
+               into: dict[str, dict[str, np.ndarray]] | None = None) -> SensorFrame:
+        """Render ``cameras`` (default: the rig) at the ego pose ``map_from_base`` and the recording
+        time. ``into`` (camera name -> "rgb", "depth" and, where published, "points", "coverage"
+        arrays) receives the images directly (the node passes its writer processes' shared memory,
+        page-locked on CUDA); without it they land in reused host buffers of the simulator."""
         cameras = self.rig if cameras is None else cameras
         started = time.perf_counter()
         frame = SensorFrame(stamp=stamp, recording_time=recording_time, map_from_base=map_from_base)
-        groups: dict[tuple[int, int], list[CameraSpec]] = {}
-        for spec in cameras:
-            groups.setdefault((spec.width, spec.height), []).append(spec)
         by_name = {}
         self._flip ^= 1               # two host buffer sets: one being published, one being filled
-        for specs in groups.values():
-            c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
-            cams = Cameras.from_intrinsics([s.intrinsics for s in specs], c2w, self.device)
-            out = self.renderer.render(cams, recording_time)
+        for specs, cams, out in self._render_groups(map_from_base, recording_time, cameras):
             want_points = [("points" in s.outputs) for s in specs]
-            want_coverage = any("coverage" in s.outputs for s in specs)
+            want_coverage = [("coverage" in s.outputs) for s in specs]
             clouds = organised_points(out.depth, out.rgb, cams.K) if any(want_points) else None
-            # Only what is published leaves the device, into reused (pinned, on CUDA) buffers.
-            rgb = self._to_host("rgb", out.rgb)
-            depth = self._to_host("depth", out.depth)
-            cov = self._to_host("coverage", out.coverage) if want_coverage else None
+            # Only what is published leaves the device.
+            if into is not None:
+                host = [self._copy_into(into, s, out, clouds, i, want_points[i], want_coverage[i])
+                        for i, s in enumerate(specs)]
+            else:
+                rgb = self._to_host("rgb", out.rgb)
+                depth = self._to_host("depth", out.depth)
+                cov = self._to_host("coverage", out.coverage) if any(want_coverage) else None
+                pts = self._to_host("points", clouds) if clouds is not None else None
+                host = [{"rgb": rgb[i], "depth": depth[i],
+                         "coverage": cov[i] if want_coverage[i] else None,
+                         "points": pts[i] if want_points[i] else None} for i in range(len(specs))]
             seen = self._to_host("seen", out.coverage.float().mean(dim=(1, 2)))
-            clouds = self._to_host("points", clouds) if clouds is not None else None
             if self.device.type == "cuda":
                 torch.cuda.current_stream(self.device).synchronize()
             for i, s in enumerate(specs):
                 by_name[s.name] = CameraFrame(
-                    spec=s, rgb=rgb[i], depth=depth[i], coverage=cov[i] if cov is not None else None,
-                    points=clouds[i] if (clouds is not None and want_points[i]) else None,
-                    coverage_fraction=float(seen[i]), map_from_optical=map_from_base @ s.base_from_optical())
+                    spec=s, rgb=host[i]["rgb"], depth=host[i]["depth"], coverage=host[i]["coverage"],
+                    points=host[i]["points"], coverage_fraction=float(seen[i]),
+                    map_from_optical=map_from_base @ s.base_from_optical())
         frame.cameras = [by_name[s.name] for s in cameras]
         frame.render_s = time.perf_counter() - started
         return frame
+
+    def warm_up(self, recording_time: float, map_from_base: np.ndarray) -> None:
+        """Render the rig once and keep nothing (on CUDA the first render compiles the kernels)."""
+        for _specs, _cams, out in self._render_groups(map_from_base, recording_time, self.rig):
+            del out
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def _render_groups(self, map_from_base: np.ndarray, recording_time: float, cameras: list[CameraSpec]):
+        """(specs, Cameras, RenderOutput) per image size: cameras of one size render in one batch."""
+        groups: dict[tuple[int, int], list[CameraSpec]] = {}
+        for spec in cameras:
+            groups.setdefault((spec.width, spec.height), []).append(spec)
+        for specs in groups.values():
+            c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
+            cams = Cameras.from_intrinsics([s.intrinsics for s in specs], c2w, self.device)
+            yield specs, cams, self.renderer.render(cams, recording_time)
+
+    @staticmethod
+    def _copy_into(into: dict, spec: CameraSpec, out, clouds, i: int, want_points: bool,
+                   want_coverage: bool) -> dict:
+        """Copy camera ``i`` of a batch into the caller's arrays (asynchronous on CUDA when they
+        are page-locked; the caller's stream synchronisation ends it)."""
+        try:
+            dest = into[spec.name]
+        except KeyError:
+            raise ValueError(f"render(into=...) has no arrays for camera '{spec.name}'") from None
+        pairs = [("rgb", out.rgb[i]), ("depth", out.depth[i])]
+        if want_points:
+            pairs.append(("points", clouds[i]))
+        if want_coverage:
+            pairs.append(("coverage", out.coverage[i]))
+        host = {"points": None, "coverage": None}
+        for key, tensor in pairs:
+            array = dest[key]
+            torch.from_numpy(array).copy_(tensor, non_blocking=True)
+            host[key] = array
+        return host
 
 
 def organised_points(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
