@@ -6,7 +6,8 @@ For each image size x camera count x (with / without point clouds):
   * latency: the node runs in pose + lockstep mode; this process sends a PoseStamped and times
     until every camera's image and depth with that stamp have arrived (pose in -> images out),
     --poses times; p50 / p99;
-  * memory: the node's resident memory (VmRSS) at the end of the rate run.
+  * memory: the node's resident memory (VmRSS) at the end of the rate run, and that plus the
+    private memory of its camera writer processes (node + writers: the node's whole cost).
 ``--soak MINUTES`` instead runs one configuration that long and prints its memory every 30 s.
 
 The subscriber is the built-in DDS transport for both node transports, so the numbers are the
@@ -68,6 +69,40 @@ class Node:
         except OSError:
             pass
         return float("nan")
+
+    def with_writers_mb(self) -> float:
+        """The node's RSS plus the private memory of its child processes (the camera writers): what
+        the node costs as a whole (their shared frame slots are in the node's RSS already)."""
+        total = self.rss_mb()
+        todo = [int(c) for task in self._tasks(self.proc.pid) for c in self._children(task)]
+        seen = set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                        total += int(line.split()[1]) / 1024
+            except OSError:
+                continue
+            todo += [int(c) for task in self._tasks(pid) for c in self._children(task)]
+        return total
+
+    @staticmethod
+    def _tasks(pid: int) -> list[Path]:
+        try:
+            return list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            return []
+
+    @staticmethod
+    def _children(task: Path) -> list[str]:
+        try:
+            return (task / "children").read_text().split()
+        except OSError:
+            return []
 
     def check(self):
         if self.proc.poll() is not None:
@@ -154,7 +189,7 @@ def measure_rate(world, transport, size, n, points, rate, seconds, device, warmu
         start = time.perf_counter()
         time.sleep(seconds)
         end = time.perf_counter()
-        rss = node.rss_mb()
+        rss = (node.rss_mb(), node.with_writers_mb())
         got = subs.records()
     finally:
         node.close()
@@ -209,7 +244,8 @@ def soak(world, transport, size, n, points, rate, minutes, device):
     subs = Subscribers(names)          # every camera read, as in the rate rows
     node = Node(world, params, transport, device)
     try:
-        print("| minute | images/s (slowest camera) | node RSS MB |\n|---:|---:|---:|", flush=True)
+        print("| minute | images/s (slowest camera) | node RSS MB | node + writers MB |\n|---:|---:|---:|---:|",
+              flush=True)
         t_end = time.monotonic() + minutes * 60
         while time.monotonic() < t_end:
             start = time.perf_counter()
@@ -217,7 +253,8 @@ def soak(world, transport, size, n, points, rate, minutes, device):
             end = time.perf_counter()
             records = subs.records()
             hz = min(sum(start <= t <= end for _, _, t in records[(name, "image")]) for name in names) / (end - start)
-            print(f"| {minutes - (t_end - time.monotonic()) / 60:.1f} | {hz:.1f} | {node.rss_mb():.0f} |", flush=True)
+            print(f"| {minutes - (t_end - time.monotonic()) / 60:.1f} | {hz:.1f} | {node.rss_mb():.0f} | "
+                  f"{node.with_writers_mb():.0f} |", flush=True)
     finally:
         node.close()
         subs.close()
@@ -256,8 +293,9 @@ def main() -> int:
     if args.soak > 0:
         soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device)
         return 0
-    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | latency p50 ms | p99 ms | node RSS MB |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | latency p50 ms | p99 ms | node RSS MB "
+          "| node + writers MB |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|", flush=True)
     for transport in args.transport:
         for size in sizes:
             for n in args.cameras:
@@ -269,7 +307,7 @@ def main() -> int:
                         p50, p99 = measure_latency(args.world, transport, size, n, pts, args.poses, args.device,
                                                    args.warmup)
                     print(f"| {transport} | {size[0]}x{size[1]} | {n} | {'yes' if pts else 'no'} | {img_hz:.1f} | "
-                          f"{dep_hz:.1f} | {p50:.1f} | {p99:.1f} | {rss:.0f} |", flush=True)
+                          f"{dep_hz:.1f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | {rss[1]:.0f} |", flush=True)
     return 0
 
 
