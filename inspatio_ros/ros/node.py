@@ -147,6 +147,12 @@ class SimNode:
                                         list(self.layouts.values()), self.p["publish.jpeg_quality"],
                                         pin_memory=self.sim.device.type == "cuda")
             log.info("camera messages written by %d writer processes (one per camera)", len(self.writer.writers))
+            if self.sim.device.type == "cuda":
+                if self.writer.page_locked:
+                    log.info("their shared memory is page-locked: renders are copied straight into it")
+                else:
+                    log.warning("could not page-lock the writers' shared memory: device copies into it "
+                                "are synchronous (slower)")
         else:
             self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
         self.tf_pub = pub("tf2_msgs/msg/TFMessage", "/tf", self._qos("tf", DEFAULT)) if self.p["publish.tf"] else None

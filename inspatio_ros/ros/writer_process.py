@@ -276,6 +276,11 @@ class CameraWriters:
     def write_s(self) -> list[float]:
         return [t for w in self.writers.values() for t in w.write_s]
 
+    @property
+    def page_locked(self) -> bool:
+        """Every writer's slots are page-locked for CUDA (asked for with pin_memory, and granted)."""
+        return all(w._pinned for w in self.writers.values())
+
     def acquire(self, names) -> dict[str, dict[str, np.ndarray]]:
         """The arrays of a free slot of each named camera's writer (see CameraWriterProcess.acquire)."""
         return {name: self.writers[name].acquire()[name] for name in names}
