@@ -72,6 +72,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--widths", default="32,48,96,128")
+    ap.add_argument("--lr", type=float, default=TrainSettings().lr)
+    ap.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA")
+    ap.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--name", help="name of the outputs (default: the world's file stem)")
     ap.add_argument("--picture-frame", type=int, default=None, help="held-out frame number to picture")
@@ -88,11 +91,13 @@ def main() -> int:
     weights = Path(args.weights) if args.weights else out_dir / f"{name}.generator.safetensors"
     if not args.weights:
         s = TrainSettings(steps=args.steps, batch=args.batch, crop=args.crop,
-                          widths=[int(w) for w in args.widths.split(",")])
+                          widths=[int(w) for w in args.widths.split(",")], lr=args.lr, amp=not args.no_amp)
         t0 = time.perf_counter()
-        summary = train(world, weights, world_path=args.world, frames_dir=args.frames, device=args.device, settings=s)
+        summary = train(world, weights, world_path=args.world, frames_dir=args.frames, device=args.device, settings=s,
+                        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
         result["training"] = {k: summary[k] for k in ("steps", "prepare_seconds", "train_seconds", "initial_loss",
-                                                      "final_loss", "renders", "image_size", "crop")}
+                                                      "final_loss", "renders", "image_size", "crop", "loss_curve",
+                                                      "stopped_early", "settings")}
         result["training"]["total_seconds"] = round(time.perf_counter() - t0, 2)
         print("training:", json.dumps(result["training"]), flush=True)
     refiner = Refiner.load(weights, args.device)
@@ -116,6 +121,17 @@ def main() -> int:
     refined = refiner(out.rgb, out.depth, out.coverage)[0].cpu().numpy()
     write_png(out_dir / f"{name}_side_by_side.png", np.concatenate([out.rgb[0].cpu().numpy(), refined, truth], 0))
     result["picture_frame"] = int(world.heldout_index[k])
+    if (Path(args.gt) / "scene.json").exists():
+        # A view no frame saw: 1 m to the right of the held-out frame; ray-cast truth.
+        from inspatio_ros.eval import shifted_pose
+        from inspatio_ros.synth.generate import load_scene
+
+        pose = shifted_pose(world.heldout_c2w[k], 1.0)
+        out = renderer.render(renderer.cameras(pose[None], intr), float(world.heldout_time[k]))
+        refined = refiner(out.rgb, out.depth, out.coverage)[0].cpu().numpy()
+        truth, _ = load_scene(args.gt).render(pose, intr, float(world.heldout_time[k]))
+        write_png(out_dir / f"{name}_shift1m_side_by_side.png",
+                  np.concatenate([out.rgb[0].cpu().numpy(), refined, truth], 0))
 
     raw_f, ref_f = flicker(renderer, refiner, world)
     result["flicker"] = {"raw": raw_f, "refined": ref_f}

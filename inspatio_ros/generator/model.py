@@ -65,9 +65,16 @@ class RefinerNet(nn.Module):
             self.head.weight.mul_(0.1)
             self.head.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 5, H, W), H and W multiples of ``config.multiple`` -> rgb (B, 3, H, W) in [0, 1]."""
-        rgb = x[:, :3]
+    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """x (B, 5, H, W), H and W multiples of ``config.multiple`` -> rgb (B, 3, H, W) in [0, 1].
+
+        Training passes ``clamp=False``: a clamped pixel has no gradient, and a network pushed
+        past 0 or 1 everywhere by one large step would never come back."""
+        out = x[:, :3].float() + self.residual(x).float()
+        return out.clamp(0.0, 1.0) if clamp else out
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The correction added to the render's rgb (B, 3, H, W), in the network's dtype."""
         h = self.stem(F.pixel_unshuffle(x, 2))
         skips = [h]
         for block in self.down:
@@ -78,8 +85,7 @@ class RefinerNet(nn.Module):
             skip = skips.pop()
             h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = block(torch.cat([h, skip], 1))
-        residual = F.pixel_shuffle(self.head(h), 2)
-        return (rgb + residual.to(rgb.dtype)).clamp(0.0, 1.0)
+        return F.pixel_shuffle(self.head(h), 2)
 
 
 def depth_feature(depth: torch.Tensor, scale: float) -> torch.Tensor:

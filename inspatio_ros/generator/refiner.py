@@ -165,8 +165,10 @@ class Refiner:
         x, h, w = pad_to_multiple(x, self.config.multiple)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self.net(x)[:, :, :h, :w]
-        return (y.float() * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        # The network runs in bf16 on CUDA; the render's rgb is added back in float32 (bf16 holds
+        # only 8 bits of mantissa: adding there would round bright pixels by up to 1/255).
+        y = rgb_u8.permute(0, 3, 1, 2).float() / 255.0 + self.net.residual(x)[:, :, :h, :w].float()
+        return (y * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
     @torch.no_grad()
     def __call__(self, rgb_u8: torch.Tensor, depth: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
