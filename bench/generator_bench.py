@@ -1,7 +1,7 @@
 """Refiner benchmark (not a test): training time, inference ms per resolution and batch, flicker,
 and the held-out quality table raw render vs refined (``inspatio-ros eval`` numbers).
 
-    python bench/generator_bench.py WORLD --gt DIR [--frames DIR] [--steps 3000] [--out DIR]
+    python bench/generator_bench.py WORLD --gt DIR [--frames DIR] [--steps 8000] [--max-minutes 2] [--out DIR]
 
 Trains WORLD's refiner (unless --weights is given), evaluates the held-out frames with and
 without it, writes a side-by-side picture (raw render | refined | real frame, top to bottom) of
@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--gt", required=True, help="ground-truth folder (the build input)")
     ap.add_argument("--frames", help="frames for training (default: the build input the world records)")
     ap.add_argument("--weights", help="skip training, use these weights")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=TrainSettings().steps)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--widths", default="32,48,96,128")
