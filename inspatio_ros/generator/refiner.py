@@ -172,16 +172,16 @@ class Refiner:
 
     @torch.no_grad()
     def __call__(self, rgb_u8: torch.Tensor, depth: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
-        """rgb (B,H,W,3) uint8, depth (B,H,W) metres (NaN unknown), coverage (B,H,W) bool ->
-        refined rgb (B,H,W,3) uint8 on the refiner's device."""
+        """rgb (B,H,W,3) uint8 (or float in [0, 1]), depth (B,H,W) metres (NaN unknown), coverage
+        (B,H,W) bool -> refined rgb (B,H,W,3) uint8 on the refiner's device. One image without the
+        batch axis gives one image back."""
         rgb_u8 = torch.as_tensor(rgb_u8).to(self.device)
         depth = torch.as_tensor(depth).to(self.device, torch.float32)
         coverage = torch.as_tensor(coverage).to(self.device, torch.bool)
         if rgb_u8.dim() == 3:
             return self(rgb_u8[None], depth[None], coverage[None])[0]
         if rgb_u8.dtype != torch.uint8:
-            rgb_u8 = (rgb_u8.float() * (255.0 if rgb_u8.is_floating_point() and rgb_u8.max() <= 1.0 else 1.0)
-                      ).round().clamp(0, 255).to(torch.uint8)
+            rgb_u8 = (rgb_u8.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
         if not self.graphs:
             return self._eager(rgb_u8, depth, coverage)
         key = tuple(rgb_u8.shape)
