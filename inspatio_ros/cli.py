@@ -1,4 +1,4 @@
-"""``inspatio-ros`` command line: build | run | render | eval | info | synth | demo.
+"""``inspatio-ros`` command line: build | run | render | eval | train-generator | info | synth | demo.
 
 Each sub-command lives in its own module, which exposes ``register(subparsers)``; that function
 adds an argparse parser and sets ``func`` to the function that runs it (``func(args) -> int``).
@@ -13,7 +13,7 @@ import sys
 from .errors import InputError
 
 # Module names (inside inspatio_ros) whose register() adds a sub-command, in help order.
-COMMAND_MODULES = ["ingest.build", "ros.run_cli", "render_cli", "eval", "info", "synth.cli", "demo"]
+COMMAND_MODULES = ["ingest.build", "ros.run_cli", "render_cli", "eval", "generator.train", "info", "synth.cli", "demo"]
 
 
 def parse_size(text: str, minimum: int = 8, maximum: int = 8192) -> tuple[int, int]:

@@ -160,3 +160,12 @@ def add_config_argument(parser) -> None:
 def render_settings_from_args(args) -> RenderSettings | None:
     """RenderSettings from ``--config`` (None: the defaults)."""
     return load_render_settings(args.config) if args.config else None
+
+
+def add_generator_arguments(parser) -> None:
+    """``--generator none|refiner`` and ``--generator-weights`` of the commands that render."""
+    parser.add_argument("--generator", choices=("none", "refiner"), default="none",
+                        help="none: the raw point render; refiner: the world's learned refiner "
+                             "(train it with 'inspatio-ros train-generator WORLD')")
+    parser.add_argument("--generator-weights", metavar="FILE",
+                        help="refiner weights (default: WORLD.generator.safetensors beside the world)")

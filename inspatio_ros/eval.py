@@ -4,6 +4,9 @@ Reports PSNR and SSIM against the held-out frames' real images, depth AbsRel whe
 maps, coverage (fraction of pixels the world saw, before hole filling) and, where DIR is a
 synthetic scene (``scene.json``) whose ground truth can be rendered at any pose, PSNR at lateral
 shifts of -2, -1, +1 and +2 m (along the camera's x axis, right positive).
+
+``--generator refiner`` scores the refined images (the world's ``WORLD.generator.safetensors``,
+or ``--generator-weights``) and reports the raw render's scores beside them under ``raw``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import add_config_argument, render_settings_from_args
+from .config import add_config_argument, add_generator_arguments, render_settings_from_args
 from .errors import InputError
 from .ingest.sources import DepthMaps, open_input
 from .metrics import depth_abs_rel, psnr, ssim
@@ -22,6 +25,7 @@ from .progress import progress
 from .render import Renderer, RenderSettings
 from .video import write_png
 from .world import World
+from .generator.refiner import load_generator
 
 LATERAL_SHIFTS_M = (-2.0, -1.0, 1.0, 2.0)
 
@@ -36,6 +40,8 @@ class EvalReport:
     shift_psnr: dict[str, float] | None = None
     ate_rel: float | None = None    # estimated poses only: trajectory error / path length
     per_frame: list[dict] = field(default_factory=list)
+    generator: str = "none"
+    raw: dict | None = None         # with a generator: the raw render's psnr, ssim, shift_psnr
 
     def as_json(self) -> dict:
         def clean(v):
@@ -47,6 +53,10 @@ class EvalReport:
             "shift_psnr": None if self.shift_psnr is None else {k: clean(v) for k, v in self.shift_psnr.items()},
             "ate_rel": clean(self.ate_rel),
             "frames": self.frames,
+            "generator": self.generator,
+            **({} if self.raw is None else {"raw": {
+                k: (None if v is None else {kk: clean(vv) for kk, vv in v.items()} if isinstance(v, dict) else clean(v))
+                for k, v in self.raw.items()}}),
         }
 
 
@@ -58,7 +68,10 @@ def shifted_pose(c2w: np.ndarray, lateral_m: float) -> np.ndarray:
 
 
 def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: bool = True,
-             save_dir: str | Path | None = None, settings: RenderSettings | None = None) -> EvalReport:
+             save_dir: str | Path | None = None, settings: RenderSettings | None = None,
+             refiner=None) -> EvalReport:
+    """Render the held-out frames (and lateral shifts) and score them; ``refiner``: a
+    generator.Refiner applied to every render before scoring (the raw scores go to ``raw``)."""
     if len(world.heldout_c2w) == 0:
         raise InputError("the world has no held-out frames",
                          "build it with --holdout K to keep frames out for evaluation")
@@ -93,7 +106,9 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
     intr = world.intrinsics
     report = EvalReport(frames=len(world.heldout_c2w))
     psnrs, ssims, covs, rel_sum, rel_n = [], [], [], 0.0, 0
+    raw_psnrs, raw_ssims = [], []
     shift_scores: dict[str, list[float]] = {f"{s:+.0f}": [] for s in LATERAL_SHIFTS_M}
+    raw_shift: dict[str, list[float]] = {f"{s:+.0f}": [] for s in LATERAL_SHIFTS_M}
     save = Path(save_dir) if save_dir else None
     for k in progress(range(len(world.heldout_c2w)), desc="evaluating", unit="frame"):
         c2w, t, idx = world.heldout_c2w[k], float(world.heldout_time[k]), int(world.heldout_index[k])
@@ -107,9 +122,17 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
                                  "give the folder the world was built from")
             intr = world.intrinsics.scaled(w, h)
         out = renderer.render(renderer.cameras(c2w[None], intr), t)
+        raw_rgb = None
+        if refiner is not None:
+            raw_rgb = out.rgb[0].cpu().numpy()
+            out = refiner.refine_output(out)
         rgb, depth, cov = (a[0] for a in out.numpy())
         entry = {"frame": fs.names[idx], "psnr": psnr(rgb, truth), "ssim": ssim(rgb, truth),
                  "coverage": float(cov.mean())}
+        if raw_rgb is not None:
+            entry["raw_psnr"], entry["raw_ssim"] = psnr(raw_rgb, truth), ssim(raw_rgb, truth)
+            raw_psnrs.append(entry["raw_psnr"])
+            raw_ssims.append(entry["raw_ssim"])
         psnrs.append(entry["psnr"])
         ssims.append(entry["ssim"])
         covs.append(entry["coverage"])
@@ -122,15 +145,19 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
         if scene is not None and (not estimated or gt_c2w is not None):
             truth_c2w = gt_c2w[idx] if estimated else c2w
             poses = np.stack([shifted_pose(c2w, s / world_to_truth_scale) for s in LATERAL_SHIFTS_M])
-            shifted = renderer.render(renderer.cameras(poses, intr), t).rgb.cpu().numpy()
-            for s, img in zip(LATERAL_SHIFTS_M, shifted):
+            shifted_out = renderer.render(renderer.cameras(poses, intr), t)
+            raw_shifted = shifted_out.rgb.cpu().numpy()
+            shifted = raw_shifted if refiner is None else refiner.refine_output(shifted_out).rgb.cpu().numpy()
+            for s, img, raw_img in zip(LATERAL_SHIFTS_M, shifted, raw_shifted):
                 gt_rgb, _ = scene.render(shifted_pose(truth_c2w, s), intr, t)
                 shift_scores[f"{s:+.0f}"].append(psnr(img, gt_rgb))
+                raw_shift[f"{s:+.0f}"].append(psnr(raw_img, gt_rgb))
                 if save is not None and k == 0:
                     write_png(save / f"shift{s:+.0f}m_render.png", img)
                     write_png(save / f"shift{s:+.0f}m_truth.png", gt_rgb)
         if save is not None:
-            write_png(save / f"{fs.names[idx]}_compare.png", np.concatenate([rgb, truth], axis=0))
+            rows = [rgb, truth] if raw_rgb is None else [raw_rgb, rgb, truth]
+            write_png(save / f"{fs.names[idx]}_compare.png", np.concatenate(rows, axis=0))
         report.per_frame.append(entry)
     report.psnr = float(np.mean(psnrs))
     report.ssim = float(np.mean(ssims))
@@ -140,6 +167,11 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
         report.shift_psnr = {k: float(np.mean(v)) for k, v in shift_scores.items()}
     if gt_c2w is not None:
         report.ate_rel = report_ate
+    if refiner is not None:
+        report.generator = "refiner"
+        report.raw = {"psnr": float(np.mean(raw_psnrs)), "ssim": float(np.mean(raw_ssims)),
+                      "shift_psnr": ({k: float(np.mean(v)) for k, v in raw_shift.items()}
+                                     if report.shift_psnr is not None else None)}
     return report
 
 
@@ -150,7 +182,9 @@ def register(subparsers) -> None:
     p.add_argument("--gt", required=True, help="ground-truth folder (the build input: frames, depth/, scene.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--no-shift", action="store_true", help="skip the lateral-shift scores")
-    p.add_argument("--save", help="folder for side-by-side pictures (render above, truth below)")
+    p.add_argument("--save", help="folder for side-by-side pictures (render above, truth below; with a "
+                                  "generator: raw render, refined, truth)")
+    add_generator_arguments(p)
     add_config_argument(p)
     p.set_defaults(func=run)
 
@@ -158,22 +192,26 @@ def register(subparsers) -> None:
 def run(args) -> int:
     settings = render_settings_from_args(args)
     world = World.load(args.world)
+    refiner = load_generator(args.generator, args.generator_weights, args.world, args.device)
     report = evaluate(world, args.gt, device=args.device, shifts=not args.no_shift, save_dir=args.save,
-                      settings=settings)
+                      settings=settings, refiner=refiner)
     j = report.as_json()
 
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v:.4f}{unit}" if abs(v) < 10 else f"{v:.2f}{unit}"
 
     print(f"held-out frames : {report.frames}")
-    print(f"PSNR            : {fmt(j['psnr'], ' dB')}")
-    print(f"SSIM            : {fmt(j['ssim'])}")
+    raw = j.get("raw")
+    print(f"PSNR            : {fmt(j['psnr'], ' dB')}" + (f" (raw render {fmt(raw['psnr'], ' dB')})" if raw else ""))
+    print(f"SSIM            : {fmt(j['ssim'])}" + (f" (raw render {fmt(raw['ssim'])})" if raw else ""))
     print(f"depth AbsRel    : {fmt(j['depth_absrel'])}")
     print(f"coverage        : {fmt(j['coverage'])}")
     if j["ate_rel"] is not None:
         print(f"trajectory ATE  : {100 * j['ate_rel']:.2f} % of the path length (estimated poses)")
     if j["shift_psnr"]:
         print("lateral shift PSNR: " + ", ".join(f"{k} m {fmt(v, ' dB')}" for k, v in j["shift_psnr"].items()))
+        if raw and raw.get("shift_psnr"):
+            print("  raw render     : " + ", ".join(f"{k} m {fmt(v, ' dB')}" for k, v in raw["shift_psnr"].items()))
     else:
         print("lateral shift PSNR: n/a (ground truth cannot render other poses)")
     if args.json:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .camera import Intrinsics
 from .cli import parse_size
-from .config import add_config_argument, render_settings_from_args
+from .config import add_config_argument, add_generator_arguments, render_settings_from_args
 from .errors import InputError
 from .progress import progress
 from .render import Renderer, RenderSettings
@@ -32,7 +32,8 @@ def scene_depth(renderer: Renderer, c2w: np.ndarray, t: float) -> float:
 def render_trajectory(world: World, traj_spec: str, output: str | Path, *, frames: int = 49,
                       reference_frame: int = 0, look_at_depth: float | None = None, fps: float = 10.0,
                       fixed_time: float | None = None, size: tuple[int, int] | None = None,
-                      device: str = "auto", batch: int = 4, settings: RenderSettings | None = None) -> dict:
+                      device: str = "auto", batch: int = 4, settings: RenderSettings | None = None,
+                      refiner=None) -> dict:
     from .video import write_video
 
     if not 0 <= reference_frame < len(world.frame_c2w):
@@ -55,6 +56,8 @@ def render_trajectory(world: World, traj_spec: str, output: str | Path, *, frame
             # One batch shares one time: the batch's first (at 10+ fps, a few tens of ms apart).
             out = renderer.render(renderer.cameras(traj.poses[start:stop], intr), float(times[start]))
             coverage.append(out.coverage.float().mean().item())
+            if refiner is not None:
+                out = refiner.refine_output(out)
             yield from out.rgb.cpu().numpy()
 
     write_video(output, frames_iter(), fps, pad_odd=True)
@@ -74,6 +77,7 @@ def register(subparsers) -> None:
     p.add_argument("--time", type=float, help="render every frame at this recording time (s)")
     p.add_argument("--size", help="output WxH (default: the world's image size)")
     add_config_argument(p)
+    add_generator_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -82,9 +86,12 @@ def run(args) -> int:
     size = parse_size(args.size) if args.size else None
     resolve_trajectory(args.traj)  # an unknown preset or missing file fails before the world loads
     world = World.load(args.world)
+    from .generator.refiner import load_generator
+
+    refiner = load_generator(args.generator, args.generator_weights, args.world, args.device)
     stats = render_trajectory(world, args.traj, args.output, frames=args.frames, reference_frame=args.frame,
                               look_at_depth=args.look_at_depth, fps=args.fps, fixed_time=args.time,
-                              size=size, device=args.device, settings=settings)
+                              size=size, device=args.device, settings=settings, refiner=refiner)
     print(f"wrote {args.output}: {stats['frames']} frames, orbit depth {stats['look_at_depth']:.1f} m, "
           f"coverage {stats['coverage']:.3f}")
     return 0

@@ -80,8 +80,12 @@ class SimNode:
             camera_params = recorded_camera_parameters(world)
         self.rig: list[CameraSpec] = load_rig(camera_params)
         self.world_name = world_name or self.p["world"] or "default"
+        from ..generator.refiner import load_generator
+
+        refiner = load_generator(self.p["generator"], self.p["generator.weights"] or None, self.p["world"] or None,
+                                 self.p["device"])
         self.sim = Simulator(world, self.rig, device=self.p["device"], settings=settings,
-                             reference_camera=self.p["replay.reference_camera"] or None)
+                             reference_camera=self.p["replay.reference_camera"] or None, refiner=refiner)
         self.clock = SimClock(self.sim.path.start, self.sim.path.end, rate=self.p["clock.rate"],
                               end_mode=self.p["clock.end_mode"])
         self.mode = self.p["mode"]

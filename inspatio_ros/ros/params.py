@@ -21,6 +21,9 @@ OUTPUT_QOS_KEYS = ("image", "camera_info", "depth", "points", "coverage", "compr
 NODE_PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "world": ("", None, "a world file path ('' = the embedded default world)"),
     "device": ("auto", None, "auto, cpu, cuda, cuda:1 ..."),
+    "generator": ("none", lambda v: v in ("none", "refiner"),
+                  "none (the raw point render) | refiner (the world's learned refiner)"),
+    "generator.weights": ("", None, "refiner weights file ('' = WORLD.generator.safetensors beside the world)"),
     "mode": ("replay", lambda v: v in MODES, " | ".join(MODES)),
     "lockstep": (False, None, "true or false"),
     "clock.rate": (1.0, lambda v: 0.1 <= v <= 10.0, "0.1 .. 10.0 (1.0 = real time)"),

@@ -106,13 +106,15 @@ class Simulator:
     """Renders a rig at an ego pose and a moment of the recording, all cameras batched per size."""
 
     def __init__(self, world, rig: list[CameraSpec], *, device: str = "auto",
-                 settings: RenderSettings | None = None, reference_camera: str | None = None):
+                 settings: RenderSettings | None = None, reference_camera: str | None = None, refiner=None):
+        """``refiner``: a generator.Refiner applied to every render batch (None: the raw render)."""
         if not rig:
             raise InputError("the camera rig is empty", "list at least one camera in cameras.names")
         self.world = world
         self.rig = list(rig)
         self.renderer = Renderer(world, device, settings)
         self.device = self.renderer.device
+        self.refiner = refiner
         all_c2w = np.concatenate([world.frame_c2w, world.heldout_c2w]).astype(np.float64)
         all_t = np.concatenate([world.frame_time, world.heldout_time]).astype(np.float64)
         self.map_from_world = gravity_alignment(all_c2w)
@@ -207,7 +209,8 @@ class Simulator:
         for specs in groups.values():
             c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
             cams = Cameras.from_intrinsics([s.intrinsics for s in specs], c2w, self.device)
-            yield specs, cams, self.renderer.render(cams, recording_time)
+            out = self.renderer.render(cams, recording_time)
+            yield specs, cams, out if self.refiner is None else self.refiner.refine_output(out)
 
     @staticmethod
     def _copy_into(into: dict, spec: CameraSpec, out, clouds, i: int, want_points: bool,
