@@ -13,8 +13,11 @@ TF, odometry, /clock, status and diagnostics stay with the node.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import sys
 import time
+import types
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any
@@ -100,6 +103,22 @@ def camera_publishers(transport, layout: CameraLayout) -> dict[str, Any]:
     return pubs
 
 
+@contextlib.contextmanager
+def _without_main_module():
+    """Start spawned children without re-importing the parent's __main__.
+
+    Why: a spawned child imports the parent's main module first (for ``python -m
+    inspatio_ros.cli`` that is the whole CLI: PyTorch, the renderer, numba), which costs a writer
+    process seconds of start-up and ~60 MB of memory it never uses; its target lives in this
+    module, not in __main__."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _writer_main(conn, node_name: str, namespace: str, domain_id: int, layouts: list[CameraLayout],
                  shm_names: dict, jpeg_quality: int) -> None:
     from ..runtime import keep_freed_memory
@@ -159,7 +178,8 @@ class CameraWriterProcess:
         self._proc = ctx.Process(target=_writer_main, name="inspatio_camera_writer", daemon=True, args=(
             child, node_name, namespace, domain_id, layouts,
             {key: shm.name for key, shm in self._shms.items()}, jpeg_quality))
-        self._proc.start()
+        with _without_main_module():
+            self._proc.start()
         child.close()
         self._busy = [False] * SLOTS
         self._next = 0
