@@ -226,6 +226,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     if not (np.isfinite(camera_height) and camera_height > 0):
         raise InputError(f"--camera-height {camera_height} is not valid", "give the camera's height above the "
                          "road in metres, e.g. 1.5")
+    if mvs is not None and mvs.propagate < 0:
+        raise InputError(f"--mvs-propagate {mvs.propagate} is negative", "give 0 (off) or a number of passes")
     if mvs is not None and mvs.max_size is not None and mvs.max_size < 32:
         raise InputError(f"--mvs-size {mvs.max_size} is too small", "give the longer side in pixels, 32 or more")
     stage_s: dict[str, float] = {}
@@ -471,6 +473,9 @@ def register(subparsers) -> None:
                    help="metres of the camera above the road: the scale of poses estimated from video alone")
     p.add_argument("--mvs-size", type=int, help="longer side (px) at which multi-view stereo matches frames "
                                                 "(default 640 on CPU, 1280 on CUDA)")
+    p.add_argument("--mvs-propagate", type=int, default=MVSSettings.propagate, metavar="PASSES",
+                   help="passes propagating MVS depth into unmeasured pixels (road plane, neighbours), each "
+                        "checked against the other frames (0: only matched pixels)")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
@@ -507,7 +512,7 @@ def run(args) -> int:
                         holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
                         bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
                         preview=args.preview, camera_height=args.camera_height,
-                        mvs=MVSSettings(max_size=args.mvs_size))
+                        mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")
