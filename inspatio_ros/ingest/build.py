@@ -392,7 +392,7 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
     monocular odometry, scaled by the camera's height above the road (a driving camera); when
     that finds no road the world stays in odometry units. Returns (c2w, world.info entries,
     landmarks (M,3) that bound the depth for MVS)."""
-    from .odometry import estimate_poses, scale_from_camera_height
+    from .odometry import estimate_poses, segment_scales_from_camera_height
 
     depth_of = None if load_depth is None else (lambda i: load_depth(i, shape))
     result = estimate_poses(fs.load, len(fs), intr, depth_of=depth_of)
@@ -401,13 +401,15 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
         raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
                          f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
                          "resolution (the odometry tracks corners; 320x180 or more)")
+    scales = None
     if depth_of is not None:
         how = "metric (RGB-D odometry on the given depth maps)"
     else:
-        scale = scale_from_camera_height(result, camera_height, intr)
-        if scale is not None and np.isfinite(scale) and scale > 0:
-            result = result.scaled(scale, "camera height")
-            how = f"metric (camera height {camera_height:g} m above the road)"
+        scales = segment_scales_from_camera_height(result, camera_height, intr)
+        if scales is not None and all(np.isfinite(x) and x > 0 for x in scales):
+            result = result.scaled_segments(scales, "camera height")
+            how = f"metric (camera height {camera_height:g} m above the road"
+            how += ")" if len(scales) == 1 else f", each of {len(scales)} segments scaled by its own)"
         else:
             how = "unscaled"
             fs.notes.append("no scale found (no road seen below the camera): the world is in odometry units, "
@@ -415,8 +417,11 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
     for w in result.warnings:
         fs.notes.append(f"visual odometry: {w}")
     landmarks = np.array(list(result.landmark_by_id.values())) if result.landmark_by_id else None
+    report = result.report()
+    if depth_of is None and scales is not None:
+        report["segment_scales"] = [round(float(x), 6) for x in scales]
     return result.c2w, {"pose_source": "estimated (visual odometry)", "scale": how,
-                        "odometry": result.report()}, landmarks
+                        "odometry": report}, landmarks
 
 
 # Below this share of measured pixels (sky not counted) MVS has failed: wrong intrinsics or poses,
