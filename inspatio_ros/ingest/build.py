@@ -44,6 +44,10 @@ class FusionSettings:
     refine_ratio: float = 1.6        # add a pixel when the world's surfel is this much coarser
     grazing_limit: float = 0.25      # cos of the steepest view angle a surfel is sized for
     edge_jump: float = 0.1           # relative depth step to a nearer neighbour that marks an edge
+    check_neighbours: int = 3        # fused frames either side that check each frame's points (0: off)
+    check_tolerance: float = 0.05    # relative depth margin of that check
+    check_violations: int = 2        # neighbours seeing through a point that remove it (floater or moving)
+    moving_min_area: float = 0.001   # given depth: seen-through regions this share of the image are moving
 
 
 def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
@@ -109,6 +113,86 @@ def _behind_edge(d: np.ndarray, jump: float) -> np.ndarray:
         return near < d * (1.0 - jump)
 
 
+def _project_into(d_i: np.ndarray, c2w_i: np.ndarray, c2w_j: np.ndarray, intr: Intrinsics, sky_distance: float):
+    """Frame i's depth map as points seen from camera j: their depth there and the pixel they
+    fall on (row, col, inside mask)."""
+    H, W = d_i.shape
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    d = np.where(np.isposinf(d_i), sky_distance, d_i)
+    known = np.isfinite(d) & (d > 0)
+    d = np.where(known, d, 0.0)
+    pc = np.stack([(u - intr.cx) / intr.fx * d, (v - intr.cy) / intr.fy * d, d], -1)
+    rel = np.linalg.inv(c2w_j) @ c2w_i
+    pj = pc @ rel[:3, :3].T + rel[:3, 3]
+    z = pj[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        col = np.round(pj[..., 0] / z * intr.fx + intr.cx)
+        row = np.round(pj[..., 1] / z * intr.fy + intr.cy)
+    inside = known & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    col = np.where(inside, col, 0).astype(np.int64)
+    row = np.where(inside, row, 0).astype(np.int64)
+    return z, row, col, inside
+
+
+def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr: Intrinsics,
+                 settings: FusionSettings) -> dict[int, np.ndarray]:
+    """Per frame, how many neighbouring frames see *through* each pixel's point: at the pixel
+    where the point projects, that frame measured a surface clearly farther away (or sky). A
+    static, correctly measured surface is never seen through; a wrong depth (a floater in front
+    of the scene) or a moving object (it left that place) is. Neighbour depths are taken as the
+    nearest of a 3x3 window, so a point on the edge of a foreground object is not condemned by
+    rounding onto the background beside it."""
+    from scipy import ndimage
+
+    frames = sorted(depths)
+    s = settings
+    nearest = {}
+    for j in frames:
+        dj = np.where(np.isposinf(depths[j]), s.sky_distance, depths[j]).astype(np.float64)
+        dj = np.where(np.isfinite(dj) & (dj > 0), dj, np.inf)      # unknown: no evidence (inf, then ignored)
+        nearest[j] = (ndimage.minimum_filter(dj, size=3, mode="nearest"),
+                      ndimage.maximum_filter(np.isfinite(dj).astype(np.uint8), size=3) > 0)
+    out = {}
+    for k, i in enumerate(frames):
+        count = np.zeros(depths[i].shape, np.int32)
+        for j in frames[max(0, k - s.check_neighbours):k + s.check_neighbours + 1]:
+            if j == i:
+                continue
+            z, row, col, inside = _project_into(depths[i], c2w[i], c2w[j], intr, s.sky_distance)
+            there, has = nearest[j]
+            d_there = there[row, col]
+            count += (inside & has[row, col] & np.isfinite(d_there)
+                      & (z < d_there * (1.0 - s.check_tolerance))).astype(np.int32)
+        out[i] = count
+    return out
+
+
+def _large_regions(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """The connected regions of ``mask`` covering at least ``min_area`` of the image."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return mask
+    labels, n = ndimage.label(mask)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    big = area >= max(8.0, min_area * mask.size)
+    big[0] = False
+    return big[labels]
+
+
+def _time_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
+    """When each fused frame's moving objects exist: from half-way to the previous fused frame to
+    just before half-way to the next (held-out frames between them are covered, by the later
+    frame at the exact middle), the ends extended by half a neighbour interval."""
+    t = np.asarray([float(times[i]) for i in fused])
+    if len(t) == 1:
+        return {fused[0]: (t[0] - 0.05, t[0] + 0.05)}
+    mid = (t[1:] + t[:-1]) / 2
+    start = np.concatenate([[t[0] - (t[1] - t[0]) / 2], mid])
+    end = np.concatenate([mid - 1e-6, [t[-1] + (t[-1] - t[-2]) / 2]])
+    return {i: (float(a), float(b)) for i, a, b in zip(fused, start, end)}
+
+
 class WorldFuser:
     """Accumulates surfels frame by frame, adding only what the world does not yet explain."""
 
@@ -117,6 +201,8 @@ class WorldFuser:
         self.settings = settings
         self.device = device
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame")}
+        self.dynamic: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame",
+                                                                     "t_start", "t_end")}
         self.cloud: PointCloud | None = None
         self.render_settings = RenderSettings(hole_fill_levels=0)
 
@@ -130,7 +216,12 @@ class WorldFuser:
         self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
                                   for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")))
 
-    def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray) -> int:
+    def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                  exclude: np.ndarray | None = None) -> int:
+        """Add one frame's surfels the world does not yet explain; ``exclude`` (HxW bool): pixels
+        never to add (points that other frames see through)."""
+        if exclude is not None and exclude.any():
+            depth = np.where(exclude, np.nan, depth)
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, depth, self.intr, c2w, self.settings)
         keep = np.ones(len(xyz), bool)
         cloud = self.cloud
@@ -154,6 +245,31 @@ class WorldFuser:
             self.parts["frame"].append(np.full(int(keep.sum()), frame_id, np.int32))
             self._append_to_cloud(xyz[keep], col[keep], rad[keep], nrm[keep])
         return int(keep.sum())
+
+    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                    mask: np.ndarray, t_start: float, t_end: float) -> int:
+        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
+        t_end (a moving object where this frame saw it)."""
+        if not mask.any():
+            return 0
+        xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
+                                                       self.settings)
+        if not len(xyz):
+            return 0
+        n = len(xyz)
+        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", nrm),
+                     ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
+                     ("t_end", np.full(n, t_end))):
+            self.dynamic[k].append(v)
+        return n
+
+    def dynamic_arrays(self) -> dict[str, np.ndarray]:
+        """The dynamic layer as World fields (dynamic_xyz, ...); empty arrays when none."""
+        if not self.dynamic["xyz"]:
+            return {}
+        out = {f"dynamic_{k}": np.concatenate(v) for k, v in self.dynamic.items()}
+        out["dynamic_normal"] = encode_normals(out["dynamic_normal"])
+        return out
 
     def arrays(self):
         if not self.parts["xyz"]:
@@ -295,14 +411,31 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     held = holdout_mask(len(fs), holdout)       # frames of fs (already windowed and strided)
     dev = resolve_device(device)
     mvs_info = None
+    moving_of = None
     if load_depth is None:
         t_stage = time.time()
-        load_depth, mvs_info = _depth_from_video(fs, c2w, intr, held, landmarks, mvs or MVSSettings(), dev)
+        load_depth, mvs_info, moving_of = _depth_from_video(fs, c2w, intr, held, landmarks, mvs or MVSSettings(),
+                                                             dev)
         stage_s["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     fuser = WorldFuser(intr, settings, dev)
     started = time.time()
     added = []
     coverage = []
+    fused_idx = [int(i) for i in np.nonzero(~held)[0]]
+    spans = _time_spans(times, fused_idx)
+    dynamic_added: list[int] = []
+    rejected = {}
+    if settings.check_neighbours > 0:
+        t_check = time.time()
+        maps = {i: load_depth(i, (height, width)) for i in fused_idx}
+        counts = seen_through(maps, {i: c2w[i] for i in fused_idx}, intr, settings)
+        rejected = {i: counts[i] >= settings.check_violations for i in fused_idx}
+        if moving_of is None:
+            # Given depth: large regions that other frames see through moved (a car that was
+            # there at this frame's time only); small ones are errors and are only dropped.
+            moving_of = {i: _large_regions(rejected[i], settings.moving_min_area) for i in fused_idx}
+        del maps
+        stage_s["view consistency"] = round(time.time() - t_check, 2)
     for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
         if held[i]:
             continue
@@ -312,8 +445,15 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                              f"the first is {width}x{height}", "give frames of one size")
         frame_depth = load_depth(i, (height, width))
         coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
-        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i]))
+        moving = None if moving_of is None else moving_of.get(i)
+        exclude = rejected.get(i)
+        if moving is not None and moving.any():
+            exclude = moving if exclude is None else exclude | moving
+            t0, t1 = spans[i]
+            dynamic_added.append(fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1))
+        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude))
     xyz, rgb, radius, normal, frame = fuser.arrays()
+    dynamic = fuser.dynamic_arrays()
     stage_s["fusion"] = round(time.time() - started, 2)
 
     world_idx = np.nonzero(~held)[0]
@@ -324,6 +464,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         intrinsics=intr, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
         static_frame=frame, frame_c2w=c2w[world_idx], frame_time=times[world_idx], frame_index=fs.index[world_idx],
         heldout_c2w=c2w[held_idx], heldout_time=times[held_idx], heldout_index=fs.index[held_idx],
+        **dynamic,
         provenance={
             "source": str(source.resolve()),
             "source_sha256": sha256_of(source),
@@ -354,6 +495,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         "scale": pose_info["scale"],
         "depth": depth_source,
         "depth_coverage": round(float(np.mean(coverage)), 4) if coverage else 0.0,
+        "seen_through": round(float(np.mean([r.mean() for r in rejected.values()])), 4) if rejected else 0.0,
         "points_static": int(world.num_static), "points_dynamic": int(len(world.dynamic_xyz)),
         "warnings": list(fs.notes),
         "seconds": stage_s,
@@ -437,7 +579,9 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
 
     fused = [int(i) for i in np.nonzero(~held)[0]]
     started = time.time()
-    maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks)
+    moving: dict[int, np.ndarray] = {}
+    maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks,
+                       moving=moving)
     seconds = time.time() - started
     measured = [depth_coverage(maps[i][0]) for i in fused]
     sky = [float(np.isposinf(maps[i][0]).mean()) for i in fused]
@@ -453,8 +597,9 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
         return resize_depth(maps[i][0], shape[1], shape[0])
     info = {"coverage": round(coverage, 4), "sky": round(float(np.mean(sky)), 4),
             "seconds_per_frame": round(seconds / max(len(fused), 1), 3), "device": str(device),
+            "moving_pixels": round(float(np.mean([m.mean() for m in moving.values()])), 5) if moving else 0.0,
             "settings": asdict(settings)}
-    return load_depth, info
+    return load_depth, info, moving
 
 
 def register(subparsers) -> None:

@@ -65,6 +65,8 @@ class MVSSettings:
     propagate_window: int = 5         # window (px) of that photometric check
     propagate_median: bool = True     # 5x5 median of the propagated inverse depths
     road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
+    moving: bool = True               # detect objects moving along with the camera (needs the road plane)
+    moving_min_area: float = 0.001    # share of the image a moving object must cover
 
 
 def matching_size(width: int, height: int, max_size: int) -> tuple[int, int]:
@@ -492,6 +494,11 @@ def _nearest_along(known: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
     return np.maximum.accumulate(np.where(known, idx, -1), axis=axis)
 
 
+# Preference among the candidates of _propagation_candidates (cost multipliers, in its order:
+# row interpolation, left, right, column interpolation, above, below, road plane).
+CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0, 0.5)
+
+
 def _propagation_candidates(rho: np.ndarray, road: np.ndarray | None, max_gap: float = 0.5) -> np.ndarray:
     """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
     interpolation between the nearest known pixels left and right, and above and below (exact on
@@ -533,7 +540,7 @@ def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0) -> tuple[np.n
     d = float(np.median(p[:, 1]))
     for tol in (0.25, 0.1, 0.05):
         inl = np.abs(p @ n - d) < tol * d
-        if inl.sum() < 100:
+        if inl.sum() < 60:
             return None
         c = p[inl].mean(0)
         n = np.linalg.svd(p[inl] - c, full_matrices=False)[2][-1]
@@ -555,7 +562,7 @@ def _road_rho(plane: tuple[np.ndarray, float] | None, intr: Intrinsics) -> np.nd
     return np.where(along > 0.02, along / d, np.nan).astype(np.float32)
 
 
-def _road_points(depth: np.ndarray, intr: Intrinsics, step: int = 4) -> np.ndarray:
+def _road_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np.ndarray:
     """Camera-frame points of measured pixels in the road region (lower 40 %, middle 2/3)."""
     h, w = depth.shape
     v, u = np.mgrid[int(0.6 * h):h:step, w // 6:w - w // 6:step]
@@ -563,6 +570,49 @@ def _road_points(depth: np.ndarray, intr: Intrinsics, step: int = 4) -> np.ndarr
     ok = np.isfinite(z) & (z > 0)
     u, v, z = u[ok], v[ok], z[ok]
     return np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], 1)
+
+
+def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, far: float,
+                 road_rho: np.ndarray | None, s: MVSSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Objects that move along with the camera (a car ahead in the same lane): their textured
+    pixels match well only at the far end of the sweep (they barely move in the image, like
+    something infinitely far), yet they lie below the horizon, where a static point that far
+    would be under the road. Such pixels, in regions of at least ``moving_min_area`` of the image
+    (closed, holes filled), are the mask. Their depth: the road plane's at the region's lowest
+    row (where the object stands on the road), per region. Returns (mask, depth) at the
+    matching size; depth NaN outside the mask."""
+    from scipy import ndimage
+
+    h, w = raw_depth.shape
+    empty = np.zeros((h, w), bool), np.full((h, w), np.nan, np.float32)
+    if road_rho is None:
+        return empty
+    road_ok = np.isfinite(road_rho) & (road_rho > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        road_depth = np.where(road_ok, 1.0 / road_rho, np.nan)
+    seed = (road_ok & (raw_depth >= 0.9 * far) & (texture >= s.min_texture) & (cost <= 0.5 * s.max_cost + 0.1)
+            & (raw_depth > 3.0 * np.nan_to_num(road_depth, nan=np.inf)))
+    if not seed.any():
+        return empty
+    region = ndimage.binary_fill_holes(ndimage.binary_closing(seed, iterations=3))
+    labels, n = ndimage.label(region)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    mask = np.zeros((h, w), bool)
+    depth = np.full((h, w), np.nan, np.float32)
+    rows = np.arange(h)[:, None]
+    for k in np.nonzero(area >= max(8, s.moving_min_area * h * w))[0]:
+        if k == 0:
+            continue
+        r = labels == k
+        bottom = int(np.max(np.where(r, rows, -1)))
+        cols = np.nonzero(r[bottom])[0]
+        contact = road_depth[bottom, cols]
+        contact = contact[np.isfinite(contact)]
+        if not len(contact):
+            continue
+        mask |= r
+        depth[r] = float(np.median(contact))
+    return mask, depth
 
 
 def _sky_mask(depth: np.ndarray, texture: np.ndarray, gray: np.ndarray, min_texture: float) -> np.ndarray:
@@ -605,13 +655,16 @@ def _upsample(depth: np.ndarray, width: int, height: int) -> np.ndarray:
 def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intrinsics, indices: list[int],
                 settings: MVSSettings | None = None, device: str | torch.device = "cpu", *,
                 sources: list[int] | None = None, landmarks: np.ndarray | None = None,
-                progress_bar: bool = True, filtered: bool = True) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                progress_bar: bool = True, filtered: bool = True,
+                moving: dict | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Depth (float32 HxW: metres or pose units; NaN unknown, +inf sky) and confidence (0..1, 0
     where unknown) of frames ``indices``, matched against frames ``sources`` (default: all).
 
     ``frames(i)``: frame i as uint8 RGB or grey; ``c2w`` (N,4,4) OpenCV camera-to-world of every
     frame; ``landmarks`` (M,3): sparse world points that bound the depth range. ``filtered=False``
-    skips the consistency, confidence and parallax filters (for measuring what they remove)."""
+    skips the consistency, confidence and parallax filters (for measuring what they remove).
+    ``moving``: a dict that receives, per frame, the mask (HxW bool) of objects found moving
+    along with the camera (their depth, from where they stand on the road, is in the map)."""
     from ..progress import progress
 
     s = settings or MVSSettings()
@@ -623,6 +676,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     raw = {}
     chosen = {}
     road_plane_fit: list = []
+    bounds_of: dict[int, tuple[float, float]] = {}
     order = sorted(int(i) for i in indices)
     bar = progress(order, desc="dense depth (MVS)", unit="frame") if progress_bar else order
     with torch.no_grad():
@@ -632,6 +686,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 raw[i] = None
                 continue
             bounds = depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s)
+            bounds_of[i] = bounds
             raw[i] = sweep.raw_depth(i, chosen[i], bounds)
             # Frames are cached for their neighbours; the ones no later frame reaches are freed.
             sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
@@ -684,9 +739,16 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 gray = raw[i][5].cpu().numpy()
                 sky = _sky_mask(d, texture.cpu().numpy(), gray, s.min_texture)
             filled = np.zeros(d.shape, bool)
+            moving_mask = np.zeros(d.shape, bool)
+            if filtered and s.moving and road is not None:
+                moving_mask, moving_depth = _moving_mask(raw[i][0].cpu().numpy(), cost.cpu().numpy(),
+                                                         texture.cpu().numpy(), bounds_of[i][1], road, s)
+                d = np.where(moving_mask, np.nan, d)
             if filtered and s.propagate > 0:
-                d, filled = _propagate(sweep, i, chosen[i], d, sky, road, s)
+                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s)
                 sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
+            if moving_mask.any():
+                d = np.where(moving_mask, moving_depth, d)
             d = np.where(sky, np.inf, d)
             # Matched pixels: their correlation; filled ones (not matched themselves): a low 0.2.
             conf = np.where(measured, np.clip(1.0 - cost.cpu().numpy(), 0.0, 1.0), 0.2)
@@ -697,6 +759,10 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
 
                 conf = resize_depth(conf, intr.width, intr.height)
             out[i] = (full, conf)
+            if moving is not None:
+                from ..video import resize_depth
+
+                moving[i] = resize_depth(moving_mask.astype(np.float32), intr.width, intr.height) > 0.5
     return out
 
 
@@ -721,7 +787,11 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
         with torch.no_grad():
             cost = sweep.photo_cost(ref, sources, hyps).cpu().numpy()
         cost = np.where(np.isfinite(cand), cost, np.inf)
-        best = cost.argmin(0)
+        # On blank surfaces every candidate passes the photometric check; the one taken then is
+        # the likelier shape: the road plane (a prior that holds below the horizon), then a
+        # plane through the rim (interpolation), then a surface continued from one side.
+        weights = np.array(CANDIDATE_WEIGHTS[:len(cand)], np.float32)[:, None, None]
+        best = (cost * weights).argmin(0)
         best_cost = np.take_along_axis(cost, best[None], 0)[0]
         accept = target & (best_cost <= s.propagate_cost)
         if not accept.any():
