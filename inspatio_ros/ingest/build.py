@@ -180,6 +180,41 @@ def _large_regions(mask: np.ndarray, min_area: float) -> np.ndarray:
     return big[labels]
 
 
+def spread_moving(moving: dict[int, np.ndarray], depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray],
+                  intr: Intrinsics, settings: FusionSettings, colours: dict[int, np.ndarray], reach: int = 3,
+                  depth_tolerance: float = 0.35, colour_tolerance: float = 30.0) -> dict[int, np.ndarray]:
+    """Moving regions carried to the fused frames ``reach`` either side: a neighbour's moving
+    pixels, projected into this frame with their depth, mark the pixels where this frame sees
+    something of about that depth and colour (the object has moved little between nearby
+    frames). A car driving ahead is seen through only by later frames; the last frames learn it
+    this way. ``colours``: the frames' RGB (HxWx3 uint8) or grey (HxW)."""
+    from scipy import ndimage
+
+    frames = sorted(depths)
+    out = {}
+    for k, i in enumerate(frames):
+        mask = moving.get(i, np.zeros(depths[i].shape, bool)).copy()
+        d_i = depths[i]
+        # Only the neighbours' own detections are carried (carrying carried masks on would creep
+        # along the road the object stands on, one frame at a time).
+        for j in frames[max(0, k - reach):k + reach + 1]:
+            mj = moving.get(j)
+            if j == i or mj is None or not mj.any():
+                continue
+            z, row, col, inside = _project_into(np.where(mj, depths[j], np.nan), c2w[j], c2w[i], intr,
+                                                settings.sky_distance)
+            there = d_i[row, col]
+            c_i = colours[i].reshape(d_i.shape + (-1,)).astype(np.float32)
+            c_j = colours[j].reshape(d_i.shape + (-1,)).astype(np.float32)
+            alike = np.abs(c_i[row, col] - c_j).mean(-1) < colour_tolerance
+            near = inside & mj & np.isfinite(there) & (np.abs(there - z) < depth_tolerance * z) & alike
+            mask[row[near], col[near]] = True
+        if mask.any():
+            mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)) & np.isfinite(d_i)
+        out[i] = mask
+    return out
+
+
 def _time_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
     """When each fused frame's moving objects exist: from half-way to the previous fused frame to
     just before half-way to the next (held-out frames between them are covered, by the later
@@ -434,6 +469,10 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             # Given depth: large regions that other frames see through moved (a car that was
             # there at this frame's time only); small ones are errors and are only dropped.
             moving_of = {i: _large_regions(rejected[i], settings.moving_min_area) for i in fused_idx}
+        if any(m.any() for m in moving_of.values()):
+            colours = {i: fs.load(i) for i in fused_idx}
+            moving_of = spread_moving(moving_of, maps, {i: c2w[i] for i in fused_idx}, intr, settings, colours)
+            del colours
         del maps
         stage_s["view consistency"] = round(time.time() - t_check, 2)
     for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
