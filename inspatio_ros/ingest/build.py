@@ -44,7 +44,7 @@ class FusionSettings:
     refine_ratio: float = 1.6        # add a pixel when the world's surfel is this much coarser
     grazing_limit: float = 0.25      # cos of the steepest view angle a surfel is sized for
     edge_jump: float = 0.1           # relative depth step to a nearer neighbour that marks an edge
-    check_neighbours: int = 3        # fused frames either side that check each frame's points (0: off)
+    check_neighbours: int = 16       # fused frames either side that check each frame's points (0: off)
     check_tolerance: float = 0.05    # relative depth margin of that check
     check_violations: int = 2        # neighbours seeing through a point that remove it (floater or moving)
     moving_min_area: float = 0.001   # given depth: seen-through regions this share of the image are moving
@@ -561,7 +561,9 @@ def format_report(report: dict) -> str:
              f"  poses       {report['poses']}",
              f"  scale       {report['scale']}",
              f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",
-             f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic",
+             f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic"
+             + (f" ({100 * report['seen_through']:.1f} % of pixels seen through by other frames, dropped)"
+                if report.get("seen_through") else ""),
              "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
     lines += [f"  warning     {w}" for w in report["warnings"]]
     return "\n".join(lines)
