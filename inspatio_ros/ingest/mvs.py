@@ -573,7 +573,8 @@ def _road_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np.ndarr
 
 
 def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, far: float,
-                 road_rho: np.ndarray | None, s: MVSSettings) -> tuple[np.ndarray, np.ndarray]:
+                 road_rho: np.ndarray | None, s: MVSSettings,
+                 ambiguity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Objects that move along with the camera (a car ahead in the same lane): their textured
     pixels match well only at the far end of the sweep (they barely move in the image, like
     something infinitely far), yet they lie below the horizon, where a static point that far
@@ -592,6 +593,10 @@ def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, f
         road_depth = np.where(road_ok, 1.0 / road_rho, np.nan)
     seed = (road_ok & (raw_depth >= 0.9 * far) & (texture >= s.min_texture) & (cost <= 0.5 * s.max_cost + 0.1)
             & (raw_depth > 3.0 * np.nan_to_num(road_depth, nan=np.inf)))
+    if ambiguity is not None:
+        # Lane markings run along the epipolar lines: they match any depth about as well, the far
+        # end included; an object matched at the far end has one clear minimum there.
+        seed &= ambiguity <= s.max_ambiguity
     if not seed.any():
         return empty
     region = ndimage.binary_fill_holes(ndimage.binary_closing(seed, iterations=3))
@@ -742,7 +747,8 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
             moving_mask = np.zeros(d.shape, bool)
             if filtered and s.moving and road is not None:
                 moving_mask, moving_depth = _moving_mask(raw[i][0].cpu().numpy(), cost.cpu().numpy(),
-                                                         texture.cpu().numpy(), bounds_of[i][1], road, s)
+                                                         texture.cpu().numpy(), bounds_of[i][1], road, s,
+                                                         raw[i][2].cpu().numpy())
                 d = np.where(moving_mask, np.nan, d)
             if filtered and s.propagate > 0:
                 d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s)
