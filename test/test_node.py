@@ -173,7 +173,9 @@ def test_pose_from_rclpy_moves_the_view_and_bad_poses_are_dropped(world, tmp_pat
     start = sim.recorded_base_pose(sim.path.start)
     target = start.copy()
     target[:3, 3] += 4.0 * start[:3, 0] + 1.0 * start[:3, 1]      # 4 m ahead, 1 m left
-    expected = sim.render(0.0, sim.path.start, target).cameras[0]
+    # The node renders the pose stamped 0.5 s at recording time start + 0.5 s (the world's moving
+    # car is in its dynamic layer, so the moment matters).
+    expected = sim.render(0.5, sim.path.start + 0.5, target).cameras[0]
 
     probe.subscribe(Image, "/front/image_raw")
     probe.subscribe(Image, "/front/depth/image")

@@ -11,7 +11,12 @@ Poses missing from the input (or ``--poses estimate``) come from visual odometry
 (odometry.py): with landmarks from the given depth maps when there are any, else monocular and
 scaled by the camera's height above the road (``--camera-height``). Without depth maps the depth
 of every fused frame comes from multi-view stereo on the other fused frames (mvs.py, plane sweep);
-pixels it cannot measure stay unknown, and the fusion covers them from other frames.
+pixels it cannot measure are propagated from the measured ones where the other frames agree.
+
+Before fusing, each frame's points are checked against the fused frames around it: a point that
+other frames see through (they measured something clearly farther there) is a wrong depth or
+something that moved, and is dropped. Moving regions (found by MVS, or large seen-through regions
+of given depth) go into the dynamic layer, each point existing for its frame's share of time.
 """
 from __future__ import annotations
 
@@ -150,7 +155,7 @@ def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr
     for j in frames:
         dj = np.where(np.isposinf(depths[j]), s.sky_distance, depths[j]).astype(np.float64)
         dj = np.where(np.isfinite(dj) & (dj > 0), dj, np.inf)      # unknown: no evidence (inf, then ignored)
-        nearest[j] = (ndimage.minimum_filter(dj, size=3, mode="nearest"),
+        nearest[j] = (ndimage.minimum_filter(dj, size=3, mode="nearest").astype(np.float32),
                       ndimage.maximum_filter(np.isfinite(dj).astype(np.uint8), size=3) > 0)
     out = {}
     for k, i in enumerate(frames):

@@ -20,7 +20,14 @@ multi-view geometric consistency: the depth reprojected into neighbouring frames
 own depth there and come back to the same pixel. Small holes are filled from their nearest
 neighbours (optionally, texture-less patches whose rim is one plane from that plane); sky (+inf)
 is marked conservatively: bright texture-less regions spanning the top border with no measured
-depth above them in their column. Coverage and accuracy: docs/QUALITY.md.
+depth above them in their column.
+
+Then the depth is propagated into the rest (``MVSSettings.propagate``): per unmeasured pixel,
+candidates from interpolation between measured rims, the nearest measured values, and a road
+plane fitted to the measured points low in the frames; the one the source frames contradict least
+(absolute grey differences) is kept if they do not contradict it. Objects that move along with
+the camera (matched best at infinity, below the horizon) are masked and stood on the road.
+Coverage and accuracy: docs/QUALITY.md.
 """
 from __future__ import annotations
 
@@ -680,7 +687,6 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     landmarks = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(-1, 3)
     raw = {}
     chosen = {}
-    road_plane_fit: list = []
     bounds_of: dict[int, tuple[float, float]] = {}
     order = sorted(int(i) for i in indices)
     bar = progress(order, desc="dense depth (MVS)", unit="frame") if progress_bar else order
@@ -722,9 +728,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
         road = None
         if filtered and s.propagate > 0 and s.road_plane and checked:
             pts = np.concatenate([_road_points(d, sweep.intr) for d in checked.values()])
-            plane = fit_road_plane(pts)
-            road = _road_rho(plane, sweep.intr)
-            road_plane_fit.append(None if plane is None else (plane[0].tolist(), plane[1]))
+            road = _road_rho(fit_road_plane(pts), sweep.intr)
 
         out = {}
         for i in order:
