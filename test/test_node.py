@@ -364,7 +364,8 @@ def test_ego_follows_a_tf_lookup(world, tmp_path):
     target[:3, 3] += 3.0 * start[:3, 0] - 0.5 * start[:3, 1]
     odom = np.eye(4)
     odom[:3, 3] = (0.5, -0.25, 0.0)                       # a non-identity map -> odom
-    expected = sim.render(0.0, sim.path.start, target).cameras[0]
+    # Rendered at 0.4 s of the recording, as the node does (the moving car is dynamic).
+    expected = sim.render(0.4, sim.path.start + 0.4, target).cameras[0]
 
     dds = DdsTransport("tf_source")
     images = []
