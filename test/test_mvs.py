@@ -204,3 +204,11 @@ def test_build_from_frames_without_depth_then_eval(street320, tmp_path):
     # gets no depth, so the held-out views miss it (docs/QUALITY.md, the 640x360 run).
     assert result["psnr"] > 18.0
     assert result["coverage"] > 0.35
+
+
+def test_negative_propagation_passes_are_refused(tmp_path):
+    from inspatio_ros.errors import InputError
+    from inspatio_ros.ingest.build import build_world
+
+    with pytest.raises(InputError, match="--mvs-propagate -1"):
+        build_world(tmp_path, mvs=MVSSettings(propagate=-1))
