@@ -173,7 +173,9 @@ def test_pose_from_rclpy_moves_the_view_and_bad_poses_are_dropped(world, tmp_pat
     start = sim.recorded_base_pose(sim.path.start)
     target = start.copy()
     target[:3, 3] += 4.0 * start[:3, 0] + 1.0 * start[:3, 1]      # 4 m ahead, 1 m left
-    expected = sim.render(0.0, sim.path.start, target).cameras[0]
+    # The node renders the pose stamped 0.5 s at recording time start + 0.5 s (the world's moving
+    # car is in its dynamic layer, so the moment matters).
+    expected = sim.render(0.5, sim.path.start + 0.5, target).cameras[0]
 
     probe.subscribe(Image, "/front/image_raw")
     probe.subscribe(Image, "/front/depth/image")
@@ -362,7 +364,8 @@ def test_ego_follows_a_tf_lookup(world, tmp_path):
     target[:3, 3] += 3.0 * start[:3, 0] - 0.5 * start[:3, 1]
     odom = np.eye(4)
     odom[:3, 3] = (0.5, -0.25, 0.0)                       # a non-identity map -> odom
-    expected = sim.render(0.0, sim.path.start, target).cameras[0]
+    # Rendered at 0.4 s of the recording, as the node does (the moving car is dynamic).
+    expected = sim.render(0.4, sim.path.start + 0.4, target).cameras[0]
 
     dds = DdsTransport("tf_source")
     images = []

@@ -101,3 +101,26 @@ def test_scale_from_the_camera_height_above_the_road(tmp_path):
     true_scale = umeyama(res.c2w[:, :3, 3], gt[:, :3, 3])[0]
     from_height = scale_from_camera_height(res, 1.5, intr)
     assert from_height is not None and abs(from_height / true_scale - 1) < 0.08, (from_height, true_scale)
+
+
+def test_each_segment_is_scaled_by_its_own_factor_and_the_path_stays_connected():
+    """After a tracking loss the new segment starts at the last pose with a scale of its own;
+    scaling each segment by its own factor about its start gives one even path."""
+    from inspatio_ros.ingest.odometry import OdometryResult
+
+    c2w = np.tile(np.eye(4), (10, 1, 1))
+    # Segment 0 (frames 0-4): steps of 1 unit; segment 1 (frames 5-9) starts held at frame 4's
+    # pose and moves 0.5 units per frame (its own, arbitrary scale).
+    x = np.array([0, 1, 2, 3, 4, 4, 4.5, 5, 5.5, 6])
+    c2w[:, 0, 3] = x
+    obs = [(np.array([i]), np.zeros((1, 2))) for i in range(10)]
+    landmarks = {1: np.array([1.0, 0.0, 5.0]), 7: np.array([5.0, 0.0, 2.5])}
+    res = OdometryResult(c2w, np.ones(10, bool), obs, [], [(0, 4), (5, 9)], np.full(10, 100),
+                         landmark_by_id=landmarks)
+    out = res.scaled_segments([2.0, 4.0], "test")
+    np.testing.assert_allclose(np.diff(out.c2w[:, 0, 3]), [2, 2, 2, 2, 0, 2, 2, 2, 2])
+    np.testing.assert_allclose(out.landmark_by_id[1], [2.0, 0.0, 10.0])          # segment 0: about the origin
+    np.testing.assert_allclose(out.landmark_by_id[7], [8.0 + 4.0 * 1.0, 0.0, 10.0])  # segment 1: about its start
+    assert out.scale_source == "test"
+    with pytest.raises(ValueError):
+        res.scaled_segments([1.0], "test")

@@ -11,7 +11,12 @@ Poses missing from the input (or ``--poses estimate``) come from visual odometry
 (odometry.py): with landmarks from the given depth maps when there are any, else monocular and
 scaled by the camera's height above the road (``--camera-height``). Without depth maps the depth
 of every fused frame comes from multi-view stereo on the other fused frames (mvs.py, plane sweep);
-pixels it cannot measure stay unknown, and the fusion covers them from other frames.
+pixels it cannot measure are propagated from the measured ones where the other frames agree.
+
+Before fusing, each frame's points are checked against the fused frames around it: a point that
+other frames see through (they measured something clearly farther there) is a wrong depth or
+something that moved, and is dropped. Moving regions (found by MVS, or large seen-through regions
+of given depth) go into the dynamic layer, each point existing for its frame's share of time.
 """
 from __future__ import annotations
 
@@ -44,6 +49,10 @@ class FusionSettings:
     refine_ratio: float = 1.6        # add a pixel when the world's surfel is this much coarser
     grazing_limit: float = 0.25      # cos of the steepest view angle a surfel is sized for
     edge_jump: float = 0.1           # relative depth step to a nearer neighbour that marks an edge
+    check_neighbours: int = 16       # fused frames either side that check each frame's points (0: off)
+    check_tolerance: float = 0.05    # relative depth margin of that check
+    check_violations: int = 2        # neighbours seeing through a point that remove it (floater or moving)
+    moving_min_area: float = 0.001   # given depth: seen-through regions this share of the image are moving
 
 
 def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
@@ -109,6 +118,121 @@ def _behind_edge(d: np.ndarray, jump: float) -> np.ndarray:
         return near < d * (1.0 - jump)
 
 
+def _project_into(d_i: np.ndarray, c2w_i: np.ndarray, c2w_j: np.ndarray, intr: Intrinsics, sky_distance: float):
+    """Frame i's depth map as points seen from camera j: their depth there and the pixel they
+    fall on (row, col, inside mask)."""
+    H, W = d_i.shape
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    d = np.where(np.isposinf(d_i), sky_distance, d_i)
+    known = np.isfinite(d) & (d > 0)
+    d = np.where(known, d, 0.0)
+    pc = np.stack([(u - intr.cx) / intr.fx * d, (v - intr.cy) / intr.fy * d, d], -1)
+    rel = np.linalg.inv(c2w_j) @ c2w_i
+    pj = pc @ rel[:3, :3].T + rel[:3, 3]
+    z = pj[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        col = np.round(pj[..., 0] / z * intr.fx + intr.cx)
+        row = np.round(pj[..., 1] / z * intr.fy + intr.cy)
+    inside = known & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    col = np.where(inside, col, 0).astype(np.int64)
+    row = np.where(inside, row, 0).astype(np.int64)
+    return z, row, col, inside
+
+
+def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr: Intrinsics,
+                 settings: FusionSettings) -> dict[int, np.ndarray]:
+    """Per frame, how many neighbouring frames see *through* each pixel's point: at the pixel
+    where the point projects, that frame measured a surface clearly farther away (or sky). A
+    static, correctly measured surface is never seen through; a wrong depth (a floater in front
+    of the scene) or a moving object (it left that place) is. Neighbour depths are taken as the
+    nearest of a 3x3 window, so a point on the edge of a foreground object is not condemned by
+    rounding onto the background beside it."""
+    from scipy import ndimage
+
+    frames = sorted(depths)
+    s = settings
+    nearest = {}
+    for j in frames:
+        dj = np.where(np.isposinf(depths[j]), s.sky_distance, depths[j]).astype(np.float64)
+        dj = np.where(np.isfinite(dj) & (dj > 0), dj, np.inf)      # unknown: no evidence (inf, then ignored)
+        nearest[j] = (ndimage.minimum_filter(dj, size=3, mode="nearest").astype(np.float32),
+                      ndimage.maximum_filter(np.isfinite(dj).astype(np.uint8), size=3) > 0)
+    out = {}
+    for k, i in enumerate(frames):
+        count = np.zeros(depths[i].shape, np.int32)
+        for j in frames[max(0, k - s.check_neighbours):k + s.check_neighbours + 1]:
+            if j == i:
+                continue
+            z, row, col, inside = _project_into(depths[i], c2w[i], c2w[j], intr, s.sky_distance)
+            there, has = nearest[j]
+            d_there = there[row, col]
+            count += (inside & has[row, col] & np.isfinite(d_there)
+                      & (z < d_there * (1.0 - s.check_tolerance))).astype(np.int32)
+        out[i] = count
+    return out
+
+
+def _large_regions(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """The connected regions of ``mask`` covering at least ``min_area`` of the image."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return mask
+    labels, n = ndimage.label(mask)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    big = area >= max(8.0, min_area * mask.size)
+    big[0] = False
+    return big[labels]
+
+
+def spread_moving(moving: dict[int, np.ndarray], depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray],
+                  intr: Intrinsics, settings: FusionSettings, colours: dict[int, np.ndarray], reach: int = 3,
+                  depth_tolerance: float = 0.35, colour_tolerance: float = 30.0) -> dict[int, np.ndarray]:
+    """Moving regions carried to the fused frames ``reach`` either side: a neighbour's moving
+    pixels, projected into this frame with their depth, mark the pixels where this frame sees
+    something of about that depth and colour (the object has moved little between nearby
+    frames). A car driving ahead is seen through only by later frames; the last frames learn it
+    this way. ``colours``: the frames' RGB (HxWx3 uint8) or grey (HxW)."""
+    from scipy import ndimage
+
+    frames = sorted(depths)
+    out = {}
+    for k, i in enumerate(frames):
+        mask = moving.get(i, np.zeros(depths[i].shape, bool)).copy()
+        d_i = depths[i]
+        # Only the neighbours' own detections are carried (carrying carried masks on would creep
+        # along the road the object stands on, one frame at a time).
+        for j in frames[max(0, k - reach):k + reach + 1]:
+            mj = moving.get(j)
+            if j == i or mj is None or not mj.any():
+                continue
+            z, row, col, inside = _project_into(np.where(mj, depths[j], np.nan), c2w[j], c2w[i], intr,
+                                                settings.sky_distance)
+            there = d_i[row, col]
+            c_i = colours[i].reshape(d_i.shape + (-1,)).astype(np.float32)
+            c_j = colours[j].reshape(d_i.shape + (-1,)).astype(np.float32)
+            alike = np.abs(c_i[row, col] - c_j).mean(-1) < colour_tolerance
+            near = inside & mj & np.isfinite(there) & (np.abs(there - z) < depth_tolerance * z) & alike
+            mask[row[near], col[near]] = True
+        if mask.any():
+            mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)) & np.isfinite(d_i)
+        out[i] = mask
+    return out
+
+
+def _time_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
+    """When each fused frame's moving objects exist: from half-way to the previous fused frame to
+    just before half-way to the next (held-out frames between them are covered, by the later
+    frame at the exact middle), the ends extended by half a neighbour interval."""
+    t = np.asarray([float(times[i]) for i in fused])
+    if len(t) == 1:
+        return {fused[0]: (t[0] - 0.05, t[0] + 0.05)}
+    mid = (t[1:] + t[:-1]) / 2
+    start = np.concatenate([[t[0] - (t[1] - t[0]) / 2], mid])
+    end = np.concatenate([mid - 1e-6, [t[-1] + (t[-1] - t[-2]) / 2]])
+    return {i: (float(a), float(b)) for i, a, b in zip(fused, start, end)}
+
+
 class WorldFuser:
     """Accumulates surfels frame by frame, adding only what the world does not yet explain."""
 
@@ -117,6 +241,8 @@ class WorldFuser:
         self.settings = settings
         self.device = device
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame")}
+        self.dynamic: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame",
+                                                                     "t_start", "t_end")}
         self.cloud: PointCloud | None = None
         self.render_settings = RenderSettings(hole_fill_levels=0)
 
@@ -130,7 +256,12 @@ class WorldFuser:
         self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
                                   for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")))
 
-    def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray) -> int:
+    def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                  exclude: np.ndarray | None = None) -> int:
+        """Add one frame's surfels the world does not yet explain; ``exclude`` (HxW bool): pixels
+        never to add (points that other frames see through)."""
+        if exclude is not None and exclude.any():
+            depth = np.where(exclude, np.nan, depth)
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, depth, self.intr, c2w, self.settings)
         keep = np.ones(len(xyz), bool)
         cloud = self.cloud
@@ -154,6 +285,31 @@ class WorldFuser:
             self.parts["frame"].append(np.full(int(keep.sum()), frame_id, np.int32))
             self._append_to_cloud(xyz[keep], col[keep], rad[keep], nrm[keep])
         return int(keep.sum())
+
+    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                    mask: np.ndarray, t_start: float, t_end: float) -> int:
+        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
+        t_end (a moving object where this frame saw it)."""
+        if not mask.any():
+            return 0
+        xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
+                                                       self.settings)
+        if not len(xyz):
+            return 0
+        n = len(xyz)
+        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", nrm),
+                     ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
+                     ("t_end", np.full(n, t_end))):
+            self.dynamic[k].append(v)
+        return n
+
+    def dynamic_arrays(self) -> dict[str, np.ndarray]:
+        """The dynamic layer as World fields (dynamic_xyz, ...); empty arrays when none."""
+        if not self.dynamic["xyz"]:
+            return {}
+        out = {f"dynamic_{k}": np.concatenate(v) for k, v in self.dynamic.items()}
+        out["dynamic_normal"] = encode_normals(out["dynamic_normal"])
+        return out
 
     def arrays(self):
         if not self.parts["xyz"]:
@@ -226,6 +382,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     if not (np.isfinite(camera_height) and camera_height > 0):
         raise InputError(f"--camera-height {camera_height} is not valid", "give the camera's height above the "
                          "road in metres, e.g. 1.5")
+    if mvs is not None and mvs.propagate < 0:
+        raise InputError(f"--mvs-propagate {mvs.propagate} is negative", "give 0 (off) or a number of passes")
     if mvs is not None and mvs.max_size is not None and mvs.max_size < 32:
         raise InputError(f"--mvs-size {mvs.max_size} is too small", "give the longer side in pixels, 32 or more")
     stage_s: dict[str, float] = {}
@@ -293,14 +451,35 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     held = holdout_mask(len(fs), holdout)       # frames of fs (already windowed and strided)
     dev = resolve_device(device)
     mvs_info = None
+    moving_of = None
     if load_depth is None:
         t_stage = time.time()
-        load_depth, mvs_info = _depth_from_video(fs, c2w, intr, held, landmarks, mvs or MVSSettings(), dev)
+        load_depth, mvs_info, moving_of = _depth_from_video(fs, c2w, intr, held, landmarks, mvs or MVSSettings(),
+                                                             dev)
         stage_s["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     fuser = WorldFuser(intr, settings, dev)
     started = time.time()
     added = []
     coverage = []
+    fused_idx = [int(i) for i in np.nonzero(~held)[0]]
+    spans = _time_spans(times, fused_idx)
+    dynamic_added: list[int] = []
+    rejected = {}
+    if settings.check_neighbours > 0:
+        t_check = time.time()
+        maps = {i: load_depth(i, (height, width)) for i in fused_idx}
+        counts = seen_through(maps, {i: c2w[i] for i in fused_idx}, intr, settings)
+        rejected = {i: counts[i] >= settings.check_violations for i in fused_idx}
+        if moving_of is None:
+            # Given depth: large regions that other frames see through moved (a car that was
+            # there at this frame's time only); small ones are errors and are only dropped.
+            moving_of = {i: _large_regions(rejected[i], settings.moving_min_area) for i in fused_idx}
+        if any(m.any() for m in moving_of.values()):
+            colours = {i: fs.load(i) for i in fused_idx}
+            moving_of = spread_moving(moving_of, maps, {i: c2w[i] for i in fused_idx}, intr, settings, colours)
+            del colours
+        del maps
+        stage_s["view consistency"] = round(time.time() - t_check, 2)
     for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
         if held[i]:
             continue
@@ -310,8 +489,15 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                              f"the first is {width}x{height}", "give frames of one size")
         frame_depth = load_depth(i, (height, width))
         coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
-        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i]))
+        moving = None if moving_of is None else moving_of.get(i)
+        exclude = rejected.get(i)
+        if moving is not None and moving.any():
+            exclude = moving if exclude is None else exclude | moving
+            t0, t1 = spans[i]
+            dynamic_added.append(fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1))
+        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude))
     xyz, rgb, radius, normal, frame = fuser.arrays()
+    dynamic = fuser.dynamic_arrays()
     stage_s["fusion"] = round(time.time() - started, 2)
 
     world_idx = np.nonzero(~held)[0]
@@ -322,6 +508,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         intrinsics=intr, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
         static_frame=frame, frame_c2w=c2w[world_idx], frame_time=times[world_idx], frame_index=fs.index[world_idx],
         heldout_c2w=c2w[held_idx], heldout_time=times[held_idx], heldout_index=fs.index[held_idx],
+        **dynamic,
         provenance={
             "source": str(source.resolve()),
             "source_sha256": sha256_of(source),
@@ -352,6 +539,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         "scale": pose_info["scale"],
         "depth": depth_source,
         "depth_coverage": round(float(np.mean(coverage)), 4) if coverage else 0.0,
+        "seen_through": round(float(np.mean([r.mean() for r in rejected.values()])), 4) if rejected else 0.0,
         "points_static": int(world.num_static), "points_dynamic": int(len(world.dynamic_xyz)),
         "warnings": list(fs.notes),
         "seconds": stage_s,
@@ -378,7 +566,9 @@ def format_report(report: dict) -> str:
              f"  poses       {report['poses']}",
              f"  scale       {report['scale']}",
              f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",
-             f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic",
+             f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic"
+             + (f" ({100 * report['seen_through']:.1f} % of pixels seen through by other frames, dropped)"
+                if report.get("seen_through") else ""),
              "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
     lines += [f"  warning     {w}" for w in report["warnings"]]
     return "\n".join(lines)
@@ -390,7 +580,7 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
     monocular odometry, scaled by the camera's height above the road (a driving camera); when
     that finds no road the world stays in odometry units. Returns (c2w, world.info entries,
     landmarks (M,3) that bound the depth for MVS)."""
-    from .odometry import estimate_poses, scale_from_camera_height
+    from .odometry import estimate_poses, segment_scales_from_camera_height
 
     depth_of = None if load_depth is None else (lambda i: load_depth(i, shape))
     result = estimate_poses(fs.load, len(fs), intr, depth_of=depth_of)
@@ -399,13 +589,15 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
         raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
                          f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
                          "resolution (the odometry tracks corners; 320x180 or more)")
+    scales = None
     if depth_of is not None:
         how = "metric (RGB-D odometry on the given depth maps)"
     else:
-        scale = scale_from_camera_height(result, camera_height, intr)
-        if scale is not None and np.isfinite(scale) and scale > 0:
-            result = result.scaled(scale, "camera height")
-            how = f"metric (camera height {camera_height:g} m above the road)"
+        scales = segment_scales_from_camera_height(result, camera_height, intr)
+        if scales is not None and all(np.isfinite(x) and x > 0 for x in scales):
+            result = result.scaled_segments(scales, "camera height")
+            how = f"metric (camera height {camera_height:g} m above the road"
+            how += ")" if len(scales) == 1 else f", each of {len(scales)} segments scaled by its own)"
         else:
             how = "unscaled"
             fs.notes.append("no scale found (no road seen below the camera): the world is in odometry units, "
@@ -413,8 +605,11 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
     for w in result.warnings:
         fs.notes.append(f"visual odometry: {w}")
     landmarks = np.array(list(result.landmark_by_id.values())) if result.landmark_by_id else None
+    report = result.report()
+    if depth_of is None and scales is not None:
+        report["segment_scales"] = [round(float(x), 6) for x in scales]
     return result.c2w, {"pose_source": "estimated (visual odometry)", "scale": how,
-                        "odometry": result.report()}, landmarks
+                        "odometry": report}, landmarks
 
 
 # Below this share of measured pixels (sky not counted) MVS has failed: wrong intrinsics or poses,
@@ -430,7 +625,9 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
 
     fused = [int(i) for i in np.nonzero(~held)[0]]
     started = time.time()
-    maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks)
+    moving: dict[int, np.ndarray] = {}
+    maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks,
+                       moving=moving)
     seconds = time.time() - started
     measured = [depth_coverage(maps[i][0]) for i in fused]
     sky = [float(np.isposinf(maps[i][0]).mean()) for i in fused]
@@ -446,8 +643,9 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
         return resize_depth(maps[i][0], shape[1], shape[0])
     info = {"coverage": round(coverage, 4), "sky": round(float(np.mean(sky)), 4),
             "seconds_per_frame": round(seconds / max(len(fused), 1), 3), "device": str(device),
+            "moving_pixels": round(float(np.mean([m.mean() for m in moving.values()])), 5) if moving else 0.0,
             "settings": asdict(settings)}
-    return load_depth, info
+    return load_depth, info, moving
 
 
 def register(subparsers) -> None:
@@ -471,6 +669,9 @@ def register(subparsers) -> None:
                    help="metres of the camera above the road: the scale of poses estimated from video alone")
     p.add_argument("--mvs-size", type=int, help="longer side (px) at which multi-view stereo matches frames "
                                                 "(default 640 on CPU, 1280 on CUDA)")
+    p.add_argument("--mvs-propagate", type=int, default=MVSSettings.propagate, metavar="PASSES",
+                   help="passes propagating MVS depth into unmeasured pixels (road plane, neighbours), each "
+                        "checked against the other frames (0: only matched pixels)")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
@@ -507,7 +708,7 @@ def run(args) -> int:
                         holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
                         bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
                         preview=args.preview, camera_height=args.camera_height,
-                        mvs=MVSSettings(max_size=args.mvs_size))
+                        mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")

@@ -20,7 +20,14 @@ multi-view geometric consistency: the depth reprojected into neighbouring frames
 own depth there and come back to the same pixel. Small holes are filled from their nearest
 neighbours (optionally, texture-less patches whose rim is one plane from that plane); sky (+inf)
 is marked conservatively: bright texture-less regions spanning the top border with no measured
-depth above them in their column. Coverage and accuracy: docs/QUALITY.md.
+depth above them in their column.
+
+Then the depth is propagated into the rest (``MVSSettings.propagate``): per unmeasured pixel,
+candidates from interpolation between measured rims, the nearest measured values, and a road
+plane fitted to the measured points low in the frames; the one the source frames contradict least
+(absolute grey differences) is kept if they do not contradict it. Objects that move along with
+the camera (matched best at infinity, below the horizon) are masked and stood on the road.
+Coverage and accuracy: docs/QUALITY.md.
 """
 from __future__ import annotations
 
@@ -60,6 +67,13 @@ class MVSSettings:
     fill_planes: float = 0.0          # unknown regions up to this share of the image whose rim is
                                       # one plane get that plane (texture-less walls, road)
     sky: bool = True                  # mark texture-less regions at the top without depth as +inf
+    propagate: int = 2                # passes of depth propagation into unmeasured pixels (0: off)
+    propagate_cost: float = 0.035     # mean |grey difference| (0..1) a propagated depth may leave
+    propagate_window: int = 5         # window (px) of that photometric check
+    propagate_median: bool = True     # 5x5 median of the propagated inverse depths
+    road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
+    moving: bool = True               # detect objects moving along with the camera (needs the road plane)
+    moving_min_area: float = 0.001    # share of the image a moving object must cover
 
 
 def matching_size(width: int, height: int, max_size: int) -> tuple[int, int]:
@@ -308,6 +322,26 @@ class PlaneSweep:
         uncertainty = (0.5 / sensitivity.clamp_min(1e-9)).reshape(h, w)
         return depth, cost, ambiguity, level[0][2][0, 0], uncertainty, level[0][0][0, 0]
 
+    def photo_cost(self, ref: int, sources: list[int], rho: torch.Tensor) -> torch.Tensor:
+        """Photometric cost (P,h,w) of per-pixel inverse depths rho (P,h,w) at the matching size:
+        mean absolute grey difference over small windows, mean of the best k sources (2: outside
+        every source). Unlike ZNCC it is defined on texture-less surfaces, where it only says
+        that the depth is not contradicted."""
+        (ref_gray, _, _), warps, size = self._level(ref, sources, 0)
+        w, h = size
+        P = rho.shape[0]
+        per_source = []
+        for src_gray, a, b in warps:
+            uv, ok = self._source_pixels(a, b, rho.reshape(P, -1), size)
+            grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1)
+            warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid.reshape(P, h, w, 2).to(src_gray.dtype),
+                                   mode="bilinear", padding_mode="border", align_corners=True)
+            sad = _box((warped - ref_gray).abs(), self.s.propagate_window)[:, 0]
+            per_source.append(torch.where(ok.reshape(P, h, w), sad, torch.full_like(sad, 2.0)))
+        costs = torch.stack(per_source)
+        k = min(self.s.best_k, len(per_source))
+        return costs.topk(k, dim=0, largest=False).values.mean(0)
+
     def consistent_count(self, ref: int, depth: torch.Tensor, others: dict[int, torch.Tensor]) -> torch.Tensor:
         """How many neighbours' depth maps agree with ``depth`` (h,w) of frame ``ref``."""
         s = self.s
@@ -453,6 +487,146 @@ def _fill_planar_holes(depth: np.ndarray, max_area: int, tolerance: float = 0.03
     return out
 
 
+def _nearest_along(known: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
+    """Index of the nearest known pixel before each pixel along ``axis`` (after, if ``reverse``);
+    -1 where none."""
+    n = known.shape[axis]
+    shape = [1, 1]
+    shape[axis] = n
+    idx = np.arange(n).reshape(shape)
+    if reverse:
+        flip = np.flip(known, axis)
+        out = np.maximum.accumulate(np.where(flip, idx, -1), axis=axis)
+        return np.flip(np.where(out >= 0, n - 1 - out, -1), axis)
+    return np.maximum.accumulate(np.where(known, idx, -1), axis=axis)
+
+
+# Preference among the candidates of _propagation_candidates (cost multipliers, in its order:
+# row interpolation, left, right, column interpolation, above, below, road plane).
+CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0, 0.5)
+
+
+def _propagation_candidates(rho: np.ndarray, road: np.ndarray | None, max_gap: float = 0.5) -> np.ndarray:
+    """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
+    interpolation between the nearest known pixels left and right, and above and below (exact on
+    a plane: its inverse depth is affine in pixel coordinates), each of those four nearest
+    values alone (a surface continuing to an occlusion edge), and the road plane. NaN where a
+    candidate does not exist; gaps longer than ``max_gap`` of the image side are not bridged."""
+    h, w = rho.shape
+    known = np.isfinite(rho)
+    out = []
+    for axis, size in ((1, w), (0, h)):
+        lo = _nearest_along(known, axis, False)
+        hi = _nearest_along(known, axis, True)
+        pos = np.arange(size).reshape((1, size) if axis == 1 else (size, 1))
+        pos = np.broadcast_to(pos, rho.shape)
+        r_lo = np.take_along_axis(rho, np.clip(lo, 0, size - 1), axis)
+        r_hi = np.take_along_axis(rho, np.clip(hi, 0, size - 1), axis)
+        r_lo = np.where((lo >= 0) & (pos - lo <= max_gap * size), r_lo, np.nan)
+        r_hi = np.where((hi >= 0) & (hi - pos <= max_gap * size), r_hi, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = (pos - lo) / np.maximum(hi - lo, 1)
+        out += [r_lo + f * (r_hi - r_lo), r_lo, r_hi]
+    if road is not None:
+        out.append(road)
+    cand = np.stack(out).astype(np.float32)
+    cand[:, known] = np.nan
+    return np.where(cand > 0, cand, np.nan)
+
+
+def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0) -> tuple[np.ndarray, float] | None:
+    """Road plane n . X = d in camera coordinates (x right, y down) from points (N,3) seen in the
+    road region of the frames (a camera mounted rigidly: one plane for all frames). Robust: starts
+    from the plane y = median height and refits by SVD on the points near it; None when the fit
+    is not a road (too few points, tilted more than ``max_tilt_deg``)."""
+    p = np.asarray(points, np.float64)
+    p = p[np.isfinite(p).all(1) & (p[:, 1] > 0)]
+    if len(p) < 200:
+        return None
+    n = np.array([0.0, 1.0, 0.0])
+    d = float(np.median(p[:, 1]))
+    for tol in (0.25, 0.1, 0.05):
+        inl = np.abs(p @ n - d) < tol * d
+        if inl.sum() < 60:
+            return None
+        c = p[inl].mean(0)
+        n = np.linalg.svd(p[inl] - c, full_matrices=False)[2][-1]
+        n = n if n[1] > 0 else -n
+        d = float(n @ c)
+    if d <= 0 or np.degrees(np.arccos(min(1.0, n[1]))) > max_tilt_deg:
+        return None
+    return n, d
+
+
+def _road_rho(plane: tuple[np.ndarray, float] | None, intr: Intrinsics) -> np.ndarray | None:
+    """Inverse depth (h,w) of the road plane per pixel (NaN above its horizon)."""
+    if plane is None:
+        return None
+    n, d = plane
+    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
+    along = n[0] * (u - intr.cx) / intr.fx + n[1] * (v - intr.cy) / intr.fy + n[2]
+    # z-depth of the ray (u, v, 1) meeting n . X = d: d / along; only well below the horizon.
+    return np.where(along > 0.02, along / d, np.nan).astype(np.float32)
+
+
+def _road_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np.ndarray:
+    """Camera-frame points of measured pixels in the road region (lower 40 %, middle 2/3)."""
+    h, w = depth.shape
+    v, u = np.mgrid[int(0.6 * h):h:step, w // 6:w - w // 6:step]
+    z = depth[v, u]
+    ok = np.isfinite(z) & (z > 0)
+    u, v, z = u[ok], v[ok], z[ok]
+    return np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], 1)
+
+
+def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, far: float,
+                 road_rho: np.ndarray | None, s: MVSSettings,
+                 ambiguity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Objects that move along with the camera (a car ahead in the same lane): their textured
+    pixels match well only at the far end of the sweep (they barely move in the image, like
+    something infinitely far), yet they lie below the horizon, where a static point that far
+    would be under the road. Such pixels, in regions of at least ``moving_min_area`` of the image
+    (closed, holes filled), are the mask. Their depth: the road plane's at the region's lowest
+    row (where the object stands on the road), per region. Returns (mask, depth) at the
+    matching size; depth NaN outside the mask."""
+    from scipy import ndimage
+
+    h, w = raw_depth.shape
+    empty = np.zeros((h, w), bool), np.full((h, w), np.nan, np.float32)
+    if road_rho is None:
+        return empty
+    road_ok = np.isfinite(road_rho) & (road_rho > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        road_depth = np.where(road_ok, 1.0 / road_rho, np.nan)
+    seed = (road_ok & (raw_depth >= 0.9 * far) & (texture >= s.min_texture) & (cost <= 0.5 * s.max_cost + 0.1)
+            & (raw_depth > 3.0 * np.nan_to_num(road_depth, nan=np.inf)))
+    if ambiguity is not None:
+        # Lane markings run along the epipolar lines: they match any depth about as well, the far
+        # end included; an object matched at the far end has one clear minimum there.
+        seed &= ambiguity <= s.max_ambiguity
+    if not seed.any():
+        return empty
+    region = ndimage.binary_fill_holes(ndimage.binary_closing(seed, iterations=3))
+    labels, n = ndimage.label(region)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    mask = np.zeros((h, w), bool)
+    depth = np.full((h, w), np.nan, np.float32)
+    rows = np.arange(h)[:, None]
+    for k in np.nonzero(area >= max(8, s.moving_min_area * h * w))[0]:
+        if k == 0:
+            continue
+        r = labels == k
+        bottom = int(np.max(np.where(r, rows, -1)))
+        cols = np.nonzero(r[bottom])[0]
+        contact = road_depth[bottom, cols]
+        contact = contact[np.isfinite(contact)]
+        if not len(contact):
+            continue
+        mask |= r
+        depth[r] = float(np.median(contact))
+    return mask, depth
+
+
 def _sky_mask(depth: np.ndarray, texture: np.ndarray, gray: np.ndarray, min_texture: float) -> np.ndarray:
     """Sky, conservatively: texture-less pixels without depth in a region that spans at least a
     tenth of the top border, is brighter than the image's median (sky is lit; a blank facade top
@@ -493,13 +667,16 @@ def _upsample(depth: np.ndarray, width: int, height: int) -> np.ndarray:
 def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intrinsics, indices: list[int],
                 settings: MVSSettings | None = None, device: str | torch.device = "cpu", *,
                 sources: list[int] | None = None, landmarks: np.ndarray | None = None,
-                progress_bar: bool = True, filtered: bool = True) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                progress_bar: bool = True, filtered: bool = True,
+                moving: dict | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Depth (float32 HxW: metres or pose units; NaN unknown, +inf sky) and confidence (0..1, 0
     where unknown) of frames ``indices``, matched against frames ``sources`` (default: all).
 
     ``frames(i)``: frame i as uint8 RGB or grey; ``c2w`` (N,4,4) OpenCV camera-to-world of every
     frame; ``landmarks`` (M,3): sparse world points that bound the depth range. ``filtered=False``
-    skips the consistency, confidence and parallax filters (for measuring what they remove)."""
+    skips the consistency, confidence and parallax filters (for measuring what they remove).
+    ``moving``: a dict that receives, per frame, the mask (HxW bool) of objects found moving
+    along with the camera (their depth, from where they stand on the road, is in the map)."""
     from ..progress import progress
 
     s = settings or MVSSettings()
@@ -510,6 +687,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     landmarks = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(-1, 3)
     raw = {}
     chosen = {}
+    bounds_of: dict[int, tuple[float, float]] = {}
     order = sorted(int(i) for i in indices)
     bar = progress(order, desc="dense depth (MVS)", unit="frame") if progress_bar else order
     with torch.no_grad():
@@ -519,6 +697,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 raw[i] = None
                 continue
             bounds = depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s)
+            bounds_of[i] = bounds
             raw[i] = sweep.raw_depth(i, chosen[i], bounds)
             # Frames are cached for their neighbours; the ones no later frame reaches are freed.
             sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
@@ -534,11 +713,9 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                          & (uncertainty <= s.max_depth_uncertainty))
             kept[i] = torch.where(good, depth, torch.full_like(depth, float("nan")))
 
-        out = {}
+        checked: dict[int, np.ndarray] = {}
         for i in order:
             if raw[i] is None:
-                out[i] = (np.full((intr.height, intr.width), np.nan, np.float32),
-                          np.zeros((intr.height, intr.width), np.float32))
                 continue
             depth = kept[i]
             if filtered:
@@ -547,16 +724,42 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                     count = sweep.consistent_count(i, depth, others)
                     depth = torch.where(count >= min(s.min_consistent, len(others)), depth,
                                         torch.full_like(depth, float("nan")))
+            checked[i] = depth.cpu().numpy()
+        road = None
+        if filtered and s.propagate > 0 and s.road_plane and checked:
+            pts = np.concatenate([_road_points(d, sweep.intr) for d in checked.values()])
+            road = _road_rho(fit_road_plane(pts), sweep.intr)
+
+        out = {}
+        for i in order:
+            if raw[i] is None:
+                out[i] = (np.full((intr.height, intr.width), np.nan, np.float32),
+                          np.zeros((intr.height, intr.width), np.float32))
+                continue
             cost, texture = raw[i][1], raw[i][3]
-            d = depth.cpu().numpy()
+            d = checked[i]
             measured = np.isfinite(d)
             blank = texture.cpu().numpy() < s.min_texture
             if s.fill_planes > 0:
                 d = _fill_planar_holes(d, int(s.fill_planes * d.size), blank=blank)
             d = _fill_small_holes(d, s.fill_holes_px)
+            sky = np.zeros(d.shape, bool)
             if s.sky:
                 gray = raw[i][5].cpu().numpy()
-                d = np.where(_sky_mask(d, texture.cpu().numpy(), gray, s.min_texture), np.inf, d)
+                sky = _sky_mask(d, texture.cpu().numpy(), gray, s.min_texture)
+            filled = np.zeros(d.shape, bool)
+            moving_mask = np.zeros(d.shape, bool)
+            if filtered and s.moving and road is not None:
+                moving_mask, moving_depth = _moving_mask(raw[i][0].cpu().numpy(), cost.cpu().numpy(),
+                                                         texture.cpu().numpy(), bounds_of[i][1], road, s,
+                                                         raw[i][2].cpu().numpy())
+                d = np.where(moving_mask, np.nan, d)
+            if filtered and s.propagate > 0:
+                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s)
+                sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
+            if moving_mask.any():
+                d = np.where(moving_mask, moving_depth, d)
+            d = np.where(sky, np.inf, d)
             # Matched pixels: their correlation; filled ones (not matched themselves): a low 0.2.
             conf = np.where(measured, np.clip(1.0 - cost.cpu().numpy(), 0.0, 1.0), 0.2)
             conf = np.where(np.isfinite(d), conf, 0.0).astype(np.float32)
@@ -566,7 +769,56 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
 
                 conf = resize_depth(conf, intr.width, intr.height)
             out[i] = (full, conf)
+            if moving is not None:
+                from ..video import resize_depth
+
+                moving[i] = resize_depth(moving_mask.astype(np.float32), intr.width, intr.height) > 0.5
     return out
+
+
+def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarray, sky: np.ndarray,
+               road: np.ndarray | None, s: MVSSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Depth propagated into the unmeasured, non-sky pixels of ``depth`` (matching size): per
+    pass, each such pixel takes the candidate (_propagation_candidates) that the source frames
+    contradict least, if they do not contradict it (photometric cost <= s.propagate_cost).
+    Returns the depth and the mask of propagated pixels."""
+    d = depth.copy()
+    filled = np.zeros(d.shape, bool)
+    if not sources:
+        return d, filled
+    for _ in range(s.propagate):
+        with np.errstate(divide="ignore"):
+            rho = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan)
+        cand = _propagation_candidates(rho, road)
+        target = ~np.isfinite(d) & ~sky & np.isfinite(cand).any(0)
+        if not target.any():
+            break
+        hyps = torch.from_numpy(np.nan_to_num(cand, nan=1e-6)).to(sweep.device)
+        with torch.no_grad():
+            cost = sweep.photo_cost(ref, sources, hyps).cpu().numpy()
+        cost = np.where(np.isfinite(cand), cost, np.inf)
+        # On blank surfaces every candidate passes the photometric check; the one taken then is
+        # the likelier shape: the road plane (a prior that holds below the horizon), then a
+        # plane through the rim (interpolation), then a surface continued from one side.
+        weights = np.array(CANDIDATE_WEIGHTS[:len(cand)], np.float32)[:, None, None]
+        best = (cost * weights).argmin(0)
+        best_cost = np.take_along_axis(cost, best[None], 0)[0]
+        accept = target & (best_cost <= s.propagate_cost)
+        if not accept.any():
+            break
+        value = np.take_along_axis(cand, best[None], 0)[0]
+        d[accept] = 1.0 / value[accept]
+        filled |= accept
+    if filled.any() and s.propagate_median:
+        # Candidates chosen per pixel leave streaks where several fit about equally (blank
+        # surfaces); a median of the inverse depth over 5x5 evens them out (propagated pixels only).
+        import cv2
+
+        inv = np.where(np.isfinite(d), 1.0 / np.where(np.isfinite(d), d, 1.0), 0.0).astype(np.float32)
+        med = cv2.medianBlur(inv, 5)
+        use = filled & (med > 0)
+        d[use] = 1.0 / med[use]
+    return d, filled
 
 
 def depth_coverage(depth: np.ndarray) -> float:

@@ -64,6 +64,47 @@ class OdometryResult:
         return OdometryResult(c2w, self.located, self.observations, self.keyframes, self.segments, self.inliers,
                               self.reprojection_px, source, self.warnings, by_id)
 
+    def segment_of(self) -> np.ndarray:
+        """(N,) index of the segment each frame belongs to (frames before a segment starts, held
+        at its start pose, belong to it; frames after one ends, held, to that one)."""
+        seg = np.zeros(len(self.c2w), np.int64)
+        for k, (start, _) in enumerate(self.segments):
+            seg[start:] = k
+        return seg
+
+    def scaled_segments(self, scales: list[float], source: str) -> "OdometryResult":
+        """Each segment scaled by its own factor. A segment starts where the previous one lost
+        track, at that pose; it is scaled about that start, which moves with the previous
+        segment's scaling, so the path stays connected. Landmarks go with the segment that
+        observed them."""
+        if len(scales) != max(1, len(self.segments)):
+            raise ValueError("one scale per segment")
+        if not self.segments:
+            return self.scaled(scales[0], source)
+        seg = self.segment_of()
+        c2w = self.c2w.copy()
+        anchors_old = [np.zeros(3)] + [self.c2w[start, :3, 3].copy() for start, _ in self.segments[1:]]
+        anchors_new = [np.zeros(3)]
+        for k in range(1, len(self.segments)):
+            # The start pose is the previous segment's last pose, scaled with that segment.
+            a = anchors_old[k]
+            anchors_new.append(anchors_new[k - 1] + scales[k - 1] * (a - anchors_old[k - 1]))
+        for i in range(len(c2w)):
+            k = seg[i]
+            c2w[i, :3, 3] = anchors_new[k] + scales[k] * (self.c2w[i, :3, 3] - anchors_old[k])
+        owner: dict[int, int] = {}
+        for i, obs in enumerate(self.observations):
+            if obs is None or not len(obs[0]):
+                continue
+            for t in obs[0]:
+                owner.setdefault(int(t), int(seg[i]))
+        by_id = {}
+        for t, x in self.landmark_by_id.items():
+            k = owner.get(int(t), 0)
+            by_id[t] = anchors_new[k] + scales[k] * (x - anchors_old[k])
+        return OdometryResult(c2w, self.located, self.observations, self.keyframes, self.segments, self.inliers,
+                              self.reprojection_px, source, self.warnings, by_id)
+
     def report(self) -> dict:
         return {"frames": int(len(self.c2w)), "located": int(self.located.sum()), "keyframes": len(self.keyframes),
                 "segments": [list(s) for s in self.segments], "landmarks": len(self.landmark_by_id),
@@ -388,7 +429,10 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             warnings.append(f"frame {i}: tracking lost ({n} PnP inliers); a new segment starts here")
             c2w[i] = c2w[i - 1]
             offset = c2w[i - 1]
+            # New tracks keep counting ids: a reused id would pick up an old segment's landmark.
+            next_id = tracks.next_id
             tracks = _Tracks()
+            tracks.next_id = next_id
             prev = None
             # Re-run this frame as the first of a new segment.
             tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners))
@@ -516,30 +560,60 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
     return float(np.median(r)) if len(r) >= 20 else None
 
 
+def _road_heights(result: OdometryResult, intr: Intrinsics, frames) -> np.ndarray:
+    """Heights below the camera (along the cameras' mean 'up') of the landmarks seen in the road
+    region of ``frames`` (lower third, middle half of the columns)."""
+    located = np.nonzero(result.located)[0]
+    up = -result.c2w[located, :3, 1].mean(0)
+    up /= np.linalg.norm(up)
+    heights = []
+    for i in frames:
+        if not result.located[i]:
+            continue
+        ids, pts = result.observations[i]
+        if not len(ids):
+            continue
+        road = (pts[:, 1] > intr.height * 2 / 3) & (np.abs(pts[:, 0] - intr.cx) < intr.width / 4)
+        for t in ids[road]:
+            x = result.landmark_by_id.get(int(t))
+            if x is not None:
+                heights.append(float((result.c2w[i, :3, 3] - x) @ up))
+    h = np.asarray(heights)
+    return h[h > 0]
+
+
 def scale_from_camera_height(result: OdometryResult, height_m: float, intr: Intrinsics) -> float | None:
     """Metric scale for a driving camera: landmarks seen in the road region of the image (the
     lower third, middle half of the columns) lie on the ground; their height below the camera
     that saw them, along the cameras' mean 'up', is the camera height in odometry units. The
     median over all frames maps it to ``height_m``."""
-    located = np.nonzero(result.located)[0]
-    if len(located) < 2:
+    if result.located.sum() < 2:
         return None
-    up = -result.c2w[located, :3, 1].mean(0)
-    up /= np.linalg.norm(up)
-    heights = []
-    for i in located:
-        ids, pts = result.observations[i]
-        road = (pts[:, 1] > intr.height * 2 / 3) & (np.abs(pts[:, 0] - intr.cx) < intr.width / 4) if len(ids) else []
-        for t in ids[road] if len(ids) else []:
-            x = result.landmark_by_id.get(int(t))
-            if x is not None:
-                heights.append(float((result.c2w[i, :3, 3] - x) @ up))
-    h = np.asarray(heights)
-    h = h[h > 0]
+    h = _road_heights(result, intr, range(len(result.c2w)))
     if len(h) < 20:
         return None
     # Points on cars or kerbs in that region sit higher; the road is the lower, dense part.
     return height_m / float(np.median(h))
+
+
+def segment_scales_from_camera_height(result: OdometryResult, height_m: float,
+                                      intr: Intrinsics) -> list[float] | None:
+    """One camera-height scale per odometry segment (each segment after a tracking loss starts
+    with an arbitrary scale of its own). A segment with too few road landmarks takes the median
+    of the others' scales; None when no segment has enough."""
+    if result.located.sum() < 2:
+        return None
+    segments = result.segments or [(0, len(result.c2w) - 1)]
+    seg = result.segment_of() if result.segments else np.zeros(len(result.c2w), np.int64)
+    scales: list[float | None] = []
+    for k in range(len(segments)):
+        h = _road_heights(result, intr, np.nonzero(seg == k)[0])
+        scales.append(height_m / float(np.median(h)) if len(h) >= 20 else None)
+    known = [x for x in scales if x is not None]
+    if not known:
+        return None
+    fallback = float(np.median(known))
+    return [fallback if x is None else x for x in scales]
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
