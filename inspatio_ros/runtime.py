@@ -36,6 +36,21 @@ def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
     return _done
 
 
+def release_large_blocks(threshold_bytes: int = 1 << 20) -> bool:
+    """Serve blocks of ``threshold_bytes`` and more with their own mmap() and unmap them on free
+    (a fixed threshold: glibc otherwise raises it up to 32 MB after the first such free, and then
+    keeps the blocks in its heaps); True if applied. The opposite of keep_freed_memory."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt(_M_MMAP_THRESHOLD, threshold_bytes) == 1
+
+
 def pin_host_memory(address: int, nbytes: int) -> bool:
     """Page-lock an existing host buffer for CUDA (cudaHostRegister), so device-to-host copies into
     it run asynchronously at full bus speed; False where there is no CUDA or the driver refuses.

@@ -107,10 +107,9 @@ def camera_publishers(transport, layout: CameraLayout) -> dict[str, Any]:
 def _without_main_module():
     """Start spawned children without re-importing the parent's __main__.
 
-    Why: a spawned child imports the parent's main module first (for ``python -m
-    inspatio_ros.cli`` that is the whole CLI: PyTorch, the renderer, numba), which costs a writer
-    process seconds of start-up and ~60 MB of memory it never uses; its target lives in this
-    module, not in __main__."""
+    Why: a spawned child imports the parent's main module first (a script that starts the node
+    in-process, e.g. a benchmark, imports PyTorch and the renderer there), which cost a writer
+    ~60 MB of memory and seconds of start-up it never uses; its target lives in this module."""
     main = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
@@ -121,11 +120,19 @@ def _without_main_module():
 
 def _writer_main(conn, node_name: str, namespace: str, domain_id: int, layouts: list[CameraLayout],
                  shm_names: dict, jpeg_quality: int) -> None:
-    from ..runtime import keep_freed_memory
+    import os
+
+    from ..runtime import keep_freed_memory, release_large_blocks
     from .dds import DdsTransport
     from .messages import MessageBuilder
 
-    keep_freed_memory()
+    # Which way the writer's malloc treats its few large blocks per frame (the serialised samples
+    # DDS keeps until acknowledged): "keep" them in the heap for reuse (no page faults, but the
+    # heap holds its peak), or "release" them to the OS on free (bounded memory, page faults).
+    if os.environ.get("INSPATIO_WRITER_MALLOC", "keep") == "release":
+        release_large_blocks()
+    else:
+        keep_freed_memory()
     shms = {key: shared_memory.SharedMemory(name=name) for key, name in shm_names.items()}
     transport = DdsTransport(node_name, namespace, domain_id=domain_id, announce_node=False)
     try:
