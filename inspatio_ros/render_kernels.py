@@ -192,6 +192,7 @@ def ring(table, depth, reach, slope, best, source, offsets, k, tolerance, K, nea
                 near_min[u] = min(near_min[u], col[d + u])
         fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
         ry = (f32(v) - cy) / fy
+        zs = np.empty(O, dtype=np.float32)
         for u in range(width):
             q = bv * width + u
             floor = max(f32(1.0) - kf * (slope[q] + tolerance), f32(0.0))
@@ -201,15 +202,16 @@ def ring(table, depth, reach, slope, best, source, offsets, k, tolerance, K, nea
             base = b * Hp * Wp + (v + pad) * Wp + (u + pad)
             rx = (f32(u) - cx) / fx
             limit = best[q] * keep
-            # First the nearest qualifying depth, then the nearest offset on that surface.
+            # First the nearest qualifying depth, then the nearest offset on that surface (the
+            # candidates are kept: each is a gather of one table row from anywhere in the image).
             z_min = inf
             for j in range(O):
-                z_min = min(z_min, _candidate_depth(table, base + offsets[j], rx, ry, near, limit))
+                zs[j] = _candidate_depth(table, base + offsets[j], rx, ry, near, limit)
+                z_min = min(z_min, zs[j])
             if z_min < inf:
                 for j in range(O):
-                    z = _candidate_depth(table, base + offsets[j], rx, ry, near, limit)
-                    if z * keep <= z_min:
-                        best[q] = z
+                    if zs[j] * keep <= z_min:
+                        best[q] = zs[j]
                         source[q] = base + offsets[j]
                         break
     return count
