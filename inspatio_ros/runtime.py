@@ -18,18 +18,27 @@ _M_MMAP_THRESHOLD = -3
 _done = False
 
 
+def _mallopt():
+    """glibc's mallopt(param, value) -> 1 on success, or None where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt
+
+
 def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
     """Ask glibc to keep freed blocks below ``threshold_bytes`` for reuse; True if applied."""
     global _done
-    if _done or not sys.platform.startswith("linux"):
+    if _done:
         return _done
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_THRESHOLD, min(threshold_bytes, 1 << 30)) == 1
     ok &= mallopt(_M_TRIM_THRESHOLD, threshold_bytes) == 1
     _done = bool(ok)
@@ -40,15 +49,8 @@ def release_large_blocks(threshold_bytes: int = 1 << 20) -> bool:
     """Serve blocks of ``threshold_bytes`` and more with their own mmap() and unmap them on free
     (a fixed threshold: glibc otherwise raises it up to 32 MB after the first such free, and then
     keeps the blocks in its heaps); True if applied. The opposite of keep_freed_memory."""
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return mallopt(_M_MMAP_THRESHOLD, threshold_bytes) == 1
+    mallopt = _mallopt()
+    return mallopt is not None and mallopt(_M_MMAP_THRESHOLD, threshold_bytes) == 1
 
 
 def pin_host_memory(address: int, nbytes: int) -> bool:
