@@ -153,6 +153,12 @@ class PointCloud:
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
 
+    def take(self, index) -> "PointCloud":
+        """The points at ``index`` (a slice, index tensor or boolean mask), every field alike; a
+        slice gives views."""
+        return PointCloud(self.xyz[index], self.rgb[index], self.radius[index], self.normal[index],
+                          self.t_start[index], self.t_end[index], self.has_dynamic, self.surfel[index])
+
 
 def _to_camera(x, y, z, rot, centre=None):
     """World coordinates (each (..., N) or broadcastable) into the cameras' frames, x_cam =
@@ -592,8 +598,7 @@ class ChunkedCloud:
         span = cells.max(dim=0).values + 1
         key = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
         key, order = torch.sort(key, stable=True)
-        self.cloud = PointCloud(xyz[order], cloud.rgb[order], cloud.radius[order], cloud.normal[order],
-                                cloud.t_start[order], cloud.t_end[order], cloud.has_dynamic, cloud.surfel[order])
+        self.cloud = cloud.take(order)
         _, counts = torch.unique_consecutive(key, return_counts=True)
         self.counts = counts
         self.starts = torch.cumsum(counts, 0) - counts
@@ -636,9 +641,7 @@ class ChunkedCloud:
         hi = int(self.starts[found[-1, 0]] + self.counts[found[-1, 0]])
         if lo == 0 and hi == len(self.cloud.xyz):
             return self.cloud
-        c = self.cloud
-        return PointCloud(c.xyz[lo:hi], c.rgb[lo:hi], c.radius[lo:hi], c.normal[lo:hi], c.t_start[lo:hi],
-                          c.t_end[lo:hi], c.has_dynamic, c.surfel[lo:hi])
+        return self.cloud.take(slice(lo, hi))
 
 
 class _CapturedRender:

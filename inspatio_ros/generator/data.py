@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import progress
-from ..render import PointCloud, Renderer, RenderSettings, world_point_cloud
+from ..render import Renderer, RenderSettings, world_point_cloud
 
 
 @dataclass
@@ -79,12 +79,6 @@ def frame_loader(world, frames_dir: str | Path | None = None) -> Callable[[int],
     return load
 
 
-def _subset(cloud: PointCloud, keep: torch.Tensor) -> PointCloud:
-    return PointCloud(cloud.xyz[keep], cloud.rgb[keep], cloud.radius[keep], cloud.normal[keep],
-                      cloud.t_start[keep], cloud.t_end[keep], cloud.has_dynamic,
-                      None if cloud.surfel is None else cloud.surfel[keep])
-
-
 def prepare(world, load_frame: Callable[[int], np.ndarray], device: str | torch.device,
             leave_out: Sequence[int] = (0, 1, 2), settings: RenderSettings | None = None) -> TrainingData:
     """Render every source frame once per k in ``leave_out`` without frames j-k..j+k."""
@@ -111,7 +105,7 @@ def prepare(world, load_frame: Callable[[int], np.ndarray], device: str | torch.
         for k in leave_out:
             drop = torch.as_tensor(numbers[max(0, pos - k): pos + k + 1], device=device)
             keep = ~torch.isin(point_frame, drop)
-            renderer = Renderer(_subset(cloud, keep), device, settings, graphs=False)
+            renderer = Renderer(cloud.take(keep), device, settings, graphs=False)
             out = renderer.render(renderer.cameras(world.frame_c2w[src][None], intr), float(world.frame_time[src]))
             rgbs.append(out.rgb[0].permute(2, 0, 1))
             covs.append(out.coverage[0][None].to(torch.uint8))
