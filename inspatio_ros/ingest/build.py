@@ -463,8 +463,11 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     coverage = []
     fused_idx = [int(i) for i in np.nonzero(~held)[0]]
     spans = _time_spans(times, fused_idx)
-    dynamic_added: list[int] = []
     rejected = {}
+    # The view check needs every fused frame's depth (and, with moving regions, its image) at
+    # once; the fusion below takes them from here instead of loading and decoding them again.
+    maps: dict[int, np.ndarray] = {}
+    colours: dict[int, np.ndarray] = {}
     if settings.check_neighbours > 0:
         t_check = time.time()
         maps = {i: load_depth(i, (height, width)) for i in fused_idx}
@@ -477,24 +480,22 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         if any(m.any() for m in moving_of.values()):
             colours = {i: fs.load(i) for i in fused_idx}
             moving_of = spread_moving(moving_of, maps, {i: c2w[i] for i in fused_idx}, intr, settings, colours)
-            del colours
-        del maps
         stage_s["view consistency"] = round(time.time() - t_check, 2)
     for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
         if held[i]:
             continue
-        rgb = first if i == 0 else fs.load(i)
+        rgb = colours.pop(i) if i in colours else first if i == 0 else fs.load(i)
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
-        frame_depth = load_depth(i, (height, width))
+        frame_depth = maps.pop(i) if i in maps else load_depth(i, (height, width))
         coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
         moving = None if moving_of is None else moving_of.get(i)
         exclude = rejected.get(i)
         if moving is not None and moving.any():
             exclude = moving if exclude is None else exclude | moving
             t0, t1 = spans[i]
-            dynamic_added.append(fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1))
+            fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
         added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude))
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
