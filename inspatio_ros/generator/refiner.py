@@ -29,11 +29,16 @@ FORMAT_VERSION = 1
 GENERATORS = ("none", "refiner")
 
 
+def beside(path: str | os.PathLike, suffix: str) -> Path:
+    """``dir/name.safetensors`` -> ``dir/name<suffix>`` (a file kept next to ``path``)."""
+    p = Path(path)
+    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
+    return p.with_name(stem + suffix)
+
+
 def generator_path(world_path: str | os.PathLike) -> Path:
     """``dir/name.safetensors`` -> ``dir/name.generator.safetensors``."""
-    p = Path(world_path)
-    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
-    return p.with_name(stem + ".generator.safetensors")
+    return beside(world_path, ".generator.safetensors")
 
 
 def save_weights(path: str | os.PathLike, net: RefinerNet, training: dict[str, Any] | None = None) -> Path:

@@ -33,7 +33,7 @@ from ..fileio import atomic_path
 from ..progress import progress
 from .data import TrainingData, frame_loader, prepare
 from .model import GeneratorConfig, RefinerNet, depth_feature
-from .refiner import generator_path, save_weights
+from .refiner import beside, generator_path, save_weights
 
 
 @dataclass
@@ -58,9 +58,8 @@ class TrainSettings:
 
 
 def checkpoint_path(weights: str | Path) -> Path:
-    p = Path(weights)
-    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
-    return p.with_name(stem + ".ckpt.pt")
+    """``dir/name.safetensors`` -> ``dir/name.ckpt.pt``."""
+    return beside(weights, ".ckpt.pt")
 
 
 def _gauss(size: int = 7, sigma: float = 1.5) -> torch.Tensor:
