@@ -59,7 +59,7 @@ def _compile():
         numba.config.THREADING_LAYER = "workqueue"
     from . import render_kernels as k
 
-    _kernels = {name: getattr(k, name) for name in ("centre_zbuffer", "decode", "ring", "visible_chunks", "colour",
+    _kernels = {name: getattr(k, name) for name in ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour",
                                                     "pool", "pull", "finish")}
     return _kernels
 
@@ -103,7 +103,8 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         best = depth.copy()
         source = np.full(B * H * W, -1, dtype=np.int64)
         for k in range(1, ring_count + 1):
-            counts[k - 1] = kern["ring"](table, depth, reach, slope, best, source, _ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
+            near_min = kern["need_minimum"](depth, reach, k, B, H, W)
+            counts[k - 1] = kern["ring"](table, near_min, slope, best, source, _ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
                                          tol, K, f32(settings.near), keep, B, H, W, pad)
         taken = source >= 0
         if taken.any():
