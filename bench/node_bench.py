@@ -166,6 +166,39 @@ class Subscribers:
             p.wait()
 
 
+def memory_by_mapping(pid: int, top: int = 12) -> str:
+    """The process's resident memory (/proc/PID/smaps) summed per mapping kind: shared-memory
+    frame slots, each library, [heap], anonymous, GPU driver mappings; the largest first."""
+    groups: dict[str, float] = {}
+    name = "?"
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError as exc:
+        return f"(smaps of {pid} unreadable: {exc})"
+    for line in lines:
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            path = head[5].strip() if len(head) == 6 else ""
+            if path.startswith("/dev/shm/") or path.startswith("/psm_"):
+                name = "shared-memory slots"
+            elif path.startswith("/dev/nvidia"):
+                name = "GPU driver mappings (/dev/nvidia*)"
+            elif ".so" in path:
+                name = Path(path).name.split(".so")[0] + ".so"
+            elif path == "":
+                name = "anonymous"
+            else:
+                name = path if path.startswith("[") else Path(path).name
+        elif line.startswith("Rss:"):
+            groups[name] = groups.get(name, 0.0) + int(line.split()[1]) / 1024
+    rows = sorted(groups.items(), key=lambda kv: -kv[1])
+    total = sum(groups.values())
+    out = [f"node {pid} resident by mapping (total {total:.0f} MB):"]
+    out += [f"  {mb:8.1f} MB  {name}" for name, mb in rows[:top]]
+    out.append(f"  {sum(mb for _, mb in rows[top:]):8.1f} MB  ({len(rows) - top} others)")
+    return "\n".join(out)
+
+
 def wait_for(cond, seconds, node: Node | None = None, poll=0.05) -> bool:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -177,8 +210,8 @@ def wait_for(cond, seconds, node: Node | None = None, poll=0.05) -> bool:
     return cond()
 
 
-def measure_rate(world, transport, size, n, points, rate, seconds, device, warmup):
-    params = rig_parameters(n, size, rate, points)
+def measure_rate(world, transport, size, n, points, rate, seconds, device, warmup, extra=None, smaps=False):
+    params = {**rig_parameters(n, size, rate, points), **(extra or {})}
     names = params["cameras.names"]
     subs = Subscribers(names)
     node = Node(world, params, transport, device)
@@ -190,6 +223,8 @@ def measure_rate(world, transport, size, n, points, rate, seconds, device, warmu
         time.sleep(seconds)
         end = time.perf_counter()
         rss = (node.rss_mb(), node.with_writers_mb())
+        if smaps:
+            print(memory_by_mapping(node.proc.pid), flush=True)
         got = subs.records()
     finally:
         node.close()
@@ -198,11 +233,11 @@ def measure_rate(world, transport, size, n, points, rate, seconds, device, warmu
     return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss
 
 
-def measure_latency(world, transport, size, n, points, poses, device, warmup):
+def measure_latency(world, transport, size, n, points, poses, device, warmup, extra=None):
     from inspatio_ros.ros.dds import DdsTransport
     from inspatio_ros.ros.transport import SENSOR_IN
 
-    params = {**rig_parameters(n, size, 30.0, points), "mode": "pose", "lockstep": True,
+    params = {**rig_parameters(n, size, 30.0, points), **(extra or {}), "mode": "pose", "lockstep": True,
               "input.max_jump": 0.0}
     names = params["cameras.names"]
     subs = Subscribers(names)
@@ -238,8 +273,8 @@ def measure_latency(world, transport, size, n, points, poses, device, warmup):
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
-def soak(world, transport, size, n, points, rate, minutes, device):
-    params = rig_parameters(n, size, rate, points)
+def soak(world, transport, size, n, points, rate, minutes, device, extra=None):
+    params = {**rig_parameters(n, size, rate, points), **(extra or {})}
     names = params["cameras.names"]
     subs = Subscribers(names)          # every camera read, as in the rate rows
     node = Node(world, params, transport, device)
@@ -274,6 +309,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=120.0, help="seconds allowed for start-up + compile")
     ap.add_argument("--soak", type=float, default=0.0, help="minutes: memory soak of the first configuration")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra node parameter for every run (VALUE read as YAML), e.g. qos.depth.depth=2")
+    ap.add_argument("--smaps", action="store_true", help="print the node's resident memory by mapping after each rate run")
     args = ap.parse_args()
     keep_freed_memory()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -283,15 +321,23 @@ def main() -> int:
 
         args.world = str(ensure_default_world(device="cpu" if args.device == "cpu" else "auto"))
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    extra = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param {item!r}: expected KEY=VALUE")
+        extra[key] = yaml.safe_load(value)
     points = {"both": [False, True], "on": [True], "off": [False]}[args.points]
     world_mb = Path(args.world).stat().st_size / 2**20
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     print(f"node_bench: world {args.world} ({world_mb:.0f} MB), device {args.device} ({gpu}), "
-          f"{os.cpu_count()} CPUs, target {args.rate:g} Hz per camera, {time.strftime('%Y-%m-%d')}", flush=True)
+          f"{os.cpu_count()} CPUs, target {args.rate:g} Hz per camera, {time.strftime('%Y-%m-%d')}"
+          + (f", parameters {extra}" if extra else ""), flush=True)
     if args.soak > 0:
-        soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device)
+        soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device,
+             extra)
         return 0
     print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | latency p50 ms | p99 ms | node RSS MB "
           "| node + writers MB |")
@@ -301,11 +347,11 @@ def main() -> int:
             for n in args.cameras:
                 for pts in points:
                     img_hz, dep_hz, rss = measure_rate(args.world, transport, size, n, pts, args.rate, args.seconds,
-                                                       args.device, args.warmup)
+                                                       args.device, args.warmup, extra, args.smaps)
                     p50 = p99 = float("nan")
                     if not args.no_latency:
                         p50, p99 = measure_latency(args.world, transport, size, n, pts, args.poses, args.device,
-                                                   args.warmup)
+                                                   args.warmup, extra)
                     print(f"| {transport} | {size[0]}x{size[1]} | {n} | {'yes' if pts else 'no'} | {img_hz:.1f} | "
                           f"{dep_hz:.1f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | {rss[1]:.0f} |", flush=True)
     return 0
