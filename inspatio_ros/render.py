@@ -710,7 +710,9 @@ class Renderer:
         self.graphs = bool(graphs) and self.device.type == "cuda" and self.settings.max_splat_px > 0
         self._captured: dict = {}
         self.recaptures = 0          # graphs captured again after an overflow (diagnostics)
-        if cpu_kernels is None:
+        if cpu_kernels is None and self.device.type == "cpu":
+            # Asked only on the CPU: importing numba maps LLVM into the process (~36 MB resident
+            # measured in the GPU node, which never runs the kernels).
             from . import render_cpu
             cpu_kernels = os.environ.get("INSPATIO_CPU_KERNELS") != "0" and render_cpu.available()
         self.cpu_kernels = bool(cpu_kernels) and self.device.type == "cpu"

@@ -45,6 +45,21 @@ def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
     return _done
 
 
+def return_free_memory() -> bool:
+    """Give the free memory inside glibc's heaps back to the OS now (malloc_trim(0): whole free
+    pages, also in the middle of a heap); True if anything was returned. For one-off peaks that
+    keep_freed_memory would otherwise hold for good, e.g. right after the renderer's start-up
+    compilation. Blocks freed later are kept again as before."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return trim(0) == 1
+
+
 def release_large_blocks(threshold_bytes: int = 1 << 20) -> bool:
     """Serve blocks of ``threshold_bytes`` and more with their own mmap() and unmap them on free
     (a fixed threshold: glibc otherwise raises it up to 32 MB after the first such free, and then

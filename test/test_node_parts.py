@@ -186,3 +186,32 @@ def test_simulator_renders_into_given_arrays(street_world):
         assert cf.rgb.any() and np.isfinite(cf.depth).mean() > 0.5
     with pytest.raises(ValueError, match="front"):
         sim.render(0.0, sim.path.start, pose, into={"left": into["left"], "right": into["right"]})
+
+
+def test_return_free_memory_gives_a_kept_peak_back_to_the_os():
+    """The test process keeps freed blocks (conftest: keep_freed_memory), as the node does; after
+    a 400 MB peak is freed, return_free_memory must give it back (the node calls it after warm-up).
+    Run in a child: the test runner's own heap would blur the numbers."""
+    import subprocess
+    import sys
+
+    code = r"""
+import numpy as np
+from inspatio_ros.runtime import keep_freed_memory, return_free_memory
+def rss_mb():
+    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]) / 1024
+assert keep_freed_memory()
+before = rss_mb()
+peak = [np.ones(1 << 17) for _ in range(400)]       # 400 x 1 MB: heap blocks below the thresholds
+del peak
+kept = rss_mb()
+assert return_free_memory()
+print(before, kept, rss_mb())
+"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, kept, after = (float(v) for v in out.stdout.split())
+    assert kept - before > 300, "the freed peak should have stayed resident under keep_freed_memory"
+    assert after - before < 50, f"return_free_memory left {after - before:.0f} MB of the peak resident"

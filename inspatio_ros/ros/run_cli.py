@@ -85,7 +85,7 @@ def describe(node) -> str:
 
 
 def run_node(transport, params: dict[str, Any], duration: float | None = None, frames: int | None = None) -> int:
-    from ..runtime import keep_freed_memory
+    from ..runtime import keep_freed_memory, return_free_memory
     from .node import SimNode
 
     keep_freed_memory()
@@ -95,6 +95,9 @@ def run_node(transport, params: dict[str, Any], duration: float | None = None, f
         print("warming up the renderer (the first start on a machine compiles CUDA kernels: up to a few "
               "minutes)", file=sys.stderr, flush=True)
         print(f"renderer ready in {node.warm_up():.1f} s", file=sys.stderr, flush=True)
+    # Start-up (compiling the renderer, loading the world) peaks far above what the loop needs, and
+    # keep_freed_memory would hold that peak for the node's whole life.
+    return_free_memory()
 
     def _stop(signum, _frame):
         node.stop()
