@@ -5,7 +5,10 @@ Lucas-Kanade and a forward-backward check; a two-view start (essential matrix, R
 tracks have enough parallax; every later frame located by PnP (RANSAC, then Levenberg-Marquardt)
 on the tracked landmarks; keyframes when parallax or the share of tracked landmarks calls for
 them, where new landmarks are triangulated; a bundle adjustment (scipy least squares, Huber loss)
-over the last keyframes after each new one; a final pass that locates every frame again against
+over the last keyframes after each new one, holding each keyframe-to-keyframe rotation near the
+one the essential matrix of all common tracks gives (driving forward, a yaw and a sideways step
+look alike to landmarks at similar depth, and without the distant, untriangulated tracks the
+adjustment slid along that valley: 20-30 degrees over 60 frames); a final pass that locates every frame again against
 the adjusted landmarks. Tracking failure (too few PnP inliers) is reported and the odometry starts
 a new segment instead of emitting a jump.
 
@@ -40,6 +43,9 @@ class OdometrySettings:
     min_triangulation_deg: float = 1.0
     window: int = 8                   # keyframes in each bundle adjustment
     track_drift_px: float = 2.0       # a track this far from its landmark's projection is dropped
+    # Monocular BA: keyframe-to-keyframe rotation from the essential matrix of all common tracks,
+    # as a prior with this sigma in pixels (a rotation moving the image centre this far; 0: off).
+    rotation_prior_px: float = 0.5
 
 
 @dataclass
@@ -243,9 +249,13 @@ def _backproject(K, c2w, pts, depth):
     return pc @ c2w[:3, :3].T + c2w[:3, 3], ok
 
 
-def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iterations: int = 20):
+def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iterations: int = 20,
+                   rel_rot: dict | None = None, rot_sigma_rad: float = 0.0):
     """Adjust keyframe poses (except ``fixed``) and landmark positions to minimise reprojection
-    error (Huber). poses: kf -> c2w; points: id -> xyz; obs: (kf, landmark id, u, v)."""
+    error (Huber). poses: kf -> c2w; points: id -> xyz; obs: (kf, landmark id, u, v).
+    ``rel_rot``: (kf a, kf b) -> measured rotation from camera a's to camera b's coordinates; each
+    adds a residual (rotation vector of the disagreement / ``rot_sigma_rad``, so one sigma weighs
+    like a pixel)."""
     from scipy.optimize import least_squares
     from scipy.sparse import lil_matrix
 
@@ -269,10 +279,26 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
     fixed_rt = {k: _c2w_to_rt(poses[k]) for k in poses if k in fixed}
     f = np.array([K[0, 0], K[1, 1]])
     c = np.array([K[0, 2], K[1, 2]])
+    huber = 1.5
+    priors = []
+    if rel_rot and rot_sigma_rad > 0:
+        priors = [(a, b, R) for (a, b), R in rel_rot.items() if a in poses and b in poses
+                  and (a in kf_col or b in kf_col)]
+
+    def rot_of(x, k):
+        if k in kf_col:
+            j = kf_col[k]
+            return cv2.Rodrigues(x[6 * j:6 * j + 3])[0]
+        return cv2.Rodrigues(fixed_rt[k][0])[0]
 
     def residuals(x):
         xyz = x[6 * nk:].reshape(-1, 3)
         res = np.empty((len(obs), 2))
+        prior_res = np.empty((len(priors), 3))
+        for n, (a, b, R_ab) in enumerate(priors):
+            # world->camera rotations: camera a to camera b is R_b R_a^T.
+            d = R_ab.T @ rot_of(x, b) @ rot_of(x, a).T
+            prior_res[n] = cv2.Rodrigues(d)[0].ravel() / rot_sigma_rad
         for k in poses:
             sel = o_kf == k
             if not sel.any():
@@ -285,17 +311,27 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
             R, _ = cv2.Rodrigues(r)
             pc = xyz[o_pt[sel]] @ R.T + t
             res[sel] = pc[:, :2] / np.maximum(pc[:, 2:3], 1e-6) * f + c - o_uv[sel]
-        return res.ravel()
+        r = res.ravel()
+        if priors:
+            # Huber on the reprojection residuals (as least_squares' own loss would apply it), the
+            # rotation priors squared: a prior far off must keep pulling, not fade like an outlier.
+            mag = np.abs(r)
+            r = np.where(mag <= huber, r, np.sign(r) * np.sqrt(np.maximum(2 * huber * mag - huber ** 2, 0.0)))
+        return np.concatenate([r, prior_res.ravel()])
 
-    A = lil_matrix((2 * len(obs), len(x0)), dtype=np.int8)
+    A = lil_matrix((2 * len(obs) + 3 * len(priors), len(x0)), dtype=np.int8)
+    for n, (a, b, _) in enumerate(priors):
+        for k in (a, b):
+            if k in kf_col:
+                A[2 * len(obs) + 3 * n:2 * len(obs) + 3 * n + 3, 6 * kf_col[k]:6 * kf_col[k] + 3] = 1
     rows = np.arange(len(obs))
     for k, j in kf_col.items():
         for r in rows[o_kf == k]:
             A[2 * r:2 * r + 2, 6 * j:6 * j + 6] = 1
     for i, p in enumerate(o_pt):
         A[2 * i:2 * i + 2, 6 * nk + 3 * p:6 * nk + 3 * p + 3] = 1
-    sol = least_squares(residuals, x0, jac_sparsity=A, loss="huber", f_scale=1.5, max_nfev=iterations,
-                        x_scale="jac", method="trf")
+    sol = least_squares(residuals, x0, jac_sparsity=A, loss="linear" if priors else "huber", f_scale=huber,
+                        max_nfev=iterations, x_scale="jac", method="trf")
     x = sol.x
     for k, j in kf_col.items():
         poses[k] = _rt_to_c2w(x[6 * j:6 * j + 3], x[6 * j + 3:6 * j + 6])
@@ -326,6 +362,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
     landmarks: dict[int, np.ndarray] = {}          # track id -> world xyz
     kf_poses: dict[int, np.ndarray] = {}
     kf_obs: dict[int, tuple[np.ndarray, np.ndarray]] = {}     # keyframe -> (track ids, pixels)
+    rel_rot: dict[tuple[int, int], np.ndarray] = {}           # (kf a, kf b) -> rotation a -> b (essential)
     keyframes: list[int] = []
     segments: list[tuple[int, int]] = []
     warnings: list[str] = []
@@ -465,6 +502,10 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                                          s.min_triangulation_deg)
                 for tid, p in zip(common[new][good], xyz[good]):
                     landmarks[int(tid)] = p
+            if s.rotation_prior_px > 0 and depth_of is None and len(common) >= 30:
+                R_rel = _relative_rotation(cv2, K, kf_pts[a], tracks.pts[b], s.ransac_px)
+                if R_rel is not None:
+                    rel_rot[(last_kf, i)] = R_rel
             new_keyframe(i, pose)
             window = keyframes[-s.window:]
             if len(window) >= 3:
@@ -477,7 +518,8 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                             obs.append((k, int(tid), float(u), float(v)))
                 sub_poses = {k: kf_poses[k] for k in window}
                 sub_points = {o[1]: landmarks[o[1]] for o in obs}
-                sub_poses, sub_points = _bundle_adjust(K, sub_poses, fixed, sub_points, obs)
+                sub_poses, sub_points = _bundle_adjust(K, sub_poses, fixed, sub_points, obs, rel_rot=rel_rot,
+                                                       rot_sigma_rad=s.rotation_prior_px / K[0, 0])
                 kf_poses.update(sub_poses)
                 landmarks.update(sub_points)
                 c2w[i] = kf_poses[i]
@@ -515,6 +557,18 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
     scale = "metric (landmarks from the depth maps)" if depth_of is not None else "unscaled"
     return OdometryResult(c2w, located, obs_per_frame, keyframes, segments, inliers, rms, scale, warnings,
                           dict(landmarks))
+
+
+def _relative_rotation(cv2, K, pa, pb, ransac_px):
+    """Rotation from camera a's to camera b's coordinates from the essential matrix of all tracks
+    seen in both (with or without a landmark: the distant ones, never triangulated, fix the
+    rotation best), or None when the fit is weak."""
+    pa, pb = np.asarray(pa, np.float64), np.asarray(pb, np.float64)
+    E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, ransac_px)
+    if E is None or E.shape != (3, 3):
+        return None
+    n, R, _, mask = cv2.recoverPose(E, pa, pb, K, mask=mask)
+    return R if n >= 30 else None
 
 
 def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
