@@ -6,10 +6,7 @@ in one process the writes of 3 x 1080p frames stall the render loop (measured: t
 Python thread ran at ~37 % speed next to a thread writing 8 MB depth maps). Here the node copies
 each rendered frame into one of two shared-memory slots (numpy copies release the GIL) and sends
 the slot number and stamp through a pipe; the writer process builds the messages on the shared
-arrays without copying them and writes them; its acknowledgement frees the slot. Point clouds
-(33 MB per 1080p camera) have one buffer for both slots: the writer writes the cloud first and
-releases that buffer at once, so the node renders the next frame's cloud while the writer is
-still on this frame's images (a second buffer per camera put the node over its memory budget).
+arrays without copying them and writes them; its acknowledgement frees the slot.
 
 Only camera outputs (image, depth, points, coverage, compressed, camera_info) go through here;
 TF, odometry, /clock, status and diagnostics stay with the node.
@@ -28,11 +25,6 @@ from typing import Any
 import numpy as np
 
 SLOTS = 2
-SINGLE_BUFFERED = ("points",)      # one buffer shared by both slots, released early by the writer
-
-
-def _slots_of(key: str) -> int:
-    return 1 if key in SINGLE_BUFFERED else SLOTS
 
 
 @dataclass(frozen=True)
@@ -66,28 +58,15 @@ def _views(shm_by_key: dict, layouts: list[CameraLayout]) -> list[dict[str, dict
             for key, (shape, dtype) in lay.arrays().items():
                 shm = shm_by_key[(lay.name, key)]
                 size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-                arrs[key] = np.ndarray(shape, dtype, buffer=shm.buf, offset=(slot % _slots_of(key)) * size)
+                arrs[key] = np.ndarray(shape, dtype, buffer=shm.buf, offset=slot * size)
             per_cam[lay.name] = arrs
         out.append(per_cam)
     return out
 
 
-def publish_clouds(builder, pubs: dict, stamp: float, layouts: list[CameraLayout],
-                   arrays: dict[str, dict[str, np.ndarray]]) -> None:
-    """Build and write one frame's point clouds (a DDS write copies the payload: afterwards the
-    arrays may be overwritten)."""
-    for lay in layouts:
-        p, a = pubs[lay.name], arrays[lay.name]
-        if "points" in p and a.get("points") is not None:
-            p["points"].publish(builder.point_cloud(builder.header(stamp, lay.optical_frame), a["points"]))
-
-
 def publish_cameras(builder, pubs: dict, stamp: float, layouts: list[CameraLayout],
-                    arrays: dict[str, dict[str, np.ndarray]], jpeg_quality: int, clouds: bool = True) -> None:
-    """Build and write one frame's camera messages (shared by the node and the writer process);
-    ``clouds=False``: all but the point clouds (publish_clouds wrote them already)."""
-    if clouds:
-        publish_clouds(builder, pubs, stamp, layouts, arrays)
+                    arrays: dict[str, dict[str, np.ndarray]], jpeg_quality: int) -> None:
+    """Build and write one frame's camera messages (shared by the node and the writer process)."""
     for lay in layouts:
         p = pubs[lay.name]
         a = arrays[lay.name]
@@ -98,6 +77,8 @@ def publish_cameras(builder, pubs: dict, stamp: float, layouts: list[CameraLayou
         if "depth" in p:
             p["depth"].publish(builder.image(header, a["depth"], "32FC1"))
             p["depth_info"].publish(builder.camera_info(header, lay.intrinsics))
+        if "points" in p and a.get("points") is not None:
+            p["points"].publish(builder.point_cloud(header, a["points"]))
         if "coverage" in p and a.get("coverage") is not None:
             p["coverage"].publish(builder.image(header, a["coverage"].view(np.uint8) * np.uint8(255), "mono8"))
         if "compressed" in p:
@@ -165,10 +146,8 @@ def _writer_main(conn, node_name: str, namespace: str, domain_id: int, layouts: 
                 break
             slot, stamp, names = job
             started = time.perf_counter()
-            due = [lay for lay in layouts if lay.name in names]
-            publish_clouds(builder, pubs, stamp, due, views[slot])
-            conn.send(("released", slot))          # the single-buffered arrays may be refilled
-            publish_cameras(builder, pubs, stamp, due, views[slot], jpeg_quality, clouds=False)
+            publish_cameras(builder, pubs, stamp, [lay for lay in layouts if lay.name in names], views[slot],
+                            jpeg_quality)
             conn.send(("done", slot, time.perf_counter() - started))
     except (EOFError, KeyboardInterrupt):
         pass
@@ -188,8 +167,8 @@ class CameraWriterProcess:
         self._pinned: list[int] = []
         for lay in layouts:
             for key, (shape, dtype) in lay.arrays().items():
-                size = int(np.prod(shape)) * np.dtype(dtype).itemsize * _slots_of(key)
-                shm = self._shms[(lay.name, key)] = shared_memory.SharedMemory(create=True, size=size)
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                shm = self._shms[(lay.name, key)] = shared_memory.SharedMemory(create=True, size=SLOTS * size)
                 if pin_memory:
                     # The renderer copies from the GPU straight into these slots (no staging copy).
                     from ..runtime import pin_host_memory
@@ -197,7 +176,7 @@ class CameraWriterProcess:
                     whole = np.frombuffer(shm.buf, np.uint8)
                     address = whole.ctypes.data
                     del whole                 # no export of shm.buf may outlive close()
-                    if pin_host_memory(address, size):
+                    if pin_host_memory(address, SLOTS * size):
                         self._pinned.append(address)
         self._views = _views(self._shms, layouts)
         self._reserved: int | None = None
@@ -210,7 +189,6 @@ class CameraWriterProcess:
             self._proc.start()
         child.close()
         self._busy = [False] * SLOTS
-        self._single_busy = False                 # the single-buffered arrays hold an unwritten frame
         self._next = 0
         self._on_done: list = [None] * SLOTS      # per slot: called with the wall time it was written
         self.write_s: list[float] = []
@@ -231,9 +209,7 @@ class CameraWriterProcess:
     def _collect(self, block: bool) -> None:
         while self._conn.poll(None if block else 0):
             msg = self._conn.recv()
-            if msg[0] == "released":
-                self._single_busy = False
-            elif msg[0] == "done":       # (its "released" came first; a later frame may hold them now)
+            if msg[0] == "done":
                 self._busy[msg[1]] = False
                 self.write_s.append(msg[2])
                 done, self._on_done[msg[1]] = self._on_done[msg[1]], None
@@ -251,7 +227,7 @@ class CameraWriterProcess:
         if self._reserved is None:
             slot = self._next
             self._collect(block=False)
-            while self._busy[slot] or self._single_busy:
+            while self._busy[slot]:
                 if not self._proc.is_alive():
                     raise RuntimeError("the camera writer process died")
                 self._collect(block=True)
@@ -271,7 +247,6 @@ class CameraWriterProcess:
                 if key in v and array is not None and array is not v[key]:
                     np.copyto(v[key], array)
         self._busy[slot] = True
-        self._single_busy = True
         self._on_done[slot] = on_done
         self._next = (slot + 1) % SLOTS
         self._conn.send((slot, stamp, [cf.spec.name for cf in cameras]))
