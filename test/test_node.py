@@ -99,7 +99,8 @@ def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, tran
     cfg = config(tmp_path, **{"publish.writer_process": writer})
     with NodeProcess(world, cfg, transport, tmp_path / "node.log") as node:
         got = probe.spin_until(lambda: first_complete_stamp(probe, list(topics)[:6]) is not None
-                               and len(probe.received["/clock"]) > 3 and probe.received["/odom"], 60, node)
+                               and len(probe.received["/clock"]) > 3 and probe.received["/odom"]
+                               and len(probe.received["/front/points"]) >= 3, 60, node)
         assert got, node.log()
     stamp = first_complete_stamp(probe, list(topics)[:6])
     image = by_stamp(probe.received["/front/image_raw"], stamp)
@@ -126,6 +127,15 @@ def test_rclpy_receives_every_output_with_one_stamp(world, tmp_path, probe, tran
     np.testing.assert_allclose(pts[..., :3][finite], expect[finite], rtol=1e-5, atol=1e-5)
     packed = pts[..., 3].copy().view("<u4")
     assert np.array_equal((packed >> 16) & 255, rgb[..., 0]) and np.array_equal(packed & 255, rgb[..., 2])
+    # Every cloud is its own render's (not one of another frame in the same writer slot): z equals
+    # that stamp's depth map.
+    depth_by_stamp = {stamp_ns(m.header.stamp): m for m in probe.received["/front/depth/image"]}
+    pairs = [(c, depth_by_stamp[stamp_ns(c.header.stamp)]) for c in probe.received["/front/points"]
+             if stamp_ns(c.header.stamp) in depth_by_stamp]
+    assert len(pairs) >= 2
+    for c, d in pairs:
+        z = np.frombuffer(bytes(c.data), "<f4").reshape(SIZE[1], SIZE[0], 4)[..., 2]
+        assert np.array_equal(z, image_array(d), equal_nan=True), stamp_ns(c.header.stamp)
 
     # The jpeg decodes to the same picture (up to compression), coverage is a 0/255 mask.
     import io
