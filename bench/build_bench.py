@@ -6,7 +6,7 @@ odometry unless --given-poses), the same street from its video.mp4 + camera_info
 odometry, depth by multi-view stereo) and ../shared/data/kitti06 (video + camera_info alone; and
 its frames with ground-truth poses, depth by multi-view stereo).
 
-    python bench/build_bench.py [--device cpu|cuda] [--max-size 640] [--frames 60]
+    python bench/build_bench.py [--device cpu|cuda] [--max-size 640] [--frames 60] [--kitti DIR]
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def main() -> int:
     ap.add_argument("--max-size", type=int, default=None, help="downscale frames (the CPU target uses 640)")
     ap.add_argument("--frames", type=int, default=60, help="synthetic street length")
     ap.add_argument("--given-poses", action="store_true", help="synthetic street: use its poses, no odometry")
+    ap.add_argument("--kitti", type=Path, default=KITTI, help=f"the kitti06 folder (default {KITTI})")
     args = ap.parse_args()
     keep_freed_memory()
     os.environ.setdefault("INSPATIO_NO_PROGRESS", "1")
@@ -66,12 +67,13 @@ def main() -> int:
             None if args.given_poses else "estimate")
         run("synthetic street, video + camera_info", street / "video.mp4", args.device, args.max_size, "estimate",
             str(street / "camera_info.yaml"))
-    if KITTI.exists():
-        run("kitti06, video + camera_info", KITTI / "video.mp4", args.device, args.max_size, "estimate",
-            str(KITTI / "camera_info.yaml"))
-        run("kitti06, frames + ground-truth poses", KITTI, args.device, args.max_size, None)
+    kitti = args.kitti
+    if kitti.exists():
+        run("kitti06, video + camera_info", kitti / "video.mp4", args.device, args.max_size, "estimate",
+            str(kitti / "camera_info.yaml"))
+        run("kitti06, frames + ground-truth poses", kitti, args.device, args.max_size, None)
     else:
-        print(f"| kitti06 | - | - | - | - | - | not found at {KITTI} |")
+        print(f"| kitti06 | - | - | - | - | - | not found at {kitti} |")
     return 0
 
 
