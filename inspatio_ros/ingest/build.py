@@ -140,35 +140,55 @@ def _project_into(d_i: np.ndarray, c2w_i: np.ndarray, c2w_j: np.ndarray, intr: I
 
 
 def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr: Intrinsics,
-                 settings: FusionSettings) -> dict[int, np.ndarray]:
+                 settings: FusionSettings, device: torch.device | str | None = None) -> dict[int, np.ndarray]:
     """Per frame, how many neighbouring frames see *through* each pixel's point: at the pixel
     where the point projects, that frame measured a surface clearly farther away (or sky). A
     static, correctly measured surface is never seen through; a wrong depth (a floater in front
     of the scene) or a moving object (it left that place) is. Neighbour depths are taken as the
     nearest of a 3x3 window, so a point on the edge of a foreground object is not condemned by
-    rounding onto the background beside it."""
-    from scipy import ndimage
+    rounding onto the background beside it.
 
+    Runs on ``device`` (default: the CPU) in float32: 2 x check_neighbours projections of every
+    pixel per frame (46 KITTI frames at 1226x370 x 32 neighbours: 60 s in float64 numpy on the
+    H100 machine's CPU). The depth maps stay on the device for the whole check."""
     frames = sorted(depths)
     s = settings
-    nearest = {}
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    H, W = depths[frames[0]].shape
+    inf = torch.tensor(float("inf"), device=dev)
+    nearest, has_any, known_depth = {}, {}, {}
     for j in frames:
-        dj = np.where(np.isposinf(depths[j]), s.sky_distance, depths[j]).astype(np.float64)
-        dj = np.where(np.isfinite(dj) & (dj > 0), dj, np.inf)      # unknown: no evidence (inf, then ignored)
-        nearest[j] = (ndimage.minimum_filter(dj, size=3, mode="nearest").astype(np.float32),
-                      ndimage.maximum_filter(np.isfinite(dj).astype(np.uint8), size=3) > 0)
+        d = torch.from_numpy(np.ascontiguousarray(depths[j], dtype=np.float32)).to(dev)
+        d = torch.where(torch.isposinf(d), torch.full_like(d, s.sky_distance), d)
+        measured = torch.isfinite(d) & (d > 0)
+        known_depth[j] = (torch.where(measured, d, torch.zeros_like(d)), measured)
+        dj = torch.where(measured, d, inf)                 # unknown: no evidence (inf, then ignored)
+        # 3x3 minimum / any; max_pool2d leaves the border out of the window, as a clamped window would.
+        nearest[j] = (-torch.nn.functional.max_pool2d(-dj[None, None], 3, 1, 1))[0, 0]
+        has_any[j] = torch.nn.functional.max_pool2d(measured[None, None].float(), 3, 1, 1)[0, 0] > 0
+    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
+                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
+    rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
+    keep = 1.0 - s.check_tolerance
     out = {}
     for k, i in enumerate(frames):
-        count = np.zeros(depths[i].shape, np.int32)
+        d, measured = known_depth[i]
+        points = (rays * d[..., None]).reshape(-1, 3)      # camera i's frame
+        count = torch.zeros(H * W, dtype=torch.int32, device=dev)
         for j in frames[max(0, k - s.check_neighbours):k + s.check_neighbours + 1]:
             if j == i:
                 continue
-            z, row, col, inside = _project_into(depths[i], c2w[i], c2w[j], intr, s.sky_distance)
-            there, has = nearest[j]
-            d_there = there[row, col]
-            count += (inside & has[row, col] & np.isfinite(d_there)
-                      & (z < d_there * (1.0 - s.check_tolerance))).astype(np.int32)
-        out[i] = count
+            rel = torch.from_numpy((np.linalg.inv(c2w[j]) @ c2w[i]).astype(np.float32)).to(dev)
+            pj = points @ rel[:3, :3].T + rel[:3, 3]
+            z = pj[:, 2]
+            safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
+            col = torch.round(pj[:, 0] / safe_z * intr.fx + intr.cx)
+            row = torch.round(pj[:, 1] / safe_z * intr.fy + intr.cy)
+            inside = measured.reshape(-1) & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+            flat = torch.where(inside, row * W + col, torch.zeros_like(col)).long()
+            there = nearest[j].reshape(-1)[flat]
+            count += (inside & has_any[j].reshape(-1)[flat] & torch.isfinite(there) & (z < there * keep)).int()
+        out[i] = count.reshape(H, W).cpu().numpy()
     return out
 
 
@@ -471,7 +491,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     if settings.check_neighbours > 0:
         t_check = time.time()
         maps = {i: load_depth(i, (height, width)) for i in fused_idx}
-        counts = seen_through(maps, {i: c2w[i] for i in fused_idx}, intr, settings)
+        counts = seen_through(maps, {i: c2w[i] for i in fused_idx}, intr, settings, dev)
         rejected = {i: counts[i] >= settings.check_violations for i in fused_idx}
         if moving_of is None:
             # Given depth: large regions that other frames see through moved (a car that was
