@@ -569,16 +569,18 @@ def render_points(cloud: PointCloud, cams: Cameras, t: float | torch.Tensor | No
     return RenderOutput(rgb_u8, depth, covered, index, counts)
 
 
-def world_point_cloud(world, device: str | torch.device = "cpu") -> PointCloud:
-    """Static and dynamic layers of a World as one PointCloud on ``device``."""
-    n_s = world.num_static
-    xyz = np.concatenate([world.static_xyz, world.dynamic_xyz])
-    rgb = np.concatenate([world.static_rgb, world.dynamic_rgb])
-    radius = np.concatenate([world.static_radius, world.dynamic_radius])
-    normal = np.concatenate([world.static_normal, world.dynamic_normal])
-    t_start = np.concatenate([np.full(n_s, -np.inf), world.dynamic_t_start])
-    t_end = np.concatenate([np.full(n_s, np.inf), world.dynamic_t_end])
-    return PointCloud.from_arrays(xyz, rgb, radius, normal, t_start, t_end, device=device)
+def world_point_cloud(world, device: str | torch.device = "cpu", layers: str = "all") -> PointCloud:
+    """Static and dynamic layers of a World as one PointCloud on ``device`` (``layers``: "all",
+    "static" or "dynamic")."""
+    parts = []
+    if layers in ("all", "static"):
+        n_s = world.num_static
+        parts.append((world.static_xyz, world.static_rgb, world.static_radius, world.static_normal,
+                      np.full(n_s, -np.inf), np.full(n_s, np.inf)))
+    if layers in ("all", "dynamic"):
+        parts.append((world.dynamic_xyz, world.dynamic_rgb, world.dynamic_radius, world.dynamic_normal,
+                      world.dynamic_t_start, world.dynamic_t_end))
+    return PointCloud.from_arrays(*(np.concatenate(f) for f in zip(*parts)), device=device)
 
 
 class ChunkedCloud:
@@ -693,6 +695,12 @@ class Renderer:
     off): the first render of a shape runs eagerly and measures how many pixels each splat ring
     examines, later ones replay the graph. A replay whose rings needed more room than captured
     is thrown away and rendered eagerly, and the graph captured again with room for it.
+
+    A world with a frame-local layer (``world.info["frame_local"]``, see ingest/build.py) is drawn
+    in two passes at a time ``t``: its dynamic layer (each fused frame's own surfels around the
+    frame's time, and moving objects), hole-filled, and the static layer only where hole filling
+    could not reach (measured on KITTI: the static layer's surfels from distant frames are worse
+    than filling). Without a time it is drawn in one pass, all layers.
     """
 
     def __init__(self, world, device: str | torch.device = "auto", settings: RenderSettings | None = None,
@@ -702,6 +710,13 @@ class Renderer:
         self.device = resolve_device(device)
         self.settings = settings or RenderSettings()
         self.cloud = world if isinstance(world, PointCloud) else world_point_cloud(world, self.device)
+        self.layers = None
+        if not isinstance(world, PointCloud) and world.info.get("frame_local") and len(world.dynamic_xyz) \
+                and world.num_static:
+            self.layers = (Renderer(world_point_cloud(world, self.device, "dynamic"), self.device, self.settings, cull,
+                                    graphs, cpu_kernels),
+                           Renderer(world_point_cloud(world, self.device, "static"), self.device, self.settings, cull,
+                                    graphs, cpu_kernels))
         cull = self.device.type == "cpu" if cull is None else cull
         # Culling needs the splat cap: without it a near surfel may cover any part of the image.
         self.chunks = ChunkedCloud(self.cloud) if cull and self.settings.max_splat_px > 0 and len(self.cloud.xyz) else None
@@ -722,6 +737,12 @@ class Renderer:
 
     def render(self, cameras: Cameras, t: float | None = None) -> RenderOutput:
         cameras = cameras.to(self.device)
+        if self.layers is not None and t is not None:
+            front, back = (r.render(cameras, t) for r in self.layers)
+            empty = torch.isnan(front.depth)
+            return RenderOutput(torch.where(empty[..., None], back.rgb, front.rgb),
+                                torch.where(empty, back.depth, front.depth),
+                                front.coverage | (empty & back.coverage), None, front.need_counts)
         if self.graphs:
             return self._render_captured(cameras, t)
         cloud = self.cloud

@@ -17,6 +17,13 @@ Before fusing, each frame's points are checked against the fused frames around i
 other frames see through (they measured something clearly farther there) is a wrong depth or
 something that moved, and is dropped. Moving regions (found by MVS, or large seen-through regions
 of given depth) go into the dynamic layer, each point existing for its frame's share of time.
+
+With depth from multi-view stereo (``--frame-local``), every fused frame's own surfels are also
+kept whole, unknown depth interpolated, in a frame-local layer (stored with the dynamic layer):
+alive from the previous fused frame's time to the next one's and drawn in front of the static
+layer, so a view at a recorded time shows what the frames beside it saw. MVS depths of distant
+frames disagree by more than the fusion's tolerances, and in one merged layer their surfels hide
+or replace the near frames' ones (docs/QUALITY.md).
 """
 from __future__ import annotations
 
@@ -53,6 +60,13 @@ class FusionSettings:
     check_tolerance: float = 0.05    # relative depth margin of that check
     check_violations: int = 2        # neighbours seeing through a point that remove it (floater or moving)
     moving_min_area: float = 0.001   # given depth: seen-through regions this share of the image are moving
+    # Frame-local layer: every fused frame's own surfels, all of them (not only what the merged
+    # world lacks), alive from the previous fused frame's time to the next one's and drawn in
+    # front of the static layer (render.Renderer). A view at a recorded time then shows what the
+    # frames beside it measured instead of surfaces other frames measured from far away. None: on
+    # for depth from multi-view stereo (per-frame depths that disagree between distant frames).
+    frame_local: bool | None = None
+    local_fill: bool = True          # frame-local surfels also where the depth is unknown (interpolated)
 
 
 def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
@@ -240,6 +254,38 @@ def spread_moving(moving: dict[int, np.ndarray], depths: dict[int, np.ndarray], 
     return out
 
 
+def fill_unknown_depth(depth: np.ndarray, sky_distance: float, levels: int = 8) -> np.ndarray:
+    """Unknown (NaN) pixels of a depth map given the inverse depth interpolated from the known ones
+    (push-pull over an image pyramid; sky counts as known at ``sky_distance``). For the frame-local
+    layer: seen from the frames beside this one, a pixel's own colour at a guessed depth is off by
+    little parallax, while hole filling the render there blurs colours from around it."""
+    from ..render import _push_pull
+
+    known = np.isfinite(depth) & (depth > 0) | np.isposinf(depth)
+    if known.all() or not known.any():
+        return depth
+    inv = np.where(np.isposinf(depth), 1.0 / sky_distance, 1.0 / np.where(known & ~np.isposinf(depth), depth, 1.0))
+    inv = torch.from_numpy(np.where(known, inv, 0.0).astype(np.float32))[None, None]
+    filled, have = _push_pull(inv, torch.from_numpy(known)[None, None], levels)
+    filled, have = filled[0, 0].numpy(), have[0, 0].numpy()
+    use = ~known & have & (filled > 0)
+    out = depth.copy()
+    out[use] = 1.0 / filled[use]
+    return out
+
+
+def _local_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
+    """When each fused frame's frame-local surfels exist: from the previous fused frame's time to
+    the next one's (both included), so that at any time between two fused frames both are shown and
+    at a fused frame's own time also its neighbours; the ends extended by one interval."""
+    t = np.asarray([float(times[i]) for i in fused])
+    if len(t) == 1:
+        return {fused[0]: (t[0] - 0.05, t[0] + 0.05)}
+    start = np.concatenate([[2 * t[0] - t[1]], t[:-1]])
+    end = np.concatenate([t[1:], [2 * t[-1] - t[-2]]])
+    return {i: (float(a), float(b)) for i, a, b in zip(fused, start, end)}
+
+
 def _time_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
     """When each fused frame's moving objects exist: from half-way to the previous fused frame to
     just before half-way to the next (held-out frames between them are covered, by the later
@@ -265,6 +311,7 @@ class WorldFuser:
                                                                      "t_start", "t_end")}
         self.cloud: PointCloud | None = None
         self.render_settings = RenderSettings(hole_fill_levels=0)
+        self.local_points = 0
 
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
         """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
@@ -321,6 +368,17 @@ class WorldFuser:
                      ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
                      ("t_end", np.full(n, t_end))):
             self.dynamic[k].append(v)
+        return n
+
+    def add_local(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                  exclude: np.ndarray | None, t_start: float, t_end: float) -> int:
+        """Add every valid pixel of one frame (but ``exclude``) to the frame-local layer, alive from
+        t_start to t_end (FusionSettings.frame_local)."""
+        keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
+        if self.settings.local_fill:
+            depth = fill_unknown_depth(depth, self.settings.sky_distance)
+        n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end)
+        self.local_points += n
         return n
 
     def dynamic_arrays(self) -> dict[str, np.ndarray]:
@@ -483,6 +541,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     coverage = []
     fused_idx = [int(i) for i in np.nonzero(~held)[0]]
     spans = _time_spans(times, fused_idx)
+    frame_local = settings.frame_local if settings.frame_local is not None else mvs_info is not None
+    local_spans = _local_spans(times, fused_idx) if frame_local else {}
     rejected = {}
     # The view check needs every fused frame's depth (and, with moving regions, its image) at
     # once; the fusion below takes them from here instead of loading and decoding them again.
@@ -517,6 +577,10 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
             t0, t1 = spans[i]
             fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
         added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude))
+        if frame_local:
+            # The frame's own surfels, seen-through ones included (the check compares with frames
+            # far away, whose depth is the less reliable one); moving objects stay in their own spans.
+            fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i])
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
     stage_s["fusion"] = round(time.time() - started, 2)
@@ -541,6 +605,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         },
         info={
             **pose_info, "depth_source": depth_source,
+            **({"frame_local": True, "frame_local_points": int(fuser.local_points)} if frame_local else {}),
             **({} if mvs_info is None else {"mvs": mvs_info}),
             "intrinsics_source": intr_source,
             "frame_names": list(fs.names),
@@ -561,7 +626,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         "depth": depth_source,
         "depth_coverage": round(float(np.mean(coverage)), 4) if coverage else 0.0,
         "seen_through": round(float(np.mean([r.mean() for r in rejected.values()])), 4) if rejected else 0.0,
-        "points_static": int(world.num_static), "points_dynamic": int(len(world.dynamic_xyz)),
+        "points_static": int(world.num_static),
+        "points_dynamic": int(len(world.dynamic_xyz) - fuser.local_points), "points_frame_local": int(fuser.local_points),
         "warnings": list(fs.notes),
         "seconds": stage_s,
     }
@@ -588,6 +654,7 @@ def format_report(report: dict) -> str:
              f"  scale       {report['scale']}",
              f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",
              f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic"
+             + (f", {report['points_frame_local']:,} frame-local" if report.get("points_frame_local") else "")
              + (f" ({100 * report['seen_through']:.1f} % of pixels seen through by other frames, dropped)"
                 if report.get("seen_through") else ""),
              "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
@@ -695,6 +762,9 @@ def register(subparsers) -> None:
                         "checked against the other frames (0: only matched pixels)")
     p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
                    help="metres at which infinite depth (sky) is placed")
+    p.add_argument("--frame-local", choices=("auto", "on", "off"), default="auto",
+                   help="also keep each fused frame's own surfels, shown around its time in front of the merged "
+                        "static layer (auto: on when the depth comes from multi-view stereo)")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
     bag.add_argument("--list", action="store_true", help="print the bag's topics and the ones a build would read")
     bag.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
@@ -724,7 +794,8 @@ def run(args) -> int:
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise InputError(f"output {output} does not end in .safetensors", "name the world file WORLD.safetensors")
-    settings = FusionSettings(sky_distance=args.sky_distance)
+    settings = FusionSettings(sky_distance=args.sky_distance,
+                              frame_local={"auto": None, "on": True, "off": False}[args.frame_local])
     world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
                         holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
                         bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
