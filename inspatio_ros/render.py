@@ -709,17 +709,23 @@ class Renderer:
         self.world = world
         self.device = resolve_device(device)
         self.settings = settings or RenderSettings()
-        self.cloud = world if isinstance(world, PointCloud) else world_point_cloud(world, self.device)
         self.layers = None
+        self._options = (cull, graphs, cpu_kernels)
         if not isinstance(world, PointCloud) and world.info.get("frame_local") and len(world.dynamic_xyz) \
                 and world.num_static:
             self.layers = (Renderer(world_point_cloud(world, self.device, "dynamic"), self.device, self.settings, cull,
                                     graphs, cpu_kernels),
                            Renderer(world_point_cloud(world, self.device, "static"), self.device, self.settings, cull,
                                     graphs, cpu_kernels))
+        # A layered world's one-pass cloud (renders without a time) is made on first use: the node
+        # always renders at a time, and the layers already hold every point once.
+        self._all_layers: Renderer | None = None
+        self.cloud = world if isinstance(world, PointCloud) else (
+            world_point_cloud(world, self.device) if self.layers is None else None)
         cull = self.device.type == "cpu" if cull is None else cull
         # Culling needs the splat cap: without it a near surfel may cover any part of the image.
-        self.chunks = ChunkedCloud(self.cloud) if cull and self.settings.max_splat_px > 0 and len(self.cloud.xyz) else None
+        self.chunks = (ChunkedCloud(self.cloud) if self.cloud is not None and cull and self.settings.max_splat_px > 0
+                       and len(self.cloud.xyz) else None)
         if graphs is None:
             graphs = self.device.type == "cuda" and os.environ.get("INSPATIO_NO_GRAPHS") != "1"
         self.graphs = bool(graphs) and self.device.type == "cuda" and self.settings.max_splat_px > 0
@@ -737,7 +743,12 @@ class Renderer:
 
     def render(self, cameras: Cameras, t: float | None = None) -> RenderOutput:
         cameras = cameras.to(self.device)
-        if self.layers is not None and t is not None:
+        if self.layers is not None:
+            if t is None:
+                if self._all_layers is None:
+                    self._all_layers = Renderer(world_point_cloud(self.world, self.device), self.device, self.settings,
+                                                *self._options)
+                return self._all_layers.render(cameras, None)
             front, back = (r.render(cameras, t) for r in self.layers)
             empty = torch.isnan(front.depth)
             return RenderOutput(torch.where(empty[..., None], back.rgb, front.rgb),

@@ -85,6 +85,9 @@ def test_frame_local_layer_is_drawn_before_the_static_layer():
     assert (rgb[:, :24] == (0, 255, 0)).all()           # the local layer, though behind the red wall
     assert (rgb[:, 40:] == (255, 0, 0)).all()           # beyond its hole filling: the static layer
     assert (renderer.render(cams, 2.0).rgb[0].numpy() == (255, 0, 0)).all()   # no local surfels alive
+    # Without a time: one pass over every layer (made on first use), the nearer red wall wins.
+    assert renderer._all_layers is None
+    assert (renderer.render(cams, None).rgb[0].numpy() == (255, 0, 0)).all()
     world.info = {}
     plain = Renderer(world, "cpu", settings).render(cams, 0.5).rgb[0].numpy()
     assert (plain == (255, 0, 0)).all()                 # one z-buffer: the nearer red wall everywhere
