@@ -59,6 +59,10 @@ class MVSSettings:
     min_texture: float = 0.012        # grey std (0..1) below which a window is texture-less
     max_cost: float = 0.45            # 1 - ZNCC of the winner above this: weak match, dropped
     max_ambiguity: float = 0.85       # winner / best cost away from it above this: ambiguous
+    ambiguity_basin_px: float = 2.0   # "away from it": a hypothesis moving some source's pixel more
+                                      # than this (px of the sweep's level) from the winner's, or
+                                      # more than 2 sweep steps; in pixels the basin means the same
+                                      # whatever the depth bounds (landmark bounds make steps fine)
     max_depth_uncertainty: float = 0.05  # relative depth change of a 0.5 px match error
     consistency_px: float = 1.5       # reprojection round trip allowed (px, matching size)
     consistency_depth: float = 0.03   # relative depth difference allowed in the round trip
@@ -244,6 +248,28 @@ class PlaneSweep:
         chunk = max(1, int(2_000_000 // (w * h)))
         return torch.cat([self._cost(level, hypotheses[i:i + chunk]) for i in range(0, len(hypotheses), chunk)])
 
+    def _away_from_winner(self, level, hyps: torch.Tensor, winner: torch.Tensor, basin_px: float) -> torch.Tensor:
+        """(P,h,w) bool: hypotheses outside the winner's basin: more than 2 sweep steps from it
+        and moving some source's pixel more than ``basin_px`` from where the winner puts it. A
+        match's cost curve is a few pixels of epipolar motion wide; counted in steps alone, the
+        basin shrinks with the step (a fine sweep between landmark bounds) and a flat but single
+        minimum, e.g. a car ahead matched at the far end, reads as ambiguous."""
+        P = hyps.shape[0]
+        w, h = level[2]
+        steps = torch.arange(P, device=self.device)[:, None, None]
+        away = (steps - winner[None]).abs() > 2
+        if basin_px <= 0:
+            return away
+        flat = hyps.reshape(P, -1)
+        win = flat.gather(0, winner.reshape(1, -1))                    # (1,hw)
+        moved = torch.zeros(P, h * w, dtype=torch.bool, device=self.device)
+        for _, a, b in level[1]:
+            uv, ok = self._source_pixels(a, b, flat, (w, h))
+            uv_w, ok_w = self._source_pixels(a, b, win, (w, h))
+            far = (uv - uv_w).norm(dim=-1) > basin_px
+            moved |= far & ok & ok_w
+        return away & moved.reshape(P, h, w)
+
     @staticmethod
     def _parabola(costs: torch.Tensor, hypotheses: torch.Tensor):
         """Winner of evenly spaced hypotheses with a sub-step parabola fit: (rho, cost)."""
@@ -284,9 +310,10 @@ class PlaneSweep:
             volume = torch.where(seen[None], volume, torch.full_like(volume, 2.0))
             winner = volume.argmin(0)
             winner_cost = volume.gather(0, winner[None])[0]
-            # Ambiguity: the best cost away from the winner's basin (+-2 steps) against the winner.
-            steps = torch.arange(D, device=self.device)[:, None, None]
-            second = torch.where((steps - winner[None]).abs() > 2, volume, torch.full_like(volume, 2.0)).amin(0)
+            # Ambiguity: the best cost away from the winner's basin against the winner.
+            away = self._away_from_winner(level, hyps, winner, s.ambiguity_basin_px)
+            second = torch.where(away, volume, torch.full_like(volume, 2.0)).amin(0)
+            del away
             rho_n, cost_n = self._parabola(volume, hyps)
             del volume
             if best_rho is None:
