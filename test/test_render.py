@@ -1,5 +1,6 @@
 """Renderer properties on hand-made point sets (accuracy against the ray-caster: test_render_vs_raycast)."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -276,3 +277,19 @@ def test_cuda_graph_replays_equal_eager_renders_and_recapture_on_overflow():
     cams = Cameras.from_intrinsics(intr, np.stack([np.eye(4), np.eye(4)]), "cuda")
     a, b = graphed.render(cams), eager.render(cams)
     assert torch.equal(a.rgb, b.rgb) and graphed.recaptures == 1
+
+
+def test_eager_rendering_skips_compilation_only_inside_its_block():
+    """The build renders a growing cloud once per frame: inside eager_rendering() the CUDA stages
+    run uncompiled (no torch.compile of shapes that change every call); outside they compile."""
+    from inspatio_ros import render
+
+    cuda = torch.device("cuda")           # only the device type is read: no GPU needed
+    with render.eager_rendering():
+        assert render._maybe_compiled(render._finish, cuda) is render._finish
+        with render.eager_rendering():
+            assert render._maybe_compiled(render._finish, cuda) is render._finish
+        assert render._maybe_compiled(render._finish, cuda) is render._finish
+    if os.environ.get("INSPATIO_NO_COMPILE") != "1":
+        assert render._maybe_compiled(render._finish, cuda) is not render._finish
+    assert render._maybe_compiled(render._finish, torch.device("cpu")) is render._finish
