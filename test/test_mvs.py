@@ -212,3 +212,43 @@ def test_negative_propagation_passes_are_refused(tmp_path):
 
     with pytest.raises(InputError, match="--mvs-propagate -1"):
         build_world(tmp_path, mvs=MVSSettings(propagate=-1))
+
+
+def test_car_ahead_is_found_between_landmark_depth_bounds(tmp_path):
+    """From video alone the sweep runs between the odometry landmarks' depth bounds: its inverse-
+    depth steps are finer than the default bounds' (1.7x here, 4x on the 640x360 street), and a car driving ahead, whose
+    best match lies at the far end, has a wide flat minimum. Measured in sweep steps the winner's
+    basin stopped short of it and every car pixel read as ambiguous (nothing found); measured in
+    pixels of epipolar motion (MVSSettings.ambiguity_basin_px) the car is found."""
+    from inspatio_ros.synth.generate import generate
+
+    generate("street", tmp_path, size=(320, 180), frames=14, moving_cars=1, seed=0)
+    intr, c2w, names, truth = _scene(tmp_path)
+    cars = [read_image(tmp_path / "dynamic_mask" / p.name)[..., 0] > 0 for p in names]
+    # Static surface points where the odometry would have landmarks (the truth, off the car).
+    rng = np.random.default_rng(0)
+    landmarks = []
+    for i in range(0, len(names), 3):
+        v, u = np.nonzero(np.isfinite(truth[i]) & ~cars[i])
+        pick = rng.choice(len(v), 300, replace=False)
+        z = truth[i][v[pick], u[pick]]
+        cam = np.stack([(u[pick] - intr.cx) / intr.fx * z, (v[pick] - intr.cy) / intr.fy * z, z], 1)
+        landmarks.append(cam @ c2w[i][:3, :3].T + c2w[i][:3, 3])
+    landmarks = np.concatenate(landmarks)
+    near, far = depth_bounds(c2w[7], intr, landmarks, MVSSettings())
+    # Measured 1.7 .. 149: an inverse-depth span 0.58 of the default bounds' (1 .. 200).
+    assert 1 / near - 1 / far < 0.7 * (1 / 1.0 - 1 / 200.0)
+
+    def found(settings):
+        moving = {}
+        dense_depth(lambda i: read_image(names[i]), c2w, intr, [4, 7, 9], settings, device="cpu",
+                    landmarks=landmarks, moving=moving, progress_bar=False)
+        return [((moving[i] & cars[i]).sum() / cars[i].sum(), (moving[i] & cars[i]).sum() / max(moving[i].sum(), 1))
+                for i in (4, 7, 9)]
+
+    # Measured: recall 0.48 / 0.44 / 0.47, precision 0.37 / 0.47 / 0.47 (the mask is made at a
+    # quarter of the size and closed, so it spills onto the road under the car).
+    for recall, precision in found(MVSSettings()):
+        assert recall > 0.3 and precision > 0.25
+    # The basin counted in sweep steps only: measured recall 0 in all three frames.
+    assert all(recall < 0.1 for recall, _ in found(MVSSettings(ambiguity_basin_px=0.0)))
