@@ -215,9 +215,10 @@ def test_negative_propagation_passes_are_refused(tmp_path):
 
 
 def test_car_ahead_is_found_between_landmark_depth_bounds(tmp_path):
-    """From video alone the sweep runs between the odometry landmarks' depth bounds: its inverse-
-    depth steps are finer than the default bounds' (1.7x here, 4x on the 640x360 street), and a car driving ahead, whose
-    best match lies at the far end, has a wide flat minimum. Measured in sweep steps the winner's
+    """From video alone the sweep runs between the odometry landmarks' depth bounds: its
+    inverse-depth steps are finer than the default bounds' (1.7x here, 4x on the 640x360
+    street), and a car driving ahead, whose best match lies at the far end, has a wide flat
+    minimum. Measured in sweep steps the winner's
     basin stopped short of it and every car pixel read as ambiguous (nothing found); measured in
     pixels of epipolar motion (MVSSettings.ambiguity_basin_px) the car is found."""
     from inspatio_ros.synth.generate import generate
