@@ -36,6 +36,10 @@ class EvalReport:
     psnr: float | None = None
     ssim: float | None = None
     depth_absrel: float | None = None
+    # Estimated poses only: depth AbsRel after the trajectory's similarity alignment (the world's
+    # depth times its scale to the truth): the depth's shape, without the scale error of the
+    # camera-height estimate, which depth_absrel includes.
+    depth_absrel_aligned: float | None = None
     coverage: float | None = None
     shift_psnr: dict[str, float] | None = None
     ate_rel: float | None = None    # estimated poses only: trajectory error / path length
@@ -49,6 +53,7 @@ class EvalReport:
 
         return {
             "psnr": clean(self.psnr), "ssim": clean(self.ssim), "depth_absrel": clean(self.depth_absrel),
+            **({} if self.depth_absrel_aligned is None else {"depth_absrel_aligned": clean(self.depth_absrel_aligned)}),
             "coverage": clean(self.coverage),
             "shift_psnr": None if self.shift_psnr is None else {k: clean(v) for k, v in self.shift_psnr.items()},
             "ate_rel": clean(self.ate_rel),
@@ -106,6 +111,7 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
     intr = world.intrinsics
     report = EvalReport(frames=len(world.heldout_c2w))
     psnrs, ssims, covs, rel_sum, rel_n = [], [], [], 0.0, 0
+    aligned_sum = 0.0
     raw_psnrs, raw_ssims = [], []
     shift_scores: dict[str, list[float]] = {f"{s:+.0f}": [] for s in LATERAL_SHIFTS_M}
     raw_shift: dict[str, list[float]] = {f"{s:+.0f}": [] for s in LATERAL_SHIFTS_M}
@@ -137,11 +143,14 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
         ssims.append(entry["ssim"])
         covs.append(entry["coverage"])
         if depth_maps is not None:
-            rel, n = depth_abs_rel(depth, depth_maps.load(idx, truth.shape[:2]))
+            truth_depth = depth_maps.load(idx, truth.shape[:2])
+            rel, n = depth_abs_rel(depth, truth_depth)
             if n:
                 entry["depth_absrel"] = rel
                 rel_sum += rel * n
                 rel_n += n
+                if gt_c2w is not None:
+                    aligned_sum += depth_abs_rel(depth * world_to_truth_scale, truth_depth)[0] * n
         if scene is not None and (not estimated or gt_c2w is not None):
             truth_c2w = gt_c2w[idx] if estimated else c2w
             poses = np.stack([shifted_pose(c2w, s / world_to_truth_scale) for s in LATERAL_SHIFTS_M])
@@ -163,6 +172,8 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
     report.ssim = float(np.mean(ssims))
     report.coverage = float(np.mean(covs))
     report.depth_absrel = rel_sum / rel_n if rel_n else None
+    if gt_c2w is not None and rel_n:
+        report.depth_absrel_aligned = aligned_sum / rel_n
     if scene is not None and all(shift_scores.values()):
         report.shift_psnr = {k: float(np.mean(v)) for k, v in shift_scores.items()}
     if gt_c2w is not None:
@@ -204,7 +215,9 @@ def run(args) -> int:
     raw = j.get("raw")
     print(f"PSNR            : {fmt(j['psnr'], ' dB')}" + (f" (raw render {fmt(raw['psnr'], ' dB')})" if raw else ""))
     print(f"SSIM            : {fmt(j['ssim'])}" + (f" (raw render {fmt(raw['ssim'])})" if raw else ""))
-    print(f"depth AbsRel    : {fmt(j['depth_absrel'])}")
+    print(f"depth AbsRel    : {fmt(j['depth_absrel'])}" + (
+        f" ({fmt(j['depth_absrel_aligned'])} after the trajectory's similarity alignment)"
+        if j.get("depth_absrel_aligned") is not None else ""))
     print(f"coverage        : {fmt(j['coverage'])}")
     if j["ate_rel"] is not None:
         print(f"trajectory ATE  : {100 * j['ate_rel']:.2f} % of the path length (estimated poses)")

@@ -1,4 +1,5 @@
 """End to end through the real CLI: synth -> build -> eval / render / info, and build's errors."""
+import dataclasses
 import json
 
 import numpy as np
@@ -321,3 +322,24 @@ def test_build_estimates_poses_and_eval_scores_the_trajectory(street, tmp_path):
     assert given["ate_rel"] is None                       # given poses are not scored
     assert result["psnr"] > given["psnr"] - 4.0, (result["psnr"], given["psnr"])
     assert set(result["shift_psnr"]) == {"-2", "-1", "+1", "+2"}   # shifted views placed through the alignment
+    # Depth AbsRel as is and after the similarity alignment: RGB-D odometry is metric, so the two
+    # agree; the same world made 25 % too large (a wrong camera height would do that) keeps its
+    # aligned AbsRel while the plain one grows by about the scale error.
+    assert "depth_absrel_aligned" not in given
+    assert abs(result["depth_absrel_aligned"] - result["depth_absrel"]) < 0.01
+    big = dataclasses.replace(world, static_xyz=world.static_xyz * 1.25, static_radius=world.static_radius * 1.25,
+                              dynamic_xyz=world.dynamic_xyz * 1.25, dynamic_radius=world.dynamic_radius * 1.25,
+                              frame_c2w=_scaled_poses(world.frame_c2w, 1.25),
+                              heldout_c2w=_scaled_poses(world.heldout_c2w, 1.25))
+    big.save(tmp_path / "big.safetensors")
+    scaled = json.loads(run_cli("eval", str(tmp_path / "big.safetensors"), "--gt", str(street), "--json",
+                                "--no-shift").stdout.strip().splitlines()[-1])
+    assert scaled["depth_absrel"] > result["depth_absrel"] + 0.15
+    assert abs(scaled["depth_absrel_aligned"] - result["depth_absrel_aligned"]) < 0.01
+    assert abs(scaled["psnr"] - result["psnr"]) < 0.5
+
+
+def _scaled_poses(c2w: np.ndarray, scale: float) -> np.ndarray:
+    out = np.array(c2w, copy=True)
+    out[:, :3, 3] *= scale
+    return out
