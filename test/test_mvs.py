@@ -90,13 +90,23 @@ def test_propagation_covers_the_blank_road_and_walls(street_maps):
     absrel, claimed, sky_precision = _score(dense, truth)
     both = {i: np.isfinite(d) & np.isfinite(truth[i]) for i, (d, _) in dense.items()}
     err = np.concatenate([np.abs(d[both[i]] - truth[i][both[i]]) / truth[i][both[i]] for i, (d, _) in dense.items()])
-    # Measured (320x180): 80 % of the pixels, AbsRel 0.28 (median 0.058); matched alone: 18 %.
+    # Measured (320x180): 80 % of the pixels, AbsRel 0.23 (median 0.044); matched alone: 18 %.
     assert claimed > 0.7 and claimed > 3 * claimed_kept
     assert np.median(err) < 0.08 and absrel < 0.4
     assert sky_precision > 0.95
-    for i, (d, _) in dense.items():           # matched pixels are not changed by propagation
+    # Matched pixels are not changed by propagation, except matches beyond the road plane (a
+    # static point cannot be under the road): those are dropped and propagated afresh, closer to
+    # the truth. Measured: 0.7 % of the matched pixels, median error 0.46 -> 0.06.
+    changed, before, after = 0, [], []
+    for i, (d, _) in dense.items():
         m = np.isfinite(kept[i][0])
-        np.testing.assert_allclose(d[m], kept[i][0][m], rtol=1e-5)
+        moved = m & ~np.isclose(d, kept[i][0], rtol=1e-5)
+        changed += int(moved.sum())
+        t = moved & np.isfinite(truth[i]) & np.isfinite(d)
+        before.append(np.abs(kept[i][0][t] - truth[i][t]) / truth[i][t])
+        after.append(np.abs(d[t] - truth[i][t]) / truth[i][t])
+    assert changed < 0.01 * sum(int(np.isfinite(k[0]).sum()) for k in kept.values())
+    assert np.median(np.concatenate(after)) < 0.5 * np.median(np.concatenate(before))
 
 
 def test_road_plane_fit_ignores_cars_and_kerbs():

@@ -76,6 +76,11 @@ class MVSSettings:
     propagate_window: int = 5         # window (px) of that photometric check
     propagate_median: bool = True     # 5x5 median of the propagated inverse depths
     road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
+    road_occlusion: float = 0.1       # no road candidate under a known surface nearer than the road
+                                      # there by this much (relative; 0: off)
+    under_road: float = 0.3           # matched depths this much (relative) beyond the road plane at
+                                      # their pixel are dropped: nothing static is seen under the road
+                                      # (lane lines along the epipolar lines match too far; 0: off)
     moving: bool = True               # detect objects moving along with the camera (needs the road plane)
     moving_min_area: float = 0.001    # share of the image a moving object must cover
 
@@ -533,12 +538,17 @@ def _nearest_along(known: np.ndarray, axis: int, reverse: bool) -> np.ndarray:
 CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0, 0.5)
 
 
-def _propagation_candidates(rho: np.ndarray, road: np.ndarray | None, max_gap: float = 0.5) -> np.ndarray:
+def _propagation_candidates(rho: np.ndarray, road: np.ndarray | None, max_gap: float = 0.5,
+                            road_occlusion: float = 0.0) -> np.ndarray:
     """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
     interpolation between the nearest known pixels left and right, and above and below (exact on
     a plane: its inverse depth is affine in pixel coordinates), each of those four nearest
     values alone (a surface continuing to an occlusion edge), and the road plane. NaN where a
-    candidate does not exist; gaps longer than ``max_gap`` of the image side are not bridged."""
+    candidate does not exist; gaps longer than ``max_gap`` of the image side are not bridged.
+    ``road_occlusion`` > 0: no road plane where the nearest known pixel above in the column is
+    nearer than the road there by more than this (relative): things stand on the road, so a
+    surface seen above a road point is at least that far away unless it covers the point itself
+    (the blank side of a parked car under its measured roof line is not road)."""
     h, w = rho.shape
     known = np.isfinite(rho)
     out = []
@@ -555,6 +565,11 @@ def _propagation_candidates(rho: np.ndarray, road: np.ndarray | None, max_gap: f
             f = (pos - lo) / np.maximum(hi - lo, 1)
         out += [r_lo + f * (r_hi - r_lo), r_lo, r_hi]
     if road is not None:
+        if road_occlusion > 0:
+            above = out[4]                               # nearest known inverse depth above
+            with np.errstate(invalid="ignore"):
+                covered = np.isfinite(above) & (above > road * (1.0 + road_occlusion))
+            road = np.where(covered, np.nan, road)
         out.append(road)
     cand = np.stack(out).astype(np.float32)
     cand[:, known] = np.nan
@@ -781,6 +796,11 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                                          texture.cpu().numpy(), bounds_of[i][1], road, s,
                                                          raw[i][2].cpu().numpy())
                 d = np.where(moving_mask, np.nan, d)
+            if filtered and road is not None and s.under_road > 0:
+                with np.errstate(invalid="ignore"):
+                    under = np.isfinite(d) & (d * road > 1.0 + s.under_road)    # d / road depth
+                d = np.where(under, np.nan, d)
+                measured &= ~under
             if filtered and s.propagate > 0:
                 d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s)
                 sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
@@ -816,7 +836,7 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     for _ in range(s.propagate):
         with np.errstate(divide="ignore"):
             rho = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan)
-        cand = _propagation_candidates(rho, road)
+        cand = _propagation_candidates(rho, road, road_occlusion=s.road_occlusion)
         target = ~np.isfinite(d) & ~sky & np.isfinite(cand).any(0)
         if not target.any():
             break
