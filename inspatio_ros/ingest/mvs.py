@@ -768,9 +768,16 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                         torch.full_like(depth, float("nan")))
             checked[i] = depth.cpu().numpy()
         road = None
+        road_reach = None
         if filtered and s.propagate > 0 and s.road_plane and checked:
             pts = np.concatenate([_road_points(d, sweep.intr) for d in checked.values()])
-            road = _road_rho(fit_road_plane(pts), sweep.intr)
+            plane = fit_road_plane(pts)
+            road = _road_rho(plane, sweep.intr)
+            if plane is not None:
+                # Where the road is within 15 camera heights (rays >= ~4 degrees below the
+                # horizon) a few degrees of slope or camber cannot put it 30 % beyond the plane.
+                with np.errstate(invalid="ignore"):
+                    road_reach = np.isfinite(road) & (road * plane[1] >= 1.0 / 15.0)
 
         out = {}
         for i in order:
@@ -796,9 +803,9 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                                          texture.cpu().numpy(), bounds_of[i][1], road, s,
                                                          raw[i][2].cpu().numpy())
                 d = np.where(moving_mask, np.nan, d)
-            if filtered and road is not None and s.under_road > 0:
+            if filtered and road_reach is not None and s.under_road > 0:
                 with np.errstate(invalid="ignore"):
-                    under = np.isfinite(d) & (d * road > 1.0 + s.under_road)    # d / road depth
+                    under = road_reach & np.isfinite(d) & (d * road > 1.0 + s.under_road)    # d / road depth
                 d = np.where(under, np.nan, d)
                 measured &= ~under
             if filtered and s.propagate > 0:
