@@ -32,7 +32,7 @@ setup(
         "tqdm>=4.60",
         "cyclonedds>=0.10",
         "rosbags>=0.10",        # rosbag2 (MCAP / SQLite) input without a ROS install
-        "opencv-python-headless>=4.8,<5",   # visual odometry: corners, optical flow, PnP (4.x API)
+        "opencv-python-headless>=4.8",      # visual odometry: corners, optical flow, PnP (4.x and 5.x)
         "numba>=0.59",          # the renderer's CPU kernels (render_cpu.py)
     ],
     extras_require={
