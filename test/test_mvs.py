@@ -263,3 +263,26 @@ def test_car_ahead_is_found_between_landmark_depth_bounds(tmp_path):
         assert recall > 0.3 and precision > 0.25
     # The basin counted in sweep steps only: measured recall 0 in all three frames.
     assert all(recall < 0.1 for recall, _ in found(MVSSettings(ambiguity_basin_px=0.0)))
+
+
+def test_sources_follow_the_camera_motion():
+    """Sources about MVSSettings.source_baseline apart (1.6 pose units): the same parallax from a
+    slow robot, a 10 Hz street and a fast car, instead of a fixed number of frames."""
+    import torch
+
+    from inspatio_ros.camera import Intrinsics
+    from inspatio_ros.ingest.mvs import PlaneSweep
+
+    cpu = torch.device("cpu")
+    intr = Intrinsics(100.0, 100.0, 49.5, 49.5, 100, 100)
+    for per_frame, step in ((0.4, 4), (0.8, 2), (1.2, 1), (3.0, 1)):
+        c2w = np.tile(np.eye(4), (40, 1, 1))
+        c2w[:, 2, 3] = per_frame * np.arange(40)
+        sweep = PlaneSweep(lambda i: None, c2w, intr, MVSSettings(), cpu)
+        usable = np.ones(40, bool)
+        assert sweep.select_sources(20, usable) == [20 - step, 20 + step, 20 - 2 * step, 20 + 2 * step]
+        assert sweep.reach >= 2 * step
+    fixed = PlaneSweep(lambda i: None, c2w, intr, MVSSettings(source_baseline=0.0), cpu)
+    assert fixed.select_sources(20, usable) == [18, 22, 16, 24]
+    usable[[18, 22]] = False                       # held-out neighbours: the next multiples stand in
+    assert fixed.select_sources(20, usable) == [16, 24, 14, 26]

@@ -51,6 +51,9 @@ class MVSSettings:
     sources: int = 4                  # source frames per reference frame
     max_offset: int = 8               # sources come from at most this many frames away
     source_step: int = 2              # ... at multiples of this offset (more parallax per source)
+    source_baseline: float = 1.6      # >0: the step instead follows the path: the whole
+                                      # number of frames that moves the camera about this far (pose
+                                      # units; max_offset scales with it). 0: source_step as is
     best_k: int = 2                   # sources averaged per hypothesis (the best ones)
     window: int = 11                  # ZNCC window side (px, at the matching size)
     shift_window: int = 1             # >1: each pixel takes the best of the windows this far around
@@ -158,6 +161,7 @@ class PlaneSweep:
         g0 = self.grids[0]
         self.pix, self.K, self.K_inv = g0.pix, g0.K, g0.K_inv
         self._cache: dict[int, list[torch.Tensor]] = {}
+        self.reach = settings.max_offset        # the farthest source offset used (frame cache window)
 
     def frame(self, i: int) -> list[torch.Tensor]:
         """Frame i's grey pyramid, (1,1,h,w) per level."""
@@ -194,14 +198,27 @@ class PlaneSweep:
         ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1)
         return uv.permute(0, 2, 1), ok
 
+    def source_offsets(self, median_step: float) -> tuple[int, int]:
+        """(step, max offset) in frames between a reference and its sources; with
+        ``source_baseline`` the step follows the camera's median motion per frame."""
+        s = self.s
+        step, max_offset = s.source_step, s.max_offset
+        if s.source_baseline > 0 and median_step > 0:
+            step = max(1, int(round(s.source_baseline / median_step)))
+            max_offset = max(step, int(round(s.max_offset * step / max(s.source_step, 1))))
+        self.reach = max(self.reach, max_offset)
+        return step, max_offset
+
     def select_sources(self, ref: int, usable: np.ndarray) -> list[int]:
         """Nearest usable frames, alternating before/after, skipping ones without baseline
         (a car standing still gives frames with no parallax)."""
         centres = self.c2w[:, :3, 3]
         steps = np.linalg.norm(np.diff(centres[usable], axis=0), axis=1) if usable.sum() > 1 else np.zeros(0)
-        min_baseline = 0.25 * float(np.median(steps)) if len(steps) else 0.0
+        median_step = float(np.median(steps)) if len(steps) else 0.0
+        min_baseline = 0.25 * median_step
+        step, max_offset = self.source_offsets(median_step)
         chosen: list[int] = []
-        for off in range(self.s.source_step, self.s.max_offset + 1, self.s.source_step):
+        for off in range(step, max_offset + 1, step):
             for j in (ref - off, ref + off):
                 if 0 <= j < len(self.c2w) and usable[j] and len(chosen) < self.s.sources:
                     if np.linalg.norm(centres[j] - centres[ref]) > max(min_baseline, 1e-12):
@@ -742,7 +759,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
             bounds_of[i] = bounds
             raw[i] = sweep.raw_depth(i, chosen[i], bounds)
             # Frames are cached for their neighbours; the ones no later frame reaches are freed.
-            sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
+            sweep.forget({j for j in range(i - sweep.reach, i + 2 * sweep.reach + 1)})
 
         kept: dict[int, torch.Tensor] = {}
         for i in order:
@@ -810,7 +827,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 measured &= ~under
             if filtered and s.propagate > 0:
                 d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s)
-                sweep.forget({j for j in range(i - s.max_offset, i + 2 * s.max_offset + 1)})
+                sweep.forget({j for j in range(i - sweep.reach, i + 2 * sweep.reach + 1)})
             if moving_mask.any():
                 d = np.where(moving_mask, moving_depth, d)
             d = np.where(sky, np.inf, d)
