@@ -86,6 +86,7 @@ class MVSSettings:
                                       # (lane lines along the epipolar lines match too far; 0: off)
     moving: bool = True               # detect objects moving along with the camera (needs the road plane)
     moving_min_area: float = 0.001    # share of the image a moving object must cover
+    moving_min_height: float = 0.5    # ... and how tall it must stand on the road (pose units)
 
 
 def matching_size(width: int, height: int, max_size: int) -> tuple[int, int]:
@@ -640,7 +641,7 @@ def _road_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np.ndarr
 
 def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, far: float,
                  road_rho: np.ndarray | None, s: MVSSettings,
-                 ambiguity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 ambiguity: np.ndarray | None = None, fy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Objects that move along with the camera (a car ahead in the same lane): their textured
     pixels match well only at the far end of the sweep (they barely move in the image, like
     something infinitely far), yet they lie below the horizon, where a static point that far
@@ -681,6 +682,12 @@ def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, f
         contact = contact[np.isfinite(contact)]
         if not len(contact):
             continue
+        if fy is not None and s.moving_min_height > 0:
+            # Standing where it meets the road, the region must be as tall as a vehicle part:
+            # flat blobs at road level (a lane line's end, a kerb under a parked car) are not.
+            top = int(np.min(np.where(r, rows, h)))
+            if (bottom - top + 1) * float(np.median(contact)) / fy < s.moving_min_height:
+                continue
         mask |= r
         depth[r] = float(np.median(contact))
     return mask, depth
@@ -818,7 +825,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
             if filtered and s.moving and road is not None:
                 moving_mask, moving_depth = _moving_mask(raw[i][0].cpu().numpy(), cost.cpu().numpy(),
                                                          texture.cpu().numpy(), bounds_of[i][1], road, s,
-                                                         raw[i][2].cpu().numpy())
+                                                         raw[i][2].cpu().numpy(), sweep.intr.fy)
                 d = np.where(moving_mask, np.nan, d)
             if filtered and road_reach is not None and s.under_road > 0:
                 with np.errstate(invalid="ignore"):
