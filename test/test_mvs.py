@@ -134,6 +134,13 @@ def test_an_object_moving_with_the_camera_is_found_and_stands_on_the_road():
     assert mask[55:70, 70:90].all() and mask.sum() < 1.3 * 15 * 20 and not mask[80, 10]
     np.testing.assert_allclose(depth[60, 80], 1.0 / road_rho[69, 80], rtol=0.05)
     assert not _moving_mask(raw, cost, texture, 200.0, None, MVSSettings())[0].any()
+    # A flat far-matching blob lying on the road (a lane line's end): 4 rows at ~4 m stand 0.16 m
+    # tall, the car 0.94 m; with the focal length given, only the car is an object.
+    raw[80:84, 100:140] = 400.0
+    flat, _ = _moving_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01))
+    assert flat[81, 120]
+    tall, _ = _moving_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01), fy=100.0)
+    assert tall[55:70, 70:90].all() and not tall[81, 120]
 
 
 def test_grayscale_frames_give_the_same_depth(street320):
