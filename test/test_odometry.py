@@ -154,3 +154,28 @@ def test_monocular_rotation_does_not_drift_on_a_street_with_a_moving_car(tmp_pat
     true_scale = umeyama(res.c2w[:, :3, 3], gt[:, :3, 3])[0]
     from_height = scale_from_camera_height(res, 1.5, intr)
     assert from_height is not None and abs(from_height / true_scale - 1) < 0.15, (from_height, true_scale)
+
+
+def test_bundle_adjustment_jacobian_sparsity_names_each_residuals_parameters():
+    from inspatio_ros.ingest.odometry import _jacobian_sparsity
+
+    rng = np.random.default_rng(3)
+    kf_col = {10: 0, 14: 1, 17: 2}                 # keyframes 3 and 7 are fixed: no columns
+    n_obs, n_pts = 40, 9
+    o_kf = rng.choice([3, 7, 10, 14, 17], n_obs)
+    o_pt = rng.integers(0, n_pts, n_obs)
+    priors = [(7, 10, None), (14, 17, None), (3, 7, None)]   # the last touches only fixed keyframes
+    n_params = 6 * len(kf_col) + 3 * n_pts
+    A = _jacobian_sparsity(n_obs, o_kf, o_pt, kf_col, priors, n_params).toarray()
+    assert A.shape == (2 * n_obs + 3 * len(priors), n_params)
+    for i in range(n_obs):
+        expect = set(range(18 + 3 * o_pt[i], 18 + 3 * o_pt[i] + 3))
+        if o_kf[i] in kf_col:
+            expect |= set(range(6 * kf_col[o_kf[i]], 6 * kf_col[o_kf[i]] + 6))
+        for row in (2 * i, 2 * i + 1):
+            assert set(np.nonzero(A[row])[0]) == expect
+    prior_rows = A[2 * n_obs:]
+    assert [set(np.nonzero(r)[0]) for r in prior_rows[0:3]] == [{0, 1, 2}] * 3          # only keyframe 10 free
+    assert [set(np.nonzero(r)[0]) for r in prior_rows[3:6]] == [{6, 7, 8, 12, 13, 14}] * 3
+    assert not prior_rows[6:].any()
+    assert set(np.unique(A)) <= {0, 1}

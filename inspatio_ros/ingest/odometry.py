@@ -249,6 +249,37 @@ def _backproject(K, c2w, pts, depth):
     return pc @ c2w[:3, :3].T + c2w[:3, 3], ok
 
 
+def _jacobian_sparsity(n_obs: int, o_kf: np.ndarray, o_pt: np.ndarray, kf_col: dict, priors: list,
+                       n_params: int):
+    """Which parameters each bundle-adjustment residual depends on: an observation's two pixel
+    residuals on its keyframe's six pose parameters (when free) and its landmark's three, a
+    rotation prior's three residuals on both keyframes' rotations. Built from index arrays at
+    once: setting the blocks one by one in a lil_matrix took a third of the odometry's time."""
+    from scipy.sparse import csr_matrix
+
+    rows, cols = [], []
+    obs_rows = np.arange(2 * n_obs).reshape(n_obs, 2)
+    pose_col = np.array([kf_col.get(int(k), -1) for k in o_kf], np.int64).reshape(-1)
+    free = pose_col >= 0
+    if free.any():
+        r = np.repeat(obs_rows[free], 6, axis=1)                              # (m, 12): rows r0 r0.. r1 r1..
+        c = 6 * pose_col[free, None] + np.tile(np.arange(6), 2)[None, :]
+        rows.append(r.ravel())
+        cols.append(c.ravel())
+    n_pose = 6 * len(kf_col)
+    rows.append(np.repeat(obs_rows, 3, axis=1).ravel())
+    cols.append((n_pose + 3 * np.asarray(o_pt, np.int64)[:, None] + np.tile(np.arange(3), 2)[None, :]).ravel())
+    for n, (a, b, _) in enumerate(priors):
+        for k in (a, b):
+            if k in kf_col:
+                rows.append(np.repeat(2 * n_obs + 3 * n + np.arange(3), 3))
+                cols.append(np.tile(6 * kf_col[k] + np.arange(3), 3))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    A = csr_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(2 * n_obs + 3 * len(priors), n_params))
+    A.data[:] = 1          # duplicates (a prior whose two keyframes coincide) summed to 2
+    return A
+
+
 def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iterations: int = 20,
                    rel_rot: dict | None = None, rot_sigma_rad: float = 0.0):
     """Adjust keyframe poses (except ``fixed``) and landmark positions to minimise reprojection
@@ -257,8 +288,6 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
     adds a residual (rotation vector of the disagreement / ``rot_sigma_rad``, so one sigma weighs
     like a pixel)."""
     from scipy.optimize import least_squares
-    from scipy.sparse import lil_matrix
-
     cv2 = _cv2()
     free_kf = [k for k in poses if k not in fixed]
     kf_col = {k: i for i, k in enumerate(free_kf)}
@@ -319,17 +348,7 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
             r = np.where(mag <= huber, r, np.sign(r) * np.sqrt(np.maximum(2 * huber * mag - huber ** 2, 0.0)))
         return np.concatenate([r, prior_res.ravel()])
 
-    A = lil_matrix((2 * len(obs) + 3 * len(priors), len(x0)), dtype=np.int8)
-    for n, (a, b, _) in enumerate(priors):
-        for k in (a, b):
-            if k in kf_col:
-                A[2 * len(obs) + 3 * n:2 * len(obs) + 3 * n + 3, 6 * kf_col[k]:6 * kf_col[k] + 3] = 1
-    rows = np.arange(len(obs))
-    for k, j in kf_col.items():
-        for r in rows[o_kf == k]:
-            A[2 * r:2 * r + 2, 6 * j:6 * j + 6] = 1
-    for i, p in enumerate(o_pt):
-        A[2 * i:2 * i + 2, 6 * nk + 3 * p:6 * nk + 3 * p + 3] = 1
+    A = _jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
     sol = least_squares(residuals, x0, jac_sparsity=A, loss="linear" if priors else "huber", f_scale=huber,
                         max_nfev=iterations, x_scale="jac", method="trf")
     x = sol.x
