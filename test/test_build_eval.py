@@ -343,3 +343,24 @@ def _scaled_poses(c2w: np.ndarray, scale: float) -> np.ndarray:
     out = np.array(c2w, copy=True)
     out[:, :3, 3] *= scale
     return out
+
+
+def test_filled_depth_stays_before_the_ceiling():
+    """The frame-local layer's hole filling interpolates inverse depth from around a hole; with
+    sky above it would put a blank car side behind the road. The ceiling bounds the filled pixels
+    only."""
+    from inspatio_ros.ingest.build import fill_unknown_depth
+
+    depth = np.full((64, 64), np.nan, np.float32)
+    depth[:16] = np.inf                       # sky
+    depth[48:] = 6.0                          # road just below the blank region
+    depth[16:48, :4] = 5.0                    # the car's edge
+    ceiling = np.full((64, 64), np.nan, np.float32)
+    ceiling[16:48] = 8.0
+    free = fill_unknown_depth(depth, 500.0)
+    bounded = fill_unknown_depth(depth, 500.0, ceiling=ceiling)
+    hole = np.isnan(depth)
+    assert np.isfinite(free[hole]).all() and (free[hole] > 8.0).any()     # sky pulled it far
+    assert np.all(bounded[hole & np.isfinite(ceiling)] <= 8.0)
+    assert np.array_equal(bounded[~hole], depth[~hole], equal_nan=True)  # known pixels untouched
+    assert np.array_equal(bounded[hole & np.isnan(ceiling)], free[hole & np.isnan(ceiling)])

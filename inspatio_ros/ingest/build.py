@@ -262,11 +262,15 @@ def spread_moving(moving: dict[int, np.ndarray], depths: dict[int, np.ndarray], 
     return out
 
 
-def fill_unknown_depth(depth: np.ndarray, sky_distance: float, levels: int = 8) -> np.ndarray:
+def fill_unknown_depth(depth: np.ndarray, sky_distance: float, levels: int = 8,
+                       ceiling: np.ndarray | None = None) -> np.ndarray:
     """Unknown (NaN) pixels of a depth map given the inverse depth interpolated from the known ones
     (push-pull over an image pyramid; sky counts as known at ``sky_distance``). For the frame-local
     layer: seen from the frames beside this one, a pixel's own colour at a guessed depth is off by
-    little parallax, while hole filling the render there blurs colours from around it."""
+    little parallax, while hole filling the render there blurs colours from around it.
+    ``ceiling`` (HxW, NaN: none): the farthest depth a filled pixel may get (below the horizon a
+    static point lies before the road plane: interpolating from sky and far road across a blank
+    car side would put the car behind the road)."""
     from ..render import _push_pull
 
     known = np.isfinite(depth) & (depth > 0) | np.isposinf(depth)
@@ -279,6 +283,10 @@ def fill_unknown_depth(depth: np.ndarray, sky_distance: float, levels: int = 8) 
     use = ~known & have & (filled > 0)
     out = depth.copy()
     out[use] = 1.0 / filled[use]
+    if ceiling is not None:
+        with np.errstate(invalid="ignore"):
+            over = use & np.isfinite(ceiling) & (out > ceiling)
+        out[over] = ceiling[over]
     return out
 
 
@@ -320,6 +328,7 @@ class WorldFuser:
         self.cloud: PointCloud | None = None
         self.render_settings = RenderSettings(hole_fill_levels=0)
         self.local_points = 0
+        self.fill_ceiling: np.ndarray | None = None      # HxW farthest filled depth (MVS's road plane)
 
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
         """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
@@ -388,7 +397,7 @@ class WorldFuser:
         t_start to t_end (FusionSettings.frame_local)."""
         keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
         if self.settings.local_fill:
-            depth = fill_unknown_depth(depth, self.settings.sky_distance)
+            depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
         n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end)
         self.local_points += n
         return n
@@ -548,6 +557,8 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
                                                              dev)
         stage_s["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     fuser = WorldFuser(intr, settings, dev)
+    if mvs_info is not None:
+        fuser.fill_ceiling = mvs_info.pop("fill_ceiling", None)
     started = time.time()
     added = []
     coverage = []
@@ -726,8 +737,9 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
     fused = [int(i) for i in np.nonzero(~held)[0]]
     started = time.time()
     moving: dict[int, np.ndarray] = {}
+    road: dict = {}
     maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks,
-                       moving=moving)
+                       moving=moving, road_out=road)
     seconds = time.time() - started
     measured = [depth_coverage(maps[i][0]) for i in fused]
     sky = [float(np.isposinf(maps[i][0]).mean()) for i in fused]
@@ -745,6 +757,11 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
             "seconds_per_frame": round(seconds / max(len(fused), 1), 3), "device": str(device),
             "moving_pixels": round(float(np.mean([m.mean() for m in moving.values()])), 5) if moving else 0.0,
             "settings": asdict(settings)}
+    if "plane" in road:
+        info["road_plane"] = {"normal": [round(float(x), 5) for x in road["plane"][0]],
+                              "distance": round(road["plane"][1], 4)}
+    if "ceiling" in road:
+        info["fill_ceiling"] = road["ceiling"]         # taken out again before the info is stored
     return load_depth, info, moving
 
 

@@ -735,7 +735,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 settings: MVSSettings | None = None, device: str | torch.device = "cpu", *,
                 sources: list[int] | None = None, landmarks: np.ndarray | None = None,
                 progress_bar: bool = True, filtered: bool = True,
-                moving: dict | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                moving: dict | None = None, road_out: dict | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Depth (float32 HxW: metres or pose units; NaN unknown, +inf sky) and confidence (0..1, 0
     where unknown) of frames ``indices``, matched against frames ``sources`` (default: all).
 
@@ -743,7 +743,10 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     frame; ``landmarks`` (M,3): sparse world points that bound the depth range. ``filtered=False``
     skips the consistency, confidence and parallax filters (for measuring what they remove).
     ``moving``: a dict that receives, per frame, the mask (HxW bool) of objects found moving
-    along with the camera (their depth, from where they stand on the road, is in the map)."""
+    along with the camera (their depth, from where they stand on the road, is in the map).
+    ``road_out``: a dict that receives the fitted road plane ("plane": (normal, distance) in
+    camera coordinates) and "ceiling": per pixel (HxW, NaN where none) the farthest depth a
+    static point may have, s.under_road beyond the road plane where it is within reach."""
     from ..progress import progress
 
     s = settings or MVSSettings()
@@ -803,6 +806,12 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 # horizon) a few degrees of slope or camber cannot put it 30 % beyond the plane.
                 with np.errstate(invalid="ignore"):
                     road_reach = np.isfinite(road) & (road * plane[1] >= 1.0 / 15.0)
+                if road_out is not None:
+                    road_out["plane"] = (np.asarray(plane[0], np.float64), float(plane[1]))
+                    if s.under_road > 0:
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            ceiling = np.where(road_reach, (1.0 + s.under_road) / road, np.nan).astype(np.float32)
+                        road_out["ceiling"] = _upsample(ceiling, intr.width, intr.height)
 
         out = {}
         for i in order:
@@ -834,7 +843,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 d = np.where(under, np.nan, d)
                 measured &= ~under
             if filtered and s.propagate > 0:
-                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s)
+                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s, road_reach)
                 sweep.forget({j for j in range(i - sweep.reach, i + 2 * sweep.reach + 1)})
             if moving_mask.any():
                 d = np.where(moving_mask, moving_depth, d)
@@ -856,10 +865,14 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
 
 
 def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarray, sky: np.ndarray,
-               road: np.ndarray | None, s: MVSSettings) -> tuple[np.ndarray, np.ndarray]:
+               road: np.ndarray | None, s: MVSSettings,
+               road_reach: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Depth propagated into the unmeasured, non-sky pixels of ``depth`` (matching size): per
     pass, each such pixel takes the candidate (_propagation_candidates) that the source frames
     contradict least, if they do not contradict it (photometric cost <= s.propagate_cost).
+    ``road_reach`` (with s.under_road > 0): there no candidate may lie beyond the road plane by
+    more than s.under_road, the rule the matched depths already follow (on the blank road a
+    neighbour's far depth passes the photometric check as well as the road does).
     Returns the depth and the mask of propagated pixels."""
     dev = sweep.device
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(dev)
@@ -873,10 +886,17 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     # likelier shape: the road plane (a prior that holds below the horizon), then a plane through
     # the rim (interpolation), then a surface continued from one side.
     weights = torch.tensor(CANDIDATE_WEIGHTS, dtype=torch.float32, device=dev)[:, None, None]
+    # Lowest inverse depth a candidate may have: 1 / (road depth * (1 + under_road)) in reach.
+    floor = None
+    if road_t is not None and road_reach is not None and s.under_road > 0:
+        reach_t = torch.from_numpy(np.ascontiguousarray(road_reach)).to(dev)
+        floor = torch.where(reach_t, road_t / (1.0 + s.under_road), torch.zeros_like(road_t))
     with torch.no_grad():
         for _ in range(s.propagate):
             rho = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, nan)
             cand = _propagation_candidates(rho, road_t, road_occlusion=s.road_occlusion)
+            if floor is not None:
+                cand = torch.where(cand < floor, nan, cand)
             ok = torch.isfinite(cand)
             target = ~torch.isfinite(d) & ~sky_t & ok.any(0)
             if not bool(target.any()):
@@ -900,6 +920,9 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
         inv = np.where(np.isfinite(d), 1.0 / np.where(np.isfinite(d), d, 1.0), 0.0).astype(np.float32)
         med = cv2.medianBlur(inv, 5)
         use = filled & (med > 0)
+        if floor is not None:
+            # The median mixes in matched neighbours' inverse depths: the road rule holds after it too.
+            med = np.maximum(med, floor.cpu().numpy())
         d[use] = 1.0 / med[use]
     return d, filled
 
