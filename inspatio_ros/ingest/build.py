@@ -551,14 +551,14 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     dev = resolve_device(device)
     mvs_info = None
     moving_of = None
+    fill_ceiling = None
     if load_depth is None:
         t_stage = time.time()
-        load_depth, mvs_info, moving_of = _depth_from_video(fs, c2w, intr, held, landmarks, mvs or MVSSettings(),
-                                                             dev)
+        load_depth, mvs_info, moving_of, fill_ceiling = _depth_from_video(fs, c2w, intr, held, landmarks,
+                                                                            mvs or MVSSettings(), dev)
         stage_s["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     fuser = WorldFuser(intr, settings, dev)
-    if mvs_info is not None:
-        fuser.fill_ceiling = mvs_info.pop("fill_ceiling", None)
+    fuser.fill_ceiling = fill_ceiling
     started = time.time()
     added = []
     coverage = []
@@ -731,7 +731,8 @@ MIN_MVS_COVERAGE = 0.05
 def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.ndarray, landmarks,
                       settings: MVSSettings, device: torch.device):
     """Dense depth of every fused frame by multi-view stereo against the other fused frames (held-out
-    frames are never looked at). Returns load_depth(i, shape) and the world.info entry."""
+    frames are never looked at). Returns load_depth(i, shape), the world.info entry, the moving
+    masks per frame and the depth ceiling of hole filling (HxW, NaN: none; None without a road)."""
     from .mvs import dense_depth, depth_coverage
 
     fused = [int(i) for i in np.nonzero(~held)[0]]
@@ -760,9 +761,7 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
     if "plane" in road:
         info["road_plane"] = {"normal": [round(float(x), 5) for x in road["plane"][0]],
                               "distance": round(road["plane"][1], 4)}
-    if "ceiling" in road:
-        info["fill_ceiling"] = road["ceiling"]         # taken out again before the info is stored
-    return load_depth, info, moving
+    return load_depth, info, moving, road.get("ceiling")
 
 
 def register(subparsers) -> None:

@@ -796,21 +796,23 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                         torch.full_like(depth, float("nan")))
             checked[i] = depth.cpu().numpy()
         road = None
-        road_reach = None
+        # The farthest depth a static point may have per pixel (matching size, NaN: no limit):
+        # s.under_road beyond the road plane, where the road is within 15 camera heights (rays
+        # >= ~4 degrees below the horizon; a few degrees of slope or camber cannot put it 30 %
+        # beyond the plane). Matched, propagated and (in the build) filled depths all keep to it.
+        ceiling = None
         if filtered and s.propagate > 0 and s.road_plane and checked:
             pts = np.concatenate([_road_points(d, sweep.intr) for d in checked.values()])
             plane = fit_road_plane(pts)
             road = _road_rho(plane, sweep.intr)
             if plane is not None:
-                # Where the road is within 15 camera heights (rays >= ~4 degrees below the
-                # horizon) a few degrees of slope or camber cannot put it 30 % beyond the plane.
-                with np.errstate(invalid="ignore"):
-                    road_reach = np.isfinite(road) & (road * plane[1] >= 1.0 / 15.0)
+                if s.under_road > 0:
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        reach = np.isfinite(road) & (road * plane[1] >= 1.0 / 15.0)
+                        ceiling = np.where(reach, (1.0 + s.under_road) / road, np.nan).astype(np.float32)
                 if road_out is not None:
                     road_out["plane"] = (np.asarray(plane[0], np.float64), float(plane[1]))
-                    if s.under_road > 0:
-                        with np.errstate(divide="ignore", invalid="ignore"):
-                            ceiling = np.where(road_reach, (1.0 + s.under_road) / road, np.nan).astype(np.float32)
+                    if ceiling is not None:
                         road_out["ceiling"] = _upsample(ceiling, intr.width, intr.height)
 
         out = {}
@@ -837,13 +839,13 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                                          texture.cpu().numpy(), bounds_of[i][1], road, s,
                                                          raw[i][2].cpu().numpy(), sweep.intr.fy)
                 d = np.where(moving_mask, np.nan, d)
-            if filtered and road_reach is not None and s.under_road > 0:
+            if ceiling is not None:
                 with np.errstate(invalid="ignore"):
-                    under = road_reach & np.isfinite(d) & (d * road > 1.0 + s.under_road)    # d / road depth
+                    under = np.isfinite(d) & (d > ceiling)        # NaN ceiling compares false
                 d = np.where(under, np.nan, d)
                 measured &= ~under
             if filtered and s.propagate > 0:
-                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s, road_reach)
+                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s, ceiling)
                 sweep.forget({j for j in range(i - sweep.reach, i + 2 * sweep.reach + 1)})
             if moving_mask.any():
                 d = np.where(moving_mask, moving_depth, d)
@@ -866,13 +868,13 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
 
 def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarray, sky: np.ndarray,
                road: np.ndarray | None, s: MVSSettings,
-               road_reach: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               ceiling: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Depth propagated into the unmeasured, non-sky pixels of ``depth`` (matching size): per
     pass, each such pixel takes the candidate (_propagation_candidates) that the source frames
     contradict least, if they do not contradict it (photometric cost <= s.propagate_cost).
-    ``road_reach`` (with s.under_road > 0): there no candidate may lie beyond the road plane by
-    more than s.under_road, the rule the matched depths already follow (on the blank road a
-    neighbour's far depth passes the photometric check as well as the road does).
+    ``ceiling`` (h,w, NaN: none): no candidate may lie beyond it, the road rule the matched depths
+    already follow (on the blank road a neighbour's far depth passes the photometric check as
+    well as the road does).
     Returns the depth and the mask of propagated pixels."""
     dev = sweep.device
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(dev)
@@ -886,11 +888,10 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     # likelier shape: the road plane (a prior that holds below the horizon), then a plane through
     # the rim (interpolation), then a surface continued from one side.
     weights = torch.tensor(CANDIDATE_WEIGHTS, dtype=torch.float32, device=dev)[:, None, None]
-    # Lowest inverse depth a candidate may have: 1 / (road depth * (1 + under_road)) in reach.
+    # The lowest inverse depth a candidate may have (0 where the ceiling sets none).
     floor = None
-    if road_t is not None and road_reach is not None and s.under_road > 0:
-        reach_t = torch.from_numpy(np.ascontiguousarray(road_reach)).to(dev)
-        floor = torch.where(reach_t, road_t / (1.0 + s.under_road), torch.zeros_like(road_t))
+    if ceiling is not None:
+        floor = torch.from_numpy(np.nan_to_num(1.0 / ceiling, nan=0.0).astype(np.float32)).to(dev)
     with torch.no_grad():
         for _ in range(s.propagate):
             rho = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, nan)
