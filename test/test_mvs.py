@@ -148,6 +148,26 @@ def test_road_plane_fit_ignores_cars_and_kerbs():
     assert fit_road_plane(clutter[:50]) is None
 
 
+def test_road_plane_fit_with_a_known_normal_fits_only_its_distance():
+    """A camera pitched 1.7 degrees down sees the road's normal tilted by as much. When the
+    matched points are mostly clutter standing on the road (kerbs, car bottoms: the blank asphalt
+    is not matched), a free fit tilts with them; given the normal (from the path), only d is
+    fitted and it is the road's."""
+    rng = np.random.default_rng(2)
+    pitch = np.radians(1.7)
+    normal = np.array([0.0, np.cos(pitch), -np.sin(pitch)])        # camera coordinates, y down
+    x, z = rng.uniform(-4, 4, 1500), rng.uniform(4, 30, 1500)
+    y = (1.55 + normal[2] * -z) / normal[1] + 0.01 * rng.standard_normal(1500)
+    road = np.stack([x, y, z], 1)
+    # Kerb tops 0.15 m up along the near right side.
+    kx, kz = rng.uniform(2.5, 4, 700), rng.uniform(4, 12, 700)
+    kerb = np.stack([kx, (1.40 + normal[2] * -kz) / normal[1], kz], 1)
+    pts = np.concatenate([road, kerb])
+    n, d = fit_road_plane(pts, normal=normal)
+    np.testing.assert_allclose(n, normal)
+    assert abs(d - 1.55) < 0.02, d
+
+
 def test_an_object_moving_with_the_camera_is_found_and_stands_on_the_road():
     """A car driving ahead barely moves in the image: it matches at the far end of the sweep,
     below the horizon, where nothing static can be. Its depth comes from where it meets the road."""
@@ -293,12 +313,16 @@ def test_car_ahead_is_found_between_landmark_depth_bounds(tmp_path):
         return [((moving[i] & cars[i]).sum() / cars[i].sum(), (moving[i] & cars[i]).sum() / max(moving[i].sum(), 1))
                 for i in (4, 7, 9)]
 
-    # Measured: recall 0.48 / 0.44 / 0.47, precision 0.37 / 0.47 / 0.47 (the mask is made at a
-    # quarter of the size and closed, so it spills onto the road under the car).
-    for recall, precision in found(MVSSettings()):
-        assert recall > 0.3 and precision > 0.25
-    # The basin counted in sweep steps only: measured recall 0 in all three frames.
-    assert all(recall < 0.1 for recall, _ in found(MVSSettings(ambiguity_basin_px=0.0)))
+    # Measured: recall 0.77 / 0.62 / 0.73, precision 0.71 / 0.52 / 0.55 (the mask is made at a
+    # quarter of the size and closed, so it spills onto the road under the car; with the road
+    # plane's normal fitted freely instead of taken from the path: 0.48 / 0.44 / 0.47 and
+    # 0.37 / 0.47 / 0.47).
+    with_basin = found(MVSSettings())
+    for recall, precision in with_basin:
+        assert recall > 0.5 and precision > 0.4
+    # The basin counted in sweep steps only: measured recall 0 / 0.28 / 0.
+    in_steps = [recall for recall, _ in found(MVSSettings(ambiguity_basin_px=0.0))]
+    assert sum(r < 0.1 for r in in_steps) >= 2 and sum(in_steps) < 0.5 * sum(r for r, _ in with_basin)
 
 
 def test_sources_follow_the_camera_motion():

@@ -179,3 +179,34 @@ def test_bundle_adjustment_jacobian_sparsity_names_each_residuals_parameters():
     assert [set(np.nonzero(r)[0]) for r in prior_rows[3:6]] == [{6, 7, 8, 12, 13, 14}] * 3
     assert not prior_rows[6:].any()
     assert set(np.unique(A)) <= {0, 1}
+
+
+def test_road_normals_follow_the_path_not_the_pitched_camera():
+    """A camera pitched 2 degrees down drives a curving, flat road (world z up): the road normal
+    from the direction of travel is the world's z whatever the pitch; the camera's own -y is 2
+    degrees off it, which for a road point 10 m ahead is 0.35 m of height."""
+    from inspatio_ros.camera import look_at
+    from inspatio_ros.ingest.odometry import road_normals
+
+    yaw = np.linspace(0.0, 0.6, 30)
+    pos = np.stack([np.cumsum(np.cos(yaw)), np.cumsum(np.sin(yaw)), np.full(30, 1.5)], 1)
+    c2w = np.stack([look_at(p, p + [np.cos(a), np.sin(a), -np.tan(np.radians(2.0))]) for p, a in zip(pos, yaw)])
+    up = road_normals(c2w, np.ones(30, bool))
+    np.testing.assert_allclose(up, np.tile([0.0, 0.0, 1.0], (30, 1)), atol=2e-3)
+    camera_up = -c2w[:, :3, 1]
+    assert np.degrees(np.arccos(camera_up[:, 2])).min() > 1.9
+    # A camera that does not move keeps its own -y (no direction of travel to go by).
+    still = np.tile(c2w[:1], (5, 1, 1))
+    np.testing.assert_allclose(road_normals(still, np.ones(5, bool)), -still[:, :3, 1])
+
+
+def test_densest_half_follows_the_dense_part_of_a_one_sided_tail():
+    from inspatio_ros.ingest.odometry import densest_half
+
+    rng = np.random.default_rng(1)
+    road = 1.5 + 0.02 * rng.standard_normal(300)
+    below = rng.uniform(1.6, 8.0, 250)            # mistriangulated, far beyond the road
+    values = np.concatenate([road, below])
+    assert abs(densest_half(values) - 1.5) < 0.005
+    assert np.median(values) - 1.5 > 0.015        # the median is pulled along the tail (1.519)
+    assert densest_half(np.array([2.0])) == 2.0

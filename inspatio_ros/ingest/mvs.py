@@ -595,28 +595,47 @@ def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_ga
     return torch.where(cand > 0, cand, nan)
 
 
-def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0) -> tuple[np.ndarray, float] | None:
+def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0,
+                   normal: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
     """Road plane n . X = d in camera coordinates (x right, y down) from points (N,3) seen in the
     road region of the frames (a camera mounted rigidly: one plane for all frames). Robust: starts
     from the plane y = median height and refits by SVD on the points near it; None when the fit
-    is not a road (too few points, tilted more than ``max_tilt_deg``)."""
+    is not a road (too few points, tilted more than ``max_tilt_deg``). ``normal`` (unit, camera
+    coordinates): the road's normal is known (from the direction of travel, odometry's
+    road_normals) and only d is fitted, as the median height along it of the points near it.
+    A free normal follows whatever the region holds most of: on a street whose asphalt is too
+    blank to match, kerbs, lane lines and car bottoms, which tilted it by 1.3 degrees."""
     p = np.asarray(points, np.float64)
     p = p[np.isfinite(p).all(1) & (p[:, 1] > 0)]
     if len(p) < 200:
         return None
-    n = np.array([0.0, 1.0, 0.0])
-    d = float(np.median(p[:, 1]))
+    n = np.array([0.0, 1.0, 0.0]) if normal is None else np.asarray(normal, np.float64) / np.linalg.norm(normal)
+    d = float(np.median(p @ n))
     for tol in (0.25, 0.1, 0.05):
         inl = np.abs(p @ n - d) < tol * d
         if inl.sum() < 60:
             return None
-        c = p[inl].mean(0)
-        n = np.linalg.svd(p[inl] - c, full_matrices=False)[2][-1]
-        n = n if n[1] > 0 else -n
-        d = float(n @ c)
+        if normal is None:
+            c = p[inl].mean(0)
+            n = np.linalg.svd(p[inl] - c, full_matrices=False)[2][-1]
+            n = n if n[1] > 0 else -n
+            d = float(n @ c)
+        else:
+            d = float(np.median(p[inl] @ n))
     if d <= 0 or np.degrees(np.arccos(min(1.0, n[1]))) > max_tilt_deg:
         return None
     return n, d
+
+
+def road_normal_in_camera(c2w: np.ndarray) -> np.ndarray:
+    """The mean road normal of a driving path in camera coordinates (pointing down, y down): the
+    odometry's road_normals (from the direction of travel) seen from each camera, averaged."""
+    from .odometry import road_normals
+
+    up = road_normals(c2w, np.ones(len(c2w), bool))
+    n = -np.einsum("nji,nj->ni", c2w[:, :3, :3], up)          # R^T (-up) per frame
+    n = n.mean(0)
+    return n / np.linalg.norm(n)
 
 
 def _road_rho(plane: tuple[np.ndarray, float] | None, intr: Intrinsics) -> np.ndarray | None:
@@ -803,7 +822,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
         ceiling = None
         if filtered and s.propagate > 0 and s.road_plane and checked:
             pts = np.concatenate([_road_points(d, sweep.intr) for d in checked.values()])
-            plane = fit_road_plane(pts)
+            plane = fit_road_plane(pts, normal=road_normal_in_camera(sweep.c2w) if len(sweep.c2w) > 1 else None)
             road = _road_rho(plane, sweep.intr)
             if plane is not None:
                 if s.under_road > 0:

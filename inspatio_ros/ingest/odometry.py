@@ -46,6 +46,10 @@ class OdometrySettings:
     # Monocular BA: keyframe-to-keyframe rotation from the essential matrix of all common tracks,
     # as a prior with this sigma in pixels (a rotation moving the image centre this far; 0: off).
     rotation_prior_px: float = 0.5
+    # A bundle adjustment over all keyframes of each segment after the windowed pass (0: off):
+    # the windows hand their scale on from keyframe to keyframe, so it drifts; landmarks seen by
+    # keyframes of several windows tie them together once all are adjusted at once.
+    global_ba_iterations: int = 20
 
 
 @dataclass
@@ -552,6 +556,21 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                     for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
                         landmarks[int(tid)] = p
 
+    if s.global_ba_iterations > 0 and depth_of is None:
+        for start, end in segments or [(0, count - 1)]:
+            seg_kf = [k for k in keyframes if start <= k <= end]
+            if len(seg_kf) <= 3:
+                continue
+            obs = [(k, int(tid), float(u), float(v)) for k in seg_kf
+                   for tid, (u, v) in zip(*kf_obs[k]) if int(tid) in landmarks]
+            sub_poses = {k: kf_poses[k] for k in seg_kf}
+            sub_points = {o[1]: landmarks[o[1]] for o in obs}
+            sub_poses, sub_points = _bundle_adjust(K, sub_poses, set(seg_kf[:2]), sub_points, obs,
+                                                   iterations=s.global_ba_iterations, rel_rot=rel_rot,
+                                                   rot_sigma_rad=s.rotation_prior_px / K[0, 0])
+            kf_poses.update(sub_poses)
+            landmarks.update(sub_points)
+
     # Final pass: every located frame against the adjusted landmarks.
     errors = []
     for i in range(count):
@@ -636,12 +655,48 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
     return float(np.median(r)) if len(r) >= 20 else None
 
 
+def road_normals(c2w: np.ndarray, located: np.ndarray, half_window: int = 3) -> np.ndarray:
+    """(N,3) world 'up' of the road under each camera of a driving path: perpendicular to the
+    direction of travel (over the located frames within ``half_window``) and to the camera's x
+    axis. A driving camera is pitched (1-2 degrees on the synthetic street, more on many dash
+    mounts), so its own -y axis is not the road's normal: for a road point 10 m ahead a 1.7
+    degree pitch moves its height along -y by 0.3 m. The travel direction lies in the road plane
+    whatever the pitch. Frames that do not move (or are not located) take the camera's -y."""
+    n = len(c2w)
+    up = -c2w[:, :3, 1].copy()
+    idx = np.nonzero(located)[0]
+    for i in range(n):
+        if not located[i]:
+            continue
+        near = idx[np.abs(idx - i) <= half_window]
+        travel = c2w[near.max(), :3, 3] - c2w[near.min(), :3, 3]
+        length = np.linalg.norm(travel)
+        if near.max() == near.min() or length <= 0:
+            continue
+        normal = np.cross(c2w[i, :3, 0], travel / length)
+        norm = np.linalg.norm(normal)
+        if norm < 0.5:                      # travelling sideways: no road normal from the path
+            continue
+        normal /= norm
+        up[i] = normal if normal @ up[i] > 0 else -normal
+    return up
+
+
+def densest_half(values: np.ndarray) -> float:
+    """Median of the shortest interval holding half of ``values`` (the shorth): a location
+    estimate that follows the dense part of a distribution with a long tail on one side."""
+    x = np.sort(np.asarray(values, np.float64))
+    k = max(1, (len(x) + 1) // 2)
+    widths = x[k - 1:] - x[:len(x) - k + 1]
+    j = int(np.argmin(widths))
+    return float(np.median(x[j:j + k]))
+
+
 def _road_heights(result: OdometryResult, intr: Intrinsics, frames) -> np.ndarray:
-    """Heights below the camera (along the cameras' mean 'up') of the landmarks seen in the road
-    region of ``frames`` (lower third, middle half of the columns)."""
-    located = np.nonzero(result.located)[0]
-    up = -result.c2w[located, :3, 1].mean(0)
-    up /= np.linalg.norm(up)
+    """Heights above the road plane under each camera (along road_normals) of the landmarks seen
+    in the road region of ``frames`` (lower third, middle half of the columns), below the camera
+    that saw them."""
+    up = road_normals(result.c2w, result.located)
     heights = []
     for i in frames:
         if not result.located[i]:
@@ -653,7 +708,7 @@ def _road_heights(result: OdometryResult, intr: Intrinsics, frames) -> np.ndarra
         for t in ids[road]:
             x = result.landmark_by_id.get(int(t))
             if x is not None:
-                heights.append(float((result.c2w[i, :3, 3] - x) @ up))
+                heights.append(float((result.c2w[i, :3, 3] - x) @ up[i]))
     h = np.asarray(heights)
     return h[h > 0]
 
@@ -661,15 +716,15 @@ def _road_heights(result: OdometryResult, intr: Intrinsics, frames) -> np.ndarra
 def scale_from_camera_height(result: OdometryResult, height_m: float, intr: Intrinsics) -> float | None:
     """Metric scale for a driving camera: landmarks seen in the road region of the image (the
     lower third, middle half of the columns) lie on the ground; their height below the camera
-    that saw them, along the cameras' mean 'up', is the camera height in odometry units. The
-    median over all frames maps it to ``height_m``."""
+    that saw them, along the road's normal, is the camera height in odometry units. The densest
+    half of those heights over all frames maps it to ``height_m``."""
     if result.located.sum() < 2:
         return None
     h = _road_heights(result, intr, range(len(result.c2w)))
     if len(h) < 20:
         return None
-    # Points on cars or kerbs in that region sit higher; the road is the lower, dense part.
-    return height_m / float(np.median(h))
+    # Points on cars or kerbs sit higher, mistriangulated ones anywhere: the road is the dense part.
+    return height_m / densest_half(h)
 
 
 def segment_scales_from_camera_height(result: OdometryResult, height_m: float,
@@ -684,7 +739,7 @@ def segment_scales_from_camera_height(result: OdometryResult, height_m: float,
     scales: list[float | None] = []
     for k in range(len(segments)):
         h = _road_heights(result, intr, np.nonzero(seg == k)[0])
-        scales.append(height_m / float(np.median(h)) if len(h) >= 20 else None)
+        scales.append(height_m / densest_half(h) if len(h) >= 20 else None)
     known = [x for x in scales if x is not None]
     if not known:
         return None
