@@ -346,3 +346,30 @@ def test_sources_follow_the_camera_motion():
     assert fixed.select_sources(20, usable) == [18, 22, 16, 24]
     usable[[18, 22]] = False                       # held-out neighbours: the next multiples stand in
     assert fixed.select_sources(20, usable) == [16, 24, 14, 26]
+
+
+def test_road_candidate_stops_where_the_colour_does():
+    """The road plane is a propagation candidate below the horizon, but not up the blank side of a
+    parked car: where a pixel's grey differs from the grey where its column meets the road below,
+    the candidate is dropped. Across a lane line (asphalt on both sides) it carries on."""
+    import torch
+
+    from inspatio_ros.ingest.mvs import _propagation_candidates
+
+    h, w = 60, 80
+    v = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    road = torch.where(v > 20, (v - 20) / 300.0, torch.tensor(float("nan")))   # inverse depth of the plane
+    gray = torch.full((h, w), 0.40)                 # asphalt
+    gray[30:33, :] = 0.90                           # a lane line across the image (unmatched paint)
+    gray[25:45, 50:70] = 0.75                       # the blank, brighter side of a parked car
+    rho = torch.full((h, w), float("nan"))
+    rho[55:, :] = road[55:]                         # matched road near the bottom
+    rho[10, :] = 1 / 40.0                           # a facade row far above
+    cand = _propagation_candidates(rho, road, gray=gray, road_colour=0.05)[-1]
+    assert torch.isfinite(cand[26:30, :40]).all()   # asphalt above the lane line: road
+    assert torch.isfinite(cand[34:54, :40]).all()
+    assert torch.isnan(cand[25:45, 50:70]).all()    # the car's side: no road
+    assert torch.isfinite(cand[46:54, 50:70]).all()  # the asphalt under the car: road
+    # Without the colour rule the car's side takes the road plane (what made it 1.3x too far).
+    plain = _propagation_candidates(rho, road)[-1]
+    assert torch.isfinite(plain[25:45, 50:70]).all()

@@ -79,6 +79,9 @@ class MVSSettings:
     propagate_window: int = 5         # window (px) of that photometric check
     propagate_median: bool = True     # 5x5 median of the propagated inverse depths
     road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
+    road_colour: float = 0.05         # no road candidate where the grey (0..1, 3x3 mean) differs by
+                                      # more than this from the grey where its column meets the
+                                      # road below (0: off): the blank side of a parked car is no road
     road_occlusion: float = 0.1       # no road candidate under a known surface nearer than the road
                                       # there by this much (relative; 0: off)
     under_road: float = 0.3           # matched depths this much (relative) beyond the road plane at
@@ -559,7 +562,8 @@ CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0, 0.5)
 
 
 def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap: float = 0.5,
-                            road_occlusion: float = 0.0) -> torch.Tensor:
+                            road_occlusion: float = 0.0, gray: torch.Tensor | None = None,
+                            road_colour: float = 0.0) -> torch.Tensor:
     """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
     interpolation between the nearest known pixels left and right, and above and below (exact on
     a plane: its inverse depth is affine in pixel coordinates), each of those four nearest
@@ -568,8 +572,13 @@ def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_ga
     ``road_occlusion`` > 0: no road plane where the nearest known pixel above in the column is
     nearer than the road there by more than this (relative): things stand on the road, so a
     surface seen above a road point is at least that far away unless it covers the point itself
-    (the blank side of a parked car under its measured roof line is not road). Torch on rho's
-    device: per pixel and pass, in numpy it was half of the GPU build's MVS time."""
+    (the blank side of a parked car under its measured roof line is not road). ``gray`` (h,w)
+    and ``road_colour`` > 0: no road plane where the pixel's grey differs by more than that from
+    the grey where its column meets the road below: just above the first known pixel below that
+    lies on the road plane (within 5 %), or at the image bottom. The road plane carries on across
+    a lane line (asphalt on both sides), not up the blank side of a parked car, where no matched
+    pixel says what it is (its roof line is often unmatched: edges along the epipolar lines).
+    Torch on rho's device: per pixel and pass, in numpy it was half of the GPU build's MVS time."""
     h, w = rho.shape
     known = torch.isfinite(rho)
     nan = torch.tensor(float("nan"), device=rho.device, dtype=rho.dtype)
@@ -589,6 +598,12 @@ def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_ga
             above = out[4]                               # nearest known inverse depth above
             covered = torch.isfinite(above) & (above > road * (1.0 + road_occlusion))
             road = torch.where(covered, nan, road)
+        if gray is not None and road_colour > 0:
+            on_road = known & torch.isfinite(road) & (torch.abs(rho / road - 1) <= 0.05)
+            first = _nearest_along(on_road, 0, True)
+            meets = torch.where(first >= 0, (first - 1).clamp(min=0), torch.full_like(first, h - 1))
+            differs = torch.abs(gray - torch.gather(gray, 0, meets)) > road_colour
+            road = torch.where(differs, nan, road)
         out.append(road)
     cand = torch.stack(out).float()
     cand[:, known] = float("nan")
@@ -901,6 +916,8 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     if not sources:
         return depth.copy(), filled.cpu().numpy()
     sky_t = torch.from_numpy(np.ascontiguousarray(sky)).to(dev)
+    # The reference's grey, 3x3 mean (compression noise on blank surfaces is about 0.01).
+    gray = F.avg_pool2d(F.pad(sweep.frame(ref)[0], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0, 0]
     road_t = None if road is None else torch.from_numpy(np.ascontiguousarray(road, dtype=np.float32)).to(dev)
     nan = torch.tensor(float("nan"), device=dev)
     # On blank surfaces every candidate passes the photometric check; the one taken then is the
@@ -914,7 +931,8 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     with torch.no_grad():
         for _ in range(s.propagate):
             rho = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, nan)
-            cand = _propagation_candidates(rho, road_t, road_occlusion=s.road_occlusion)
+            cand = _propagation_candidates(rho, road_t, road_occlusion=s.road_occlusion, gray=gray,
+                                           road_colour=s.road_colour)
             if floor is not None:
                 cand = torch.where(cand < floor, nan, cand)
             ok = torch.isfinite(cand)

@@ -49,7 +49,7 @@ class OdometrySettings:
     # A bundle adjustment over all keyframes of each segment after the windowed pass (0: off):
     # the windows hand their scale on from keyframe to keyframe, so it drifts; landmarks seen by
     # keyframes of several windows tie them together once all are adjusted at once.
-    global_ba_iterations: int = 20
+    global_ba_iterations: int = 10
 
 
 @dataclass
