@@ -71,7 +71,12 @@ def _peer_main(argv: list[str]) -> None:
         if mode == "sub":
             count, timeout = int(argv[4]), float(argv[5])
             got = []
-            node.create_subscription(cls, topic, got.append, qos)
+
+            def on_message(m):
+                got.append(m)
+                # Each reception as it happens: a later take can hang (see test_publish_time_1080p_rgb8).
+                print(f"GOT {len(got)}", flush=True)
+            node.create_subscription(cls, topic, on_message, qos)
             # Where the peer is if it overruns its timeout (stderr, in the test's failure message).
             import faulthandler
             faulthandler.dump_traceback_later(timeout + 3.0, exit=False)
@@ -200,15 +205,20 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> tuple[str, str]:
         return proc.communicate()
 
 
-def peer_result(proc: subprocess.Popen) -> dict:
+def peer_result(proc: subprocess.Popen, received_is_enough: bool = False) -> dict:
+    """The peer's JSON result. ``received_is_enough``: a peer that hung after receiving (it
+    printed GOT lines from its callback but no result) yields {"received": n} instead of failing."""
     out, err = stop(proc)
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    got = [ln for ln in out.splitlines() if ln.startswith("GOT ")]
+    if not lines and received_is_enough and got:
+        return {"received": len(got), "hung": True, "stderr": err[-3000:]}
     assert lines, f"the rclpy peer printed no result (rc {proc.returncode}):\n{out}\n{err[-3000:]}"
     return json.loads(lines[-1])
 
 
 def publish_until_received(transport, type_name, topic, qos, msg, count=1, timeout=15.0,
-                           period=0.2, expect_node=False) -> tuple[dict, list[float]]:
+                           period=0.2, expect_node=False, received_is_enough=False) -> tuple[dict, list[float]]:
     """Start an rclpy subscriber, wait until it is matched, publish msg every `period` s until it
     has what it waits for; returns its result and the publish durations."""
     pub = transport.create_publisher(type_name, topic, qos)
@@ -225,7 +235,7 @@ def publish_until_received(transport, type_name, topic, qos, msg, count=1, timeo
             pub.publish(msg)
             durations.append(time.perf_counter() - t0)
             time.sleep(period)
-        return peer_result(proc), durations
+        return peer_result(proc, received_is_enough), durations
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -463,16 +473,20 @@ def test_publish_time_1080p_rgb8(transport):
 
     The peer waits for 5 images, not 20: rclpy's take of a 6.2 MB uint8[] is slow in Python, and
     with the CPU loaded one take ran for seconds (faulthandler showed the peer inside
-    _take_subscription past its deadline), so 20 of them overran the test's wait."""
+    _take_subscription past its deadline), so 20 of them overran the test's wait. On the 2-core VM
+    under load a take also hung outright (33 s inside spin_once, session 8): the peer reports each
+    image from its callback as it arrives, and images it received before hanging count."""
     pytest.importorskip("rclpy")
     rgb = np.random.default_rng(1).integers(0, 256, size=(1080, 1920, 3), dtype=np.uint8)
     msg = _image(1920, 1080, "rgb8", rgb)
     result, durations = publish_until_received(transport, "sensor_msgs/msg/Image", "front/image_raw",
-                                               SENSOR_OUT, msg, count=5, timeout=30.0, period=0.1)
+                                               SENSOR_OUT, msg, count=5, timeout=30.0, period=0.1,
+                                               received_is_enough=True)
     ms = np.array(durations) * 1000
     print(f"\npublish 1920x1080 rgb8 (6.2 MB), {len(ms)} frames at 10 Hz: median {np.median(ms):.1f} ms, "
-          f"min {ms.min():.1f} ms, max {ms.max():.1f} ms; rclpy subscriber received {result['received']}")
-    assert result["received"] >= 1
+          f"min {ms.min():.1f} ms, max {ms.max():.1f} ms; rclpy subscriber received {result['received']}"
+          + (" (then hung in a take)" if result.get("hung") else ""))
+    assert result["received"] >= 1, result.get("stderr")
 
 
 def test_subscription_count_follows_rclpy_subscriber(transport):
