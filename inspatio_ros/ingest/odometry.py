@@ -364,6 +364,21 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
     return poses, points
 
 
+def _adjust_keyframes(K, keyframes: list[int], kf_poses: dict, kf_obs: dict, landmarks: dict, rel_rot: dict,
+                      rot_sigma_rad: float, iterations: int = 20) -> None:
+    """Bundle-adjust ``keyframes`` (the first two held fixed: they carry the scale) with every
+    landmark they observe; kf_poses and landmarks are updated in place. The windowed pass runs it
+    on the last keyframes, the global pass on all keyframes of a segment."""
+    obs = [(k, int(tid), float(u), float(v)) for k in keyframes
+           for tid, (u, v) in zip(*kf_obs[k]) if int(tid) in landmarks]
+    sub_poses = {k: kf_poses[k] for k in keyframes}
+    sub_points = {o[1]: landmarks[o[1]] for o in obs}
+    sub_poses, sub_points = _bundle_adjust(K, sub_poses, set(keyframes[:2]), sub_points, obs, iterations=iterations,
+                                           rel_rot=rel_rot, rot_sigma_rad=rot_sigma_rad)
+    kf_poses.update(sub_poses)
+    landmarks.update(sub_points)
+
+
 def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsics,
                    settings: OdometrySettings | None = None, progress_bar: bool = True,
                    depth_of: Callable[[int], np.ndarray] | None = None) -> OdometryResult:
@@ -532,19 +547,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             new_keyframe(i, pose)
             window = keyframes[-s.window:]
             if len(window) >= 3:
-                fixed = set(window[:2])
-                obs = []
-                for k in window:
-                    ids_k, pts_k = kf_obs[k]
-                    for tid, (u, v) in zip(ids_k, pts_k):
-                        if int(tid) in landmarks:
-                            obs.append((k, int(tid), float(u), float(v)))
-                sub_poses = {k: kf_poses[k] for k in window}
-                sub_points = {o[1]: landmarks[o[1]] for o in obs}
-                sub_poses, sub_points = _bundle_adjust(K, sub_poses, fixed, sub_points, obs, rel_rot=rel_rot,
-                                                       rot_sigma_rad=s.rotation_prior_px / K[0, 0])
-                kf_poses.update(sub_poses)
-                landmarks.update(sub_points)
+                _adjust_keyframes(K, window, kf_poses, kf_obs, landmarks, rel_rot, s.rotation_prior_px / K[0, 0])
                 c2w[i] = kf_poses[i]
             if len(tracks.ids) < s.refill_below:
                 tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
@@ -559,17 +562,9 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
     if s.global_ba_iterations > 0 and depth_of is None:
         for start, end in segments or [(0, count - 1)]:
             seg_kf = [k for k in keyframes if start <= k <= end]
-            if len(seg_kf) <= 3:
-                continue
-            obs = [(k, int(tid), float(u), float(v)) for k in seg_kf
-                   for tid, (u, v) in zip(*kf_obs[k]) if int(tid) in landmarks]
-            sub_poses = {k: kf_poses[k] for k in seg_kf}
-            sub_points = {o[1]: landmarks[o[1]] for o in obs}
-            sub_poses, sub_points = _bundle_adjust(K, sub_poses, set(seg_kf[:2]), sub_points, obs,
-                                                   iterations=s.global_ba_iterations, rel_rot=rel_rot,
-                                                   rot_sigma_rad=s.rotation_prior_px / K[0, 0])
-            kf_poses.update(sub_poses)
-            landmarks.update(sub_points)
+            if len(seg_kf) > 3:
+                _adjust_keyframes(K, seg_kf, kf_poses, kf_obs, landmarks, rel_rot, s.rotation_prior_px / K[0, 0],
+                                  iterations=s.global_ba_iterations)
 
     # Final pass: every located frame against the adjusted landmarks.
     errors = []
