@@ -380,3 +380,40 @@ def test_road_candidate_stops_where_the_colour_does():
     # Without the colour rule the car's side takes the road plane (what made it 1.3x too far).
     plain = _propagation_candidates(rho, road)[-1]
     assert torch.isfinite(plain[25:45, 50:70]).all()
+
+
+def test_photo_cost_uses_the_sources_that_see_the_point():
+    """A pixel only one source sees (the image border of an early frame of a forward drive: the
+    sources ahead see less) is checked against that source alone, instead of failing for the
+    sources that do not see it; one that no source sees costs 2 (not checked)."""
+    import torch
+
+    from inspatio_ros.camera import Intrinsics
+    from inspatio_ros.ingest.mvs import PlaneSweep
+
+    intr = Intrinsics(100.0, 100.0, 79.5, 59.5, 160, 120)
+    wall = 10.0                                     # a textured wall 10 units ahead of frame 1
+    c2w = np.tile(np.eye(4), (3, 1, 1))
+    c2w[:, 2, 3] = [-1.6, 0.0, 1.6]                 # frame 0 behind frame 1, frame 2 ahead
+
+    def frame(i):
+        v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
+        z = wall - c2w[i, 2, 3]
+        x, y = (u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z
+        g = 0.5 + 0.25 * np.sin(7.0 * x) * np.cos(5.0 * y) + 0.2 * np.sin(2.3 * x + 3.1 * y)
+        return (255 * np.clip(g, 0, 1)).astype(np.uint8)
+
+    sweep = PlaneSweep(frame, c2w, intr, MVSSettings(max_size=160), torch.device("cpu"))
+    true_rho = torch.full((1, intr.height, intr.width), 1.0 / wall)
+    both = sweep.photo_cost(1, [0, 2], true_rho)[0]
+    wrong = sweep.photo_cost(1, [0, 2], 2.0 * true_rho)[0]
+    ahead_only = sweep.photo_cost(1, [2], true_rho)[0]
+    # Frame 2 sees frame 1's pixels within 67 px of the centre column (80 * 8.4 / 10).
+    border = np.zeros((intr.height, intr.width), bool)
+    border[10:-10, 3:10] = border[10:-10, -10:-3] = True
+    centre = np.zeros_like(border)
+    centre[30:-30, 40:-40] = True
+    assert float(both[torch.from_numpy(border)].max()) < 0.035        # was (cost + 2) / 2 > 1
+    assert float(both[torch.from_numpy(centre)].max()) < 0.035
+    assert float(wrong[torch.from_numpy(border)].median()) > 0.05      # one source still checks
+    assert torch.all(ahead_only[torch.from_numpy(border)] == 2.0)      # nobody sees it: unchecked

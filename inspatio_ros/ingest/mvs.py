@@ -380,9 +380,12 @@ class PlaneSweep:
 
     def photo_cost(self, ref: int, sources: list[int], rho: torch.Tensor) -> torch.Tensor:
         """Photometric cost (P,h,w) of per-pixel inverse depths rho (P,h,w) at the matching size:
-        mean absolute grey difference over small windows, mean of the best k sources (2: outside
-        every source). Unlike ZNCC it is defined on texture-less surfaces, where it only says
-        that the depth is not contradicted."""
+        mean absolute grey difference over small windows, mean of the best k sources among those
+        that see the point (fewer if fewer see it; 2: outside every source). Unlike ZNCC it is
+        defined on texture-less surfaces, where it only says that the depth is not contradicted.
+        Counting unseen sources as failures (2) would leave unchecked whatever a single source
+        sees: the image border of an early frame of a forward drive, which only the one source
+        behind it sees (the others are ahead and see less)."""
         (ref_gray, _, _), warps, size = self._level(ref, sources, 0)
         w, h = size
         P = rho.shape[0]
@@ -396,7 +399,10 @@ class PlaneSweep:
             per_source.append(torch.where(ok.reshape(P, h, w), sad, torch.full_like(sad, 2.0)))
         costs = torch.stack(per_source)
         k = min(self.s.best_k, len(per_source))
-        return costs.topk(k, dim=0, largest=False).values.mean(0)
+        best = costs.topk(k, dim=0, largest=False).values
+        seen = best < 2.0                     # a window's mean grey difference is at most 1
+        count = seen.sum(0)
+        return torch.where(count > 0, (best * seen).sum(0) / count.clamp_min(1), torch.full_like(best[0], 2.0))
 
     def consistent_count(self, ref: int, depth: torch.Tensor, others: dict[int, torch.Tensor]) -> torch.Tensor:
         """How many neighbours' depth maps agree with ``depth`` (h,w) of frame ``ref``."""
