@@ -417,3 +417,34 @@ def test_photo_cost_uses_the_sources_that_see_the_point():
     assert float(both[torch.from_numpy(centre)].max()) < 0.035
     assert float(wrong[torch.from_numpy(border)].median()) > 0.05      # one source still checks
     assert torch.all(ahead_only[torch.from_numpy(border)] == 2.0)      # nobody sees it: unchecked
+
+
+def test_wall_candidate_continues_a_facade_towards_the_vanishing_point():
+    """A wall along the direction of travel (x = 3, camera looking and moving along z): its
+    inverse depth falls to 0 at the vanishing point. From the nearest known pixel of the wall, the
+    wall candidate gives the true depth of the unknown pixels between it and the vanishing point
+    (up to 5x as far); the constant one-sided candidate keeps the known pixel's depth (too near)."""
+    import torch
+
+    from inspatio_ros.ingest.mvs import WALL_RATIO, _propagation_candidates
+
+    h, w, fx, cx = 40, 200, 100.0, 99.5
+    u = torch.arange(w, dtype=torch.float32)[None].expand(h, w)
+    ray_x = (u - cx) / fx
+    true_rho = torch.where(ray_x > 0, ray_x / 3.0, torch.tensor(float("nan")))   # wall at x = 3
+    rho = torch.full((h, w), float("nan"))
+    rho[:, 180:] = true_rho[:, 180:]                # the near part of the wall is matched
+    along = ray_x                                   # wall normal (1, 0, 0): n . ray
+    length = torch.sqrt(ray_x ** 2 + 1.0)           # |ray| on the row v = cy
+    cand = _propagation_candidates(rho, None, wall=(along, length))
+    assert cand.shape[0] == 8                       # six of the rows and columns, two walls
+    from_right = cand[7]
+    ratio = ray_x / ray_x[:, 180:181]
+    inside = (ratio >= WALL_RATIO[0]) & (ratio <= WALL_RATIO[1]) & (u < 180)
+    assert inside.sum() > 10 * h
+    rel = (from_right[inside] - true_rho[inside]).abs() / true_rho[inside]
+    assert float(rel.max()) < 1e-4
+    assert torch.isnan(from_right[(u < 180) & ~inside]).all()   # beyond 5x: no candidate
+    constant = cand[2]                              # the nearest known pixel on the right, as is
+    half = inside & (ratio < 0.5)                   # truly more than twice as far as the known pixel
+    assert float((constant[half] / true_rho[half]).min()) > 2.0   # the constant: that much too near

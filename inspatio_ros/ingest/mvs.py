@@ -80,6 +80,7 @@ class MVSSettings:
     propagate_window: int = 5         # window (px) of that photometric check
     propagate_median: bool = True     # 5x5 median of the propagated inverse depths
     road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
+    wall_candidates: bool = True      # propagation also continues walls along the direction of travel
     road_colour: float = 0.05         # no road candidate where the grey (0..1, 3x3 mean) differs by
                                       # more than this from the grey where its column meets the
                                       # road below (0: off): the blank side of a parked car is no road
@@ -568,18 +569,59 @@ def _nearest_along(known: torch.Tensor, axis: int, reverse: bool) -> torch.Tenso
 
 
 # Preference among the candidates of _propagation_candidates (cost multipliers, in its order:
-# row interpolation, left, right, column interpolation, above, below, road plane).
-CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0, 0.5)
+# row interpolation, left, right, column interpolation, above, below, then, where given, the
+# walls through the nearest known pixel left and right, and the road plane).
+CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0)
+WALL_WEIGHT = 0.9
+ROAD_WEIGHT = 0.5
+# A wall candidate may bring the surface at most 2x nearer and 5x farther than the known pixel it
+# starts from: beyond that the wall has reached the vanishing point of the travel direction (its
+# inverse depth there is 0) or the image edge on a wall seen nearly edge-on, where one px of the
+# starting pixel's position is a large change.
+WALL_RATIO = (0.2, 2.0)
+
+
+def _rows_of_walls(wall_along: torch.Tensor, rho: torch.Tensor, known: torch.Tensor, ray_length: torch.Tensor,
+                   max_gap: float) -> list[torch.Tensor]:
+    """Inverse depth of the wall through the nearest known pixel left and right of each pixel
+    (its row): the vertical plane along the direction of travel (facades, the sides of parked
+    cars). On a plane n . X = c the inverse depth is (n . ray) / c, so a pixel q takes
+    rho_p (n . ray_q) / (n . ray_p) from the known pixel p. ``wall_along`` (h,w): n . ray per
+    pixel. Not where the wall through p is seen nearly edge-on (|n . ray_p| < 0.05 |ray_p|) or
+    the ratio leaves WALL_RATIO."""
+    h, w = rho.shape
+    nan = torch.tensor(float("nan"), device=rho.device, dtype=rho.dtype)
+    pos = torch.arange(w, device=rho.device).reshape(1, w).expand_as(rho)
+    out = []
+    for reverse in (False, True):
+        nearest = _nearest_along(known, 1, reverse)
+        src = nearest.clamp(0, w - 1)
+        rho_p = torch.gather(rho, 1, src)
+        along_p = torch.gather(wall_along, 1, src)
+        length_p = torch.gather(ray_length, 1, src)
+        seen = along_p.abs() >= 0.05 * length_p
+        ratio = wall_along / torch.where(seen, along_p, torch.ones_like(along_p))
+        ok = ((nearest >= 0) & ((pos - nearest).abs() <= max_gap * w) & seen
+              & (ratio >= WALL_RATIO[0]) & (ratio <= WALL_RATIO[1]))
+        out.append(torch.where(ok, rho_p * ratio, nan))
+    return out
 
 
 def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap: float = 0.5,
                             road_occlusion: float = 0.0, gray: torch.Tensor | None = None,
-                            road_colour: float = 0.0) -> torch.Tensor:
+                            road_colour: float = 0.0, wall: tuple[torch.Tensor, torch.Tensor] | None = None
+                            ) -> torch.Tensor:
     """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
     interpolation between the nearest known pixels left and right, and above and below (exact on
     a plane: its inverse depth is affine in pixel coordinates), each of those four nearest
-    values alone (a surface continuing to an occlusion edge), and the road plane. NaN where a
-    candidate does not exist; gaps longer than ``max_gap`` of the image side are not bridged.
+    values alone (a surface continuing to an occlusion edge), where ``wall`` ((n . ray, |ray|)
+    per pixel, n the wall normal) is given the walls through the nearest known pixels left and
+    right (_rows_of_walls), and the road plane (last). NaN where a candidate does not exist;
+    gaps longer than ``max_gap`` of the image side are not bridged.
+    The walls: a facade or a parked car's side runs along the street, so its inverse depth falls
+    to 0 at the vanishing point of the travel direction; the constant and interpolated
+    candidates stop at the nearer rim instead (the end of the street came out at half its depth,
+    a car's blank side at the depth of its rear).
     ``road_occlusion`` > 0: no road plane where the nearest known pixel above in the column is
     nearer than the road there by more than this (relative): things stand on the road, so a
     surface seen above a road point is at least that far away unless it covers the point itself
@@ -604,6 +646,8 @@ def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_ga
         r_hi = torch.where((hi >= 0) & (hi - pos <= max_gap * size), r_hi, nan)
         f = (pos - lo).to(rho.dtype) / (hi - lo).clamp_min(1).to(rho.dtype)
         out += [r_lo + f * (r_hi - r_lo), r_lo, r_hi]
+    if wall is not None:
+        out += _rows_of_walls(wall[0], rho, known, wall[1], max_gap)
     if road is not None:
         if road_occlusion > 0:
             above = out[4]                               # nearest known inverse depth above
@@ -841,6 +885,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                                         torch.full_like(depth, float("nan")))
             checked[i] = depth.cpu().numpy()
         road = None
+        up = None                         # the road's normal in camera coordinates
         # The farthest depth a static point may have per pixel (matching size, NaN: no limit):
         # s.under_road beyond the road plane, where the road is within 15 camera heights (rays
         # >= ~4 degrees below the horizon; a few degrees of slope or camber cannot put it 30 %
@@ -851,6 +896,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
             plane = fit_road_plane(pts, normal=road_normal_in_camera(sweep.c2w) if len(sweep.c2w) > 1 else None)
             road = _road_rho(plane, sweep.intr)
             if plane is not None:
+                up = np.asarray(plane[0], np.float64)
                 if s.under_road > 0:
                     with np.errstate(divide="ignore", invalid="ignore"):
                         reach = np.isfinite(road) & (road * plane[1] >= 1.0 / 15.0)
@@ -890,7 +936,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 d = np.where(under, np.nan, d)
                 measured &= ~under
             if filtered and s.propagate > 0:
-                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s, ceiling)
+                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s, ceiling, up)
                 sweep.forget({j for j in range(i - sweep.reach, i + 2 * sweep.reach + 1)})
             if moving_mask.any():
                 d = np.where(moving_mask, moving_depth, d)
@@ -911,15 +957,40 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     return out
 
 
+def _wall_along(sweep: PlaneSweep, ref: int, up: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(n . ray, |ray|) per pixel (matching size, rays with z = 1) for the wall normal n of frame
+    ``ref``: horizontal and across the direction of travel (the camera's motion over the frames 2
+    either side; its optical axis where it stands still), i.e. the normal of a facade or a parked
+    car's side along the street. None when the travel direction is vertical."""
+    c2w = sweep.c2w
+    n = len(c2w)
+    if up is None:
+        up = road_normal_in_camera(c2w) if n > 1 else np.array([0.0, 1.0, 0.0])
+    up = np.asarray(up, np.float64) / max(np.linalg.norm(up), 1e-12)
+    a, b = max(0, ref - 2), min(n - 1, ref + 2)
+    travel = c2w[ref][:3, :3].T @ (c2w[b][:3, 3] - c2w[a][:3, 3])
+    if np.linalg.norm(travel) < 1e-9:
+        travel = np.array([0.0, 0.0, 1.0])
+    normal = np.cross(up, travel / np.linalg.norm(travel))
+    if np.linalg.norm(normal) < 0.1:                   # travelling up or down: no street walls
+        return None
+    normal /= np.linalg.norm(normal)
+    rays = (sweep.K_inv @ sweep.pix).float()                               # (3,hw)
+    w, h = sweep.size
+    along = (torch.as_tensor(normal, dtype=torch.float32, device=sweep.device) @ rays).reshape(h, w)
+    return along, rays.norm(dim=0).reshape(h, w)
+
+
 def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarray, sky: np.ndarray,
                road: np.ndarray | None, s: MVSSettings,
-               ceiling: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               ceiling: np.ndarray | None = None, up: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Depth propagated into the unmeasured, non-sky pixels of ``depth`` (matching size): per
     pass, each such pixel takes the candidate (_propagation_candidates) that the source frames
     contradict least, if they do not contradict it (photometric cost <= s.propagate_cost).
     ``ceiling`` (h,w, NaN: none): no candidate may lie beyond it, the road rule the matched depths
     already follow (on the blank road a neighbour's far depth passes the photometric check as
-    well as the road does).
+    well as the road does). ``up``: the road's normal in camera coordinates (default: from the
+    path, road_normal_in_camera), for the wall candidates (s.wall_candidates).
     Returns the depth and the mask of propagated pixels."""
     dev = sweep.device
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(dev)
@@ -934,7 +1005,10 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     # On blank surfaces every candidate passes the photometric check; the one taken then is the
     # likelier shape: the road plane (a prior that holds below the horizon), then a plane through
     # the rim (interpolation), then a surface continued from one side.
-    weights = torch.tensor(CANDIDATE_WEIGHTS, dtype=torch.float32, device=dev)[:, None, None]
+    wall = _wall_along(sweep, ref, up) if s.wall_candidates else None
+    weights = (CANDIDATE_WEIGHTS + ((WALL_WEIGHT,) * 2 if wall is not None else ())
+               + ((ROAD_WEIGHT,) if road_t is not None else ()))
+    weights = torch.tensor(weights, dtype=torch.float32, device=dev)[:, None, None]
     # The lowest inverse depth a candidate may have (0 where the ceiling sets none).
     floor = None
     if ceiling is not None:
@@ -943,7 +1017,7 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
         for _ in range(s.propagate):
             rho = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, nan)
             cand = _propagation_candidates(rho, road_t, road_occlusion=s.road_occlusion, gray=gray,
-                                           road_colour=s.road_colour)
+                                           road_colour=s.road_colour, wall=wall)
             if floor is not None:
                 cand = torch.where(cand < floor, nan, cand)
             ok = torch.isfinite(cand)
@@ -952,7 +1026,7 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
                 break
             cost = sweep.photo_cost(ref, sources, torch.nan_to_num(cand, nan=1e-6))
             cost = torch.where(ok, cost, torch.full_like(cost, float("inf")))
-            best = (cost * weights[:len(cand)]).argmin(0)
+            best = (cost * weights).argmin(0)
             best_cost = torch.gather(cost, 0, best[None])[0]
             accept = target & (best_cost <= s.propagate_cost)
             if not bool(accept.any()):
