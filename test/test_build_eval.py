@@ -364,3 +364,23 @@ def test_filled_depth_stays_before_the_ceiling():
     assert np.all(bounded[hole & np.isfinite(ceiling)] <= 8.0)
     assert np.array_equal(bounded[~hole], depth[~hole], equal_nan=True)  # known pixels untouched
     assert np.array_equal(bounded[hole & np.isnan(ceiling)], free[hole & np.isnan(ceiling)])
+
+
+def test_the_dense_road_plane_refines_the_camera_height_scale():
+    """Monocular poses scaled by the camera height from sparse road landmarks are rescaled by the
+    height MVS's dense road plane measures, when the poses are one segment and the two agree
+    within 10 %; otherwise the sparse scale stands."""
+    from inspatio_ros.ingest.build import _road_scale_factor
+
+    one = {"scale": "metric (camera height 1.5 m above the road)", "odometry": {"segment_scales": [0.83]}}
+    mvs = {"road_plane": {"normal": [0.0, 1.0, 0.0], "distance": 1.4649}}
+    assert _road_scale_factor(one, mvs, 1.5) == pytest.approx(1.5 / 1.4649)
+    assert _road_scale_factor(one, mvs, 1.52) == pytest.approx(1.52 / 1.4649)   # --camera-height 1.52
+    assert _road_scale_factor(one, mvs, 1.65) is None        # 12.6 % apart: one of the fits is no road
+    two = {**one, "odometry": {"segment_scales": [0.83, 1.2]}}
+    assert _road_scale_factor(two, mvs, 1.5) is None        # one plane cannot tell two scales apart
+    assert _road_scale_factor(one, {"road_plane": {"distance": 1.2}}, 1.5) is None   # 25 % apart
+    assert _road_scale_factor(one, {}, 1.5) is None          # no road found by MVS
+    assert _road_scale_factor(one, None, 1.5) is None        # depth given
+    unscaled = {"scale": "unscaled", "odometry": {}}
+    assert _road_scale_factor(unscaled, mvs, 1.5) is None

@@ -557,6 +557,18 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         load_depth, mvs_info, moving_of, fill_ceiling = _depth_from_video(fs, c2w, intr, held, landmarks,
                                                                             mvs or MVSSettings(), dev)
         stage_s["dense depth (MVS)"] = round(time.time() - t_stage, 2)
+        factor = _road_scale_factor(pose_info, mvs_info, camera_height)
+        if factor is not None:
+            # The sparse road landmarks set the scale before MVS; the dense road plane measures
+            # the camera height again from thousands of matched road pixels. Poses, depths and
+            # the fill ceiling scale together: the same world, in metres that fit the road better.
+            c2w = c2w.copy()
+            c2w[:, :3, 3] *= factor
+            load_depth = _scaled_depth(load_depth, factor)
+            if fill_ceiling is not None:
+                fill_ceiling = fill_ceiling * factor
+            pose_info["scale"] += f"; refined x{factor:.4f} by the road plane of the dense depth"
+            pose_info["scale_refinement"] = round(factor, 6)
     fuser = WorldFuser(intr, settings, dev)
     fuser.fill_ceiling = fill_ceiling
     started = time.time()
@@ -721,6 +733,35 @@ def _estimate_poses(fs: FrameSet, intr: Intrinsics, load_depth, shape, camera_he
         report["segment_scales"] = [round(float(x), 6) for x in scales]
     return result.c2w, {"pose_source": "estimated (visual odometry)", "scale": how,
                         "odometry": report}, landmarks
+
+
+# The dense road plane may correct the sparse camera-height scale by at most this much (relative):
+# a larger disagreement means one of the two fits is not the road, and the sparse one is kept.
+MAX_ROAD_SCALE_CHANGE = 0.1
+
+
+def _road_scale_factor(pose_info: dict, mvs_info: dict | None, camera_height: float) -> float | None:
+    """camera_height / the camera's height above MVS's road plane (pose units), when the poses
+    were scaled by the camera height as one segment (several segments have scales of their own,
+    which one plane over all frames cannot tell apart) and the two agree within
+    MAX_ROAD_SCALE_CHANGE; else None."""
+    if mvs_info is None or "road_plane" not in mvs_info:
+        return None
+    if not str(pose_info.get("scale", "")).startswith("metric (camera height"):
+        return None
+    if len(pose_info.get("odometry", {}).get("segment_scales", [])) != 1:
+        return None
+    height = float(mvs_info["road_plane"]["distance"])
+    if not (np.isfinite(height) and height > 0):
+        return None
+    factor = camera_height / height
+    return factor if abs(factor - 1.0) <= MAX_ROAD_SCALE_CHANGE else None
+
+
+def _scaled_depth(load_depth, factor: float):
+    def load(i: int, shape: tuple[int, int]) -> np.ndarray:
+        return load_depth(i, shape) * np.float32(factor)
+    return load
 
 
 # Below this share of measured pixels (sky not counted) MVS has failed: wrong intrinsics or poses,
