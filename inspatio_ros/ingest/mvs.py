@@ -581,29 +581,25 @@ ROAD_WEIGHT = 0.5
 WALL_RATIO = (0.2, 2.0)
 
 
-def _rows_of_walls(wall_along: torch.Tensor, rho: torch.Tensor, known: torch.Tensor, ray_length: torch.Tensor,
-                   max_gap: float) -> list[torch.Tensor]:
+def _rows_of_walls(wall_along: torch.Tensor, ray_length: torch.Tensor,
+                   nearest: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> list[torch.Tensor]:
     """Inverse depth of the wall through the nearest known pixel left and right of each pixel
     (its row): the vertical plane along the direction of travel (facades, the sides of parked
     cars). On a plane n . X = c the inverse depth is (n . ray) / c, so a pixel q takes
     rho_p (n . ray_q) / (n . ray_p) from the known pixel p. ``wall_along`` (h,w): n . ray per
-    pixel. Not where the wall through p is seen nearly edge-on (|n . ray_p| < 0.05 |ray_p|) or
-    the ratio leaves WALL_RATIO."""
-    h, w = rho.shape
-    nan = torch.tensor(float("nan"), device=rho.device, dtype=rho.dtype)
-    pos = torch.arange(w, device=rho.device).reshape(1, w).expand_as(rho)
+    pixel; ``nearest``: per side, the nearest known pixel's column (h,w) and its inverse depth
+    (NaN where there is none within reach), as _propagation_candidates found them. Not where the
+    wall through p is seen nearly edge-on (|n . ray_p| < 0.05 |ray_p|) or the ratio leaves
+    WALL_RATIO."""
+    w = wall_along.shape[1]
     out = []
-    for reverse in (False, True):
-        nearest = _nearest_along(known, 1, reverse)
-        src = nearest.clamp(0, w - 1)
-        rho_p = torch.gather(rho, 1, src)
+    for column, rho_p in nearest:
+        src = column.clamp(0, w - 1)
         along_p = torch.gather(wall_along, 1, src)
-        length_p = torch.gather(ray_length, 1, src)
-        seen = along_p.abs() >= 0.05 * length_p
+        seen = along_p.abs() >= 0.05 * torch.gather(ray_length, 1, src)
         ratio = wall_along / torch.where(seen, along_p, torch.ones_like(along_p))
-        ok = ((nearest >= 0) & ((pos - nearest).abs() <= max_gap * w) & seen
-              & (ratio >= WALL_RATIO[0]) & (ratio <= WALL_RATIO[1]))
-        out.append(torch.where(ok, rho_p * ratio, nan))
+        ok = seen & (ratio >= WALL_RATIO[0]) & (ratio <= WALL_RATIO[1])
+        out.append(torch.where(ok, rho_p * ratio, torch.full_like(rho_p, float("nan"))))
     return out
 
 
@@ -646,8 +642,10 @@ def _propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_ga
         r_hi = torch.where((hi >= 0) & (hi - pos <= max_gap * size), r_hi, nan)
         f = (pos - lo).to(rho.dtype) / (hi - lo).clamp_min(1).to(rho.dtype)
         out += [r_lo + f * (r_hi - r_lo), r_lo, r_hi]
+        if axis == 1:
+            row_nearest = ((lo, r_lo), (hi, r_hi))
     if wall is not None:
-        out += _rows_of_walls(wall[0], rho, known, wall[1], max_gap)
+        out += _rows_of_walls(wall[0], wall[1], row_nearest)
     if road is not None:
         if road_occlusion > 0:
             above = out[4]                               # nearest known inverse depth above
@@ -906,6 +904,8 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                     if ceiling is not None:
                         road_out["ceiling"] = _upsample(ceiling, intr.width, intr.height)
 
+        if up is None and filtered and s.propagate > 0 and s.wall_candidates and len(sweep.c2w) > 1:
+            up = road_normal_in_camera(sweep.c2w)      # no road plane: the path's, once for all frames
         out = {}
         for i in order:
             if raw[i] is None:
@@ -959,13 +959,14 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
 
 def _wall_along(sweep: PlaneSweep, ref: int, up: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(n . ray, |ray|) per pixel (matching size, rays with z = 1) for the wall normal n of frame
-    ``ref``: horizontal and across the direction of travel (the camera's motion over the frames 2
-    either side; its optical axis where it stands still), i.e. the normal of a facade or a parked
-    car's side along the street. None when the travel direction is vertical."""
+    ``ref``: horizontal (across ``up``, the road's normal; None: the camera's y axis) and across
+    the direction of travel (the camera's motion over the frames 2 either side; its optical axis
+    where it stands still), i.e. the normal of a facade or a parked car's side along the street.
+    None when the travel direction is vertical."""
     c2w = sweep.c2w
     n = len(c2w)
     if up is None:
-        up = road_normal_in_camera(c2w) if n > 1 else np.array([0.0, 1.0, 0.0])
+        up = np.array([0.0, 1.0, 0.0])
     up = np.asarray(up, np.float64) / max(np.linalg.norm(up), 1e-12)
     a, b = max(0, ref - 2), min(n - 1, ref + 2)
     travel = c2w[ref][:3, :3].T @ (c2w[b][:3, 3] - c2w[a][:3, 3])
@@ -989,8 +990,9 @@ def _propagate(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarra
     contradict least, if they do not contradict it (photometric cost <= s.propagate_cost).
     ``ceiling`` (h,w, NaN: none): no candidate may lie beyond it, the road rule the matched depths
     already follow (on the blank road a neighbour's far depth passes the photometric check as
-    well as the road does). ``up``: the road's normal in camera coordinates (default: from the
-    path, road_normal_in_camera), for the wall candidates (s.wall_candidates).
+    well as the road does). ``up``: the road's normal in camera coordinates (dense_depth: the
+    road plane's, else the path's; default: the camera's y axis), for the wall candidates
+    (s.wall_candidates).
     Returns the depth and the mask of propagated pixels."""
     dev = sweep.device
     d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(dev)
