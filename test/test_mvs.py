@@ -106,8 +106,9 @@ def test_propagation_covers_the_blank_road_and_walls(street_maps):
     assert np.median(err) < 0.08 and absrel < 0.4
     assert sky_precision > 0.95
     # Matched pixels are not changed by propagation, except matches beyond the road plane (a
-    # static point cannot be under the road): those are dropped and propagated afresh, closer to
-    # the truth. Measured: 0.7 % of the matched pixels, median error 0.46 -> 0.06.
+    # static point cannot be under the road) and those on the near side of a depth step (window
+    # matching fattens foreground): those are re-decided by propagation, closer to the truth.
+    # Measured: 21 % of the matched pixels (radius 12).
     changed, before, after = 0, [], []
     for i, (d, _) in dense.items():
         m = np.isfinite(kept[i][0])
@@ -116,8 +117,45 @@ def test_propagation_covers_the_blank_road_and_walls(street_maps):
         t = moved & np.isfinite(truth[i]) & np.isfinite(d)
         before.append(np.abs(kept[i][0][t] - truth[i][t]) / truth[i][t])
         after.append(np.abs(d[t] - truth[i][t]) / truth[i][t])
-    assert changed < 0.01 * sum(int(np.isfinite(k[0]).sum()) for k in kept.values())
-    assert np.median(np.concatenate(after)) < 0.5 * np.median(np.concatenate(before))
+    assert changed < 0.3 * sum(int(np.isfinite(k[0]).sum()) for k in kept.values())
+    assert np.median(np.concatenate(after)) < 0.75 * np.median(np.concatenate(before))
+
+
+def test_near_side_of_a_depth_step_is_the_band_within_the_radius():
+    """The pixels re-checked at a depth step: known, nearer by the ratio than a known pixel
+    within the radius; unknown pixels and the far side are not."""
+    from inspatio_ros.ingest.mvs import _near_side_of_depth_steps
+
+    depth = np.full((20, 30), 20.0, np.float32)
+    depth[:, :15] = 5.0                             # near surface on the left
+    depth[:, 5] = np.nan                            # an unknown column on the near side
+    band = _near_side_of_depth_steps(depth, 3, 1.25)
+    assert band[:, 12:15].all() and not band[:, :12].any() and not band[:, 15:].any()
+    depth[:, 15:] = 5.5                             # a step within the ratio is no step
+    assert not _near_side_of_depth_steps(depth, 3, 1.25).any()
+    assert not _near_side_of_depth_steps(depth, 0, 1.25).any()
+
+
+def test_matched_pixels_at_depth_steps_are_rechecked(street_maps):
+    """Matched pixels next to a farther matched surface are re-decided by propagation's 5x5
+    check: window matching gives the background next to an object's edge the object's depth.
+    The re-decided ones get closer to the truth."""
+    from inspatio_ros.ingest.mvs import _near_side_of_depth_steps
+
+    kept, _, truth, dense = street_maps
+    s = MVSSettings()
+    band_total, before, after = 0, [], []
+    for i, (d, _) in dense.items():
+        k = kept[i][0]
+        band = _near_side_of_depth_steps(k, s.edge_recheck_px, s.edge_recheck_ratio)
+        band_total += int(band.sum())
+        t = band & ~np.isclose(d, k, rtol=1e-5) & np.isfinite(truth[i]) & np.isfinite(d)
+        before.append(np.abs(k[t] - truth[i][t]) / truth[i][t])
+        after.append(np.abs(d[t] - truth[i][t]) / truth[i][t])
+    before, after = np.concatenate(before), np.concatenate(after)
+    # Measured (320x180, radius 12): 13,384 band pixels re-decided, median error 0.048 -> 0.030.
+    assert band_total > 3000 and len(after) > 0.3 * band_total
+    assert np.median(after) < 0.75 * np.median(before)
 
 
 def test_nothing_static_is_placed_beyond_the_road_plane(street_maps):

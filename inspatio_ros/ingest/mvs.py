@@ -89,6 +89,9 @@ class MVSSettings:
     under_road: float = 0.3           # matched depths this much (relative) beyond the road plane at
                                       # their pixel are dropped: nothing static is seen under the road
                                       # (lane lines along the epipolar lines match too far; 0: off)
+    edge_recheck_px: int = 12         # matched pixels this close to a farther matched pixel (a depth
+                                      # step) are re-decided by propagation's 5x5 check (0: off)
+    edge_recheck_ratio: float = 1.25  # "farther": by this factor
     moving: bool = True               # detect objects moving along with the camera (needs the road plane)
     moving_min_area: float = 0.001    # share of the image a moving object must cover
     moving_min_height: float = 0.5    # ... and how tall it must stand on the road (pose units)
@@ -781,6 +784,23 @@ def _moving_mask(raw_depth: np.ndarray, cost: np.ndarray, texture: np.ndarray, f
     return mask, depth
 
 
+def _near_side_of_depth_steps(depth: np.ndarray, radius: int, ratio: float) -> np.ndarray:
+    """Known pixels with a known pixel more than ``ratio`` x farther within ``radius`` px.
+
+    Window matching fattens foreground: a background pixel next to an object's edge has the
+    edge, the strongest texture in its 11x11 window, decide its match, and takes the object's
+    depth. Unmeasured again, such a pixel is re-decided by propagation, whose candidates come from
+    both sides of the step and whose check uses a 5x5 window."""
+    if radius <= 0:
+        return np.zeros(depth.shape, bool)
+    from scipy.ndimage import maximum_filter
+
+    known = np.isfinite(depth)
+    value = np.where(known, depth, 0.0)
+    farthest = maximum_filter(value, size=2 * radius + 1, mode="nearest")
+    return known & (farthest > ratio * value)
+
+
 def _sky_mask(depth: np.ndarray, texture: np.ndarray, gray: np.ndarray, min_texture: float) -> np.ndarray:
     """Sky, conservatively: texture-less pixels without depth in a region that spans at least a
     tenth of the top border, is brighter than the image's median (sky is lit; a blank facade top
@@ -936,7 +956,15 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
                 d = np.where(under, np.nan, d)
                 measured &= ~under
             if filtered and s.propagate > 0:
-                d, filled = _propagate(sweep, i, chosen[i], d, sky | moving_mask, road, s, ceiling, up)
+                step = _near_side_of_depth_steps(d, s.edge_recheck_px, s.edge_recheck_ratio)
+                d_checked = d
+                d, filled = _propagate(sweep, i, chosen[i], np.where(step, np.nan, d), sky | moving_mask, road, s,
+                                       ceiling, up)
+                # Those the small-window check cannot decide keep their matched depth.
+                kept_matched = step & ~np.isfinite(d)
+                d = np.where(kept_matched, d_checked, d)
+                filled &= ~kept_matched
+                measured &= ~filled
                 sweep.forget({j for j in range(i - sweep.reach, i + 2 * sweep.reach + 1)})
             if moving_mask.any():
                 d = np.where(moving_mask, moving_depth, d)
