@@ -788,7 +788,7 @@ def _near_side_of_depth_steps(depth: np.ndarray, radius: int, ratio: float) -> n
     """Known pixels with a known pixel more than ``ratio`` x farther within ``radius`` px.
 
     Window matching fattens foreground: a background pixel next to an object's edge has the
-    edge, the strongest texture in its 11x11 window, decide its match, and takes the object's
+    edge, the strongest texture in its matching window (MVSSettings.window), decide its match, and takes the object's
     depth. Unmeasured again, such a pixel is re-decided by propagation, whose candidates come from
     both sides of the step and whose check uses a 5x5 window."""
     if radius <= 0:
