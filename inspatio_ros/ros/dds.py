@@ -43,9 +43,25 @@ from ..errors import InputError
 from .dds_types import MESSAGE_TYPES, Gid, NodeEntitiesInfo, ParticipantEntitiesInfo
 from .transport import Qos, resolve_topic
 
-# How long a reliable write may wait for readers to acknowledge older samples before the sample is
-# dropped (counted in the publisher's ``dropped``): a stalled subscriber must not stall the sim.
-MAX_BLOCKING_S = 0.5
+# Reliable volatile writers keep every sample until each reliable reader has acknowledged it
+# (KEEP_ALL), bounded in bytes rather than samples: a writer holding more than WRITER_BACKLOG_BYTES
+# unacknowledged drops new samples at the source (counted in the publisher's ``dropped``) instead of
+# waiting, so a stalled subscriber never stalls the sim; it holds the topic back for the other
+# reliable subscribers until it acknowledges again or its participant's lease expires.
+#
+# Why not KEEP_LAST: a KEEP_LAST writer forgets unacknowledged samples when newer ones arrive and
+# answers a reader's repair request (NACK / NACK_FRAG) for them with a GAP. Fast DDS 2.14 (ROS 2
+# Jazzy's rmw_fastrtps) mishandles a GAP for a sample of which it holds some fragments:
+# StatefulReader::processGapMsg releases the half-assembled change through History::remove_change_nts,
+# which leaves it in the DataReaderHistory's instance list of a keyless topic (every ROS topic), so
+# the next take deserializes an empty payload (fastcdr NotEnoughMemoryException in
+# read_encapsulation), cannot remove the change (remove_change_sub finds it no more) and loops
+# forever holding the reader's mutex: the subscriber process stops receiving on every topic. With
+# the node's 5-deep KEEP_LAST writers a Fast DDS subscriber to front/points froze in 11 of 16 runs;
+# with depth 1 in 4 of 4 within 5 s, with KEEP_ALL in none (docs/PERFORMANCE.md, "Fast DDS").
+WRITER_BACKLOG_BYTES = 64 * 1024 * 1024
+# A write never waits for acknowledgements: above the backlog it fails at once and is counted.
+MAX_BLOCKING_S = 0.0
 # Samples taken from one reader per read call in spin_once.
 _TAKE_BATCH = 64
 
@@ -99,9 +115,12 @@ def cyclone_config(localhost: bool) -> str:
         # unacknowledged (none when all is acked) with 512 kB per NACK bring it to ~0.1-0.3 s.
         "<HeartbeatInterval min=\"1ms\" minsched=\"2ms\">5ms</HeartbeatInterval>",
         "<BurstSize><MaxRexmit>512KiB</MaxRexmit></BurstSize>",
-        # a reliable writer keeps its history (KEEP_LAST depth) of unacknowledged frames rather
-        # than blocking the render loop once 500 kB (the default) are unacknowledged
-        "<Watermarks><WhcHigh>64MiB</WhcHigh></Watermarks>",
+        # a reliable (KEEP_ALL) writer holds up to WRITER_BACKLOG_BYTES of unacknowledged samples
+        # from the start (no adaptive ramp from 30 kB, which would drop the first large frames)
+        "<Watermarks>"
+        f"<WhcHigh>{WRITER_BACKLOG_BYTES}B</WhcHigh><WhcHighInit>{WRITER_BACKLOG_BYTES}B</WhcHighInit>"
+        "<WhcAdaptive>false</WhcAdaptive>"
+        "</Watermarks>",
     ]
     return ("<CycloneDDS xmlns=\"https://cdds.io/config\"><Domain id=\"any\">"
             "<General>" + "".join(general) + "</General>"
@@ -152,13 +171,18 @@ def _release_domain(domain_id: int) -> None:
         _delete(entry[0])
 
 
-def dds_qos(qos: Qos) -> DdsQos:
-    """The Cyclone DDS QoS for one of the node's Qos settings (rmw's mapping)."""
+def dds_qos(qos: Qos, writer: bool = False) -> DdsQos:
+    """The Cyclone DDS QoS for one of the node's Qos settings (rmw's mapping).
+
+    writer: for a DataWriter. A reliable volatile writer keeps every unacknowledged sample (KEEP_ALL,
+    bounded by WRITER_BACKLOG_BYTES; see there why); ``qos.depth`` then applies to readers and to
+    best-effort and transient-local writers (a late joiner gets the last ``depth`` samples)."""
+    keep_all = writer and qos.reliability == "reliable" and qos.durability != "transient_local"
     policies = [
         Policy.Reliability.Reliable(max_blocking_time=duration(seconds=MAX_BLOCKING_S))
         if qos.reliability == "reliable" else Policy.Reliability.BestEffort,
         Policy.Durability.TransientLocal if qos.durability == "transient_local" else Policy.Durability.Volatile,
-        Policy.History.KeepLast(int(qos.depth)),
+        Policy.History.KeepAll if keep_all else Policy.History.KeepLast(int(qos.depth)),
         # classic CDR, as rmw_fastrtps and rmw_cyclonedds write and read it
         Policy.DataRepresentation(use_cdrv0_representation=True),
     ]
@@ -310,7 +334,7 @@ class DdsTransport:
         cls = self.message_class(type_name)
         name = resolve_topic(topic, self.namespace, self.node_name)
         with self._lock:
-            writer = DataWriter(self._participant, self._topic(name, cls), qos=dds_qos(qos))
+            writer = DataWriter(self._participant, self._topic(name, cls), qos=dds_qos(qos, writer=True))
             pub = DdsPublisher(writer, cls, name)
             self._publishers.append(pub)
             self._announce()
