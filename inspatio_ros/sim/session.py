@@ -28,6 +28,16 @@ Inputs are checked before they touch the state: a pose with NaN, not rigid, olde
 time out of range raises :class:`~inspatio_ros.errors.InputError` (counted in
 :meth:`diagnostics`) and the ego keeps its last good state. An input for another mode is ignored
 with a warning (the method returns False).
+
+Pose jumps: a pose may lie at most ``input.max_jump + vehicle.max_speed * dt`` metres from the
+previous accepted pose (the recorded start pose, and the pose :meth:`reset` puts the ego on, count
+as accepted when they are taken, unstamped). ``dt`` (:func:`pose_interval`) is the difference of
+the two poses' stamps when both are stamped and it is positive and at most
+:data:`STAMP_SLACK_S` longer than the sim time between their arrivals: the stamps then come from
+one clock, the node's /clock or a wall clock alike. Otherwise ``dt`` is the sim time between their
+arrivals: for a stamp of 0 (it means "now"), a stamp going backwards, or stamps of two clocks (a
+wall-clock stamp after sim-time ones, whose difference would allow ~5e10 m). In lockstep a pose
+arrives at its stamp, since the clock moves there to render it.
 """
 from __future__ import annotations
 
@@ -54,6 +64,11 @@ if TYPE_CHECKING:
     from ..render import RenderSettings
 
 log = logging.getLogger("inspatio_ros")
+
+# How much longer the stamps may say two poses are apart than their arrivals do, and still be
+# believed: delivery jitter, a sender whose copy of our /clock (sent at up to 100 Hz) lags, a
+# sender's queue; the same second input.stale_after allows by default.
+STAMP_SLACK_S = 1.0
 
 # ``into`` of tick()/step(): camera names -> per camera the arrays to render into (see
 # Simulator.render), e.g. shared memory of the processes that publish them.
@@ -142,6 +157,8 @@ class SimSession:
         self._ego = EgoState.from_pose_matrix(self._map_from_base)
         self._velocity = (np.zeros(3), np.zeros(3))          # linear, angular in base_link
         self._pose_received: float | None = None             # perf_counter of the last accepted pose
+        # The previous accepted pose's stamp (0: none) and arrival (sim time), for the jump limit.
+        self._last_pose_stamp, self._last_pose_arrival = 0.0, self.clock.sim_time
         self._lockstep_pose: tuple[float, np.ndarray] | None = None   # (stamp, pose) awaiting step()
         self._last_sim = self.clock.sim_time
         self._stamp_offset = 0.0        # external clock time - sim time (0: the session's own clock)
@@ -220,9 +237,9 @@ class SimSession:
 
         Checked first (InputError naming ``source``): finite and rigid, not older than
         ``input.stale_after`` (outside lockstep), and within ``input.max_jump`` plus what
-        ``vehicle.max_speed`` allows since the previous pose. Then, in mode pose, it is the ego;
-        in other modes it is ignored with a warning (returns False). In lockstep the next
-        :meth:`step` renders it, stamped ``stamp``.
+        ``vehicle.max_speed`` allows since the previous accepted pose (the rule: this module's
+        docstring). Then, in mode pose, it is the ego; in other modes it is ignored with a warning
+        (returns False). In lockstep the next :meth:`step` renders it, stamped ``stamp``.
         """
         T = np.asarray(map_from_base, dtype=np.float64)
         if not math.isfinite(stamp):
@@ -232,9 +249,11 @@ class SimSession:
         if stamp > 0 and stale > 0 and not self.lockstep and stamp < now - stale:
             raise InputError(f"the {source} is {now - stamp:.2f} s old",
                              "stamp inputs with the node's /clock (use_sim_time:=true) or set input.stale_after 0")
-        dt = max(1e-3, stamp - now) if stamp > 0 else None
-        check_pose_jump(self._ego, T, dt, self.settings.vehicle.max_speed, self.settings.input.max_jump,
-                        source=source)
+        # In lockstep the clock moves to the pose's stamp to render it: that is when it arrives.
+        arrival = max(stamp, self.clock.sim_time) if self.lockstep and stamp > 0 else self.clock.sim_time
+        dt, from_stamps = pose_interval(stamp, self._last_pose_stamp, arrival, self._last_pose_arrival)
+        check_pose_jump(self._ego, T, dt, self.settings.vehicle.max_speed, 0.0, source=source)   # finite, rigid
+        self._check_jump(T, dt, from_stamps, stamp, source)
         if self.mode != "pose":
             self._warnings.warn("pose_mode", f"a pose arrived in mode '{self.mode}': ignored (run with mode pose)",
                                 10.0)
@@ -243,9 +262,30 @@ class SimSession:
             self._map_from_base = T.copy()
             self._ego = EgoState.from_pose_matrix(T)
             self._pose_received = time.perf_counter()
+            self._last_pose_stamp, self._last_pose_arrival = stamp, arrival
             if self.lockstep:
                 self._lockstep_pose = (stamp, self._map_from_base)
         return True
+
+    def _check_jump(self, T: np.ndarray, dt: float, from_stamps: bool, stamp: float, source: str) -> None:
+        max_jump, max_speed = self.settings.input.max_jump, self.settings.vehicle.max_speed
+        e = self._ego
+        dist = float(np.linalg.norm(T[:3, 3] - [e.x, e.y, e.z]))
+        allowed = max_jump + max_speed * dt
+        if max_jump <= 0 or dist <= allowed:
+            return
+        fix = "publish a continuous pose (~/reset puts the ego back on the recorded start), or raise input.max_jump " \
+              "(0: no check)"
+        if from_stamps:
+            basis = "between the stamps"
+        elif stamp > 0 and self._last_pose_stamp > 0:
+            basis = (f"between arrivals: its stamp {stamp:.3f} s and the previous pose's {self._last_pose_stamp:.3f} s "
+                     "are not of one clock")
+            fix = "stamp every pose with one clock (the node's /clock: use_sim_time:=true; 0 = now), " + fix
+        else:
+            basis = "between arrivals: " + ("it is unstamped" if stamp <= 0 else "the previous pose was unstamped")
+        raise InputError(f"{source}: pose jumps {dist:.3f} m in {dt:.3g} s ({basis}), more than input.max_jump + "
+                         f"vehicle.max_speed * dt = {max_jump:g} + {max_speed:g} * {dt:.3g} = {allowed:.3f} m", fix)
 
     @_counts_rejections
     def command_twist(self, linear_x: float, angular_z: float, source: str = "cmd_vel") -> bool:
@@ -295,6 +335,7 @@ class SimSession:
                                                               self.settings.replay.lateral_offset)
             self._ego = EgoState.from_pose_matrix(self._map_from_base)
             self.vehicle = None
+            self._last_pose_stamp, self._last_pose_arrival = 0.0, self.clock.sim_time
 
     @_counts_rejections
     def follow_clock(self, t: float) -> None:
@@ -446,6 +487,21 @@ class SimSession:
             dropped_inputs=s.dropped_inputs, frames_rendered=s.frames_rendered, sim_time=self.clock.sim_time,
             paused=self.clock.paused, mode=self.mode, coverage=dict(s.coverage), slow=slow,
             message=f"rendering {hz:.1f} Hz of {target * self.clock.rate:.1f} Hz" if slow else "ok")
+
+
+def pose_interval(stamp: float, prev_stamp: float, arrival: float, prev_arrival: float,
+                  slack: float = STAMP_SLACK_S) -> tuple[float, bool]:
+    """Seconds a pose had to move from the previous accepted one, and whether the stamps gave it.
+
+    ``stamp``/``prev_stamp``: the poses' stamps (0: unstamped, meaning "now"); ``arrival``/
+    ``prev_arrival``: sim time when each arrived. The stamps' difference when both are stamped, it is
+    positive, and it exceeds the time between the arrivals by at most ``slack`` (so both stamps come
+    from one clock); else the time between the arrivals.
+    """
+    between_arrivals = max(0.0, arrival - prev_arrival)
+    if stamp > 0 and prev_stamp > 0 and 0 < stamp - prev_stamp <= between_arrivals + slack:
+        return stamp - prev_stamp, True
+    return between_arrivals, False
 
 
 def body_velocity(prev: np.ndarray, cur: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:

@@ -289,3 +289,97 @@ def test_settings_are_checked_when_made():
     with pytest.raises(InputError, match="ClockSettings.rate = 'fast' has the wrong type"):
         ClockSettings(rate="fast")
     assert ClockSettings(rate=2).rate == 2.0 and isinstance(ClockSettings(rate=2).rate, float)
+
+
+# -- pose jump limits: the interval since the previous accepted pose (issue 21) ----------------
+
+WALL_STAMP = 1796390000.0        # a PoseStamped stamped with ordinary wall-clock time (Dec 2026)
+
+
+def ahead_of(pose, metres):
+    out = pose.copy()
+    out[:3, 3] += metres * pose[:3, 0]
+    return out
+
+
+def test_pose_interval_rule():
+    from inspatio_ros.sim.session import pose_interval
+
+    assert pose_interval(WALL_STAMP + 0.1, WALL_STAMP, 5.0, 4.9) == (pytest.approx(0.1), True)   # one wall clock
+    assert pose_interval(3.1, 3.0, 5.0, 4.9) == (pytest.approx(0.1), True)                   # one sim clock
+    assert pose_interval(0.3, 0.2, 1.0, 1.0) == (pytest.approx(0.1), True)     # arrived together: stamps
+    assert pose_interval(WALL_STAMP, 0.2, 1.1, 1.0) == (pytest.approx(0.1), False)   # two clocks: arrivals
+    assert pose_interval(0.2, WALL_STAMP, 1.1, 1.0) == (pytest.approx(0.1), False)   # backwards: arrivals
+    assert pose_interval(0.0, 3.0, 2.0, 1.5) == (0.5, False)                   # 0 = now: arrivals
+    assert pose_interval(3.0, 0.0, 2.0, 1.5) == (0.5, False)                   # the start pose: unstamped
+    assert pose_interval(2.7, 1.5, 2.0, 1.9) == (pytest.approx(0.1), False)                   # 1.2 s of stamps in 0.1 s
+
+
+def test_a_wall_clock_stamped_far_pose_is_rejected(world):
+    session, wall = make(world, mode="pose")
+    start = session.map_from_base
+    wall.t += 1.0
+    session.tick()                                             # sim time 1.0
+    assert session.set_pose(ahead_of(start, 1.0), stamp=1.0)   # sim-stamped, 1 m in 1 s
+    wall.t += 0.1
+    session.tick()
+    with pytest.raises(InputError) as err:
+        session.set_pose(ahead_of(start, 1000.0), stamp=WALL_STAMP)
+    text = str(err.value)
+    # The allowed distance is what 0.1 s of arrivals allow (5 + 30 * 0.1 m), not 30 * 1.8e9 m.
+    assert text.startswith("pose: pose jumps 999.000 m in 0.1 s (between arrivals: its stamp 1796390000.000 s and "
+                           "the previous pose's 1.000 s are not of one clock), more than input.max_jump + "
+                           "vehicle.max_speed * dt = 5 + 30 * 0.1 = 8.000 m: stamp every pose with one clock "
+                           "(the node's /clock: use_sim_time:=true; 0 = now)"), text
+    assert "raise input.max_jump" in text and "e+09 s" not in text
+    np.testing.assert_allclose(session.map_from_base, ahead_of(start, 1.0))
+
+    # The first pose after the start too: the start pose is unstamped, 0.5 s of arrivals allow 20 m.
+    fresh, wall = make(world, mode="pose")
+    wall.t += 0.5
+    fresh.tick()
+    with pytest.raises(InputError, match=r"odometry: pose jumps 1000\.000 m in 0\.5 s \(between arrivals: the "
+                                         r"previous pose was unstamped\).* = 20\.000 m: publish a continuous pose"):
+        fresh.set_pose(ahead_of(start, 1000.0), stamp=WALL_STAMP, source="odometry")
+    assert fresh.diagnostics().dropped_inputs == 1
+
+
+@pytest.mark.parametrize("clock", ["wall", "sim"])
+def test_reasonable_motion_is_accepted_on_either_clock(world, clock):
+    """25 m/s in poses 0.1 s apart, stamped with a wall clock or the session's: accepted with
+    input.max_jump 0.5 (0.5 + 30 * 0.1 = 3.5 m per pose); 40 m/s is not."""
+    session, wall = make(world, mode="pose", input=InputSettings(max_jump=0.5, stale_after=0.0))
+    start = session.map_from_base
+    base = WALL_STAMP if clock == "wall" else 0.0
+    for k in range(1, 6):
+        wall.t += 0.1
+        session.tick()
+        assert session.set_pose(ahead_of(start, 2.5 * k), stamp=base + session.sim_time)
+    np.testing.assert_allclose(session.map_from_base, ahead_of(start, 12.5))
+    # Two poses that arrive together still move by their stamps' interval (0.1 s), no more.
+    assert session.set_pose(ahead_of(start, 15.0), stamp=base + session.sim_time + 0.1)
+    with pytest.raises(InputError, match=r"jumps 4\.000 m in 0\.1 s \(between the stamps\)"):
+        session.set_pose(ahead_of(start, 19.0), stamp=base + session.sim_time + 0.2)
+    # The stamps, not the arrivals, are what counts when they agree: a pose 0.1 s of stamps after
+    # the previous one may not use the 3 s it took to arrive.
+    wall.t += 3.0
+    session.tick()
+    with pytest.raises(InputError, match=r"jumps 10\.000 m in 0\.1 s \(between the stamps\)"):
+        session.set_pose(ahead_of(start, 25.0), stamp=base + session.sim_time - 2.8)
+
+
+def test_lockstep_pose_stamps_are_the_clock_and_reset_restarts_the_limit(world):
+    session, _ = make(world, mode="pose", lockstep=True)
+    start = session.map_from_base
+    assert session.set_pose(start, stamp=0.2)
+    session.step()
+    # 0.8 s of stamps later (the clock moves there to render it): 5 + 30 * 0.8 = 29 m allowed.
+    assert session.set_pose(ahead_of(start, 20.0), stamp=1.0)
+    assert session.step().stamp == 1.0
+    with pytest.raises(InputError, match=r"jumps 30\.000 m in 0\.1 s"):
+        session.set_pose(ahead_of(start, 50.0), stamp=1.1)
+    session.reset()                                            # back on the start pose, unstamped
+    with pytest.raises(InputError, match=r"jumps 10\.000 m in 0 s \(between arrivals: the previous pose was "
+                                         r"unstamped\)"):
+        session.set_pose(ahead_of(start, 10.0), stamp=1.0)    # arrives now: max_jump only
+    assert session.set_pose(ahead_of(start, 10.0), stamp=1.5)  # 0.5 s after the reset: 20 m
