@@ -64,26 +64,23 @@ class SimNode:
 
     # -- wiring ------------------------------------------------------------------------------
     def _make_subscriptions(self) -> None:
-        sub, s = self.t.create_subscription, self.session
+        sub = self.t.create_subscription
         qin = qos_of(self.p, "inputs", SENSOR_IN)
         sub("geometry_msgs/msg/PoseStamped", POSE_TOPIC, self._guarded("pose", self.on_pose), qin)
         sub("nav_msgs/msg/Odometry", ODOM_IN_TOPIC, self._guarded("odom_in", self.on_odometry), qin)
-        sub("geometry_msgs/msg/Twist", CMD_VEL_TOPIC,
-            self._guarded("cmd_vel", lambda m: s.command_twist(m.linear.x, m.angular.z)), qin)
-        # AckermannDrive: acceleration 0 means "as fast as allowed" (the model's limits).
-        sub("ackermann_msgs/msg/AckermannDriveStamped", ACKERMANN_TOPIC, self._guarded(
-            "ackermann_cmd", lambda m: s.command_ackermann(m.drive.speed, m.drive.steering_angle, m.drive.acceleration)),
-            qin)
+        sub("geometry_msgs/msg/Twist", CMD_VEL_TOPIC, self._guarded("cmd_vel", self.on_twist), qin)
+        sub("ackermann_msgs/msg/AckermannDriveStamped", ACKERMANN_TOPIC,
+            self._guarded("ackermann_cmd", self.on_ackermann), qin)
         if self.p["use_sim_time"]:
-            sub("rosgraph_msgs/msg/Clock", "/clock", self._guarded("clock", lambda m: s.follow_clock(
-                stamp_seconds(m.clock))), Qos("best_effort", "volatile", 10))
+            sub("rosgraph_msgs/msg/Clock", "/clock", self._guarded("clock", self.on_clock),
+                Qos("best_effort", "volatile", 10))
         if self.p["input.tf_child"]:
             sub("tf2_msgs/msg/TFMessage", "/tf", self._guarded("tf", self.on_tf), Qos("reliable", "volatile", 100))
             sub("tf2_msgs/msg/TFMessage", "/tf_static", self._guarded("tf", self.on_tf), LATCHED)
         ctl = Qos("reliable", "volatile", 10)
         sub("std_msgs/msg/Bool", CONTROL_TOPICS["pause"], self._guarded("pause", self.on_pause), ctl)
-        sub("std_msgs/msg/Float64", CONTROL_TOPICS["seek"], self._guarded("seek", lambda m: s.seek(m.data)), ctl)
-        sub("std_msgs/msg/Float64", CONTROL_TOPICS["rate"], self._guarded("rate", lambda m: s.set_rate(m.data)), ctl)
+        sub("std_msgs/msg/Float64", CONTROL_TOPICS["seek"], self._guarded("seek", self.on_seek), ctl)
+        sub("std_msgs/msg/Float64", CONTROL_TOPICS["rate"], self._guarded("rate", self.on_rate), ctl)
         sub("std_msgs/msg/Empty", CONTROL_TOPICS["reset"], self._guarded("reset", self.on_reset), ctl)
         sub("std_msgs/msg/Empty", CONTROL_TOPICS["step"], self._guarded("step", self.on_step), ctl)
         # The same controls as std_srvs services where the transport has services (rclpy); the DDS
@@ -160,6 +157,22 @@ class SimNode:
         else:
             raise InputError(f"no transform chain from {root} to {target} within 16 frames", "check the TF tree")
         self.session.set_pose(pose, stamp, "tf")
+
+    def on_twist(self, msg) -> None:
+        self.session.command_twist(msg.linear.x, msg.angular.z)
+
+    def on_ackermann(self, msg) -> None:
+        d = msg.drive                # acceleration 0 means "as fast as allowed" (the model's limits)
+        self.session.command_ackermann(d.speed, d.steering_angle, d.acceleration)
+
+    def on_clock(self, msg) -> None:
+        self.session.follow_clock(stamp_seconds(msg.clock))
+
+    def on_seek(self, msg) -> None:
+        self.session.seek(msg.data)
+
+    def on_rate(self, msg) -> None:
+        self.session.set_rate(msg.data)
 
     def on_pause(self, msg) -> None:
         self.session.pause() if msg.data else self.session.resume()
