@@ -383,3 +383,17 @@ def test_lockstep_pose_stamps_are_the_clock_and_reset_restarts_the_limit(world):
                                          r"unstamped\)"):
         session.set_pose(ahead_of(start, 10.0), stamp=1.0)    # arrives now: max_jump only
     assert session.set_pose(ahead_of(start, 10.0), stamp=1.5)  # 0.5 s after the reset: 20 m
+
+
+def test_the_session_imports_nothing_of_ros():
+    """SimSession is the ROS-free core: importing it loads no ROS adapter, CLI or DDS module (run in
+    a fresh interpreter: this test process has long imported them)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, inspatio_ros.sim.session, inspatio_ros.sim.settings; "
+            "print([m for m in sys.modules if m.startswith(('inspatio_ros.ros', 'inspatio_ros.cli', 'rclpy', "
+            "'cyclonedds'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
