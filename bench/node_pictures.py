@@ -79,9 +79,10 @@ def main() -> int:
     transport = DdsTransport("node_pictures", announce_node=False)
     try:
         node = SimNode(transport, params)
-        t = 0.5 * (node.sim.path.start + node.sim.path.end)
-        pose = node.sim.recorded_base_pose(t, 1.0)
-        frame = node.sim.render(t, t, pose)
+        sim = node.session.sim
+        t = 0.5 * (sim.path.start + sim.path.end)
+        pose = sim.recorded_base_pose(t, 1.0)
+        frame = sim.render(t, t, pose)
         node.close()
     finally:
         transport.shutdown()

@@ -72,7 +72,7 @@ def main() -> int:
 
     # Time each publish call by wrapping the publishers (build time = frame time - publish time).
     write_ms = defaultdict(list)
-    for cam, pubs in node.cam_pubs.items():
+    for cam, pubs in node.out.cam_pubs.items():
         for kind, pub in pubs.items():
             orig = pub.publish
 
@@ -81,9 +81,9 @@ def main() -> int:
                 orig(msg)
                 write_ms[kind].append((time.perf_counter() - t0) * 1e3)
             pub.publish = timed
-    print(f"warming up ({args.size} x {args.cameras}, device {node.sim.device})", flush=True)
+    print(f"warming up ({args.size} x {args.cameras}, device {node.session.sim.device})", flush=True)
     node.spin(duration_s=max(5.0, args.seconds / 2))
-    for v in (node.stats.render_ms, node.stats.publish_ms):
+    for v in (node.session.stats.render_ms, node.stats.publish_ms):
         v.clear()
     write_ms.clear()
     frames0 = node.stats.frames_published
@@ -92,7 +92,7 @@ def main() -> int:
     took = time.perf_counter() - t0
     frames = node.stats.frames_published - frames0
     print(f"frames {frames} in {took:.1f} s = {frames / took:.1f} Hz per camera")
-    print(f"render + host copy: {np.mean(node.stats.render_ms):.1f} ms/frame (main thread)")
+    print(f"render + host copy: {np.mean(node.session.stats.render_ms):.1f} ms/frame (main thread)")
     print(f"build + publish:    {np.mean(node.stats.publish_ms):.1f} ms/frame (publisher thread)")
     for kind, v in sorted(write_ms.items()):
         print(f"  write {kind:12s} {np.mean(v):6.2f} ms/message ({len(v)} messages)")

@@ -198,6 +198,20 @@ def quaternion_to_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarr
     ])
 
 
+def rigid_from_xyz_quat(xyz, q_xyzw, what: str) -> np.ndarray:
+    """4x4 pose from a translation (x, y, z) and a quaternion (x, y, z, w), e.g. of a ROS Pose or
+    Transform. NaN or infinity, or a quaternion far from unit norm (a unit or convention bug in the
+    sender), is an InputError naming ``what``; a nearly unit one is normalised."""
+    values = [*xyz, *q_xyzw]
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} has NaN or infinite values", "send finite numbers")
+    qx, qy, qz, qw = q_xyzw
+    n = math.sqrt(qx ** 2 + qy ** 2 + qz ** 2 + qw ** 2)
+    if not 0.9 < n < 1.1:
+        raise InputError(f"{what} has a quaternion of norm {n:.3g}", "send a unit quaternion")
+    return make_pose(quaternion_to_matrix(qx / n, qy / n, qz / n, qw / n), values[:3])
+
+
 def matrix_to_quaternion(r: np.ndarray) -> np.ndarray:
     """[qx, qy, qz, qw] with qw >= 0 (Shepperd's method, stable for every rotation)."""
     r = np.asarray(r, dtype=np.float64)

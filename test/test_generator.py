@@ -191,8 +191,7 @@ def test_cli_train_then_eval_and_render_with_the_refiner(street_world, street, t
 
 
 def test_simulator_applies_the_refiner(world, tmp_path):
-    from inspatio_ros.ros.node import recorded_camera_parameters
-    from inspatio_ros.sim.rig import load_rig
+    from inspatio_ros.sim.rig import load_rig, recorded_camera_parameters
     from inspatio_ros.sim.simulator import Simulator
 
     net = tiny_net()

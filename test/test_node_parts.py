@@ -215,3 +215,29 @@ print(before, kept, rss_mb())
     before, kept, after = (float(v) for v in out.stdout.split())
     assert kept - before > 300, "the freed peak should have stayed resident under keep_freed_memory"
     assert after - before < 50, f"return_free_memory left {after - before:.0f} MB of the peak resident"
+
+
+def test_session_settings_come_from_the_node_parameters():
+    """Every SessionSettings field maps to a node parameter of the same default, and values flow."""
+    import dataclasses
+
+    from inspatio_ros.ros.params import session_settings
+    from inspatio_ros.sim.settings import SessionSettings
+
+    defaults = session_settings(split_parameters({})[0])
+    assert defaults == SessionSettings()
+
+    def leaves(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            if "doc" in f.metadata:
+                assert f.metadata["doc"] and f.metadata["range"], f.name
+                yield f.metadata.get("param", prefix + f.name), getattr(obj, f.name)
+            else:
+                yield from leaves(getattr(obj, f.name), f"{f.name}.")
+
+    mapped = dict(leaves(defaults))
+    assert {name: NODE_PARAMETERS[name][0] for name in mapped} == mapped
+    s = session_settings(split_parameters({"vehicle.max_speed": 12, "use_sim_time": True, "mode": "control",
+                                           "input.max_jump": 0.0, "clock.end_mode": "hold"})[0])
+    assert (s.vehicle.max_speed, s.external_clock, s.mode, s.input.max_jump, s.clock.end_mode) == \
+        (12.0, True, "control", 0.0, "hold")

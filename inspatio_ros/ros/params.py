@@ -5,15 +5,15 @@ renderer ones (``render.*``) by :mod:`inspatio_ros.config`; everything else is l
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..sim.settings import END_MODES, MODES, SessionSettings
 
-MODES = ("replay", "pose", "control", "trajectory")
-END_MODES = ("loop", "ping_pong", "hold")
 OUTPUT_QOS_KEYS = ("image", "camera_info", "depth", "points", "coverage", "compressed", "odom", "tf",
                    "status", "diagnostics", "clock", "inputs")
 
@@ -120,3 +120,17 @@ def _check(name: str, value: Any) -> Any:
     if check is not None and not check(value):
         raise InputError(f"parameter '{name}' = {value!r} is out of range", f"give {valid}")
     return value
+
+
+def session_settings(node: NodeParameters) -> SessionSettings:
+    """The SimSession settings of checked node parameters: field ``g.f`` of group ``g`` is parameter
+    ``g.f`` (top-level fields: their own name), unless the field's metadata names its ``param``."""
+    def build(cls, prefix: str):
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if "doc" in f.metadata:
+                kwargs[f.name] = node[f.metadata.get("param", prefix + f.name)]
+            else:                                        # a group of settings
+                kwargs[f.name] = build(f.default_factory, f"{f.name}.")
+        return cls(**kwargs)
+    return build(SessionSettings, "")

@@ -72,11 +72,12 @@ def setup_logging() -> None:
 
 
 def describe(node) -> str:
-    from .node import camera_topics
+    from .outputs import camera_topics
 
+    s = node.session
     lines = [f"inspatio_ros node '{node.t.node_name}' on transport {node.t.name}: world {node.world_name}, "
-             f"mode {node.mode}{' (lockstep)' if node.lockstep else ''}, device {node.sim.device}, "
-             f"recording {node.sim.path.start:.2f}..{node.sim.path.end:.2f} s"]
+             f"mode {s.mode}{' (lockstep)' if s.lockstep else ''}, device {s.sim.device}, "
+             f"recording {s.path.start:.2f}..{s.path.end:.2f} s"]
     for cam in node.rig:
         topics = camera_topics(cam.name)
         outs = ", ".join(topics[o] if o in topics else o for o in ("camera_info", *cam.outputs))
@@ -91,7 +92,7 @@ def run_node(transport, params: dict[str, Any], duration: float | None = None, f
     keep_freed_memory()
     node = SimNode(transport, params)
     print(describe(node), file=sys.stderr, flush=True)
-    if node.sim.device.type == "cuda":
+    if node.session.sim.device.type == "cuda":
         print("warming up the renderer (the first start on a machine compiles CUDA kernels: up to a few "
               "minutes)", file=sys.stderr, flush=True)
         print(f"renderer ready in {node.warm_up():.1f} s", file=sys.stderr, flush=True)

@@ -1,5 +1,8 @@
-"""The ROS-free core of the simulator node: sim clock, ego vehicle models and the camera rig.
+"""The ROS-free core of the simulator: :class:`~inspatio_ros.sim.session.SimSession` (session.py)
+over the sim clock (clock.py), the ego vehicle models (vehicle.py), the camera rig (rig.py) and
+the renderer of a rig (simulator.py); its settings are frozen dataclasses (settings.py).
 
-Nothing here imports rclpy; the ROS adapter (``inspatio_ros.ros``) turns messages into calls on
-these objects and their results into messages.
+Nothing here imports rclpy or ``inspatio_ros.ros``; the ROS adapter turns messages into calls on a
+SimSession and its SensorFrames into messages. (Submodules are imported by name, so that the
+clock and vehicle models load without torch.)
 """

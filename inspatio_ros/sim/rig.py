@@ -149,6 +149,15 @@ def rig_parameters(rig: list[CameraSpec]) -> dict[str, Any]:
     return params
 
 
+def recorded_camera_parameters(world, name: str = "front") -> dict[str, Any]:
+    """The rig parameters of one camera ``name`` like the one that recorded ``world`` (its own
+    intrinsics; the rest defaults): with it, replay reproduces the recording."""
+    k = world.intrinsics
+    return {NAMES_PARAM: [name], f"{PREFIX}{name}.width": int(k.width), f"{PREFIX}{name}.height": int(k.height),
+            f"{PREFIX}{name}.fx": float(k.fx), f"{PREFIX}{name}.fy": float(k.fy),
+            f"{PREFIX}{name}.cx": float(k.cx), f"{PREFIX}{name}.cy": float(k.cy)}
+
+
 # ---------------------------------------------------------------------------------------------
 
 def _did_you_mean(word: str, choices, what: str, otherwise: str) -> str:

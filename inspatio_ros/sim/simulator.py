@@ -43,6 +43,12 @@ class SensorFrame:
     map_from_base: np.ndarray        # ego pose
     cameras: list[CameraFrame] = field(default_factory=list)
     render_s: float = 0.0            # wall seconds spent rendering + copying to the host
+    # The ego's motion in base_link (m/s, rad/s), filled in by SimSession: what odometry reports.
+    linear_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    angular_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    # time.perf_counter() when the pose input this frame shows was accepted (None: no new pose):
+    # where the node's pose -> image latency starts.
+    input_received: float | None = None
 
 
 def gravity_alignment(world_c2w: np.ndarray) -> np.ndarray:

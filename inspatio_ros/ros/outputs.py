@@ -1,0 +1,203 @@
+"""What the simulator node publishes: camera messages, /tf, odometry, /clock, status, diagnostics.
+
+:class:`NodeOutputs` makes the publishers from the node's parameters and turns a
+:class:`~inspatio_ros.sim.simulator.SensorFrame` into messages. A publisher thread builds and
+sends one frame's messages while the next frame renders; with writer processes
+(``publish.writer_process``) the camera messages are written by one process per camera from
+shared memory the renderer fills directly. Every message of one frame carries the frame's stamp.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..sim.simulator import SensorFrame
+from .messages import DIAG_OK, DIAG_WARN, MessageBuilder
+from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_OUT, Qos
+from .writer_process import CameraLayout, CameraWriters, camera_publishers, publish_cameras
+
+log = logging.getLogger("inspatio_ros")
+
+ODOM_TOPIC, STATUS_TOPIC = "odom", "status"
+
+
+def camera_topics(name: str) -> dict[str, str]:
+    return {"image": f"{name}/image_raw", "camera_info": f"{name}/camera_info",
+            "depth": f"{name}/depth/image", "depth_info": f"{name}/depth/camera_info",
+            "points": f"{name}/points", "coverage": f"{name}/coverage",
+            "compressed": f"{name}/image_raw/compressed"}
+
+
+def qos_of(params, key: str, default: Qos) -> Qos:
+    """``default`` with the reliability and depth of parameters ``qos.<key>.*`` where set."""
+    rel = params[f"qos.{key}.reliability"] or default.reliability
+    depth = params[f"qos.{key}.depth"] or default.depth
+    return Qos(rel, default.durability, depth)
+
+
+@dataclass
+class PublishStats:
+    publish_ms: deque = field(default_factory=lambda: deque(maxlen=240))
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=1000))    # pose in -> frame out
+    frames_published: int = 0
+
+
+class NodeOutputs:
+    """The node's publishers over ``transport``; ``params`` are the node's checked parameters."""
+
+    def __init__(self, transport, params, session, world_name: str):
+        self.t, self.p, self.session, self.world_name = transport, params, session, world_name
+        self.rig = session.rig
+        self.msgs = MessageBuilder(transport)
+        self.stats = PublishStats()
+        self._make_publishers(session.sim.device)
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspatio_publish")
+        self._inflight: Future | None = None
+        self._last_clock_pub = -math.inf
+        self._last_status = -math.inf
+        self._last_diag = -math.inf
+        self._publish_static_tf()
+
+    def _make_publishers(self, device) -> None:
+        pub = self.t.create_publisher
+        self.layouts = {cam.name: CameraLayout(
+            name=cam.name, optical_frame=cam.optical_frame, intrinsics=cam.intrinsics, outputs=tuple(cam.outputs),
+            topics=camera_topics(cam.name),
+            qos={k: qos_of(self.p, k, SENSOR_OUT) for k in ("image", "camera_info", "depth", "points", "coverage",
+                                                            "compressed")}) for cam in self.rig}
+        choice = self.p["publish.writer_process"]
+        use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
+        if use_writer and self.t.name != "dds":
+            raise InputError("publish.writer_process on needs the dds transport", "use --transport dds, or set it off")
+        self.writer = None
+        self.cam_pubs: dict[str, dict[str, Any]] = {}
+        if use_writer:
+            self.writer = CameraWriters(self.t.node_name, self.t.namespace, self.t.domain_id,
+                                        list(self.layouts.values()), self.p["publish.jpeg_quality"],
+                                        pin_memory=device.type == "cuda")
+            log.info("camera messages written by %d writer processes (one per camera)", len(self.writer.writers))
+            if device.type == "cuda":
+                if self.writer.page_locked:
+                    log.info("their shared memory is page-locked: renders are copied straight into it")
+                else:
+                    log.warning("could not page-lock the writers' shared memory: device copies into it "
+                                "are synchronous (slower)")
+        else:
+            self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
+        self.tf_pub = (pub("tf2_msgs/msg/TFMessage", "/tf", qos_of(self.p, "tf", DEFAULT))
+                       if self.p["publish.tf"] else None)
+        self.tf_static_pub = pub("tf2_msgs/msg/TFMessage", "/tf_static", LATCHED)
+        self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, qos_of(self.p, "odom", DEFAULT))
+                         if self.p["publish.odom"] else None)
+        # Another node is the time source: follow its /clock, never publish one.
+        self.clock_pub = (pub("rosgraph_msgs/msg/Clock", "/clock", qos_of(self.p, "clock", CLOCK))
+                          if self.p["clock.publish"] and not self.p["use_sim_time"] else None)
+        if self.p["input.tf_child"] and self.tf_pub is not None:
+            log.info("following %s on /tf: not publishing the ego's transforms", self.p["input.tf_child"])
+            self.tf_pub = None
+        self.status_pub = pub("inspatio_ros_interfaces/msg/SimStatus", STATUS_TOPIC,
+                              qos_of(self.p, "status", DEFAULT))
+        self.diag_pub = pub("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics",
+                            qos_of(self.p, "diagnostics", DEFAULT))
+
+    def writer_arrays(self, names: list[str]):
+        """Where the session renders cameras ``names``: with writer processes a free slot of their
+        shared memory, else None (the simulator's own buffers)."""
+        return self.writer.acquire(names) if self.writer is not None else None
+
+    def publish(self, frame: SensorFrame) -> None:
+        received = frame.input_received
+        if self.writer is not None:
+            # Camera messages: written by the writer processes from the slot rendered into; the
+            # pose -> image latency ends when the writers acknowledge the frame.
+            on_done = None if received is None else (
+                lambda t_done, t0=received: self.stats.latency_ms.append((t_done - t0) * 1e3))
+            self.writer.submit(frame.stamp, frame.cameras, on_done)
+            received = None
+        # One frame in flight: the previous frame's messages go out while this one rendered.
+        self.flush()
+        self._inflight = self._publisher.submit(self._publish_frame, frame, received)
+
+    def _publish_frame(self, frame: SensorFrame, received: float | None) -> None:
+        started = time.perf_counter()
+        m, p, stamp = self.msgs, self.p, frame.stamp
+        if self.writer is None:
+            arrays = {cf.spec.name: {"rgb": cf.rgb, "depth": cf.depth, "points": cf.points, "coverage": cf.coverage}
+                      for cf in frame.cameras}
+            publish_cameras(m, self.cam_pubs, stamp, [self.layouts[cf.spec.name] for cf in frame.cameras], arrays,
+                            p["publish.jpeg_quality"])
+        if self.tf_pub is not None:
+            self.tf_pub.publish(m.tf([m.transform_stamped(stamp, p["frames.map"], p["frames.odom"], np.eye(4)),
+                                      m.transform_stamped(stamp, p["frames.odom"], p["frames.base_link"],
+                                                          frame.map_from_base)]))
+        if self.odom_pub is not None:
+            self.odom_pub.publish(m.odometry(stamp, p["frames.odom"], p["frames.base_link"], frame.map_from_base,
+                                             frame.linear_velocity, frame.angular_velocity))
+        done = time.perf_counter()
+        self.stats.publish_ms.append((done - started) * 1e3)
+        if received is not None:
+            self.stats.latency_ms.append((done - received) * 1e3)
+        self.stats.frames_published += 1
+
+    def _publish_static_tf(self) -> None:
+        m, stamp, transforms = self.msgs, self.session.sim_time, []
+        for cam in self.rig:
+            transforms.append(m.transform_stamped(stamp, self.p["frames.base_link"], cam.link_frame, cam.base_from_link()))
+            transforms.append(m.transform_stamped(stamp, cam.link_frame, cam.optical_frame, cam.link_from_optical()))
+        self.tf_static_pub.publish(m.tf(transforms))
+
+    def publish_clock(self, sim_time: float, force: bool = False) -> None:
+        # /clock at up to 100 Hz of sim time: enough for use_sim_time consumers, cheap.
+        if self.clock_pub is not None and (force or sim_time - self._last_clock_pub >= 0.01):
+            self._last_clock_pub = sim_time
+            self.clock_pub.publish(self.msgs.clock(sim_time))
+
+    def publish_periodic(self, stamp: float) -> None:
+        """Status and diagnostics at their rates (publish.status_hz, publish.diagnostics_hz)."""
+        if self.writer is not None:
+            self.writer.poll()
+        now, s = time.monotonic(), self.session
+        if self.p["publish.status_hz"] > 0 and now - self._last_status >= 1.0 / self.p["publish.status_hz"]:
+            self._last_status = now
+            self.status_pub.publish(self.msgs.status(stamp, self.p["frames.map"], self.world_name, s.elapsed, s.rate,
+                                                     s.paused, s.mode, s.achieved_hz()))
+        if self.p["publish.diagnostics_hz"] > 0 and now - self._last_diag >= 1.0 / self.p["publish.diagnostics_hz"]:
+            self._last_diag = now
+            self.diag_pub.publish(self.msgs.diagnostics(stamp, *self.diagnostic_values()))
+
+    def diagnostic_values(self):
+        """(name, hardware_id, level, message, values) of the /diagnostics status."""
+        d, s = self.session.diagnostics(), self.stats
+        lat = np.array(s.latency_ms) if s.latency_ms else None
+        values = {
+            "achieved_hz": d.achieved_hz, "target_hz": d.target_hz, "render_ms_mean": d.render_ms_mean,
+            "publish_ms_mean": float(np.mean(s.publish_ms)) if s.publish_ms else float("nan"),
+            "pose_to_image_ms_p50": float(np.percentile(lat, 50)) if lat is not None else float("nan"),
+            "pose_to_image_ms_p99": float(np.percentile(lat, 99)) if lat is not None else float("nan"),
+            "dropped_inputs": d.dropped_inputs, "frames_published": s.frames_published,
+            "sim_time": d.sim_time, "paused": d.paused, "mode": d.mode,
+            **{f"coverage.{name}": cov for name, cov in d.coverage.items()},
+        }
+        return (f"{self.t.node_name}: simulator", self.world_name, DIAG_WARN if d.slow else DIAG_OK, d.message,
+                values)
+
+    def flush(self) -> None:
+        """Wait until the frame in flight is published."""
+        if self._inflight is not None:
+            self._inflight.result()
+            self._inflight = None
+
+    def close(self) -> None:
+        self.flush()
+        self._publisher.shutdown(wait=True)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
