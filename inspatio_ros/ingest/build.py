@@ -43,6 +43,7 @@ from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points, resolve_device
 from ..video import resize_depth
 from ..world import World, encode_normals, sha256_of
+from .fingerprint import heldout_fingerprint
 from .mvs import MVSSettings
 from .sources import DepthMaps, FrameSet, open_input
 
@@ -563,6 +564,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         stage_s["poses (visual odometry)"] = round(time.time() - t_stage, 2)
 
     held = holdout_mask(len(fs), holdout)       # frames of fs (already windowed and strided)
+    fingerprint = heldout_fingerprint(fs.load, np.nonzero(held)[0], fs.index)      # for eval --gt
     dev = resolve_device(device)
     mvs_info = None
     moving_of = None
@@ -647,6 +649,9 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         provenance={
             "source": str(source.resolve()),
             "source_sha256": sha256_of(source),
+            # What eval --gt checks the ground truth against (eval.check_ground_truth).
+            "source_frames": fs.total_frames, "source_size": [int(native_w), int(native_h)],
+            **({} if fingerprint is None else {"heldout_fingerprint": fingerprint}),
             "poses": pose_label, "depth": depth_label,
             "settings": {**asdict(settings), "holdout": holdout, "stride": stride, "start": start, "end": end,
                          "max_size": max_size},
