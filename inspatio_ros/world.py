@@ -28,7 +28,9 @@ intrinsics             f64 (4)        fx, fy, cx, cy of the source images (pixel
 
 The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a JSON object with
 ``format`` ("inspatio_world"), ``version``, ``image_size`` [w, h], ``conventions``,
-``provenance`` (source path, sha256, settings) and free-form ``info``.
+``provenance`` (source path, sha256, settings; ``source_frames`` and ``source_size``, the input's
+frame count and native [w, h], and ``heldout_fingerprint``, thumbnails of held-out frames, that
+``eval`` checks its ground truth against: ingest/fingerprint.py) and free-form ``info``.
 """
 from __future__ import annotations
 

@@ -183,7 +183,8 @@ def open_input(path: str | Path, bag_topics=None, *, start: float | None = None,
         elif total is None and len(times) > int(fs.index.max()):
             fs.times = times[fs.index]      # a windowed video: times.txt lists every frame of it
         else:
-            fs.notes.append(f"times.txt has {len(times)} lines for {total or len(fs)} frames; ignored")
+            fs.notes.append(f"{folder / 'times.txt'} has {len(times)} lines for {total or len(fs)} frames; ignored "
+                            "(times from the poses or 10 frames/s instead): give one time per frame")
     if (folder / "depth").is_dir():
         fs.depth_dir = folder / "depth"
     return fs if fs.windowed else _window(fs, start, end, stride, max_size)
