@@ -82,7 +82,8 @@ def test_eval_force_scores_it_with_one_warning(capsys, street_world, other_truth
 
 
 def test_copies_of_the_recording_are_accepted(street, street_world, other_truths, tmp_path):
-    """The check must not refuse the same recording in another form: JPEG frames, its video."""
+    """The check must not refuse the same recording in another form: JPEG frames, its video, frames
+    a few levels darker (as kitti06's mp4v video is)."""
     from inspatio_ros.eval import check_ground_truth
     from inspatio_ros.ingest.sources import open_input
     from inspatio_ros.world import World
@@ -93,6 +94,8 @@ def test_copies_of_the_recording_are_accepted(street, street_world, other_truths
     jpeg = _copy_frames(street, tmp_path / "jpeg", suffix=".jpg")
     assert check_ground_truth(world, open_input(jpeg)) is None
     assert check_ground_truth(world, open_input(street / "video.mp4")) is None
+    darker = _copy_frames(street, tmp_path / "darker", lambda im: im.point(lambda v: max(0, v - 6)))
+    assert check_ground_truth(world, open_input(darker)) is None
     assert check_ground_truth(world, open_input(other_truths["mirrored"])) is not None
 
 
