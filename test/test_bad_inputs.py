@@ -7,9 +7,7 @@ The inputs are made here from the session's small synthetic street (conftest ``s
 MemoryError traceback) run the real command line in a subprocess.
 """
 import json
-import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 
