@@ -115,7 +115,17 @@ def parse_intrinsics(spec: str, width: int | None = None, height: int | None = N
     if width is None or height is None:
         raise InputError(f"--intrinsics '{spec}' gives no image size",
                          "the image size comes from the input frames; pass them too")
-    return Intrinsics(*values, int(width), int(height))
+    fx, fy, cx, cy = values
+    # The principal point of a rectified camera lies in its image; one outside is a wrong order
+    # or sign (a negative cx built a world that its own frames see through for 44 % of pixels).
+    bad = [f"{n} {v:g}" for n, v, ok in (("fx", fx, fx > 0), ("fy", fy, fy > 0), ("cx", cx, 0 <= cx <= width),
+                                         ("cy", cy, 0 <= cy <= height)) if not (math.isfinite(v) and ok)]
+    if bad:
+        raise InputError(f"--intrinsics '{spec}' has {', '.join(bad)} for {width}x{height} frames",
+                         f"give fx,fy,cx,cy in pixels: focal lengths > 0, cx in 0..{width}, cy in 0..{height} "
+                         f"(e.g. {1.2 * max(width, height):g},{1.2 * max(width, height):g},"
+                         f"{(width - 1) / 2:g},{(height - 1) / 2:g})")
+    return Intrinsics(fx, fy, cx, cy, int(width), int(height))
 
 
 def load_camera_info(path: str | os.PathLike) -> Intrinsics:

@@ -29,6 +29,31 @@ def parse_size(text: str, minimum: int = 8, maximum: int = 8192) -> tuple[int, i
     return w, h
 
 
+# Options whose value may start with '-' followed by a digit: argparse takes "-100,80,79.5,47.5"
+# for an option (it only knows plain negative numbers) and stops with "expected one argument".
+# Their value is joined to them ("--intrinsics=-100,...") so that the command sees it and names
+# what is wrong with it.
+DASH_VALUE_OPTIONS = ("--intrinsics",)
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in DASH_VALUE_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        out.append(arg)
+        i += 1
+    return out
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inspatio-ros",
@@ -48,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_freed_memory()
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

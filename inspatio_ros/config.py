@@ -131,8 +131,20 @@ def _check(name: str, field: str, value, default, source: str):
     else:
         good = isinstance(value, type(default))
     if not good:
-        raise InputError(f"{source}: parameter '{name}' is {value!r} ({type(value).__name__}), "
-                         f"not a {type(default).__name__}", f"give {valid}")
+        # Say what the value should be, not only its Python type: "[0, 0] (list), not a list"
+        # told the user nothing.
+        if isinstance(default, list):
+            expected = f"a list of {len(default)} integers"
+        else:
+            expected = {bool: "true or false", int: "an integer", float: "a number"}.get(
+                type(default), f"a {type(default).__name__}")
+        if isinstance(value, list):
+            odd = [v for v in value if not isinstance(v, int) or isinstance(v, bool)]
+            got = (f"a list of {len(value)}" if not isinstance(default, list) or len(value) != len(default)
+                   else f"{odd[0]!r} is not an integer" if odd else "a list")
+        else:
+            got = type(value).__name__
+        raise InputError(f"{source}: parameter '{name}' is {value!r} ({got}), not {expected}", f"give {valid}")
     if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
         raise InputError(f"{source}: parameter '{name}' = {_plain(value)!r} is out of range", f"give {valid}")
     return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +20,12 @@ import numpy as np
 
 from .config import add_config_argument, add_generator_arguments, render_settings_from_args
 from .errors import InputError
-from .ingest.sources import DepthMaps, open_input
+from .ingest.fingerprint import compare_fingerprint
+from .ingest.sources import DepthMaps, FrameSet, open_input
 from .metrics import depth_abs_rel, psnr, ssim
 from .progress import progress
 from .render import Renderer, RenderSettings
-from .video import write_png
+from .video import fitted_size, write_png
 from .world import World
 from .generator.refiner import load_generator
 
@@ -46,6 +48,7 @@ class EvalReport:
     per_frame: list[dict] = field(default_factory=list)
     generator: str = "none"
     raw: dict | None = None         # with a generator: the raw render's psnr, ssim, shift_psnr
+    truth_mismatch: str | None = None   # evaluate(force=True): why the truth looked like another recording
 
     def as_json(self) -> dict:
         def clean(v):
@@ -62,6 +65,7 @@ class EvalReport:
             **({} if self.raw is None else {"raw": {
                 k: (None if v is None else {kk: clean(vv) for kk, vv in v.items()} if isinstance(v, dict) else clean(v))
                 for k, v in self.raw.items()}}),
+            **({} if self.truth_mismatch is None else {"truth_mismatch": self.truth_mismatch}),
         }
 
 
@@ -72,19 +76,55 @@ def shifted_pose(c2w: np.ndarray, lateral_m: float) -> np.ndarray:
     return out
 
 
+def check_ground_truth(world: World, fs: FrameSet) -> str | None:
+    """Why the frames ``fs`` (eval's --gt, opened whole) are not the recording the world was built
+    from, in words; None when they match as far as the world's provenance tells: the input's frame
+    count and frame size, and the held-out frames' fingerprint (ingest/fingerprint.py). Worlds
+    built before these were recorded are checked by their image size only. The recorded
+    ``source_sha256`` is not used: it hashes the folder listing (any file added beside the frames
+    changes it) and differs between copies of one recording (a bag and its image folder)."""
+    prov = world.provenance or {}
+    total = prov.get("source_frames")
+    if isinstance(total, int) and not isinstance(total, bool) and len(fs) != total:
+        return f"it has {len(fs)} frames, the world's recording had {total}"
+    w, h = fs.native_size or fs.load(0).shape[1::-1]
+    size = prov.get("source_size")
+    if isinstance(size, list) and len(size) == 2:
+        if (w, h) != tuple(size):
+            return f"its frames are {w}x{h}, the world's recording was {size[0]}x{size[1]}"
+    else:
+        max_size = (prov.get("settings") or {}).get("max_size")
+        expected = fitted_size(w, h, max_size if isinstance(max_size, int) else None)
+        if expected != (world.intrinsics.width, world.intrinsics.height):
+            return (f"its frames are {w}x{h}, the world was built from "
+                    f"{world.intrinsics.width}x{world.intrinsics.height} frames"
+                    + (f" (--max-size {max_size})" if max_size else ""))
+    record = prov.get("heldout_fingerprint")
+    if record is not None:
+        return compare_fingerprint(record, fs.load, lambda i: fs.names[i] if 0 <= i < len(fs) else str(i))
+    return None
+
+
 def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: bool = True,
              save_dir: str | Path | None = None, settings: RenderSettings | None = None,
-             refiner=None) -> EvalReport:
+             refiner=None, force: bool = False) -> EvalReport:
     """Render the held-out frames (and lateral shifts) and score them; ``refiner``: a
-    generator.Refiner applied to every render before scoring (the raw scores go to ``raw``)."""
+    generator.Refiner applied to every render before scoring (the raw scores go to ``raw``).
+    Ground truth that is not the world's recording (check_ground_truth) is an InputError unless
+    ``force``; then it is scored and the report's ``truth_mismatch`` says why it looked wrong."""
     if len(world.heldout_c2w) == 0:
         raise InputError("the world has no held-out frames",
                          "build it with --holdout K to keep frames out for evaluation")
     gt_dir = Path(gt_dir)
     fs = open_input(gt_dir)
+    source = world.provenance.get("source", "its provenance's 'source'")
     if int(world.heldout_index.max()) >= len(fs):
         raise InputError(f"ground truth {gt_dir} has {len(fs)} frames; the world holds out frame "
-                         f"{int(world.heldout_index.max())}", "give the folder the world was built from")
+                         f"{int(world.heldout_index.max())}", f"give the folder the world was built from ({source})")
+    mismatch = check_ground_truth(world, fs)
+    if mismatch is not None and not force:
+        raise InputError(f"ground truth {gt_dir} is not the world's recording: {mismatch}",
+                         f"give the folder the world was built from ({source}), or pass --force to score it anyway")
     depth_maps = DepthMaps(fs.depth_dir, fs.names) if fs.depth_dir is not None else None
     scene = None
     if shifts and (gt_dir / "scene.json").exists():
@@ -110,6 +150,8 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
     renderer = Renderer(world, device, settings)
     intr = world.intrinsics
     report = EvalReport(frames=len(world.heldout_c2w))
+    if mismatch is not None:
+        report.truth_mismatch = f"ground truth {gt_dir} is not the world's recording: {mismatch}"
     psnrs, ssims, covs, rel_sum, rel_n = [], [], [], 0.0, 0
     aligned_sum = 0.0
     raw_psnrs, raw_ssims = [], []
@@ -193,6 +235,9 @@ def register(subparsers) -> None:
     p.add_argument("--gt", required=True, help="ground-truth folder (the build input: frames, depth/, scene.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--no-shift", action="store_true", help="skip the lateral-shift scores")
+    p.add_argument("--force", action="store_true",
+                   help="score ground truth that does not look like the world's recording (frame count, size, "
+                        "held-out frames' fingerprint), with a warning")
     p.add_argument("--save", help="folder for side-by-side pictures (render above, truth below; with a "
                                   "generator: raw render, refined, truth)")
     add_generator_arguments(p)
@@ -205,8 +250,10 @@ def run(args) -> int:
     world = World.load(args.world)
     refiner = load_generator(args.generator, args.generator_weights, args.world, args.device)
     report = evaluate(world, args.gt, device=args.device, shifts=not args.no_shift, save_dir=args.save,
-                      settings=settings, refiner=refiner)
+                      settings=settings, refiner=refiner, force=args.force)
     j = report.as_json()
+    if report.truth_mismatch is not None:
+        print(f"inspatio-ros eval: warning: {report.truth_mismatch} (scored anyway: --force)", file=sys.stderr)
 
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v:.4f}{unit}" if abs(v) < 10 else f"{v:.2f}{unit}"

@@ -117,13 +117,16 @@ def video_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
                stride: int = 1, *, start_s: float | None = None, end_s: float | None = None,
-               max_size: int | None = None, indices: list[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+               max_size: int | None = None, indices: list[int] | None = None,
+               stats: dict | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """Decode frames ``start, start+stride, ... < end`` (frame indices in display order).
 
     ``start_s`` / ``end_s``: only frames whose time since the first frame lies in [start_s, end_s]
     (the stride then counts within that window). ``max_size``: frames larger than that on their
     longer side are downscaled as they are decoded (memory stays proportional to what is kept).
     ``indices``: if a list, the decoded frames' indices in the whole video are appended to it.
+    ``stats``: if a dict, it gets ``frames`` (frames gone through) and ``complete`` (True when
+    decoding reached the end of the stream, so ``frames`` is the whole video's frame count).
     Returns the RGB frames and their presentation timestamps in seconds (the stream's true PTS,
     not ``i / fps``, so variable-frame-rate video keeps its timing).
     """
@@ -142,6 +145,7 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
         index = 0
         first_time = None
         in_window = 0
+        complete = False
         for frame in container.decode(stream):
             if end is not None and index >= end:
                 break
@@ -161,10 +165,14 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
                         indices.append(index)
                 in_window += 1
             index += 1
+        else:
+            complete = True
     except av.error.FFmpegError as exc:
         raise InputError(f"video file {path} is damaged ({exc})", "re-encode or re-download it") from None
     finally:
         container.close()
+    if stats is not None:
+        stats.update(frames=index, complete=complete)
     if not frames:
         what = "holds no decodable frames" if index == 0 else f"has {index} frames, none in [{start}, {end})"
         raise InputError(f"video file {path} {what}", "check the file and the frame range")

@@ -28,7 +28,9 @@ intrinsics             f64 (4)        fx, fy, cx, cy of the source images (pixel
 
 The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a JSON object with
 ``format`` ("inspatio_world"), ``version``, ``image_size`` [w, h], ``conventions``,
-``provenance`` (source path, sha256, settings) and free-form ``info``.
+``provenance`` (source path, sha256, settings; ``source_frames`` and ``source_size``, the input's
+frame count and native [w, h], and ``heldout_fingerprint``, thumbnails of held-out frames, that
+``eval`` checks its ground truth against: ingest/fingerprint.py) and free-form ``info``.
 """
 from __future__ import annotations
 
@@ -277,12 +279,25 @@ def read_world_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise WorldFileError(f"{path} has format '{meta.get('format')}'",
                              "give a .safetensors world made by 'inspatio-ros build'")
     version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        # "1.0" (a string) or 1.0 is no version this reader or a newer one writes: asking to
+        # upgrade would send the user the wrong way.
+        raise WorldFileError(f"world file {path} has a malformed format version {version!r} "
+                             f"({type(version).__name__}), expected the integer {FORMAT_VERSION}",
+                             "the metadata was edited or written by another tool; rebuild the world with "
+                             "'inspatio-ros build'")
     if version != FORMAT_VERSION:
         raise WorldFileError(
             f"world file {path} has format version {version}, this inspatio_ros reads version {FORMAT_VERSION}",
             "rebuild the world with this version's 'inspatio-ros build'"
             if isinstance(version, int) and version < FORMAT_VERSION
             else "upgrade inspatio_ros to read it")
+    size = meta.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise WorldFileError(f"world file {path} has a malformed image_size {size!r}, expected [width, height] "
+                             "in pixels", "the metadata was edited or written by another tool; rebuild the world "
+                             "with 'inspatio-ros build'")
     return meta
 
 

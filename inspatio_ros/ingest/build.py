@@ -43,6 +43,7 @@ from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points, resolve_device
 from ..video import resize_depth
 from ..world import World, encode_normals, sha256_of
+from .fingerprint import heldout_fingerprint
 from .mvs import MVSSettings
 from .sources import DepthMaps, FrameSet, open_input
 
@@ -459,9 +460,18 @@ def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, he
                   "centre; not calibrated")
         fs.notes.append(f"no intrinsics given: {source} (pass --intrinsics or --fov for a calibrated camera)")
     if (intr.width, intr.height) != (width, height):
+        what = (args_intrinsics if args_intrinsics else str(fs.camera_info) if fs.camera_info is not None
+                else "of the input's camera_info")
         if abs(intr.width / width - intr.height / height) > 0.01:
-            raise InputError(f"intrinsics are for {intr.width}x{intr.height}, frames are {width}x{height}",
-                             "give intrinsics of the frames' resolution")
+            raise InputError(f"intrinsics {what} are for {intr.width}x{intr.height} (aspect "
+                             f"{intr.width / intr.height:.3f}), the frames are {width}x{height} (aspect "
+                             f"{width / height:.3f})", "give intrinsics of the frames' resolution (cropped "
+                             "frames need their own cx, cy)")
+        # Same aspect: most likely the frames were scaled after calibration; say so, since a
+        # calibration of another camera or of cropped frames would pass here too.
+        fs.notes.append(f"intrinsics {what} are for {intr.width}x{intr.height}, the frames are {width}x{height}: "
+                        f"scaled by {width / intr.width:g}; give intrinsics of the frames' resolution if the "
+                        "frames were cropped, not scaled")
         intr = intr.scaled(width, height)
     return intr, source
 
@@ -513,6 +523,12 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         if (whole is not None and len(c2w) != whole) or len(c2w) <= int(fs.index.max()):
             raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {whole or len(fs)} frames",
                              "give one pose per frame of the whole input, in frame order")
+        if fs.total_frames is not None and len(c2w) != fs.total_frames:
+            # A video (frame names unknown before decoding): its first frames took the first poses,
+            # which is right for a video cut short and wrong for a pose file of another recording.
+            fs.notes.append(f"pose file {pose_path} has {len(c2w)} poses, {input_path} has {fs.total_frames} "
+                            f"frames: the first {fs.total_frames} poses were used; check that the video is "
+                            "complete and the poses are its own (one pose per frame)")
         c2w = c2w[fs.index]
         pose_times = None if pose_times is None else pose_times[fs.index]
     times = fs.times if fs.times is not None else pose_times
@@ -548,6 +564,7 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         stage_s["poses (visual odometry)"] = round(time.time() - t_stage, 2)
 
     held = holdout_mask(len(fs), holdout)       # frames of fs (already windowed and strided)
+    fingerprint = heldout_fingerprint(fs.load, np.nonzero(held)[0], fs.index)      # for eval --gt
     dev = resolve_device(device)
     mvs_info = None
     moving_of = None
@@ -632,6 +649,9 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
         provenance={
             "source": str(source.resolve()),
             "source_sha256": sha256_of(source),
+            # What eval --gt checks the ground truth against (eval.check_ground_truth).
+            "source_frames": fs.total_frames, "source_size": [int(native_w), int(native_h)],
+            **({} if fingerprint is None else {"heldout_fingerprint": fingerprint}),
             "poses": pose_label, "depth": depth_label,
             "settings": {**asdict(settings), "holdout": holdout, "stride": stride, "start": start, "end": end,
                          "max_size": max_size},

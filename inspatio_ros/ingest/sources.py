@@ -46,6 +46,9 @@ class FrameSet:
     all_names: list[str] | None = None     # names of every frame of the input (None: a decoded video)
     native_size: tuple[int, int] | None = None   # (width, height) before --max-size
     windowed: bool = False
+    # Frames in the whole input before --start/--end/--stride (None: unknown, a video decoded only
+    # up to --end). The build checks the pose count against it and records it for eval.
+    total_frames: int | None = None
 
     def __post_init__(self):
         if self.index is None:
@@ -77,10 +80,13 @@ def _video_input(source: Path, video: Path, start, end, stride, max_size) -> Fra
     from ..video import read_video, video_size
 
     indices: list[int] = []
-    frames, times = read_video(video, stride=stride, start_s=start, end_s=end, max_size=max_size, indices=indices)
+    stats: dict = {}
+    frames, times = read_video(video, stride=stride, start_s=start, end_s=end, max_size=max_size, indices=indices,
+                               stats=stats)
     fs = FrameSet(source, [f"{i:06d}" for i in indices], np.asarray(times, dtype=np.float64), lambda i: frames[i])
     fs.index = np.asarray(indices, dtype=np.int64)
     fs.native_size = video_size(video)
+    fs.total_frames = stats["frames"] if stats["complete"] else None
     fs.windowed = True
     return fs
 
@@ -115,6 +121,7 @@ def _window(fs: FrameSet, start, end, stride, max_size) -> FrameSet:
     sub.index = fs.index[keep]
     sub.all_names = fs.all_names
     sub.native_size = fs.native_size
+    sub.total_frames = fs.total_frames
     sub.windowed = True
     return sub
 
@@ -137,7 +144,9 @@ def open_input(path: str | Path, bag_topics=None, *, start: float | None = None,
     from .bag import is_bag, open_bag
 
     if is_bag(path):
-        return _window(open_bag(path, bag_topics), start, end, stride, max_size)
+        fs = open_bag(path, bag_topics)
+        fs.total_frames = len(fs)
+        return _window(fs, start, end, stride, max_size)
     if path.is_file():
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"input {path} is not a video ({path.suffix})",
@@ -153,6 +162,7 @@ def open_input(path: str | Path, bag_topics=None, *, start: float | None = None,
     if images:
         fs = FrameSet(folder, [p.stem for p in images], None, lambda i: read_image(images[i]))
         fs.all_names = list(fs.names)
+        fs.total_frames = len(images)
     else:
         videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         if not videos:
@@ -173,7 +183,8 @@ def open_input(path: str | Path, bag_topics=None, *, start: float | None = None,
         elif total is None and len(times) > int(fs.index.max()):
             fs.times = times[fs.index]      # a windowed video: times.txt lists every frame of it
         else:
-            fs.notes.append(f"times.txt has {len(times)} lines for {total or len(fs)} frames; ignored")
+            fs.notes.append(f"{folder / 'times.txt'} has {len(times)} lines for {total or len(fs)} frames; ignored "
+                            "(times from the poses or 10 frames/s instead): give one time per frame")
     if (folder / "depth").is_dir():
         fs.depth_dir = folder / "depth"
     return fs if fs.windowed else _window(fs, start, end, stride, max_size)

@@ -67,6 +67,19 @@ def collect_parameters(args) -> dict[str, Any]:
     return params
 
 
+def check_parameters(params: dict[str, Any]) -> None:
+    """The node's parameter checks, run before the transport starts and the world loads, so that a
+    bad -p or --config value is one error line at once (the node checks them again)."""
+    from ..config import render_settings_from
+    from ..sim.rig import load_rig
+    from .params import split_parameters
+
+    _, cameras, render = split_parameters(params)
+    render_settings_from(render, source="parameters")
+    if cameras:
+        load_rig(cameras)
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(name)s] %(levelname)s: %(message)s")
 
@@ -122,6 +135,7 @@ def run(args) -> int:
 
     setup_logging()
     params = collect_parameters(args)
+    check_parameters(params)
     transport = make_transport(args.transport, args.node_name, args.namespace)
     try:
         if transport.name == "rclpy":

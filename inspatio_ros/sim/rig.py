@@ -61,6 +61,13 @@ LINK_FROM_OPTICAL_ROTATION = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 
 
 _NAME_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# Size limits checked before anything is allocated: -p cameras.front.width:=100000 with the same
+# height (1e10 pixels) ended in a MemoryError traceback from the renderer's first per-pixel
+# buffer. 8192 is also the render command's --size limit; 64 Mpixel for the whole rig is ten
+# times the 3 x 1080p driving rig.
+MAX_SIDE = 8192
+MAX_RIG_PIXELS = 8192 * 8192
+
 
 @dataclass(frozen=True)
 class CameraSpec:
@@ -124,7 +131,14 @@ def load_rig(params: dict[str, Any], source: str = "parameters") -> list[CameraS
             hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(CAMERA_KEYS)}"
             raise InputError(f"{source}: unknown parameter '{key}'", hint)
         per_camera[cam][field] = value
-    return [_camera(name, per_camera[name], source) for name in names]
+    rig = [_camera(name, per_camera[name], source) for name in names]
+    pixels = sum(c.width * c.height for c in rig)
+    if pixels > MAX_RIG_PIXELS:
+        sizes = ", ".join(f"{c.name} {c.width}x{c.height}" for c in rig)
+        raise InputError(f"{source}: the rig's cameras ({sizes}) have {pixels:,} pixels together, more than "
+                         f"the limit of {MAX_RIG_PIXELS:,} (8192x8192)",
+                         f"give smaller '{PREFIX}<name>.width' / '.height' or fewer cameras")
+    return rig
 
 
 def load_rig_file(path: str | Path) -> list[CameraSpec]:
@@ -191,6 +205,9 @@ def _int(param: str, value, source: str) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
         raise InputError(f"{source}: parameter '{param}' = {value!r} is not a positive integer",
                          "give a size in pixels, e.g. 640")
+    if value > MAX_SIDE:
+        raise InputError(f"{source}: parameter '{param}' = {value} pixels is larger than the limit of {MAX_SIDE}",
+                         f"give a size in pixels of at most {MAX_SIDE}, e.g. 1920")
     return int(value)
 
 
