@@ -44,3 +44,7 @@ def street_world(street, tmp_path_factory):
     path = tmp_path_factory.mktemp("world") / "street.safetensors"
     assert main(["build", str(street), "-o", str(path), "--holdout", "5"]) == 0
     return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes a minute or more; `pytest -m 'not slow'` leaves it out, CI runs it")

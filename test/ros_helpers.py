@@ -25,15 +25,17 @@ def write_params(path: Path, params: dict[str, Any]) -> Path:
 class NodeProcess:
     """``inspatio-ros run`` in a subprocess; stopped with SIGINT (as Ctrl-C) on exit."""
 
-    def __init__(self, world: Path, config: Path, transport: str, log_path: Path, extra: list[str] = ()):
+    def __init__(self, world: Path, config: Path, transport: str, log_path: Path, extra: list[str] = (),
+                 env: dict[str, str] | None = None):
         self.cmd = [sys.executable, "-m", "inspatio_ros.cli", "--device", "cpu", "run", str(world),
                     "--config", str(config), "--transport", transport, *extra]
         self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "NodeProcess":
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         return self
 
     def alive(self) -> bool:
