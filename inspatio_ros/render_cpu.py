@@ -75,7 +75,8 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
     """render.render_points on the CPU through the compiled kernels; returns a RenderOutput.
     ``runs``: (R,2) ascending [start, end) ranges of the points to project (the visible chunks
     of a ChunkedCloud; indices stay those of ``cloud``); None: all points."""
-    from .render import RenderOutput, _ring_offsets
+    from .render.splats import ring_offsets
+    from .render.types import RenderOutput
 
     kern = _compile()
     import numba
@@ -104,7 +105,7 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         source = np.full(B * H * W, -1, dtype=np.int64)
         for k in range(1, ring_count + 1):
             near_min = kern["need_minimum"](depth, reach, k, B, H, W)
-            counts[k - 1] = kern["ring"](table, near_min, slope, best, source, _ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
+            counts[k - 1] = kern["ring"](table, near_min, slope, best, source, ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
                                          tol, K, f32(settings.near), keep, B, H, W, pad)
         taken = source >= 0
         if taken.any():

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .render import _DISK_REACH_SLACK
+from .render.splats import DISK_REACH_SLACK
 
 f32 = np.float32
 opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -136,7 +136,7 @@ def decode(index, surfel, rot, centre, K, height, width, pad):
             d = plane if usable else pz
             rad = surfel[w, 6]
             depth[q] = d
-            reach[q] = rad * fx / d + f32(_DISK_REACH_SLACK)
+            reach[q] = rad * fx / d + f32(DISK_REACH_SLACK)
             if usable:
                 slope[q] = (abs(nx) / fx + abs(ny) / fy) / max(abs(denom), f32(1e-6))
             table[tp, 0] = px

@@ -133,7 +133,7 @@ def test_projection_lands_on_the_expected_pixel():
 
 def test_ring_pass_layouts_agree():
     """Planes (GPU layout) and rows (CPU layout) of the surfel table give the same winners."""
-    from inspatio_ros.render import _ring_pass
+    from inspatio_ros.render.splats import ring_pass
 
     g = torch.Generator().manual_seed(0)
     planes = torch.rand(8, 500, generator=g)
@@ -146,8 +146,8 @@ def test_ring_pass_layouts_agree():
     best = torch.full((len(base),), 10.0)
     source = torch.full((len(base),), -1)
     args = (base, rx, ry, best, source, torch.tensor([1, -1, 7, -7, 8, -8]), 0.05, 0.98)
-    b1, s1 = _ring_pass(planes, True, *args)
-    b2, s2 = _ring_pass(planes.t().contiguous(), False, *args)
+    b1, s1 = ring_pass(planes, True, *args)
+    b2, s2 = ring_pass(planes.t().contiguous(), False, *args)
     assert torch.equal(b1, b2) and torch.equal(s1, s2)
     assert (s1 >= 0).any(), "the test table should produce some winners"
 
@@ -219,12 +219,12 @@ def test_culling_with_nothing_in_view_still_renders():
 
 
 def test_compact_keeps_order_and_capacity():
-    from inspatio_ros.render import _compact
+    from inspatio_ros.render.splats import compact_indices
 
     mask = torch.tensor([0, 1, 1, 0, 1, 0, 1], dtype=torch.bool)
-    assert _compact(mask, 6, 99).tolist() == [1, 2, 4, 6, 99 + 4, 99 + 5]   # unused: spare slots fill + j
-    assert _compact(mask, 2, 99).tolist() == [1, 2]          # overflow: the first ones are kept
-    assert _compact(torch.zeros(5, dtype=torch.bool), 3, 10).tolist() == [10, 11, 12]
+    assert compact_indices(mask, 6, 99).tolist() == [1, 2, 4, 6, 99 + 4, 99 + 5]   # unused: spare slots fill + j
+    assert compact_indices(mask, 2, 99).tolist() == [1, 2]          # overflow: the first ones are kept
+    assert compact_indices(torch.zeros(5, dtype=torch.bool), 3, 10).tolist() == [10, 11, 12]
 
 
 def _street_like_cloud(device="cpu", n=60_000, seed=2):
@@ -282,14 +282,16 @@ def test_cuda_graph_replays_equal_eager_renders_and_recapture_on_overflow():
 def test_eager_rendering_skips_compilation_only_inside_its_block():
     """The build renders a growing cloud once per frame: inside eager_rendering() the CUDA stages
     run uncompiled (no torch.compile of shapes that change every call); outside they compile."""
-    from inspatio_ros import render
+    from inspatio_ros.render import eager_rendering
+    from inspatio_ros.render.compiled import maybe_compiled
+    from inspatio_ros.render.fill import push_pull
 
     cuda = torch.device("cuda")           # only the device type is read: no GPU needed
-    with render.eager_rendering():
-        assert render._maybe_compiled(render._finish, cuda) is render._finish
-        with render.eager_rendering():
-            assert render._maybe_compiled(render._finish, cuda) is render._finish
-        assert render._maybe_compiled(render._finish, cuda) is render._finish
+    with eager_rendering():
+        assert maybe_compiled(push_pull, cuda) is push_pull
+        with eager_rendering():
+            assert maybe_compiled(push_pull, cuda) is push_pull
+        assert maybe_compiled(push_pull, cuda) is push_pull
     if os.environ.get("INSPATIO_NO_COMPILE") != "1":
-        assert render._maybe_compiled(render._finish, cuda) is not render._finish
-    assert render._maybe_compiled(render._finish, torch.device("cpu")) is render._finish
+        assert maybe_compiled(push_pull, cuda) is not push_pull
+    assert maybe_compiled(push_pull, torch.device("cpu")) is push_pull

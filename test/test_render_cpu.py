@@ -127,15 +127,15 @@ def test_need_minimum_equals_the_direct_masked_square_filter(k):
     """The van Herk filter of the ring kernels against render.py's direct one, on sizes that are
     no multiple of the 2k+1 blocks, with infinities and masked pixels."""
     from inspatio_ros import render_kernels
-    from inspatio_ros.render import _square_min_filter
+    from inspatio_ros.render.splats import square_min_filter
     rng = np.random.default_rng(k)
     B, H, W = 2, 23, 37
     depth = rng.uniform(0.5, 50.0, (B, 1, H, W)).astype(np.float32)
     depth[rng.random(depth.shape) < 0.2] = np.inf
     reach = rng.uniform(0.0, 5.0, (B, 1, H, W)).astype(np.float32)
     masked = torch.where(torch.from_numpy(reach) >= k, torch.from_numpy(depth), torch.tensor(np.inf))
-    expected = _square_min_filter(masked, k).numpy().reshape(-1)
+    expected = square_min_filter(masked, k).numpy().reshape(-1)
     got = render_kernels.need_minimum(depth.reshape(-1), reach.reshape(-1), k, B, H, W)
     assert np.array_equal(got, expected)
-    unmasked = _square_min_filter(torch.from_numpy(depth), k).numpy().reshape(-1)
+    unmasked = square_min_filter(torch.from_numpy(depth), k).numpy().reshape(-1)
     assert not np.array_equal(got, unmasked), "the reach mask should change some minimums"
