@@ -3,7 +3,7 @@
 One algorithm, written once in plain PyTorch (no per-pixel or per-point Python loops): on CUDA
 the stages are compiled (torch.compile) into fused kernels and ``Renderer`` replays each batch
 shape from a CUDA graph (no host synchronisation inside a render). On the CPU, ``Renderer`` runs
-the same steps as fused numba kernels (inspatio_ros/render_cpu.py: eager PyTorch makes ~300 passes over memory per frame);
+the same steps as fused numba kernels (cpu.py: eager PyTorch makes ~300 passes over memory per frame);
 ``render_points`` stays the reference they are tested against.
 
 Modules, in the order of the data flow:
@@ -15,6 +15,8 @@ Modules, in the order of the data flow:
 - fill.py         push-pull hole filling
 - compiled.py     torch.compile of the stages on CUDA; eager_rendering()
 - culling.py      ChunkedCloud: spatial chunks, frustum culling
+- cpu.py          the same render as fused numba kernels (cpu_kernels.py), what Renderer runs on
+                  the CPU
 - cuda_graphs.py  a render captured in a CUDA graph
 - renderer.py     Renderer, render, world_point_cloud
 

@@ -37,7 +37,7 @@ class Renderer:
     """A world uploaded once to a device; ``render`` draws batches of cameras at a time.
 
     On the CPU the world is kept in spatial chunks and each batch projects only the chunks in
-    view (ChunkedCloud), and the render runs as compiled CPU kernels (render_cpu.py) where numba
+    view (ChunkedCloud), and the render runs as compiled CPU kernels (cpu.py) where numba
     is installed (``cpu_kernels``; INSPATIO_CPU_KERNELS=0 selects eager PyTorch); on CUDA every
     point is projected (culling is not measured there yet), and each batch shape is captured once in a CUDA graph (``graphs``; INSPATIO_NO_GRAPHS=1 turns it
     off): the first render of a shape runs eagerly and measures how many pixels each splat ring
@@ -82,8 +82,8 @@ class Renderer:
         if cpu_kernels is None and self.device.type == "cpu":
             # Asked only on the CPU: importing numba maps LLVM into the process (~36 MB resident
             # measured in the GPU node, which never runs the kernels).
-            from .. import render_cpu
-            cpu_kernels = os.environ.get("INSPATIO_CPU_KERNELS") != "0" and render_cpu.available()
+            from . import cpu
+            cpu_kernels = os.environ.get("INSPATIO_CPU_KERNELS") != "0" and cpu.available()
         self.cpu_kernels = bool(cpu_kernels) and self.device.type == "cpu"
 
     def cameras(self, c2w, intrinsics: Intrinsics | Sequence[Intrinsics] | None = None) -> Cameras:
@@ -107,7 +107,7 @@ class Renderer:
         cloud = self.cloud
         margin = float(self.settings.max_splat_px) + 1.0
         if self.cpu_kernels:
-            from ..render_cpu import render_points_cpu, visible_runs
+            from .cpu import render_points_cpu, visible_runs
             if self.chunks is None:
                 return render_points_cpu(cloud, cameras, t, self.settings)
             runs = visible_runs(self.chunks, cameras, self.settings.near, margin)
