@@ -3,8 +3,8 @@
 One algorithm, written once in plain PyTorch (no per-pixel or per-point Python loops): on CUDA
 the stages are compiled (torch.compile) into fused kernels and ``Renderer`` replays each batch
 shape from a CUDA graph (no host synchronisation inside a render). On the CPU, ``Renderer`` runs
-the same steps as fused numba kernels (cpu.py: eager PyTorch makes ~300 passes over memory per frame);
-``render_points`` stays the reference they are tested against.
+the same steps as fused numba kernels (cpu.py: eager PyTorch makes ~300 passes over memory per
+frame); ``render_points`` stays the reference they are tested against.
 
 Modules, in the order of the data flow:
 
