@@ -33,7 +33,7 @@ setup(
         "cyclonedds>=0.10",
         "rosbags>=0.10",        # rosbag2 (MCAP / SQLite) input without a ROS install
         "opencv-python-headless>=4.8",      # visual odometry: corners, optical flow, PnP (4.x and 5.x)
-        "numba>=0.59",          # the renderer's CPU kernels (render_cpu.py)
+        "numba>=0.59",          # the renderer's CPU kernels (render/cpu.py)
     ],
     extras_require={
         # ROS 2 Jazzy's rclpy and message packages as wheels (for the rclpy transport without a ROS

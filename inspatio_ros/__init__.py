@@ -9,7 +9,7 @@ import os as _os
 
 # OpenMP worker threads sleep when idle instead of spinning. PyTorch's OpenMP pool spinning after
 # its operations burns the cores the CPU renderer's numba threads need: with numba's OpenMP pool
-# beside it the node fell from 18 to 2 frames/s on 2 cores (measured; render_cpu.py now uses
+# beside it the node fell from 18 to 2 frames/s on 2 cores (measured; render/cpu.py now uses
 # numba's own thread pool). Must be set before torch loads OpenMP; an explicit OMP_WAIT_POLICY is
 # respected.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -19,10 +19,10 @@ import pytest  # noqa: E402
 def cpu_render_kernels():
     """Compile the renderer's CPU kernels once, before any test starts a node process: numba
     caches them on disk, so the nodes load them instead of compiling (~20 s) under a timeout."""
-    from inspatio_ros import render_cpu
+    from inspatio_ros.render import cpu
 
-    if render_cpu.available():
-        render_cpu.warm_up()
+    if cpu.available():
+        cpu.warm_up()
 
 
 @pytest.fixture(scope="session")

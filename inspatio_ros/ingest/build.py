@@ -272,7 +272,7 @@ def fill_unknown_depth(depth: np.ndarray, sky_distance: float, levels: int = 8,
     ``ceiling`` (HxW, NaN: none): the farthest depth a filled pixel may get (below the horizon a
     static point lies before the road plane: interpolating from sky and far road across a blank
     car side would put the car behind the road)."""
-    from ..render import _push_pull
+    from ..render.fill import push_pull as _push_pull
 
     known = np.isfinite(depth) & (depth > 0) | np.isposinf(depth)
     if known.all() or not known.any():

@@ -1,4 +1,4 @@
-"""numba kernels of the CPU renderer (render_cpu.py loads this module when numba is present).
+"""numba kernels of the CPU renderer (cpu.py loads this module when numba is present).
 
 Module-level functions, so that numba's disk cache holds them across processes (kernels defined
 as closures, or calling closures, were compiled afresh in every process: ~12 s at start-up).
@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .render import _DISK_REACH_SLACK
+from .splats import DISK_REACH_SLACK
 
 f32 = np.float32
 opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
@@ -40,7 +40,7 @@ def _zbuffer_points(xyz, t_start, t_end, use_time, t, i0, i1, r00, r01, r02, r10
 def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, height, width, runs, parts):
     """Per pixel of B images, the index of the nearest point centre (-1: none) among the
     points of ``runs`` ((R,2) [start, end) index ranges, ascending); ties of equal depth go to
-    the lower index, as with render.py's (depth bits << 32 | index) keys. The points are
+    the lower index, as with reference.py's (depth bits << 32 | index) keys. The points are
     split into ``parts`` equal shares in index order, each reduced into its own buffers (no
     atomics), then the buffers are merged."""
     B = rot.shape[0]
@@ -136,7 +136,7 @@ def decode(index, surfel, rot, centre, K, height, width, pad):
             d = plane if usable else pz
             rad = surfel[w, 6]
             depth[q] = d
-            reach[q] = rad * fx / d + f32(_DISK_REACH_SLACK)
+            reach[q] = rad * fx / d + f32(DISK_REACH_SLACK)
             if usable:
                 slope[q] = (abs(nx) / fx + abs(ny) / fy) / max(abs(denom), f32(1e-6))
             table[tp, 0] = px
@@ -164,7 +164,7 @@ def _candidate_depth(table, j, rx, ry, near, limit):
 @njit(parallel=True, **opts)
 def need_minimum(depth, reach, k, B, height, width):
     """Per pixel, the minimum of the decoded depth over the (2k+1)^2 square around it, among
-    pixels whose surfel reaches >= k px (inf where none): render._ring_need's masked filter.
+    pixels whose surfel reaches >= k px (inf where none): splats._ring_need's masked filter.
     Separable van Herk / Gil-Werman filter: blocks of 2k+1 rows (then columns) get running
     minima from both ends, and each window is the minimum of one suffix and one prefix, so a
     pixel costs ~6 comparisons whatever k (the direct filter costs 2(2k+1): 18 at k = 4)."""
@@ -218,7 +218,7 @@ def need_minimum(depth, reach, k, B, height, width):
 
 @njit(parallel=True, **opts)
 def ring(table, near_min, slope, best, source, offsets, k, tolerance, K, near, keep, B, height, width, pad):
-    """One splat ring (Chebyshev distance k): render._ring_need then render._ring_pass, fused
+    """One splat ring (Chebyshev distance k): splats._ring_need then splats.ring_pass, fused
     per image row, given ``near_min`` from need_minimum. A pixel is examined when near_min is
     in front of its own surface, extended k px along its slope, by more than k tolerances; then
     the offsets are tested nearest first, the front-most qualifying surface wins, on it the
@@ -304,7 +304,7 @@ def finish(filled, have, background):
 
 @njit(**opts)
 def pool(vw, w):
-    """2x2 sums (ceil mode): the ratio vw/w equals render.py's ratio of averages."""
+    """2x2 sums (ceil mode): the ratio vw/w equals fill.push_pull's ratio of averages."""
     B, C, H, W = vw.shape
     h, wd = (H + 1) // 2, (W + 1) // 2
     ov = np.zeros((B, C, h, wd), dtype=np.float32)

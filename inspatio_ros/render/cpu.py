@@ -1,13 +1,13 @@
 """The renderer's algorithm as fused CPU kernels (numba), for machines without a GPU.
 
-``render.render_points`` (PyTorch) is the reference and what CUDA runs. Eager PyTorch on the CPU
+``reference.render_points`` (PyTorch) is the reference and what CUDA runs. Eager PyTorch on the CPU
 makes one pass over memory per operation (~300 per frame); these kernels do the same work in a
 handful of loops, several times faster, so that a CPU-only machine renders a camera in real time.
-They follow render.py step by step (centre z-buffer, plane depth, ring-by-ring surfel expansion
+They follow reference.py step by step (centre z-buffer, plane depth, ring-by-ring surfel expansion
 with the same need filter and winner rule, push-pull hole filling); test_render_cpu.py checks
 that both give the same images.
 
-The kernels live in render_kernels.py (numba), compiled on first use (~20 s on 2 cores) and
+The kernels live in cpu_kernels.py (numba), compiled on first use (~20 s on 2 cores) and
 cached on disk (numba's cache, next to that file; NUMBA_CACHE_DIR moves it), so later processes
 load them in about a second. ``available()`` says whether numba can be imported; without it the
 Renderer uses the PyTorch path.
@@ -24,14 +24,15 @@ import torch
 def warm_up() -> None:
     """Compile (or load from the disk cache) every kernel by rendering a tiny cloud: later
     processes, such as the node's, then start without the compile."""
-    from .render import Cameras, PointCloud, Renderer
+    from .renderer import Renderer
+    from .types import Cameras, PointCloud
 
     xyz = np.array([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0]])
     cloud = PointCloud.from_arrays(xyz, np.full((2, 3), 128), np.full(2, 0.5), None, [0.0, 0.0], [1.0, 1.0])
     cams = Cameras(torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]]), torch.eye(4)[None], 8, 8)
     out = Renderer(cloud, "cpu", cpu_kernels=True).render(cams, 0.5)      # chunk visibility + every kernel
     if int(out.need_counts[0]) == 0:       # the ring kernel would then compile in the next process
-        raise RuntimeError("render_cpu.warm_up: the warm-up render did not reach the splat rings")
+        raise RuntimeError("render.cpu.warm_up: the warm-up render did not reach the splat rings")
 
 
 def available() -> bool:
@@ -46,7 +47,7 @@ _kernels = None
 
 
 def _compile():
-    """The kernels (render_kernels.py), loaded once per process."""
+    """The kernels (cpu_kernels.py), loaded once per process."""
     global _kernels
     if _kernels is not None:
         return _kernels
@@ -57,7 +58,7 @@ def _compile():
         # whenever other processes wanted the cores too, as the node's writer and the DDS readers
         # do on a 2-core machine: a frame took 560 ms instead of 77 ms (measured under load).
         numba.config.THREADING_LAYER = "workqueue"
-    from . import render_kernels as k
+    from . import cpu_kernels as k
 
     _kernels = {name: getattr(k, name) for name in ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour",
                                                     "pool", "pull", "finish")}
@@ -72,10 +73,11 @@ def _camera_arrays(cams):
 
 
 def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs: np.ndarray | None = None):
-    """render.render_points on the CPU through the compiled kernels; returns a RenderOutput.
+    """reference.render_points on the CPU through the compiled kernels; returns a RenderOutput.
     ``runs``: (R,2) ascending [start, end) ranges of the points to project (the visible chunks
     of a ChunkedCloud; indices stay those of ``cloud``); None: all points."""
-    from .render import RenderOutput, _ring_offsets
+    from .splats import ring_offsets
+    from .types import RenderOutput
 
     kern = _compile()
     import numba
@@ -104,7 +106,7 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         source = np.full(B * H * W, -1, dtype=np.int64)
         for k in range(1, ring_count + 1):
             near_min = kern["need_minimum"](depth, reach, k, B, H, W)
-            counts[k - 1] = kern["ring"](table, near_min, slope, best, source, _ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
+            counts[k - 1] = kern["ring"](table, near_min, slope, best, source, ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
                                          tol, K, f32(settings.near), keep, B, H, W, pad)
         taken = source >= 0
         if taken.any():

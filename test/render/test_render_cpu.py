@@ -1,14 +1,13 @@
-"""The CPU kernels (render_cpu.py) against the PyTorch reference (render.render_points): same
+"""The CPU kernels (render/cpu.py) against the PyTorch reference (render.render_points): same
 points drawn, same colours, same depth, in every mode the renderer has."""
 import numpy as np
 import pytest
 import torch
 
-from inspatio_ros import render_cpu
 from inspatio_ros.camera import Intrinsics, look_at
-from inspatio_ros.render import Cameras, PointCloud, Renderer, RenderSettings, render_points
+from inspatio_ros.render import Cameras, PointCloud, Renderer, RenderSettings, cpu, render_points
 
-pytestmark = pytest.mark.skipif(not render_cpu.available(), reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not cpu.available(), reason="numba is not installed")
 
 
 def _scene(seed=4, n=40_000):
@@ -53,7 +52,7 @@ def _assert_same(ref, out, index=False):
 def test_kernels_draw_what_the_reference_draws(t):
     cloud, cams = _scene(), _cameras()
     ref = render_points(cloud, cams, t, return_index=True)
-    out = render_cpu.render_points_cpu(cloud, cams, t, RenderSettings(), return_index=True)
+    out = cpu.render_points_cpu(cloud, cams, t, RenderSettings(), return_index=True)
     _assert_same(ref, out, index=True)
     assert torch.equal(ref.need_counts, out.need_counts)
     assert int(out.need_counts[0]) > 500, "the scene should make the splat rings work"
@@ -66,7 +65,7 @@ def test_kernels_draw_what_the_reference_draws(t):
                          ids=["no-hole-fill", "no-splats", "other-knobs"])
 def test_kernels_follow_the_settings(settings):
     cloud, cams = _scene(seed=5), _cameras()
-    _assert_same(render_points(cloud, cams, None, settings), render_cpu.render_points_cpu(cloud, cams, None, settings))
+    _assert_same(render_points(cloud, cams, None, settings), cpu.render_points_cpu(cloud, cams, None, settings))
 
 
 def test_renderer_uses_the_kernels_on_the_cpu_and_can_be_told_not_to(monkeypatch):
@@ -107,12 +106,12 @@ def test_visible_runs_skip_hidden_chunks_and_change_nothing():
     settings = RenderSettings()
     for target in ([20.0, 3.0, 1.0], [-5.0, 25.0, 1.0], [0.0, 0.0, -20.0]):
         cams = Cameras.from_intrinsics(intr, look_at([0.5, 0.5, 1.0], target)[None])
-        runs = render_cpu.visible_runs(chunks, cams, settings.near, settings.max_splat_px + 1.0)
+        runs = cpu.visible_runs(chunks, cams, settings.near, settings.max_splat_px + 1.0)
         projected = int((runs[:, 1] - runs[:, 0]).sum())
         run_of_subset = len(chunks.subset(cams, settings.near, settings.max_splat_px + 1.0).xyz)
         assert projected <= run_of_subset
         ref = render_points(chunks.cloud, cams, None, settings)
-        _assert_same(ref, render_cpu.render_points_cpu(chunks.cloud, cams, None, settings, runs=runs))
+        _assert_same(ref, cpu.render_points_cpu(chunks.cloud, cams, None, settings, runs=runs))
         if target[2] > 0:
             assert projected < 0.5 * len(pts), "a side view should skip most of the grid"
         # The kernel's visibility test is ChunkedCloud.visible_chunks'.
@@ -124,18 +123,18 @@ def test_visible_runs_skip_hidden_chunks_and_change_nothing():
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_need_minimum_equals_the_direct_masked_square_filter(k):
-    """The van Herk filter of the ring kernels against render.py's direct one, on sizes that are
+    """The van Herk filter of the ring kernels against splats.square_min_filter, on sizes that are
     no multiple of the 2k+1 blocks, with infinities and masked pixels."""
-    from inspatio_ros import render_kernels
-    from inspatio_ros.render import _square_min_filter
+    from inspatio_ros.render import cpu_kernels
+    from inspatio_ros.render.splats import square_min_filter
     rng = np.random.default_rng(k)
     B, H, W = 2, 23, 37
     depth = rng.uniform(0.5, 50.0, (B, 1, H, W)).astype(np.float32)
     depth[rng.random(depth.shape) < 0.2] = np.inf
     reach = rng.uniform(0.0, 5.0, (B, 1, H, W)).astype(np.float32)
     masked = torch.where(torch.from_numpy(reach) >= k, torch.from_numpy(depth), torch.tensor(np.inf))
-    expected = _square_min_filter(masked, k).numpy().reshape(-1)
-    got = render_kernels.need_minimum(depth.reshape(-1), reach.reshape(-1), k, B, H, W)
+    expected = square_min_filter(masked, k).numpy().reshape(-1)
+    got = cpu_kernels.need_minimum(depth.reshape(-1), reach.reshape(-1), k, B, H, W)
     assert np.array_equal(got, expected)
-    unmasked = _square_min_filter(torch.from_numpy(depth), k).numpy().reshape(-1)
+    unmasked = square_min_filter(torch.from_numpy(depth), k).numpy().reshape(-1)
     assert not np.array_equal(got, unmasked), "the reach mask should change some minimums"

@@ -1,4 +1,5 @@
-"""Renderer properties on hand-made point sets (accuracy against the ray-caster: test_render_vs_raycast)."""
+"""render_points (the PyTorch reference) on hand-made point sets (accuracy against the ray-caster:
+test_build_eval.py::test_render_matches_raycaster_depth_on_source_views)."""
 import math
 import os
 
@@ -8,24 +9,9 @@ import torch
 
 from inspatio_ros.camera import Intrinsics, look_at
 from inspatio_ros.render import Cameras, PointCloud, RenderSettings, render_points
+from render_scenes import INTR, camera, pixel_surfels, street_like_cloud
 
-INTR = Intrinsics.from_fov(64, 48, 60.0)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def pixel_surfels(intr, c2w, depth, rgb, overlap=1.5):
-    """One fronto-parallel surfel per pixel of a camera at a constant depth (a wall)."""
-    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
-    rays = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1).reshape(-1, 3)
-    pc = rays * depth
-    xyz = pc @ c2w[:3, :3].T + c2w[:3, 3]
-    normal = np.tile(-c2w[:3, 2], (len(xyz), 1))
-    radius = np.full(len(xyz), 0.5 * overlap * depth / intr.fx)
-    return xyz, rgb.reshape(-1, 3), radius, normal
-
-
-def camera(c2w, intr=INTR, device="cpu"):
-    return Cameras.from_intrinsics(intr, np.asarray(c2w)[None], device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -130,28 +116,6 @@ def test_projection_lands_on_the_expected_pixel():
     assert math.isclose(float(out.depth[0, 19, 42]), 5.0, rel_tol=1e-6)
 
 
-
-def test_ring_pass_layouts_agree():
-    """Planes (GPU layout) and rows (CPU layout) of the surfel table give the same winners."""
-    from inspatio_ros.render import _ring_pass
-
-    g = torch.Generator().manual_seed(0)
-    planes = torch.rand(8, 500, generator=g)
-    planes[2] += 2.0                      # centre depth
-    planes[5] -= 1.5                      # normals roughly facing the camera
-    planes[6] = (planes[0:3] * planes[3:6]).sum(0)
-    planes[7] = torch.rand(500, generator=g) * 0.5
-    base = torch.arange(50, 450, 3)
-    rx, ry = torch.rand(len(base), generator=g) - 0.5, torch.rand(len(base), generator=g) - 0.5
-    best = torch.full((len(base),), 10.0)
-    source = torch.full((len(base),), -1)
-    args = (base, rx, ry, best, source, torch.tensor([1, -1, 7, -7, 8, -8]), 0.05, 0.98)
-    b1, s1 = _ring_pass(planes, True, *args)
-    b2, s2 = _ring_pass(planes.t().contiguous(), False, *args)
-    assert torch.equal(b1, b2) and torch.equal(s1, s2)
-    assert (s1 >= 0).any(), "the test table should produce some winners"
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     """One code path: the compiled CUDA render agrees with the CPU render (float rounding may
@@ -174,74 +138,10 @@ def test_cuda_matches_cpu():
     assert np.median(np.abs(d_cpu[both] - d_gpu[both])) < 1e-4
 
 
-def test_frustum_culling_changes_nothing_but_the_work():
-    """ChunkedCloud: renders with and without culling are identical, looking into, along and away
-    from a scattered world (walls of surfels all around the origin, 40 m across). Compared with the
-    chunk-sorted cloud: sorting alone may flip ties of exactly equal depth (edge-on walls seen from
-    above), which is the renderer's tie rule, not culling."""
-    from inspatio_ros.render import ChunkedCloud
-
-    rng = np.random.default_rng(3)
-    parts = []
-    for yaw in np.linspace(0, 2 * np.pi, 8, endpoint=False):
-        c2w = look_at([0.0, 0.0, 1.5], [20 * math.cos(yaw), 20 * math.sin(yaw), 1.5])
-        colours = rng.integers(0, 256, (INTR.height, INTR.width, 3), dtype=np.uint8)
-        parts.append(pixel_surfels(INTR, c2w, float(rng.uniform(4, 20)), colours))
-    xyz, rgb, radius, normal = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    cloud = PointCloud.from_arrays(xyz, rgb, radius, normal)
-    chunks = ChunkedCloud(cloud, cell_m=4.0)
-    assert len(chunks.counts) > 20 and int(chunks.counts.sum()) == len(xyz)
-    settings = RenderSettings()
-    poses = [look_at([0.0, 0.0, 1.5], [5.0, 1.0, 1.2]), look_at([3.0, -2.0, 1.0], [-10.0, -4.0, 2.0]),
-             look_at([0.0, 0.0, 30.0], [0.0, 0.0, 0.0], up=(1.0, 0.0, 0.0))]
-    kept = []
-    for c2w in poses:
-        cams = camera(c2w)
-        sub = chunks.subset(cams, settings.near, settings.max_splat_px + 1.0)
-        kept.append(len(sub.xyz) / len(xyz))
-        full = render_points(chunks.cloud, cams, settings=settings)
-        culled = render_points(sub, cams, settings=settings)
-        assert torch.equal(full.rgb, culled.rgb) and torch.equal(full.coverage, culled.coverage)
-        assert torch.equal(torch.nan_to_num(full.depth, nan=-1.0), torch.nan_to_num(culled.depth, nan=-1.0))
-    assert min(kept) < 0.6, kept          # the side views really drop most of the world
-
-
-def test_culling_with_nothing_in_view_still_renders():
-    from inspatio_ros.render import ChunkedCloud
-
-    c2w = np.eye(4)
-    colours = np.full((INTR.height, INTR.width, 3), 200, np.uint8)
-    cloud = PointCloud.from_arrays(*pixel_surfels(INTR, c2w, 5.0, colours))
-    away = look_at([0.0, 0.0, 0.0], [0.0, 0.0, -10.0], up=(0.0, -1.0, 0.0))      # looking backwards
-    sub = ChunkedCloud(cloud).subset(camera(away), 0.05, 5.0)
-    out = render_points(sub, camera(away))
-    assert not bool(out.coverage.any())
-
-
-def test_compact_keeps_order_and_capacity():
-    from inspatio_ros.render import _compact
-
-    mask = torch.tensor([0, 1, 1, 0, 1, 0, 1], dtype=torch.bool)
-    assert _compact(mask, 6, 99).tolist() == [1, 2, 4, 6, 99 + 4, 99 + 5]   # unused: spare slots fill + j
-    assert _compact(mask, 2, 99).tolist() == [1, 2]          # overflow: the first ones are kept
-    assert _compact(torch.zeros(5, dtype=torch.bool), 3, 10).tolist() == [10, 11, 12]
-
-
-def _street_like_cloud(device="cpu", n=60_000, seed=2):
-    """A ground plane and a wall seen at a slant, sparse enough that surfels must fill gaps."""
-    rng = np.random.default_rng(seed)
-    ground = np.stack([rng.uniform(-6, 6, n), np.full(n, 1.5), rng.uniform(1, 30, n)], 1)
-    wall = np.stack([np.full(n // 2, 4.0), rng.uniform(-3, 1.5, n // 2), rng.uniform(2, 30, n // 2)], 1)
-    xyz = np.concatenate([ground, wall])
-    normal = np.concatenate([np.tile([0, -1.0, 0], (n, 1)), np.tile([-1.0, 0, 0], (n // 2, 1))])
-    return PointCloud.from_arrays(xyz, rng.integers(0, 256, (len(xyz), 3)), np.full(len(xyz), 0.08), normal,
-                                  device=device)
-
-
 def test_fixed_capacity_render_equals_the_synchronising_one():
     """The capacity path (what a CUDA graph captures) gives the same image when every ring fits,
     and reports the rings that did not fit."""
-    cloud = _street_like_cloud()
+    cloud = street_like_cloud()
     intr = Intrinsics.from_fov(160, 120, 80.0)
     cams = Cameras.from_intrinsics(intr, np.stack([np.eye(4), look_at([0.5, 0, 0], [0, 0.5, 10], up=(0, -1, 0))]))
     ref = render_points(cloud, cams)
@@ -258,38 +158,19 @@ def test_fixed_capacity_render_equals_the_synchronising_one():
     assert bool((small.need_counts > 10).any())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_graph_replays_equal_eager_renders_and_recapture_on_overflow():
-    from inspatio_ros.render import Renderer
-
-    w = _street_like_cloud("cuda", n=200_000)
-    intr = Intrinsics.from_fov(320, 240, 80.0)
-    graphed = Renderer(w, "cuda", graphs=True)
-    eager = Renderer(w, "cuda", graphs=False)
-    for i in range(5):
-        pose = look_at([0.3 * i, 0, 0.5 * i], [0, 0.5, 12], up=(0, -1, 0))
-        cams = Cameras.from_intrinsics(intr, np.stack([pose, np.eye(4)]), "cuda")
-        a, b = graphed.render(cams), eager.render(cams)
-        assert torch.equal(a.rgb, b.rgb) and torch.equal(a.coverage, b.coverage)
-    assert len(graphed._captured) == 1
-    entry = next(iter(graphed._captured.values()))
-    entry.capacity[0] = 1                      # pretend the captured room was too small
-    cams = Cameras.from_intrinsics(intr, np.stack([np.eye(4), np.eye(4)]), "cuda")
-    a, b = graphed.render(cams), eager.render(cams)
-    assert torch.equal(a.rgb, b.rgb) and graphed.recaptures == 1
-
-
 def test_eager_rendering_skips_compilation_only_inside_its_block():
     """The build renders a growing cloud once per frame: inside eager_rendering() the CUDA stages
     run uncompiled (no torch.compile of shapes that change every call); outside they compile."""
-    from inspatio_ros import render
+    from inspatio_ros.render import eager_rendering
+    from inspatio_ros.render.compiled import maybe_compiled
+    from inspatio_ros.render.fill import push_pull
 
     cuda = torch.device("cuda")           # only the device type is read: no GPU needed
-    with render.eager_rendering():
-        assert render._maybe_compiled(render._finish, cuda) is render._finish
-        with render.eager_rendering():
-            assert render._maybe_compiled(render._finish, cuda) is render._finish
-        assert render._maybe_compiled(render._finish, cuda) is render._finish
+    with eager_rendering():
+        assert maybe_compiled(push_pull, cuda) is push_pull
+        with eager_rendering():
+            assert maybe_compiled(push_pull, cuda) is push_pull
+        assert maybe_compiled(push_pull, cuda) is push_pull
     if os.environ.get("INSPATIO_NO_COMPILE") != "1":
-        assert render._maybe_compiled(render._finish, cuda) is not render._finish
-    assert render._maybe_compiled(render._finish, torch.device("cpu")) is render._finish
+        assert maybe_compiled(push_pull, cuda) is not push_pull
+    assert maybe_compiled(push_pull, torch.device("cpu")) is push_pull

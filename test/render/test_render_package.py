@@ -1,0 +1,36 @@
+"""The render package's face: what __all__ names exists, and no file of render/ (or of its tests)
+imports a private (underscore) name from another module."""
+import ast
+from pathlib import Path
+
+import inspatio_ros.render as render
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_all_names_exist():
+    assert sorted(render.__all__) == sorted(set(render.__all__))
+    for name in render.__all__:
+        assert hasattr(render, name), name
+
+
+def test_no_private_name_crosses_a_file():
+    files = sorted((ROOT / "inspatio_ros" / "render").glob("*.py")) + sorted(Path(__file__).parent.glob("*.py"))
+    crossing = []
+    for path in files:
+        tree = ast.parse(path.read_text())
+        modules = set()              # names bound to inspatio_ros modules: their _attributes are private too
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("inspatio_ros")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        crossing.append(f"{path.name}:{node.lineno} imports {alias.name}")
+                    modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                modules.update(a.asname or a.name.split(".")[0] for a in node.names
+                               if a.name.startswith("inspatio_ros"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                crossing.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not crossing, crossing
