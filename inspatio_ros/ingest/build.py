@@ -10,7 +10,7 @@ point remembers its source frame (``static.frame``), so later stages can address
 Poses missing from the input (or ``--poses estimate``) come from visual odometry on the frames
 (odometry.py): with landmarks from the given depth maps when there are any, else monocular and
 scaled by the camera's height above the road (``--camera-height``). Without depth maps the depth
-of every fused frame comes from multi-view stereo on the other fused frames (mvs.py, plane sweep);
+of every fused frame comes from multi-view stereo on the other fused frames (mvs/, plane sweep);
 pixels it cannot measure are propagated from the measured ones where the other frames agree.
 
 Before fusing, each frame's points are checked against the fused frames around it: a point that
@@ -778,10 +778,8 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
 
     fused = [int(i) for i in np.nonzero(~held)[0]]
     started = time.time()
-    moving: dict[int, np.ndarray] = {}
-    road: dict = {}
-    maps = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks,
-                       moving=moving, road_out=road)
+    result = dense_depth(fs.load, c2w, intr, fused, settings, device, sources=fused, landmarks=landmarks)
+    maps, moving = result.maps, result.moving
     seconds = time.time() - started
     measured = [depth_coverage(maps[i][0]) for i in fused]
     sky = [float(np.isposinf(maps[i][0]).mean()) for i in fused]
@@ -799,10 +797,10 @@ def _depth_from_video(fs: FrameSet, c2w: np.ndarray, intr: Intrinsics, held: np.
             "seconds_per_frame": round(seconds / max(len(fused), 1), 3), "device": str(device),
             "moving_pixels": round(float(np.mean([m.mean() for m in moving.values()])), 5) if moving else 0.0,
             "settings": asdict(settings)}
-    if "plane" in road:
-        info["road_plane"] = {"normal": [round(float(x), 5) for x in road["plane"][0]],
-                              "distance": round(road["plane"][1], 4)}
-    return load_depth, info, moving, road.get("ceiling")
+    if result.road_plane is not None:
+        info["road_plane"] = {"normal": [round(float(x), 5) for x in result.road_plane[0]],
+                              "distance": round(result.road_plane[1], 4)}
+    return load_depth, info, moving, result.ceiling
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,74 @@
+"""The road plane under a driving camera: fit from depth, its normal from the path, its depth per
+pixel. Multi-view stereo uses it for propagation, the depth ceiling and moving objects; the build
+uses its height to refine the scale of poses from monocular odometry.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..camera import Intrinsics
+
+
+def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0,
+                   normal: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
+    """Road plane n . X = d in camera coordinates (x right, y down) from points (N,3) seen in the
+    road region of the frames (a camera mounted rigidly: one plane for all frames). Robust: starts
+    from the plane y = median height and refits by SVD on the points near it; None when the fit
+    is not a road (too few points, tilted more than ``max_tilt_deg``). ``normal`` (unit, camera
+    coordinates): the road's normal is known (from the direction of travel, odometry's
+    road_normals) and only d is fitted, as the median height along it of the points near it.
+    A free normal follows whatever the region holds most of: on a street whose asphalt is too
+    blank to match, kerbs, lane lines and car bottoms, which tilted it by 1.3 degrees."""
+    p = np.asarray(points, np.float64)
+    p = p[np.isfinite(p).all(1) & (p[:, 1] > 0)]
+    if len(p) < 200:
+        return None
+    n = np.array([0.0, 1.0, 0.0]) if normal is None else np.asarray(normal, np.float64) / np.linalg.norm(normal)
+    d = float(np.median(p @ n))
+    for tol in (0.25, 0.1, 0.05):
+        inl = np.abs(p @ n - d) < tol * d
+        if inl.sum() < 60:
+            return None
+        if normal is None:
+            c = p[inl].mean(0)
+            n = np.linalg.svd(p[inl] - c, full_matrices=False)[2][-1]
+            n = n if n[1] > 0 else -n
+            d = float(n @ c)
+        else:
+            d = float(np.median(p[inl] @ n))
+    if d <= 0 or np.degrees(np.arccos(min(1.0, n[1]))) > max_tilt_deg:
+        return None
+    return n, d
+
+
+def road_normal_in_camera(c2w: np.ndarray) -> np.ndarray:
+    """The mean road normal of a driving path in camera coordinates (pointing down, y down): the
+    odometry's road_normals (from the direction of travel) seen from each camera, averaged."""
+    from .odometry import road_normals
+
+    up = road_normals(c2w, np.ones(len(c2w), bool))
+    n = -np.einsum("nji,nj->ni", c2w[:, :3, :3], up)          # R^T (-up) per frame
+    n = n.mean(0)
+    return n / np.linalg.norm(n)
+
+
+def road_inverse_depth(plane: tuple[np.ndarray, float] | None, intr: Intrinsics) -> np.ndarray | None:
+    """Inverse depth (h,w) of the road plane per pixel (NaN above its horizon)."""
+    if plane is None:
+        return None
+    n, d = plane
+    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
+    along = n[0] * (u - intr.cx) / intr.fx + n[1] * (v - intr.cy) / intr.fy + n[2]
+    # z-depth of the ray (u, v, 1) meeting n . X = d: d / along; only well below the horizon.
+    return np.where(along > 0.02, along / d, np.nan).astype(np.float32)
+
+
+def road_region_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np.ndarray:
+    """Camera-frame points of measured pixels in the road region (lower 40 %, middle 2/3)."""
+    h, w = depth.shape
+    v, u = np.mgrid[int(0.6 * h):h:step, w // 6:w - w // 6:step]
+    z = depth[v, u]
+    ok = np.isfinite(z) & (z > 0)
+    u, v, z = u[ok], v[ok], z[ok]
+    return np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], 1)
+
