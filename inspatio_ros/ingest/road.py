@@ -1,6 +1,6 @@
 """The road plane under a driving camera: fit from depth, its normal from the path, its depth per
 pixel. Multi-view stereo uses it for propagation, the depth ceiling and moving objects; the build
-uses its height to refine the scale of poses from monocular odometry.
+uses its height to refine the scale of poses from monocular odometry (road_scale_factor).
 """
 from __future__ import annotations
 
@@ -72,3 +72,26 @@ def road_region_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np
     u, v, z = u[ok], v[ok], z[ok]
     return np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], 1)
 
+
+# The dense road plane may correct the sparse camera-height scale by at most this much (relative):
+# a larger disagreement means one of the two fits is not the road, and the sparse one is kept.
+MAX_ROAD_SCALE_CHANGE = 0.1
+
+
+def road_scale_factor(pose_info: dict, mvs_info: dict | None, camera_height: float) -> float | None:
+    """camera_height / the camera's height above MVS's road plane (pose units), when the poses
+    were scaled by the camera height as one segment (several segments have scales of their own,
+    which one plane over all frames cannot tell apart) and the two agree within
+    MAX_ROAD_SCALE_CHANGE; else None. ``pose_info``: the poses' world.info entries (scale,
+    odometry); ``mvs_info``: world.info["mvs"] (None: depth given)."""
+    if mvs_info is None or "road_plane" not in mvs_info:
+        return None
+    if not str(pose_info.get("scale", "")).startswith("metric (camera height"):
+        return None
+    if len(pose_info.get("odometry", {}).get("segment_scales", [])) != 1:
+        return None
+    height = float(mvs_info["road_plane"]["distance"])
+    if not (np.isfinite(height) and height > 0):
+        return None
+    factor = camera_height / height
+    return factor if abs(factor - 1.0) <= MAX_ROAD_SCALE_CHANGE else None
