@@ -253,8 +253,8 @@ def _backproject(K, c2w, pts, depth):
     return pc @ c2w[:3, :3].T + c2w[:3, 3], ok
 
 
-def _jacobian_sparsity(n_obs: int, o_kf: np.ndarray, o_pt: np.ndarray, kf_col: dict, priors: list,
-                       n_params: int):
+def bundle_adjustment_jacobian_sparsity(n_obs: int, o_kf: np.ndarray, o_pt: np.ndarray, kf_col: dict,
+                                        priors: list, n_params: int):
     """Which parameters each bundle-adjustment residual depends on: an observation's two pixel
     residuals on its keyframe's six pose parameters (when free) and its landmark's three, a
     rotation prior's three residuals on both keyframes' rotations. Built from index arrays at
@@ -352,7 +352,7 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
             r = np.where(mag <= huber, r, np.sign(r) * np.sqrt(np.maximum(2 * huber * mag - huber ** 2, 0.0)))
         return np.concatenate([r, prior_res.ravel()])
 
-    A = _jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
+    A = bundle_adjustment_jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
     sol = least_squares(residuals, x0, jac_sparsity=A, loss="linear" if priors else "huber", f_scale=huber,
                         max_nfev=iterations, x_scale="jac", method="trf")
     x = sol.x
