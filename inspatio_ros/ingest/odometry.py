@@ -150,7 +150,8 @@ def _c2w_to_rt(c2w: np.ndarray):
     return rvec.reshape(3), t
 
 
-def _project(K, c2w, xyz):
+def project_points(K, c2w, xyz):
+    """Pixels (n,2) and z-depths (n,) of world points ``xyz`` (n,3) in the camera ``c2w`` (K: 3x3)."""
     R = c2w[:3, :3].T
     pc = (xyz - c2w[:3, 3]) @ R.T
     z = pc[:, 2]
@@ -177,7 +178,7 @@ class _Tracks:
         self.ids, self.pts = self.ids[mask], self.pts[mask]
 
 
-def _with_landmarks(ids: np.ndarray, landmarks: dict) -> tuple[np.ndarray, np.ndarray]:
+def tracks_with_landmarks(ids: np.ndarray, landmarks: dict) -> tuple[np.ndarray, np.ndarray]:
     """Which tracks have a landmark ((n,) bool) and those landmarks' positions ((m,3))."""
     have = np.array([int(t) in landmarks for t in ids], bool)
     xyz = np.stack([landmarks[int(t)] for t in ids[have]]) if have.any() else np.zeros((0, 3))
@@ -216,7 +217,7 @@ def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
     xyz = (X[:3] / np.where(np.abs(X[3]) < 1e-12, 1e-12, X[3])).T
     ok = np.isfinite(xyz).all(1)
     for c2w, p in ((c2w_a, pa), (c2w_b, pb)):
-        uv, z = _project(K, c2w, xyz)
+        uv, z = project_points(K, c2w, xyz)
         ok &= (z > 0) & (np.linalg.norm(uv - p, axis=1) < 2.0)
     ra = xyz - c2w_a[:3, 3]
     rb = xyz - c2w_b[:3, 3]
@@ -517,9 +518,9 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         c2w[i], located[i], inliers[i] = pose, True, n
         # Tracks that drifted off their landmark (KLT follows a patch that changes scale and
         # perspective as the camera moves on) are dropped here rather than kept as bad evidence.
-        has_lm, xyz = _with_landmarks(tracks.ids, landmarks)
+        has_lm, xyz = tracks_with_landmarks(tracks.ids, landmarks)
         if has_lm.any():
-            uv, z = _project(K, pose, xyz)
+            uv, z = project_points(K, pose, xyz)
             bad = np.zeros(len(tracks.ids), bool)
             bad[has_lm] = (np.linalg.norm(uv - tracks.pts[has_lm], axis=1) > s.track_drift_px) | (z <= 0)
             tracks.keep(~bad)
@@ -530,11 +531,11 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         kf_ids, kf_pts = kf_obs[last_kf]
         common, a, b = np.intersect1d(kf_ids, tracks.ids, return_indices=True)
         flow = np.median(np.linalg.norm(tracks.pts[b] - kf_pts[a], axis=1)) if len(common) else 1e9
-        with_lm = _with_landmarks(tracks.ids, landmarks)[0].sum()
-        kf_with_lm = _with_landmarks(kf_ids, landmarks)[0].sum()
+        with_lm = tracks_with_landmarks(tracks.ids, landmarks)[0].sum()
+        kf_with_lm = tracks_with_landmarks(kf_ids, landmarks)[0].sum()
         if flow > s.keyframe_parallax_px or with_lm < s.keyframe_tracked_ratio * max(kf_with_lm, 1):
             # Triangulate tracks seen at the last keyframe and now that have no landmark yet.
-            new = ~_with_landmarks(common, landmarks)[0]
+            new = ~tracks_with_landmarks(common, landmarks)[0]
             if new.any() and depth_of is None:
                 xyz, good = _triangulate(cv2, K, kf_poses[last_kf], pose, kf_pts[a][new], tracks.pts[b][new],
                                          s.min_triangulation_deg)
@@ -553,7 +554,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                 tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
                 kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
             if depth_of is not None:
-                fresh = ~_with_landmarks(tracks.ids, landmarks)[0]
+                fresh = ~tracks_with_landmarks(tracks.ids, landmarks)[0]
                 if fresh.any():
                     xyz, good = _backproject(K, c2w[i], tracks.pts[fresh], depth_of(i))
                     for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
@@ -579,9 +580,9 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             c2w[i], inliers[i] = pose, n
     for i in range(count):
         ids_i, pts_i = obs_per_frame[i]
-        have, xyz = _with_landmarks(ids_i, landmarks)
+        have, xyz = tracks_with_landmarks(ids_i, landmarks)
         if located[i] and have.any():
-            uv, z = _project(K, c2w[i], xyz)
+            uv, z = project_points(K, c2w[i], xyz)
             e = np.linalg.norm(uv - pts_i[have], axis=1)
             errors.append(e[e < 5.0])
     rms = float(np.sqrt(np.mean(np.concatenate(errors) ** 2))) if errors else float("nan")
@@ -605,7 +606,7 @@ def _relative_rotation(cv2, K, pa, pb, ransac_px):
 
 
 def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
-    have, obj = _with_landmarks(ids, landmarks)
+    have, obj = tracks_with_landmarks(ids, landmarks)
     if have.sum() < s.min_inliers:
         return None, int(have.sum())
     obj = obj.astype(np.float64)
@@ -637,10 +638,10 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
         ids, pts = result.observations[i]
         if not result.located[i] or len(ids) == 0:
             continue
-        have, xyz = _with_landmarks(ids, result.landmark_by_id)
+        have, xyz = tracks_with_landmarks(ids, result.landmark_by_id)
         if not have.any():
             continue
-        _, z = _project(intr.K, result.c2w[i], xyz)
+        _, z = project_points(intr.K, result.c2w[i], xyz)
         # Corners often sit on depth edges, where the pixel's depth may belong to the surface
         # behind: use only landmarks whose 3x3 depth neighbourhood is smooth (within 3 %).
         window, inside = _depth_windows(depth_of(i), pts[have])
