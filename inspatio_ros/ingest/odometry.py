@@ -26,6 +26,7 @@ import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import InputError
+from .road import road_normals
 
 
 @dataclass
@@ -649,33 +650,6 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
         ratios.append(window[ok, 4] / z[ok])
     r = np.concatenate(ratios) if ratios else np.zeros(0)
     return float(np.median(r)) if len(r) >= 20 else None
-
-
-def road_normals(c2w: np.ndarray, located: np.ndarray, half_window: int = 3) -> np.ndarray:
-    """(N,3) world 'up' of the road under each camera of a driving path: perpendicular to the
-    direction of travel (over the located frames within ``half_window``) and to the camera's x
-    axis. A driving camera is pitched (1-2 degrees on the synthetic street, more on many dash
-    mounts), so its own -y axis is not the road's normal: for a road point 10 m ahead a 1.7
-    degree pitch moves its height along -y by 0.3 m. The travel direction lies in the road plane
-    whatever the pitch. Frames that do not move (or are not located) take the camera's -y."""
-    n = len(c2w)
-    up = -c2w[:, :3, 1].copy()
-    idx = np.nonzero(located)[0]
-    for i in range(n):
-        if not located[i]:
-            continue
-        near = idx[np.abs(idx - i) <= half_window]
-        travel = c2w[near.max(), :3, 3] - c2w[near.min(), :3, 3]
-        length = np.linalg.norm(travel)
-        if near.max() == near.min() or length <= 0:
-            continue
-        normal = np.cross(c2w[i, :3, 0], travel / length)
-        norm = np.linalg.norm(normal)
-        if norm < 0.5:                      # travelling sideways: no road normal from the path
-            continue
-        normal /= norm
-        up[i] = normal if normal @ up[i] > 0 else -normal
-    return up
 
 
 def densest_half(values: np.ndarray) -> float:

@@ -9,13 +9,40 @@ import numpy as np
 from ..camera import Intrinsics
 
 
+def road_normals(c2w: np.ndarray, located: np.ndarray, half_window: int = 3) -> np.ndarray:
+    """(N,3) world 'up' of the road under each camera of a driving path: perpendicular to the
+    direction of travel (over the located frames within ``half_window``) and to the camera's x
+    axis. A driving camera is pitched (1-2 degrees on the synthetic street, more on many dash
+    mounts), so its own -y axis is not the road's normal: for a road point 10 m ahead a 1.7
+    degree pitch moves its height along -y by 0.3 m. The travel direction lies in the road plane
+    whatever the pitch. Frames that do not move (or are not located) take the camera's -y."""
+    n = len(c2w)
+    up = -c2w[:, :3, 1].copy()
+    idx = np.nonzero(located)[0]
+    for i in range(n):
+        if not located[i]:
+            continue
+        near = idx[np.abs(idx - i) <= half_window]
+        travel = c2w[near.max(), :3, 3] - c2w[near.min(), :3, 3]
+        length = np.linalg.norm(travel)
+        if near.max() == near.min() or length <= 0:
+            continue
+        normal = np.cross(c2w[i, :3, 0], travel / length)
+        norm = np.linalg.norm(normal)
+        if norm < 0.5:                      # travelling sideways: no road normal from the path
+            continue
+        normal /= norm
+        up[i] = normal if normal @ up[i] > 0 else -normal
+    return up
+
+
 def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0,
                    normal: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
     """Road plane n . X = d in camera coordinates (x right, y down) from points (N,3) seen in the
     road region of the frames (a camera mounted rigidly: one plane for all frames). Robust: starts
     from the plane y = median height and refits by SVD on the points near it; None when the fit
     is not a road (too few points, tilted more than ``max_tilt_deg``). ``normal`` (unit, camera
-    coordinates): the road's normal is known (from the direction of travel, odometry's
+    coordinates): the road's normal is known (from the direction of travel,
     road_normals) and only d is fitted, as the median height along it of the points near it.
     A free normal follows whatever the region holds most of: on a street whose asphalt is too
     blank to match, kerbs, lane lines and car bottoms, which tilted it by 1.3 degrees."""
@@ -43,9 +70,7 @@ def fit_road_plane(points: np.ndarray, max_tilt_deg: float = 20.0,
 
 def road_normal_in_camera(c2w: np.ndarray) -> np.ndarray:
     """The mean road normal of a driving path in camera coordinates (pointing down, y down): the
-    odometry's road_normals (from the direction of travel) seen from each camera, averaged."""
-    from .odometry import road_normals
-
+    road_normals (from the direction of travel) seen from each camera, averaged."""
     up = road_normals(c2w, np.ones(len(c2w), bool))
     n = -np.einsum("nji,nj->ni", c2w[:, :3, :3], up)          # R^T (-up) per frame
     n = n.mean(0)

@@ -186,7 +186,7 @@ def test_road_normals_follow_the_path_not_the_pitched_camera():
     from the direction of travel is the world's z whatever the pitch; the camera's own -y is 2
     degrees off it, which for a road point 10 m ahead is 0.35 m of height."""
     from inspatio_ros.camera import look_at
-    from inspatio_ros.ingest.odometry import road_normals
+    from inspatio_ros.ingest.road import road_normals
 
     yaw = np.linspace(0.0, 0.6, 30)
     pos = np.stack([np.cumsum(np.cos(yaw)), np.cumsum(np.sin(yaw)), np.full(30, 1.5)], 1)
