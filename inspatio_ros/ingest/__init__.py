@@ -4,7 +4,7 @@ build.build_world is the pipeline, one module per stage, each returning a frozen
 
   frames.py      open_frames -> Frames: decoded input (sources.py, bag.py), intrinsics
                  (intrinsics.py), holdout_mask
-  poses.py       resolve_poses -> Poses: given, or visual odometry (odometry.py)
+  poses.py       given_poses / resolve_poses -> Poses: given, or visual odometry (odometry.py)
   depth.py       given_depth / resolve_depth -> Depth: given, or multi-view stereo (mvs/);
                  refine_scale_by_road_plane (road.py)
   fusion.py      fuse -> Fused: surfels, the view check (consistency.py), dynamic and frame-local layers

@@ -37,7 +37,7 @@ from .depth import Depth, given_depth, refine_scale_by_road_plane, resolve_depth
 from .frames import Frames, holdout_mask, open_frames
 from .fusion import Fused, FusionSettings, fuse
 from .mvs import MVSSettings
-from .poses import Poses, resolve_poses
+from .poses import Poses, given_poses, resolve_poses
 
 
 def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses: str | None = None,
@@ -57,17 +57,18 @@ def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses:
     seconds: dict[str, float] = {}
     frames = open_frames(input_path, bag_topics=bag_topics, start=start, end=end, stride=stride,
                          max_size=max_size, intrinsics=intrinsics, fov=fov)
-    given = given_depth(frames, depth)                      # None: measured by MVS below
+    known_poses = given_poses(frames, poses)        # None: by visual odometry, once the depth is known
+    known_depth = given_depth(frames, depth)        # None: by multi-view stereo, once the poses are known
     seconds["open input"] = round(time.time() - started, 2)
     t_stage = time.time()
-    camera_poses = resolve_poses(frames, poses, given, camera_height)
-    if camera_poses.estimated:
+    camera_poses = resolve_poses(frames, known_poses, known_depth, camera_height)
+    if known_poses is None:
         seconds["poses (visual odometry)"] = round(time.time() - t_stage, 2)
     held = holdout_mask(len(frames.fs), holdout)       # frames of fs (already windowed and strided)
     dev = resolve_device(device)
     t_stage = time.time()
-    frame_depth = resolve_depth(frames, camera_poses, given, held, mvs, dev)
-    if given is None:
+    frame_depth = resolve_depth(frames, camera_poses, known_depth, held, mvs, dev)
+    if known_depth is None:
         seconds["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, camera_height)
     fusion_started = time.time()

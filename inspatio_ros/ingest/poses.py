@@ -29,7 +29,6 @@ class Poses:
     info: dict
     landmarks: np.ndarray | None = None
     notes: tuple[str, ...] = ()
-    estimated: bool = False
 
     def scaled(self, factor: float, how: str) -> "Poses":
         """The same poses with positions times ``factor``; ``how`` is added to info["scale"]."""
@@ -39,19 +38,20 @@ class Poses:
         return replace(self, c2w=c2w, info=info)
 
 
-def resolve_poses(frames: Frames, poses: str | None, depth: "Depth | None", camera_height: float) -> Poses:
-    """The frames' poses: ``poses`` (a TUM, KITTI or 4x4 file; "estimate": visual odometry even
-    where the input has poses; None: the input's own), else visual odometry: RGB-D with the given
-    ``depth``, monocular scaled by ``camera_height`` without. Times: the input's, the pose file's,
-    else 10 frames/s."""
+def given_poses(frames: Frames, poses: str | None) -> Poses | None:
+    """The poses the build is given: ``poses`` (a TUM, KITTI or 4x4 file), else the input's own (a
+    dataset folder's pose file, a bag's odometry); None when there are none or ``poses`` is
+    "estimate" (visual odometry even where the input has poses). Times: the input's, the pose
+    file's, else 10 frames/s."""
     fs = frames.fs
+    if poses == "estimate":
+        return None
     whole = len(fs.all_names) if fs.all_names is not None else None
-    estimate = poses == "estimate"
-    pose_path = None if estimate else (Path(poses) if poses else fs.poses)
-    if pose_path is None and fs.pose_array is not None and not estimate:
+    pose_path = Path(poses) if poses else fs.poses
+    if pose_path is None and fs.pose_array is not None:
         c2w, pose_times, pose_label = fs.pose_array, None, fs.pose_source
     elif pose_path is None:
-        c2w, pose_times, pose_label = None, None, "estimated (visual odometry)"
+        return None
     else:
         c2w, pose_times = read_poses(pose_path)
         pose_label = str(pose_path)
@@ -60,15 +60,25 @@ def resolve_poses(frames: Frames, poses: str | None, depth: "Depth | None", came
                              "give one pose per frame of the whole input, in frame order")
         c2w = c2w[fs.index]
         pose_times = None if pose_times is None else pose_times[fs.index]
-    notes: tuple[str, ...] = ()
+    times, notes = _frame_times(frames, pose_times)
+    return Poses(c2w, times, pose_label, {"pose_source": "given", "scale": "metric (given)"}, notes=notes)
+
+
+def _frame_times(frames: Frames, pose_times: np.ndarray | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The frames' times (the input's, else the pose file's, else 10 frames/s) and a note when assumed."""
+    fs = frames.fs
     times = fs.times if fs.times is not None else pose_times
     if times is None:
-        times = fs.index.astype(np.float64) / 10.0
-        notes = ("no timestamps: assumed 10 frames/s",)
-    if c2w is not None:
-        return Poses(c2w, times, pose_label, {"pose_source": "given", "scale": "metric (given)"}, notes=notes)
-    estimated = estimate_poses_of_frames(frames, depth, camera_height)
-    return replace(estimated, times=times, label=pose_label, notes=notes + estimated.notes)
+        return fs.index.astype(np.float64) / 10.0, ("no timestamps: assumed 10 frames/s",)
+    return times, ()
+
+
+def resolve_poses(frames: Frames, given: Poses | None, depth: "Depth | None", camera_height: float) -> Poses:
+    """The ``given`` poses (given_poses), else visual odometry on the frames (estimate_poses_of_frames):
+    RGB-D with the given ``depth``, monocular scaled by ``camera_height`` without."""
+    if given is not None:
+        return given
+    return estimate_poses_of_frames(frames, depth, camera_height)
 
 
 def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_height: float) -> Poses:
@@ -76,10 +86,11 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
     from the depth, so the poses are metric and agree with the depth that is fused. Without,
     monocular odometry, scaled by the camera's height above the road (a driving camera); when
     that finds no road the world stays in odometry units. The landmarks (M,3) bound the depth
-    for MVS. (``times`` and ``label`` are left for resolve_poses to fill in.)"""
+    for MVS. Times: the input's, else 10 frames/s."""
     from .odometry import estimate_poses, segment_scales_from_camera_height
 
     fs, intr, shape = frames.fs, frames.intrinsics, frames.shape
+    times, notes = _frame_times(frames, None)
     depth_of = None if depth is None else (lambda i: depth.load(i, shape))
     result = estimate_poses(fs.load, len(fs), intr, depth_of=depth_of)
     if result.located.sum() < max(2, 0.5 * len(fs)):
@@ -87,7 +98,7 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
         raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
                          f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
                          "resolution (the odometry tracks corners; 320x180 or more)")
-    notes: list[str] = []
+    notes = list(notes)
     scales = None
     if depth_of is not None:
         how = "metric (RGB-D odometry on the given depth maps)"
@@ -108,4 +119,4 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
     if depth_of is None and scales is not None:
         report["segment_scales"] = [round(float(x), 6) for x in scales]
     info = {"pose_source": "estimated (visual odometry)", "scale": how, "odometry": report}
-    return Poses(result.c2w, np.zeros(0), "estimated (visual odometry)", info, landmarks, tuple(notes), estimated=True)
+    return Poses(result.c2w, times, "estimated (visual odometry)", info, landmarks, tuple(notes))
