@@ -233,7 +233,9 @@ class SimNode:
         return self.session.warm_up()
 
     def stop(self) -> None:
+        """End spin() (safe in a signal handler); writers that die from now on are not restarted."""
         self._stop.set()
+        self.out.stop_restarts()
 
     def flush(self) -> None:
         self.out.flush()

@@ -1,0 +1,263 @@
+"""Faults of the running node, across real processes (issue 21, part 3): a camera writer process
+killed mid-run, SIGINT / SIGTERM, and the console line when the node runs under its target rate.
+The node runs as `inspatio-ros run` in a subprocess; a real rclpy node (Fast DDS) receives."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from inspatio_ros.camera import Intrinsics
+from inspatio_ros.errors import InputError
+from inspatio_ros.ros import writer_process
+from inspatio_ros.ros.rate_watch import RateWatch
+from inspatio_ros.ros.transport import SENSOR_OUT
+from inspatio_ros.ros.writer_process import CameraLayout, CameraWriters
+from inspatio_ros.sim.session import SessionDiagnostics
+
+from ros_helpers import NodeProcess, Probe, stamp_ns, write_params
+
+SIZE = (96, 64)
+
+
+def camera(rate_hz: float, outputs=("image", "depth")) -> dict:
+    return {"cameras.names": ["front"], "cameras.front.width": SIZE[0], "cameras.front.height": SIZE[1],
+            "cameras.front.hfov_deg": 80.0, "cameras.front.xyz": [0.0, 0.0, 1.5], "cameras.front.rpy": [0.0, 0.0, 0.0],
+            "cameras.front.rate_hz": rate_hz, "cameras.front.outputs": list(outputs)}
+
+
+def wait_for_log(node: NodeProcess, pattern: str, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, node.log())
+        if m:
+            return m
+        assert node.alive(), node.log()
+        time.sleep(0.05)
+    raise AssertionError(f"no '{pattern}' in the node's log:\n{node.log()}")
+
+
+def node_shm(pid: int) -> list[str]:
+    """The node's shared-memory segments (named after its pid, see writer_process)."""
+    return sorted(p.name for p in Path("/dev/shm").glob(f"inspatio_{pid}_*"))
+
+
+class Images:
+    """A reliable rclpy subscription to front/image_raw that keeps (arrival time, stamp) and /clock."""
+
+    def __init__(self, probe: Probe):
+        from rosgraph_msgs.msg import Clock
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self.probe = probe
+        self.arrivals: list[tuple[float, int]] = []
+        self.clock_ns = 0
+        probe.node.create_subscription(Image, "/front/image_raw",
+                                       lambda m: self.arrivals.append((time.monotonic(), stamp_ns(m.header.stamp))),
+                                       QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        probe.node.create_subscription(Clock, "/clock", self._clock,
+                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+
+    def _clock(self, msg) -> None:
+        self.clock_ns = max(self.clock_ns, stamp_ns(msg.clock))
+
+
+@pytest.fixture
+def probe():
+    pytest.importorskip("rclpy")
+    p = Probe("faults_probe")
+    yield p
+    p.close()
+
+
+def test_killed_writer_is_restarted_and_images_resume_within_1s(street_world, tmp_path, probe):
+    rate = 20.0
+    cfg = write_params(tmp_path / "node.yaml", {**camera(rate), "device": "cpu", "publish.writer_process": "on"})
+    images = Images(probe)
+    with NodeProcess(street_world, cfg, "dds", tmp_path / "node.log") as node:
+        assert probe.spin_until(lambda: len(images.arrivals) >= 10, 60, node), node.log()
+        pid = int(wait_for_log(node, r"front pid (\d+)", 5).group(1))
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == writer_process.PROCESS_NAME
+
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        # An image the dead writer sent before it died may still be on its way; one rendered after
+        # the kill has a stamp past the sim time /clock had reached then (plus a period of slack).
+        after = images.clock_ns + int(1e9 / rate)
+        resumed = probe.spin_until(lambda: any(s > after and t > killed_at for t, s in images.arrivals), 10, node)
+        assert resumed, node.log()
+        first = min(t for t, s in images.arrivals if s > after and t > killed_at)
+        print(f"kill -> first image of the restarted writer: {first - killed_at:.3f} s")
+        assert first - killed_at < 1.0, node.log()
+        # ... and they keep coming.
+        count = len(images.arrivals)
+        assert probe.spin_until(lambda: len(images.arrivals) >= count + 5, 5, node), node.log()
+        log_text = node.log()
+    warnings = [line for line in log_text.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, log_text
+    assert re.search(rf"camera writer of 'front' \(pid {pid}\) was killed by SIGKILL; \d frame\(s\) in flight "
+                     r"given up; restarted it as pid \d+", warnings[0]), warnings[0]
+    assert node.proc.returncode == 0, log_text
+    assert node_shm(node.proc.pid) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_ends_the_node_cleanly_within_2s(street_world, tmp_path, probe, signum):
+    cfg = write_params(tmp_path / "node.yaml", {**camera(10.0), "device": "cpu", "publish.writer_process": "on"})
+    images = Images(probe)
+    with NodeProcess(street_world, cfg, "dds", tmp_path / "node.log") as node:
+        assert probe.spin_until(lambda: len(images.arrivals) >= 3, 60, node), node.log()
+        writer = int(wait_for_log(node, r"front pid (\d+)", 5).group(1))
+        assert node_shm(node.proc.pid), "the writer's shared memory is named after the node"
+        node.proc.send_signal(signum)
+        sent = time.monotonic()
+        rc = node.proc.wait(timeout=10)
+        took = time.monotonic() - sent
+        print(f"{signal.Signals(signum).name}: exit {rc} after {took:.2f} s")
+        log_text = node.log()
+    assert rc == 0, log_text
+    assert took < 2.0, log_text
+    assert "published" in log_text and "Traceback" not in log_text and "WARNING" not in log_text, log_text
+    assert node_shm(node.proc.pid) == []
+    assert not Path(f"/proc/{writer}").exists(), "the writer process has exited"
+
+
+# -- writers in this process -----------------------------------------------------------------------
+
+def layout() -> CameraLayout:
+    topics = {"image": "faults/image_raw", "camera_info": "faults/camera_info", "depth": "faults/depth/image",
+              "depth_info": "faults/depth/camera_info"}
+    return CameraLayout("front", "front_optical_frame", Intrinsics(50.0, 50.0, 48.0, 32.0, *SIZE), ("image", "depth"),
+                        topics, {k: SENSOR_OUT for k in ("image", "camera_info", "depth")})
+
+
+def submit_frame(writers: CameraWriters, stamp: float) -> None:
+    arrays = writers.acquire(["front"])["front"]
+    frame = types.SimpleNamespace(spec=types.SimpleNamespace(name="front"), rgb=arrays["rgb"], depth=arrays["depth"],
+                                  points=None, coverage=None)
+    writers.submit(stamp, [frame])
+
+
+def wait_for_restart(writers: CameraWriters, old_pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while writers.pids["front"] == old_pid:
+        assert time.monotonic() < deadline, "the writer was not restarted"
+        writers.poll()
+        time.sleep(0.01)
+
+
+def test_frames_held_by_a_dead_writer_are_given_up_and_never_block(tmp_path):
+    writers = CameraWriters("faults", "", int(os.environ["ROS_DOMAIN_ID"]), [layout()], 90)
+    try:
+        pid = writers.pids["front"]
+        os.kill(pid, signal.SIGSTOP)        # holds both slots without acknowledging them
+        submit_frame(writers, 1.0)
+        submit_frame(writers, 1.1)
+        os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        submit_frame(writers, 1.2)          # would wait for a slot forever, were the writer alive
+        assert time.monotonic() - started < 2.0
+        counts = writers.counts()
+        assert counts["writer_restarts"] == 1 and counts["frames_given_up"] == 2, counts
+        assert writers.pids["front"] != pid
+    finally:
+        writers.close()
+
+
+def test_a_writer_that_keeps_dying_ends_with_an_error():
+    writers = CameraWriters("faults", "", int(os.environ["ROS_DOMAIN_ID"]), [layout()], 90)
+    try:
+        for _ in range(writer_process.MAX_RESTARTS):
+            pid = writers.pids["front"]
+            os.kill(pid, signal.SIGKILL)
+            wait_for_restart(writers, pid)
+        os.kill(writers.pids["front"], signal.SIGKILL)
+        with pytest.raises(InputError, match=rf"its {writer_process.MAX_RESTARTS + 1}th death within 60 s"):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                writers.poll()
+                time.sleep(0.01)
+        assert writers.counts()["writer_restarts"] == writer_process.MAX_RESTARTS
+    finally:
+        writers.close()
+
+
+# -- under the target rate -------------------------------------------------------------------------
+
+def diagnostics(achieved_hz: float, render_ms: float, target_hz: float = 30.0) -> SessionDiagnostics:
+    slow = achieved_hz < 0.8 * target_hz
+    return SessionDiagnostics(achieved_hz=achieved_hz, target_hz=target_hz, render_ms_mean=render_ms,
+                              dropped_inputs=0, frames_rendered=100, sim_time=5.0, paused=False, mode="replay",
+                              coverage={}, slow=slow, message="")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lines_over(watch: RateWatch, clock: FakeClock, seconds: float, *args) -> list[tuple[float, str]]:
+    """Ask the watch 10 times a second for ``seconds`` of fake time, as the node's loop does."""
+    out, start = [], clock.now
+    while clock.now - start < seconds:
+        if watch.due():
+            line = watch.check(*args)
+            if line is not None:
+                out.append((clock.now - start, line))
+        clock.now += 0.1
+    return out
+
+
+@pytest.mark.parametrize("diag,waited_ms,reason", [
+    (diagnostics(12.0, 70.0), 2.0, r"render: a frame takes 70 ms to render, the period is 33 ms"),
+    (diagnostics(15.0, 5.0), 50.0, r"publish: the loop waited 50 ms per frame"),
+    (diagnostics(20.0, 5.0), 3.0, r"fit the 33 ms period: the CPU is busy elsewhere"),
+])
+def test_under_rate_warning_once_per_minute_with_the_reason(diag, waited_ms, reason, caplog):
+    clock = FakeClock()
+    watch = RateWatch(60.0, clock=clock)
+    with caplog.at_level("WARNING", logger="inspatio_ros"):
+        lines = lines_over(watch, clock, 150.0, diag, 1.0, waited_ms, 40.0, {})
+    assert [round(t) for t, _ in lines] == [0, 60, 120]
+    assert all(re.search(reason, line) for _, line in lines), lines
+    assert f"rendering {diag.achieved_hz:.1f} Hz of 30.0 Hz" in lines[0][1]
+    assert len(caplog.records) == 3
+
+
+def test_under_rate_warning_names_subscriber_backpressure():
+    clock = FakeClock()
+    watch = RateWatch(60.0, clock=clock)
+    fast = diagnostics(30.0, 5.0)
+    assert lines_over(watch, clock, 5.0, fast, 1.0, 0.0, 10.0, {"camera 'front'": 0}) == []
+    lines = lines_over(watch, clock, 5.0, fast, 1.0, 0.0, 10.0, {"camera 'front'": 40, "/tf": 0})
+    assert len(lines) == 1
+    assert re.search(r"subscriber backpressure: 40 samples of camera 'front' dropped", lines[0][1]), lines
+    # No new drops within the next minute: no line at its end.
+    assert lines_over(watch, clock, 70.0, fast, 1.0, 0.0, 10.0, {"camera 'front'": 40}) == []
+
+
+def test_node_under_its_rate_says_so_on_the_console(street_world, tmp_path):
+    """A camera at 400 Hz the CPU renderer cannot reach: the console says so, with the reason, once
+    per publish.rate_warning_s (here 1 s instead of 60)."""
+    cfg = write_params(tmp_path / "node.yaml", {**camera(400.0), "device": "cpu", "publish.writer_process": "off",
+                                                 "publish.rate_warning_s": 1.0})
+    with NodeProcess(street_world, cfg, "dds", tmp_path / "node.log") as node:
+        first = wait_for_log(node, r"running under the target rate", 60)
+        seen_at = time.monotonic()
+        time.sleep(3.0)
+        log_text = node.log()
+        waited = time.monotonic() - seen_at
+    lines = [line for line in log_text.splitlines() if "running under the target rate" in line]
+    assert first and 2 <= len(lines) <= math.ceil(waited) + 1, lines
+    assert all(re.search(r"rendering [\d.]+ Hz of 400.0 Hz; render: a frame takes \d+ ms", line) for line in lines), lines
+    assert node.proc.returncode == 0
