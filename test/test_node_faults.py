@@ -171,6 +171,23 @@ def test_frames_held_by_a_dead_writer_are_given_up_and_never_block(tmp_path):
         writers.close()
 
 
+def test_a_hung_writer_is_killed_and_restarted(monkeypatch):
+    monkeypatch.setattr(writer_process, "HANG_S", 0.5)
+    writers = CameraWriters("faults", "", int(os.environ["ROS_DOMAIN_ID"]), [layout()], 90)
+    try:
+        pid = writers.pids["front"]
+        os.kill(pid, signal.SIGSTOP)        # alive, but never acknowledges again
+        submit_frame(writers, 1.0)
+        submit_frame(writers, 1.1)
+        started = time.monotonic()
+        submit_frame(writers, 1.2)          # waits HANG_S for a slot, then gives up on the writer
+        assert 0.4 < time.monotonic() - started < 3.0
+        assert writers.pids["front"] != pid and not Path(f"/proc/{pid}/status").exists()
+        assert writers.counts()["frames_given_up"] == 2
+    finally:
+        writers.close()
+
+
 def test_a_writer_that_keeps_dying_ends_with_an_error():
     writers = CameraWriters("faults", "", int(os.environ["ROS_DOMAIN_ID"]), [layout()], 90)
     try:

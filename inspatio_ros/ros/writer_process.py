@@ -44,6 +44,10 @@ SLOTS = 2
 # ends the node with an error: a writer that crashes on every frame must not respawn forever.
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
+# A writer that holds a frame this long without acknowledging it is taken for hung (stopped, deadlocked)
+# and killed, then restarted like one that died. Its DDS writes never wait (ros/dds.py), so a frame
+# takes it milliseconds to tens of milliseconds (3 x 1080p on an H100: ~30 ms).
+HANG_S = 5.0
 # The writers' name in ps / top / /proc/PID/comm (at most 15 characters).
 PROCESS_NAME = "inspatio_writer"
 # What the fork server imports once, so that a forked writer starts with it loaded (no torch here).
@@ -335,13 +339,16 @@ class CameraWriterProcess:
             self._lost()
             return False
 
-    def _lost(self) -> None:
+    def _lost(self, how: str | None = None) -> None:
         """The writer died: give up the frames it held; restart it unless the node is stopping."""
         if self._dead:
             return
         self._dead = True
         old = self._proc
         old.join(timeout=1.0)                  # it has closed its pipe: exiting, if not gone
+        if old.exitcode is None:
+            old.kill()
+            old.join(timeout=1.0)
         given_up = sum(self._busy)
         self.frames_given_up += given_up
         self._busy = [False] * SLOTS
@@ -349,7 +356,7 @@ class CameraWriterProcess:
         self._dropped_before = self.dropped
         with contextlib.suppress(OSError):
             self._conn.close()
-        how = _how_it_ended(old.exitcode)
+        how = how or _how_it_ended(old.exitcode)
         if self._stopping or not self._was_ready:
             return
         now = time.monotonic()
@@ -379,8 +386,13 @@ class CameraWriterProcess:
         if self._reserved is None:
             slot = self._next
             self._collect(0)
+            deadline = time.monotonic() + HANG_S
             while self._busy[slot]:
-                self._collect(None)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._lost(f"did not acknowledge a frame for {HANG_S:g} s and was killed")
+                    break
+                self._collect(left)
             self._reserved = slot
         return self._views[self._reserved]
 
