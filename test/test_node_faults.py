@@ -100,7 +100,8 @@ def test_killed_writer_is_restarted_and_images_resume_within_1s(street_world, tm
         count = len(images.arrivals)
         assert probe.spin_until(lambda: len(images.arrivals) >= count + 5, 5, node), node.log()
         log_text = node.log()
-    warnings = [line for line in log_text.splitlines() if "WARNING" in line]
+    # (A line saying the loaded VM runs the node under its rate may come too.)
+    warnings = [line for line in log_text.splitlines() if "WARNING" in line and "camera writer" in line]
     assert len(warnings) == 1, log_text
     assert re.search(rf"camera writer of 'front' \(pid {pid}\) was killed by SIGKILL; \d frame\(s\) in flight "
                      r"given up; restarted it as pid \d+", warnings[0]), warnings[0]
@@ -108,15 +109,32 @@ def test_killed_writer_is_restarted_and_images_resume_within_1s(street_world, tm
     assert node_shm(node.proc.pid) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_ends_the_node_cleanly_within_2s(street_world, tmp_path, probe, signum):
+class SessionNodeProcess(NodeProcess):
+    """The node as the leader of a process group of its own, as a shell runs it in a terminal."""
+
+    def __enter__(self) -> "SessionNodeProcess":
+        import subprocess
+
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+
+@pytest.mark.parametrize("signum,group", [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGINT", "SIGTERM", "Ctrl-C"])
+def test_signal_ends_the_node_cleanly_within_2s(street_world, tmp_path, probe, signum, group):
+    """Ctrl-C in a terminal sends SIGINT to the whole process group, writers included: they leave
+    stopping to the node, which must not take them for crashed."""
     cfg = write_params(tmp_path / "node.yaml", {**camera(10.0), "device": "cpu", "publish.writer_process": "on"})
     images = Images(probe)
-    with NodeProcess(street_world, cfg, "dds", tmp_path / "node.log") as node:
+    with SessionNodeProcess(street_world, cfg, "dds", tmp_path / "node.log") as node:
         assert probe.spin_until(lambda: len(images.arrivals) >= 3, 60, node), node.log()
         writer = int(wait_for_log(node, r"front pid (\d+)", 5).group(1))
         assert node_shm(node.proc.pid), "the writer's shared memory is named after the node"
-        node.proc.send_signal(signum)
+        if group:
+            os.killpg(node.proc.pid, signum)
+        else:
+            node.proc.send_signal(signum)
         sent = time.monotonic()
         rc = node.proc.wait(timeout=10)
         took = time.monotonic() - sent
@@ -124,7 +142,8 @@ def test_signal_ends_the_node_cleanly_within_2s(street_world, tmp_path, probe, s
         log_text = node.log()
     assert rc == 0, log_text
     assert took < 2.0, log_text
-    assert "published" in log_text and "Traceback" not in log_text and "WARNING" not in log_text, log_text
+    assert "published" in log_text and "Traceback" not in log_text, log_text
+    assert "camera writer of" not in log_text, "no writer taken for dead while the node stops"
     assert node_shm(node.proc.pid) == []
     assert not Path(f"/proc/{writer}").exists(), "the writer process has exited"
 
