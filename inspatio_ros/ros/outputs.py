@@ -61,7 +61,7 @@ class NodeOutputs:
         self.rig = session.rig
         self.msgs = MessageBuilder(transport)
         self.stats = PublishStats()
-        self._make_publishers(session.sim.device)
+        self.writer = None
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspatio_publish")
         self._inflight: Future | None = None
         self._last_clock_pub = -math.inf
@@ -69,7 +69,12 @@ class NodeOutputs:
         self._last_diag = -math.inf
         self._waited_s = 0.0                   # waits of the frame being made (see PublishStats.wait_ms)
         self.rate_watch = RateWatch(self.p["publish.rate_warning_s"])
-        self._publish_static_tf()
+        try:
+            self._make_publishers(session.sim.device)
+            self._publish_static_tf()
+        except BaseException:                  # also Ctrl-C during start-up: no writer or /dev/shm left behind
+            self.close()
+            raise
 
     def _make_publishers(self, device) -> None:
         pub = self.t.create_publisher
@@ -82,7 +87,6 @@ class NodeOutputs:
         use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
         if use_writer and self.t.name != "dds":
             raise InputError("publish.writer_process on needs the dds transport", "use --transport dds, or set it off")
-        self.writer = None
         self.cam_pubs: dict[str, dict[str, Any]] = {}
         if use_writer:
             self.writer = CameraWriters(self.t.node_name, self.t.namespace, self.t.domain_id,

@@ -110,12 +110,15 @@ def run_node(transport, params: dict[str, Any], duration: float | None = None, f
     from .node import SimNode
 
     node = None
-    signalled = []
+    signalled: list[int] = []
+    spinning = False
 
     def _stop(signum, _frame):
         signalled.append(signum)
-        if node is None:
-            raise KeyboardInterrupt          # still starting: unwind (the finally blocks clean up)
+        if not spinning:
+            # Still starting (loading the world, compiling the renderer): unwind now rather than
+            # after the start-up; the finally blocks clean up.
+            raise KeyboardInterrupt
         node.stop()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -131,6 +134,7 @@ def run_node(transport, params: dict[str, Any], duration: float | None = None, f
         # keep_freed_memory would hold that peak for the node's whole life.
         return_free_memory()
         started = time.monotonic()
+        spinning = True
         node.spin(duration_s=duration, max_frames=frames)
         took = time.monotonic() - started
         print(f"published {node.stats.frames_published} frames in {took:.1f} s "

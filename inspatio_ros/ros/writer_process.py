@@ -485,7 +485,7 @@ class CameraWriters:
                                                              wait=False, pin_memory=pin_memory)
             for w in self.writers.values():
                 w.wait_ready(start_timeout_s)
-        except Exception:
+        except BaseException:                  # also Ctrl-C while they start
             self.close()
             raise
 
