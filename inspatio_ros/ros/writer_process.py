@@ -11,10 +11,11 @@ arrays without copying them and writes them; its acknowledgement frees the slot.
 Only camera outputs (image, depth, points, coverage, compressed, camera_info) go through here;
 TF, odometry, /clock, status and diagnostics stay with the node.
 
-Faults: a writer that dies (a crash, SIGKILL) is seen by the node when its pipe closes and is
-restarted from the fork server within a fraction of a second; the frames it held are given up
-(counted), the frames rendered while the new one starts are skipped (counted), and the node never
-waits for it. More than MAX_RESTARTS deaths of one camera's writer within RESTART_WINDOW_S end the
+Faults: a writer that dies (a crash, SIGKILL) is seen by the node when its pipe closes; a standby
+writer of the same camera, started long before and so already discovered by the subscribers, takes
+over at once, and a new standby is forked from the fork server. The frames the dead writer held
+are given up (counted), frames rendered while no writer is ready are skipped (counted), and the
+node never waits for it. More than MAX_RESTARTS deaths of one camera's writer within RESTART_WINDOW_S end the
 node with an error instead of a restart loop.
 """
 from __future__ import annotations
@@ -48,6 +49,12 @@ RESTART_WINDOW_S = 60.0
 # and killed, then restarted like one that died. Its DDS writes never wait (ros/dds.py), so a frame
 # takes it milliseconds to tens of milliseconds (3 x 1080p on an H100: ~30 ms).
 HANG_S = 5.0
+# Each camera has a standby writer (DDS participant and publishers made, writing nothing) that takes
+# over when its writer dies. Why: a new writer is ready 0.1-0.2 s after the death, but a Fast DDS
+# subscriber (rclpy's default) discovered it only 0.04-0.94 s later (measured on the 2-core VM:
+# kill -> next image at an rclpy subscriber 0.13-1.25 s without a standby); a Cyclone DDS one at once.
+# It costs one process per camera (~8 MB private memory, forked) and a second, silent publisher per topic.
+STANDBY = True
 # The writers' name in ps / top / /proc/PID/comm (at most 15 characters).
 PROCESS_NAME = "inspatio_writer"
 # What the fork server imports once, so that a forked writer starts with it loaded (no torch here).
@@ -273,22 +280,63 @@ class CameraWriterProcess:
         self.dropped = 0                         # samples its DDS writers dropped (last reported)
         self._dropped_before = 0                 # ... by the writers before the current one
         self._died_at: float | None = None
+        self._standby: tuple | None = None        # (process, pipe) of the standby writer
+        self._standby_ready = False
         self._start()
         if wait:
             self.wait_ready(start_timeout_s)
 
-    def _start(self) -> None:
+    def _spawn(self) -> tuple:
         ctx = _context()
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_writer_main, name="inspatio_camera_writer", daemon=True,
-                                 args=(child, *self._args))
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=_writer_main, name="inspatio_camera_writer", daemon=True, args=(child, *self._args))
         with _without_main_module():
-            self._proc.start()
+            proc.start()
         child.close()
+        return proc, conn
+
+    def _start(self, writer: tuple | None = None, ready: bool = False) -> None:
+        """Make ``writer`` (a new one when None) the one that writes; its slots all free."""
+        self._proc, self._conn = writer if writer is not None else self._spawn()
         self._busy = [False] * SLOTS
         self._on_done: list = [None] * SLOTS      # per slot: called with the wall time it was written
-        self._ready = False
+        self._ready = ready
         self._dead = False
+
+    def _start_standby(self) -> None:
+        if STANDBY and not self._stopping:
+            self._standby, self._standby_ready = self._spawn(), False
+
+    def _poll_standby(self) -> None:
+        """Take the standby's ready message; one that died is replaced (within the restart budget)."""
+        if self._standby is None:
+            return
+        proc, conn = self._standby
+        try:
+            while conn.poll(0):
+                self._standby_ready = conn.recv() == ("ready",) or self._standby_ready
+            return
+        except (EOFError, OSError):
+            pass
+        proc.join(timeout=1.0)
+        with contextlib.suppress(OSError):
+            conn.close()
+        self._standby = None
+        if self._stopping:
+            return
+        if self._over_budget(time.monotonic()):
+            log.warning("standby camera writer of %s (pid %d) %s; running without one", self.name, proc.pid,
+                        _how_it_ended(proc.exitcode))
+            return
+        self._restart_times.append(time.monotonic())
+        self._start_standby()
+        log.warning("standby camera writer of %s (pid %d) %s; started another (pid %d)", self.name, proc.pid,
+                    _how_it_ended(proc.exitcode), self._standby[0].pid)
+
+    def _over_budget(self, now: float) -> bool:
+        while self._restart_times and now - self._restart_times[0] > RESTART_WINDOW_S:
+            self._restart_times.popleft()
+        return len(self._restart_times) >= MAX_RESTARTS
 
     @property
     def pid(self) -> int:
@@ -301,6 +349,8 @@ class CameraWriterProcess:
             left = deadline - time.monotonic()
             if left <= 0 or not self._collect(left):
                 break
+        if self._ready and self._standby is None:
+            self._start_standby()
         if not self._ready:
             self.close()
             raise RuntimeError("the camera writer process did not start (see its error above); "
@@ -360,9 +410,7 @@ class CameraWriterProcess:
         if self._stopping or not self._was_ready:
             return
         now = time.monotonic()
-        while self._restart_times and now - self._restart_times[0] > RESTART_WINDOW_S:
-            self._restart_times.popleft()
-        if len(self._restart_times) >= MAX_RESTARTS:
+        if self._over_budget(now):
             raise InputError(
                 f"the camera writer of {self.name} (pid {old.pid}) {how}, its {MAX_RESTARTS + 1}th death within "
                 f"{RESTART_WINDOW_S:g} s; not restarting it again",
@@ -370,14 +418,25 @@ class CameraWriterProcess:
         self._restart_times.append(now)
         self.restarts += 1
         self._died_at = now
-        self._start()
-        log.warning("camera writer of %s (pid %d) %s; %d frame(s) in flight given up; restarted it as pid %d",
-                    self.name, old.pid, how, given_up, self.pid)
+        self._poll_standby()
+        if self._standby is not None:
+            standby, self._standby = self._standby, None
+            self._start(standby, ready=self._standby_ready)
+            took_over = f"its standby (pid {self.pid}) took over"
+        else:
+            self._start()
+            took_over = f"restarted it as pid {self.pid}"
+        if self._ready:
+            self._died_at = None
+        self._start_standby()
+        log.warning("camera writer of %s (pid %d) %s; %d frame(s) in flight given up; %s",
+                    self.name, old.pid, how, given_up, took_over)
 
     def poll(self) -> None:
         """Take the writer's acknowledgements that have arrived (frees slots, runs on_done); a writer
-        that has died is seen here (its pipe closed) and restarted."""
+        that has died is seen here (its pipe closed) and replaced."""
         self._collect(0)
+        self._poll_standby()
 
     def acquire(self) -> dict[str, dict[str, np.ndarray]]:
         """Reserve the next slot (waiting until the writer has written what it held) and return its
@@ -440,6 +499,9 @@ class CameraWriterProcess:
         if not self._dead:
             with contextlib.suppress(OSError):
                 self._conn.send(None)
+        if self._standby is not None:
+            with contextlib.suppress(OSError):
+                self._standby[1].send(None)
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Stop the writer (waiting up to ``timeout_s`` for its acknowledgements and exit, then
@@ -448,12 +510,14 @@ class CameraWriterProcess:
         self._stopping = True
         self.flush(timeout_s)
         self.request_stop()
-        self._proc.join(timeout=max(0.05, deadline - time.monotonic()))
-        if self._proc.exitcode is None:
-            self._proc.kill()
-            self._proc.join()
-        with contextlib.suppress(OSError):
-            self._conn.close()
+        for proc, conn in [(self._proc, self._conn)] + ([self._standby] if self._standby is not None else []):
+            proc.join(timeout=max(0.05, deadline - time.monotonic()))
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._standby = None
         if self._pinned:
             from ..runtime import unpin_host_memory
 
