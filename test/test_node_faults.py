@@ -193,7 +193,9 @@ def wait_for_restart(writers: CameraWriters, old_pid: int, timeout: float = 10.0
         time.sleep(0.01)
 
 
-def test_frames_held_by_a_dead_writer_are_given_up_and_never_block(tmp_path):
+@pytest.mark.parametrize("standby", [True, False], ids=["standby", "fresh writer"])
+def test_frames_held_by_a_dead_writer_are_given_up_and_never_block(monkeypatch, standby):
+    monkeypatch.setattr(writer_process, "STANDBY", standby)
     writers = CameraWriters("faults", "", int(os.environ["ROS_DOMAIN_ID"]), [layout()], 90)
     try:
         pid = writers.pids["front"]
@@ -236,7 +238,7 @@ def test_a_writer_that_keeps_dying_ends_with_an_error():
             os.kill(pid, signal.SIGKILL)
             wait_for_restart(writers, pid)
         os.kill(writers.pids["front"], signal.SIGKILL)
-        with pytest.raises(InputError, match=rf"its {writer_process.MAX_RESTARTS + 1}th death within 60 s"):
+        with pytest.raises(InputError, match=rf"the {writer_process.MAX_RESTARTS + 1}th death of its writers within 60 s"):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 writers.poll()

@@ -15,8 +15,9 @@ Faults: a writer that dies (a crash, SIGKILL) is seen by the node when its pipe 
 writer of the same camera, started long before and so already discovered by the subscribers, takes
 over at once, and a new standby is forked from the fork server. The frames the dead writer held
 are given up (counted), frames rendered while no writer is ready are skipped (counted), and the
-node never waits for it. More than MAX_RESTARTS deaths of one camera's writer within RESTART_WINDOW_S end the
-node with an error instead of a restart loop.
+node never waits for it. More than MAX_RESTARTS deaths of one camera's writers within
+RESTART_WINDOW_S end the node with an error instead of a restart loop. The node stops its writers
+itself (SIGINT to its process group, as Ctrl-C sends, leaves them running until it does).
 """
 from __future__ import annotations
 
@@ -41,13 +42,15 @@ from ..errors import InputError
 log = logging.getLogger("inspatio_ros")
 
 SLOTS = 2
-# One camera's writer is restarted at most MAX_RESTARTS times within RESTART_WINDOW_S; the next death
-# ends the node with an error: a writer that crashes on every frame must not respawn forever.
+# One camera's writers (writing or standby) are replaced at most MAX_RESTARTS times within
+# RESTART_WINDOW_S; the next death ends the node with an error: a writer that crashes on every frame
+# must not respawn forever.
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
 # A writer that holds a frame this long without acknowledging it is taken for hung (stopped, deadlocked)
-# and killed, then restarted like one that died. Its DDS writes never wait (ros/dds.py), so a frame
-# takes it milliseconds to tens of milliseconds (3 x 1080p on an H100: ~30 ms).
+# and killed, then replaced like one that died. Its DDS writes never wait (ros/dds.py), so a frame
+# takes it milliseconds to tens of milliseconds (one writer for all of 3 x 1080p kept ~30 Hz on the
+# H100 machine).
 HANG_S = 5.0
 # Each camera has a standby writer (DDS participant and publishers made, writing nothing) that takes
 # over when its writer dies. Why: a new writer is ready 0.1-0.2 s after the death, but a Fast DDS
@@ -412,8 +415,8 @@ class CameraWriterProcess:
         now = time.monotonic()
         if self._over_budget(now):
             raise InputError(
-                f"the camera writer of {self.name} (pid {old.pid}) {how}, its {MAX_RESTARTS + 1}th death within "
-                f"{RESTART_WINDOW_S:g} s; not restarting it again",
+                f"the camera writer of {self.name} (pid {old.pid}) {how}: the {MAX_RESTARTS + 1}th death of its "
+                f"writers within {RESTART_WINDOW_S:g} s; not replacing it again",
                 "see the writer's error above; set publish.writer_process off to write from the node's own process")
         self._restart_times.append(now)
         self.restarts += 1
