@@ -300,7 +300,8 @@ def test_under_rate_warning_names_subscriber_backpressure():
     assert lines_over(watch, clock, 5.0, fast, 1.0, 0.0, 10.0, {"camera 'front'": 0}) == []
     lines = lines_over(watch, clock, 5.0, fast, 1.0, 0.0, 10.0, {"camera 'front'": 40, "/tf": 0})
     assert len(lines) == 1
-    assert re.search(r"subscriber backpressure: 40 samples of camera 'front' dropped", lines[0][1]), lines
+    assert re.search(r"^delivering under the target rate: rendering at 30.0 Hz; subscriber backpressure: "
+                     r"40 samples of camera 'front' dropped", lines[0][1]), lines
     # No new drops within the next minute: no line at its end.
     assert lines_over(watch, clock, 70.0, fast, 1.0, 0.0, 10.0, {"camera 'front'": 40}) == []
 

@@ -65,9 +65,13 @@ class RateWatch:
             return None
         self._last_line = now
         self._dropped_base = dict(dropped)
-        delivered = (f"rendering {diag.achieved_hz:.1f} Hz of {diag.target_hz * clock_rate:.1f} Hz"
-                     if diag.slow else f"rendering at {diag.achieved_hz:.1f} Hz")
-        line = f"running under the target rate: {delivered}; " + "; ".join(reasons)
+        # Rendering slowly, or rendering at the rate while a subscriber does not get every sample.
+        if diag.slow:
+            head = (f"running under the target rate: rendering {diag.achieved_hz:.1f} Hz of "
+                    f"{diag.target_hz * clock_rate:.1f} Hz")
+        else:
+            head = f"delivering under the target rate: rendering at {diag.achieved_hz:.1f} Hz"
+        line = f"{head}; " + "; ".join(reasons)
         self._log.warning(line)
         return line
 
