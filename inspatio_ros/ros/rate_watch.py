@@ -8,7 +8,7 @@ writes one warning naming the reason:
 * publish: the loop waited for the camera writers' acknowledgements (or the publisher thread)
   before it could render the next frame;
 * subscriber backpressure: the DDS writers dropped samples at the source because a reliable
-  subscriber did not acknowledge them (its 64 MiB backlog full, see ros/dds.py); the node
+  subscriber did not acknowledge them (the writer's backlog for it full, see ros/dds.py); the node
   renders at its rate but a subscriber does not get every frame.
 
 When the render and the waits together fit the period and nothing was dropped, the line says that
