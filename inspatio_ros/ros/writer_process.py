@@ -56,8 +56,10 @@ HANG_S = 5.0
 # over when its writer dies. Why: a new writer is ready 0.1-0.2 s after the death, but a Fast DDS
 # subscriber (rclpy's default) discovered it only 0.04-0.94 s later (measured on the 2-core VM:
 # kill -> next image at an rclpy subscriber 0.13-1.25 s without a standby); a Cyclone DDS one at once.
-# It costs one process per camera (~8 MB private memory, forked) and a second, silent publisher per topic.
-STANDBY = True
+# It costs one process per camera (~8 MB private memory, forked), a second, silent publisher per topic
+# and a DDS participant (on localhost Cyclone has 33 participant indices per domain: node, writers,
+# standbys and subscribers of the host share them). INSPATIO_WRITER_STANDBY=0 turns it off.
+STANDBY = os.environ.get("INSPATIO_WRITER_STANDBY", "1").strip() != "0"
 # The writers' name in ps / top / /proc/PID/comm (at most 15 characters).
 PROCESS_NAME = "inspatio_writer"
 # What the fork server imports once, so that a forked writer starts with it loaded (no torch here).
