@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..ingest import build as build_module
-from ..ingest.build import build_world, format_report
+from ..ingest.build import BuildSettings, build_world, format_report
 from ..ingest.fusion import FusionSettings
 from ..ingest.mvs import MVSSettings
 
@@ -72,13 +72,14 @@ def run(args) -> int:
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise InputError(f"output {output} does not end in .safetensors", "name the world file WORLD.safetensors")
-    settings = FusionSettings(sky_distance=args.sky_distance,
-                              frame_local={"auto": None, "on": True, "off": False}[args.frame_local])
-    world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
-                        holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
-                        bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
-                        preview=args.preview, camera_height=args.camera_height,
-                        mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
+    settings = BuildSettings(
+        holdout=args.holdout, stride=args.stride, start=args.start, end=args.end, max_size=args.max_size,
+        fov=args.fov, camera_height=args.camera_height,
+        fusion=FusionSettings(sky_distance=args.sky_distance,
+                              frame_local={"auto": None, "on": True, "off": False}[args.frame_local]),
+        mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
+    world = build_world(args.input, settings, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
+                        device=args.device, bag_topics=topics, preview=args.preview)
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")

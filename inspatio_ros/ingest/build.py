@@ -21,8 +21,9 @@ frame-local layer.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,43 +41,66 @@ from .mvs import MVSSettings
 from .poses import Poses, given_poses, resolve_poses
 
 
-def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses: str | None = None,
-                depth: str | None = None, holdout: int = 0, stride: int = 1,
-                settings: FusionSettings | None = None, device: str = "auto", bag_topics=None,
-                start: float | None = None, end: float | None = None, max_size: int | None = None,
-                fov: float | None = None, preview: str | Path | None = None, camera_height: float = 1.5,
-                mvs: MVSSettings | None = None) -> World:
-    """Fuse INPUT into a World; ``preview``: a folder for trajectory.png and depth_sample.png.
-    Without depth maps the depth comes from multi-view stereo on the frames (``mvs``), with poses
-    from monocular odometry scaled by ``camera_height`` (metres above the road) unless given.
-    world.info["report"] summarises the build (frames, poses, depth coverage, points, warnings,
-    seconds per stage)."""
-    settings = settings or FusionSettings()
-    _check_settings(camera_height, mvs)
+@dataclass(frozen=True)
+class BuildSettings:
+    """How :func:`build_world` builds a world: which frames it fuses, what it assumes of the camera,
+    and the settings of its stages. The inputs themselves (frames, intrinsics, poses, depth) are
+    build_world's arguments; the ``inspatio-ros build`` flag of each field is in its comment."""
+    holdout: int = 0                    # --holdout: keep every K-th frame out of the world, for evaluate (0: none)
+    stride: int = 1                     # --stride: fuse every S-th frame of the start..end window
+    start: float | None = None          # --start: seconds since the first frame where the build starts
+    end: float | None = None            # --end: seconds since the first frame where the build ends
+    max_size: int | None = None         # --max-size: downscale frames to this longer side (pixels)
+    fov: float | None = None            # --fov: horizontal field of view (degrees) when no intrinsics are known
+    camera_height: float = 1.5          # --camera-height: metres above the road, the scale of video-only poses
+    fusion: FusionSettings = field(default_factory=FusionSettings)    # surfel fusion (--sky-distance, --frame-local)
+    mvs: MVSSettings | None = None      # multi-view stereo (--mvs-size, --mvs-propagate); None: the defaults
+
+
+def build_world(input_path: str | Path, settings: BuildSettings | None = None, *, intrinsics: str | None = None,
+                poses: str | None = None, depth: str | None = None, device: str = "auto", bag_topics=None,
+                preview: str | Path | None = None, **changes) -> World:
+    """Fuse the frames of ``input_path`` (a video, image folder, dataset folder or rosbag2) into a World.
+
+    ``settings``: a :class:`BuildSettings`; keyword ``changes`` replace its fields
+    (``build_world(path, holdout=5)`` is ``build_world(path, BuildSettings(holdout=5))``).
+    ``intrinsics`` (camera_info.yaml or "fx,fy,cx,cy"), ``poses`` (a pose file, or "estimate") and
+    ``depth`` (a folder of depth maps) default to what the input holds. Without depth maps the
+    depth comes from multi-view stereo on the frames, with poses from monocular odometry scaled by
+    ``camera_height`` (metres above the road) unless given. ``preview``: a folder for
+    trajectory.png and depth_sample.png. world.info["report"] summarises the build (frames,
+    poses, depth coverage, points, warnings, seconds per stage).
+    """
+    if settings is not None and not isinstance(settings, BuildSettings):
+        # build_world's settings were FusionSettings until BuildSettings bundled them.
+        raise TypeError(f"build_world's settings is a BuildSettings, not {type(settings).__name__} "
+                        "(fusion settings: build_world(..., fusion=FusionSettings(...)))")
+    s = dataclasses.replace(settings or BuildSettings(), **changes)
+    _check_settings(s.camera_height, s.mvs)
     started = time.time()
     seconds: dict[str, float] = {}
-    frames = open_frames(input_path, bag_topics=bag_topics, start=start, end=end, stride=stride,
-                         max_size=max_size, intrinsics=intrinsics, fov=fov)
+    frames = open_frames(input_path, bag_topics=bag_topics, start=s.start, end=s.end, stride=s.stride,
+                         max_size=s.max_size, intrinsics=intrinsics, fov=s.fov)
     known_poses = given_poses(frames, poses)        # None: by visual odometry, once the depth is known
     known_depth = given_depth(frames, depth)        # None: by multi-view stereo, once the poses are known
     seconds["open input"] = round(time.time() - started, 2)
     t_stage = time.time()
-    camera_poses = resolve_poses(frames, known_poses, known_depth, camera_height)
+    camera_poses = resolve_poses(frames, known_poses, known_depth, s.camera_height)
     if known_poses is None:
         seconds["poses (visual odometry)"] = round(time.time() - t_stage, 2)
-    held = holdout_mask(len(frames.fs), holdout)       # frames of fs (already windowed and strided)
+    held = holdout_mask(len(frames.fs), s.holdout)       # frames of fs (already windowed and strided)
     fingerprint = heldout_fingerprint(frames.fs.load, np.nonzero(held)[0], frames.fs.index)   # for eval --gt
     dev = resolve_device(device)
     t_stage = time.time()
-    frame_depth = resolve_depth(frames, camera_poses, known_depth, held, mvs, dev)
+    frame_depth = resolve_depth(frames, camera_poses, known_depth, held, s.mvs, dev)
     if known_depth is None:
         seconds["dense depth (MVS)"] = round(time.time() - t_stage, 2)
-    camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, camera_height)
+    camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, s.camera_height)
     fusion_started = time.time()
-    fused = fuse(frames, camera_poses, frame_depth, held, settings, dev)
+    fused = fuse(frames, camera_poses, frame_depth, held, s.fusion, dev)
     seconds.update(fused.seconds)
-    world = _world(frames, camera_poses, frame_depth, fused, held, settings, fusion_started, seconds,
-                   {"holdout": holdout, "stride": stride, "start": start, "end": end, "max_size": max_size},
+    world = _world(frames, camera_poses, frame_depth, fused, held, s.fusion, fusion_started, seconds,
+                   {"holdout": s.holdout, "stride": s.stride, "start": s.start, "end": s.end, "max_size": s.max_size},
                    fingerprint)
     world.validate("built world")
     if preview is not None:
