@@ -25,7 +25,7 @@ import dataclasses
 import difflib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import InputError
 from .render import RenderSettings
@@ -150,34 +150,14 @@ def _check(name: str, field: str, value, default, source: str):
     return value
 
 
-def load_render_settings(path: str | Path) -> RenderSettings:
+def load_render_settings(path: str | Path, other_parameters: Iterable[str] = ()) -> RenderSettings:
     """RenderSettings from a ROS 2 parameter file (``--config``); unset parameters keep defaults.
 
-    One file may configure the whole node: its camera rig (``cameras.*``) and node parameters are
-    left to the node; any other unknown name is still an error (a typo must not pass silently).
+    One file may configure the whole node: its camera rig (``cameras.*``) is left to the rig, and
+    the names in ``other_parameters`` (the node's table, which the caller passes: this module
+    knows nothing of the ROS adapter) are left to their owner; any other unknown name is still an
+    error (a typo must not pass silently).
     """
-    from .ros.params import NODE_PARAMETERS
-
-    params = {k: v for k, v in read_parameters(path).items()
-              if not (k.startswith("cameras.") or k in NODE_PARAMETERS)}
+    others = set(other_parameters)
+    params = {k: v for k, v in read_parameters(path).items() if not (k.startswith("cameras.") or k in others)}
     return render_settings_from(params, source=f"config file {path}")
-
-
-def add_config_argument(parser) -> None:
-    """The ``--config YAML`` option of the commands that render."""
-    parser.add_argument("--config", metavar="YAML",
-                        help="ROS 2 parameter file with render.* settings (see config/render.yaml)")
-
-
-def render_settings_from_args(args) -> RenderSettings | None:
-    """RenderSettings from ``--config`` (None: the defaults)."""
-    return load_render_settings(args.config) if args.config else None
-
-
-def add_generator_arguments(parser) -> None:
-    """``--generator none|refiner`` and ``--generator-weights`` of the commands that render."""
-    parser.add_argument("--generator", choices=("none", "refiner"), default="none",
-                        help="none: the raw point render; refiner: the world's learned refiner "
-                             "(train it with 'inspatio-ros train-generator WORLD')")
-    parser.add_argument("--generator-weights", metavar="FILE",
-                        help="refiner weights (default: WORLD.generator.safetensors beside the world)")

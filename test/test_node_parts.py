@@ -133,7 +133,12 @@ def test_interface_package_message_parses_with_rosidl():
 
 def test_render_config_accepts_a_whole_node_file(tmp_path):
     """render/eval --config take a node parameter file (rig + node + render.*), typos still fail."""
-    from inspatio_ros.config import load_render_settings
+    from argparse import Namespace
+
+    from inspatio_ros.cli.common import render_settings_from_args
+
+    def load_render_settings(path):
+        return render_settings_from_args(Namespace(config=str(path)))
 
     path = tmp_path / "node.yaml"
     path.write_text("inspatio_ros:\n  ros__parameters:\n    mode: pose\n    cameras.names: [front]\n"

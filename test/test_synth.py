@@ -11,7 +11,7 @@ import torch
 from inspatio_ros.camera import Intrinsics, look_at, make_pose
 from inspatio_ros.errors import InputError
 from inspatio_ros.posefile import read_poses
-from inspatio_ros.synth import cli as synth_cli
+from inspatio_ros.cli import synth as synth_cli
 from inspatio_ros.synth import indoor, street
 from inspatio_ros.synth.generate import generate, load_intrinsics, load_scene
 from inspatio_ros.synth.noise import fbm2, hash01

@@ -8,7 +8,7 @@ build.build_world is the pipeline, one module per stage, each returning a frozen
   depth.py       given_depth / resolve_depth -> Depth: given, or multi-view stereo (mvs/);
                  refine_scale_by_road_plane (road.py)
   fusion.py      fuse -> Fused: surfels, the view check (consistency.py), dynamic and frame-local layers
-  build.py       build_world, the build report, the ``build`` command
+  build.py       build_world (BuildSettings), the build report (the ``build`` command: cli/build.py)
 
 Nothing is imported here: ``inspatio_ros.ingest.sources`` stays light for eval and the generator.
 """

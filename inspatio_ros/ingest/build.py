@@ -21,9 +21,9 @@ frame-local layer.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,43 +41,66 @@ from .mvs import MVSSettings
 from .poses import Poses, given_poses, resolve_poses
 
 
-def build_world(input_path: str | Path, *, intrinsics: str | None = None, poses: str | None = None,
-                depth: str | None = None, holdout: int = 0, stride: int = 1,
-                settings: FusionSettings | None = None, device: str = "auto", bag_topics=None,
-                start: float | None = None, end: float | None = None, max_size: int | None = None,
-                fov: float | None = None, preview: str | Path | None = None, camera_height: float = 1.5,
-                mvs: MVSSettings | None = None) -> World:
-    """Fuse INPUT into a World; ``preview``: a folder for trajectory.png and depth_sample.png.
-    Without depth maps the depth comes from multi-view stereo on the frames (``mvs``), with poses
-    from monocular odometry scaled by ``camera_height`` (metres above the road) unless given.
-    world.info["report"] summarises the build (frames, poses, depth coverage, points, warnings,
-    seconds per stage)."""
-    settings = settings or FusionSettings()
-    _check_settings(camera_height, mvs)
+@dataclass(frozen=True)
+class BuildSettings:
+    """How :func:`build_world` builds a world: which frames it fuses, what it assumes of the camera,
+    and the settings of its stages. The inputs themselves (frames, intrinsics, poses, depth) are
+    build_world's arguments; the ``inspatio-ros build`` flag of each field is in its comment."""
+    holdout: int = 0                    # --holdout: keep every K-th frame out of the world, for evaluate (0: none)
+    stride: int = 1                     # --stride: fuse every S-th frame of the start..end window
+    start: float | None = None          # --start: seconds since the first frame where the build starts
+    end: float | None = None            # --end: seconds since the first frame where the build ends
+    max_size: int | None = None         # --max-size: downscale frames to this longer side (pixels)
+    fov: float | None = None            # --fov: horizontal field of view (degrees) when no intrinsics are known
+    camera_height: float = 1.5          # --camera-height: metres above the road, the scale of video-only poses
+    fusion: FusionSettings = field(default_factory=FusionSettings)    # surfel fusion (--sky-distance, --frame-local)
+    mvs: MVSSettings | None = None      # multi-view stereo (--mvs-size, --mvs-propagate); None: the defaults
+
+
+def build_world(input_path: str | Path, settings: BuildSettings | None = None, *, intrinsics: str | None = None,
+                poses: str | None = None, depth: str | None = None, device: str = "auto", bag_topics=None,
+                preview: str | Path | None = None, **changes) -> World:
+    """Fuse the frames of ``input_path`` (a video, image folder, dataset folder or rosbag2) into a World.
+
+    ``settings``: a :class:`BuildSettings`; keyword ``changes`` replace its fields
+    (``build_world(path, holdout=5)`` is ``build_world(path, BuildSettings(holdout=5))``).
+    ``intrinsics`` (camera_info.yaml or "fx,fy,cx,cy"), ``poses`` (a pose file, or "estimate") and
+    ``depth`` (a folder of depth maps) default to what the input holds. Without depth maps the
+    depth comes from multi-view stereo on the frames, with poses from monocular odometry scaled by
+    ``camera_height`` (metres above the road) unless given. ``preview``: a folder for
+    trajectory.png and depth_sample.png. world.info["report"] summarises the build (frames,
+    poses, depth coverage, points, warnings, seconds per stage).
+    """
+    if settings is not None and not isinstance(settings, BuildSettings):
+        # build_world's settings were FusionSettings until BuildSettings bundled them.
+        raise TypeError(f"build_world's settings is a BuildSettings, not {type(settings).__name__} "
+                        "(fusion settings: build_world(..., fusion=FusionSettings(...)))")
+    s = dataclasses.replace(settings or BuildSettings(), **changes)
+    _check_settings(s.camera_height, s.mvs)
     started = time.time()
     seconds: dict[str, float] = {}
-    frames = open_frames(input_path, bag_topics=bag_topics, start=start, end=end, stride=stride,
-                         max_size=max_size, intrinsics=intrinsics, fov=fov)
+    frames = open_frames(input_path, bag_topics=bag_topics, start=s.start, end=s.end, stride=s.stride,
+                         max_size=s.max_size, intrinsics=intrinsics, fov=s.fov)
     known_poses = given_poses(frames, poses)        # None: by visual odometry, once the depth is known
     known_depth = given_depth(frames, depth)        # None: by multi-view stereo, once the poses are known
     seconds["open input"] = round(time.time() - started, 2)
     t_stage = time.time()
-    camera_poses = resolve_poses(frames, known_poses, known_depth, camera_height)
+    camera_poses = resolve_poses(frames, known_poses, known_depth, s.camera_height)
     if known_poses is None:
         seconds["poses (visual odometry)"] = round(time.time() - t_stage, 2)
-    held = holdout_mask(len(frames.fs), holdout)       # frames of fs (already windowed and strided)
+    held = holdout_mask(len(frames.fs), s.holdout)       # frames of fs (already windowed and strided)
     fingerprint = heldout_fingerprint(frames.fs.load, np.nonzero(held)[0], frames.fs.index)   # for eval --gt
     dev = resolve_device(device)
     t_stage = time.time()
-    frame_depth = resolve_depth(frames, camera_poses, known_depth, held, mvs, dev)
+    frame_depth = resolve_depth(frames, camera_poses, known_depth, held, s.mvs, dev)
     if known_depth is None:
         seconds["dense depth (MVS)"] = round(time.time() - t_stage, 2)
-    camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, camera_height)
+    camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, s.camera_height)
     fusion_started = time.time()
-    fused = fuse(frames, camera_poses, frame_depth, held, settings, dev)
+    fused = fuse(frames, camera_poses, frame_depth, held, s.fusion, dev)
     seconds.update(fused.seconds)
-    world = _world(frames, camera_poses, frame_depth, fused, held, settings, fusion_started, seconds,
-                   {"holdout": holdout, "stride": stride, "start": start, "end": end, "max_size": max_size},
+    world = _world(frames, camera_poses, frame_depth, fused, held, s.fusion, fusion_started, seconds,
+                   {"holdout": s.holdout, "stride": s.stride, "start": s.start, "end": s.end, "max_size": s.max_size},
                    fingerprint)
     world.validate("built world")
     if preview is not None:
@@ -185,77 +208,3 @@ def format_report(report: dict) -> str:
              "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
     lines += [f"  warning     {w}" for w in report["warnings"]]
     return "\n".join(lines)
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("build", help="fuse a video/images with given or estimated poses and depth into a world file",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="video file, image folder, dataset folder (frames/, camera_info.yaml, poses, "
-                                 "depth/), or rosbag2 bag (folder or .mcap)")
-    p.add_argument("-o", "--output", help="world file to write (.safetensors)")
-    p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml)")
-    p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's; "
-                                   "'estimate': visual odometry even where the input has poses)")
-    p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
-    p.add_argument("--holdout", type=int, default=0, help="keep every K-th frame out of the world, for eval")
-    p.add_argument("--stride", type=int, default=1, help="use every S-th frame (of the --start/--end window)")
-    p.add_argument("--start", type=float, help="seconds since the first frame where the build starts")
-    p.add_argument("--end", type=float, help="seconds since the first frame where the build ends")
-    p.add_argument("--max-size", type=int, help="downscale frames so that the longer side is at most this (pixels)")
-    p.add_argument("--fov", type=float, help="horizontal field of view in degrees, when no intrinsics are known")
-    p.add_argument("--preview", metavar="DIR", help="write trajectory.png and depth_sample.png there")
-    p.add_argument("--camera-height", type=float, default=1.5,
-                   help="metres of the camera above the road: the scale of poses estimated from video alone")
-    p.add_argument("--mvs-size", type=int, help="longer side (px) at which multi-view stereo matches frames "
-                                                "(default 640 on CPU, 1280 on CUDA)")
-    p.add_argument("--mvs-propagate", type=int, default=MVSSettings.propagate, metavar="PASSES",
-                   help="passes propagating MVS depth into unmeasured pixels (road plane, neighbours), each "
-                        "checked against the other frames (0: only matched pixels)")
-    p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
-                   help="metres at which infinite depth (sky) is placed")
-    p.add_argument("--frame-local", choices=("auto", "on", "off"), default="auto",
-                   help="also keep each fused frame's own surfels, shown around its time in front of the merged "
-                        "static layer (auto: on when the depth comes from multi-view stereo)")
-    bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
-    bag.add_argument("--list", action="store_true", help="print the bag's topics and the ones a build would read")
-    bag.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
-    bag.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic")
-    bag.add_argument("--odom-topic", help="nav_msgs/Odometry topic for the poses")
-    bag.add_argument("--depth-topic", help="depth image topic (32FC1 metres / 16UC1 mm, registered)")
-    bag.add_argument("--lidar-topic", help="sensor_msgs/PointCloud2 topic projected into the frames for depth")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from .bag import BagTopics, is_bag, open_bag
-
-    topics = BagTopics(args.image_topic, args.camera_info_topic, args.odom_topic, args.depth_topic, args.lidar_topic)
-    given = [f"--{n}-topic" for n, v in (("image", args.image_topic), ("camera-info", args.camera_info_topic),
-                                          ("odom", args.odom_topic), ("depth", args.depth_topic),
-                                          ("lidar", args.lidar_topic)) if v]
-    if (args.list or given) and not is_bag(args.input):
-        flag = "--list" if args.list else given[0]
-        raise InputError(f"{flag} is for rosbag2 input; {args.input} is not a bag",
-                         "give a rosbag2 folder (with metadata.yaml) or an .mcap file")
-    if args.list:
-        print(open_bag(args.input, topics, list_only=True).describe())
-        return 0
-    if not args.output:
-        raise InputError("no output world file given", "pass -o WORLD.safetensors")
-    output = Path(args.output)
-    if output.suffix != ".safetensors":
-        raise InputError(f"output {output} does not end in .safetensors", "name the world file WORLD.safetensors")
-    settings = FusionSettings(sky_distance=args.sky_distance,
-                              frame_local={"auto": None, "on": True, "off": False}[args.frame_local])
-    world = build_world(args.input, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
-                        holdout=args.holdout, stride=args.stride, settings=settings, device=args.device,
-                        bag_topics=topics, start=args.start, end=args.end, max_size=args.max_size, fov=args.fov,
-                        preview=args.preview, camera_height=args.camera_height,
-                        mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
-    world.save(output)
-    print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
-          f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")
-    print(format_report(world.info["report"]))
-    if args.preview:
-        print(f"pictures in {args.preview}: trajectory.png, depth_sample.png")
-    return 0

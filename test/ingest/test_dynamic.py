@@ -144,7 +144,7 @@ def test_the_moving_car_goes_into_the_dynamic_layer(street_with_car):
 def test_frame_local_layer_holds_every_fused_frame(street_with_car):
     """With the frame-local layer on, each fused frame's valid pixels are also kept as surfels alive
     from the previous fused frame's time to the next one's: a held-out time sees its two neighbours."""
-    world = build_world(street_with_car, holdout=5, device="cpu", settings=FusionSettings(frame_local=True))
+    world = build_world(street_with_car, holdout=5, device="cpu", fusion=FusionSettings(frame_local=True))
     report = world.info["report"]
     assert world.info["frame_local"] and report["points_frame_local"] > 0.9 * 10 * 320 * 180 * 0.9
     local = np.isfinite(world.dynamic_t_start) & ((world.dynamic_t_end - world.dynamic_t_start) > 0.15)

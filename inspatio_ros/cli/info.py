@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .world import World
+from ..world import World
 
 
 def register(subparsers) -> None:

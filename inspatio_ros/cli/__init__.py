@@ -1,7 +1,10 @@
 """``inspatio-ros`` command line: build | run | render | eval | train-generator | info | synth | demo.
 
-Each sub-command lives in its own module, which exposes ``register(subparsers)``; that function
-adds an argparse parser and sets ``func`` to the function that runs it (``func(args) -> int``).
+Each sub-command lives in its own module here (cli/<command>.py), which exposes
+``register(subparsers)``; that function adds an argparse parser and sets ``func`` to the function
+that runs it (``func(args) -> int``). The command modules turn options into plain typed arguments
+of the library's functions; no domain code lives here, and no library module imports this package.
+``main`` reports an InputError as one line naming the command, with exit code 2.
 """
 from __future__ import annotations
 
@@ -10,24 +13,10 @@ import importlib
 import os
 import sys
 
-from .errors import InputError
+from ..errors import InputError
 
-# Module names (inside inspatio_ros) whose register() adds a sub-command, in help order.
-COMMAND_MODULES = ["ingest.build", "ros.run_cli", "render_cli", "eval", "generator.train", "info", "synth.cli", "demo"]
-
-
-def parse_size(text: str, minimum: int = 8, maximum: int = 8192) -> tuple[int, int]:
-    """``--size WxH`` -> (W, H); an InputError naming the flag and the fix otherwise."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size '{text}' is not WIDTHxHEIGHT", "write it like 640x360") from None
-    if w < minimum or h < minimum:
-        raise InputError(f"--size {text} is too small", f"give at least {minimum}x{minimum}, e.g. 640x360")
-    if w > maximum or h > maximum:
-        raise InputError(f"--size {text} is too large", f"give at most {maximum}x{maximum}")
-    return w, h
-
+# Modules of this package whose register() adds a sub-command, in help order.
+COMMAND_MODULES = ["build", "run", "render", "eval", "train_generator", "info", "synth", "demo"]
 
 # Options whose value may start with '-' followed by a digit: argparse takes "-100,80,79.5,47.5"
 # for an option (it only knows plain negative numbers) and stops with "expected one argument".
@@ -69,7 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runtime import keep_freed_memory
+    from ..runtime import keep_freed_memory
 
     keep_freed_memory()
     parser = make_parser()
@@ -90,7 +79,3 @@ def main(argv: list[str] | None = None) -> int:
         # Python from failing again while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..cli import parse_size
 from ..errors import InputError
-from .scene import KINDS
+from ..synth.scene import KINDS
+from .common import parse_size
 
 
 def register(subparsers) -> None:
@@ -36,7 +36,7 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .generate import generate
+    from ..synth.generate import generate
 
     size = parse_size(args.size, minimum=16)
     if args.frames < 2:

@@ -1,0 +1,89 @@
+"""``inspatio-ros build``: the command line of :func:`inspatio_ros.ingest.build.build_world`.
+
+Its help text is the build module's own description of the pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from ..ingest import build as build_module
+from ..ingest.build import BuildSettings, build_world, format_report
+from ..ingest.fusion import FusionSettings
+from ..ingest.mvs import MVSSettings
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("build", help="fuse a video/images with given or estimated poses and depth into a world file",
+                              description=build_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="video file, image folder, dataset folder (frames/, camera_info.yaml, poses, "
+                                 "depth/), or rosbag2 bag (folder or .mcap)")
+    p.add_argument("-o", "--output", help="world file to write (.safetensors)")
+    p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml)")
+    p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's; "
+                                   "'estimate': visual odometry even where the input has poses)")
+    p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
+    p.add_argument("--holdout", type=int, default=0, help="keep every K-th frame out of the world, for eval")
+    p.add_argument("--stride", type=int, default=1, help="use every S-th frame (of the --start/--end window)")
+    p.add_argument("--start", type=float, help="seconds since the first frame where the build starts")
+    p.add_argument("--end", type=float, help="seconds since the first frame where the build ends")
+    p.add_argument("--max-size", type=int, help="downscale frames so that the longer side is at most this (pixels)")
+    p.add_argument("--fov", type=float, help="horizontal field of view in degrees, when no intrinsics are known")
+    p.add_argument("--preview", metavar="DIR", help="write trajectory.png and depth_sample.png there")
+    p.add_argument("--camera-height", type=float, default=1.5,
+                   help="metres of the camera above the road: the scale of poses estimated from video alone")
+    p.add_argument("--mvs-size", type=int, help="longer side (px) at which multi-view stereo matches frames "
+                                                "(default 640 on CPU, 1280 on CUDA)")
+    p.add_argument("--mvs-propagate", type=int, default=MVSSettings.propagate, metavar="PASSES",
+                   help="passes propagating MVS depth into unmeasured pixels (road plane, neighbours), each "
+                        "checked against the other frames (0: only matched pixels)")
+    p.add_argument("--sky-distance", type=float, default=FusionSettings.sky_distance,
+                   help="metres at which infinite depth (sky) is placed")
+    p.add_argument("--frame-local", choices=("auto", "on", "off"), default="auto",
+                   help="also keep each fused frame's own surfels, shown around its time in front of the merged "
+                        "static layer (auto: on when the depth comes from multi-view stereo)")
+    bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
+    bag.add_argument("--list", action="store_true", help="print the bag's topics and the ones a build would read")
+    bag.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
+    bag.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic")
+    bag.add_argument("--odom-topic", help="nav_msgs/Odometry topic for the poses")
+    bag.add_argument("--depth-topic", help="depth image topic (32FC1 metres / 16UC1 mm, registered)")
+    bag.add_argument("--lidar-topic", help="sensor_msgs/PointCloud2 topic projected into the frames for depth")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..ingest.bag import BagTopics, is_bag, open_bag
+
+    topics = BagTopics(args.image_topic, args.camera_info_topic, args.odom_topic, args.depth_topic, args.lidar_topic)
+    given = [f"--{n}-topic" for n, v in (("image", args.image_topic), ("camera-info", args.camera_info_topic),
+                                          ("odom", args.odom_topic), ("depth", args.depth_topic),
+                                          ("lidar", args.lidar_topic)) if v]
+    if (args.list or given) and not is_bag(args.input):
+        flag = "--list" if args.list else given[0]
+        raise InputError(f"{flag} is for rosbag2 input; {args.input} is not a bag",
+                         "give a rosbag2 folder (with metadata.yaml) or an .mcap file")
+    if args.list:
+        print(open_bag(args.input, topics, list_only=True).describe())
+        return 0
+    if not args.output:
+        raise InputError("no output world file given", "pass -o WORLD.safetensors")
+    output = Path(args.output)
+    if output.suffix != ".safetensors":
+        raise InputError(f"output {output} does not end in .safetensors", "name the world file WORLD.safetensors")
+    settings = BuildSettings(
+        holdout=args.holdout, stride=args.stride, start=args.start, end=args.end, max_size=args.max_size,
+        fov=args.fov, camera_height=args.camera_height,
+        fusion=FusionSettings(sky_distance=args.sky_distance,
+                              frame_local={"auto": None, "on": True, "off": False}[args.frame_local]),
+        mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
+    world = build_world(args.input, settings, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
+                        device=args.device, bag_topics=topics, preview=args.preview)
+    world.save(output)
+    print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
+          f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")
+    print(format_report(world.info["report"]))
+    if args.preview:
+        print(f"pictures in {args.preview}: trajectory.png, depth_sample.png")
+    return 0
