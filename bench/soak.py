@@ -288,9 +288,10 @@ class Soak:
                 self.bar.update(done - self.bar.n)
             st = {k: self.status(k).get("front/image_raw", [0])[0] for k in SUBSCRIBERS}
             row = self.rss[-1] if self.rss else {}
-            self.bar.set_postfix_str(f"images {st['rclpy']}/{st['cyclone']} (rclpy/cyclone), node "
-                                     f"{row.get('node_mb')} MB, faults {len(self.faults)}, restarts "
-                                     f"{len(self.segments) - 1}", refresh=False)
+            # In the description: the project's bar format (inspatio_ros/progress.py) has no postfix.
+            self.bar.set_description_str(f"soak: images {st['rclpy']}/{st['cyclone']} (rclpy/cyclone), node "
+                                         f"{row.get('node_mb')} MB, faults {len(self.faults)}, node restarts "
+                                         f"{len(self.segments) - 1}", refresh=False)
 
     def wait_until(self, t: float) -> None:
         while time.monotonic() < t:
