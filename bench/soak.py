@@ -185,6 +185,7 @@ class Soak:
         self._next_rss = 0.0
         self.t0 = None
         self.bar = None
+        self.commit = _commit()        # of the code that ran (--reanalyse may run later code)
 
     def log(self, text: str) -> None:
         (self.bar.write if self.bar is not None else print)(text, file=sys.stderr)
@@ -385,7 +386,7 @@ class Soak:
                 proc.kill()
                 proc.wait()
         # What the analysis needs besides the subscribers' records, so that --reanalyse can redo it.
-        state = {k: getattr(self, k) for k in ("t0", "t_end", "segments", "faults", "events", "rss")}
+        state = {k: getattr(self, k) for k in ("t0", "t_end", "segments", "faults", "events", "rss", "commit")}
         state.update(cpu={str(pid): e for pid, e in self.cpu.items()}, args=vars(self.args), alive=alive, stop=stop)
         write_json_atomic(str(self.work / "state.json"), state)
         return analyse(self, alive, stop)
@@ -424,7 +425,7 @@ def analyse(soak: Soak, node_alive_at_end: bool, node_stop: dict) -> dict:
     t0, t1 = soak.t0, soak.t_end
     result = {"config": {k: v for k, v in vars(soak.args).items() if k != "json"},
               "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
-              "commit": _commit(), "duration_s": round(t1 - t0, 1), "subscribers_wrote_results":
+              "commit": soak.commit, "duration_s": round(t1 - t0, 1), "subscribers_wrote_results":
               {k: v is not None for k, v in data.items()}}
 
     # Frames: the union of stamps any subscriber received on a per-frame topic, per node process
@@ -683,7 +684,7 @@ def reanalyse(work: Path) -> dict:
     state = json.loads((work / "state.json").read_text())
     soak = types.SimpleNamespace(work=work, args=argparse.Namespace(**state["args"]),
                                  cpu={int(pid): e for pid, e in state["cpu"].items()},
-                                 **{k: state[k] for k in ("t0", "t_end", "segments", "faults", "events", "rss")})
+                                 **{k: state[k] for k in ("t0", "t_end", "segments", "faults", "events", "rss", "commit")})
     return analyse(soak, state["alive"], state["stop"])
 
 
@@ -691,9 +692,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.reanalyse:
         result = reanalyse(Path(args.reanalyse))
-        print(report(result))
         if args.json:
             write_json_atomic(args.json, result)
+        print(report(result))
         return 0
     if "ROS_DOMAIN_ID" not in os.environ:
         print("[soak] note: ROS_DOMAIN_ID is unset (domain 0); set one of your own to avoid cross-talk", file=sys.stderr)
@@ -712,9 +713,9 @@ def main(argv=None) -> int:
         print(f"[soak] logs in {work}", file=sys.stderr)
         raise
     result["work_dir"] = str(work)
-    print(report(result))
     if args.json:
         write_json_atomic(args.json, result)
+    print(report(result))
     return 0
 
 
