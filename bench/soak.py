@@ -636,8 +636,9 @@ def report(r: dict) -> str:
         for role, c in r["cpu"].items() if isinstance(c, dict))]
     for e in r["events"]:
         lines.append(f"event at +{e['t']} s: {e['what']}")
-    lines.append(f"node at the end: alive {r['node_at_end']['alive']}, SIGINT -> exit in {r['node_at_end']['exit_s']} s, "
-                 f"rc {r['node_at_end']['rc']}")
+    end = r["node_at_end"]
+    lines.append(f"node at the end: alive {end['alive']}, SIGINT -> exit in {end['exit_s']} s, "
+                 f"rc {end['rc']}")
     return "\n".join(lines)
 
 
@@ -650,7 +651,8 @@ def write_json_atomic(path: str, obj: dict) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--minutes", type=float, default=60.0, help="soak length after start-up (default 60)")
     p.add_argument("--fault-every", type=float, default=5.0, help="minutes between faults (0: none; default 5)")
@@ -669,7 +671,8 @@ def parse_args(argv=None):
                    help="frames lost this long after a fault's recovery are counted as the fault's (default 5)")
     p.add_argument("--dead-after", type=float, default=30.0,
                    help="a node alive with no image on either subscriber this long is restarted (default 30)")
-    p.add_argument("--no-restart", action="store_true", help="end the run when the node is down instead of restarting it")
+    p.add_argument("--no-restart", action="store_true",
+                   help="end the run when the node is down instead of restarting it")
     p.add_argument("--json", default=None, help="write the results here (atomically)")
     p.add_argument("--reanalyse", default=None, metavar="DIR",
                    help="only analyse again the records a finished run kept in DIR (--keep)")
@@ -682,9 +685,9 @@ def reanalyse(work: Path) -> dict:
     import types
 
     state = json.loads((work / "state.json").read_text())
+    keys = ("t0", "t_end", "segments", "faults", "events", "rss", "commit")
     soak = types.SimpleNamespace(work=work, args=argparse.Namespace(**state["args"]),
-                                 cpu={int(pid): e for pid, e in state["cpu"].items()},
-                                 **{k: state[k] for k in ("t0", "t_end", "segments", "faults", "events", "rss", "commit")})
+                                 cpu={int(pid): e for pid, e in state["cpu"].items()}, **{k: state[k] for k in keys})
     return analyse(soak, state["alive"], state["stop"])
 
 
@@ -697,7 +700,8 @@ def main(argv=None) -> int:
         print(report(result))
         return 0
     if "ROS_DOMAIN_ID" not in os.environ:
-        print("[soak] note: ROS_DOMAIN_ID is unset (domain 0); set one of your own to avoid cross-talk", file=sys.stderr)
+        print("[soak] note: ROS_DOMAIN_ID is unset (domain 0); set one of your own to avoid cross-talk",
+              file=sys.stderr)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="inspatio_soak_"))
     work.mkdir(parents=True, exist_ok=True)
     soak = Soak(args, work)

@@ -144,7 +144,8 @@ def _cyclone_spin(recorder: Recorder):
     types = dict(TOPICS + CYCLONE_ONLY)
     for topic in recorder.recv:
         reliability = "best_effort" if topic in BEST_EFFORT else "reliable"
-        transport.create_subscription(types[topic], topic, recorder.callback(topic), Qos(reliability, "volatile", DEPTH))
+        transport.create_subscription(types[topic], topic, recorder.callback(topic),
+                                      Qos(reliability, "volatile", DEPTH))
     return transport.spin_once
 
 
