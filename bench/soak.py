@@ -631,6 +631,21 @@ def report(r: dict) -> str:
         lines.append(f"| {m['node']} | {m['baseline_at_s']} | {' / '.join(map(str, m['node_mb']))} | "
                      f"{' / '.join(map(str, m['node_plus_writers_mb']))} | {m['minutes_after_baseline']} | "
                      f"{m['growth_pct_node']} % | {m['growth_pct_node_plus_writers']} % |")
+    # RSS over time: the sample nearest each whole minute (every sample is in the JSON).
+    samples = [row for row in r["memory"]["samples"] if row["t"] >= 0 and row["node_mb"] is not None]
+    if samples:
+        picks = []
+        for minute in range(int(samples[-1]["t"] // 60) + 1):
+            row = min(samples, key=lambda row: abs(row["t"] - 60.0 * minute))
+            if not picks or row is not picks[-1]:
+                picks.append(row)
+        if picks[-1] is not samples[-1]:
+            picks.append(samples[-1])
+        lines += ["", "| s | " + " | ".join(f"{row['t']:.0f}" for row in picks) + " |",
+                  "|---|" + "---:|" * len(picks),
+                  "| node MB | " + " | ".join(f"{row['node_mb']:.0f}" for row in picks) + " |",
+                  "| writers MB | " + " | ".join(f"{row['writers_mb']:.0f}" for row in picks) + " |",
+                  "| node process | " + " | ".join(str(row["node"]) for row in picks) + " |"]
     lines += ["", "cpu (s, % of one core over the soak): " + ", ".join(
         f"{role} {c['cpu_s']} ({c['share_of_one_core_pct']} %, {c['processes']} proc)"
         for role, c in r["cpu"].items() if isinstance(c, dict))]
