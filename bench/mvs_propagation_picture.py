@@ -45,9 +45,9 @@ def main() -> int:
     truth = np.load(folder / "depth" / f"{names[args.frame].stem}.npy")
     rows = []
     for propagate in (0, MVSSettings.propagate):
-        moving: dict = {}
-        d = dense_depth(lambda i: read_image(names[i]), c2w, intr, [args.frame], MVSSettings(propagate=propagate),
-                        progress_bar=False, sources=sources, moving=moving)[args.frame][0]
+        result = dense_depth(lambda i: read_image(names[i]), c2w, intr, [args.frame], MVSSettings(propagate=propagate),
+                             progress_bar=False, sources=sources)
+        d, moving = result.maps[args.frame][0], result.moving
         both = np.isfinite(d) & np.isfinite(truth)
         err = np.abs(d[both] - truth[both]) / truth[both]
         print(f"propagate {propagate}: coverage {np.isfinite(d).mean():.3f}, AbsRel {err.mean():.3f}, "

@@ -71,8 +71,9 @@ class Node:
         return float("nan")
 
     def with_writers_mb(self) -> float:
-        """The node's RSS plus the private memory of its child processes (the camera writers): what
-        the node costs as a whole (their shared frame slots are in the node's RSS already)."""
+        """The node's RSS plus the private memory of the processes under it (the camera writers, the
+        fork server they are started from, multiprocessing's resource tracker): what the node costs
+        as a whole (their shared frame slots are in the node's RSS already)."""
         total = self.rss_mb()
         todo = [int(c) for task in self._tasks(self.proc.pid) for c in self._children(task)]
         seen = set()
@@ -179,7 +180,7 @@ def memory_by_mapping(pid: int, top: int = 12) -> str:
         head = line.split(None, 5)
         if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
             path = head[5].strip() if len(head) == 6 else ""
-            if path.startswith("/dev/shm/") or path.startswith("/psm_"):
+            if path.startswith(("/dev/shm/", "/psm_", "/inspatio_")):
                 name = "shared-memory slots"
             elif path.startswith("/dev/nvidia"):
                 name = "GPU driver mappings (/dev/nvidia*)"

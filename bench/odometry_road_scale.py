@@ -46,7 +46,7 @@ def main() -> None:
     all_obs = on_moving = 0
     for i in located:
         ids, pts = res.observations[i]
-        have, xyz = od._with_landmarks(ids, res.landmark_by_id)
+        have, xyz = od.tracks_with_landmarks(ids, res.landmark_by_id)
         if not have.any():
             continue
         mask = read_image(d / "dynamic_mask" / f"{i:06d}.png")
@@ -58,7 +58,7 @@ def main() -> None:
         moving = mask[px[:, 1], px[:, 0]]
         all_obs += len(px)
         on_moving += int(moving.sum())
-        _, z = od._project(intr.K, res.c2w[i], xyz)
+        _, z = od.project_points(intr.K, res.c2w[i], xyz)
         p = pts[have]
         road = (p[:, 1] > intr.height * 2 / 3) & (np.abs(p[:, 0] - intr.cx) < intr.width / 4)
         for k in np.nonzero(road)[0]:

@@ -535,3 +535,66 @@ def test_rclpy_to_dds(transport, case):
     assert got, f"nothing arrived from the rclpy publisher:\n{err[-3000:]}"
     assert isinstance(got[0], T.MESSAGE_TYPES[type_name])
     assert plain(got[0]) == values
+
+
+def test_reliable_writers_keep_all_and_latched_keep_last(transport):
+    """Reliable volatile writers keep every unacknowledged sample (KEEP_ALL: they never answer a
+    repair request with a GAP, which freezes Fast DDS 2.14 readers of fragmented samples: see
+    ros/dds.py); transient-local writers and readers keep the last ``depth``."""
+    from cyclonedds.qos import Policy
+
+    from inspatio_ros.ros.transport import LATCHED, SENSOR_OUT
+
+    sensor = transport.create_publisher("sensor_msgs/msg/Image", "keep_all_probe", SENSOR_OUT)
+    latched = transport.create_publisher("std_msgs/msg/String", "keep_last_probe", LATCHED)
+    reader = transport.create_subscription("sensor_msgs/msg/Image", "keep_all_probe", lambda m: None, SENSOR_OUT)
+    assert sensor._writer.get_qos()[Policy.History] == Policy.History.KeepAll
+    assert latched._writer.get_qos()[Policy.History] == Policy.History.KeepLast(1)
+    assert reader.reader.get_qos()[Policy.History] == Policy.History.KeepLast(SENSOR_OUT.depth)
+
+
+_STALLED_READER = """
+import sys, time
+from inspatio_ros.ros.dds import DdsTransport
+from inspatio_ros.ros.transport import SENSOR_OUT
+t = DdsTransport("stalled_reader")
+t.create_subscription("sensor_msgs/msg/Image", "/backlog_probe", lambda m: None, SENSOR_OUT)
+print("ready", flush=True)
+while True:
+    t.spin_once(0.05)
+"""
+
+
+def test_a_stalled_reliable_reader_never_blocks_the_writer(transport, domain):
+    """A reliable reader that stops acknowledging (SIGSTOP) costs the writer at most its backlog:
+    writes keep returning at once and the samples beyond the backlog are counted as dropped."""
+    import signal
+
+    from inspatio_ros.ros import dds
+    from inspatio_ros.ros.transport import SENSOR_OUT
+
+    reader = subprocess.Popen([sys.executable, "-c", _STALLED_READER], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "ROS_DOMAIN_ID": str(domain)})
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        pub = transport.create_publisher("sensor_msgs/msg/Image", "/backlog_probe", SENSOR_OUT)
+        deadline = time.monotonic() + 20
+        while pub.subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.subscription_count() >= 1
+        pixels = np.zeros((1080, 1920), np.float32)           # 8.3 MB, 32FC1
+        msg = T.Image(height=1080, width=1920, encoding="32FC1", step=1920 * 4, data=pixels.tobytes())
+        pub.publish(msg)
+        reader.send_signal(signal.SIGSTOP)
+        n = 3 * dds.WRITER_BACKLOG_BYTES // len(msg.data) + 4
+        slowest = 0.0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            pub.publish(msg)
+            slowest = max(slowest, time.perf_counter() - t0)
+        assert pub.dropped >= n - dds.WRITER_BACKLOG_BYTES // len(msg.data) - 2, (pub.dropped, n)
+        assert slowest < 0.5, f"a write waited {slowest:.2f} s for the stalled reader"
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        reader.kill()
+        reader.wait()

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import InputError
+from .road import road_normals
 
 
 @dataclass
@@ -150,7 +151,8 @@ def _c2w_to_rt(c2w: np.ndarray):
     return rvec.reshape(3), t
 
 
-def _project(K, c2w, xyz):
+def project_points(K, c2w, xyz):
+    """Pixels (n,2) and z-depths (n,) of world points ``xyz`` (n,3) in the camera ``c2w`` (K: 3x3)."""
     R = c2w[:3, :3].T
     pc = (xyz - c2w[:3, 3]) @ R.T
     z = pc[:, 2]
@@ -177,7 +179,7 @@ class _Tracks:
         self.ids, self.pts = self.ids[mask], self.pts[mask]
 
 
-def _with_landmarks(ids: np.ndarray, landmarks: dict) -> tuple[np.ndarray, np.ndarray]:
+def tracks_with_landmarks(ids: np.ndarray, landmarks: dict) -> tuple[np.ndarray, np.ndarray]:
     """Which tracks have a landmark ((n,) bool) and those landmarks' positions ((m,3))."""
     have = np.array([int(t) in landmarks for t in ids], bool)
     xyz = np.stack([landmarks[int(t)] for t in ids[have]]) if have.any() else np.zeros((0, 3))
@@ -216,7 +218,7 @@ def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
     xyz = (X[:3] / np.where(np.abs(X[3]) < 1e-12, 1e-12, X[3])).T
     ok = np.isfinite(xyz).all(1)
     for c2w, p in ((c2w_a, pa), (c2w_b, pb)):
-        uv, z = _project(K, c2w, xyz)
+        uv, z = project_points(K, c2w, xyz)
         ok &= (z > 0) & (np.linalg.norm(uv - p, axis=1) < 2.0)
     ra = xyz - c2w_a[:3, 3]
     rb = xyz - c2w_b[:3, 3]
@@ -253,8 +255,8 @@ def _backproject(K, c2w, pts, depth):
     return pc @ c2w[:3, :3].T + c2w[:3, 3], ok
 
 
-def _jacobian_sparsity(n_obs: int, o_kf: np.ndarray, o_pt: np.ndarray, kf_col: dict, priors: list,
-                       n_params: int):
+def bundle_adjustment_jacobian_sparsity(n_obs: int, o_kf: np.ndarray, o_pt: np.ndarray, kf_col: dict,
+                                        priors: list, n_params: int):
     """Which parameters each bundle-adjustment residual depends on: an observation's two pixel
     residuals on its keyframe's six pose parameters (when free) and its landmark's three, a
     rotation prior's three residuals on both keyframes' rotations. Built from index arrays at
@@ -352,7 +354,7 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
             r = np.where(mag <= huber, r, np.sign(r) * np.sqrt(np.maximum(2 * huber * mag - huber ** 2, 0.0)))
         return np.concatenate([r, prior_res.ravel()])
 
-    A = _jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
+    A = bundle_adjustment_jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
     sol = least_squares(residuals, x0, jac_sparsity=A, loss="linear" if priors else "huber", f_scale=huber,
                         max_nfev=iterations, x_scale="jac", method="trf")
     x = sol.x
@@ -517,9 +519,9 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         c2w[i], located[i], inliers[i] = pose, True, n
         # Tracks that drifted off their landmark (KLT follows a patch that changes scale and
         # perspective as the camera moves on) are dropped here rather than kept as bad evidence.
-        has_lm, xyz = _with_landmarks(tracks.ids, landmarks)
+        has_lm, xyz = tracks_with_landmarks(tracks.ids, landmarks)
         if has_lm.any():
-            uv, z = _project(K, pose, xyz)
+            uv, z = project_points(K, pose, xyz)
             bad = np.zeros(len(tracks.ids), bool)
             bad[has_lm] = (np.linalg.norm(uv - tracks.pts[has_lm], axis=1) > s.track_drift_px) | (z <= 0)
             tracks.keep(~bad)
@@ -530,11 +532,11 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         kf_ids, kf_pts = kf_obs[last_kf]
         common, a, b = np.intersect1d(kf_ids, tracks.ids, return_indices=True)
         flow = np.median(np.linalg.norm(tracks.pts[b] - kf_pts[a], axis=1)) if len(common) else 1e9
-        with_lm = _with_landmarks(tracks.ids, landmarks)[0].sum()
-        kf_with_lm = _with_landmarks(kf_ids, landmarks)[0].sum()
+        with_lm = tracks_with_landmarks(tracks.ids, landmarks)[0].sum()
+        kf_with_lm = tracks_with_landmarks(kf_ids, landmarks)[0].sum()
         if flow > s.keyframe_parallax_px or with_lm < s.keyframe_tracked_ratio * max(kf_with_lm, 1):
             # Triangulate tracks seen at the last keyframe and now that have no landmark yet.
-            new = ~_with_landmarks(common, landmarks)[0]
+            new = ~tracks_with_landmarks(common, landmarks)[0]
             if new.any() and depth_of is None:
                 xyz, good = _triangulate(cv2, K, kf_poses[last_kf], pose, kf_pts[a][new], tracks.pts[b][new],
                                          s.min_triangulation_deg)
@@ -553,7 +555,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                 tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
                 kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
             if depth_of is not None:
-                fresh = ~_with_landmarks(tracks.ids, landmarks)[0]
+                fresh = ~tracks_with_landmarks(tracks.ids, landmarks)[0]
                 if fresh.any():
                     xyz, good = _backproject(K, c2w[i], tracks.pts[fresh], depth_of(i))
                     for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
@@ -579,9 +581,9 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             c2w[i], inliers[i] = pose, n
     for i in range(count):
         ids_i, pts_i = obs_per_frame[i]
-        have, xyz = _with_landmarks(ids_i, landmarks)
+        have, xyz = tracks_with_landmarks(ids_i, landmarks)
         if located[i] and have.any():
-            uv, z = _project(K, c2w[i], xyz)
+            uv, z = project_points(K, c2w[i], xyz)
             e = np.linalg.norm(uv - pts_i[have], axis=1)
             errors.append(e[e < 5.0])
     rms = float(np.sqrt(np.mean(np.concatenate(errors) ** 2))) if errors else float("nan")
@@ -605,7 +607,7 @@ def _relative_rotation(cv2, K, pa, pb, ransac_px):
 
 
 def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
-    have, obj = _with_landmarks(ids, landmarks)
+    have, obj = tracks_with_landmarks(ids, landmarks)
     if have.sum() < s.min_inliers:
         return None, int(have.sum())
     obj = obj.astype(np.float64)
@@ -637,10 +639,10 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
         ids, pts = result.observations[i]
         if not result.located[i] or len(ids) == 0:
             continue
-        have, xyz = _with_landmarks(ids, result.landmark_by_id)
+        have, xyz = tracks_with_landmarks(ids, result.landmark_by_id)
         if not have.any():
             continue
-        _, z = _project(intr.K, result.c2w[i], xyz)
+        _, z = project_points(intr.K, result.c2w[i], xyz)
         # Corners often sit on depth edges, where the pixel's depth may belong to the surface
         # behind: use only landmarks whose 3x3 depth neighbourhood is smooth (within 3 %).
         window, inside = _depth_windows(depth_of(i), pts[have])
@@ -648,33 +650,6 @@ def scale_from_depth(result: OdometryResult, depth_of: Callable[[int], np.ndarra
         ratios.append(window[ok, 4] / z[ok])
     r = np.concatenate(ratios) if ratios else np.zeros(0)
     return float(np.median(r)) if len(r) >= 20 else None
-
-
-def road_normals(c2w: np.ndarray, located: np.ndarray, half_window: int = 3) -> np.ndarray:
-    """(N,3) world 'up' of the road under each camera of a driving path: perpendicular to the
-    direction of travel (over the located frames within ``half_window``) and to the camera's x
-    axis. A driving camera is pitched (1-2 degrees on the synthetic street, more on many dash
-    mounts), so its own -y axis is not the road's normal: for a road point 10 m ahead a 1.7
-    degree pitch moves its height along -y by 0.3 m. The travel direction lies in the road plane
-    whatever the pitch. Frames that do not move (or are not located) take the camera's -y."""
-    n = len(c2w)
-    up = -c2w[:, :3, 1].copy()
-    idx = np.nonzero(located)[0]
-    for i in range(n):
-        if not located[i]:
-            continue
-        near = idx[np.abs(idx - i) <= half_window]
-        travel = c2w[near.max(), :3, 3] - c2w[near.min(), :3, 3]
-        length = np.linalg.norm(travel)
-        if near.max() == near.min() or length <= 0:
-            continue
-        normal = np.cross(c2w[i, :3, 0], travel / length)
-        norm = np.linalg.norm(normal)
-        if norm < 0.5:                      # travelling sideways: no road normal from the path
-            continue
-        normal /= norm
-        up[i] = normal if normal @ up[i] > 0 else -normal
-    return up
 
 
 def densest_half(values: np.ndarray) -> float:

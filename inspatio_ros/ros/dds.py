@@ -59,7 +59,11 @@ from .transport import Qos, resolve_topic
 # forever holding the reader's mutex: the subscriber process stops receiving on every topic. With
 # the node's 5-deep KEEP_LAST writers a Fast DDS subscriber to front/points froze in 11 of 16 runs;
 # with depth 1 in 4 of 4 within 5 s, with KEEP_ALL in none (docs/PERFORMANCE.md, "Fast DDS").
-WRITER_BACKLOG_BYTES = 64 * 1024 * 1024
+# The backlog (INSPATIO_DDS_WRITER_BACKLOG_MB, 32 MiB: four 1080p depth images) bounds each
+# writer's memory for slow readers and how stale a lagging reader's frames get; at 3 x 1080p on an
+# H200 (node_bench, Cyclone readers) 16 / 32 / 64 MiB gave 52-55 / 58 / 45-55 Hz per camera, KEEP_LAST
+# 57 Hz (single runs, about +-5 Hz apart run to run).
+WRITER_BACKLOG_BYTES = int(float(os.environ.get("INSPATIO_DDS_WRITER_BACKLOG_MB", "32")) * 1024 * 1024)
 # A write never waits for acknowledgements: above the backlog it fails at once and is counted.
 MAX_BLOCKING_S = 0.0
 # Samples taken from one reader per read call in spin_once.

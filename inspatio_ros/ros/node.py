@@ -57,10 +57,14 @@ class SimNode:
         self._warnings = ThrottledLog(log)
         self._step_requests = 0
         self._tf_tree: dict[str, tuple[str, np.ndarray, float]] = {}   # child -> (parent, T, stamp)
+        self._stop = threading.Event()
         self.out = NodeOutputs(transport, self.p, self.session, self.world_name)
         self.stats = self.out.stats
-        self._make_subscriptions()
-        self._stop = threading.Event()
+        try:
+            self._make_subscriptions()
+        except BaseException:                  # also Ctrl-C during start-up: no writer or /dev/shm left behind
+            self.out.close()
+            raise
 
     # -- wiring ------------------------------------------------------------------------------
     def _make_subscriptions(self) -> None:
@@ -233,7 +237,9 @@ class SimNode:
         return self.session.warm_up()
 
     def stop(self) -> None:
+        """End spin() (safe in a signal handler); writers that die from now on are not restarted."""
         self._stop.set()
+        self.out.stop_restarts()
 
     def flush(self) -> None:
         self.out.flush()

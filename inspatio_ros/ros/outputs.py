@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..sim.simulator import SensorFrame
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder
+from .rate_watch import RateWatch
 from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_OUT, Qos
 from .writer_process import CameraLayout, CameraWriters, camera_publishers, publish_cameras
 
@@ -47,6 +48,8 @@ def qos_of(params, key: str, default: Qos) -> Qos:
 class PublishStats:
     publish_ms: deque = field(default_factory=lambda: deque(maxlen=240))
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=1000))    # pose in -> frame out
+    # wall ms per frame the loop waited for the publishers: a free writer slot, the publisher thread
+    wait_ms: deque = field(default_factory=lambda: deque(maxlen=240))
     frames_published: int = 0
 
 
@@ -58,13 +61,20 @@ class NodeOutputs:
         self.rig = session.rig
         self.msgs = MessageBuilder(transport)
         self.stats = PublishStats()
-        self._make_publishers(session.sim.device)
+        self.writer = None
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspatio_publish")
         self._inflight: Future | None = None
         self._last_clock_pub = -math.inf
         self._last_status = -math.inf
         self._last_diag = -math.inf
-        self._publish_static_tf()
+        self._waited_s = 0.0                   # waits of the frame being made (see PublishStats.wait_ms)
+        self.rate_watch = RateWatch(self.p["publish.rate_warning_s"])
+        try:
+            self._make_publishers(session.sim.device)
+            self._publish_static_tf()
+        except BaseException:                  # also Ctrl-C during start-up: no writer or /dev/shm left behind
+            self.close()
+            raise
 
     def _make_publishers(self, device) -> None:
         pub = self.t.create_publisher
@@ -77,13 +87,13 @@ class NodeOutputs:
         use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
         if use_writer and self.t.name != "dds":
             raise InputError("publish.writer_process on needs the dds transport", "use --transport dds, or set it off")
-        self.writer = None
         self.cam_pubs: dict[str, dict[str, Any]] = {}
         if use_writer:
             self.writer = CameraWriters(self.t.node_name, self.t.namespace, self.t.domain_id,
                                         list(self.layouts.values()), self.p["publish.jpeg_quality"],
                                         pin_memory=device.type == "cuda")
-            log.info("camera messages written by %d writer processes (one per camera)", len(self.writer.writers))
+            log.info("camera messages written by %d writer processes (one per camera): %s", len(self.writer.writers),
+                     ", ".join(f"{name} pid {pid}" for name, pid in self.writer.pids.items()))
             if device.type == "cuda":
                 if self.writer.page_locked:
                     log.info("their shared memory is page-locked: renders are copied straight into it")
@@ -111,7 +121,12 @@ class NodeOutputs:
     def writer_arrays(self, names: list[str]):
         """Where the session renders cameras ``names``: with writer processes a free slot of their
         shared memory, else None (the simulator's own buffers)."""
-        return self.writer.acquire(names) if self.writer is not None else None
+        if self.writer is None:
+            return None
+        started = time.perf_counter()
+        arrays = self.writer.acquire(names)
+        self._waited_s += time.perf_counter() - started
+        return arrays
 
     def publish(self, frame: SensorFrame) -> None:
         received = frame.input_received
@@ -123,7 +138,10 @@ class NodeOutputs:
             self.writer.submit(frame.stamp, frame.cameras, on_done)
             received = None
         # One frame in flight: the previous frame's messages go out while this one rendered.
+        started = time.perf_counter()
         self.flush()
+        self.stats.wait_ms.append((self._waited_s + time.perf_counter() - started) * 1e3)
+        self._waited_s = 0.0
         self._inflight = self._publisher.submit(self._publish_frame, frame, received)
 
     def _publish_frame(self, frame: SensorFrame, received: float | None) -> None:
@@ -172,6 +190,28 @@ class NodeOutputs:
         if self.p["publish.diagnostics_hz"] > 0 and now - self._last_diag >= 1.0 / self.p["publish.diagnostics_hz"]:
             self._last_diag = now
             self.diag_pub.publish(self.msgs.diagnostics(stamp, *self.diagnostic_values()))
+        if self.rate_watch.due():
+            self.rate_watch.check(s.diagnostics(), s.clock.rate, _mean(self.stats.wait_ms), self._write_ms(),
+                                  self.dropped())
+
+    def _write_ms(self) -> float:
+        if self.writer is not None:
+            return _mean(self.writer.write_s) * 1e3
+        return _mean(self.stats.publish_ms)
+
+    def dropped(self) -> dict[str, int]:
+        """Samples dropped at the source so far because readers did not keep up: per camera (its
+        writer process) and per publisher of the node's own (DDS transport only)."""
+        out = {}
+        if self.writer is not None:
+            out.update({f"camera '{name}'": w.dropped for name, w in self.writer.writers.items()})
+        else:
+            for name, pubs in self.cam_pubs.items():
+                out[f"camera '{name}'"] = sum(getattr(p, "dropped", 0) for p in pubs.values())
+        for name, pub in (("/tf", self.tf_pub), ("odom", self.odom_pub)):
+            if pub is not None and getattr(pub, "dropped", 0):
+                out[name] = pub.dropped
+        return out
 
     def diagnostic_values(self):
         """(name, hardware_id, level, message, values) of the /diagnostics status."""
@@ -185,6 +225,8 @@ class NodeOutputs:
             "dropped_inputs": d.dropped_inputs, "frames_published": s.frames_published,
             "sim_time": d.sim_time, "paused": d.paused, "mode": d.mode,
             **{f"coverage.{name}": cov for name, cov in d.coverage.items()},
+            **(self.writer.counts() if self.writer is not None else {}),
+            "samples_dropped": sum(self.dropped().values()),
         }
         return (f"{self.t.node_name}: simulator", self.world_name, DIAG_WARN if d.slow else DIAG_OK, d.message,
                 values)
@@ -195,9 +237,18 @@ class NodeOutputs:
             self._inflight.result()
             self._inflight = None
 
+    def stop_restarts(self) -> None:
+        """The node is stopping: camera writers that die now are not restarted (safe in a signal handler)."""
+        if self.writer is not None:
+            self.writer.stop_restarts()
+
     def close(self) -> None:
         self.flush()
         self._publisher.shutdown(wait=True)
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")

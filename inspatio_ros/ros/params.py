@@ -56,6 +56,9 @@ NODE_PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "publish.writer_process": ("auto", lambda v: v in ("auto", "on", "off"),
                                "auto (on for dds + CUDA) | on | off: camera messages written by one process per camera"),
     "publish.jpeg_quality": (90, lambda v: 1 <= v <= 100, "1 .. 100"),
+    "publish.rate_warning_s": (60.0, lambda v: v >= 0,
+                               "seconds between console warnings that the node runs under its target rate "
+                               "(0 = never)"),
 }
 
 

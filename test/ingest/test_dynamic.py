@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from inspatio_ros.camera import Intrinsics
-from inspatio_ros.ingest.build import (FusionSettings, _local_spans, _time_spans, build_world, fill_unknown_depth,
-                                      seen_through)
+from inspatio_ros.ingest.build import build_world
+from inspatio_ros.ingest.consistency import seen_through
+from inspatio_ros.ingest.fusion import (FusionSettings, fill_unknown_depth, frame_local_time_spans,
+                                       moving_time_spans)
 from inspatio_ros.video import read_image
 
 
@@ -25,7 +27,7 @@ def test_a_floater_is_seen_through_and_a_wall_is_not():
 def test_time_spans_tile_the_fused_frames():
     times = np.arange(12) / 10.0
     fused = [0, 1, 2, 3, 5, 6, 7, 8, 10, 11]           # 4 and 9 held out
-    spans = _time_spans(times, fused)
+    spans = moving_time_spans(times, fused)
     for i in fused:
         assert spans[i][0] <= times[i] <= spans[i][1]
     # Held-out frame 4 (t=0.4) lies in exactly one span, the later neighbour's.
@@ -37,7 +39,7 @@ def test_time_spans_tile_the_fused_frames():
 def test_local_spans_show_the_neighbours_of_a_held_out_time():
     times = np.arange(12) / 10.0
     fused = [0, 1, 2, 3, 5, 6, 7, 8, 10, 11]           # 4 and 9 held out
-    spans = _local_spans(times, fused)
+    spans = frame_local_time_spans(times, fused)
     alive = lambda t: [i for i in fused if spans[i][0] <= t <= spans[i][1]]  # noqa: E731
     assert alive(0.4) == [3, 5] and alive(0.9) == [8, 10]
     assert alive(0.6) == [5, 6, 7]                      # a fused frame's own time: it and its neighbours

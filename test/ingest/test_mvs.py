@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from inspatio_ros.camera import load_camera_info
-from inspatio_ros.ingest.mvs import (MVSSettings, _fill_planar_holes, _moving_mask, _sky_mask, dense_depth,
-                                     depth_bounds, fit_road_plane)
+from inspatio_ros.ingest.mvs import MVSSettings, dense_depth, depth_bounds
+from inspatio_ros.ingest.mvs.filters import fill_planar_holes, moving_object_mask, sky_mask
+from inspatio_ros.ingest.road import fit_road_plane
 from inspatio_ros.posefile import read_poses
 from inspatio_ros.video import read_image
 
@@ -50,11 +51,11 @@ def _score(maps, truth):
 
 
 class _Maps(tuple):
-    """(kept, raw, truth, dense) and the road plane output of the dense run."""
+    """(kept, raw, truth, dense) maps and the whole DenseDepth of the dense run."""
 
-    def __new__(cls, items, road):
+    def __new__(cls, items, dense):
         out = super().__new__(cls, items)
-        out.road = road
+        out.dense = dense
         return out
 
 
@@ -63,13 +64,11 @@ def street_maps(street320):
     intr, c2w, names, truth = _scene(street320)
     frames = [3, 4, 5, 6, 7, 8]
     kept = dense_depth(lambda i: read_image(names[i]), c2w, intr, frames, MVSSettings(propagate=0), device="cpu",
-                       progress_bar=False)
+                       progress_bar=False).maps
     raw = dense_depth(lambda i: read_image(names[i]), c2w, intr, frames, device="cpu", progress_bar=False,
-                      filtered=False)
-    road: dict = {}
-    dense = dense_depth(lambda i: read_image(names[i]), c2w, intr, frames, device="cpu", progress_bar=False,
-                        road_out=road)
-    return _Maps((kept, raw, truth, dense), road)
+                      filtered=False).maps
+    dense = dense_depth(lambda i: read_image(names[i]), c2w, intr, frames, device="cpu", progress_bar=False)
+    return _Maps((kept, raw, truth, dense.maps), dense)
 
 
 def test_mvs_depth_matches_truth_with_given_poses(street_maps):
@@ -124,30 +123,30 @@ def test_propagation_covers_the_blank_road_and_walls(street_maps):
 def test_near_side_of_a_depth_step_is_the_band_within_the_radius():
     """The pixels re-checked at a depth step: known, nearer by the ratio than a known pixel
     within the radius; unknown pixels and the far side are not."""
-    from inspatio_ros.ingest.mvs import _near_side_of_depth_steps
+    from inspatio_ros.ingest.mvs.filters import near_side_of_depth_steps
 
     depth = np.full((20, 30), 20.0, np.float32)
     depth[:, :15] = 5.0                             # near surface on the left
     depth[:, 5] = np.nan                            # an unknown column on the near side
-    band = _near_side_of_depth_steps(depth, 3, 1.25)
+    band = near_side_of_depth_steps(depth, 3, 1.25)
     assert band[:, 12:15].all() and not band[:, :12].any() and not band[:, 15:].any()
     depth[:, 15:] = 5.5                             # a step within the ratio is no step
-    assert not _near_side_of_depth_steps(depth, 3, 1.25).any()
-    assert not _near_side_of_depth_steps(depth, 0, 1.25).any()
+    assert not near_side_of_depth_steps(depth, 3, 1.25).any()
+    assert not near_side_of_depth_steps(depth, 0, 1.25).any()
 
 
 def test_matched_pixels_at_depth_steps_are_rechecked(street_maps):
     """Matched pixels next to a farther matched surface are re-decided by propagation's 5x5
     check: window matching gives the background next to an object's edge the object's depth.
     The re-decided ones get closer to the truth."""
-    from inspatio_ros.ingest.mvs import _near_side_of_depth_steps
+    from inspatio_ros.ingest.mvs.filters import near_side_of_depth_steps
 
     kept, _, truth, dense = street_maps
     s = MVSSettings()
     band_total, before, after = 0, [], []
     for i, (d, _) in dense.items():
         k = kept[i][0]
-        band = _near_side_of_depth_steps(k, s.edge_recheck_px, s.edge_recheck_ratio)
+        band = near_side_of_depth_steps(k, s.edge_recheck_px, s.edge_recheck_ratio)
         band_total += int(band.sum())
         t = band & ~np.isclose(d, k, rtol=1e-5) & np.isfinite(truth[i]) & np.isfinite(d)
         before.append(np.abs(k[t] - truth[i][t]) / truth[i][t])
@@ -163,12 +162,11 @@ def test_nothing_static_is_placed_beyond_the_road_plane(street_maps):
     beyond it (on the blank road a neighbour's far depth passes the photometric check too), and
     the build gets that limit (and the plane) for its own hole filling."""
     _, _, truth, dense = street_maps
-    road = street_maps.road
-    normal, distance = road["plane"]
+    normal, distance = street_maps.dense.road_plane
     # The synthetic camera is 1.5 m up; the fit from the few matched road-region pixels of these
     # 320x180 frames (cars and kerbs among them) measured 1.30: roughly right, not exact.
     assert 1.0 < distance < 2.0 and normal[1] > 0.99
-    ceiling = road["ceiling"]
+    ceiling = street_maps.dense.ceiling
     assert ceiling.shape == truth[3].shape and np.isfinite(ceiling).mean() > 0.2
     for i, (d, _) in dense.items():
         limited = np.isfinite(d) & np.isfinite(ceiling)
@@ -217,16 +215,16 @@ def test_an_object_moving_with_the_camera_is_found_and_stands_on_the_road():
     texture = np.full((h, w), 0.05, np.float32)
     raw[55:70, 70:90] = 400.0                     # the car: far end of a 2..200 sweep (x2 refine reach)
     raw[80:82, 10:12] = 400.0                     # a speck: too small to be an object
-    mask, depth = _moving_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01))
+    mask, depth = moving_object_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01))
     assert mask[55:70, 70:90].all() and mask.sum() < 1.3 * 15 * 20 and not mask[80, 10]
     np.testing.assert_allclose(depth[60, 80], 1.0 / road_rho[69, 80], rtol=0.05)
-    assert not _moving_mask(raw, cost, texture, 200.0, None, MVSSettings())[0].any()
+    assert not moving_object_mask(raw, cost, texture, 200.0, None, MVSSettings())[0].any()
     # A flat far-matching blob lying on the road (a lane line's end): 4 rows at ~4 m stand 0.16 m
     # tall, the car 0.94 m; with the focal length given, only the car is an object.
     raw[80:84, 100:140] = 400.0
-    flat, _ = _moving_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01))
+    flat, _ = moving_object_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01))
     assert flat[81, 120]
-    tall, _ = _moving_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01), fy=100.0)
+    tall, _ = moving_object_mask(raw, cost, texture, 200.0, road_rho, MVSSettings(moving_min_area=0.01), fy=100.0)
     assert tall[55:70, 70:90].all() and not tall[81, 120]
 
 
@@ -238,7 +236,7 @@ def test_grayscale_frames_give_the_same_depth(street320):
 
     frames = [3, 5, 7]              # sources are 2 and 4 frames away: 3 and 7 check 5's depth
     maps = dense_depth(gray, c2w, intr, frames, MVSSettings(max_size=256, propagate=0), device="cpu",
-                       progress_bar=False)
+                       progress_bar=False).maps
     absrel, claimed, _ = _score(maps, truth)
     assert maps[5][0].shape == (180, 320)
     assert absrel < 0.11 and claimed > 0.1         # measured 0.089 on 17 % (256x144)
@@ -250,12 +248,12 @@ def test_planar_fill_recovers_a_plane_and_leaves_occlusions_unknown():
     plane = 1.0 / (0.1 + 0.002 * u + 0.003 * v)                      # a slanted plane
     depth = plane.astype(np.float32).copy()
     depth[20:40, 30:50] = np.nan                                       # texture-less inside
-    filled = _fill_planar_holes(depth, max_area=1000)
+    filled = fill_planar_holes(depth, max_area=1000)
     np.testing.assert_allclose(filled[20:40, 30:50], plane[20:40, 30:50], rtol=1e-4)
     # A hole on an occlusion boundary (two depths on its rim) is not invented.
     step = np.where(u < 40, 5.0, 20.0).astype(np.float32)
     step[20:40, 30:50] = np.nan
-    assert np.isnan(_fill_planar_holes(step, max_area=1000)[20:40, 30:50]).all()
+    assert np.isnan(fill_planar_holes(step, max_area=1000)[20:40, 30:50]).all()
 
 
 def test_sky_is_bright_blank_top_with_nothing_measured_above():
@@ -265,9 +263,9 @@ def test_sky_is_bright_blank_top_with_nothing_measured_above():
     texture = np.zeros_like(depth)
     gray = np.full(depth.shape, 0.3, np.float32)
     gray[:15] = 0.8
-    sky = _sky_mask(depth, texture, gray, 0.01)
+    sky = sky_mask(depth, texture, gray, 0.01)
     assert sky[:15, :40].all() and not sky[15:].any() and not sky[5:15, 40:].any()
-    dark = _sky_mask(depth, texture, np.full(depth.shape, 0.3, np.float32), 0.01)
+    dark = sky_mask(depth, texture, np.full(depth.shape, 0.3, np.float32), 0.01)
     assert not dark.any()                 # a shaded blank facade top is not sky
 
 
@@ -350,9 +348,8 @@ def test_car_ahead_is_found_between_landmark_depth_bounds(tmp_path):
     assert 1 / near - 1 / far < 0.7 * (1 / 1.0 - 1 / 200.0)
 
     def found(settings):
-        moving = {}
-        dense_depth(lambda i: read_image(names[i]), c2w, intr, [4, 7, 9], settings, device="cpu",
-                    landmarks=landmarks, moving=moving, progress_bar=False)
+        moving = dense_depth(lambda i: read_image(names[i]), c2w, intr, [4, 7, 9], settings, device="cpu",
+                             landmarks=landmarks, progress_bar=False).moving
         return [((moving[i] & cars[i]).sum() / cars[i].sum(), (moving[i] & cars[i]).sum() / max(moving[i].sum(), 1))
                 for i in (4, 7, 9)]
 
@@ -399,7 +396,7 @@ def test_road_candidate_stops_where_the_colour_does():
     the candidate is dropped. Across a lane line (asphalt on both sides) it carries on."""
     import torch
 
-    from inspatio_ros.ingest.mvs import _propagation_candidates
+    from inspatio_ros.ingest.mvs.propagate import propagation_candidates
 
     h, w = 60, 80
     v = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
@@ -410,13 +407,13 @@ def test_road_candidate_stops_where_the_colour_does():
     rho = torch.full((h, w), float("nan"))
     rho[55:, :] = road[55:]                         # matched road near the bottom
     rho[10, :] = 1 / 40.0                           # a facade row far above
-    cand = _propagation_candidates(rho, road, gray=gray, road_colour=0.05)[-1]
+    cand = propagation_candidates(rho, road, gray=gray, road_colour=0.05)[-1]
     assert torch.isfinite(cand[26:30, :40]).all()   # asphalt above the lane line: road
     assert torch.isfinite(cand[34:54, :40]).all()
     assert torch.isnan(cand[25:45, 50:70]).all()    # the car's side: no road
     assert torch.isfinite(cand[46:54, 50:70]).all()  # the asphalt under the car: road
     # Without the colour rule the car's side takes the road plane (what made it 1.3x too far).
-    plain = _propagation_candidates(rho, road)[-1]
+    plain = propagation_candidates(rho, road)[-1]
     assert torch.isfinite(plain[25:45, 50:70]).all()
 
 
@@ -464,7 +461,7 @@ def test_wall_candidate_continues_a_facade_towards_the_vanishing_point():
     (up to 5x as far); the constant one-sided candidate keeps the known pixel's depth (too near)."""
     import torch
 
-    from inspatio_ros.ingest.mvs import WALL_RATIO, _propagation_candidates
+    from inspatio_ros.ingest.mvs.propagate import WALL_RATIO, propagation_candidates
 
     h, w, fx, cx = 40, 200, 100.0, 99.5
     u = torch.arange(w, dtype=torch.float32)[None].expand(h, w)
@@ -474,7 +471,7 @@ def test_wall_candidate_continues_a_facade_towards_the_vanishing_point():
     rho[:, 180:] = true_rho[:, 180:]                # the near part of the wall is matched
     along = ray_x                                   # wall normal (1, 0, 0): n . ray
     length = torch.sqrt(ray_x ** 2 + 1.0)           # |ray| on the row v = cy
-    cand = _propagation_candidates(rho, None, wall=(along, length))
+    cand = propagation_candidates(rho, None, wall=(along, length))
     assert cand.shape[0] == 8                       # six of the rows and columns, two walls
     from_right = cand[7]
     ratio = ray_x / ray_x[:, 180:181]

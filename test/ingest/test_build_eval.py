@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from inspatio_ros.cli import main
-from inspatio_ros.ingest.build import FusionSettings, build_world, holdout_mask, surfels_from_depth
+from inspatio_ros.ingest.build import build_world
+from inspatio_ros.ingest.frames import holdout_mask
+from inspatio_ros.ingest.fusion import FusionSettings, surfels_from_depth
 from inspatio_ros.camera import Intrinsics
 from inspatio_ros.synth.generate import generate
 from inspatio_ros.world import World
@@ -254,7 +256,7 @@ def test_build_window_stride_and_max_size(street, tmp_path):
 
 def test_build_intrinsics_from_fov_kitti_calib_or_prior(street, tmp_path):
     from inspatio_ros.camera import parse_intrinsics
-    from inspatio_ros.ingest.build import resolve_intrinsics
+    from inspatio_ros.ingest.intrinsics import resolve_intrinsics
     from inspatio_ros.ingest.sources import open_input
 
     calib = tmp_path / "calib.txt"
@@ -265,10 +267,10 @@ def test_build_intrinsics_from_fov_kitti_calib_or_prior(street, tmp_path):
     with pytest.raises(Exception, match="has no P5 line"):
         parse_intrinsics(f"{calib}:P5", 1226, 370)
     fs = open_input(street / "video.mp4")
-    intr, source = resolve_intrinsics(None, fs, 160, 96, fov=90.0)
-    assert abs(intr.fx - 80.0) < 1e-9 and "--fov 90" in source
-    intr, source = resolve_intrinsics(None, fs, 160, 96)
-    assert intr.fx == 1.2 * 160 and source.startswith("prior") and any("no intrinsics given" in n for n in fs.notes)
+    intr, source, notes = resolve_intrinsics(None, fs, 160, 96, fov=90.0)
+    assert abs(intr.fx - 80.0) < 1e-9 and "--fov 90" in source and not notes
+    intr, source, notes = resolve_intrinsics(None, fs, 160, 96)
+    assert intr.fx == 1.2 * 160 and source.startswith("prior") and any("no intrinsics given" in n for n in notes)
     with pytest.raises(Exception, match="both --intrinsics and --fov"):
         resolve_intrinsics("80,80,79.5,47.5", fs, 160, 96, fov=90.0)
 
@@ -349,7 +351,7 @@ def test_filled_depth_stays_before_the_ceiling():
     """The frame-local layer's hole filling interpolates inverse depth from around a hole; with
     sky above it would put a blank car side behind the road. The ceiling bounds the filled pixels
     only."""
-    from inspatio_ros.ingest.build import fill_unknown_depth
+    from inspatio_ros.ingest.fusion import fill_unknown_depth
 
     depth = np.full((64, 64), np.nan, np.float32)
     depth[:16] = np.inf                       # sky
@@ -370,17 +372,17 @@ def test_the_dense_road_plane_refines_the_camera_height_scale():
     """Monocular poses scaled by the camera height from sparse road landmarks are rescaled by the
     height MVS's dense road plane measures, when the poses are one segment and the two agree
     within 10 %; otherwise the sparse scale stands."""
-    from inspatio_ros.ingest.build import _road_scale_factor
+    from inspatio_ros.ingest.road import road_scale_factor
 
     one = {"scale": "metric (camera height 1.5 m above the road)", "odometry": {"segment_scales": [0.83]}}
     mvs = {"road_plane": {"normal": [0.0, 1.0, 0.0], "distance": 1.4649}}
-    assert _road_scale_factor(one, mvs, 1.5) == pytest.approx(1.5 / 1.4649)
-    assert _road_scale_factor(one, mvs, 1.52) == pytest.approx(1.52 / 1.4649)   # --camera-height 1.52
-    assert _road_scale_factor(one, mvs, 1.65) is None        # 12.6 % apart: one of the fits is no road
+    assert road_scale_factor(one, mvs, 1.5) == pytest.approx(1.5 / 1.4649)
+    assert road_scale_factor(one, mvs, 1.52) == pytest.approx(1.52 / 1.4649)   # --camera-height 1.52
+    assert road_scale_factor(one, mvs, 1.65) is None        # 12.6 % apart: one of the fits is no road
     two = {**one, "odometry": {"segment_scales": [0.83, 1.2]}}
-    assert _road_scale_factor(two, mvs, 1.5) is None        # one plane cannot tell two scales apart
-    assert _road_scale_factor(one, {"road_plane": {"distance": 1.2}}, 1.5) is None   # 25 % apart
-    assert _road_scale_factor(one, {}, 1.5) is None          # no road found by MVS
-    assert _road_scale_factor(one, None, 1.5) is None        # depth given
+    assert road_scale_factor(two, mvs, 1.5) is None        # one plane cannot tell two scales apart
+    assert road_scale_factor(one, {"road_plane": {"distance": 1.2}}, 1.5) is None   # 25 % apart
+    assert road_scale_factor(one, {}, 1.5) is None          # no road found by MVS
+    assert road_scale_factor(one, None, 1.5) is None        # depth given
     unscaled = {"scale": "unscaled", "odometry": {}}
-    assert _road_scale_factor(unscaled, mvs, 1.5) is None
+    assert road_scale_factor(unscaled, mvs, 1.5) is None

@@ -157,7 +157,7 @@ def test_monocular_rotation_does_not_drift_on_a_street_with_a_moving_car(tmp_pat
 
 
 def test_bundle_adjustment_jacobian_sparsity_names_each_residuals_parameters():
-    from inspatio_ros.ingest.odometry import _jacobian_sparsity
+    from inspatio_ros.ingest.odometry import bundle_adjustment_jacobian_sparsity
 
     rng = np.random.default_rng(3)
     kf_col = {10: 0, 14: 1, 17: 2}                 # keyframes 3 and 7 are fixed: no columns
@@ -166,7 +166,7 @@ def test_bundle_adjustment_jacobian_sparsity_names_each_residuals_parameters():
     o_pt = rng.integers(0, n_pts, n_obs)
     priors = [(7, 10, None), (14, 17, None), (3, 7, None)]   # the last touches only fixed keyframes
     n_params = 6 * len(kf_col) + 3 * n_pts
-    A = _jacobian_sparsity(n_obs, o_kf, o_pt, kf_col, priors, n_params).toarray()
+    A = bundle_adjustment_jacobian_sparsity(n_obs, o_kf, o_pt, kf_col, priors, n_params).toarray()
     assert A.shape == (2 * n_obs + 3 * len(priors), n_params)
     for i in range(n_obs):
         expect = set(range(18 + 3 * o_pt[i], 18 + 3 * o_pt[i] + 3))
@@ -186,7 +186,7 @@ def test_road_normals_follow_the_path_not_the_pitched_camera():
     from the direction of travel is the world's z whatever the pitch; the camera's own -y is 2
     degrees off it, which for a road point 10 m ahead is 0.35 m of height."""
     from inspatio_ros.camera import look_at
-    from inspatio_ros.ingest.odometry import road_normals
+    from inspatio_ros.ingest.road import road_normals
 
     yaw = np.linspace(0.0, 0.6, 30)
     pos = np.stack([np.cumsum(np.cos(yaw)), np.cumsum(np.sin(yaw)), np.full(30, 1.5)], 1)

@@ -1,0 +1,65 @@
+"""The first stage of a build: the input's frames, their size and intrinsics, and which frames are
+held out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..camera import Intrinsics
+from ..errors import InputError
+from .intrinsics import resolve_intrinsics
+from .sources import FrameSet, open_input
+
+
+@dataclass(frozen=True)
+class Frames:
+    """The frames a build uses (``fs``: already windowed, strided and downscaled), the first one
+    decoded, their size, their intrinsics at that size and warnings for the build report (the
+    input's own first). ``input_path``: the input as given."""
+
+    input_path: str | Path
+    fs: FrameSet
+    first: np.ndarray
+    width: int
+    height: int
+    native_size: tuple[int, int]        # (width, height) before --max-size
+    intrinsics: Intrinsics
+    intrinsics_source: str
+    notes: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+def open_frames(input_path: str | Path, *, bag_topics=None, start: float | None = None, end: float | None = None,
+                stride: int = 1, max_size: int | None = None, intrinsics: str | None = None,
+                fov: float | None = None) -> Frames:
+    """Open INPUT (video, image folder, dataset folder or bag) and resolve the intrinsics."""
+    fs = open_input(input_path, bag_topics, start=start, end=end, stride=stride, max_size=max_size)
+    if len(fs) < 2:
+        raise InputError(f"input {input_path} has {len(fs)} frame(s) to use", "a world needs at least two frames "
+                         "(check --start, --end and --stride)")
+    first = fs.load(0)
+    height, width = first.shape[:2]
+    native_w, native_h = fs.native_size or (width, height)
+    intr, intr_source, notes = resolve_intrinsics(intrinsics, fs, native_w, native_h, fov)
+    if (intr.width, intr.height) != (width, height):
+        intr = intr.scaled(width, height)
+        notes += (f"frames downscaled from {native_w}x{native_h} to {width}x{height} (--max-size)",)
+    return Frames(input_path, fs, first, width, height, (native_w, native_h), intr, intr_source,
+                  tuple(fs.notes) + notes)
+
+
+def holdout_mask(count: int, every: int) -> np.ndarray:
+    """Held-out frames: every K-th frame (K-1, 2K-1, ...), never the first or the last frame,
+    so that each held-out view lies between frames of the world."""
+    mask = np.zeros(count, bool)
+    if every and every > 1:
+        idx = np.arange(every - 1, count - 1, every)
+        mask[idx[idx > 0]] = True
+    elif every == 1:
+        raise InputError("--holdout 1 would hold out every frame", "use 0 (none) or K >= 2")
+    return mask

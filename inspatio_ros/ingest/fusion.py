@@ -1,0 +1,368 @@
+"""Fusion: frames with their poses and depth into the surfels of a world.
+
+Fusion keeps the world near one point per visible pixel: each frame is back-projected to
+surfels (position, colour, normal from the depth gradient, radius from the pixel footprint), the
+world built so far is rendered into that frame, and only pixels the world does not yet explain
+are added: uncovered pixels, pixels whose depth disagrees (new surfaces), and pixels where the
+world's surfels are much coarser than this frame samples them (the camera came closer). Every
+point remembers its source frame (``static.frame``), so later stages can address points by time.
+
+Before fusing, each frame's points are checked against the fused frames around it
+(consistency.py): a point that other frames see through is a wrong depth or something that
+moved, and is dropped. Moving regions (found by MVS, or large seen-through regions of given
+depth) go into the dynamic layer, each point existing for its frame's share of time.
+
+With depth from multi-view stereo (``FusionSettings.frame_local``), every fused frame's own
+surfels are also kept whole, unknown depth interpolated, in a frame-local layer (stored with the
+dynamic layer): alive from the previous fused frame's time to the next one's and drawn in front of
+the static layer, so a view at a recorded time shows what the frames beside it saw.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..camera import Intrinsics
+from ..errors import InputError
+from ..progress import progress
+from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
+from ..world import encode_normals
+from .consistency import large_regions, seen_through, spread_moving
+from .depth import Depth
+from .frames import Frames
+from .poses import Poses
+
+
+@dataclass
+class FusionSettings:
+    sky_distance: float = 1000.0     # metres: where +inf depth (sky) is placed, a far background shell
+    max_depth: float = 300.0         # metres: finite depths beyond this are dropped as unreliable
+    overlap: float = 1.5             # surfel diameter / pixel footprint (>1 closes gaps between points)
+    novelty_tolerance: float = 0.03  # relative depth difference that makes a pixel a new surface
+    refine_ratio: float = 1.6        # add a pixel when the world's surfel is this much coarser
+    grazing_limit: float = 0.25      # cos of the steepest view angle a surfel is sized for
+    edge_jump: float = 0.1           # relative depth step to a nearer neighbour that marks an edge
+    check_neighbours: int = 16       # fused frames either side that check each frame's points (0: off)
+    check_tolerance: float = 0.05    # relative depth margin of that check
+    check_violations: int = 2        # neighbours seeing through a point that remove it (floater or moving)
+    moving_min_area: float = 0.001   # given depth: seen-through regions this share of the image are moving
+    # Frame-local layer: every fused frame's own surfels, all of them (not only what the merged
+    # world lacks), alive from the previous fused frame's time to the next one's and drawn in
+    # front of the static layer (render.Renderer). A view at a recorded time then shows what the
+    # frames beside it measured instead of surfaces other frames measured from far away. None: on
+    # for depth from multi-view stereo (per-frame depths that disagree between distant frames).
+    frame_local: bool | None = None
+    local_fill: bool = True          # frame-local surfels also where the depth is unknown (interpolated)
+
+
+def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
+                       settings: FusionSettings, device: torch.device | str | None = None):
+    """Back-project one frame: world xyz, rgb, radius, unit normals (0 where unknown), pixel mask.
+    Runs in float32 torch on ``device`` (default: the CPU): per pixel of every fused frame, twice
+    with the frame-local layer, it was two thirds of a full-size KITTI fusion in numpy."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    H, W = depth.shape
+    depth_t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(dev)
+    sky = torch.isposinf(depth_t)
+    d = torch.where(sky, torch.full_like(depth_t, settings.sky_distance), depth_t)
+    valid = torch.isfinite(d) & (d > 0) & ((d <= settings.max_depth) | sky)
+    # Pixels just behind a depth edge mix the foreground's colour into the background (anti-
+    # aliasing, blur): as points they would paint a halo of the foreground onto the background
+    # (e.g. facade-coloured streaks in the sky). Drop them; other frames or hole filling cover
+    # the background there. Pixels on the near side are kept, so thin poles survive.
+    valid &= ~_behind_edge(torch.where(valid, d, torch.full_like(d, float("inf"))), settings.edge_jump)
+    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
+                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
+    rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
+    pc = rays * torch.where(valid, d, torch.zeros_like(d))[..., None]          # camera frame
+    # Normals from central differences of the back-projected depth map (camera frame); only
+    # where all four neighbours are valid, on one surface (no depth jump), and not sky.
+    nrm = torch.zeros_like(pc)
+    ok = torch.zeros((H, W), dtype=torch.bool, device=dev)
+    if H >= 3 and W >= 3:
+        du = pc[1:-1, 2:] - pc[1:-1, :-2]
+        dv = pc[2:, 1:-1] - pc[:-2, 1:-1]
+        n = torch.linalg.cross(du, dv)
+        # One plane across the 3x3 cross: a plane's inverse depth is affine in pixel
+        # coordinates, so its second differences vanish, however steeply it is seen (the road
+        # ahead changes depth by tens of per cent per row, yet is one plane). NaN (unknown)
+        # compares false.
+        inv = 1.0 / d
+        ic = inv[1:-1, 1:-1]
+        smooth = (((inv[1:-1, 2:] + inv[1:-1, :-2] - 2 * ic).abs() < 0.05 * ic)
+                  & ((inv[2:, 1:-1] + inv[:-2, 1:-1] - 2 * ic).abs() < 0.05 * ic))
+        inner_ok = (valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
+                    & valid[1:-1, 1:-1] & smooth & ~sky[1:-1, 1:-1])
+        length = torch.linalg.vector_norm(n, dim=-1, keepdim=True)
+        n = torch.where(length > 1e-12, n / length.clamp_min(1e-12), torch.zeros_like(n))
+        # Orient towards the camera: n . p < 0.
+        n = torch.where(((n * pc[1:-1, 1:-1]).sum(-1) > 0)[..., None], -n, n)
+        nrm[1:-1, 1:-1] = torch.where(inner_ok[..., None], n, torch.zeros_like(n))
+        ok[1:-1, 1:-1] = inner_ok
+    # Radius: half the footprint of a pixel on the surface, stretched by the view angle so that
+    # steep surfaces (the road ahead) close up along their steep direction too.
+    ray_len = torch.linalg.vector_norm(rays, dim=-1)
+    cos_view = torch.where(ok, (nrm * rays).sum(-1).abs() / ray_len, torch.ones_like(ray_len))
+    footprint = d * ray_len / intr.fx
+    radius = 0.5 * settings.overlap * footprint / cos_view.clamp_min(settings.grazing_limit)
+    rot = torch.from_numpy(np.asarray(c2w[:3, :3], np.float32)).to(dev)
+    centre = torch.from_numpy(np.asarray(c2w[:3, 3], np.float32)).to(dev)
+    pick = valid.reshape(-1).nonzero()[:, 0]
+    # Only the kept pixels go to world coordinates and back to the host.
+    xyz = pc.reshape(-1, 3)[pick] @ rot.T + centre
+    nrm_w = nrm.reshape(-1, 3)[pick] @ rot.T
+    valid_np = valid.cpu().numpy()
+    return (xyz.cpu().numpy(), rgb[valid_np], radius.reshape(-1)[pick].cpu().numpy(),
+            nrm_w.cpu().numpy(), valid_np)
+
+
+def _behind_edge(d: torch.Tensor, jump: float) -> torch.Tensor:
+    """Pixels with a 4-neighbour nearer than ``d * (1 - jump)`` (unknown depth = inf)."""
+    near = torch.full_like(d, float("inf"))
+    near[1:, :] = torch.minimum(near[1:, :], d[:-1, :])
+    near[:-1, :] = torch.minimum(near[:-1, :], d[1:, :])
+    near[:, 1:] = torch.minimum(near[:, 1:], d[:, :-1])
+    near[:, :-1] = torch.minimum(near[:, :-1], d[:, 1:])
+    return near < d * (1.0 - jump)
+
+
+def fill_unknown_depth(depth: np.ndarray, sky_distance: float, levels: int = 8,
+                       ceiling: np.ndarray | None = None) -> np.ndarray:
+    """Unknown (NaN) pixels of a depth map given the inverse depth interpolated from the known ones
+    (push-pull over an image pyramid; sky counts as known at ``sky_distance``). For the frame-local
+    layer: seen from the frames beside this one, a pixel's own colour at a guessed depth is off by
+    little parallax, while hole filling the render there blurs colours from around it.
+    ``ceiling`` (HxW, NaN: none): the farthest depth a filled pixel may get (below the horizon a
+    static point lies before the road plane: interpolating from sky and far road across a blank
+    car side would put the car behind the road)."""
+    from ..render.fill import push_pull
+
+    known = np.isfinite(depth) & (depth > 0) | np.isposinf(depth)
+    if known.all() or not known.any():
+        return depth
+    inv = np.where(np.isposinf(depth), 1.0 / sky_distance, 1.0 / np.where(known & ~np.isposinf(depth), depth, 1.0))
+    inv = torch.from_numpy(np.where(known, inv, 0.0).astype(np.float32))[None, None]
+    filled, have = push_pull(inv, torch.from_numpy(known)[None, None], levels)
+    filled, have = filled[0, 0].numpy(), have[0, 0].numpy()
+    use = ~known & have & (filled > 0)
+    out = depth.copy()
+    out[use] = 1.0 / filled[use]
+    if ceiling is not None:
+        with np.errstate(invalid="ignore"):
+            over = use & np.isfinite(ceiling) & (out > ceiling)
+        out[over] = ceiling[over]
+    return out
+
+
+def frame_local_time_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
+    """When each fused frame's frame-local surfels exist: from the previous fused frame's time to
+    the next one's (both included), so that at any time between two fused frames both are shown and
+    at a fused frame's own time also its neighbours; the ends extended by one interval."""
+    t = np.asarray([float(times[i]) for i in fused])
+    if len(t) == 1:
+        return {fused[0]: (t[0] - 0.05, t[0] + 0.05)}
+    start = np.concatenate([[2 * t[0] - t[1]], t[:-1]])
+    end = np.concatenate([t[1:], [2 * t[-1] - t[-2]]])
+    return {i: (float(a), float(b)) for i, a, b in zip(fused, start, end)}
+
+
+def moving_time_spans(times: np.ndarray, fused: list[int]) -> dict[int, tuple[float, float]]:
+    """When each fused frame's moving objects exist: from half-way to the previous fused frame to
+    just before half-way to the next (held-out frames between them are covered, by the later
+    frame at the exact middle), the ends extended by half a neighbour interval."""
+    t = np.asarray([float(times[i]) for i in fused])
+    if len(t) == 1:
+        return {fused[0]: (t[0] - 0.05, t[0] + 0.05)}
+    mid = (t[1:] + t[:-1]) / 2
+    start = np.concatenate([[t[0] - (t[1] - t[0]) / 2], mid])
+    end = np.concatenate([mid - 1e-6, [t[-1] + (t[-1] - t[-2]) / 2]])
+    return {i: (float(a), float(b)) for i, a, b in zip(fused, start, end)}
+
+
+class WorldFuser:
+    """Accumulates surfels frame by frame, adding only what the world does not yet explain."""
+
+    def __init__(self, intr: Intrinsics, settings: FusionSettings, device: torch.device,
+                 fill_ceiling: np.ndarray | None = None):
+        self.intr = intr
+        self.settings = settings
+        self.device = device
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame")}
+        self.dynamic: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame",
+                                                                     "t_start", "t_end")}
+        self.cloud: PointCloud | None = None
+        self.render_settings = RenderSettings(hole_fill_levels=0)
+        self.local_points = 0
+        self.fill_ceiling = fill_ceiling      # HxW farthest filled depth (MVS's road plane), NaN: none
+
+    def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
+        """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
+        new = PointCloud.from_arrays(xyz, rgb, radius, normal, device=self.device)
+        if self.cloud is None:
+            self.cloud = new
+            return
+        old = self.cloud
+        # The packed surfel rows too: derived afresh they would be rebuilt for the whole cloud on
+        # every frame (a fifth of the CPU fusion time on a 49-frame street).
+        self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
+                                  for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")),
+                                surfel=torch.cat([old.surfel, new.surfel]))
+
+    def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                  exclude: np.ndarray | None = None) -> int:
+        """Add one frame's surfels the world does not yet explain; ``exclude`` (HxW bool): pixels
+        never to add (points that other frames see through)."""
+        if exclude is not None and exclude.any():
+            depth = np.where(exclude, np.nan, depth)
+        xyz, col, rad, nrm, valid = surfels_from_depth(rgb, depth, self.intr, c2w, self.settings, self.device)
+        keep = np.ones(len(xyz), bool)
+        cloud = self.cloud
+        if cloud is not None and len(xyz):
+            cams = Cameras.from_intrinsics(self.intr, c2w[None], self.device)
+            with eager_rendering():         # a new cloud size every frame: compiling would cost more
+                out = render_points(cloud, cams, None, self.render_settings, return_index=True)
+            covered = out.coverage[0].cpu().numpy()[valid]
+            shown = out.depth[0].cpu().numpy()[valid]
+            shown_radius = cloud.radius[out.point_index[0].clamp_min(0)].cpu().numpy()  # radius of the drawn surfel
+            existing_radius = shown_radius[valid]
+            own_depth = (xyz - c2w[:3, 3]) @ c2w[:3, 2]
+            s = self.settings
+            new_surface = np.abs(shown - own_depth) > s.novelty_tolerance * own_depth
+            coarser = existing_radius > s.refine_ratio * rad
+            keep = ~covered | new_surface | coarser
+        if keep.any():
+            self.parts["xyz"].append(xyz[keep])
+            self.parts["rgb"].append(col[keep])
+            self.parts["radius"].append(rad[keep])
+            self.parts["normal"].append(nrm[keep])
+            self.parts["frame"].append(np.full(int(keep.sum()), frame_id, np.int32))
+            self._append_to_cloud(xyz[keep], col[keep], rad[keep], nrm[keep])
+        return int(keep.sum())
+
+    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                    mask: np.ndarray, t_start: float, t_end: float) -> int:
+        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
+        t_end (a moving object where this frame saw it)."""
+        if not mask.any():
+            return 0
+        xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
+                                                       self.settings, self.device)
+        if not len(xyz):
+            return 0
+        n = len(xyz)
+        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", nrm),
+                     ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
+                     ("t_end", np.full(n, t_end))):
+            self.dynamic[k].append(v)
+        return n
+
+    def add_local(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                  exclude: np.ndarray | None, t_start: float, t_end: float) -> int:
+        """Add every valid pixel of one frame (but ``exclude``) to the frame-local layer, alive from
+        t_start to t_end (FusionSettings.frame_local)."""
+        keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
+        if self.settings.local_fill:
+            depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
+        n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end)
+        self.local_points += n
+        return n
+
+    def dynamic_arrays(self) -> dict[str, np.ndarray]:
+        """The dynamic layer as World fields (dynamic_xyz, ...); empty arrays when none."""
+        if not self.dynamic["xyz"]:
+            return {}
+        out = {f"dynamic_{k}": np.concatenate(v) for k, v in self.dynamic.items()}
+        out["dynamic_normal"] = encode_normals(out["dynamic_normal"])
+        return out
+
+    def arrays(self):
+        if not self.parts["xyz"]:
+            raise InputError("no frame gave any valid depth", "check the depth maps (0/NaN mean unknown)")
+        return (np.concatenate(self.parts["xyz"]), np.concatenate(self.parts["rgb"]),
+                np.concatenate(self.parts["radius"]), encode_normals(np.concatenate(self.parts["normal"])),
+                np.concatenate(self.parts["frame"]))
+
+
+@dataclass(frozen=True)
+class Fused:
+    """What fusion made: the static layer (xyz, rgb, radius, encoded normal, source frame), the
+    dynamic layer as World fields (dynamic_xyz, ...; moving objects and the frame-local layer;
+    empty when none), whether the frame-local layer is on and how many points it holds, per fused
+    frame the points added, the share of pixels with a known depth and the share seen through by
+    other frames, and seconds per stage ("view consistency", "fusion")."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray
+    radius: np.ndarray
+    normal: np.ndarray
+    frame: np.ndarray
+    dynamic: dict[str, np.ndarray]
+    frame_local: bool
+    local_points: int
+    added: list[int]
+    coverage: list[float]
+    seen_through: list[float]
+    seconds: dict[str, float]
+
+
+def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings: FusionSettings,
+         device: torch.device) -> Fused:
+    """Fuse the frames not ``held`` out, in order, after the view check (FusionSettings.check_*)."""
+    fs, intr, c2w, times = frames.fs, frames.intrinsics, poses.c2w, poses.times
+    height, width = frames.shape
+    seconds: dict[str, float] = {}
+    fuser = WorldFuser(intr, settings, device, fill_ceiling=depth.fill_ceiling)
+    started = time.time()
+    added = []
+    coverage = []
+    fused_idx = [int(i) for i in np.nonzero(~held)[0]]
+    spans = moving_time_spans(times, fused_idx)
+    frame_local = settings.frame_local if settings.frame_local is not None else depth.mvs_info is not None
+    local_spans = frame_local_time_spans(times, fused_idx) if frame_local else {}
+    rejected = {}
+    moving_of = depth.moving
+    # The view check needs every fused frame's depth (and, with moving regions, its image) at
+    # once; the fusion below takes them from here instead of loading and decoding them again.
+    maps: dict[int, np.ndarray] = {}
+    colours: dict[int, np.ndarray] = {}
+    if settings.check_neighbours > 0:
+        t_check = time.time()
+        maps = {i: depth.load(i, (height, width)) for i in fused_idx}
+        counts = seen_through(maps, {i: c2w[i] for i in fused_idx}, intr, settings, device)
+        rejected = {i: counts[i] >= settings.check_violations for i in fused_idx}
+        if moving_of is None:
+            # Given depth: large regions that other frames see through moved (a car that was
+            # there at this frame's time only); small ones are errors and are only dropped.
+            moving_of = {i: large_regions(rejected[i], settings.moving_min_area) for i in fused_idx}
+        if any(m.any() for m in moving_of.values()):
+            colours = {i: fs.load(i) for i in fused_idx}
+            moving_of = spread_moving(moving_of, maps, {i: c2w[i] for i in fused_idx}, intr, settings, colours)
+        seconds["view consistency"] = round(time.time() - t_check, 2)
+    for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
+        if held[i]:
+            continue
+        rgb = colours.pop(i) if i in colours else frames.first if i == 0 else fs.load(i)
+        if rgb.shape[:2] != (height, width):
+            raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                             f"the first is {width}x{height}", "give frames of one size")
+        frame_depth = maps.pop(i) if i in maps else depth.load(i, (height, width))
+        coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
+        moving = None if moving_of is None else moving_of.get(i)
+        exclude = rejected.get(i)
+        if moving is not None and moving.any():
+            exclude = moving if exclude is None else exclude | moving
+            t0, t1 = spans[i]
+            fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
+        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude))
+        if frame_local:
+            # The frame's own surfels, seen-through ones included (the check compares with frames
+            # far away, whose depth is the less reliable one); moving objects stay in their own spans.
+            fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i])
+    xyz, rgb, radius, normal, frame = fuser.arrays()
+    dynamic = fuser.dynamic_arrays()
+    seconds["fusion"] = round(time.time() - started, 2)
+    return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
+                 [r.mean() for r in rejected.values()], seconds)

@@ -1,0 +1,392 @@
+"""Plane-sweep stereo (PyTorch, CPU or CUDA): the raw depth of a reference frame from its neighbours.
+
+For each reference frame a few neighbouring source frames are warped into it, for depth
+hypotheses spaced uniformly in inverse depth between a near and a far bound (from the
+odometry's landmarks when given). A pixel's source position for inverse depth rho is
+``a + rho * b`` in homogeneous pixels (``a`` = K R K^-1 x, ``b`` = K t), i.e. the plane-induced
+homography of a fronto-parallel plane, evaluated per pixel, so the same code serves the global
+sweep and the per-pixel refinement around its winner.
+
+Matching cost: 1 - ZNCC over small windows of grey values (invariant to gain and offset, works
+for 1- and 3-channel video); per hypothesis the mean of the best k sources (occlusions spoil the
+others); winner-take-all over fronto-parallel, road- and facade-oriented plane families on a
+coarse pyramid level, then per-pixel searches narrowing over the finer levels, each with a
+sub-step parabola fit. PlaneSweep also gives the photometric cost propagation checks its
+candidates with (photo_cost) and the multi-view consistency count (consistent_count).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...camera import Intrinsics
+from .settings import MVSSettings
+
+
+def matching_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    scale = min(1.0, max_size / max(width, height))
+    return max(16, int(round(width * scale))), max(16, int(round(height * scale)))
+
+
+def _to_gray(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)
+    elif img.ndim == 3:
+        img = img[..., 0]
+    gray = img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+    if (gray.shape[1], gray.shape[0]) != size:
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def _box(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over window x window neighbourhoods, per channel (separable; borders replicated)."""
+    r = window // 2
+    c = x.shape[1]
+    k = torch.full((c, 1, 1, window), 1.0 / window, dtype=x.dtype, device=x.device)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k, groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.transpose(2, 3), groups=c)
+
+
+# Sweep directions (camera frame, x right, y down, z forward): fronto-parallel planes, then the
+# slanted surfaces a driving camera sees most: the road (normal along y) and the facades on
+# either side (normal along x). A window matched on the wrong slant is distorted by the baseline.
+PLANE_NORMALS = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (-1.0, 0.0, 0.0))
+
+
+class _Grid:
+    """Pixel grid and intrinsics of one pyramid level."""
+
+    def __init__(self, intr: Intrinsics, device: torch.device):
+        self.intr = intr
+        self.size = (intr.width, intr.height)
+        w, h = self.size
+        v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                              indexing="ij")
+        self.pix = torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1).to(device)   # (3,hw)
+        self.K = torch.as_tensor(intr.K, dtype=torch.float64, device=device)
+        self.K_inv = torch.linalg.inv(self.K)
+
+
+class PlaneSweep:
+    """Depth of reference frames from their neighbours; see the module docstring.
+
+    Coarse to fine: the global sweep runs on a downscaled pyramid level, where a plane step moves
+    the source pixels by less than a pixel; each finer level searches a narrowing inverse-depth
+    interval around the upsampled result of the level below."""
+
+    def __init__(self, frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intrinsics,
+                 settings: MVSSettings, device: torch.device):
+        self.frames = frames
+        self.c2w = np.asarray(c2w, np.float64)
+        self.s = settings
+        self.device = device
+        max_size = settings.max_size or (1280 if device.type == "cuda" else 640)
+        self.size = matching_size(intr.width, intr.height, max_size)
+        self.intr = intr.scaled(*self.size)
+        self.grids = [_Grid(self.intr, device)]
+        for _ in range(settings.pyramid_levels - 1):
+            w, h = self.grids[-1].size
+            if min(w, h) < 32:
+                break
+            self.grids.append(_Grid(self.grids[-1].intr.scaled(w // 2, h // 2), device))
+        g0 = self.grids[0]
+        self.pix, self.K, self.K_inv = g0.pix, g0.K, g0.K_inv
+        self._cache: dict[int, list[torch.Tensor]] = {}
+        self.reach = settings.max_offset        # the farthest source offset used (frame cache window)
+
+    def frame(self, i: int) -> list[torch.Tensor]:
+        """Frame i's grey pyramid, (1,1,h,w) per level."""
+        if i not in self._cache:
+            gray = torch.from_numpy(_to_gray(self.frames(i), self.size)).to(self.device)[None, None]
+            pyramid = [gray]
+            for g in self.grids[1:]:
+                w, h = g.size
+                pyramid.append(F.interpolate(pyramid[-1], size=(h, w), mode="area"))
+            self._cache[i] = pyramid
+        return self._cache[i]
+
+    def forget(self, keep: set[int]) -> None:
+        for i in [k for k in self._cache if k not in keep]:
+            del self._cache[i]
+
+    def _relative(self, ref: int, src: int, grid: _Grid) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel a (3,hw) and b (3,1): source homogeneous pixel = a + rho * b."""
+        rel = np.linalg.inv(self.c2w[src]) @ self.c2w[ref]          # ref camera -> src camera
+        R = torch.as_tensor(rel[:3, :3], device=self.device)
+        t = torch.as_tensor(rel[:3, 3:], device=self.device)
+        a = grid.K @ R @ grid.K_inv @ grid.pix
+        b = grid.K @ t
+        return a.float(), b.float()
+
+    @staticmethod
+    def _source_pixels(a, b, rho, size):
+        """Source pixel (P,hw,2) and validity (P,hw) for inverse depths rho (P,hw)."""
+        hom = a[None] + rho[:, None, :] * b[None]                     # (P,3,hw)
+        z = hom[:, 2]
+        ok = z > 1e-9
+        uv = hom[:, :2] / torch.where(ok, z, torch.ones_like(z))[:, None]
+        w, h = size
+        ok &= (uv[:, 0] >= 0) & (uv[:, 0] <= w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= h - 1)
+        return uv.permute(0, 2, 1), ok
+
+    def source_offsets(self, median_step: float) -> tuple[int, int]:
+        """(step, max offset) in frames between a reference and its sources; with
+        ``source_baseline`` the step follows the camera's median motion per frame."""
+        s = self.s
+        step, max_offset = s.source_step, s.max_offset
+        if s.source_baseline > 0 and median_step > 0:
+            step = max(1, int(round(s.source_baseline / median_step)))
+            max_offset = max(step, int(round(s.max_offset * step / max(s.source_step, 1))))
+        self.reach = max(self.reach, max_offset)
+        return step, max_offset
+
+    def select_sources(self, ref: int, usable: np.ndarray) -> list[int]:
+        """Nearest usable frames, alternating before/after, skipping ones without baseline
+        (a car standing still gives frames with no parallax)."""
+        centres = self.c2w[:, :3, 3]
+        steps = np.linalg.norm(np.diff(centres[usable], axis=0), axis=1) if usable.sum() > 1 else np.zeros(0)
+        median_step = float(np.median(steps)) if len(steps) else 0.0
+        min_baseline = 0.25 * median_step
+        step, max_offset = self.source_offsets(median_step)
+        chosen: list[int] = []
+        for off in range(step, max_offset + 1, step):
+            for j in (ref - off, ref + off):
+                if 0 <= j < len(self.c2w) and usable[j] and len(chosen) < self.s.sources:
+                    if np.linalg.norm(centres[j] - centres[ref]) > max(min_baseline, 1e-12):
+                        chosen.append(j)
+        return chosen
+
+    def _cost(self, level, rho: torch.Tensor) -> torch.Tensor:
+        """Aggregated cost (P,h,w) of per-pixel inverse depths rho (P,h,w) on one level."""
+        (ref_gray, ref_mean, ref_std), warps, size = level
+        P = rho.shape[0]
+        w, h = size
+        per_source = []
+        for src_gray, a, b in warps:
+            uv, ok = self._source_pixels(a, b, rho.reshape(P, -1), size)
+            grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1)
+            grid = grid.reshape(P, h, w, 2).to(src_gray.dtype)
+            warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid, mode="bilinear",
+                                   padding_mode="border", align_corners=True)        # (P,1,h,w)
+            stats = _box(torch.cat([warped, warped * warped, warped * ref_gray], 1), self.s.window)
+            mean_j = stats[:, 0:1]
+            var_j = (stats[:, 1:2] - mean_j * mean_j).clamp_min(0)
+            cov = stats[:, 2:3] - mean_j * ref_mean
+            zncc = cov / (ref_std * var_j.sqrt() + 1e-4)
+            cost = (1 - zncc[:, 0]).clamp(0, 2)
+            if self.s.shift_window > 1:
+                # Shiftable windows: the best window among those covering the pixel, so a pixel
+                # next to a depth edge is matched by a window on its own side of it.
+                r = self.s.shift_window // 2
+                cost = -F.max_pool2d(-cost[:, None], self.s.shift_window, 1, r)[:, 0]
+            # Outside the source image the hypothesis is unmatched (worst cost): with best-k
+            # aggregation the other sources decide there.
+            per_source.append(torch.where(ok.reshape(P, h, w), cost, torch.full_like(cost, 2.0)))
+        costs = torch.stack(per_source)                                # (N,P,h,w)
+        k = min(self.s.best_k, len(per_source))
+        return costs.topk(k, dim=0, largest=False).values.mean(0)
+
+    def _level(self, ref: int, sources: list[int], n: int):
+        grid = self.grids[n]
+        ref_gray = self.frame(ref)[n]
+        st = _box(torch.cat([ref_gray, ref_gray * ref_gray], 1), self.s.window)
+        ref_mean = st[:, 0:1]
+        ref_std = (st[:, 1:2] - ref_mean * ref_mean).clamp_min(0).sqrt()
+        warps = [(self.frame(j)[n], *self._relative(ref, j, grid)) for j in sources]
+        return (ref_gray, ref_mean, ref_std), warps, grid.size
+
+    def _sweep(self, level, hypotheses: torch.Tensor) -> torch.Tensor:
+        """Costs (P,h,w) of hypotheses (P,h,w), in chunks that bound memory."""
+        w, h = level[2]
+        chunk = max(1, int(2_000_000 // (w * h)))
+        return torch.cat([self._cost(level, hypotheses[i:i + chunk]) for i in range(0, len(hypotheses), chunk)])
+
+    def _away_from_winner(self, level, hyps: torch.Tensor, winner: torch.Tensor, basin_px: float) -> torch.Tensor:
+        """(P,h,w) bool: hypotheses outside the winner's basin: more than 2 sweep steps from it
+        and moving some source's pixel more than ``basin_px`` from where the winner puts it. A
+        match's cost curve is a few pixels of epipolar motion wide; counted in steps alone, the
+        basin shrinks with the step (a fine sweep between landmark bounds) and a flat but single
+        minimum, e.g. a car ahead matched at the far end, reads as ambiguous."""
+        P = hyps.shape[0]
+        w, h = level[2]
+        steps = torch.arange(P, device=self.device)[:, None, None]
+        away = (steps - winner[None]).abs() > 2
+        if basin_px <= 0:
+            return away
+        flat = hyps.reshape(P, -1)
+        win = flat.gather(0, winner.reshape(1, -1))                    # (1,hw)
+        moved = torch.zeros(P, h * w, dtype=torch.bool, device=self.device)
+        for _, a, b in level[1]:
+            uv, ok = self._source_pixels(a, b, flat, (w, h))
+            uv_w, ok_w = self._source_pixels(a, b, win, (w, h))
+            # Squared distance per axis: norm() over the last axis of this (permuted) layout took
+            # a third of a CPU frame's sweep.
+            du, dv = uv[..., 0] - uv_w[..., 0], uv[..., 1] - uv_w[..., 1]
+            moved |= (du * du + dv * dv > basin_px * basin_px) & ok & ok_w
+        return away & moved.reshape(P, h, w)
+
+    @staticmethod
+    def _parabola(costs: torch.Tensor, hypotheses: torch.Tensor):
+        """Winner of evenly spaced hypotheses with a sub-step parabola fit: (rho, cost)."""
+        n = len(costs)
+        k = costs.argmin(0).clamp(1, n - 2)
+        c0 = costs.gather(0, (k - 1)[None])[0]
+        c1 = costs.gather(0, k[None])[0]
+        c2 = costs.gather(0, (k + 1)[None])[0]
+        denom = c0 - 2 * c1 + c2
+        shift = torch.where(denom > 1e-9, 0.5 * (c0 - c2) / denom.clamp_min(1e-9), torch.zeros_like(denom))
+        shift = shift.clamp(-0.5, 0.5)
+        h0 = hypotheses.gather(0, k[None])[0]
+        step = hypotheses[1] - hypotheses[0]
+        return h0 + shift * step, torch.minimum(c1, costs.amin(0))
+
+    def raw_depth(self, ref: int, sources: list[int], bounds: tuple[float, float]):
+        """Unfiltered winner depth, its cost, ambiguity, texture, parallax uncertainty and the
+        reference's grey image (h,w each)."""
+        s = self.s
+        top = len(self.grids) - 1
+        level = self._level(ref, sources, top)
+        w, h = level[2]
+        near, far = bounds
+        rho_max, rho_min = 1.0 / near, 1.0 / far
+        D = s.planes
+        rays = (self.grids[top].K_inv @ self.grids[top].pix).float()          # (3,hw)
+        best_rho = best_cost = ambiguity = None
+        for normal in PLANE_NORMALS[:len(PLANE_NORMALS) if s.slanted_planes else 1]:
+            # Planes n.X = 1/q: inverse depth q * (n . ray), affine in the pixel coordinates.
+            along = (torch.tensor(normal, dtype=torch.float32, device=self.device) @ rays).reshape(h, w)
+            reach = float(along.max())
+            if reach <= 0:
+                continue
+            q = torch.linspace(rho_min / reach, rho_max / reach, D, dtype=torch.float32, device=self.device)
+            seen = along > 0.05 * reach            # planes seen nearly edge-on are not swept
+            hyps = q[:, None, None] * torch.where(seen, along, torch.full_like(along, reach))[None]
+            volume = self._sweep(level, hyps)
+            volume = torch.where(seen[None], volume, torch.full_like(volume, 2.0))
+            winner = volume.argmin(0)
+            winner_cost = volume.gather(0, winner[None])[0]
+            # Ambiguity: the best cost away from the winner's basin against the winner.
+            away = self._away_from_winner(level, hyps, winner, s.ambiguity_basin_px)
+            second = torch.where(away, volume, torch.full_like(volume, 2.0)).amin(0)
+            del away
+            rho_n, cost_n = self._parabola(volume, hyps)
+            del volume
+            if best_rho is None:
+                best_rho, best_cost, ambiguity = rho_n, cost_n, winner_cost / second.clamp_min(1e-6)
+            else:
+                better = cost_n < best_cost
+                best_rho = torch.where(better, rho_n, best_rho)
+                ambiguity = torch.where(better, winner_cost / second.clamp_min(1e-6), ambiguity)
+                best_cost = torch.where(better, cost_n, best_cost)
+        rho, cost = best_rho, best_cost
+        # Finer levels: +-2 steps of the level below around its (upsampled) winner.
+        span = 2.0 * (rho_max - rho_min) / (D - 1)
+        for n in range(top, -1, -1):
+            if n < top:
+                level = self._level(ref, sources, n)
+                rho = F.interpolate(rho[None, None], size=level[2][::-1], mode="nearest")[0, 0]
+                span /= 2.0
+            elif top == 0:
+                span /= 2.0
+            offsets = torch.linspace(-span, span, s.refine_steps, dtype=torch.float32, device=self.device)
+            hyps = (rho[None] + offsets[:, None, None]).clamp_min(0.5 * rho_min)
+            rho, cost = self._parabola(self._sweep(level, hyps), hyps)
+        w, h = level[2]
+        ambiguity = F.interpolate(ambiguity[None, None], size=(h, w), mode="nearest")[0, 0]
+        depth = 1.0 / rho.clamp_min(1e-12)
+        # Parallax: how far the best-placed source's pixel moves per relative depth change.
+        sensitivity = torch.zeros(h * w, dtype=torch.float32, device=self.device)
+        for _, a, b in level[1]:
+            uv0, ok0 = self._source_pixels(a, b, rho.reshape(1, -1), (w, h))
+            uv1, _ = self._source_pixels(a, b, rho.reshape(1, -1) * 1.01, (w, h))
+            move = (uv1 - uv0).norm(dim=-1)[0] / 0.01               # px per unit relative depth
+            sensitivity = torch.maximum(sensitivity, torch.where(ok0[0], move, torch.zeros_like(move)))
+        uncertainty = (0.5 / sensitivity.clamp_min(1e-9)).reshape(h, w)
+        return depth, cost, ambiguity, level[0][2][0, 0], uncertainty, level[0][0][0, 0]
+
+    def photo_cost(self, ref: int, sources: list[int], rho: torch.Tensor) -> torch.Tensor:
+        """Photometric cost (P,h,w) of per-pixel inverse depths rho (P,h,w) at the matching size:
+        mean absolute grey difference over small windows, mean of the best k sources among those
+        that see the point (fewer if fewer see it; 2: outside every source). Unlike ZNCC it is
+        defined on texture-less surfaces, where it only says that the depth is not contradicted.
+        Counting unseen sources as failures (2) would leave unchecked whatever a single source
+        sees: the image border of an early frame of a forward drive, which only the one source
+        behind it sees (the others are ahead and see less)."""
+        (ref_gray, _, _), warps, size = self._level(ref, sources, 0)
+        w, h = size
+        P = rho.shape[0]
+        per_source = []
+        for src_gray, a, b in warps:
+            uv, ok = self._source_pixels(a, b, rho.reshape(P, -1), size)
+            grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1)
+            warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid.reshape(P, h, w, 2).to(src_gray.dtype),
+                                   mode="bilinear", padding_mode="border", align_corners=True)
+            sad = _box((warped - ref_gray).abs(), self.s.propagate_window)[:, 0]
+            per_source.append(torch.where(ok.reshape(P, h, w), sad, torch.full_like(sad, 2.0)))
+        costs = torch.stack(per_source)
+        k = min(self.s.best_k, len(per_source))
+        best = costs.topk(k, dim=0, largest=False).values
+        seen = best < 2.0                     # a window's mean grey difference is at most 1
+        count = seen.sum(0)
+        return torch.where(count > 0, (best * seen).sum(0) / count.clamp_min(1), torch.full_like(best[0], 2.0))
+
+    def consistent_count(self, ref: int, depth: torch.Tensor, others: dict[int, torch.Tensor]) -> torch.Tensor:
+        """How many neighbours' depth maps agree with ``depth`` (h,w) of frame ``ref``."""
+        s = self.s
+        w, h = self.size
+        count = torch.zeros(h * w, dtype=torch.int32, device=self.device)
+        d = depth.reshape(-1).double()
+        known = torch.isfinite(d)
+        d0 = torch.where(known, d, torch.zeros_like(d))
+        rays = self.K_inv @ self.pix                                      # (3,hw)
+        for j, dj in others.items():
+            rel = torch.as_tensor(np.linalg.inv(self.c2w[j]) @ self.c2w[ref], device=self.device)
+            x_j = rel[:3, :3] @ (rays * d0) + rel[:3, 3:]
+            z = x_j[2]
+            uv = (self.K @ x_j)[:2] / torch.where(z > 1e-9, z, torch.ones_like(z))
+            inside = (z > 1e-9) & (uv[0] >= 0) & (uv[0] <= w - 1) & (uv[1] >= 0) & (uv[1] <= h - 1)
+            col = uv[0].round().clamp(0, w - 1).long()
+            row = uv[1].round().clamp(0, h - 1).long()
+            dj_flat = dj.reshape(-1).double()
+            d_there = dj_flat[row * w + col]
+            there_known = torch.isfinite(d_there)
+            q = torch.stack([col.double(), row.double(), torch.ones_like(z)])
+            x_back = torch.linalg.inv(rel)[:3] @ torch.cat([self.K_inv @ q * torch.where(there_known, d_there,
+                                                                   torch.zeros_like(d_there)),
+                                                            torch.ones_like(z)[None]])
+            zb = x_back[2]
+            uv_back = (self.K @ x_back)[:2] / torch.where(zb > 1e-9, zb, torch.ones_like(zb))
+            round_trip = (uv_back - self.pix[:2]).norm(dim=0)
+            agree = (inside & known & there_known & (zb > 1e-9) & (round_trip < s.consistency_px)
+                     & ((zb - d).abs() < s.consistency_depth * d))
+            count += agree.int()
+        return count.reshape(h, w)
+
+
+def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None,
+                 settings: MVSSettings) -> tuple[float, float]:
+    """Near and far depth for a reference camera: from the landmarks in its view (with margin),
+    else the settings. The near bound is never beyond ``settings.near``: the odometry triangulates
+    corners it tracked over several frames, and the nearest surfaces (a parked car passing at 2-5
+    m, the road at the image bottom) cross the frame too fast to be tracked. Bounded by the
+    landmarks alone (3-9 m on the synthetic street) the sweep could not reach them and matched
+    them at the wrong depth: street depth AbsRel 0.127 with that bound, 0.105 with 1.0 m."""
+    if landmarks is not None and len(landmarks) >= 20:
+        pc = (landmarks - c2w_ref[:3, 3]) @ c2w_ref[:3, :3]
+        z = pc[:, 2]
+        front = z > 1e-9
+        u = pc[front, 0] / z[front] * intr.fx + intr.cx
+        v = pc[front, 1] / z[front] * intr.fy + intr.cy
+        seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
+        if len(seen) >= 20:
+            near = min(0.6 * float(np.percentile(seen, 2)), settings.near)
+            far = 2.0 * float(np.percentile(seen, 98))
+            return near, max(far, 3.0 * near)
+    return settings.near, settings.far

@@ -1,0 +1,130 @@
+"""The poses of a build's frames: given (a pose file, the input's own) or estimated by visual
+odometry on the frames (odometry.py), with the frames' times."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+from ..posefile import read_poses
+from .frames import Frames
+
+if TYPE_CHECKING:
+    from .depth import Depth
+
+
+@dataclass(frozen=True)
+class Poses:
+    """Camera-to-world (N,4,4, OpenCV) and times (N,) of every frame of the build, where the poses
+    came from (``label``, for the world's provenance), the world.info entries that describe them
+    (pose_source, scale, odometry), the odometry's landmarks (M,3) when estimated from video alone
+    (they bound MVS's depth range) and warnings for the build report."""
+
+    c2w: np.ndarray
+    times: np.ndarray
+    label: str
+    info: dict
+    landmarks: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+
+    def scaled(self, factor: float, how: str) -> "Poses":
+        """The same poses with positions times ``factor``; ``how`` is added to info["scale"]."""
+        c2w = self.c2w.copy()
+        c2w[:, :3, 3] *= factor
+        info = {**self.info, "scale": self.info["scale"] + how, "scale_refinement": round(factor, 6)}
+        return replace(self, c2w=c2w, info=info)
+
+
+def given_poses(frames: Frames, poses: str | None) -> Poses | None:
+    """The poses the build is given: ``poses`` (a TUM, KITTI or 4x4 file), else the input's own (a
+    dataset folder's pose file, a bag's odometry); None when there are none or ``poses`` is
+    "estimate" (visual odometry even where the input has poses). Times: the input's, the pose
+    file's, else 10 frames/s."""
+    fs = frames.fs
+    if poses == "estimate":
+        return None
+    whole = len(fs.all_names) if fs.all_names is not None else None
+    pose_path = Path(poses) if poses else fs.poses
+    count_note: tuple[str, ...] = ()
+    if pose_path is None and fs.pose_array is not None:
+        c2w, pose_times, pose_label = fs.pose_array, None, fs.pose_source
+    elif pose_path is None:
+        return None
+    else:
+        c2w, pose_times = read_poses(pose_path)
+        pose_label = str(pose_path)
+        if (whole is not None and len(c2w) != whole) or len(c2w) <= int(fs.index.max()):
+            raise InputError(f"pose file {pose_path} has {len(c2w)} poses for {whole or len(fs)} frames",
+                             "give one pose per frame of the whole input, in frame order")
+        if fs.total_frames is not None and len(c2w) != fs.total_frames:
+            # A video (frame names unknown before decoding): its first frames took the first poses,
+            # which is right for a video cut short and wrong for a pose file of another recording.
+            count_note = (f"pose file {pose_path} has {len(c2w)} poses, {frames.input_path} has {fs.total_frames} "
+                          f"frames: the first {fs.total_frames} poses were used; check that the video is "
+                          "complete and the poses are its own (one pose per frame)",)
+        c2w = c2w[fs.index]
+        pose_times = None if pose_times is None else pose_times[fs.index]
+    times, notes = _frame_times(frames, pose_times)
+    return Poses(c2w, times, pose_label, {"pose_source": "given", "scale": "metric (given)"},
+                 notes=count_note + notes)
+
+
+def _frame_times(frames: Frames, pose_times: np.ndarray | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The frames' times (the input's, else the pose file's, else 10 frames/s) and a note when assumed."""
+    fs = frames.fs
+    times = fs.times if fs.times is not None else pose_times
+    if times is None:
+        return fs.index.astype(np.float64) / 10.0, ("no timestamps: assumed 10 frames/s",)
+    return times, ()
+
+
+def resolve_poses(frames: Frames, given: Poses | None, depth: "Depth | None", camera_height: float) -> Poses:
+    """The ``given`` poses (given_poses), else visual odometry on the frames (estimate_poses_of_frames):
+    RGB-D with the given ``depth``, monocular scaled by ``camera_height`` without."""
+    if given is not None:
+        return given
+    return estimate_poses_of_frames(frames, depth, camera_height)
+
+
+def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_height: float) -> Poses:
+    """Poses of the frames by visual odometry. With depth maps it is RGB-D odometry: landmarks
+    from the depth, so the poses are metric and agree with the depth that is fused. Without,
+    monocular odometry, scaled by the camera's height above the road (a driving camera); when
+    that finds no road the world stays in odometry units. The landmarks (M,3) bound the depth
+    for MVS. Times: the input's, else 10 frames/s."""
+    from .odometry import estimate_poses, segment_scales_from_camera_height
+
+    fs, intr, shape = frames.fs, frames.intrinsics, frames.shape
+    times, notes = _frame_times(frames, None)
+    depth_of = None if depth is None else (lambda i: depth.load(i, shape))
+    result = estimate_poses(fs.load, len(fs), intr, depth_of=depth_of)
+    if result.located.sum() < max(2, 0.5 * len(fs)):
+        detail = "; ".join(result.warnings[:3])
+        raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
+                         f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
+                         "resolution (the odometry tracks corners; 320x180 or more)")
+    notes = list(notes)
+    scales = None
+    if depth_of is not None:
+        how = "metric (RGB-D odometry on the given depth maps)"
+    else:
+        scales = segment_scales_from_camera_height(result, camera_height, intr)
+        if scales is not None and all(np.isfinite(x) and x > 0 for x in scales):
+            result = result.scaled_segments(scales, "camera height")
+            how = f"metric (camera height {camera_height:g} m above the road"
+            how += ")" if len(scales) == 1 else f", each of {len(scales)} segments scaled by its own)"
+        else:
+            how = "unscaled"
+            notes.append("no scale found (no road seen below the camera): the world is in odometry units, "
+                         "not metres; give --poses with metric poses for a metric world")
+    for w in result.warnings:
+        notes.append(f"visual odometry: {w}")
+    landmarks = np.array(list(result.landmark_by_id.values())) if result.landmark_by_id else None
+    report = result.report()
+    if depth_of is None and scales is not None:
+        report["segment_scales"] = [round(float(x), 6) for x in scales]
+    info = {"pose_source": "estimated (visual odometry)", "scale": how, "odometry": report}
+    return Poses(result.c2w, times, "estimated (visual odometry)", info, landmarks, tuple(notes))
