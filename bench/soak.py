@@ -13,9 +13,9 @@ clock starts; faults are injected at (k + 1/2) x ``--fault-every`` minutes, cycl
 * ``flood``: a third process publishes PoseStamped to ``pose`` at ``--flood-hz`` for
   ``--flood-s``; each has a zero quaternion, so the node must drop and count every one in
   /diagnostics ``dropped_inputs`` (a valid pose in replay mode is ignored without being counted).
-* ``kill``: SIGKILL of the node's camera writer process(es) (children started as
-  ``inspatio_camera_writer``; only with writer processes, i.e. the dds transport, where the soak
-  sets ``publish.writer_process`` on). On a node without writer restarts the node exits or stops
+* ``kill``: SIGKILL of the node's camera writer process (``inspatio_writer`` in ps; the busiest
+  one, not its standby; only with writer processes, i.e. the dds transport, where the soak sets
+  ``publish.writer_process`` on). On a node without writer restarts the node exits or stops
   publishing: that is reported as not recovered; the bench then restarts the node itself
   (``--no-restart`` ends the run instead) so the later faults are still exercised.
 
@@ -79,23 +79,51 @@ def proc_sample(pid: int) -> tuple[float, float] | None:
     return rss / 1024.0, (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def writer_pids(node_pid: int) -> list[int]:
-    """The node's camera writer processes. multiprocessing names them ``inspatio_camera_writer``
-    only inside Python; the OS sees a spawned ``python -c 'from multiprocessing.spawn import
-    spawn_main ...'`` child (the other spawned child, resource_tracker, is not a writer). Either
-    name counts, in case the process title is ever set."""
-    out = []
+def _descendants(root: int) -> list[int]:
+    parent = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = _read(f"/proc/{entry}/stat")
-        if stat is None or int(stat.rsplit(")", 1)[1].split()[1]) != node_pid:
-            continue
-        cmd = (_read(f"/proc/{entry}/cmdline") or "").replace("\0", " ")
-        comm = _read(f"/proc/{entry}/comm") or ""
-        if "inspatio_camera_writer" in cmd + comm or ("spawn_main" in cmd and "resource_tracker" not in cmd):
-            out.append(int(entry))
-    return sorted(out)
+        if entry.isdigit():
+            stat = _read(f"/proc/{entry}/stat")
+            if stat is not None:
+                parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, pp in parent.items() if pp in frontier]
+        out += children
+        frontier = children
+    return out
+
+
+def node_processes(node_pid: int) -> dict[int, str]:
+    """The node's helper processes: pid -> "writer" or "forkserver".
+
+    Camera writers are named ``inspatio_writer`` in /proc/PID/comm (main since the node-faults
+    merge: forked from a fork server, each camera with a standby writer of the same name). Before
+    that they were spawned children with only Python's name ``inspatio_camera_writer``, i.e. a
+    ``spawn_main`` command line (resource_tracker and the fork server are not writers)."""
+    out = {}
+    for pid in _descendants(node_pid):
+        comm = (_read(f"/proc/{pid}/comm") or "").strip()
+        cmd = (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
+        if comm.startswith("inspatio_writer") or "inspatio_camera_writer" in cmd:
+            out[pid] = "writer"
+        elif "multiprocessing.forkserver" in cmd:
+            out[pid] = "forkserver"
+        elif "spawn_main" in cmd and "resource_tracker" not in cmd:
+            out[pid] = "writer"
+    return out
+
+
+def writer_pids(node_pid: int) -> list[int]:
+    return sorted(pid for pid, role in node_processes(node_pid).items() if role == "writer")
+
+
+def busiest_writer(node_pid: int) -> tuple[int | None, int]:
+    """(the writer with the most CPU time, how many writers there are): with one camera that is
+    the writing one; its standby (main since node-faults) has written nothing."""
+    pids = writer_pids(node_pid)
+    cpu = {pid: (proc_sample(pid) or (0.0, -1.0))[1] for pid in pids}
+    return (max(cpu, key=cpu.get) if cpu else None), len(pids)
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -232,7 +260,7 @@ class Soak:
         roles = []
         if self.node.alive():
             roles.append((self.node.pid, "node"))
-            roles += [(pid, "writer") for pid in writer_pids(self.node.pid)]
+            roles += [(pid, role) for pid, role in node_processes(self.node.pid).items()]
         roles += [(p.pid, f"sub_{k}") for k, p in self.subs.items() if p.poll() is None]
         for pid, role in roles:
             s = proc_sample(pid)
@@ -246,6 +274,8 @@ class Soak:
             elif role == "writer":
                 row["writers_mb"] = round(row["writers_mb"] + rss, 1)
                 row["writers"] += 1
+            elif role == "forkserver":
+                row["forkserver_mb"] = round(rss, 1)
             else:
                 row[f"{role}_mb"] = round(rss, 1)
         self.rss.append(row)
@@ -324,11 +354,12 @@ class Soak:
             else:
                 fault.update(end=time.monotonic(), sent=0, error=f"the flood process failed (rc {proc.returncode})")
         elif kind == "kill":
-            pids = writer_pids(self.node.pid) if self.node.alive() else []
-            fault["target"] = f"writer pid {pids}" if pids else "none"
-            if not pids:
+            # One camera: its writing writer (a standby, where the node has one, is left alone).
+            pid, count = busiest_writer(self.node.pid) if self.node.alive() else (None, 0)
+            fault["target"] = f"writer pid {pid} (busiest of {count})" if pid else "none"
+            if pid is None:
                 fault["skipped"] = "no camera writer process (writer processes are dds-only)"
-            for pid in pids:
+            else:
                 os.kill(pid, signal.SIGKILL)
             fault["end"] = time.monotonic()
         self.log(f"[soak] +{self.rel(fault['start']):.0f} s: fault {index} {kind} ({fault.get('target', '')}) "
