@@ -265,3 +265,24 @@ def test_output_into_a_closed_pipe_ends_quietly(wall_world):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 141
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_a_broken_pipe_of_our_own_is_an_error_not_a_quiet_exit(wall_world, monkeypatch, capsys):
+    """Only a closed stdout ends quietly (141): a pipe to another process that breaks (a camera
+    writer that died) is reported and exits 1, so a crash is never hidden as a `| head`."""
+    import inspatio_ros.cli.info as info_cli
+    from inspatio_ros.cli import main
+
+    def write_into_a_closed_pipe(args):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            os.write(write_end, b"frame")          # a real EPIPE
+        finally:
+            os.close(write_end)
+
+    monkeypatch.setattr(info_cli, "run", write_into_a_closed_pipe)
+    code = main(["info", str(wall_world)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "a pipe to another process broke" in err[0], err

@@ -74,8 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"inspatio-ros {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not stdout_reader_gone():
+            # A pipe of our own broke (a camera writer process, a subprocess): a real failure,
+            # which exiting quietly as for `| head` would hide.
+            print(f"inspatio-ros {args.command}: error: a pipe to another process broke ({exc}); "
+                  "see the messages above for the process that ended", file=sys.stderr)
+            return 1
         # The reader went away (e.g. `inspatio-ros info W | head`): stop quietly, and keep
         # Python from failing again while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
