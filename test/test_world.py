@@ -142,3 +142,43 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+_REWRITER = """
+import sys
+sys.path.insert(0, {test_dir!r})
+from test_world import small_world
+a, b = small_world(20000, 500, seed=1), small_world(20000, 500, seed=2)
+for i in range(40):
+    (a if i % 2 else b).save({path!r})
+print("done", flush=True)
+"""
+
+
+def test_a_world_rewritten_while_it_is_loaded_is_never_read_half_written(tmp_path):
+    """Another process saves two different worlds over the file, again and again, while this one
+    loads it: every load is one of the two whole worlds (save writes a temp file and renames it,
+    load reads one file whole), never a mix, never an error."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "w.safetensors"
+    a, b = small_world(20000, 500, seed=1), small_world(20000, 500, seed=2)
+    a.save(path)
+    script = _REWRITER.format(test_dir=str(Path(__file__).parent), path=str(path))
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    seen = {"a": 0, "b": 0}
+    try:
+        while writer.poll() is None:
+            w = World.load(path)
+            which = "a" if np.array_equal(w.static_xyz, a.static_xyz) else "b"
+            ref = a if which == "a" else b
+            assert np.array_equal(w.static_xyz, ref.static_xyz)
+            assert np.array_equal(w.dynamic_rgb, ref.dynamic_rgb)
+            assert np.array_equal(w.static_frame, ref.static_frame)
+            seen[which] += 1
+    finally:
+        writer.wait(timeout=60)
+    assert writer.returncode == 0 and writer.stdout.read().strip() == "done"
+    assert seen["a"] + seen["b"] >= 3, seen
