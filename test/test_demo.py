@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from inspatio_ros.video import read_image, read_video
 from inspatio_ros.world import World
 
@@ -63,3 +65,8 @@ def test_demo_builds_the_default_world_once_and_renders_a_preview(tmp_path):
     assert (worlds[0].parent / (worlds[0].stem + "_scene") / "scene.json").stat().st_mtime_ns == scene_stamp
     assert sorted((cache / "inspatio_ros").glob("*.safetensors")) == worlds
     assert len(read_video(out2 / "preview.mp4")[0]) == 49
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

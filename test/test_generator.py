@@ -216,3 +216,8 @@ def test_node_parameters_choose_the_generator():
     assert split_parameters({"generator": "refiner"})[0]["generator"] == "refiner"
     with pytest.raises(InputError, match="'generator' = 'gan' is out of range"):
         split_parameters({"generator": "gan"})
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

@@ -476,3 +476,8 @@ def test_std_srvs_services_on_the_rclpy_transport(world, tmp_path, probe):
         assert answer.success and answer.message == "resumed"
         assert probe.spin_until(lambda: stamp_ns(probe.received["/clock"][-1].clock) > held, 10, node)
         assert call(reset, Trigger.Request()).success
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

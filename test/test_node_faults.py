@@ -322,3 +322,8 @@ def test_node_under_its_rate_says_so_on_the_console(street_world, tmp_path):
     assert first and 2 <= len(lines) <= math.ceil(waited) + 1, lines
     assert all(re.search(r"rendering [\d.]+ Hz of 400.0 Hz; render: a frame takes \d+ ms", line) for line in lines), lines
     assert node.proc.returncode == 0
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

@@ -118,3 +118,8 @@ def test_bad_bags_get_one_clear_error(street, tmp_path):
     assert proc.returncode != 0 and "bag" in proc.stderr and "cannot be read" in proc.stderr
     proc = run_cli("build", str(street), "--list")
     assert proc.returncode != 0 and "--list is for rosbag2 input" in proc.stderr
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

@@ -386,3 +386,8 @@ def test_the_dense_road_plane_refines_the_camera_height_scale():
     assert road_scale_factor(one, None, 1.5) is None        # depth given
     unscaled = {"scale": "unscaled", "odometry": {}}
     assert road_scale_factor(unscaled, mvs, 1.5) is None
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

@@ -483,3 +483,8 @@ def test_wall_candidate_continues_a_facade_towards_the_vanishing_point():
     constant = cand[2]                              # the nearest known pixel on the right, as is
     half = inside & (ratio < 0.5)                   # truly more than twice as far as the known pixel
     assert float((constant[half] / true_rho[half]).min()) > 2.0   # the constant: that much too near
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow

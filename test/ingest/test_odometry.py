@@ -210,3 +210,8 @@ def test_densest_half_follows_the_dense_part_of_a_one_sided_tail():
     assert abs(densest_half(values) - 1.5) < 0.005
     assert np.median(values) - 1.5 > 0.015        # the median is pulled along the tail (1.519)
     assert densest_half(np.array([2.0])) == 2.0
+
+
+# Minutes of node processes, builds or training on 2 cores: left out of the quick loop
+# (`pytest -m "not slow"`); CI runs everything.
+pytestmark = pytest.mark.slow
