@@ -29,23 +29,11 @@ import time
 
 import numpy as np
 
-# (topic, ROS type). The camera is "front" (soak.py's rig). /tf and status need tf2_msgs /
-# inspatio_ros_interfaces, which the pip-only rclpy does not have: only the Cyclone subscriber takes them.
-TOPICS = [
-    ("front/image_raw", "sensor_msgs/msg/Image"),
-    ("front/camera_info", "sensor_msgs/msg/CameraInfo"),
-    ("front/depth/image", "sensor_msgs/msg/Image"),
-    ("front/depth/camera_info", "sensor_msgs/msg/CameraInfo"),
-    ("front/points", "sensor_msgs/msg/PointCloud2"),
-    ("front/coverage", "sensor_msgs/msg/Image"),
-    ("front/image_raw/compressed", "sensor_msgs/msg/CompressedImage"),
-    ("odom", "nav_msgs/msg/Odometry"),
-    ("/clock", "rosgraph_msgs/msg/Clock"),
-    ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
-]
-CYCLONE_ONLY = [("/tf", "tf2_msgs/msg/TFMessage"), ("status", "inspatio_ros_interfaces/msg/SimStatus")]
-# /clock is best effort, as ROS publishes and subscribes it; the rest reliable (the node's default).
-BEST_EFFORT = {"/clock"}
+from inspatio_ros.ros.all_outputs import BEST_EFFORT, RCLPY_LACKS, all_outputs
+
+# The rclpy subscriber takes every output its install has types for; Cyclone takes the rest too.
+TOPICS = [(t, ty) for t, ty in all_outputs("front") if ty not in RCLPY_LACKS]
+CYCLONE_ONLY = [(t, ty) for t, ty in all_outputs("front") if ty in RCLPY_LACKS]
 DEPTH = 10
 DIAG_KEYS = ("frames_published", "dropped_inputs", "achieved_hz")
 

@@ -15,24 +15,12 @@ import os
 import sys
 import time
 
-# (topic, ROS type); /tf and status need tf2_msgs / inspatio_ros_interfaces, which the pip-only
-# rclpy does not have, so only the Cyclone subscriber takes them.
-TOPICS = [
-    ("front/image_raw", "sensor_msgs/msg/Image"),
-    ("front/camera_info", "sensor_msgs/msg/CameraInfo"),
-    ("front/depth/image", "sensor_msgs/msg/Image"),
-    ("front/depth/camera_info", "sensor_msgs/msg/CameraInfo"),
-    ("front/points", "sensor_msgs/msg/PointCloud2"),
-    ("front/coverage", "sensor_msgs/msg/Image"),
-    ("front/image_raw/compressed", "sensor_msgs/msg/CompressedImage"),
-    ("odom", "nav_msgs/msg/Odometry"),
-    ("/clock", "rosgraph_msgs/msg/Clock"),
-    ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
-]
-CYCLONE_ONLY = [("/tf", "tf2_msgs/msg/TFMessage"), ("status", "inspatio_ros_interfaces/msg/SimStatus")]
+from inspatio_ros.ros.all_outputs import BEST_EFFORT, RCLPY_LACKS, all_outputs
+
+# The rclpy subscriber takes every output its install has types for; Cyclone takes the rest too.
+TOPICS = [(t, ty) for t, ty in all_outputs("front") if ty not in RCLPY_LACKS]
+CYCLONE_ONLY = [(t, ty) for t, ty in all_outputs("front") if ty in RCLPY_LACKS]
 WARM_UP_S = 60.0          # longest wait for the first message of every topic
-# /clock is best effort, as ROS publishes and subscribes it (rclpy's TimeSource); the rest reliable.
-BEST_EFFORT = {"/clock"}
 
 
 class Recorder:
