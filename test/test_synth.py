@@ -342,7 +342,17 @@ def test_generated_ground_truth_can_be_rerendered(street_dataset):
 
 def test_depth_and_poses_are_consistent_across_frames(street_dataset):
     """Back-project frame 0 with its depth, project into frame 1: static colours must match."""
-    out = street_dataset
+    _assert_frames_reproject(street_dataset)
+
+
+def test_curved_street_ground_truth_is_consistent_across_frames(tmp_path):
+    """The same check on a bending street: turned boxes, their textures and the GT agree."""
+    out = generate("street", tmp_path / "curve", size=(128, 80), frames=2, moving_cars=1, seed=6,
+                   params={"curve_radius": 25.0, "speed": 10.0})
+    _assert_frames_reproject(out)
+
+
+def _assert_frames_reproject(out):
     intr = load_intrinsics(out)
     poses, _ = read_poses(out / "poses_tum.txt")
     d0 = np.load(out / "depth" / "000000.npy")
@@ -399,3 +409,227 @@ def test_cli_runs_indoor(tmp_path, capsys):
     scene = load_scene(tmp_path / "room")
     assert scene.kind == "indoor" and scene.seed == 4 and scene.params["moving_objects"] == 2
     assert len(list((tmp_path / "room" / "frames").iterdir())) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Scene options that real footage shows: a curve at speed, robot / drone height, motion blur,
+# a textureless highway, a long street
+# ---------------------------------------------------------------------------------------------
+
+CURVE = {"curve_radius": 25.0, "speed": 10.0}
+
+
+def _yaw_deg_and_step(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame pair: rotation about the world vertical (deg) and camera travel (m), from poses."""
+    forward = poses[:, :3, 2]                                   # optical axis in the world
+    heading = np.unwrap(np.arctan2(forward[:, 1], forward[:, 0]))
+    return np.degrees(np.abs(np.diff(heading))), np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+
+
+def brute_force_depth_placed(scene: Scene, c2w: np.ndarray, intr: Intrinsics, t: float,
+                             pixels: np.ndarray) -> np.ndarray:
+    """Independent float64 reference for boxes turned about z: each ray taken into each box's
+    frame (local = Rz(-yaw) (world - place)), slab test there; plus the ground plane."""
+    yaw, place = scene.placement(t)
+    lo, hi = scene.layout.lo, scene.layout.hi
+    origin = c2w[:3, 3]
+    u, v = pixels[:, 0].astype(np.float64), pixels[:, 1].astype(np.float64)
+    d = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1) @ c2w[:3, :3].T
+    c, s = np.cos(yaw), np.sin(yaw)
+    rel = origin[None] - place                                               # [M, 3]
+    o_loc = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1], rel[:, 2]], -1)
+    d_loc = np.stack([c[None] * d[:, 0, None] + s[None] * d[:, 1, None],
+                      -s[None] * d[:, 0, None] + c[None] * d[:, 1, None],
+                      np.broadcast_to(d[:, 2, None], (len(d), len(yaw)))], -1)   # [N, M, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = (lo[None] - o_loc[None]) / d_loc
+        t2 = (hi[None] - o_loc[None]) / d_loc
+    near = np.nanmax(np.minimum(t1, t2), -1)
+    far = np.nanmin(np.maximum(t1, t2), -1)
+    best = np.where((near <= far) & (near > 1e-4), near, np.inf).min(-1)
+    ground = np.where(d[:, 2] < 0, origin[2] / -d[:, 2], np.inf)
+    return np.minimum(best, ground)
+
+
+@pytest.fixture(scope="module")
+def curved_scene() -> Scene:
+    return Scene("street", seed=2, params={**CURVE, "duration": 6.0, "moving_objects": 2})
+
+
+def test_curving_street_turns_at_least_2_deg_and_1_m_per_frame(curved_scene):
+    poses = np.stack([curved_scene.camera_pose(t) for t in np.arange(60) / 10.0])
+    yaw, step = _yaw_deg_and_step(poses)
+    assert yaw.min() >= 2.0 and step.min() >= 1.0, (yaw.min(), step.min())
+    assert 2.0 < np.median(yaw) < 2.6                      # 10 m/s on a 25 m radius: 2.3 deg at 10 Hz
+    straight = Scene("street", params={"speed": 10.0})
+    yaw_s, _ = _yaw_deg_and_step(np.stack([straight.camera_pose(t) for t in np.arange(60) / 10.0]))
+    assert yaw_s.max() < 1.0                               # the option is what turns the camera
+    # The total turn over 6 s is the arc's: 60 m on 25 m is 137 deg (+- the weave's yaw).
+    assert 125 < yaw.sum() < 150
+
+
+def test_curved_street_follows_the_road(curved_scene):
+    """Buildings, sidewalks and cars turn with the road, and the camera stays in its lane."""
+    line = street.centreline(curved_scene.params)
+    for t in (0.0, 2.5, 5.0):
+        p = curved_scene.camera_pose(t)[:3, 3]
+        s, d = line.to_street(torch.tensor([p[0]]), torch.tensor([p[1]]))
+        assert abs(float(d) - street.EGO_LANE_Y) <= curved_scene.params["weave"] + 1e-3
+        assert abs(float(s) - 10.0 * t) < 0.5
+    yaw, place = curved_scene.placement(0.0)
+    assert np.ptp(yaw) > np.radians(120)          # pieces along a turn of 137 deg and more
+    # Every building piece's road-facing face stays behind the sidewalk (>= 8.4 m off the centre).
+    lo, hi = curved_scene.boxes_at(0.0)
+    building = curved_scene.layout.mat == street.BUILDING
+    centre = 0.5 * (lo + hi)[building]
+    _, d = line.to_street(torch.tensor(centre[:, 0]), torch.tensor(centre[:, 1]))
+    d = d.numpy()
+    assert (np.abs(d[np.isfinite(d)]) > 8.4).all()
+    # Moving cars keep to their lanes as they drive round the bend.
+    along = curved_scene.layout.extras["along"]
+    for t in (0.0, 4.0):
+        _, place = curved_scene.placement(t)
+        car = place[along[:, 0].astype(int)]
+        _, d = line.to_street(torch.tensor(car[:, 0]), torch.tensor(car[:, 1]))
+        assert np.abs(d.numpy()).max() < 0.01    # the local frame's origin rides on the centreline
+
+
+def test_curved_depth_matches_independent_brute_force(curved_scene):
+    rng = np.random.default_rng(1)
+    intr = Intrinsics.from_fov(128, 72, 90.0)
+    for t in (0.0, 3.3):
+        c2w = curved_scene.camera_pose(t)
+        _, depth = curved_scene.render(c2w, intr, t, supersample=1)
+        pix = np.stack([rng.integers(0, 128, 300), rng.integers(0, 72, 300)], -1)
+        ref = brute_force_depth_placed(curved_scene, c2w, intr, t, pix)
+        got = depth[pix[:, 1], pix[:, 0]].astype(np.float64)
+        finite = np.isfinite(ref)
+        np.testing.assert_array_equal(np.isfinite(got), finite)
+        np.testing.assert_allclose(got[finite], ref[finite], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("height, pitch_deg", [(0.5, 1.7), (10.0, 35.0)])
+def test_camera_at_robot_and_drone_height(height, pitch_deg):
+    scene = Scene("street", seed=1, params={"camera_height": height, "pitch": np.radians(pitch_deg),
+                                             "duration": 1.0, "moving_objects": 0})
+    c2w = scene.camera_pose(0.4)
+    assert abs(c2w[2, 3] - height) < 1e-9
+    forward = c2w[:3, 2]
+    assert abs(np.degrees(np.arcsin(-forward[2])) - pitch_deg) < 0.5      # pitched down as asked
+    intr = Intrinsics.from_fov(64, 48, 70.0)
+    _, depth = scene.render(c2w, intr, 0.4, supersample=1)
+    # The bottom-centre pixel sees the ego lane's road: its depth gives the height back.
+    v, u = intr.height - 1, intr.width // 2
+    ray = np.array([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, 1.0]) @ c2w[:3, :3].T
+    assert ray[2] < 0
+    np.testing.assert_allclose(depth[v, u] * -ray[2], height, rtol=1e-4)
+
+
+def test_motion_blur_lowers_gradient_energy_and_keeps_ground_truth(tmp_path):
+    common = dict(size=(96, 64), frames=3, moving_cars=0, seed=3, fps=10.0, supersample=1, params={"speed": 15.0})
+    sharp = generate("street", tmp_path / "sharp", **common)
+    blurred = generate("street", tmp_path / "blur", exposure=0.08, blur_samples=6, **common)
+
+    def energy(path):
+        img = read_image(path).astype(float).mean(-1)
+        return (np.diff(img, axis=1) ** 2).mean() + (np.diff(img, axis=0) ** 2).mean()
+    for i in (1, 2):
+        name = f"{i:06d}"
+        assert energy(blurred / "frames" / f"{name}.png") < 0.8 * energy(sharp / "frames" / f"{name}.png")
+        np.testing.assert_array_equal(np.load(blurred / "depth" / f"{name}.npy"), np.load(sharp / "depth" / f"{name}.npy"))
+    np.testing.assert_array_equal(read_poses(blurred / "poses_tum.txt")[0], read_poses(sharp / "poses_tum.txt")[0])
+    meta = json.loads((blurred / "scene.json").read_text())
+    assert meta["exposure_s"] == 0.08 and meta["blur_samples"] == 6
+    # Blur is a mean over the shutter, not a filter: more exposure, more blur; zero, none.
+    scene = load_scene(sharp)
+    intr = load_intrinsics(sharp)
+    e = [scene.render_blurred(scene.camera_pose, intr, 0.1, x, 6, 1)[0].astype(float).mean(-1) for x in (0.0, 0.03, 0.09)]
+    g = [(np.diff(im, axis=1) ** 2).mean() for im in e]
+    assert g[0] > g[1] > g[2]
+    np.testing.assert_array_equal(e[0], read_image(sharp / "frames" / "000001.png").astype(float).mean(-1))
+
+
+def test_highway_is_fast_wide_and_nearly_textureless():
+    hw = Scene("highway", seed=0, params={"duration": 2.0, "moving_objects": 0})
+    poses = np.stack([hw.camera_pose(t) for t in np.arange(11) / 10.0])
+    _, step = _yaw_deg_and_step(poses)
+    assert 25.0 <= step.mean() * 10 <= 30.0                  # m/s
+    town = Scene("street", seed=0, params={"duration": 2.0, "moving_objects": 0})
+    intr = Intrinsics.from_fov(128, 72, 80.0)
+    img_h, depth_h = hw.render(hw.camera_pose(1.0), intr, 1.0)
+    img_s, _ = town.render(town.camera_pose(1.0), intr, 1.0)
+
+    def near_energy(img):   # the lower half: what is close to the camera
+        g = img.astype(float).mean(-1)[36:]
+        return (np.diff(g, axis=1) ** 2).mean() + (np.diff(g, axis=0) ** 2).mean()
+    assert near_energy(img_h) < 0.5 * near_energy(img_s)
+    assert np.isinf(depth_h).mean() > 0.25                   # a wide sky
+    far = np.isfinite(depth_h) & (depth_h > 250)
+    assert far.sum() > 20                                    # far hills for rotation
+    assert Scene("highway", seed=1, params={"duration": 2.0}).layout.lo.shape != hw.layout.lo.shape or \
+        not np.array_equal(Scene("highway", seed=1, params={"duration": 2.0}).layout.lo, hw.layout.lo)
+
+
+def test_new_options_are_deterministic_and_round_trip(tmp_path):
+    for kind, params in (("street", {**CURVE, "camera_height": 0.6}), ("highway", {"pitch": 0.1})):
+        a = Scene(kind, seed=4, params={**params, "duration": 1.0})
+        b = Scene.from_json(a.to_json())
+        pose = a.camera_pose(0.5)
+        ra, da = a.render(pose, SMALL, 0.5)
+        rb, db = b.render(pose, SMALL, 0.5)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(da, db)
+        c = Scene(kind, seed=5, params={**params, "duration": 1.0})
+        assert np.abs(ra.astype(int) - c.render(pose, SMALL, 0.5)[0].astype(int)).mean() > 2
+
+
+def test_long_street_casts_a_bounded_number_of_boxes():
+    """A 10-minute street holds ~10x the boxes of a minute's; a frame casts only those in range."""
+    short = Scene("street", seed=0, params={"duration": 60.0})
+    long = Scene("street", seed=0, params={"duration": 600.0})
+    assert len(long.layout.mat) > 5 * len(short.layout.mat)
+    counts = []
+    for t in (30.0, 300.0, 590.0):
+        keep = long.in_view_range(long.camera_pose(t)[:3, 3], t)
+        assert keep is not None
+        counts.append(len(keep))
+    assert max(counts) < 0.2 * len(long.layout.mat)
+    assert max(counts) < 1.5 * len(short.layout.mat)
+    # The default scene (6 s) keeps every box: it renders exactly as without the range.
+    default = Scene("street", seed=0)
+    assert all(default.in_view_range(default.camera_pose(t)[:3, 3], t) is None for t in (0.0, 6.0))
+
+
+@pytest.mark.parametrize("kind, flags, match", [
+    ("street", ["--curve-radius", "5"], "curve-radius"),
+    ("street", ["--curve-radius", "nan"], "curve-radius"),
+    ("street", ["--camera-height", "0"], "camera-height"),
+    ("street", ["--pitch", "120"], "pitch"),
+    ("street", ["--speed", "-3"], "speed"),
+    ("street", ["--weave", "4"], "weave"),
+    ("street", ["--exposure", "150"], "exposure"),
+    ("street", ["--exposure", "40", "--blur-samples", "0"], "blur-samples"),
+    ("indoor", ["--curve-radius", "25"], "does not apply"),
+    ("highway", ["--curve-radius", "25"], "does not apply"),
+    ("indoor", ["--camera-height", "5"], "camera-height"),
+])
+def test_cli_rejects_bad_scene_options(tmp_path, kind, flags, match):
+    args = _parser().parse_args(["synth", kind, "-o", str(tmp_path / "o"), "--size", "64x48", "--frames", "2", *flags])
+    with pytest.raises(InputError, match=match) as err:
+        args.func(args)
+    assert err.value.fix
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_scene_options_reach_the_ground_truth(tmp_path, capsys):
+    args = _parser().parse_args(["synth", "street", "-o", str(tmp_path / "c"), "--size", "64x48", "--frames", "3",
+                                 "--curve-radius", "25", "--speed", "10", "--camera-height", "0.6",
+                                 "--pitch", "5", "--exposure", "30", "--blur-samples", "2", "--supersample", "1"])
+    assert args.func(args) == 0
+    assert "curve_radius 25" in capsys.readouterr().out
+    poses, _ = read_poses(tmp_path / "c" / "poses_tum.txt")
+    assert np.allclose(poses[:, 2, 3], 0.6)
+    yaw, step = _yaw_deg_and_step(poses)
+    assert (yaw > 2.0).all() and (step > 1.0).all()
+    scene = load_scene(tmp_path / "c")
+    assert scene.params["curve_radius"] == 25.0 and abs(scene.params["pitch"] - np.radians(5)) < 1e-12

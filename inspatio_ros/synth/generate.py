@@ -26,7 +26,11 @@ from .scene import KINDS, Scene
 SCENE_FILE = "scene.json"
 
 
-def _validate(kind: str, size: tuple[int, int], frames: int, moving_cars: int, fps: float) -> None:
+MAX_BLUR_SAMPLES = 64
+
+
+def _validate(kind: str, size: tuple[int, int], frames: int, moving_cars: int, fps: float,
+              exposure: float, blur_samples: int) -> None:
     if kind not in KINDS:
         raise InputError(f"scene kind '{kind}' is unknown", f"use one of {', '.join(KINDS)}")
     w, h = size
@@ -40,6 +44,11 @@ def _validate(kind: str, size: tuple[int, int], frames: int, moving_cars: int, f
         raise InputError(f"--moving-cars {moving_cars} is negative", "give 0 or more")
     if not (np.isfinite(fps) and 0 < fps <= 1000):
         raise InputError(f"--fps {fps} is not valid", "give a frame rate between 0 and 1000, e.g. 10")
+    if not (np.isfinite(exposure) and 0.0 <= exposure <= 1.0 / fps):
+        raise InputError(f"--exposure {exposure * 1000:g} ms is not valid at {fps:g} fps",
+                         f"give 0 (no motion blur) up to the frame interval, {1000.0 / fps:g} ms")
+    if not 1 <= blur_samples <= MAX_BLUR_SAMPLES:
+        raise InputError(f"--blur-samples {blur_samples} is not valid", f"give 1 to {MAX_BLUR_SAMPLES}")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -50,28 +59,41 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640, 360), frames: int = 60,
              moving_cars: int = 1, seed: int = 0, fps: float = 10.0, *, supersample: int = 2,
+             params: dict | None = None, exposure: float = 0.0, blur_samples: int = 8,
              device: str | torch.device = "cpu") -> Path:
     """Render ``frames`` frames of the scene's own trajectory into ``out_dir``; returns it.
 
     Frame i is at t = i / fps. Writes video.mp4, frames/%06d.png, depth/%06d.npy (float32 m,
     inf = sky), dynamic_mask/%06d.png (0/255), poses_tum.txt, poses_kitti.txt, times.txt,
     camera_info.yaml and scene.json. Each file is written atomically.
+
+    ``params`` overrides the kind's scene parameters (e.g. street ``speed``, ``camera_height``,
+    ``pitch`` in rad, ``curve_radius``). ``exposure`` > 0 s adds motion blur: each frame is the
+    mean of ``blur_samples`` renders over the shutter time centred on its timestamp, whose pose
+    and depth stay the ground truth. Frames are rendered and written one at a time, so memory
+    does not grow with the number of frames.
     """
     size = (int(size[0]), int(size[1]))
-    _validate(kind, size, int(frames), int(moving_cars), float(fps))
+    _validate(kind, size, int(frames), int(moving_cars), float(fps), float(exposure), int(blur_samples))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder", "give a folder path")
     out.mkdir(parents=True, exist_ok=True)
 
     duration = (frames - 1) / fps
-    scene = Scene(kind, seed, {"duration": duration, "moving_objects": int(moving_cars)})
+    given = dict(params or {})
+    for reserved in ("duration", "moving_objects"):
+        if reserved in given:
+            raise InputError(f"scene parameter '{reserved}' is set from the frame count and --moving-cars",
+                             "leave it out of params")
+    scene = Scene(kind, seed, {**given, "duration": duration, "moving_objects": int(moving_cars)})
     intr: Intrinsics = scene.default_intrinsics(*size)
     times = np.arange(frames, dtype=np.float64) / fps
     poses = np.stack([scene.camera_pose(t) for t in times])
 
     # Small text files first: a reader that finds scene.json finds a consistent description.
     description = {**scene.to_dict(), "fps": float(fps), "frames": int(frames), "supersample": int(supersample),
+                   "exposure_s": float(exposure), "blur_samples": int(blur_samples) if exposure > 0 else 1,
                    "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy,
                                   "width": intr.width, "height": intr.height},
                    "conventions": "world z-up (x forward, y left); poses OpenCV camera-to-world; "
@@ -84,8 +106,13 @@ def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640
 
     def frames_iter() -> Iterator[np.ndarray]:
         for i in progress(range(frames), total=frames, desc=f"synth {kind}", unit="frame"):
-            rgb, depth, dynamic = scene.render(poses[i], intr, float(times[i]), supersample,
-                                               return_dynamic=True, device=device)
+            if exposure > 0:
+                rgb, depth, dynamic = scene.render_blurred(scene.camera_pose, intr, float(times[i]), float(exposure),
+                                                           int(blur_samples), supersample, return_dynamic=True,
+                                                           device=device)
+            else:
+                rgb, depth, dynamic = scene.render(poses[i], intr, float(times[i]), supersample,
+                                                   return_dynamic=True, device=device)
             name = f"{i:06d}"
             write_png(out / "frames" / f"{name}.png", rgb)
             _save_npy(out / "depth" / f"{name}.npy", depth)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..camera import make_pose, rotation_from_rpy
+from ..errors import InputError
 from .layout import FrozenLayout, Layout, Rng
 from .noise import fbm2, hash01, value_noise2
 from .shading import Surf, mix, rgb, smoothstep
@@ -43,6 +44,20 @@ POSTER_COLORS = [(0.85, 0.30, 0.25), (0.20, 0.35, 0.65), (0.95, 0.80, 0.30), (0.
 # Decal columns: axis (0: wall at x = +-X, 1: wall at y = +-Y), side (+-1), s0, s1, z0, z1,
 # kind (0 door, 1 poster), colour (3), colour2 (3), seed.
 DOOR, POSTER = 0, 1
+
+
+def validate(params: dict) -> None:
+    """One clear error for a parameter the room cannot be made with."""
+    for name, flag in (("speed", "--speed"), ("camera_height", "--camera-height")):
+        value = params[name]
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"{flag} {value!r} is not a number", f"give a finite {flag}")
+    if not 0.0 <= params["speed"] <= 3.0:
+        raise InputError(f"--speed {params['speed']:g} m/s is out of range for a room", "give 0 to 3 m/s")
+    height = float(params["room"][2]) if len(params["room"]) == 3 else 3.0
+    if not 0.1 <= params["camera_height"] <= height - 0.2:
+        raise InputError(f"--camera-height {params['camera_height']:g} m does not fit the {height:g} m room",
+                         f"give 0.1 to {height - 0.2:g} m")
 
 
 def room_bounds(params: dict) -> tuple[np.ndarray, np.ndarray]:

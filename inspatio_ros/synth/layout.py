@@ -1,4 +1,10 @@
-"""Scene layout: axis-aligned boxes with a material, per-object attributes and a motion law.
+"""Scene layout: boxes with a material, per-object attributes, a placement and a motion law.
+
+Each box is axis-aligned in its own *local* frame (``lo``/``hi``), which is also the frame its
+texture is computed in. Its placement maps local to world: ``world = Rz(yaw) local + place``
+(a rotation about the vertical only, so roads and facades can follow a curve while every box
+stays upright); yaw 0 and place 0 (the default) make local and world the same. The motion law
+then adds a time-dependent world translation.
 
 Layouts are built with :class:`Rng`, which draws only from ``random.Random.random()`` -- the one
 part of Python's ``random`` whose sequence for an integer seed is guaranteed stable across Python
@@ -17,7 +23,7 @@ import numpy as np
 A_COLOR = slice(0, 3)     # main albedo (RGB, 0..1)
 A_COLOR2 = slice(3, 6)    # secondary albedo (trim, roof, band ...)
 A_SEED = 6                # per-object integer seed (stored as float, exact below 2**24)
-N_ATTR = 12
+N_ATTR = 14
 
 
 class Rng:
@@ -57,11 +63,14 @@ class Layout:
     mat: list = field(default_factory=list)
     attr: list = field(default_factory=list)
     motion: list = field(default_factory=list)  # vx vy vz ax ay az omega phase
+    yaw: list = field(default_factory=list)     # rad about world z: local -> world rotation
+    place: list = field(default_factory=list)   # world translation of the local origin
     next_seed: int = 1
 
     def add(self, lo: Sequence[float], hi: Sequence[float], mat: int, color: Sequence[float],
             color2: Sequence[float] = (0.0, 0.0, 0.0), params: Sequence[float] = (),
-            motion: Sequence[float] = (0.0,) * 8, seed: int | None = None) -> int:
+            motion: Sequence[float] = (0.0,) * 8, seed: int | None = None, *, yaw: float = 0.0,
+            place: Sequence[float] = (0.0, 0.0, 0.0)) -> int:
         lo_a = np.minimum(lo, hi)
         hi_a = np.maximum(lo, hi)
         if seed is None:
@@ -77,6 +86,8 @@ class Layout:
         self.mat.append(mat)
         self.attr.append(row)
         self.motion.append(np.asarray(motion, np.float64))
+        self.yaw.append(float(yaw))
+        self.place.append(np.asarray(place, np.float64))
         return len(self.mat) - 1
 
     def freeze(self, extras: dict | None = None) -> "FrozenLayout":
@@ -88,17 +99,33 @@ class Layout:
             attr=np.asarray(self.attr, np.float32).reshape(n, N_ATTR),
             motion=np.asarray(self.motion, np.float64).reshape(n, 8),
             extras=dict(extras or {}),
+            yaw=np.asarray(self.yaw, np.float64).reshape(n),
+            place=np.asarray(self.place, np.float64).reshape(n, 3),
         )
 
 
 @dataclass
 class FrozenLayout:
-    lo: np.ndarray       # (M, 3) world bounds at t = 0 (before the motion offset)
+    lo: np.ndarray       # (M, 3) local bounds (world bounds at t = 0 where yaw and place are 0)
     hi: np.ndarray
     mat: np.ndarray      # (M,) material id
     attr: np.ndarray     # (M, N_ATTR)
     motion: np.ndarray   # (M, 8)
     extras: dict = field(default_factory=dict)  # kind-specific data for shaders (e.g. wall decals)
+    yaw: np.ndarray | None = None    # (M,) rad, local -> world rotation about z (None: all 0)
+    place: np.ndarray | None = None  # (M, 3) world translation of the local origin (None: all 0)
+
+    def __post_init__(self) -> None:
+        n = len(self.mat)
+        if self.yaw is None:
+            self.yaw = np.zeros(n)
+        if self.place is None:
+            self.place = np.zeros((n, 3))
+
+    @property
+    def rotated(self) -> bool:
+        """True when some box is turned about the vertical (the ray-caster's general path)."""
+        return bool(np.any(self.yaw != 0.0))
 
     @property
     def dynamic(self) -> np.ndarray:

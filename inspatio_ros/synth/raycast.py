@@ -87,13 +87,21 @@ def _box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(sel[None], hi[:, None, :], lo[:, None, :])  # [M, 8, 3]
 
 
+def _rotate_z(v: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate vectors ``v`` (..., 3) about z by the angle whose cos/sin broadcast over ``v[..., 0]``."""
+    return np.stack([cos * v[..., 0] - sin * v[..., 1], sin * v[..., 0] + cos * v[..., 1], v[..., 2]], -1)
+
+
 def cast(c2w: np.ndarray, intr: Intrinsics, supersample: int, lo: np.ndarray, hi: np.ndarray, *,
          ground_z: float | None = None, room: tuple[np.ndarray, np.ndarray] | None = None,
+         yaw: np.ndarray | None = None, place: np.ndarray | None = None,
          device: str | torch.device = "cpu") -> RayHits:
     """Cast ``supersample**2`` sub-rays (+ the pixel-centre ray) per pixel against the boxes.
 
-    ``lo``/``hi``: (M, 3) world-frame box bounds (float64). ``ground_z``: an infinite plane
-    ``z = ground_z`` seen from above. ``room``: (lo, hi) of a box seen from inside (walls).
+    ``lo``/``hi``: (M, 3) box bounds (float64), in world coordinates unless ``yaw``/``place``
+    are given: then they are local bounds and box k is placed by
+    ``world = Rz(yaw[k]) local + place[k]`` (boxes turned about the vertical). ``ground_z``: an
+    infinite plane ``z = ground_z`` seen from above. ``room``: (lo, hi) of a box seen from inside.
     """
     device = torch.device(device)
     c2w = np.asarray(c2w, dtype=np.float64)
@@ -127,10 +135,25 @@ def cast(c2w: np.ndarray, intr: Intrinsics, supersample: int, lo: np.ndarray, hi
     s_best = torch.full((n_tiles, n_r), MISS, dtype=torch.int64, device=device)
 
     # ---- boxes -------------------------------------------------------------------------------
-    if m:
+    rotated = yaw is not None and bool(np.any(np.asarray(yaw) != 0.0))
+    if yaw is not None and not rotated and place is not None:
+        lo, hi = np.asarray(lo, np.float64) + place, np.asarray(hi, np.float64) + place
+    if rotated:
+        cos_k, sin_k = np.cos(np.asarray(yaw, np.float64)), np.sin(np.asarray(yaw, np.float64))
+        place64 = np.zeros((m, 3)) if place is None else np.asarray(place, np.float64)
+        # Camera centre in each box's local frame: Rz(-yaw) (origin - place).
+        origin_local = _rotate_z(origin[None] - place64, cos_k, -sin_k)
+        lo_rel64 = np.asarray(lo, dtype=np.float64) - origin_local   # local axes, camera-relative
+        hi_rel64 = np.asarray(hi, dtype=np.float64) - origin_local
+        corners_world_rel = _rotate_z(_box_corners(lo_rel64, hi_rel64), cos_k[:, None], sin_k[:, None])
+        corners_cam = corners_world_rel @ rot
+        cos_t = torch.tensor(cos_k, dtype=torch.float32, device=device)
+        sin_t = torch.tensor(sin_k, dtype=torch.float32, device=device)
+    elif m:
         lo_rel64 = np.asarray(lo, dtype=np.float64) - origin
         hi_rel64 = np.asarray(hi, dtype=np.float64) - origin
         corners_cam = _box_corners(lo_rel64, hi_rel64) @ rot  # world-relative -> camera frame
+    if m:
         overlap = torch.from_numpy(_cull(intr, nx, ny, corners_cam)
                                    .reshape(n_tiles, m)).to(device)
         lo_rel = torch.tensor(lo_rel64, dtype=torch.float32, device=device)
@@ -151,7 +174,11 @@ def cast(c2w: np.ndarray, intr: Intrinsics, supersample: int, lo: np.ndarray, hi
                 ov = overlap[tiles]                                                   # [B, M]
                 cand = torch.argsort(ov.to(torch.int8), dim=1, descending=True, stable=True)[:, :k_max]
                 valid = ov.gather(1, cand)                                            # [B, K]
-                t_hit, k_idx = _slab(inv[tiles], lo_rel[cand], hi_rel[cand], valid)
+                if rotated:
+                    t_hit, k_idx = _slab_rotated(dirs[tiles], lo_rel[cand], hi_rel[cand], valid,
+                                                 cos_t[cand], sin_t[cand])
+                else:
+                    t_hit, k_idx = _slab(inv[tiles], lo_rel[cand], hi_rel[cand], valid)
                 box = cand.gather(1, k_idx)
                 t_best[tiles] = t_hit
                 s_best[tiles] = torch.where(torch.isfinite(t_hit), box, s_best[tiles])
@@ -176,7 +203,19 @@ def cast(c2w: np.ndarray, intr: Intrinsics, supersample: int, lo: np.ndarray, hi
     # ---- normals -----------------------------------------------------------------------------
     normal = torch.zeros_like(dirs)
     hit_box = (s_best >= 0) & (s_best < m)
-    if hit_box.any():
+    if hit_box.any() and rotated:
+        idx = s_best[hit_box]
+        d = dirs[hit_box]
+        c, sn = cos_t[idx], sin_t[idx]
+        d_loc = torch.stack([c * d[:, 0] + sn * d[:, 1], -sn * d[:, 0] + c * d[:, 1], d[:, 2]], -1)
+        iv = _safe_inverse(d_loc)
+        t_in = torch.minimum(lo_rel[idx] * iv, hi_rel[idx] * iv)
+        axis = t_in.argmax(-1)
+        n_loc = torch.zeros_like(d)
+        n_loc.scatter_(1, axis[:, None], -torch.sign(d_loc.gather(1, axis[:, None])))
+        normal[hit_box] = torch.stack([c * n_loc[:, 0] - sn * n_loc[:, 1], sn * n_loc[:, 0] + c * n_loc[:, 1],
+                                       n_loc[:, 2]], -1)
+    elif hit_box.any():
         idx = s_best[hit_box]
         d = dirs[hit_box]
         iv = inv[hit_box]
@@ -225,6 +264,31 @@ def _slab(inv: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, valid: torch.Te
     for a in range(3):
         ia = inv[:, :, None, a]                     # [B, R, 1]
         ta = lo[:, None, :, a] * ia                 # [B, R, K]
+        tb = hi[:, None, :, a] * ia
+        near = torch.minimum(ta, tb)
+        far = torch.maximum(ta, tb)
+        t_near = near if t_near is None else torch.maximum(t_near, near)
+        t_far = far if t_far is None else torch.minimum(t_far, far)
+    hit = (t_near <= t_far) & (t_near > T_EPS) & valid[:, None, :]
+    t = torch.where(hit, t_near, torch.full_like(t_near, float("inf")))
+    return t.min(-1)
+
+
+def _slab_rotated(dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, valid: torch.Tensor,
+                  cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_slab` for boxes turned about z: each ray direction is taken into the box's frame.
+
+    ``dirs`` [B, R, 3] world directions; ``lo``/``hi`` [B, K, 3] camera-relative local bounds;
+    ``cos``/``sin`` [B, K] of each box's yaw. The camera-relative origin is 0 in every frame.
+    """
+    dx, dy, dz = dirs[..., 0, None], dirs[..., 1, None], dirs[..., 2, None]       # [B, R, 1]
+    c, s = cos[:, None, :], sin[:, None, :]                                          # [B, 1, K]
+    local = (c * dx + s * dy, -s * dx + c * dy, dz.expand(-1, -1, cos.shape[1]))
+    t_near = None
+    t_far = None
+    for a in range(3):
+        ia = _safe_inverse(local[a])                 # [B, R, K]
+        ta = lo[:, None, :, a] * ia
         tb = hi[:, None, :, a] * ia
         near = torch.minimum(ta, tb)
         far = torch.maximum(ta, tb)

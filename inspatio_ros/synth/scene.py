@@ -22,14 +22,14 @@ import torch
 
 from ..camera import Intrinsics
 from ..errors import InputError
-from . import indoor, street
+from . import highway, indoor, street
 from .layout import FrozenLayout
 from .raycast import MISS, cast, subpixel_offsets
 from .shading import Surf
 
 FORMAT = "inspatio_ros.synth.scene/1"
-KINDS: dict[str, ModuleType] = {"street": street, "indoor": indoor}
-HFOV_DEG = {"street": 90.0, "indoor": 80.0}
+KINDS: dict[str, ModuleType] = {"street": street, "indoor": indoor, "highway": highway}
+HFOV_DEG = {"street": 90.0, "indoor": 80.0, "highway": 80.0}
 
 
 def exposure_gain(t: float) -> float:
@@ -51,6 +51,9 @@ class Scene:
             raise InputError(f"scene parameters {sorted(unknown)} are unknown for '{kind}'",
                              f"use only {sorted(self._mod.DEFAULTS)}")
         self.params: dict[str, Any] = {**self._mod.DEFAULTS, **(params or {})}
+        validate = getattr(self._mod, "validate", None)
+        if validate is not None:
+            validate(self.params)
         self.layout: FrozenLayout = self._mod.build(self.seed, self.params)
 
     # ---- serialisation -----------------------------------------------------------------------
@@ -84,10 +87,47 @@ class Scene:
     def exposure_gain(self, t: float) -> float:
         return exposure_gain(t)
 
+    def placement(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(yaw (M,), place (M, 3)) of every box at time t: ``world = Rz(yaw) local + place``.
+
+        A kind may move boxes its own way (``placement(layout, t, params)``, e.g. cars that
+        follow a curving road); otherwise the motion law's offset is added to the static place.
+        """
+        custom = getattr(self._mod, "placement", None)
+        if custom is not None:
+            placed = custom(self.layout, float(t), self.params)
+            if placed is not None:
+                return placed
+        return self.layout.yaw, self.layout.place + self.layout.offset(t)
+
     def boxes_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """(lo, hi) world bounds of every box at time t."""
-        off = self.layout.offset(t)
-        return self.layout.lo + off, self.layout.hi + off
+        """(lo, hi) world bounds of every box at time t (for a box turned about the vertical,
+        the axis-aligned bounds of its corners)."""
+        yaw, place = self.placement(t)
+        if not np.any(yaw != 0.0):
+            return self.layout.lo + place, self.layout.hi + place
+        lo, hi = self.layout.lo, self.layout.hi
+        xs = np.stack([lo[:, 0], hi[:, 0], hi[:, 0], lo[:, 0]], 1)
+        ys = np.stack([lo[:, 1], lo[:, 1], hi[:, 1], hi[:, 1]], 1)
+        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+        wx, wy = c * xs - s * ys + place[:, 0:1], s * xs + c * ys + place[:, 1:2]
+        return (np.stack([wx.min(1), wy.min(1), lo[:, 2] + place[:, 2]], 1),
+                np.stack([wx.max(1), wy.max(1), hi[:, 2] + place[:, 2]], 1))
+
+    def in_view_range(self, origin: np.ndarray, t: float) -> np.ndarray | None:
+        """Indices of the boxes within the kind's ``VIEW_RANGE`` of ``origin``, or None for all.
+
+        A long street holds tens of thousands of boxes; casting only those in range keeps the
+        cost of a frame independent of the street's length. The range is wider than anything a
+        scene of the default length holds, so short scenes render exactly as without it.
+        """
+        view_range = getattr(self._mod, "VIEW_RANGE", None)
+        if view_range is None or len(self.layout.mat) == 0:
+            return None
+        lo, hi = self.boxes_at(t)
+        gap = np.maximum(np.maximum(lo - origin, origin - hi), 0.0)
+        near = np.flatnonzero((gap * gap).sum(1) <= view_range * view_range)
+        return None if len(near) == len(lo) else near
 
     # ---- rendering ---------------------------------------------------------------------------
     def render(self, c2w: np.ndarray, intr: Intrinsics, t: float, supersample: int = 2, *,
@@ -105,21 +145,84 @@ class Scene:
         if int(supersample) < 1:
             raise InputError(f"supersample {supersample} is not valid", "give 1 or more")
         device = torch.device(device)
+        color, hits = self._shade(c2w, intr, t, int(supersample), device)
+        if exposure:
+            color = color * self.exposure_gain(t)
+        rgb = (color.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        _, centre = subpixel_offsets(int(supersample))
+        depth = hits.t[centre].cpu().numpy().astype(np.float32)
+        if not return_dynamic:
+            return rgb, depth
+        dyn_table = torch.tensor(np.append(self.layout.dynamic, False), device=device)
+        s_c = hits.surface[centre]
+        dynamic = (dyn_table[s_c.clamp(min=0)] & (s_c != MISS)).cpu().numpy()
+        return rgb, depth, dynamic
+
+    def render_blurred(self, pose_at, intr: Intrinsics, t: float, exposure_s: float, samples: int,
+                       supersample: int = 2, *, return_dynamic: bool = False,
+                       device: str | torch.device = "cpu"):
+        """Motion blur: the mean colour of ``samples`` renders spread evenly over the shutter
+        time ``[t - exposure_s / 2, t + exposure_s / 2]``, each at its own camera pose
+        ``pose_at(time)`` and object positions (averaged in linear colour before rounding).
+
+        Depth and the dynamic mask are those of the pose at mid-exposure ``t``, the frame's
+        ground-truth time and pose. ``samples`` 1 or ``exposure_s`` 0 is a plain render.
+        """
+        device = torch.device(device)
+        samples = int(samples)
+        if samples < 1 or not (np.isfinite(exposure_s) and exposure_s >= 0):
+            raise InputError(f"motion blur of {exposure_s} s with {samples} samples is not valid",
+                             "give an exposure >= 0 s and 1 or more samples")
+        if samples == 1 or exposure_s == 0:
+            return self.render(pose_at(t), intr, t, supersample, return_dynamic=return_dynamic, device=device)
+        total = None
+        for k in range(samples):
+            tk = t + exposure_s * ((k + 0.5) / samples - 0.5)
+            color, _ = self._shade(pose_at(tk), intr, tk, int(supersample), device)
+            color = color * self.exposure_gain(tk)
+            total = color if total is None else total + color
+        rgb = ((total / samples).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        # Geometry at mid-exposure from one pixel-centre ray per pixel (its colour is not used).
+        _, depth, *dynamic = self.render(pose_at(t), intr, t, 1, return_dynamic=return_dynamic, device=device)
+        return (rgb, depth, *dynamic)
+
+    def _shade(self, c2w: np.ndarray, intr: Intrinsics, t: float, supersample: int, device: torch.device):
+        """Linear colour (H, W, 3) before exposure gain, and the rays' hits."""
         lay = self.layout
-        lo, hi = self.boxes_at(t)
         mod = self._mod
         room = mod.room_bounds(self.params)
-        hits = cast(c2w, intr, int(supersample), lo, hi, ground_z=mod.GROUND_Z, room=room, device=device)
-        _, centre = subpixel_offsets(int(supersample))
-        n_sub = int(supersample) ** 2
+        origin = c2w[:3, 3]
+        yaw, place = self.placement(t)
+        rotated = bool(np.any(yaw != 0.0))
+        keep = self.in_view_range(origin, t)
+        box_lo, box_hi, box_yaw, box_place = lay.lo, lay.hi, yaw, place
+        if keep is not None:
+            box_lo, box_hi, box_yaw, box_place = lay.lo[keep], lay.hi[keep], yaw[keep], place[keep]
+        if rotated:
+            hits = cast(c2w, intr, supersample, box_lo, box_hi, ground_z=mod.GROUND_Z, room=room,
+                        yaw=box_yaw, place=box_place, device=device)
+        else:
+            hits = cast(c2w, intr, supersample, box_lo + box_place, box_hi + box_place,
+                        ground_z=mod.GROUND_Z, room=room, device=device)
+        m = len(lay.mat)
+        if keep is not None:
+            # Back to layout indices: cast numbered the kept boxes 0..k-1 and the extra surface k.
+            table = torch.tensor(np.append(keep, m), dtype=torch.int64, device=device)
+            hits.surface = torch.where(hits.surface == MISS, hits.surface, table[hits.surface.clamp(min=0)])
+        n_sub = supersample ** 2
 
         # Per-surface tables; index m is the analytic extra surface (ground plane / room).
         mat = torch.tensor(np.append(lay.mat, mod.EXTRA_MATERIAL), device=device)
         attr = torch.tensor(np.vstack([lay.attr, np.zeros((1, lay.attr.shape[1]), np.float32)]), device=device)
-        off_t = self.layout.offset(t)
-        # Texture frame: object-local for moving boxes (texture moves with them), world otherwise.
-        origin = c2w[:3, 3]
-        shift = torch.tensor(np.vstack([origin - off_t, origin[None]]), dtype=torch.float32, device=device)
+        # Texture frame: each box's own local frame (texture moves and turns with it); world
+        # for the extra surface. Local = Rz(-yaw) (world - place); world = rel + camera centre,
+        # so the camera centre's local coordinates are precomputed per box in float64.
+        cos_k, sin_k = np.cos(np.append(yaw, 0.0)), np.sin(np.append(yaw, 0.0))
+        d = np.vstack([origin - place, origin[None]])
+        shift = torch.tensor(np.stack([cos_k * d[:, 0] + sin_k * d[:, 1], -sin_k * d[:, 0] + cos_k * d[:, 1],
+                                       d[:, 2]], 1), dtype=torch.float32, device=device)
+        cos_t = torch.tensor(cos_k, dtype=torch.float32, device=device)
+        sin_t = torch.tensor(sin_k, dtype=torch.float32, device=device)
         extra_lo, extra_hi = room if room is not None else (np.zeros(3), np.zeros(3))
         lo_loc = torch.tensor(np.vstack([lay.lo, extra_lo]), dtype=torch.float32, device=device)
         hi_loc = torch.tensor(np.vstack([lay.hi, extra_hi]), dtype=torch.float32, device=device)
@@ -140,23 +243,21 @@ class Scene:
                 continue
             idx = surf[sel]
             n = normal[sel]
-            # local position = (camera-relative hit) + camera centre - object offset
-            p = rel[sel] + shift[idx]
-            h = Surf(p=p, n=n, axis=n.abs().argmax(-1), lo=lo_loc[idx], hi=hi_loc[idx], attr=attr[idx])
+            r = rel[sel]
+            if rotated:
+                c, s = cos_t[idx], sin_t[idx]
+                p = torch.stack([c * r[:, 0] + s * r[:, 1], -s * r[:, 0] + c * r[:, 1], r[:, 2]], -1) + shift[idx]
+                n_loc = torch.stack([c * n[:, 0] + s * n[:, 1], -s * n[:, 0] + c * n[:, 1], n[:, 2]], -1)
+                n_loc = torch.where(n_loc.abs() > 0.5, torch.sign(n_loc), torch.zeros_like(n_loc))
+            else:
+                # local position = (camera-relative hit) + camera centre - object offset
+                p = r + shift[idx]
+                n_loc = n
+            h = Surf(p=p, n=n_loc, axis=n_loc.abs().argmax(-1), lo=lo_loc[idx], hi=hi_loc[idx], attr=attr[idx])
             albedo, emit = shader(h, self)
-            world = rel[sel] + origin_t
+            world = r + origin_t
             irr = mod.light(n, world, self)
             color[sel] = albedo * (irr * (1.0 - emit) + emit)[:, None]
 
         h_img, w_img = intr.height, intr.width
-        color = color.reshape(n_sub, h_img, w_img, 3).mean(0)
-        if exposure:
-            color = color * self.exposure_gain(t)
-        rgb = (color.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-        depth = hits.t[centre].cpu().numpy().astype(np.float32)
-        if not return_dynamic:
-            return rgb, depth
-        dyn_table = torch.tensor(np.append(lay.dynamic, False), device=device)
-        s_c = hits.surface[centre]
-        dynamic = (dyn_table[s_c.clamp(min=0)] & (s_c != MISS)).cpu().numpy()
-        return rgb, depth, dynamic
+        return color.reshape(n_sub, h_img, w_img, 3).mean(0), hits
