@@ -32,3 +32,28 @@ def test_scripts_named_in_the_docs_exist():
             if not (ROOT / script).is_file():
                 missing.append(f"{md.relative_to(ROOT)} names {script}")
     assert not missing, "scripts the docs name but the repository lacks:\n" + "\n".join(missing)
+
+
+# How the code reads an environment variable: os.environ.get("X"), os.environ["X"],
+# os.environ.setdefault("X", ...), os.getenv("X"), "X" in os.environ.
+ENV_READ = re.compile(r"""(?:environ(?:\.get|\.setdefault|\.pop)?\s*[(\[]|getenv\s*\()\s*["']([A-Z][A-Z0-9_]*)["']""")
+ENV_IN = re.compile(r"""["']([A-Z][A-Z0-9_]*)["']\s+(?:not\s+)?in\s+(?:_?os\.)?environ""")
+
+
+def environment_variables_in_code() -> dict[str, str]:
+    found = {}
+    for folder in ("inspatio_ros", "bench", "tools"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            for name in ENV_READ.findall(text) + ENV_IN.findall(text):
+                found.setdefault(name, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_readme():
+    found = environment_variables_in_code()
+    assert {"INSPATIO_NO_PROGRESS", "ROS_DOMAIN_ID", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER"} <= set(found), found
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    missing = [f"{name} (read in {where})" for name, where in sorted(found.items()) if f"`{name}`" not in section]
+    assert not missing, "add these to the README's 'Environment variables' table:\n" + "\n".join(missing)
