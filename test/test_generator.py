@@ -212,8 +212,8 @@ def test_node_parameters_choose_the_generator():
     from inspatio_ros.ros.params import split_parameters
 
     node = split_parameters({})[0]
-    assert node["generator"] == "none" and node["generator.weights"] == ""
-    assert split_parameters({"generator": "refiner"})[0]["generator"] == "refiner"
+    assert node.generator == "none" and node.generator_weights == ""
+    assert split_parameters({"generator": "refiner"})[0].generator == "refiner"
     with pytest.raises(InputError, match="'generator' = 'gan' is out of range"):
         split_parameters({"generator": "gan"})
 

@@ -13,7 +13,8 @@ import torch
 from inspatio_ros.camera import Intrinsics, rotation_from_rpy
 from inspatio_ros.errors import InputError
 from inspatio_ros.ros.messages import MessageBuilder, split_stamp
-from inspatio_ros.ros.params import NODE_PARAMETERS, split_parameters
+from inspatio_ros.ros.params import qos_of, split_parameters
+from inspatio_ros.ros.transport import SENSOR_OUT, Qos
 from inspatio_ros.ros.transport import resolve_topic
 from inspatio_ros.sim.rig import load_rig
 from inspatio_ros.sim.simulator import gravity_alignment, organised_points
@@ -23,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_parameters_defaults_and_errors():
     node, cams, render = split_parameters({"mode": "pose", "cameras.names": ["a"], "render.near": 0.1})
-    assert node["mode"] == "pose" and node["clock.rate"] == 1.0 and cams == {"cameras.names": ["a"]}
+    assert node.session.mode == "pose" and node.session.clock.rate == 1.0 and cams == {"cameras.names": ["a"]}
     assert render == {"render.near": 0.1}
-    assert split_parameters({"clock.rate": 2})[0]["clock.rate"] == 2.0      # ints accepted for floats
+    assert split_parameters({"clock.rate": 2})[0].session.clock.rate == 2.0      # ints accepted for floats
     with pytest.raises(InputError, match="did you mean 'clock.rate'"):
         split_parameters({"clock.rat": 2.0})
     with pytest.raises(InputError, match="'mode' = 'fly' is out of range"):
@@ -34,7 +35,13 @@ def test_parameters_defaults_and_errors():
         split_parameters({"lockstep": "yes"})
     with pytest.raises(InputError, match="clock.rate"):
         split_parameters({"clock.rate": float("nan")})
-    assert all(isinstance(v[2], str) and v[2] for v in NODE_PARAMETERS.values())
+
+
+def test_qos_parameters_override_a_topics_default():
+    qos = split_parameters({"qos.image.reliability": "best_effort", "qos.points.depth": 2})[0].qos
+    assert qos_of(qos, "image", SENSOR_OUT) == Qos("best_effort", SENSOR_OUT.durability, SENSOR_OUT.depth)
+    assert qos_of(qos, "points", SENSOR_OUT) == Qos(SENSOR_OUT.reliability, SENSOR_OUT.durability, 2)
+    assert qos_of(qos, "depth", SENSOR_OUT) == SENSOR_OUT
 
 
 def test_topic_resolution_follows_ros_rules():
@@ -223,26 +230,11 @@ print(before, kept, rss_mb())
 
 
 def test_session_settings_come_from_the_node_parameters():
-    """Every SessionSettings field maps to a node parameter of the same default, and values flow."""
-    import dataclasses
-
-    from inspatio_ros.ros.params import session_settings
+    """The node's settings hold the SessionSettings its parameters give, and values flow."""
     from inspatio_ros.sim.settings import SessionSettings
 
-    defaults = session_settings(split_parameters({})[0])
-    assert defaults == SessionSettings()
-
-    def leaves(obj, prefix=""):
-        for f in dataclasses.fields(obj):
-            if "doc" in f.metadata:
-                assert f.metadata["doc"] and f.metadata["range"], f.name
-                yield f.metadata.get("param", prefix + f.name), getattr(obj, f.name)
-            else:
-                yield from leaves(getattr(obj, f.name), f"{f.name}.")
-
-    mapped = dict(leaves(defaults))
-    assert {name: NODE_PARAMETERS[name][0] for name in mapped} == mapped
-    s = session_settings(split_parameters({"vehicle.max_speed": 12, "use_sim_time": True, "mode": "control",
-                                           "input.max_jump": 0.0, "clock.end_mode": "hold"})[0])
+    assert split_parameters({})[0].session == SessionSettings()
+    s = split_parameters({"vehicle.max_speed": 12, "use_sim_time": True, "mode": "control",
+                          "input.max_jump": 0.0, "clock.end_mode": "hold"})[0].session
     assert (s.vehicle.max_speed, s.external_clock, s.mode, s.input.max_jump, s.clock.end_mode) == \
         (12.0, True, "control", 0.0, "hold")

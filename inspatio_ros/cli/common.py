@@ -29,9 +29,9 @@ def render_settings_from_args(args):
     if not args.config:
         return None
     from ..config import load_render_settings
-    from ..ros.params import NODE_PARAMETERS
+    from ..sim.parameters import parameter_table
 
-    return load_render_settings(args.config, other_parameters=NODE_PARAMETERS)
+    return load_render_settings(args.config, other_parameters=parameter_table())
 
 
 def add_generator_arguments(parser) -> None:

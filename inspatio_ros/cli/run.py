@@ -1,7 +1,7 @@
 """``inspatio-ros run [WORLD]``: the options of the simulator node's command; ros/run_cli.py runs it."""
 from __future__ import annotations
 
-from ..ros.run_cli import TRANSPORTS, run
+from ..ros.run_cli import TRANSPORTS
 
 
 def register(subparsers) -> None:
@@ -25,3 +25,12 @@ def register(subparsers) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     p.add_argument("--frames", type=int, default=None, help="stop after this many rendered frames")
     p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..ros.run_cli import collect_parameters, run as run_node
+
+    params = collect_parameters(args.config, args.param, world=args.world, mode=args.mode, lockstep=args.lockstep,
+                                device=getattr(args, "device", "auto"))
+    return run_node(params, transport=args.transport, node_name=args.node_name, namespace=args.namespace,
+                    duration=args.duration, frames=args.frames)

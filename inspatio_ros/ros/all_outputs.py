@@ -1,5 +1,6 @@
-"""Every topic the node publishes for one camera with every output on, as (topic, ROS type): what
-the subscribers that watch all outputs at once subscribe to (test/interop_subscriber.py,
+"""The node's output topics: per camera (:func:`camera_topics`, what the node publishes on) and
+every topic for one camera with every output on, as (topic, ROS type) (:func:`all_outputs`: what
+the subscribers that watch all outputs at once subscribe to, test/interop_subscriber.py and
 bench/soak_peers.py). Kept free of heavy imports: those subscribers are small processes.
 """
 from __future__ import annotations
@@ -10,16 +11,25 @@ RCLPY_LACKS = frozenset({"tf2_msgs/msg/TFMessage", "inspatio_ros_interfaces/msg/
 BEST_EFFORT = frozenset({"/clock"})
 
 
+def camera_topics(name: str) -> dict[str, str]:
+    """Output -> topic of camera ``name`` (relative: under the node's namespace)."""
+    return {"image": f"{name}/image_raw", "camera_info": f"{name}/camera_info",
+            "depth": f"{name}/depth/image", "depth_info": f"{name}/depth/camera_info",
+            "points": f"{name}/points", "coverage": f"{name}/coverage",
+            "compressed": f"{name}/image_raw/compressed"}
+
+
 def all_outputs(camera: str = "front") -> list[tuple[str, str]]:
     """(topic, type) of every output of the node with one camera named ``camera``."""
+    topic = camera_topics(camera)
     return [
-        (f"{camera}/image_raw", "sensor_msgs/msg/Image"),
-        (f"{camera}/camera_info", "sensor_msgs/msg/CameraInfo"),
-        (f"{camera}/depth/image", "sensor_msgs/msg/Image"),
-        (f"{camera}/depth/camera_info", "sensor_msgs/msg/CameraInfo"),
-        (f"{camera}/points", "sensor_msgs/msg/PointCloud2"),
-        (f"{camera}/coverage", "sensor_msgs/msg/Image"),
-        (f"{camera}/image_raw/compressed", "sensor_msgs/msg/CompressedImage"),
+        (topic["image"], "sensor_msgs/msg/Image"),
+        (topic["camera_info"], "sensor_msgs/msg/CameraInfo"),
+        (topic["depth"], "sensor_msgs/msg/Image"),
+        (topic["depth_info"], "sensor_msgs/msg/CameraInfo"),
+        (topic["points"], "sensor_msgs/msg/PointCloud2"),
+        (topic["coverage"], "sensor_msgs/msg/Image"),
+        (topic["compressed"], "sensor_msgs/msg/CompressedImage"),
         ("odom", "nav_msgs/msg/Odometry"),
         ("/clock", "rosgraph_msgs/msg/Clock"),
         ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),

@@ -26,8 +26,8 @@ from ..sim.rig import load_rig
 from ..sim.session import SimSession, ThrottledLog
 from ..sim.simulator import SensorFrame
 from .messages import stamp_seconds
-from .outputs import NodeOutputs, qos_of
-from .params import session_settings, split_parameters
+from .outputs import NodeOutputs
+from .params import qos_of, split_parameters
 from .transport import LATCHED, SENSOR_IN, Qos
 
 log = logging.getLogger("inspatio_ros")
@@ -38,27 +38,28 @@ CONTROL_TOPICS = {"pause": "~/pause", "seek": "~/seek", "rate": "~/rate", "reset
 
 
 class SimNode:
-    """The simulator node. ``params`` are ROS 2 parameters (dotted names), e.g. from config/*.yaml."""
+    """The simulator node. ``params`` are ROS 2 parameters (dotted names), e.g. from config/*.yaml;
+    they are checked into ``self.settings`` (:class:`~inspatio_ros.sim.settings.NodeSettings`)."""
 
     def __init__(self, transport, params: dict[str, Any], world=None, world_name: str | None = None):
         from ..generator.refiner import load_generator
 
         self.t = transport
-        self.p, camera_params, render_params = split_parameters(params)
+        s, camera_params, render_params = split_parameters(params)
+        self.settings = s
         render = render_settings_from(render_params, source="parameters")
         if world is None:
-            world, world_name = load_world(self.p["world"])
-        self.world_name = world_name or self.p["world"] or "default"
-        refiner = load_generator(self.p["generator"], self.p["generator.weights"] or None, self.p["world"] or None,
-                                 self.p["device"])
+            world, world_name = load_world(s.world)
+        self.world_name = world_name or s.world or "default"
+        refiner = load_generator(s.generator, s.generator_weights or None, s.world or None, s.session.device)
         self.session = SimSession(world, load_rig(camera_params) if camera_params else None,
-                                  session_settings(self.p), render=render, refiner=refiner)
+                                  s.session, render=render, refiner=refiner)
         self.rig = self.session.rig
         self._warnings = ThrottledLog(log)
         self._step_requests = 0
         self._tf_tree: dict[str, tuple[str, np.ndarray, float]] = {}   # child -> (parent, T, stamp)
         self._stop = threading.Event()
-        self.out = NodeOutputs(transport, self.p, self.session, self.world_name)
+        self.out = NodeOutputs(transport, s, self.session, self.world_name)
         self.stats = self.out.stats
         try:
             self._make_subscriptions()
@@ -69,16 +70,16 @@ class SimNode:
     # -- wiring ------------------------------------------------------------------------------
     def _make_subscriptions(self) -> None:
         sub = self.t.create_subscription
-        qin = qos_of(self.p, "inputs", SENSOR_IN)
+        qin = qos_of(self.settings.qos, "inputs", SENSOR_IN)
         sub("geometry_msgs/msg/PoseStamped", POSE_TOPIC, self._guarded("pose", self.on_pose), qin)
         sub("nav_msgs/msg/Odometry", ODOM_IN_TOPIC, self._guarded("odom_in", self.on_odometry), qin)
         sub("geometry_msgs/msg/Twist", CMD_VEL_TOPIC, self._guarded("cmd_vel", self.on_twist), qin)
         sub("ackermann_msgs/msg/AckermannDriveStamped", ACKERMANN_TOPIC,
             self._guarded("ackermann_cmd", self.on_ackermann), qin)
-        if self.p["use_sim_time"]:
+        if self.settings.session.external_clock:
             sub("rosgraph_msgs/msg/Clock", "/clock", self._guarded("clock", self.on_clock),
                 Qos("best_effort", "volatile", 10))
-        if self.p["input.tf_child"]:
+        if self.settings.session.input.tf_child:
             sub("tf2_msgs/msg/TFMessage", "/tf", self._guarded("tf", self.on_tf), Qos("reliable", "volatile", 100))
             sub("tf2_msgs/msg/TFMessage", "/tf_static", self._guarded("tf", self.on_tf), LATCHED)
         ctl = Qos("reliable", "volatile", 10)
@@ -123,10 +124,10 @@ class SimNode:
 
     # -- inputs ------------------------------------------------------------------------------
     def _set_pose(self, header, pose, source: str) -> None:
-        frames = ("", self.p["frames.map"], self.p["frames.odom"])
-        if header.frame_id not in frames:
+        ids = self.settings.frames
+        if header.frame_id not in ("", ids.map, ids.odom):
             raise InputError(f"frame '{header.frame_id}' is unknown",
-                             f"send poses in '{self.p['frames.map']}' (or '{self.p['frames.odom']}', the same here)")
+                             f"send poses in '{ids.map}' (or '{ids.odom}', the same here)")
         p, q = pose.position, pose.orientation
         T = rigid_from_xyz_quat((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), "the pose")
         self.session.set_pose(T, stamp_seconds(header.stamp), source)
@@ -139,7 +140,7 @@ class SimNode:
 
     def on_tf(self, msg) -> None:
         """Keep the transforms; when the chain map -> ... -> input.tf_child is complete, that is the pose."""
-        target, root = self.p["input.tf_child"], self.p["frames.map"]
+        target, root = self.settings.session.input.tf_child, self.settings.frames.map
         touched = False
         for tf in msg.transforms:
             v, q = tf.transform.translation, tf.transform.rotation

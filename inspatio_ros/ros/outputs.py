@@ -20,7 +20,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..sim.simulator import SensorFrame
+from ..sim.settings import NodeSettings
+from .all_outputs import camera_topics
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder
+from .params import qos_of
 from .rate_watch import RateWatch
 from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_OUT, Qos
 from .writer_process import CameraLayout, CameraWriters, camera_publishers, publish_cameras
@@ -30,18 +33,6 @@ log = logging.getLogger("inspatio_ros")
 ODOM_TOPIC, STATUS_TOPIC = "odom", "status"
 
 
-def camera_topics(name: str) -> dict[str, str]:
-    return {"image": f"{name}/image_raw", "camera_info": f"{name}/camera_info",
-            "depth": f"{name}/depth/image", "depth_info": f"{name}/depth/camera_info",
-            "points": f"{name}/points", "coverage": f"{name}/coverage",
-            "compressed": f"{name}/image_raw/compressed"}
-
-
-def qos_of(params, key: str, default: Qos) -> Qos:
-    """``default`` with the reliability and depth of parameters ``qos.<key>.*`` where set."""
-    rel = params[f"qos.{key}.reliability"] or default.reliability
-    depth = params[f"qos.{key}.depth"] or default.depth
-    return Qos(rel, default.durability, depth)
 
 
 @dataclass
@@ -54,10 +45,11 @@ class PublishStats:
 
 
 class NodeOutputs:
-    """The node's publishers over ``transport``; ``params`` are the node's checked parameters."""
+    """The node's publishers over ``transport``, as its :class:`NodeSettings` say."""
 
-    def __init__(self, transport, params, session, world_name: str):
-        self.t, self.p, self.session, self.world_name = transport, params, session, world_name
+    def __init__(self, transport, settings: NodeSettings, session, world_name: str):
+        self.t, self.settings, self.session, self.world_name = transport, settings, session, world_name
+        self.frames, self.pub = settings.frames, settings.publish
         self.rig = session.rig
         self.msgs = MessageBuilder(transport)
         self.stats = PublishStats()
@@ -68,7 +60,7 @@ class NodeOutputs:
         self._last_status = -math.inf
         self._last_diag = -math.inf
         self._waited_s = 0.0                   # waits of the frame being made (see PublishStats.wait_ms)
-        self.rate_watch = RateWatch(self.p["publish.rate_warning_s"])
+        self.rate_watch = RateWatch(self.pub.rate_warning_s)
         try:
             self._make_publishers(session.sim.device)
             self._publish_static_tf()
@@ -81,16 +73,16 @@ class NodeOutputs:
         self.layouts = {cam.name: CameraLayout(
             name=cam.name, optical_frame=cam.optical_frame, intrinsics=cam.intrinsics, outputs=tuple(cam.outputs),
             topics=camera_topics(cam.name),
-            qos={k: qos_of(self.p, k, SENSOR_OUT) for k in ("image", "camera_info", "depth", "points", "coverage",
-                                                            "compressed")}) for cam in self.rig}
-        choice = self.p["publish.writer_process"]
+            qos={k: qos_of(self.settings.qos, k, SENSOR_OUT)
+                 for k in ("image", "camera_info", "depth", "points", "coverage", "compressed")}) for cam in self.rig}
+        choice = self.pub.writer_process
         use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
         if use_writer and self.t.name != "dds":
             raise InputError("publish.writer_process on needs the dds transport", "use --transport dds, or set it off")
         self.cam_pubs: dict[str, dict[str, Any]] = {}
         if use_writer:
             self.writer = CameraWriters(self.t.node_name, self.t.namespace, self.t.domain_id,
-                                        list(self.layouts.values()), self.p["publish.jpeg_quality"],
+                                        list(self.layouts.values()), self.pub.jpeg_quality,
                                         pin_memory=device.type == "cuda")
             log.info("camera messages written by %d writer processes (one per camera): %s", len(self.writer.writers),
                      ", ".join(f"{name} pid {pid}" for name, pid in self.writer.pids.items()))
@@ -102,21 +94,22 @@ class NodeOutputs:
                                 "are synchronous (slower)")
         else:
             self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
-        self.tf_pub = (pub("tf2_msgs/msg/TFMessage", "/tf", qos_of(self.p, "tf", DEFAULT))
-                       if self.p["publish.tf"] else None)
+        self.tf_pub = (pub("tf2_msgs/msg/TFMessage", "/tf", qos_of(self.settings.qos, "tf", DEFAULT))
+                       if self.pub.tf else None)
         self.tf_static_pub = pub("tf2_msgs/msg/TFMessage", "/tf_static", LATCHED)
-        self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, qos_of(self.p, "odom", DEFAULT))
-                         if self.p["publish.odom"] else None)
+        self.odom_pub = (pub("nav_msgs/msg/Odometry", ODOM_TOPIC, qos_of(self.settings.qos, "odom", DEFAULT))
+                         if self.pub.odom else None)
         # Another node is the time source: follow its /clock, never publish one.
-        self.clock_pub = (pub("rosgraph_msgs/msg/Clock", "/clock", qos_of(self.p, "clock", CLOCK))
-                          if self.p["clock.publish"] and not self.p["use_sim_time"] else None)
-        if self.p["input.tf_child"] and self.tf_pub is not None:
-            log.info("following %s on /tf: not publishing the ego's transforms", self.p["input.tf_child"])
+        self.clock_pub = (pub("rosgraph_msgs/msg/Clock", "/clock", qos_of(self.settings.qos, "clock", CLOCK))
+                          if self.settings.session.clock.publish and not self.settings.session.external_clock
+                          else None)
+        if self.settings.session.input.tf_child and self.tf_pub is not None:
+            log.info("following %s on /tf: not publishing the ego's transforms", self.settings.session.input.tf_child)
             self.tf_pub = None
         self.status_pub = pub("inspatio_ros_interfaces/msg/SimStatus", STATUS_TOPIC,
-                              qos_of(self.p, "status", DEFAULT))
+                              qos_of(self.settings.qos, "status", DEFAULT))
         self.diag_pub = pub("diagnostic_msgs/msg/DiagnosticArray", "/diagnostics",
-                            qos_of(self.p, "diagnostics", DEFAULT))
+                            qos_of(self.settings.qos, "diagnostics", DEFAULT))
 
     def writer_arrays(self, names: list[str]):
         """Where the session renders cameras ``names``: with writer processes a free slot of their
@@ -146,18 +139,18 @@ class NodeOutputs:
 
     def _publish_frame(self, frame: SensorFrame, received: float | None) -> None:
         started = time.perf_counter()
-        m, p, stamp = self.msgs, self.p, frame.stamp
+        m, f, stamp = self.msgs, self.frames, frame.stamp
         if self.writer is None:
             arrays = {cf.spec.name: {"rgb": cf.rgb, "depth": cf.depth, "points": cf.points, "coverage": cf.coverage}
                       for cf in frame.cameras}
             publish_cameras(m, self.cam_pubs, stamp, [self.layouts[cf.spec.name] for cf in frame.cameras], arrays,
-                            p["publish.jpeg_quality"])
+                            self.pub.jpeg_quality)
         if self.tf_pub is not None:
-            self.tf_pub.publish(m.tf([m.transform_stamped(stamp, p["frames.map"], p["frames.odom"], np.eye(4)),
-                                      m.transform_stamped(stamp, p["frames.odom"], p["frames.base_link"],
+            self.tf_pub.publish(m.tf([m.transform_stamped(stamp, f.map, f.odom, np.eye(4)),
+                                      m.transform_stamped(stamp, f.odom, f.base_link,
                                                           frame.map_from_base)]))
         if self.odom_pub is not None:
-            self.odom_pub.publish(m.odometry(stamp, p["frames.odom"], p["frames.base_link"], frame.map_from_base,
+            self.odom_pub.publish(m.odometry(stamp, f.odom, f.base_link, frame.map_from_base,
                                              frame.linear_velocity, frame.angular_velocity))
         done = time.perf_counter()
         self.stats.publish_ms.append((done - started) * 1e3)
@@ -168,7 +161,7 @@ class NodeOutputs:
     def _publish_static_tf(self) -> None:
         m, stamp, transforms = self.msgs, self.session.sim_time, []
         for cam in self.rig:
-            transforms.append(m.transform_stamped(stamp, self.p["frames.base_link"], cam.link_frame, cam.base_from_link()))
+            transforms.append(m.transform_stamped(stamp, self.frames.base_link, cam.link_frame, cam.base_from_link()))
             transforms.append(m.transform_stamped(stamp, cam.link_frame, cam.optical_frame, cam.link_from_optical()))
         self.tf_static_pub.publish(m.tf(transforms))
 
@@ -183,11 +176,11 @@ class NodeOutputs:
         if self.writer is not None:
             self.writer.poll()
         now, s = time.monotonic(), self.session
-        if self.p["publish.status_hz"] > 0 and now - self._last_status >= 1.0 / self.p["publish.status_hz"]:
+        if self.pub.status_hz > 0 and now - self._last_status >= 1.0 / self.pub.status_hz:
             self._last_status = now
-            self.status_pub.publish(self.msgs.status(stamp, self.p["frames.map"], self.world_name, s.elapsed, s.rate,
+            self.status_pub.publish(self.msgs.status(stamp, self.frames.map, self.world_name, s.elapsed, s.rate,
                                                      s.paused, s.mode, s.achieved_hz()))
-        if self.p["publish.diagnostics_hz"] > 0 and now - self._last_diag >= 1.0 / self.p["publish.diagnostics_hz"]:
+        if self.pub.diagnostics_hz > 0 and now - self._last_diag >= 1.0 / self.pub.diagnostics_hz:
             self._last_diag = now
             self.diag_pub.publish(self.msgs.diagnostics(stamp, *self.diagnostic_values()))
         if self.rate_watch.due():

@@ -1,13 +1,14 @@
 """``inspatio-ros run [WORLD]``: the simulator node from the command line (and ``ros2 run``).
 
-The argparse options are cli/run.py's; this module runs the node on what they give."""
+The argparse options are cli/run.py's; it hands their values to :func:`collect_parameters` and
+:func:`run` here, which know nothing of argparse."""
 from __future__ import annotations
 
 import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import InputError
 
@@ -26,23 +27,28 @@ def parse_param(text: str) -> tuple[str, Any]:
         raise InputError(f"-p {name}: value '{value}' is not valid YAML", "quote strings, e.g. -p world:=w.safetensors") from None
 
 
-def collect_parameters(args) -> dict[str, Any]:
+def collect_parameters(config_files: Iterable[str] = (), overrides: Iterable[str] = (), *,
+                       world: str | None = None, mode: str | None = None, lockstep: bool = False,
+                       device: str = "auto") -> dict[str, Any]:
+    """The node's parameters from the command line: the ``--config`` files in order, then the
+    ``-p NAME:=VALUE`` overrides, then the options that name a parameter (a world, a mode,
+    ``--lockstep``; the global ``--device`` unless a file or -p set one)."""
     from ..config import read_parameters
 
     params: dict[str, Any] = {}
-    for path in args.config:
+    for path in config_files:
         params.update(read_parameters(path))
-    for text in args.param:
+    for text in overrides:
         name, value = parse_param(text)
         params[name] = value
-    if args.world:
-        params["world"] = args.world
-    if args.mode:
-        params["mode"] = args.mode
-    if args.lockstep:
+    if world:
+        params["world"] = world
+    if mode:
+        params["mode"] = mode
+    if lockstep:
         params["lockstep"] = True
-    if "device" not in params and getattr(args, "device", "auto") != "auto":
-        params["device"] = args.device
+    if "device" not in params and device != "auto":
+        params["device"] = device
     return params
 
 
@@ -50,8 +56,8 @@ def check_parameters(params: dict[str, Any]) -> None:
     """The node's parameter checks, run before the transport starts and the world loads, so that a
     bad -p or --config value is one error line at once (the node checks them again)."""
     from ..config import render_settings_from
+    from ..sim.parameters import split_parameters
     from ..sim.rig import load_rig
-    from .params import split_parameters
 
     _, cameras, render = split_parameters(params)
     render_settings_from(render, source="parameters")
@@ -64,7 +70,7 @@ def setup_logging() -> None:
 
 
 def describe(node) -> str:
-    from .outputs import camera_topics
+    from .all_outputs import camera_topics
 
     s = node.session
     lines = [f"inspatio_ros node '{node.t.node_name}' on transport {node.t.name}: world {node.world_name}, "
@@ -135,18 +141,20 @@ def run_node(transport, params: dict[str, Any], duration: float | None = None, f
     return 0
 
 
-def run(args) -> int:
+def run(params: dict[str, Any], transport: str = "auto", node_name: str = "inspatio_ros", namespace: str = "",
+        duration: float | None = None, frames: int | None = None) -> int:
+    """``inspatio-ros run``: check ``params`` (see :func:`collect_parameters`), start the transport
+    and run the node on it until the duration, the frame count or a signal."""
     from .transport import make_transport
 
     setup_logging()
-    params = collect_parameters(args)
     check_parameters(params)
-    transport = make_transport(args.transport, args.node_name, args.namespace)
+    transport = make_transport(transport, node_name, namespace)
     try:
         if transport.name == "rclpy":
             # --ros-args parameters (none from this CLI) come first; ours override them.
             params = {"use_sim_time": transport.use_sim_time(), **transport.parameter_overrides(), **params}
-        return run_node(transport, params, args.duration, args.frames)
+        return run_node(transport, params, duration, frames)
     finally:
         transport.shutdown()
 

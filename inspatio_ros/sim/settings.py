@@ -1,11 +1,16 @@
-"""What a :class:`~inspatio_ros.sim.session.SimSession` is told: frozen dataclasses, one per concern.
+"""What the simulator is told: frozen dataclasses, one per concern, without ROS.
 
-Every field carries its unit, valid range and meaning in ``dataclasses.field(metadata=...)``
-(keys ``unit``, ``range``, ``doc``), and is checked when the dataclass is made: a bad value is an
-:class:`~inspatio_ros.errors.InputError` naming the field and the valid range. The ROS node maps
-its dotted parameters onto these (``vehicle.max_speed`` -> ``SessionSettings.vehicle.max_speed``;
-``ros/params.py``, :func:`inspatio_ros.ros.params.session_settings`); the parameter names are the
-group and field names, except where a field's metadata gives ``param``.
+:class:`SessionSettings` is what a :class:`~inspatio_ros.sim.session.SimSession` needs (clock,
+replay, trajectory, vehicle limits, input checks); :class:`NodeSettings` adds what the ROS node
+needs around it (world, refiner, frame ids, publishing, QoS). Every field carries its unit, valid
+range and meaning in ``dataclasses.field(metadata=...)`` (keys ``unit``, ``range``, ``doc``), and
+is checked when the dataclass is made: a bad value is an :class:`~inspatio_ros.errors.InputError`
+naming the field and the valid range.
+
+The node's dotted parameter names are the group and field names (``vehicle.max_speed`` is
+``NodeSettings.session.vehicle.max_speed``; the session's groups sit at the top level), except
+where a field's metadata gives ``param``. :mod:`inspatio_ros.sim.parameters` maps these
+dataclasses to and from those names and ROS 2 YAML files, and writes the README's table.
 
 Renderer settings (``RenderSettings``) and the camera rig (``CameraSpec``) have their own types.
 """
@@ -27,15 +32,52 @@ def setting(default, doc: str, unit: str = "", *, ge: float | None = None, gt: f
             param: str | None = None):
     """A dataclass field with its documentation and the bounds ``__post_init__`` checks."""
     if choices is not None:
-        valid = " | ".join(choices)
+        valid = " | ".join(c or "''" for c in choices)
     else:
         parts = [f">= {ge:g}" if ge is not None else None, f"> {gt:g}" if gt is not None else None,
                  f"<= {le:g}" if le is not None else None, f"< {lt:g}" if lt is not None else None]
-        valid = " and ".join(p for p in parts if p) or ("true | false" if isinstance(default, bool) else "any")
+        valid = " and ".join(p for p in parts if p) or ("true | false" if isinstance(default, bool)
+                                                         else "text" if isinstance(default, str) else "any")
     meta = {"doc": doc, "unit": unit, "range": valid, "bounds": (ge, gt, le, lt), "choices": choices}
     if param is not None:
         meta["param"] = param
     return field(default=default, metadata=meta)
+
+
+def group(cls, doc: str, prefix: str | None = None):
+    """A dataclass field holding a group of settings; its parameters are named ``<prefix><field>``
+    (``prefix`` defaults to the group's field name and a dot; "" puts them at the top level)."""
+    meta = {"group": doc}
+    if prefix is not None:
+        meta["prefix"] = prefix
+    return field(default_factory=cls, metadata=meta)
+
+
+def check_setting(f: dataclasses.Field, value, where: str):
+    """``value`` for the setting field ``f``, checked against its type and metadata (an int is
+    taken for a float); an :class:`InputError` that starts with ``where`` when it does not fit."""
+    unit = f" {f.metadata['unit']}" if f.metadata["unit"] else ""
+    if isinstance(f.default, bool):
+        ok, kind = isinstance(value, bool), ""
+    elif isinstance(f.default, float):
+        ok, kind = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value), "a number "
+        value = float(value) if ok else value
+    elif isinstance(f.default, int):
+        ok, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer "
+        value = int(value) if ok else value
+    elif isinstance(f.default, str):
+        ok, kind = isinstance(value, str), "" if f.metadata["choices"] else "a string "
+    else:
+        ok, kind = True, ""
+    if not ok:
+        raise InputError(f"{where} = {value!r} has the wrong type", f"give {kind}{f.metadata['range']}{unit}".rstrip())
+    choices = f.metadata["choices"]
+    ge, gt, le, lt = f.metadata["bounds"]
+    if ((choices is not None and value not in choices) or (ge is not None and not value >= ge)
+            or (gt is not None and not value > gt) or (le is not None and not value <= le)
+            or (lt is not None and not value < lt)):
+        raise InputError(f"{where} = {value!r} is out of range", f"give {f.metadata['range']}{unit}")
+    return value
 
 
 class _Checked:
@@ -43,37 +85,18 @@ class _Checked:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if "doc" not in f.metadata:
-                continue
-            value = getattr(self, f.name)
-            where = f"{type(self).__name__}.{f.name} = {value!r}"
-            fix = f"give {f.metadata['range']}{(' ' + f.metadata['unit']) if f.metadata['unit'] else ''}"
-            if isinstance(f.default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(f.default, float):
-                ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-                if ok:
-                    object.__setattr__(self, f.name, float(value))
-            elif isinstance(f.default, str):
-                ok = isinstance(value, str)
-            else:
-                ok = True
-            if not ok:
-                raise InputError(f"{where} has the wrong type", fix)
-            choices = f.metadata["choices"]
-            ge, gt, le, lt = f.metadata["bounds"]
-            value = getattr(self, f.name)
-            if ((choices is not None and value not in choices) or (ge is not None and not value >= ge)
-                    or (gt is not None and not value > gt) or (le is not None and not value <= le)
-                    or (lt is not None and not value < lt)):
-                raise InputError(f"{where} is out of range", fix)
+            if "doc" in f.metadata:
+                object.__setattr__(self, f.name,
+                                   check_setting(f, getattr(self, f.name), f"{type(self).__name__}.{f.name}"))
 
 
 @dataclass(frozen=True)
 class ClockSettings(_Checked):
     rate: float = setting(1.0, "sim seconds per wall second (1.0: real time)", "", ge=0.1, le=10.0)
-    end_mode: str = setting("loop", "what happens at the end of the recording (sim time always runs on)",
-                            choices=END_MODES)
+    end_mode: str = setting("loop", "what happens at the end of the recording (sim time and /clock always run "
+                                    "forward)", choices=END_MODES)
+    publish: bool = setting(True, "the node is the time source and publishes /clock (read by the node, not the "
+                                  "session; never with use_sim_time)")
 
 
 @dataclass(frozen=True)
@@ -105,10 +128,12 @@ class VehicleSettings(_Checked):
 
 @dataclass(frozen=True)
 class InputSettings(_Checked):
-    max_jump: float = setting(5.0, "slack on top of max_speed * interval a pose input may move (0: no check)",
-                              "m", ge=0.0)
+    max_jump: float = setting(5.0, "how far a pose input may move beyond max_speed x the time since the previous "
+                                   "accepted pose (0: no check)", "m", ge=0.0)
     stale_after: float = setting(1.0, "stamped inputs older than this are dropped (0: accept any age)", "s",
                                  ge=0.0)
+    tf_child: str = setting("", "mode pose: the ego pose is the TF chain frames.map -> ... -> this frame (read by "
+                                "the node, which then publishes no /tf of its own; '' = off)")
 
 
 @dataclass(frozen=True)
@@ -120,10 +145,84 @@ class SessionSettings(_Checked):
     lockstep: bool = setting(False, "render only on step() (and, in mode pose, once per accepted pose, "
                                     "stamped with it): deterministic output")
     device: str = setting("auto", "torch device of the renderer: auto, cpu, cuda, cuda:1 ...")
-    external_clock: bool = setting(False, "time comes from follow_clock() (another node's /clock), not the "
-                                          "wall clock", param="use_sim_time")
-    clock: ClockSettings = field(default_factory=ClockSettings)
-    replay: ReplaySettings = field(default_factory=ReplaySettings)
-    trajectory: TrajectorySettings = field(default_factory=TrajectorySettings)
-    vehicle: VehicleSettings = field(default_factory=VehicleSettings)
-    input: InputSettings = field(default_factory=InputSettings)
+    external_clock: bool = setting(False, "time comes from another clock, not the wall clock: the node follows "
+                                          "/clock of another node (outputs stamped with its time, no /clock of "
+                                          "its own; ROS's own parameter on rclpy), a SimSession follow_clock()",
+                                   param="use_sim_time")
+    clock: ClockSettings = group(ClockSettings, "sim clock")
+    replay: ReplaySettings = group(ReplaySettings, "mode replay")
+    trajectory: TrajectorySettings = group(TrajectorySettings, "mode trajectory")
+    vehicle: VehicleSettings = group(VehicleSettings, "mode control: vehicle models and their limits")
+    input: InputSettings = group(InputSettings, "checks on pose and command inputs")
+
+
+@dataclass(frozen=True)
+class FrameIds(_Checked):
+    map: str = setting("map", "frame id of the world (z up); poses come in it")
+    odom: str = setting("odom", "frame id of odometry (map -> odom is the identity: perfect localisation)")
+    base_link: str = setting("base_link", "frame id of the ego (REP-103: x forward, y left, z up)")
+
+
+WRITER_PROCESS = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class PublishSettings(_Checked):
+    tf: bool = setting(True, "publish /tf (map -> odom -> base_link) with every render")
+    odom: bool = setting(True, "publish odom (nav_msgs/Odometry) with every render")
+    status_hz: float = setting(2.0, "rate of the status topic (0: off)", "Hz", ge=0.0)
+    diagnostics_hz: float = setting(1.0, "rate of /diagnostics (0: off)", "Hz", ge=0.0)
+    writer_process: str = setting("auto", "on: camera messages are written by one process per camera from shared "
+                                          "memory the renderer fills directly (a DDS write holds Python's GIL); "
+                                          "auto: on for the dds transport on CUDA", choices=WRITER_PROCESS)
+    jpeg_quality: int = setting(90, "JPEG quality of the compressed output", ge=1, le=100)
+    rate_warning_s: float = setting(60.0, "time between console warnings that the node runs under its target "
+                                          "rate, with the reason: render, publish or subscriber backpressure "
+                                          "(0: never)", "s", ge=0.0)
+
+
+RELIABILITIES = ("", "reliable", "best_effort")
+
+
+@dataclass(frozen=True)
+class QosOverride(_Checked):
+    reliability: str = setting("", "reliable or best_effort ('' = the topic's default in the README's topic "
+                                   "table)", choices=RELIABILITIES)
+    depth: int = setting(0, "history depth (0 = the topic's default)", ge=0, le=1000)
+
+
+@dataclass(frozen=True)
+class QosSettings:
+    """One override per output (and ``inputs`` for the subscriptions); parameter ``qos.<output>.*``."""
+
+    image: QosOverride = group(QosOverride, "<cam>/image_raw")
+    camera_info: QosOverride = group(QosOverride, "<cam>/camera_info, <cam>/depth/camera_info")
+    depth: QosOverride = group(QosOverride, "<cam>/depth/image")
+    points: QosOverride = group(QosOverride, "<cam>/points")
+    coverage: QosOverride = group(QosOverride, "<cam>/coverage")
+    compressed: QosOverride = group(QosOverride, "<cam>/image_raw/compressed")
+    odom: QosOverride = group(QosOverride, "odom")
+    tf: QosOverride = group(QosOverride, "/tf")
+    status: QosOverride = group(QosOverride, "status")
+    diagnostics: QosOverride = group(QosOverride, "/diagnostics")
+    clock: QosOverride = group(QosOverride, "/clock")
+    inputs: QosOverride = group(QosOverride, "the input subscriptions (pose, odom_in, cmd_vel, ackermann_cmd)")
+
+
+GENERATORS = ("none", "refiner")
+
+
+@dataclass(frozen=True)
+class NodeSettings(_Checked):
+    """Everything the simulator node is told besides its camera rig (``cameras.*``) and renderer
+    (``render.*``): the session's settings plus the node's own."""
+
+    world: str = setting("", "world file ('' = the embedded default world)")
+    generator: str = setting("none", "none: the raw point render; refiner: every render passes through the "
+                                     "world's learned refiner (inspatio-ros train-generator WORLD)", choices=GENERATORS)
+    generator_weights: str = setting("", "refiner weights file ('' = WORLD.generator.safetensors beside the world)",
+                                     param="generator.weights")
+    session: SessionSettings = group(SessionSettings, "the simulation (SimSession)", prefix="")
+    frames: FrameIds = group(FrameIds, "frame ids")
+    publish: PublishSettings = group(PublishSettings, "what is published, and how")
+    qos: QosSettings = group(QosSettings, "QoS overrides per output")

@@ -307,7 +307,7 @@ def test_build_from_frames_without_depth_then_eval(street320, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     # Measured 19.3 dB, coverage 0.43 at 320x180 (12 frames, 2 held out): the texture-less road
-    # gets no depth, so the held-out views miss it (docs/QUALITY.md, the 640x360 run).
+    # gets no depth, so the held-out views miss it (docs/notes/2026-11-25-ingest-mvs.md, the 640x360 run).
     assert result["psnr"] > 18.0
     assert result["coverage"] > 0.35
 

@@ -1,6 +1,6 @@
 """Where a world's held-out depth goes wrong on a synthetic scene: AbsRel split by what the truth shows.
 
-    python bench/depth_error_classes.py WORLD SCENE_DIR [--picture FRAME OUT.png]
+    python tools/depth_error_classes.py WORLD SCENE_DIR [--picture FRAME OUT.png]
 
 Renders every held-out frame as ``eval`` does and compares the depth with the scene's truth. Each
 scored pixel (both depths finite) is put in one class by the truth: the road (a true point less

@@ -3,7 +3,7 @@
 from its exact depth and poses with --holdout 5, evaluated on the held-out frames; writes the
 numbers (JSON) and the pictures used in docs/QUALITY.md.
 
-    python bench/quality_report.py --work /tmp/quality --docs docs/images
+    python tools/quality_report.py --work /tmp/quality --docs docs/images
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Picture of MVS depth before and after propagation on one frame of a synthetic scene.
 
-    python bench/mvs_propagation_picture.py SYNTH_DIR FRAME OUT.png [--holdout 5]
+    python tools/mvs_propagation_picture.py SYNTH_DIR FRAME OUT.png [--holdout 5]
 
 Top: the frame and its exact depth; bottom: MVS depth from matching alone and after propagation
 (inverse-depth colours, near = yellow; black: unknown; blue: sky; green outline: moving-object

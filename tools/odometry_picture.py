@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Picture of an estimated trajectory against the truth (top view, after similarity alignment).
 
-    python bench/odometry_picture.py WORLD.safetensors GT_DIR -o docs/images/odometry_street.png
+    python tools/odometry_picture.py WORLD.safetensors GT_DIR -o docs/images/odometry_street.png
 
 WORLD: built with ``--poses estimate``; GT_DIR: the folder it was built from (its pose file is
 the truth). Drawn by the build preview's trajectory_picture, with the ATE in the title.

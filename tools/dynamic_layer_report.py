@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a synthetic scene's moving objects ended up in a world built from it (not a test).
 
-    python bench/dynamic_layer_report.py WORLD SYNTH_DIR
+    python tools/dynamic_layer_report.py WORLD SYNTH_DIR
 
 Projects every point into the fused frame it came from and looks it up in that frame's
 ground-truth ``dynamic_mask/`` (which the build never reads). Prints, per layer (static, moving

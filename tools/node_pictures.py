@@ -6,7 +6,7 @@ path, half-way through the recording) and draws per camera: image_raw, depth/ima
 colours, black = unknown), coverage (white = seen by the world, dark = hole-filled), and a
 bird's-eye view of all cameras' point clouds in base_link (x forward = up, 40 m x 40 m).
 
-usage: python bench/node_pictures.py [-o docs/images/node_outputs.png] [--device auto]
+usage: python tools/node_pictures.py [-o docs/images/node_outputs.png] [--device auto]
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from PIL import Image as PILImage, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from inspatio_ros.ingest.preview import colorize_depth  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Where a world's held-out renders go wrong: error by region, and an error-map picture.
 
-    python bench/heldout_error_map.py WORLD GT_DIR [--frame N OUT.png] [--single-pass]
+    python tools/heldout_error_map.py WORLD GT_DIR [--frame N OUT.png] [--single-pass]
 
 For every held-out frame the world is rendered at the truth's resolution (as ``eval`` does) and
 the squared grey error is split by what the render shows there: sky or the far shell (rendered

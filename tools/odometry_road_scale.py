@@ -1,6 +1,6 @@
 """Why the camera-height scale of monocular odometry is off: the landmarks it rests on.
 
-    python bench/odometry_road_scale.py SYNTH_DIR
+    python tools/odometry_road_scale.py SYNTH_DIR
 
 Runs the monocular odometry on SYNTH_DIR/video.mp4 with the intrinsics only, as ``build`` does,
 then looks at the landmarks that ``scale_from_camera_height`` uses (those seen in the road
