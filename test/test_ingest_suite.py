@@ -1,0 +1,100 @@
+"""bench/ingest_suite.py: inputs hold frames only, a real build of a toy clip gives real numbers."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspatio_ros.errors import InputError
+from inspatio_ros.video import write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("ingest_suite", ROOT / "bench" / "ingest_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ingest_suite"] = module      # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("INSPATIO_NO_PROGRESS", "1")
+
+
+def _dataset(folder: Path) -> Path:
+    """A dataset folder as synth writes it: frames, depth, poses, camera_info, times."""
+    (folder / "frames").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    for i in range(3):
+        write_png(folder / "frames" / f"{i:06d}.png", np.full((8, 8, 3), 40 * i, np.uint8))
+        np.save(folder / "depth" / f"{i:06d}.npy", np.ones((8, 8), np.float32))
+    for name in ("camera_info.yaml", "poses_tum.txt", "poses_kitti.txt", "times.txt", "scene.json"):
+        (folder / name).write_text("0\n")
+    return folder
+
+
+def test_inputs_hold_frames_only(tmp_path, suite):
+    clip = _dataset(tmp_path / "clip")
+    given = suite.make_input(clip, "given", tmp_path / "in_given")
+    alone = suite.make_input(clip, "self", tmp_path / "in_self")
+    assert sorted(p.name for p in given.iterdir()) == ["camera_info.yaml", "frames", "times.txt"]
+    assert sorted(p.name for p in alone.iterdir()) == ["frames", "times.txt"]      # no intrinsics either
+    assert sorted(p.name for p in (alone / "frames").iterdir()) == [f"{i:06d}.png" for i in range(3)]
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    assert suite.make_input(video, "self", tmp_path / "unused") == video           # a video as it is
+    with pytest.raises(InputError, match="frame folder"):
+        suite.make_input(_empty(tmp_path / "empty"), "self", tmp_path / "x")
+
+
+def _empty(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
+
+
+def test_clip_list_covers_the_issue(suite):
+    names = {c.name for c in suite.all_clips(Path("/nonexistent"))}
+    streets = {n for n in names if n.startswith("street_s")}
+    assert len(streets) == 20                                   # seeds 0-9 at two sizes
+    assert {"kitti06", "dashcam", "curve", "robot", "drone", "blur", "highway"} <= names
+    assert {"indoor_s11", "indoor_s12", "indoor_s13"} <= names
+    assert set(suite.QUICK) <= names
+    with pytest.raises(SystemExit, match="unknown clip"):
+        suite.main(["--clips", "kitti06,nope", "--work", "/tmp/unused"])
+
+
+def test_failed_build_is_a_row_with_its_error(suite):
+    table = suite.markdown_table([{"clip": "c", "intrinsics": "self", "build_s": 3.0, "peak_rss_gb": 0.5,
+                                   "returncode": 2, "error": "visual odometry located 0 of 9 frames | x"}])
+    row = table.splitlines()[2]
+    assert row.startswith("| c | self | - |") and "located 0 of 9 frames / x" in row
+
+
+@pytest.mark.slow
+def test_toy_clip_gets_real_numbers(tmp_path, suite):
+    """One real build (child process) and score of a tiny synthetic street, intrinsics given."""
+    clip = suite.Clip("toy", "toy street", suite._synth("street", (320, 180), 1, frames=14, moving=0))
+    rows = suite.run_suite([clip], suite.Options(work=tmp_path, device="cpu", holdout=7, variants=("given",)))
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["returncode"] == 0, r.get("error")
+    assert r["frames_placed"] == r["frames_given"] == 14 and r["segments"] == 1
+    assert 0 <= r["ate_pct"] < 5                                # a straight street, exact intrinsics
+    assert r["focal_error_pct"] == 0.0                          # given, so exact
+    assert 10 < r["psnr"] < 60 and math.isfinite(r["depth_absrel"])
+    assert r["build_s"] > 1 and 0.1 < r["peak_rss_gb"] < 8     # the child's own, not the test's
+    table = suite.markdown_table(rows)
+    cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    assert cells[:4] == ["toy", "given", "14/14", "1"]
+    assert all(c not in ("-", "nan", "") for c in cells[4:10]), cells
+    assert not (tmp_path / "runs" / "toy-given" / "world.safetensors").exists()   # removed unless kept
+    json.dumps(rows)                                            # the suite's JSON holds them as they are
