@@ -31,6 +31,25 @@ The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a J
 ``provenance`` (source path, sha256, settings; ``source_frames`` and ``source_size``, the input's
 frame count and native [w, h], and ``heldout_fingerprint``, thumbnails of held-out frames, that
 ``eval`` checks its ground truth against: ingest/fingerprint.py) and free-form ``info``.
+
+``info`` keys that change how a world renders (the rest of ``info`` is a record of the build):
+
+=====================  =============  ==========================================================
+info key               type           meaning
+=====================  =============  ==========================================================
+frame_local            bool           the dynamic layer also holds a frame-local layer: every
+                                      fused frame's own surfels (its unknown depth interpolated),
+                                      alive from the previous fused frame's time to the next
+                                      one's (ingest/fusion.py, ``frame_local_time_spans``).
+                                      ``Renderer`` then draws at a time t in two passes: the
+                                      dynamic layer hole-filled in front, the static layer only
+                                      where hole filling cannot reach. Absent or false: one pass
+                                      over all layers. Written by ``build`` with MVS depth
+                                      (``--frame-local auto|on|off``); version 1 readers that
+                                      ignore it still draw every point, in one pass.
+frame_local_points     int            how many of the dynamic points are frame-local (the rest
+                                      are moving objects); present with ``frame_local``
+=====================  =============  ==========================================================
 """
 from __future__ import annotations
 
