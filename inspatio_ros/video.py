@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -119,7 +119,7 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
                stride: int = 1, *, start_s: float | None = None, end_s: float | None = None,
                max_size: int | None = None, indices: list[int] | None = None,
                stats: dict | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """Decode frames ``start, start+stride, ... < end`` (frame indices in display order).
+    """Decode frames ``start, start+stride, ... < end`` (frame indices in display order) into a list.
 
     ``start_s`` / ``end_s``: only frames whose time since the first frame lies in [start_s, end_s]
     (the stride then counts within that window). ``max_size``: frames larger than that on their
@@ -128,8 +128,26 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
     ``stats``: if a dict, it gets ``frames`` (frames gone through) and ``complete`` (True when
     decoding reached the end of the stream, so ``frames`` is the whole video's frame count).
     Returns the RGB frames and their presentation timestamps in seconds (the stream's true PTS,
-    not ``i / fps``, so variable-frame-rate video keeps its timing).
+    not ``i / fps``, so variable-frame-rate video keeps its timing). A long video is better read
+    with :func:`iter_video`, which holds one frame at a time.
     """
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    for index, t, frame in iter_video(path, start, end, stride, start_s=start_s, end_s=end_s, max_size=max_size,
+                                      stats=stats):
+        frames.append(frame)
+        times.append(t)
+        if indices is not None:
+            indices.append(index)
+    return frames, np.asarray(times, dtype=np.float64)
+
+
+def iter_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
+               stride: int = 1, *, start_s: float | None = None, end_s: float | None = None,
+               max_size: int | None = None, stats: dict | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index in the whole video, presentation time in seconds, RGB frame) of the frames
+    read_video selects (same arguments), one at a time in one sequential decoding pass. ``stats``
+    is filled when the iteration ends; an InputError when no frame was selected."""
     import av
 
     path = Path(path)
@@ -137,12 +155,11 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
         raise InputError(f"frame range start={start} end={end} stride={stride} is not valid",
                          "give 0 <= start <= end and stride >= 1")
     container = _open_video(path)
-    frames: list[np.ndarray] = []
-    times: list[float] = []
+    selected = 0
+    index = 0
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        index = 0
         first_time = None
         in_window = 0
         complete = False
@@ -159,10 +176,8 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
                 break
             if index >= start and (start_s is None or since >= start_s - 1e-9):
                 if in_window % stride == 0:
-                    frames.append(fit_image(frame.to_ndarray(format="rgb24"), max_size))
-                    times.append(t)
-                    if indices is not None:
-                        indices.append(index)
+                    selected += 1
+                    yield index, t, fit_image(frame.to_ndarray(format="rgb24"), max_size)
                 in_window += 1
             index += 1
         else:
@@ -173,10 +188,9 @@ def read_video(path: str | os.PathLike, start: int = 0, end: int | None = None,
         container.close()
     if stats is not None:
         stats.update(frames=index, complete=complete)
-    if not frames:
+    if not selected:
         what = "holds no decodable frames" if index == 0 else f"has {index} frames, none in [{start}, {end})"
         raise InputError(f"video file {path} {what}", "check the file and the frame range")
-    return frames, np.asarray(times, dtype=np.float64)
 
 
 def fitted_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:

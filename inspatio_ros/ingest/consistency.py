@@ -2,7 +2,7 @@
 or something that moved) and the moving regions they reveal, carried to the frames around."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -45,35 +45,63 @@ def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr
 
     Runs on ``device`` (default: the CPU) in float32: 2 x check_neighbours projections of every
     pixel per frame (46 KITTI frames at 1226x370 x 32 neighbours: 60 s in float64 numpy on the
-    H100 machine's CPU). The depth maps stay on the device for the whole check."""
+    H100 machine's CPU). The frames are checked in order over a sliding window (SeenThrough)."""
     frames = sorted(depths)
-    s = settings
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    H, W = depths[frames[0]].shape
-    inf = torch.tensor(float("inf"), device=dev)
-    nearest, has_any, known_depth = {}, {}, {}
-    for j in frames:
-        d = torch.from_numpy(np.ascontiguousarray(depths[j], dtype=np.float32)).to(dev)
+    check = SeenThrough(lambda i: depths[i], frames, c2w, intr, settings, device)
+    return {i: check.count(k) for k, i in enumerate(frames)}
+
+
+class SeenThrough:
+    """seen_through over a sliding window: ``count(k)`` for the k-th of ``frames`` (in order, each
+    once) prepares the depth of the frames within check_neighbours of it (``load(i)``: frame i's
+    depth map) and drops those behind, so memory holds 2 x check_neighbours + 1 frames' maps
+    however long the video. ``c2w``: frame -> camera-to-world (a dict or an array)."""
+
+    def __init__(self, load: Callable[[int], np.ndarray], frames: list[int], c2w, intr: Intrinsics,
+                 settings: FusionSettings, device: torch.device | str | None = None):
+        self.load, self.frames, self.c2w, self.intr, self.s = load, list(frames), c2w, intr, settings
+        self.dev = torch.device(device) if device is not None else torch.device("cpu")
+        self.prepared: dict[int, tuple] = {}
+        self.rays = None
+        self.peak_alive = 0
+
+    def _prepare(self, j: int) -> tuple:
+        if j in self.prepared:
+            return self.prepared[j]
+        s, dev = self.s, self.dev
+        d = torch.from_numpy(np.ascontiguousarray(self.load(j), dtype=np.float32)).to(dev)
         d = torch.where(torch.isposinf(d), torch.full_like(d, s.sky_distance), d)
         measured = torch.isfinite(d) & (d > 0)
-        known_depth[j] = (torch.where(measured, d, torch.zeros_like(d)), measured)
-        dj = torch.where(measured, d, inf)                 # unknown: no evidence (inf, then ignored)
+        known = torch.where(measured, d, torch.zeros_like(d))
+        dj = torch.where(measured, d, torch.tensor(float("inf"), device=dev))  # unknown: no evidence
         # 3x3 minimum / any; max_pool2d leaves the border out of the window, as a clamped window would.
-        nearest[j] = (-torch.nn.functional.max_pool2d(-dj[None, None], 3, 1, 1))[0, 0]
-        has_any[j] = torch.nn.functional.max_pool2d(measured[None, None].float(), 3, 1, 1)[0, 0] > 0
-    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
-    rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
-    keep = 1.0 - s.check_tolerance
-    out = {}
-    for k, i in enumerate(frames):
-        d, measured = known_depth[i]
-        points = (rays * d[..., None]).reshape(-1, 3)      # camera i's frame
+        nearest = (-torch.nn.functional.max_pool2d(-dj[None, None], 3, 1, 1))[0, 0]
+        has_any = torch.nn.functional.max_pool2d(measured[None, None].float(), 3, 1, 1)[0, 0] > 0
+        self.prepared[j] = (known, measured, nearest, has_any)
+        self.peak_alive = max(self.peak_alive, len(self.prepared))
+        return self.prepared[j]
+
+    def count(self, k: int) -> np.ndarray:
+        """(H,W) int32: how many of the neighbours of the k-th frame see through each of its pixels."""
+        s, dev, intr, frames = self.s, self.dev, self.intr, self.frames
+        lo, hi = max(0, k - s.check_neighbours), k + s.check_neighbours + 1
+        for j in [j for j in self.prepared if j not in frames[lo:hi]]:
+            del self.prepared[j]
+        i = frames[k]
+        d, measured, _, _ = self._prepare(i)
+        H, W = d.shape
+        if self.rays is None:
+            v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
+                                  torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
+            self.rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
+        keep = 1.0 - s.check_tolerance
+        points = (self.rays * d[..., None]).reshape(-1, 3)      # camera i's frame
         count = torch.zeros(H * W, dtype=torch.int32, device=dev)
-        for j in frames[max(0, k - s.check_neighbours):k + s.check_neighbours + 1]:
+        for j in frames[lo:hi]:
             if j == i:
                 continue
-            rel = torch.from_numpy((np.linalg.inv(c2w[j]) @ c2w[i]).astype(np.float32)).to(dev)
+            _, _, nearest, has_any = self._prepare(j)
+            rel = torch.from_numpy((np.linalg.inv(self.c2w[j]) @ self.c2w[i]).astype(np.float32)).to(dev)
             pj = points @ rel[:3, :3].T + rel[:3, 3]
             z = pj[:, 2]
             safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
@@ -81,10 +109,9 @@ def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr
             row = torch.round(pj[:, 1] / safe_z * intr.fy + intr.cy)
             inside = measured.reshape(-1) & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
             flat = torch.where(inside, row * W + col, torch.zeros_like(col)).long()
-            there = nearest[j].reshape(-1)[flat]
-            count += (inside & has_any[j].reshape(-1)[flat] & torch.isfinite(there) & (z < there * keep)).int()
-        out[i] = count.reshape(H, W).cpu().numpy()
-    return out
+            there = nearest.reshape(-1)[flat]
+            count += (inside & has_any.reshape(-1)[flat] & torch.isfinite(there) & (z < there * keep)).int()
+        return count.reshape(H, W).cpu().numpy()
 
 
 def large_regions(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -107,29 +134,40 @@ def spread_moving(moving: dict[int, np.ndarray], depths: dict[int, np.ndarray], 
     pixels, projected into this frame with their depth, mark the pixels where this frame sees
     something of about that depth and colour (the object has moved little between nearby
     frames). A car driving ahead is seen through only by later frames; the last frames learn it
-    this way. ``colours``: the frames' RGB (HxWx3 uint8) or grey (HxW)."""
+    this way. ``colours``: the frames' RGB (HxWx3 uint8) or grey (HxW). Frame by frame:
+    spread_moving_at."""
+    frames = sorted(depths)
+    return {i: spread_moving_at(k, frames, moving.get, depths.__getitem__, c2w, intr, settings,
+                                colours.__getitem__, reach, depth_tolerance, colour_tolerance)
+            for k, i in enumerate(frames)}
+
+
+def spread_moving_at(k: int, frames: list[int], moving_of: Callable[[int], np.ndarray | None],
+                     depth_of: Callable[[int], np.ndarray], c2w, intr: Intrinsics, settings: FusionSettings,
+                     colour_of: Callable[[int], np.ndarray], reach: int = 3, depth_tolerance: float = 0.35,
+                     colour_tolerance: float = 30.0) -> np.ndarray:
+    """spread_moving's mask of the k-th of ``frames``: it needs only the frames ``reach`` either
+    side (``moving_of(i)``: frame i's own moving mask or None, ``depth_of``, ``colour_of``)."""
     from scipy import ndimage
 
-    frames = sorted(depths)
-    out = {}
-    for k, i in enumerate(frames):
-        mask = moving.get(i, np.zeros(depths[i].shape, bool)).copy()
-        d_i = depths[i]
-        # Only the neighbours' own detections are carried (carrying carried masks on would creep
-        # along the road the object stands on, one frame at a time).
-        for j in frames[max(0, k - reach):k + reach + 1]:
-            mj = moving.get(j)
-            if j == i or mj is None or not mj.any():
-                continue
-            z, row, col, inside = _project_into(np.where(mj, depths[j], np.nan), c2w[j], c2w[i], intr,
-                                                settings.sky_distance)
-            there = d_i[row, col]
-            c_i = colours[i].reshape(d_i.shape + (-1,)).astype(np.float32)
-            c_j = colours[j].reshape(d_i.shape + (-1,)).astype(np.float32)
-            alike = np.abs(c_i[row, col] - c_j).mean(-1) < colour_tolerance
-            near = inside & mj & np.isfinite(there) & (np.abs(there - z) < depth_tolerance * z) & alike
-            mask[row[near], col[near]] = True
-        if mask.any():
-            mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)) & np.isfinite(d_i)
-        out[i] = mask
-    return out
+    i = frames[k]
+    d_i = depth_of(i)
+    own = moving_of(i)
+    mask = np.zeros(d_i.shape, bool) if own is None else own.copy()
+    # Only the neighbours' own detections are carried (carrying carried masks on would creep
+    # along the road the object stands on, one frame at a time).
+    for j in frames[max(0, k - reach):k + reach + 1]:
+        mj = moving_of(j)
+        if j == i or mj is None or not mj.any():
+            continue
+        z, row, col, inside = _project_into(np.where(mj, depth_of(j), np.nan), c2w[j], c2w[i], intr,
+                                            settings.sky_distance)
+        there = d_i[row, col]
+        c_i = colour_of(i).reshape(d_i.shape + (-1,)).astype(np.float32)
+        c_j = colour_of(j).reshape(d_i.shape + (-1,)).astype(np.float32)
+        alike = np.abs(c_i[row, col] - c_j).mean(-1) < colour_tolerance
+        near = inside & mj & np.isfinite(there) & (np.abs(there - z) < depth_tolerance * z) & alike
+        mask[row[near], col[near]] = True
+    if mask.any():
+        mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)) & np.isfinite(d_i)
+    return mask

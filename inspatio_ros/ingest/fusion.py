@@ -20,7 +20,7 @@ the static layer, so a view at a recorded time shows what the frames beside it s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,10 +30,11 @@ from ..errors import InputError
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
 from ..world import encode_normals
-from .consistency import large_regions, seen_through, spread_moving
+from .consistency import SeenThrough, large_regions, spread_moving_at
 from .depth import Depth
 from .frames import Frames
 from .poses import Poses
+from .spill import AppendColumn
 
 
 @dataclass
@@ -56,6 +57,10 @@ class FusionSettings:
     # for depth from multi-view stereo (per-frame depths that disagree between distant frames).
     frame_local: bool | None = None
     local_fill: bool = True          # frame-local surfels also where the depth is unknown (interpolated)
+    # Fused frames a static surfel stays in the world a new frame is compared with after it was last
+    # drawn in one (0: forever). Comparing with the whole world made fusion's time grow with the
+    # square of the video's length (every frame rendered every surfel so far).
+    active_window: int = 32
 
 
 def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
@@ -190,19 +195,30 @@ class WorldFuser:
         self.intr = intr
         self.settings = settings
         self.device = device
-        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame")}
-        self.dynamic: dict[str, list[np.ndarray]] = {k: [] for k in ("xyz", "rgb", "radius", "normal", "frame",
-                                                                     "t_start", "t_end")}
+        # The world's surfels go to disk as they are made (spill.AppendColumn) and are read back
+        # once, at the end: in lists of chunks and concatenated they were in memory twice.
+        columns = {"xyz": ((3,), np.float32), "rgb": ((3,), np.uint8), "radius": ((), np.float32),
+                   "normal": ((3,), np.int8), "frame": ((), np.int32)}
+        self.parts = {k: AppendColumn(shape, dtype) for k, (shape, dtype) in columns.items()}
+        self.dynamic = {k: AppendColumn(shape, dtype) for k, (shape, dtype) in
+                        {**columns, "t_start": ((), np.float64), "t_end": ((), np.float64)}.items()}
         self.cloud: PointCloud | None = None
         self.render_settings = RenderSettings(hole_fill_levels=0)
         self.local_points = 0
         self.fill_ceiling = fill_ceiling      # HxW farthest filled depth (MVS's road plane), NaN: none
+        # The frames added so far, and per surfel of ``cloud`` (the ones new frames are compared
+        # with) the last of them it was drawn in: surfels not drawn for settings.active_window
+        # frames leave ``cloud`` (they stay in the world), so it holds what the recent frames see.
+        self.frames_added = 0
+        self.last_drawn: torch.Tensor | None = None
+        self.peak_active = 0
 
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
         """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
         new = PointCloud.from_arrays(xyz, rgb, radius, normal, device=self.device)
+        drawn = torch.full((len(new),), self.frames_added, dtype=torch.int64, device=self.device)
         if self.cloud is None:
-            self.cloud = new
+            self.cloud, self.last_drawn = new, drawn
             return
         old = self.cloud
         # The packed surfel rows too: derived afresh they would be rebuilt for the whole cloud on
@@ -210,6 +226,18 @@ class WorldFuser:
         self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
                                   for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")),
                                 surfel=torch.cat([old.surfel, new.surfel]))
+        self.last_drawn = torch.cat([self.last_drawn, drawn])
+
+    def _retire_unseen(self) -> None:
+        """Drop from ``cloud`` the surfels not drawn in the last settings.active_window frames
+        (every 8th frame: compacting costs a copy of the cloud)."""
+        window = self.settings.active_window
+        if not window or self.cloud is None or self.frames_added % 8:
+            return
+        recent = self.last_drawn >= self.frames_added - window
+        if not bool(recent.all()):
+            self.cloud = self.cloud.take(recent)
+            self.last_drawn = self.last_drawn[recent]
 
     def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
                   exclude: np.ndarray | None = None) -> int:
@@ -224,6 +252,8 @@ class WorldFuser:
             cams = Cameras.from_intrinsics(self.intr, c2w[None], self.device)
             with eager_rendering():         # a new cloud size every frame: compiling would cost more
                 out = render_points(cloud, cams, None, self.render_settings, return_index=True)
+            drawn = out.point_index[0].reshape(-1)
+            self.last_drawn[drawn[drawn >= 0]] = self.frames_added
             covered = out.coverage[0].cpu().numpy()[valid]
             shown = out.depth[0].cpu().numpy()[valid]
             shown_radius = cloud.radius[out.point_index[0].clamp_min(0)].cpu().numpy()  # radius of the drawn surfel
@@ -237,9 +267,12 @@ class WorldFuser:
             self.parts["xyz"].append(xyz[keep])
             self.parts["rgb"].append(col[keep])
             self.parts["radius"].append(rad[keep])
-            self.parts["normal"].append(nrm[keep])
+            self.parts["normal"].append(encode_normals(nrm[keep]))
             self.parts["frame"].append(np.full(int(keep.sum()), frame_id, np.int32))
             self._append_to_cloud(xyz[keep], col[keep], rad[keep], nrm[keep])
+        self.peak_active = max(self.peak_active, 0 if self.cloud is None else len(self.cloud))
+        self.frames_added += 1
+        self._retire_unseen()
         return int(keep.sum())
 
     def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
@@ -253,7 +286,7 @@ class WorldFuser:
         if not len(xyz):
             return 0
         n = len(xyz)
-        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", nrm),
+        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", encode_normals(nrm)),
                      ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
                      ("t_end", np.full(n, t_end))):
             self.dynamic[k].append(v)
@@ -272,18 +305,14 @@ class WorldFuser:
 
     def dynamic_arrays(self) -> dict[str, np.ndarray]:
         """The dynamic layer as World fields (dynamic_xyz, ...); empty arrays when none."""
-        if not self.dynamic["xyz"]:
+        if not len(self.dynamic["xyz"]):
             return {}
-        out = {f"dynamic_{k}": np.concatenate(v) for k, v in self.dynamic.items()}
-        out["dynamic_normal"] = encode_normals(out["dynamic_normal"])
-        return out
+        return {f"dynamic_{k}": column.array() for k, column in self.dynamic.items()}
 
     def arrays(self):
-        if not self.parts["xyz"]:
+        if not len(self.parts["xyz"]):
             raise InputError("no frame gave any valid depth", "check the depth maps (0/NaN mean unknown)")
-        return (np.concatenate(self.parts["xyz"]), np.concatenate(self.parts["rgb"]),
-                np.concatenate(self.parts["radius"]), encode_normals(np.concatenate(self.parts["normal"])),
-                np.concatenate(self.parts["frame"]))
+        return tuple(self.parts[k].array() for k in ("xyz", "rgb", "radius", "normal", "frame"))
 
 
 @dataclass(frozen=True)
@@ -306,6 +335,9 @@ class Fused:
     coverage: list[float]
     seen_through: list[float]
     seconds: dict[str, float]
+    # The most of each per-frame thing held in memory at once (the streaming tests check that it
+    # does not grow with the video's length): depth maps, static surfels compared with new frames.
+    held_at_once: dict[str, int] = field(default_factory=dict)
 
 
 def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings: FusionSettings,
@@ -322,36 +354,25 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     spans = moving_time_spans(times, fused_idx)
     frame_local = settings.frame_local if settings.frame_local is not None else depth.mvs_info is not None
     local_spans = frame_local_time_spans(times, fused_idx) if frame_local else {}
-    rejected = {}
-    moving_of = depth.moving
-    # The view check needs every fused frame's depth (and, with moving regions, its image) at
-    # once; the fusion below takes them from here instead of loading and decoding them again.
-    maps: dict[int, np.ndarray] = {}
-    colours: dict[int, np.ndarray] = {}
-    if settings.check_neighbours > 0:
-        t_check = time.time()
-        maps = {i: depth.load(i, (height, width)) for i in fused_idx}
-        counts = seen_through(maps, {i: c2w[i] for i in fused_idx}, intr, settings, device)
-        rejected = {i: counts[i] >= settings.check_violations for i in fused_idx}
-        if moving_of is None:
-            # Given depth: large regions that other frames see through moved (a car that was
-            # there at this frame's time only); small ones are errors and are only dropped.
-            moving_of = {i: large_regions(rejected[i], settings.moving_min_area) for i in fused_idx}
-        if any(m.any() for m in moving_of.values()):
-            colours = {i: fs.load(i) for i in fused_idx}
-            moving_of = spread_moving(moving_of, maps, {i: c2w[i] for i in fused_idx}, intr, settings, colours)
-        seconds["view consistency"] = round(time.time() - t_check, 2)
-    for i in progress(range(len(fs)), desc="fusing frames", unit="frame"):
-        if held[i]:
-            continue
-        rgb = colours.pop(i) if i in colours else frames.first if i == 0 else fs.load(i)
+    check = settings.check_neighbours > 0
+    view = _SlidingViewCheck(frames, poses, depth, fused_idx, settings, device) if check else None
+    seen_through_share = []
+    check_seconds = 0.0
+    for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
+        rgb = frames.first if i == 0 else fs.load(i)
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
-        frame_depth = maps.pop(i) if i in maps else depth.load(i, (height, width))
+        if view is not None:
+            t_check = time.time()
+            frame_depth, exclude, moving = view.at(k)
+            seen_through_share.append(float(exclude.mean()))
+            check_seconds += time.time() - t_check
+        else:
+            frame_depth = depth.load(i, (height, width))
+            exclude = None
+            moving = None if depth.moving is None else depth.moving.get(i)
         coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
-        moving = None if moving_of is None else moving_of.get(i)
-        exclude = rejected.get(i)
         if moving is not None and moving.any():
             exclude = moving if exclude is None else exclude | moving
             t0, t1 = spans[i]
@@ -361,8 +382,78 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
             # The frame's own surfels, seen-through ones included (the check compares with frames
             # far away, whose depth is the less reliable one); moving objects stay in their own spans.
             fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i])
+    if view is not None:
+        seconds["view consistency"] = round(check_seconds, 2)
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
-    seconds["fusion"] = round(time.time() - started, 2)
+    seconds["fusion"] = round(time.time() - started - check_seconds, 2)
+    held = {"surfels compared": fuser.peak_active}
+    if view is not None:
+        held.update({"depth maps (view check)": view.check.peak_alive, "depth maps (fusion)": view.peak_alive})
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
-                 [r.mean() for r in rejected.values()], seconds)
+                 seen_through_share, seconds, held)
+
+
+class _SlidingViewCheck:
+    """The view check of fuse, frame by frame in order over a sliding window (``at(k)``: the k-th
+    fused frame's depth, the pixels to leave out of the static layer (seen through by
+    check_violations neighbours, or moving) and its moving mask). It holds the frames within
+    check_neighbours of the one asked for (the seen-through count) and a few behind (moving regions
+    spread from neighbours, spread_moving_at), not every frame's depth map and image: memory stays
+    the same however long the video."""
+
+    REACH = 3          # fused frames either side whose moving regions a frame's mask takes in
+
+    def __init__(self, frames: Frames, poses: Poses, depth: Depth, fused_idx: list[int],
+                 settings: FusionSettings, device: torch.device):
+        self.frames, self.depth, self.fused, self.s = frames, depth, fused_idx, settings
+        self.c2w = poses.c2w
+        self.shape = frames.shape
+        # The check loads its own maps (depth.load: from disk or a file, a window ahead of this one).
+        self.check = SeenThrough(lambda i: depth.load(i, self.shape), fused_idx, poses.c2w, frames.intrinsics,
+                                 settings, device)
+        self.maps: dict[int, np.ndarray] = {}
+        self.rejected: dict[int, np.ndarray] = {}      # by position in fused_idx
+        self.own_moving: dict[int, np.ndarray | None] = {}
+        self.checked_up_to = -1
+        self.peak_alive = 0
+
+    def _depth(self, i: int) -> np.ndarray:
+        if i not in self.maps:
+            self.maps[i] = self.depth.load(i, self.shape)
+        return self.maps[i]
+
+    def _moving_of(self, i: int) -> np.ndarray | None:
+        return self.own_moving.get(i)
+
+    def at(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        s, fused = self.s, self.fused
+        # Seen-through counts (in order: the check's window slides) as far as the moving regions
+        # of the frames around k need them.
+        while self.checked_up_to < min(len(fused) - 1, k + self.REACH):
+            p = self.checked_up_to + 1
+            j = fused[p]
+            self.rejected[p] = self.check.count(p) >= s.check_violations
+            if self.depth.moving is not None:
+                self.own_moving[j] = self.depth.moving.get(j)
+            else:
+                # Given depth: large regions that other frames see through moved (a car that was
+                # there at this frame's time only); small ones are errors and are only dropped.
+                self.own_moving[j] = large_regions(self.rejected[p], s.moving_min_area)
+            self.checked_up_to = p
+        moving = spread_moving_at(k, fused, self._moving_of, self._depth, self.c2w, self.frames.intrinsics, s,
+                                  self._colour, self.REACH)
+        i = fused[k]
+        depth, rejected = self._depth(i), self.rejected.pop(k)
+        self.peak_alive = max(self.peak_alive, len(self.maps))
+        # What frames after k no longer need: maps and masks of frames more than REACH behind.
+        behind = set(fused[:max(0, k + 1 - self.REACH)])
+        for j in [j for j in self.maps if j in behind]:
+            del self.maps[j]
+        for j in [j for j in self.own_moving if j in behind]:
+            del self.own_moving[j]
+        return depth, rejected, moving
+
+    def _colour(self, i: int) -> np.ndarray:
+        fs = self.frames.fs
+        return self.frames.first if i == 0 else fs.load(i)

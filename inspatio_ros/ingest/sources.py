@@ -49,6 +49,9 @@ class FrameSet:
     # Frames in the whole input before --start/--end/--stride (None: unknown, a video decoded only
     # up to --end). The build checks the pose count against it and records it for eval.
     total_frames: int | None = None
+    # Where the decoded frames live when ``load`` reads them from a disk-backed store (a video's):
+    # the streaming tests count the frames it holds in memory.
+    frame_store: object | None = None
 
     def __post_init__(self):
         if self.index is None:
@@ -75,19 +78,32 @@ def _check_window(start, end, stride, max_size) -> None:
 
 
 def _video_input(source: Path, video: Path, start, end, stride, max_size) -> FrameSet:
-    """Frames of a video decoded once, already windowed, strided and downscaled (memory holds only
-    what the build keeps)."""
-    from ..video import read_video, video_size
+    """Frames of a video decoded once, in one sequential pass, already windowed, strided and
+    downscaled, into a disk-backed store (spill.ArrayStore): memory holds a few recent frames,
+    not the video (a 10-minute 640x360 video at 10 frames/s is 4.1 GB of RGB)."""
+    from ..video import iter_video, video_size
+    from .spill import ArrayStore
 
     indices: list[int] = []
+    times: list[float] = []
     stats: dict = {}
-    frames, times = read_video(video, stride=stride, start_s=start, end_s=end, max_size=max_size, indices=indices,
-                               stats=stats)
-    fs = FrameSet(source, [f"{i:06d}" for i in indices], np.asarray(times, dtype=np.float64), lambda i: frames[i])
+    store: ArrayStore | None = None
+    for index, t, frame in iter_video(video, stride=stride, start_s=start, end_s=end, max_size=max_size,
+                                      stats=stats):
+        if store is None:
+            store = ArrayStore(frame.shape, np.uint8)
+        elif frame.shape != store.shape:
+            raise InputError(f"frame {index} of video {video} is {frame.shape[1]}x{frame.shape[0]}, the first "
+                             f"is {store.shape[1]}x{store.shape[0]}", "re-encode the video at one frame size")
+        store.put(len(indices), frame)
+        indices.append(index)
+        times.append(t)
+    fs = FrameSet(source, [f"{i:06d}" for i in indices], np.asarray(times, dtype=np.float64), store.get)
     fs.index = np.asarray(indices, dtype=np.int64)
     fs.native_size = video_size(video)
     fs.total_frames = stats["frames"] if stats["complete"] else None
     fs.windowed = True
+    fs.frame_store = store
     return fs
 
 
@@ -146,7 +162,7 @@ def open_input(path: str | Path, bag_topics=None, *, start: float | None = None,
     if is_bag(path):
         fs = open_bag(path, bag_topics)
         fs.total_frames = len(fs)
-        return _window(fs, start, end, stride, max_size)
+        return _cached(_window(fs, start, end, stride, max_size))
     if path.is_file():
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"input {path} is not a video ({path.suffix})",
@@ -187,7 +203,19 @@ def open_input(path: str | Path, bag_topics=None, *, start: float | None = None,
                             "(times from the poses or 10 frames/s instead): give one time per frame")
     if (folder / "depth").is_dir():
         fs.depth_dir = folder / "depth"
-    return fs if fs.windowed else _window(fs, start, end, stride, max_size)
+    return _cached(fs if fs.windowed else _window(fs, start, end, stride, max_size))
+
+
+def _cached(fs: FrameSet) -> FrameSet:
+    """``fs`` whose ``load`` keeps its last frames (spill.CachedLoader): the build's stages read
+    each frame many times (MVS for every reference frame within reach, the view check, fusion), an
+    image folder's or bag's frame would be decoded (and downscaled) again each time. A video's
+    frames are already decoded, into a store that caches its own."""
+    from .spill import CachedLoader
+
+    if fs.frame_store is None and not isinstance(fs.load, CachedLoader):
+        fs.load = CachedLoader(fs.load)
+    return fs
 
 
 def read_times(path: Path) -> np.ndarray:
