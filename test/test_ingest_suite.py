@@ -97,4 +97,4 @@ def test_toy_clip_gets_real_numbers(tmp_path, suite):
     assert cells[:4] == ["toy", "given", "14/14", "1"]
     assert all(c not in ("-", "nan", "") for c in cells[4:10]), cells
     assert not (tmp_path / "runs" / "toy-given" / "world.safetensors").exists()   # removed unless kept
-    json.dumps(rows)                                            # the suite's JSON holds them as they are
+    assert json.loads((tmp_path / "runs" / "toy-given" / "row.json").read_text()) == r   # kept per build
