@@ -337,8 +337,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-size", type=int, help="downscale frames to this longer side for the build")
     ap.add_argument("--shifts", action="store_true", help="also score lateral shifts on synthetic clips (slow on CPU)")
     ap.add_argument("--keep-worlds", action="store_true", help="keep each world file under --work/runs/")
+    ap.add_argument("--merge", nargs="+", metavar="SUITE_JSON",
+                    help="print one table of the rows of several runs' suite.json (runs split to fit a time limit)")
     ap.add_argument("--score", nargs=3, metavar=("WORLD", "TRUTH", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+
+    if args.merge:
+        runs = [json.loads(Path(p).read_text()) for p in args.merge]
+        rows = [row for run in runs for row in run["rows"]]
+        for run in runs:
+            print(f"{run['machine']}, {run['date']}{'' if run.get('complete') else ' (partial)'}: `{run['command']}`")
+        print()
+        print(markdown_table(rows))
+        return 0
 
     if args.score:
         world, truth, out = (Path(p) for p in args.score)
