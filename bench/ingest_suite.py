@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -244,7 +244,8 @@ class Options:
     variants: tuple[str, ...] = VARIANTS
     shifts: bool = False
     keep_worlds: bool = False
-    rows: list[dict] = field(default_factory=list)
+    # Called with the rows so far after every build: a long run that is stopped keeps its rows.
+    on_row: Callable[[list[dict]], None] | None = None
 
 
 def run_suite(clips: list[Clip], opts: Options) -> list[dict]:
@@ -261,6 +262,8 @@ def run_suite(clips: list[Clip], opts: Options) -> list[dict]:
         except InputError as exc:
             row["error"] = str(exc)
             rows.append(row)
+            if opts.on_row is not None:
+                opts.on_row(rows)
             continue
         run_dir = opts.work / "runs" / f"{clip.name}-{variant}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -278,7 +281,10 @@ def run_suite(clips: list[Clip], opts: Options) -> list[dict]:
                                  device=opts.device, shifts=opts.shifts))
             if not opts.keep_worlds:
                 world_path.unlink(missing_ok=True)
+        (run_dir / "row.json").write_text(json.dumps(row, indent=2) + "\n")
         rows.append(row)
+        if opts.on_row is not None:
+            opts.on_row(rows)
     return rows
 
 
@@ -331,8 +337,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-size", type=int, help="downscale frames to this longer side for the build")
     ap.add_argument("--shifts", action="store_true", help="also score lateral shifts on synthetic clips (slow on CPU)")
     ap.add_argument("--keep-worlds", action="store_true", help="keep each world file under --work/runs/")
+    ap.add_argument("--merge", nargs="+", metavar="SUITE_JSON",
+                    help="print one table of the rows of several runs' suite.json (runs split to fit a time limit)")
     ap.add_argument("--score", nargs=3, metavar=("WORLD", "TRUTH", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+
+    if args.merge:
+        runs = [json.loads(Path(p).read_text()) for p in args.merge]
+        rows = [row for run in runs for row in run["rows"]]
+        for run in runs:
+            print(f"{run['machine']}, {run['date']}{'' if run.get('complete') else ' (partial)'}: `{run['command']}`")
+        print()
+        print(markdown_table(rows))
+        return 0
 
     if args.score:
         world, truth, out = (Path(p) for p in args.score)
@@ -358,21 +375,26 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [by_name[n] for n in QUICK]
     else:
         chosen = clips
-    opts = Options(work=Path(args.work), device=args.device, holdout=args.holdout, max_size=args.max_size,
-                   variants=VARIANTS if args.intrinsics == "both" else (args.intrinsics,), shifts=args.shifts,
-                   keep_worlds=args.keep_worlds)
-    started = time.time()
-    rows = run_suite(chosen, opts)
-    out = Path(args.out) if args.out else opts.work
+    out = Path(args.out) if args.out else Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-            "seconds": round(time.time() - started, 1), "device": args.device, "holdout": args.holdout,
-            "max_size": args.max_size}
-    (out / "suite.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-    table = markdown_table(rows)
-    (out / "suite.md").write_text(f"{meta['machine']}, {meta['date']}: `{meta['command']}`\n\n{table}\n")
-    print(table)
+            "device": args.device, "holdout": args.holdout, "max_size": args.max_size}
+
+    def write(rows: list[dict], done: bool = False) -> str:
+        info = {**meta, "seconds": round(time.time() - started, 1), "complete": done}
+        (out / "suite.json").write_text(json.dumps({**info, "rows": rows}, indent=2) + "\n")
+        table = markdown_table(rows)
+        status = "" if done else f" (partial: {len(rows)} builds so far)"
+        (out / "suite.md").write_text(f"{meta['machine']}, {meta['date']}{status}: `{meta['command']}`\n\n{table}\n")
+        return table
+
+    opts = Options(work=Path(args.work), device=args.device, holdout=args.holdout, max_size=args.max_size,
+                   variants=VARIANTS if args.intrinsics == "both" else (args.intrinsics,), shifts=args.shifts,
+                   keep_worlds=args.keep_worlds, on_row=write)
+    rows = run_suite(chosen, opts)
+    print(write(rows, done=True))
     print(f"\n{out / 'suite.json'}, {out / 'suite.md'}")
     return 0
 

@@ -97,4 +97,18 @@ def test_toy_clip_gets_real_numbers(tmp_path, suite):
     assert cells[:4] == ["toy", "given", "14/14", "1"]
     assert all(c not in ("-", "nan", "") for c in cells[4:10]), cells
     assert not (tmp_path / "runs" / "toy-given" / "world.safetensors").exists()   # removed unless kept
-    json.dumps(rows)                                            # the suite's JSON holds them as they are
+    assert json.loads((tmp_path / "runs" / "toy-given" / "row.json").read_text()) == r   # kept per build
+
+
+def test_merge_joins_runs_split_for_time(tmp_path, suite, capsys):
+    for i, clip in enumerate(("a", "b")):
+        run = {"machine": "m", "date": "d", "command": f"ingest_suite.py --clips {clip}", "complete": i == 0,
+               "rows": [{"clip": clip, "intrinsics": "self", "frames_placed": 9, "frames_given": 10, "segments": 1,
+                         "ate_pct": 0.5 + i, "psnr": 20.0, "build_s": 12.0, "peak_rss_gb": 1.5, "returncode": 0}]}
+        (tmp_path / f"{clip}.json").write_text(json.dumps(run))
+    assert suite.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "m, d: `ingest_suite.py --clips a`" in out and "m, d (partial): `ingest_suite.py --clips b`" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| a ") or ln.startswith("| b ")]
+    assert rows == ["| a | self | 9/10 | 1 | 0.50 | - | - | 20.00 | 12 | 1.50 |  |",
+                    "| b | self | 9/10 | 1 | 1.50 | - | - | 20.00 | 12 | 1.50 |  |"]
