@@ -37,7 +37,7 @@ from .poses import Poses
 from .spill import AppendColumn
 
 
-@dataclass
+@dataclass(frozen=True)
 class FusionSettings:
     sky_distance: float = 1000.0     # metres: where +inf depth (sky) is placed, a far background shell
     max_depth: float = 300.0         # metres: finite depths beyond this are dropped as unreliable

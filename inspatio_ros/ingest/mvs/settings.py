@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class MVSSettings:
     max_size: int | None = None       # longer side matched (px); None: 640 on CPU, 1280 on CUDA
     planes: int = 64                  # hypotheses of the global sweep (uniform in inverse depth)
