@@ -123,7 +123,7 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
     """The World of a build with its provenance, info and report. (info["build_seconds"] counts from
     ``fusion_started``, as it always has; the report's seconds give every stage.)"""
     fs, c2w, times = frames.fs, poses.c2w, poses.times
-    notes = list(frames.notes + poses.notes)
+    notes = list(frames.notes + poses.notes + fused.notes)
     world_idx = np.nonzero(~held)[0]
     held_idx = np.nonzero(held)[0]
     source = Path(frames.input_path)

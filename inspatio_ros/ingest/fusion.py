@@ -61,6 +61,11 @@ class FusionSettings:
     # drawn in one (0: forever). Comparing with the whole world made fusion's time grow with the
     # square of the video's length (every frame rendered every surfel so far).
     active_window: int = 32
+    # The frame-local layer holds every pixel of every fused frame: 230 k points (9.7 MB) a frame at
+    # 640x360, 58 GB for 10 minutes at 10 frames/s. Beyond this many points in all, each frame's
+    # local surfels are thinned to every S-th pixel across and down (S as small as fits; radius S
+    # times larger). The clips measured so far (the dashcam clip at 640 px: 51 M) stay whole.
+    local_max_points: int = 60_000_000
 
 
 def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
@@ -276,13 +281,19 @@ class WorldFuser:
         return int(keep.sum())
 
     def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
-                    mask: np.ndarray, t_start: float, t_end: float) -> int:
+                    mask: np.ndarray, t_start: float, t_end: float, step: int = 1) -> int:
         """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
-        t_end (a moving object where this frame saw it)."""
+        t_end (a moving object where this frame saw it); ``step`` > 1: only every step-th pixel
+        across and down, its surfel step times larger."""
         if not mask.any():
             return 0
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
                                                        self.settings, self.device)
+        if step > 1:
+            grid = np.zeros(valid.shape, bool)
+            grid[step // 2::step, step // 2::step] = True
+            pick = grid[valid]
+            xyz, col, rad, nrm = xyz[pick], col[pick], rad[pick] * np.float32(step), nrm[pick]
         if not len(xyz):
             return 0
         n = len(xyz)
@@ -293,13 +304,13 @@ class WorldFuser:
         return n
 
     def add_local(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
-                  exclude: np.ndarray | None, t_start: float, t_end: float) -> int:
-        """Add every valid pixel of one frame (but ``exclude``) to the frame-local layer, alive from
-        t_start to t_end (FusionSettings.frame_local)."""
+                  exclude: np.ndarray | None, t_start: float, t_end: float, step: int = 1) -> int:
+        """Add every valid pixel of one frame (but ``exclude``; every ``step``-th across and down)
+        to the frame-local layer, alive from t_start to t_end (FusionSettings.frame_local)."""
         keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
         if self.settings.local_fill:
             depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
-        n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end)
+        n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end, step)
         self.local_points += n
         return n
 
@@ -338,6 +349,7 @@ class Fused:
     # The most of each per-frame thing held in memory at once (the streaming tests check that it
     # does not grow with the video's length): depth maps, static surfels compared with new frames.
     held_at_once: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()          # for the build report's warnings
 
 
 def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings: FusionSettings,
@@ -354,6 +366,11 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     spans = moving_time_spans(times, fused_idx)
     frame_local = settings.frame_local if settings.frame_local is not None else depth.mvs_info is not None
     local_spans = frame_local_time_spans(times, fused_idx) if frame_local else {}
+    local_step = local_pixel_step(len(fused_idx), height * width, settings.local_max_points) if frame_local else 1
+    notes = () if local_step == 1 else (
+        f"frame-local layer thinned to every {local_step}th pixel across and down: {len(fused_idx)} frames of "
+        f"{width}x{height} would be {len(fused_idx) * height * width / 1e6:.0f} M points, over "
+        f"FusionSettings.local_max_points ({settings.local_max_points / 1e6:g} M)",)
     check = settings.check_neighbours > 0
     view = _SlidingViewCheck(frames, poses, depth, fused_idx, settings, device) if check else None
     seen_through_share = []
@@ -381,7 +398,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
         if frame_local:
             # The frame's own surfels, seen-through ones included (the check compares with frames
             # far away, whose depth is the less reliable one); moving objects stay in their own spans.
-            fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i])
+            fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i], local_step)
     if view is not None:
         seconds["view consistency"] = round(check_seconds, 2)
     xyz, rgb, radius, normal, frame = fuser.arrays()
@@ -391,7 +408,15 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     if view is not None:
         held.update({"depth maps (view check)": view.check.peak_alive, "depth maps (fusion)": view.peak_alive})
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
-                 seen_through_share, seconds, held)
+                 seen_through_share, seconds, held, notes)
+
+
+def local_pixel_step(frames: int, pixels: int, max_points: int) -> int:
+    """The smallest pixel step S (every S-th pixel across and down) that keeps ``frames`` frames of
+    ``pixels`` pixels within ``max_points`` (1: all of them; max_points 0: no limit)."""
+    if max_points <= 0 or frames * pixels <= max_points:
+        return 1
+    return int(np.ceil(np.sqrt(frames * pixels / max_points)))
 
 
 class _SlidingViewCheck:

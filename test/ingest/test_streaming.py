@@ -176,3 +176,27 @@ def test_fusion_and_view_check_hold_a_window_of_frames_not_the_video():
     assert held[90]["depth maps (fusion)"] == held[30]["depth maps (fusion)"] <= 2 * 3 + 1
     assert points[90] > 2 * points[30]
     assert held[90]["surfels compared"] < 1.3 * held[30]["surfels compared"]
+
+
+def test_a_long_video_thins_the_frame_local_layer_to_its_budget():
+    """Every pixel of every frame in the frame-local layer does not fit a long video: over
+    local_max_points each frame keeps every S-th pixel across and down, with S-times larger
+    surfels, and the build report says so."""
+    import torch
+
+    from inspatio_ros.ingest.fusion import FusionSettings, fuse, local_pixel_step
+
+    assert local_pixel_step(10, 1000, 0) == 1 and local_pixel_step(10, 1000, 10_000) == 1
+    assert local_pixel_step(10, 1000, 2_500) == 2 and local_pixel_step(6000, 640 * 360, 60_000_000) == 5
+    frames, poses, depth = _wall_frames(12)
+    whole = fuse(frames, poses, depth, np.zeros(12, bool), FusionSettings(frame_local=True, check_neighbours=0),
+                 torch.device("cpu"))
+    thinned = fuse(frames, poses, depth, np.zeros(12, bool),
+                   FusionSettings(frame_local=True, check_neighbours=0, local_max_points=12 * 64 * 48 // 4),
+                   torch.device("cpu"))
+    assert not whole.notes and "every 2th pixel" in thinned.notes[0]
+    assert 0.2 * whole.local_points < thinned.local_points <= 0.25 * whole.local_points
+    local = slice(len(thinned.dynamic["dynamic_radius"]) - thinned.local_points, None)
+    assert np.median(thinned.dynamic["dynamic_radius"][local]) == pytest.approx(
+        2 * np.median(whole.dynamic["dynamic_radius"][len(whole.dynamic["dynamic_radius"]) - whole.local_points:]), rel=0.02)
+    assert len(thinned.xyz) == len(whole.xyz)                # the static layer is not thinned
