@@ -112,3 +112,15 @@ def test_merge_joins_runs_split_for_time(tmp_path, suite, capsys):
     rows = [ln for ln in out.splitlines() if ln.startswith("| a ") or ln.startswith("| b ")]
     assert rows == ["| a | self | 9/10 | 1 | 0.50 | - | - | 20.00 | 12 | 1.50 |  |",
                     "| b | self | 9/10 | 1 | 1.50 | - | - | 20.00 | 12 | 1.50 |  |"]
+
+
+def test_plan_of_builds(suite):
+    clips = {c.name: c for c in suite.all_clips(Path("/nonexistent"))}
+    chosen = [clips[n] for n in ("kitti06", "dashcam", "street_s3_480x270", "curve")]
+    names = lambda jobs: [(c.name, v) for c, v in jobs]  # noqa: E731
+    assert names(suite.plan(chosen, ("issue",))) == [("kitti06", "self"), ("dashcam", "self"),
+                                                      ("street_s3_480x270", "given"), ("curve", "given"), ("curve", "self")]
+    # Both ways for every clip, but the dashcam's intrinsics are unknown: without them only.
+    assert names(suite.plan(chosen, suite.VARIANTS)) == [
+        ("kitti06", "given"), ("kitti06", "self"), ("dashcam", "self"), ("street_s3_480x270", "given"),
+        ("street_s3_480x270", "self"), ("curve", "given"), ("curve", "self")]
