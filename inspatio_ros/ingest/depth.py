@@ -91,7 +91,8 @@ def resolve_depth(frames: Frames, poses: Poses, given: Depth | None, held: np.nd
 def depth_from_video(frames: Frames, poses: Poses, held: np.ndarray, settings: MVSSettings,
                      device: torch.device) -> Depth:
     """Dense depth of every fused frame by multi-view stereo against the other fused frames (held-out
-    frames are never looked at), bounded by the odometry's landmarks when there are any."""
+    frames are never looked at), bounded by the odometry's landmarks when there are any. The maps
+    stay on disk (mvs.DepthMapStore); ``Depth.load`` reads one when a later stage asks for it."""
     fs = frames.fs
     fused = [int(i) for i in np.nonzero(~held)[0]]
     started = time.time()
@@ -99,8 +100,8 @@ def depth_from_video(frames: Frames, poses: Poses, held: np.ndarray, settings: M
                          landmarks=poses.landmarks)
     maps, moving = result.maps, result.moving
     seconds = time.time() - started
-    measured = [depth_coverage(maps[i][0]) for i in fused]
-    sky = [float(np.isposinf(maps[i][0]).mean()) for i in fused]
+    measured = [depth_coverage(maps.depth_map(i)) for i in fused]
+    sky = [float(np.isposinf(maps.depth_map(i)).mean()) for i in fused]
     coverage = float(np.mean(measured)) if measured else 0.0
     if coverage < MIN_MVS_COVERAGE:
         raise InputError(f"multi-view stereo measured depth at {100 * coverage:.1f} % of the pixels of {fs.source}",
@@ -110,7 +111,7 @@ def depth_from_video(frames: Frames, poses: Poses, held: np.ndarray, settings: M
     def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
         if i not in maps:
             raise InputError(f"frame {fs.names[i]} has no MVS depth (held out)", "this is a bug; please report it")
-        return resize_depth(maps[i][0], shape[1], shape[0])
+        return resize_depth(maps.depth_map(i), shape[1], shape[0])
     info = {"coverage": round(coverage, 4), "sky": round(float(np.mean(sky)), 4),
             "seconds_per_frame": round(seconds / max(len(fused), 1), 3), "device": str(device),
             "moving_pixels": round(float(np.mean([m.mean() for m in moving.values()])), 5) if moving else 0.0,

@@ -85,6 +85,15 @@ class DepthMapStore(Mapping):
             raise KeyError(i)
         return self.depth.get(i), self.confidence.get(i).astype(np.float32)
 
+    def depth_map(self, i: int) -> np.ndarray:
+        """Frame i's depth alone (read-only; the build reads it again and again, its confidence never)."""
+        if i not in self.depth:
+            raise KeyError(i)
+        return self.depth.get(i)
+
+    def __contains__(self, i) -> bool:
+        return i in self.depth
+
     def __iter__(self):
         return iter(self.depth.indices())
 
@@ -109,6 +118,9 @@ class MaskStore(Mapping):
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self._masks[i]
+
+    def __contains__(self, i) -> bool:
+        return i in self._masks
 
     def __iter__(self):
         return iter(self._masks.keys())
