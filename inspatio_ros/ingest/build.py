@@ -88,23 +88,27 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     camera_poses = resolve_poses(frames, known_poses, known_depth, s.camera_height)
     if known_poses is None:
         seconds["poses (visual odometry)"] = round(time.time() - t_stage, 2)
-    held = holdout_mask(len(frames.fs), s.holdout)       # frames of fs (already windowed and strided)
+    # Frames the odometry could not place have no trusted pose: neither fused, nor MVS sources,
+    # nor held-out views (eval would score a held pose). ``left_out`` is what depth and fusion skip.
+    unplaced = camera_poses.unplaced_mask()
+    held = holdout_mask(len(frames.fs), s.holdout) & ~unplaced    # frames of fs (already windowed and strided)
+    left_out = held | unplaced
     fingerprint = heldout_fingerprint(frames.fs.load, np.nonzero(held)[0], frames.fs.index)   # for eval --gt
     dev = resolve_device(device)
     t_stage = time.time()
-    frame_depth = resolve_depth(frames, camera_poses, known_depth, held, s.mvs, dev)
+    frame_depth = resolve_depth(frames, camera_poses, known_depth, left_out, s.mvs, dev)
     if known_depth is None:
         seconds["dense depth (MVS)"] = round(time.time() - t_stage, 2)
     camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, s.camera_height)
     fusion_started = time.time()
-    fused = fuse(frames, camera_poses, frame_depth, held, s.fusion, dev)
+    fused = fuse(frames, camera_poses, frame_depth, left_out, s.fusion, dev)
     seconds.update(fused.seconds)
     world = _world(frames, camera_poses, frame_depth, fused, held, s.fusion, fusion_started, seconds,
                    {"holdout": s.holdout, "stride": s.stride, "start": s.start, "end": s.end, "max_size": s.max_size},
-                   fingerprint)
+                   fingerprint, unplaced)
     world.validate("built world")
     if preview is not None:
-        _write_preview(preview, world, frames, frame_depth, held, device)
+        _write_preview(preview, world, frames, frame_depth, left_out, device)
     return world
 
 
@@ -119,12 +123,14 @@ def _check_settings(camera_height: float, mvs: MVSSettings | None) -> None:
 
 
 def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.ndarray, settings: FusionSettings,
-           fusion_started: float, seconds: dict[str, float], window: dict, fingerprint: dict | None) -> World:
+           fusion_started: float, seconds: dict[str, float], window: dict, fingerprint: dict | None,
+           unplaced: np.ndarray) -> World:
     """The World of a build with its provenance, info and report. (info["build_seconds"] counts from
-    ``fusion_started``, as it always has; the report's seconds give every stage.)"""
+    ``fusion_started``, as it always has; the report's seconds give every stage.) ``unplaced``
+    frames are in neither the world's frames nor its held-out ones."""
     fs, c2w, times = frames.fs, poses.c2w, poses.times
     notes = list(frames.notes + poses.notes + fused.notes)
-    world_idx = np.nonzero(~held)[0]
+    world_idx = np.nonzero(~held & ~unplaced)[0]
     held_idx = np.nonzero(held)[0]
     source = Path(frames.input_path)
     world = World(
@@ -150,6 +156,7 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
             **({} if depth.mvs_info is None else {"mvs": depth.mvs_info}),
             "intrinsics_source": frames.intrinsics_source,
             "frame_names": list(fs.names),
+            "unplaced_frames": [int(i) for i in fs.index[unplaced]],
             "points_added_per_frame": fused.added,
             "build_seconds": round(time.time() - fusion_started, 2),
             "notes": notes,
@@ -158,6 +165,7 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
     odometry = poses.info.get("odometry")
     world.info["report"] = {
         "frames_used": int(len(world_idx)), "frames_held_out": int(len(held_idx)),
+        "frames_unplaced": int(unplaced.sum()),
         "image_size": [frames.width, frames.height],
         "poses": poses.info["pose_source"] + ("" if odometry is None else
                                               f": {odometry['located']}/{odometry['frames']} frames located, "
@@ -197,7 +205,8 @@ def _write_preview(folder: str | Path, world: World, frames: Frames, depth: Dept
 def format_report(report: dict) -> str:
     """The build report as a few lines for the terminal."""
     lines = [f"  frames      {report['frames_used']} used, {report['frames_held_out']} held out, "
-             f"{report['image_size'][0]}x{report['image_size'][1]}",
+             + (f"{report['frames_unplaced']} unplaced (left out), " if report.get("frames_unplaced") else "")
+             + f"{report['image_size'][0]}x{report['image_size'][1]}",
              f"  poses       {report['poses']}",
              f"  scale       {report['scale']}",
              f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",

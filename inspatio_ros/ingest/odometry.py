@@ -19,13 +19,14 @@ Monocular odometry has no scale: ``scale_from_depth`` (metric depth maps) or
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import InputError
+from .features import describe, detect_spread, match
 from .road import road_normals
 
 
@@ -34,12 +35,14 @@ class OdometrySettings:
     max_corners: int = 1500
     corner_quality: float = 0.01
     corner_spacing_px: int = 8
+    # Corners are detected per grid cell (features.detect_spread), each at corner_quality of its
+    # cell's strongest and at least corner_floor of the image's strongest corner.
+    corner_floor: float = 0.003
     refill_below: int = 600           # tracks: detect new corners when fewer remain
     fb_check_px: float = 1.0          # forward-backward tracking error allowed
     start_parallax_px: float = 15.0   # median track motion needed for the two-view start
-    keyframe_parallax_px: float = 12.0
     keyframe_tracked_ratio: float = 0.6
-    min_inliers: int = 30             # PnP inliers below this: tracking lost
+    min_inliers: int = 20             # PnP inliers below this (or a pose off the motion model): tracking lost
     ransac_px: float = 1.5
     min_triangulation_deg: float = 1.0
     window: int = 8                   # keyframes in each bundle adjustment
@@ -51,6 +54,30 @@ class OdometrySettings:
     # the windows hand their scale on from keyframe to keyframe, so it drifts; landmarks seen by
     # keyframes of several windows tie them together once all are adjusted at once.
     global_ba_iterations: int = 10
+    # Keyframes by what they add, not by frame count: a median parallax (angle between a track's
+    # rays at the last keyframe and now, rotation taken out) or a rotation this large, or the
+    # tracked landmarks thinning out (below the ratio of the last keyframe's, or below this many
+    # times min_inliers, before PnP runs short of them).
+    keyframe_parallax_deg: float = 0.5
+    # RGB-D: landmarks come from the depth maps, not from triangulation, so parallax is not needed
+    # for them; each keyframe adds the depth's noise to the path (measured: keyframes every frame
+    # at 0.5 degrees, 2.1 % of the path off at the end of the 24-frame test street; 1.4 % at 1).
+    keyframe_parallax_deg_rgbd: float = 1.0
+    keyframe_rotation_deg: float = 3.0
+    keyframe_min_landmarks_factor: float = 4.5
+    # Tracking lost: match ORB descriptors of the frame's corners to the landmarks of this many
+    # recent keyframes and locate it by PnP (relocalisation), for up to this many frames, before
+    # a new segment starts.
+    relocalise_keyframes: int = 10
+    relocalise_frames: int = 30
+    relocalise_radius: float = 0.05   # match within this share of the image's longer side per frame of gap
+    # A PnP pose this far from the constant-velocity prediction (rotation; translation as a share
+    # of the predicted step) is not trusted as it is: landmarks on cars moving along with the
+    # camera can outvote the road's. It is re-solved from the prediction with the landmarks that
+    # agree with it (within guided_px) and rejected when that still disagrees.
+    motion_gate_deg: float = 5.0
+    motion_gate_step: float = 0.5
+    guided_px: float = 6.0
 
 
 @dataclass
@@ -65,6 +92,8 @@ class OdometryResult:
     scale_source: str = "unscaled"
     warnings: list[str] = field(default_factory=list)
     landmark_by_id: dict = field(default_factory=dict)   # track id -> world xyz
+    tracked: np.ndarray | None = None  # (N,) corner tracks alive at each frame (texture and tracking health)
+    relocalised: list[int] = field(default_factory=list)  # frames placed by descriptor matching to the map
 
     def scaled(self, scale: float, source: str) -> "OdometryResult":
         """The same result in metric units: poses and landmarks scaled about the world origin
@@ -72,8 +101,7 @@ class OdometryResult:
         c2w = self.c2w.copy()
         c2w[:, :3, 3] *= scale
         by_id = {k: v * scale for k, v in self.landmark_by_id.items()}
-        return OdometryResult(c2w, self.located, self.observations, self.keyframes, self.segments, self.inliers,
-                              self.reprojection_px, source, self.warnings, by_id)
+        return replace(self, c2w=c2w, scale_source=source, landmark_by_id=by_id)
 
     def segment_of(self) -> np.ndarray:
         """(N,) index of the segment each frame belongs to (frames before a segment starts, held
@@ -113,15 +141,52 @@ class OdometryResult:
         for t, x in self.landmark_by_id.items():
             k = owner.get(int(t), 0)
             by_id[t] = anchors_new[k] + scales[k] * (x - anchors_old[k])
-        return OdometryResult(c2w, self.located, self.observations, self.keyframes, self.segments, self.inliers,
-                              self.reprojection_px, source, self.warnings, by_id)
+        return replace(self, c2w=c2w, scale_source=source, landmark_by_id=by_id)
 
     def report(self) -> dict:
         return {"frames": int(len(self.c2w)), "located": int(self.located.sum()), "keyframes": len(self.keyframes),
                 "segments": [list(s) for s in self.segments], "landmarks": len(self.landmark_by_id),
                 "median_inliers": float(np.median(self.inliers[self.located])) if self.located.any() else 0.0,
                 "reprojection_px": round(float(self.reprojection_px), 3), "scale": self.scale_source,
-                "warnings": self.warnings}
+                "relocalised": len(self.relocalised), "warnings": self.warnings}
+
+
+def frame_ranges(indices) -> str:
+    """Frame numbers as short ranges: [3, 4, 5, 9] -> "3-5, 9"."""
+    idx = sorted(int(i) for i in indices)
+    parts: list[str] = []
+    start = prev = None
+    for i in idx + [None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ", ".join(parts)
+
+
+def tracking_failure_cause(result: OdometryResult, intr: Intrinsics) -> tuple[str, str]:
+    """(likely cause, fix) of an odometry that placed too few frames, from what it saw: few
+    corners (too little texture or resolution), many corners but no start (no parallax: the
+    camera stood still or only turned), or a start but lost tracks that do not fit one rigid
+    camera (intrinsics far off, moving objects filling the view, blur)."""
+    tracked = result.tracked if result.tracked is not None else np.zeros(len(result.c2w))
+    corners = float(np.median(tracked)) if len(tracked) else 0.0
+    pixels = intr.width * intr.height
+    if corners < 100:
+        return (f"too little texture: a median of {corners:.0f} corners tracked per frame at "
+                f"{intr.width}x{intr.height}",
+                "give frames with more texture and resolution (320x180 or more; --max-size larger)")
+    if not result.keyframes:
+        return ("no parallax: the camera did not move far enough (or only turned) for a two-view start",
+                "give a clip where the camera travels (not standing still or panning on the spot)")
+    lost = sum("tracking lost" in w for w in result.warnings)
+    return (f"tracks do not fit one moving camera ({lost} tracking loss(es), median "
+            f"{float(np.median(result.inliers[result.located])) if result.located.any() else 0:.0f} PnP inliers "
+            f"of {corners:.0f} corners at {pixels / 1e3:.0f} kpx): intrinsics far off, strong blur, or moving "
+            "objects filling the view",
+            "give the camera's intrinsics (--intrinsics camera_info.yaml or --fov DEGREES)")
 
 
 def _cv2():
@@ -200,13 +265,32 @@ def _track(cv2, prev, cur, pts, fb_px):
     return p1, ok
 
 
+def _track_from_keyframe(cv2, K, kf_image, image, ids, pts, landmarks, guess_c2w, fb_px):
+    """The keyframe's tracks that have landmarks, followed by pyramidal Lucas-Kanade from the
+    keyframe's image to ``image``, each started at its landmark's projection in the pose
+    ``guess_c2w`` (checked forward-backward): (ids (n,), pixels (n,2))."""
+    have, xyz = tracks_with_landmarks(ids, landmarks)
+    if not have.any():
+        return np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+    uv, z = project_points(K, guess_c2w, xyz)
+    h, w = image.shape
+    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] < h - 1)
+    p0 = pts[have][inside].astype(np.float32).reshape(-1, 1, 2)
+    p1 = uv[inside].astype(np.float32).reshape(-1, 1, 2)
+    if len(p0) == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+    lk = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01),
+              flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(kf_image, image, p0, p1.copy(), **lk)
+    back, st0, _ = cv2.calcOpticalFlowPyrLK(image, kf_image, p1, p0.copy(), **lk)
+    ok = (st1.ravel() == 1) & (st0.ravel() == 1) & (np.linalg.norm((back - p0).reshape(-1, 2), axis=1) < fb_px)
+    p1 = p1.reshape(-1, 2)
+    ok &= (p1[:, 0] >= 0) & (p1[:, 0] < w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] < h - 1)
+    return ids[have][inside][ok], p1[ok].astype(np.float32)
+
+
 def _detect(cv2, gray, existing, s: OdometrySettings, count: int):
-    mask = np.full(gray.shape, 255, np.uint8)
-    for x, y in existing.astype(int):
-        cv2.circle(mask, (int(x), int(y)), s.corner_spacing_px, 0, -1)
-    pts = cv2.goodFeaturesToTrack(gray, maxCorners=max(count, 1), qualityLevel=s.corner_quality,
-                                  minDistance=s.corner_spacing_px, mask=mask, blockSize=7)
-    return np.zeros((0, 2), np.float32) if pts is None else pts.reshape(-1, 2)
+    return detect_spread(cv2, gray, existing, count, s.corner_spacing_px, s.corner_quality, floor=s.corner_floor)
 
 
 def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
@@ -356,7 +440,7 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
 
     A = bundle_adjustment_jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
     sol = least_squares(residuals, x0, jac_sparsity=A, loss="linear" if priors else "huber", f_scale=huber,
-                        max_nfev=iterations, x_scale="jac", method="trf")
+                        max_nfev=iterations, x_scale="jac", method="trf", tr_options={"maxiter": LSMR_ITERATIONS})
     x = sol.x
     for k, j in kf_col.items():
         poses[k] = _rt_to_c2w(x[6 * j:6 * j + 3], x[6 * j + 3:6 * j + 6])
@@ -366,6 +450,12 @@ def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iteratio
     return poses, points
 
 
+# Iterations of the inner least-squares solver (LSMR) per trust-region step: each step only needs
+# to point downhill; solving it to convergence (scipy's default: up to the number of unknowns)
+# took 7 s per window once the road gave a few thousand landmarks.
+LSMR_ITERATIONS = 100
+
+
 def _adjust_keyframes(K, keyframes: list[int], kf_poses: dict, kf_obs: dict, landmarks: dict, rel_rot: dict,
                       rot_sigma_rad: float, iterations: int = 20) -> None:
     """Bundle-adjust ``keyframes`` (the first two held fixed: they carry the scale) with every
@@ -373,6 +463,10 @@ def _adjust_keyframes(K, keyframes: list[int], kf_poses: dict, kf_obs: dict, lan
     on the last keyframes, the global pass on all keyframes of a segment."""
     obs = [(k, int(tid), float(u), float(v)) for k in keyframes
            for tid, (u, v) in zip(*kf_obs[k]) if int(tid) in landmarks]
+    # Landmarks seen by one keyframe of the window constrain no pose, only slow the solver down.
+    seen = np.unique([o[1] for o in obs], return_counts=True) if obs else (np.zeros(0), np.zeros(0))
+    multi = set(seen[0][seen[1] >= 2].tolist())
+    obs = [o for o in obs if o[1] in multi]
     sub_poses = {k: kf_poses[k] for k in keyframes}
     sub_points = {o[1]: landmarks[o[1]] for o in obs}
     sub_poses, sub_points = _bundle_adjust(K, sub_poses, set(keyframes[:2]), sub_points, obs, iterations=iterations,
@@ -413,22 +507,205 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
     last_kf = -1
     prev = None
     offset = np.eye(4)          # where a new segment starts: the last located pose (held)
+    tracked = np.zeros(count, np.int64)
+    kf_gray: dict[int, np.ndarray] = {}                       # recent keyframes' images (relocalisation)
+    kf_desc: dict[int, tuple[np.ndarray, np.ndarray]] = {}    # keyframe -> (track ids, ORB descriptors)
+    relocalised: list[int] = []
+    first_seen: dict[int, tuple[int, np.ndarray]] = {}        # track id -> (first keyframe that saw it, pixel)
+    lost_since = None           # first frame of a stretch that neither tracking nor relocalisation placed
+    grays: dict[int, np.ndarray] = {}
 
     def gray_of(i):
-        return cv2.cvtColor(load(i), cv2.COLOR_RGB2GRAY)
+        if i not in grays:
+            grays.clear()
+            grays[i] = cv2.cvtColor(load(i), cv2.COLOR_RGB2GRAY)
+        return grays[i]
 
-    def new_keyframe(i, pose, obs=None):
+    def new_keyframe(i, pose, obs=None, image=None):
         """Frame i becomes a keyframe at ``pose``, observing ``obs`` (default: the current tracks)."""
         nonlocal last_kf
         kf_poses[i] = pose
         kf_obs[i] = obs if obs is not None else (tracks.ids.copy(), tracks.pts.copy())
+        remember_first_sightings(i)
         keyframes.append(i)
         located[i] = True
         last_kf = i
+        kf_gray[i] = gray_of(i) if image is None else image
+        for k in [k for k in kf_gray if k not in keyframes[-s.relocalise_keyframes:]]:
+            del kf_gray[k]
+            kf_desc.pop(k, None)
 
+    def remember_first_sightings(k):
+        """Note keyframe k as the first sighting of its tracks that no keyframe saw before."""
+        for tid, uv in zip(*kf_obs[k]):
+            first_seen.setdefault(int(tid), (k, uv))
+
+    def triangulate_new_tracks(pose):
+        """Landmarks for the current tracks without one, each triangulated from the first keyframe
+        that saw it to now: the longest baseline there is (between consecutive keyframes, which
+        come often when landmarks run short, road points at speed never reach the angle)."""
+        alive = {int(t) for t in tracks.ids}
+        for t in [t for t in first_seen if t not in alive]:
+            del first_seen[t]
+        todo = [(first_seen[int(t)][0], int(t), n) for n, t in enumerate(tracks.ids)
+                if int(t) not in landmarks and int(t) in first_seen and first_seen[int(t)][0] in kf_poses]
+        for k in sorted({k for k, _, _ in todo}):
+            sel = [(t, n) for kk, t, n in todo if kk == k]
+            ids_k = np.array([t for t, _ in sel], np.int64)
+            p_then = np.array([first_seen[t][1] for t, _ in sel], np.float64)
+            p_now = tracks.pts[[n for _, n in sel]].astype(np.float64)
+            xyz, good = _triangulate(cv2, K, kf_poses[k], pose, p_then, p_now, s.min_triangulation_deg)
+            for tid, p in zip(ids_k[good], xyz[good]):
+                landmarks[int(tid)] = p
+
+    def predicted(i):
+        """Frame i's pose by constant velocity from the last two located frames (the last pose
+        when there are not two)."""
+        done = np.nonzero(located[:i])[0]
+        if len(done) < 2:
+            return c2w[done[-1]] if len(done) else offset
+        a, b = done[-2], done[-1]
+        step = np.linalg.inv(c2w[a]) @ c2w[b]
+        step[:3, 3] *= (i - b) / max(b - a, 1)
+        return c2w[b] @ step
+
+    def plausible(i, pose):
+        """Whether ``pose`` for frame i agrees with the constant-velocity prediction."""
+        done = np.nonzero(located[:i])[0]
+        if len(done) < 2:
+            return True
+        guess = predicted(i)
+        steps = np.linalg.norm(np.diff(c2w[done[-10:], :3, 3], axis=0), axis=1)
+        gap = i - done[-1]
+        allowed = s.motion_gate_step * gap * max(float(np.median(steps)), float(steps[-1]))
+        R = guess[:3, :3].T @ pose[:3, :3]
+        turn = math.degrees(math.acos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
+        return (turn <= s.motion_gate_deg * math.sqrt(gap)
+                and np.linalg.norm(pose[:3, 3] - guess[:3, 3]) <= max(allowed, 1e-9))
+
+    def locate(i, ids, pts, use_guess=True):
+        """PnP of frame i on tracks (ids, pts) checked against the motion: (pose or None, inliers)."""
+        guess = predicted(i)
+        pose, n = _pnp(cv2, K, ids, pts, landmarks, guess, s, use_guess=use_guess)
+        if pose is not None and plausible(i, pose):
+            return pose, n
+        pose, n = _pnp_guided(cv2, K, ids, pts, landmarks, guess, s)
+        if pose is not None and plausible(i, pose):
+            return pose, n
+        return None, n
+
+    def relocalise(i, gray):
+        """Frame i located against the landmarks of the recent keyframes by ORB descriptor
+        matching and PnP: (pose, inliers, new tracks: matched corners keep their landmark's id)
+        or None."""
+        map_ids, map_desc = [], []
+        seen: set[int] = set()
+        for k in reversed(keyframes[-s.relocalise_keyframes:]):
+            if k not in kf_gray:
+                continue
+            if k not in kf_desc:
+                ids_k, pts_k = kf_obs[k]
+                rows, desc = describe(cv2, kf_gray[k], pts_k)
+                kf_desc[k] = (ids_k[rows], desc)
+            for t, d in zip(*kf_desc[k]):
+                if int(t) in landmarks and int(t) not in seen:
+                    seen.add(int(t))
+                    map_ids.append(int(t))
+                    map_desc.append(d)
+        if len(map_ids) < s.min_inliers:
+            return None
+        corners = _detect(cv2, gray, np.zeros((0, 2)), s, s.max_corners)
+        rows, desc = describe(cv2, gray, corners)
+        map_desc = np.stack(map_desc)
+        # First where the motion model expects each landmark (a window that grows with the gap:
+        # lane dashes and fence posts repeat, and far from the prediction they match the wrong
+        # one); then anywhere, for a motion the model did not foresee.
+        done = np.nonzero(located[:i])[0]
+        gap = i - done[-1] if len(done) else 1
+        guess = predicted(i)
+        uv, z = project_points(K, guess, np.stack([landmarks[t] for t in map_ids]))
+        near = (z[:, None] > 0) & (np.linalg.norm(uv[:, None] - corners[rows][None], axis=2)
+                                   < s.relocalise_radius * max(intr.width, intr.height) * gap)
+        pairs = match(map_desc, desc, ratio=0.9, allowed=near)
+        if len(pairs) < s.min_inliers:
+            pairs = match(map_desc, desc)
+        ids_m = np.array(map_ids, np.int64)[pairs[:, 0]]
+        pts_m = corners[rows[pairs[:, 1]]].astype(np.float32)
+        # Also the last keyframes' landmarks followed by Lucas-Kanade from those keyframes' images,
+        # started where the motion model puts them (patches the descriptors missed).
+        for k in reversed(keyframes[-3:]):
+            if k not in kf_gray:
+                continue
+            ids_f, pts_f = _track_from_keyframe(cv2, K, kf_gray[k], gray, *kf_obs[k], landmarks, guess,
+                                                3 * s.fb_check_px)
+            extra = ~np.isin(ids_f, ids_m)
+            ids_m = np.concatenate([ids_m, ids_f[extra]])
+            pts_m = np.concatenate([pts_m, pts_f[extra]])
+        if len(ids_m) < s.min_inliers:
+            return None
+        pose, n = locate(i, ids_m, pts_m, use_guess=False)
+        if pose is None:
+            return None
+        uv, z = project_points(K, pose, np.stack([landmarks[int(t)] for t in ids_m]))
+        good = (np.linalg.norm(uv - pts_m, axis=1) < s.track_drift_px) & (z > 0)
+        new = _Tracks()
+        new.next_id = tracks.next_id
+        new.ids = ids_m[good].copy()
+        new.pts = pts_m[good].astype(np.float32)
+        new.add(_detect(cv2, gray, new.pts, s, s.max_corners - len(new.ids)))
+        return pose, n, new
+
+    def landmarks_from_depth(i):
+        """RGB-D: the tracks of keyframe i without a landmark get one from its depth map."""
+        fresh = ~tracks_with_landmarks(tracks.ids, landmarks)[0]
+        if fresh.any():
+            xyz, good = _backproject(K, c2w[i], tracks.pts[fresh], depth_of(i))
+            for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
+                landmarks[int(tid)] = p
+
+    def resume_by_relocalising(i, gray) -> bool:
+        """Try to place frame i by relocalisation; on success it becomes a keyframe whose tracks
+        (the matched corners, then fresh ones) carry the tracking on."""
+        nonlocal tracks, prev, lost_since
+        found = relocalise(i, gray)
+        if found is None:
+            return False
+        pose, n, tracks = found
+        c2w[i], inliers[i] = pose, n
+        relocalised.append(i)
+        obs_per_frame[i] = (tracks.ids.copy(), tracks.pts.copy())
+        tracked[i] = len(tracks.ids)
+        segments[-1] = (segments[-1][0], i)
+        new_keyframe(i, pose, image=gray)
+        if depth_of is not None:
+            landmarks_from_depth(i)
+        prev, lost_since = gray, None
+        return True
+
+    def last_located():
+        done = np.nonzero(located)[0]
+        return c2w[done[-1]] if len(done) else offset
+
+    start_gray = None
     for i in (progress(range(count), desc="visual odometry", unit="frame") if progress_bar else range(count)):
         gray = gray_of(i)
+        if lost_since is not None:
+            # Lost: this frame is placed by relocalisation against the recent keyframes, or held
+            # (unplaced) until relocalise_frames have passed; then a new segment starts here.
+            if resume_by_relocalising(i, gray):
+                continue
+            if i - lost_since < s.relocalise_frames:
+                c2w[i] = last_located()
+                continue
+            warnings.append(f"frames {lost_since}-{i - 1} could not be relocalised; a new segment starts at "
+                            f"frame {i}")
+            lost_since, prev = None, None
+            offset = last_located()
+            next_id = tracks.next_id
+            tracks = _Tracks()
+            tracks.next_id = next_id
         if prev is None:
+            start_gray = gray
             tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners))
             history = {i: (tracks.ids.copy(), tracks.pts.copy())}
             segment_start, started, prev = i, False, gray
@@ -437,6 +714,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         pts, ok = _track(cv2, prev, gray, tracks.pts, s.fb_check_px)
         tracks.pts = pts.astype(np.float32)
         tracks.keep(ok)
+        tracked[i] = len(tracks.ids)
         prev = gray
         if not started and depth_of is not None:
             # RGB-D: the segment's first frame is the first keyframe; its landmarks come from depth.
@@ -444,7 +722,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             if good.sum() >= 50:
                 for tid, p in zip(history[segment_start][0][good], xyz[good]):
                     landmarks[int(tid)] = p
-                new_keyframe(segment_start, offset, history[segment_start])
+                new_keyframe(segment_start, offset, history[segment_start], image=start_gray)
                 obs_per_frame[segment_start] = history[segment_start]
                 segments.append((segment_start, segment_start))
                 started = True
@@ -481,7 +759,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                 continue
             for tid, p in zip(common[good], xyz[good]):
                 landmarks[int(tid)] = p
-            new_keyframe(segment_start, first, history[segment_start])
+            new_keyframe(segment_start, first, history[segment_start], image=start_gray)
             c2w[i] = second
             new_keyframe(i, second)
             started = True
@@ -501,20 +779,14 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             history = {}
             continue
 
-        pose, n = _pnp(cv2, K, tracks.ids, tracks.pts, landmarks, c2w[i - 1], s)
+        pose, n = locate(i, tracks.ids, tracks.pts)
         if pose is None:
-            warnings.append(f"frame {i}: tracking lost ({n} PnP inliers); a new segment starts here")
-            c2w[i] = c2w[i - 1]
-            offset = c2w[i - 1]
-            # New tracks keep counting ids: a reused id would pick up an old segment's landmark.
-            next_id = tracks.next_id
-            tracks = _Tracks()
-            tracks.next_id = next_id
-            prev = None
-            # Re-run this frame as the first of a new segment.
-            tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners))
-            history = {i: (tracks.ids.copy(), tracks.pts.copy())}
-            segment_start, started, prev = i, False, gray
+            if resume_by_relocalising(i, gray):
+                continue
+            warnings.append(f"frame {i}: tracking lost ({n} PnP inliers); relocalising against the last "
+                            f"{s.relocalise_keyframes} keyframes")
+            lost_since = i
+            c2w[i] = last_located()
             continue
         c2w[i], located[i], inliers[i] = pose, True, n
         # Tracks that drifted off their landmark (KLT follows a patch that changes scale and
@@ -526,22 +798,21 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             bad[has_lm] = (np.linalg.norm(uv - tracks.pts[has_lm], axis=1) > s.track_drift_px) | (z <= 0)
             tracks.keep(~bad)
         obs_per_frame[i] = (tracks.ids.copy(), tracks.pts.copy())
+        tracked[i] = len(tracks.ids)
         segments[-1] = (segments[-1][0], i)
 
-        # Keyframe: enough motion since the last one, or too few landmarks still tracked.
+        # Keyframe: enough parallax or rotation since the last one, or too few landmarks still tracked.
         kf_ids, kf_pts = kf_obs[last_kf]
         common, a, b = np.intersect1d(kf_ids, tracks.ids, return_indices=True)
-        flow = np.median(np.linalg.norm(tracks.pts[b] - kf_pts[a], axis=1)) if len(common) else 1e9
+        parallax, rotation = _parallax_and_rotation_deg(K, kf_poses[last_kf], pose, kf_pts[a], tracks.pts[b])
         with_lm = tracks_with_landmarks(tracks.ids, landmarks)[0].sum()
         kf_with_lm = tracks_with_landmarks(kf_ids, landmarks)[0].sum()
-        if flow > s.keyframe_parallax_px or with_lm < s.keyframe_tracked_ratio * max(kf_with_lm, 1):
-            # Triangulate tracks seen at the last keyframe and now that have no landmark yet.
-            new = ~tracks_with_landmarks(common, landmarks)[0]
-            if new.any() and depth_of is None:
-                xyz, good = _triangulate(cv2, K, kf_poses[last_kf], pose, kf_pts[a][new], tracks.pts[b][new],
-                                         s.min_triangulation_deg)
-                for tid, p in zip(common[new][good], xyz[good]):
-                    landmarks[int(tid)] = p
+        needed_parallax = s.keyframe_parallax_deg if depth_of is None else s.keyframe_parallax_deg_rgbd
+        if (parallax > needed_parallax or rotation > s.keyframe_rotation_deg
+                or with_lm < s.keyframe_tracked_ratio * max(kf_with_lm, 1)
+                or with_lm < s.keyframe_min_landmarks_factor * s.min_inliers):
+            if depth_of is None:
+                triangulate_new_tracks(pose)
             if s.rotation_prior_px > 0 and depth_of is None and len(common) >= 30:
                 R_rel = _relative_rotation(cv2, K, kf_pts[a], tracks.pts[b], s.ransac_px)
                 if R_rel is not None:
@@ -549,17 +820,23 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             new_keyframe(i, pose)
             window = keyframes[-s.window:]
             if len(window) >= 3:
+                before = ({k: kf_poses[k] for k in window}, dict(landmarks))
                 _adjust_keyframes(K, window, kf_poses, kf_obs, landmarks, rel_rot, s.rotation_prior_px / K[0, 0])
-                c2w[i] = kf_poses[i]
+                located[i] = False          # plausible() compares with the frames before this one
+                if plausible(i, kf_poses[i]):
+                    c2w[i] = kf_poses[i]
+                else:
+                    # The adjustment followed landmarks that moved (cars keeping pace): the
+                    # window stays as tracking left it.
+                    kf_poses.update(before[0])
+                    landmarks.clear()
+                    landmarks.update(before[1])
+                located[i] = True
             if len(tracks.ids) < s.refill_below:
                 tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
                 kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
             if depth_of is not None:
-                fresh = ~tracks_with_landmarks(tracks.ids, landmarks)[0]
-                if fresh.any():
-                    xyz, good = _backproject(K, c2w[i], tracks.pts[fresh], depth_of(i))
-                    for tid, p in zip(tracks.ids[fresh][good], xyz[good]):
-                        landmarks[int(tid)] = p
+                landmarks_from_depth(i)
 
     if s.global_ba_iterations > 0 and depth_of is None:
         for start, end in segments or [(0, count - 1)]:
@@ -591,7 +868,27 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         warnings.append(f"{int((~located).sum())} frame(s) could not be located; their poses are held")
     scale = "metric (landmarks from the depth maps)" if depth_of is not None else "unscaled"
     return OdometryResult(c2w, located, obs_per_frame, keyframes, segments, inliers, rms, scale, warnings,
-                          dict(landmarks))
+                          dict(landmarks), tracked, relocalised)
+
+
+def _parallax_and_rotation_deg(K, c2w_a, c2w_b, pa, pb) -> tuple[float, float]:
+    """Median angle (degrees) between the rays of tracks seen at pa in camera a and pb in camera b
+    once the rotation between the cameras is taken out (what triangulation gets from the
+    translation; 0 for a camera turning on the spot), and that rotation's angle. No tracks in
+    common: infinite parallax (time for a keyframe)."""
+    R_ab = c2w_b[:3, :3].T @ c2w_a[:3, :3]              # camera a's coordinates to camera b's
+    cos_r = np.clip((np.trace(R_ab) - 1) / 2, -1.0, 1.0)
+    rotation = math.degrees(math.acos(cos_r))
+    if len(pa) == 0:
+        return float("inf"), rotation
+    Kinv = np.linalg.inv(K)
+
+    def rays(p):
+        r = np.c_[p, np.ones(len(p))] @ Kinv.T
+        return r / np.linalg.norm(r, axis=1, keepdims=True)
+    ra, rb = rays(np.asarray(pa, np.float64)) @ R_ab.T, rays(np.asarray(pb, np.float64))
+    cos_p = np.clip(np.sum(ra * rb, 1), -1.0, 1.0)
+    return float(np.degrees(np.median(np.arccos(cos_p)))), rotation
 
 
 def _relative_rotation(cv2, K, pa, pb, ransac_px):
@@ -606,7 +903,7 @@ def _relative_rotation(cv2, K, pa, pb, ransac_px):
     return R if n >= 30 else None
 
 
-def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
+def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings, use_guess: bool = True):
     have, obj = tracks_with_landmarks(ids, landmarks)
     if have.sum() < s.min_inliers:
         return None, int(have.sum())
@@ -617,7 +914,7 @@ def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
     # same tracks gave a pose metres off and a 30 % ATE on a street OpenCV 4 tracks to 0.4 %).
     r0, t0 = r0.reshape(3, 1).astype(np.float64), t0.reshape(3, 1).astype(np.float64)
     ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, K, None, rvec=r0.copy(), tvec=t0.copy(),
-                                             useExtrinsicGuess=True, iterationsCount=200,
+                                             useExtrinsicGuess=use_guess, iterationsCount=200,
                                              reprojectionError=s.ransac_px * 2, confidence=0.999,
                                              flags=cv2.SOLVEPNP_ITERATIVE)
     n = 0 if inl is None else len(inl)
@@ -626,6 +923,30 @@ def _pnp(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
     inl = inl.ravel()
     rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], K, None, rvec, tvec)
     return _rt_to_c2w(rvec, tvec), n
+
+
+def _pnp_guided(cv2, K, ids, pts, landmarks, guess_c2w, s: OdometrySettings):
+    """PnP refined from ``guess_c2w`` on the landmarks that project within ``guided_px`` of
+    their tracks there (twice, the second time with the refined pose's 2 x ransac_px inliers):
+    the pose the motion model expects, if the image agrees with it. (None, count) when fewer
+    than min_inliers agree."""
+    have, obj = tracks_with_landmarks(ids, landmarks)
+    if have.sum() < s.min_inliers:
+        return None, int(have.sum())
+    img = pts[have].astype(np.float64)
+    pose = guess_c2w
+    n = 0
+    for radius in (s.guided_px, 2 * s.ransac_px):
+        uv, z = project_points(K, pose, obj)
+        agree = (z > 0) & (np.linalg.norm(uv - img, axis=1) < radius)
+        n = int(agree.sum())
+        if n < s.min_inliers:
+            return None, n
+        r0, t0 = _c2w_to_rt(pose)
+        rvec, tvec = cv2.solvePnPRefineLM(obj[agree].astype(np.float64), img[agree], K, None,
+                                          r0.reshape(3, 1).astype(np.float64), t0.reshape(3, 1).astype(np.float64))
+        pose = _rt_to_c2w(rvec, tvec)
+    return pose, n
 
 
 # -- scale and scoring -------------------------------------------------------------------------

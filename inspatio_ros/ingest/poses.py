@@ -12,6 +12,10 @@ from ..errors import InputError
 from ..posefile import read_poses
 from .frames import Frames
 
+# Below this share of frames placed the odometry has failed on the video as a whole (a world of
+# the placed ones would be a fragment): the build stops and names the likely cause.
+MIN_PLACED_SHARE = 0.5
+
 if TYPE_CHECKING:
     from .depth import Depth
 
@@ -29,6 +33,13 @@ class Poses:
     info: dict
     landmarks: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    # (N,) bool: frames the odometry could not place. Their poses are only held (the last placed
+    # one), so they are never fused, never MVS neighbours and never held-out views; None: all placed.
+    unplaced: np.ndarray | None = None
+
+    def unplaced_mask(self) -> np.ndarray:
+        """(N,) bool: frames without a trusted pose (all False for given poses)."""
+        return np.zeros(len(self.c2w), bool) if self.unplaced is None else self.unplaced.copy()
 
     def scaled(self, factor: float, how: str) -> "Poses":
         """The same poses with positions times ``factor``; ``how`` is added to info["scale"]."""
@@ -95,17 +106,16 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
     monocular odometry, scaled by the camera's height above the road (a driving camera); when
     that finds no road the world stays in odometry units. The landmarks (M,3) bound the depth
     for MVS. Times: the input's, else 10 frames/s."""
-    from .odometry import estimate_poses, segment_scales_from_camera_height
+    from .odometry import estimate_poses, frame_ranges, segment_scales_from_camera_height, tracking_failure_cause
 
     fs, intr, shape = frames.fs, frames.intrinsics, frames.shape
     times, notes = _frame_times(frames, None)
     depth_of = None if depth is None else (lambda i: depth.load(i, shape))
     result = estimate_poses(fs.load, len(fs), intr, depth_of=depth_of)
-    if result.located.sum() < max(2, 0.5 * len(fs)):
-        detail = "; ".join(result.warnings[:3])
+    if result.located.sum() < max(2, MIN_PLACED_SHARE * len(fs)):
+        cause, fix = tracking_failure_cause(result, intr)
         raise InputError(f"visual odometry located {int(result.located.sum())} of {len(fs)} frames of "
-                         f"{fs.source} ({detail})", "pass --poses FILE, or give frames with more texture and "
-                         "resolution (the odometry tracks corners; 320x180 or more)")
+                         f"{fs.source}; likely cause: {cause}", f"{fix}, or pass --poses FILE")
     notes = list(notes)
     scales = None
     if depth_of is not None:
@@ -122,9 +132,15 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
                          "not metres; give --poses with metric poses for a metric world")
     for w in result.warnings:
         notes.append(f"visual odometry: {w}")
+    unplaced = ~result.located
+    if unplaced.any():
+        notes.append(f"visual odometry could not place {int(unplaced.sum())} of {len(fs)} frames "
+                     f"({frame_ranges(fs.index[unplaced])}): left out of the world")
     landmarks = np.array(list(result.landmark_by_id.values())) if result.landmark_by_id else None
     report = result.report()
     if depth_of is None and scales is not None:
         report["segment_scales"] = [round(float(x), 6) for x in scales]
+    report["unplaced_frames"] = [int(i) for i in fs.index[unplaced]]
     info = {"pose_source": "estimated (visual odometry)", "scale": how, "odometry": report}
-    return Poses(result.c2w, times, "estimated (visual odometry)", info, landmarks, tuple(notes))
+    return Poses(result.c2w, times, "estimated (visual odometry)", info, landmarks, tuple(notes),
+                 unplaced if unplaced.any() else None)

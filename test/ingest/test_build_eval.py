@@ -150,10 +150,15 @@ def test_build_errors_name_the_input_and_fix(street, tmp_path, drop, message):
         for png in (copy / "frames").glob("*.png"):
             Image.fromarray(np.full((96, 160, 3), 40, np.uint8)).save(png)
     else:
+        from PIL import Image
+
         for name in ("poses_kitti.txt", "poses_tum.txt"):
             (copy / name).unlink()
-        # Without poses the build tries visual odometry, which 160x96 frames cannot carry.
-        message = "visual odometry located"
+        # Without poses the build tries visual odometry, which blank frames (from frame 4 on)
+        # cannot carry: too few frames placed, and the build names the likely cause.
+        for png in sorted((copy / "frames").glob("*.png"))[4:]:
+            Image.fromarray(np.full((96, 160, 3), 40, np.uint8)).save(png)
+        message = "visual odometry located 4 of 16 frames"
     proc = run_cli("build", str(copy), "-o", str(tmp_path / "w.safetensors"))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -285,9 +290,11 @@ def test_build_rejects_a_window_without_two_frames(street, tmp_path):
 def test_build_estimates_poses_and_eval_scores_the_trajectory(street, tmp_path):
     """--poses estimate: RGB-D visual odometry on the video frames and the given depth maps;
     the world records how its poses were made, and eval adds ate_rel against the folder's poses.
-    (320x180: at 160x96 the odometry finds too few corners, and the build says so.)"""
+    (At 160x96 the odometry used to find too few corners; corners spread over a grid place all
+    16 frames there now (ATE 0.8 %, measured); the scored run below is at 320x180.)"""
     proc = run_cli("build", str(street), "-o", str(tmp_path / "low.safetensors"), "--poses", "estimate")
-    assert proc.returncode != 0 and "visual odometry located" in proc.stderr and "--poses FILE" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert World.load(tmp_path / "low.safetensors").info["odometry"]["located"] == 16
     street = tmp_path / "street320"
     generate("street", street, size=(320, 180), frames=16, moving_cars=0, seed=1)
     street_world = tmp_path / "given.safetensors"

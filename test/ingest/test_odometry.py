@@ -67,7 +67,10 @@ def test_monocular_odometry_and_its_scale(street):
     assert abs(umeyama(metric.c2w[:, :3, 3], gt[:, :3, 3])[0] - true_scale / from_depth) < 1e-9
 
 
-def test_tracking_loss_starts_a_new_segment_instead_of_a_jump(street):
+def test_tracking_loss_is_relocalised_without_a_jump(street):
+    """RGB-D odometry across three blank frames: they are not placed (held, located False), and
+    the frame after them is relocalised against the keyframes before the gap, in the same
+    trajectory (before: a new segment)."""
     fs, intr, gt, depth = street
     blank = np.full((intr.height, intr.width, 3), 128, np.uint8)
 
@@ -79,14 +82,13 @@ def test_tracking_loss_starts_a_new_segment_instead_of_a_jump(street):
 
     res = estimate_poses(load, len(fs), intr, progress_bar=False, depth_of=depth_of)
     assert any("tracking lost" in w for w in res.warnings), res.warnings
-    assert len(res.segments) >= 2 and not res.located[10:13].any()
+    assert not res.located[10:13].any() and res.located[13:].all() and 13 in res.relocalised
+    assert len(res.segments) == 1
     steps = np.linalg.norm(np.diff(res.c2w[:, :3, 3], axis=0), axis=1)
     true_step = np.median(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1))
-    assert steps.max() < 3 * true_step, "a lost frame must not produce a jump"
-    # The second segment is itself consistent with the truth (1.2 % of its 8 m measured).
-    start = res.segments[-1][0]
-    seg = slice(start, len(fs))
-    assert ate_rel(res.c2w[seg], gt[seg]) < 0.025
+    assert steps[np.r_[0:9, 13:len(steps)]].max() < 3 * true_step, "no jump between placed frames"
+    placed = res.located
+    assert ate_rel(res.c2w[placed], gt[placed]) < 0.01
 
 
 def test_scale_from_the_camera_height_above_the_road(tmp_path):
