@@ -69,7 +69,8 @@ class SeenThrough:
         if j in self.prepared:
             return self.prepared[j]
         s, dev = self.s, self.dev
-        d = torch.from_numpy(np.ascontiguousarray(self.load(j), dtype=np.float32)).to(dev)
+        # A copy: maps read from the depth store are read-only, which torch.from_numpy warns about.
+        d = torch.from_numpy(np.array(self.load(j), dtype=np.float32)).to(dev)
         d = torch.where(torch.isposinf(d), torch.full_like(d, s.sky_distance), d)
         measured = torch.isfinite(d) & (d > 0)
         known = torch.where(measured, d, torch.zeros_like(d))

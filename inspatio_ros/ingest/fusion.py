@@ -75,7 +75,7 @@ def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w
     with the frame-local layer, it was two thirds of a full-size KITTI fusion in numpy."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     H, W = depth.shape
-    depth_t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(dev)
+    depth_t = torch.from_numpy(np.array(depth, dtype=np.float32)).to(dev)     # a copy: store maps are read-only
     sky = torch.isposinf(depth_t)
     d = torch.where(sky, torch.full_like(depth_t, settings.sky_distance), depth_t)
     valid = torch.isfinite(d) & (d > 0) & ((d <= settings.max_depth) | sky)
