@@ -131,11 +131,13 @@ class McapWriter:
         chunk, self._chunk = self._chunk, _Chunk()
         if not chunk.records:
             return
-        records = bytes(chunk.records)
-        content = (_U64.pack(chunk.start) + _U64.pack(chunk.end) + _U64.pack(len(records))
-                   + _U32.pack(zlib.crc32(records)) + _string("") + _U64.pack(len(records)) + records)
+        records = chunk.records
+        head = (_U64.pack(chunk.start) + _U64.pack(chunk.end) + _U64.pack(len(records))
+                + _U32.pack(zlib.crc32(records)) + _string("") + _U64.pack(len(records)))
         chunk_start = self._file.tell()
-        self._write(_record(OP_CHUNK, content))
+        # Record head and the records written apart: no copy of the (MiB-sized) chunk.
+        self._write(_RECORD_HEAD.pack(OP_CHUNK, len(head) + len(records)) + head)
+        self._write(records)
         chunk_length = self._file.tell() - chunk_start
         offsets = []
         for channel_id, entries in chunk.index.items():

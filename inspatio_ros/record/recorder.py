@@ -178,6 +178,9 @@ class Recorder:
 
     def _put(self, item: tuple, size: int, topic: str) -> bool:
         with self._cond:
+            if self._error is not None:           # recording stopped (logged once): count, never fail the caller
+                self.dropped[topic] = self.dropped.get(topic, 0) + 1
+                return False
             if self._closing:
                 raise RuntimeError("the recorder is closed")
             if self._queued_bytes + size > self.queue_bytes and self._queue:
@@ -207,6 +210,9 @@ class Recorder:
                 self._cond.notify()
         if not already:
             self._thread.join()
+        if self._writer is not None and self._error is not None:
+            self._writer.abandon()                 # the failing file as it is (recover_recording reads it)
+            self._writer = None
         if self._writer is not None:
             self._close_file()
             self._write_metadata()
