@@ -204,13 +204,14 @@ def test_recovering_a_complete_recording_changes_nothing(session, tmp_path):
 
 
 # -- the node --------------------------------------------------------------------------------------
-def start_node(world: Path, tmp_path: Path, record: Path, extra_params: dict | None = None) -> subprocess.Popen:
+def start_node(world: Path, tmp_path: Path, record: Path, extra_params: dict | None = None,
+               transport: str = "dds") -> subprocess.Popen:
     from ros_helpers import write_params
 
     config = write_params(tmp_path / "node.yaml", {**CAMERA, "device": "cpu", **(extra_params or {})})
     log = open(tmp_path / "node.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "inspatio_ros.cli", "--device", "cpu", "run", str(world),
-                             "--config", str(config), "--transport", "dds", "--record", str(record)],
+                             "--config", str(config), "--transport", transport, "--record", str(record)],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -295,6 +296,24 @@ def test_ctrl_c_leaves_a_complete_recording_split_by_duration(street_world, tmp_
             proc.wait()
     files = sorted(record.glob("*.mcap"))
     assert len(files) >= 3 and all(scan(f).complete for f in files)
+    check_rates(read_recording(record), frames_published((tmp_path / "node.log").read_text()))
+
+
+@pytest.mark.slow
+def test_the_rclpy_transport_records_its_messages_too(street_world, tmp_path):
+    """rclpy's messages are serialised by rclpy (the DDS transport's by Cyclone): the same recording."""
+    pytest.importorskip("rclpy")
+    record = tmp_path / "run"
+    proc = start_node(street_world, tmp_path, record, transport="rclpy")
+    try:
+        wait_recording(record, proc, 4.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert all(scan(f).complete for f in record.glob("*.mcap"))
     check_rates(read_recording(record), frames_published((tmp_path / "node.log").read_text()))
 
 

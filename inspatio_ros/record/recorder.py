@@ -101,8 +101,11 @@ def default_serializer(msg) -> bytes:
 
 
 def _size_hint(msg) -> int:
-    data = getattr(msg, "data", None)
-    return 512 + (len(data) if isinstance(data, (bytes, bytearray, memoryview)) else 0)
+    """About the bytes a message holds: its uint8[] payload (bytes, array.array, numpy) and a bit."""
+    try:
+        return 512 + memoryview(getattr(msg, "data", None)).nbytes
+    except TypeError:                              # no buffer payload: a small message
+        return 512
 
 
 @dataclass
