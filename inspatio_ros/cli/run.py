@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--node-name", default="inspatio_ros", help="node name (default inspatio_ros)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     p.add_argument("--frames", type=int, default=None, help="stop after this many rendered frames")
+    p.add_argument("--record", default=None, metavar="DIR",
+                   help="record everything published into DIR (new), a rosbag2 recording with MCAP storage "
+                        "(parameter record.dir; split with -p record.split_mb:=... / record.split_s:=...)")
     p.set_defaults(func=run)
 
 
@@ -31,6 +34,6 @@ def run(args) -> int:
     from ..ros.run_cli import collect_parameters, run as run_node
 
     params = collect_parameters(args.config, args.param, world=args.world, mode=args.mode, lockstep=args.lockstep,
-                                device=getattr(args, "device", "auto"))
+                                device=getattr(args, "device", "auto"), record=args.record)
     return run_node(params, transport=args.transport, node_name=args.node_name, namespace=args.namespace,
                     duration=args.duration, frames=args.frames)

@@ -25,7 +25,7 @@ from .all_outputs import camera_topics
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder
 from .params import qos_of
 from .rate_watch import RateWatch
-from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_OUT, Qos
+from .transport import CLOCK, DEFAULT, LATCHED, SENSOR_OUT, Qos, resolve_topic
 from .writer_process import CameraLayout, CameraWriters, camera_publishers, publish_cameras
 
 log = logging.getLogger("inspatio_ros")
@@ -33,6 +33,37 @@ log = logging.getLogger("inspatio_ros")
 ODOM_TOPIC, STATUS_TOPIC = "odom", "status"
 
 
+class _RecordedPublisher:
+    """A publisher that also hands each message to the recorder (which never blocks: a full queue
+    drops the recording's copy, counted, not the publication)."""
+
+    def __init__(self, publisher, recorder, topic: str, type_name: str, qos: Qos):
+        from ..record import qos_profile
+
+        self._pub, self._rec, self._topic, self._type = publisher, recorder, topic, type_name
+        self._qos = qos_profile(qos.reliability, qos.durability, qos.depth)
+
+    def publish(self, msg) -> None:
+        self._pub.publish(msg)
+        self._rec.write_message(self._topic, self._type, msg, qos=self._qos)
+
+    def __getattr__(self, name):                 # subscription_count, dropped, ...: the publisher's
+        return getattr(self._pub, name)
+
+
+class _RecordingTransport:
+    """The node's transport, with every publisher it makes recorded (record.dir)."""
+
+    def __init__(self, transport, recorder):
+        self._t, self.recorder = transport, recorder
+
+    def create_publisher(self, type_name: str, topic: str, qos: Qos):
+        publisher = self._t.create_publisher(type_name, topic, qos)
+        name = resolve_topic(topic, self._t.namespace, self._t.node_name)
+        return _RecordedPublisher(publisher, self.recorder, name, type_name, qos)
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
 
 
 @dataclass
@@ -49,6 +80,14 @@ class NodeOutputs:
 
     def __init__(self, transport, settings: NodeSettings, session, world_name: str):
         self.t, self.settings, self.session, self.world_name = transport, settings, session, world_name
+        self.recorder = None
+        if settings.record.dir:
+            from ..record import Recorder
+
+            r = settings.record
+            self.recorder = Recorder(r.dir, split_mb=r.split_mb, split_s=r.split_s, queue_mb=r.queue_mb)
+            self.t = _RecordingTransport(transport, self.recorder)
+            log.info("recording every published message into %s (rosbag2, MCAP)", r.dir)
         self.frames, self.pub = settings.frames, settings.publish
         self.rig = session.rig
         self.msgs = MessageBuilder(transport)
@@ -77,6 +116,13 @@ class NodeOutputs:
                  for k in ("image", "camera_info", "depth", "points", "coverage", "compressed")}) for cam in self.rig}
         choice = self.pub.writer_process
         use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
+        if use_writer and self.recorder is not None:
+            # The writer processes publish the camera messages themselves, out of the recorder's reach.
+            if choice == "on":
+                raise InputError("publish.writer_process on cannot be recorded (record.dir is set)",
+                                 "set publish.writer_process to auto or off, or record without --record")
+            log.info("recording: camera messages are published by the node itself (no writer processes)")
+            use_writer = False
         if use_writer and self.t.name != "dds":
             raise InputError("publish.writer_process on needs the dds transport", "use --transport dds, or set it off")
         self.cam_pubs: dict[str, dict[str, Any]] = {}
@@ -219,6 +265,7 @@ class NodeOutputs:
             "sim_time": d.sim_time, "paused": d.paused, "mode": d.mode,
             **{f"coverage.{name}": cov for name, cov in d.coverage.items()},
             **(self.writer.counts() if self.writer is not None else {}),
+            **(self.recorder.counts() if self.recorder is not None else {}),
             "samples_dropped": sum(self.dropped().values()),
         }
         return (f"{self.t.node_name}: simulator", self.world_name, DIAG_WARN if d.slow else DIAG_OK, d.message,
@@ -236,11 +283,18 @@ class NodeOutputs:
             self.writer.stop_restarts()
 
     def close(self) -> None:
-        self.flush()
-        self._publisher.shutdown(wait=True)
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        try:
+            self.flush()
+            self._publisher.shutdown(wait=True)
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+        finally:
+            # Last, after every message is out: the recording gets its footers and metadata.yaml
+            # also when closing the rest failed.
+            if self.recorder is not None:
+                self.recorder.close()
+                self.recorder = None
 
 
 def _mean(values) -> float:

@@ -29,10 +29,10 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def collect_parameters(config_files: Iterable[str] = (), overrides: Iterable[str] = (), *,
                        world: str | None = None, mode: str | None = None, lockstep: bool = False,
-                       device: str = "auto") -> dict[str, Any]:
+                       device: str = "auto", record: str | None = None) -> dict[str, Any]:
     """The node's parameters from the command line: the ``--config`` files in order, then the
     ``-p NAME:=VALUE`` overrides, then the options that name a parameter (a world, a mode,
-    ``--lockstep``; the global ``--device`` unless a file or -p set one)."""
+    ``--lockstep``, ``--record``; the global ``--device`` unless a file or -p set one)."""
     from ..config import read_parameters
 
     params: dict[str, Any] = {}
@@ -47,6 +47,8 @@ def collect_parameters(config_files: Iterable[str] = (), overrides: Iterable[str
         params["mode"] = mode
     if lockstep:
         params["lockstep"] = True
+    if record:
+        params["record.dir"] = record
     if "device" not in params and device != "auto":
         params["device"] = device
     return params
@@ -59,10 +61,14 @@ def check_parameters(params: dict[str, Any]) -> None:
     from ..sim.parameters import split_parameters
     from ..sim.rig import load_rig
 
-    _, cameras, render = split_parameters(params)
+    settings, cameras, render = split_parameters(params)
     render_settings_from(render, source="parameters")
     if cameras:
         load_rig(cameras)
+    if settings.record.dir:
+        from ..record import check_record_dir
+
+        check_record_dir(settings.record.dir)
 
 
 def setup_logging() -> None:

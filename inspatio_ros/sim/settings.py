@@ -209,6 +209,17 @@ class QosSettings:
     inputs: QosOverride = group(QosOverride, "the input subscriptions (pose, odom_in, cmd_vel, ackermann_cmd)")
 
 
+@dataclass(frozen=True)
+class RecordSettings(_Checked):
+    dir: str = setting("", "record everything the node publishes into this new folder, a rosbag2 recording with "
+                           "MCAP storage ('' = off; --record DIR)")
+    split_mb: float = setting(0.0, "start a new MCAP file when one reaches this size (0: never)", "MiB", ge=0.0)
+    split_s: float = setting(0.0, "start a new MCAP file after this many wall seconds (0: never)", "s", ge=0.0)
+    queue_mb: float = setting(256.0, "messages waiting for the disk beyond this are dropped (counted in "
+                                     "/diagnostics as record.dropped), so recording never slows publishing",
+                              "MiB", gt=0.0)
+
+
 GENERATORS = ("none", "refiner")
 
 
@@ -226,3 +237,4 @@ class NodeSettings(_Checked):
     frames: FrameIds = group(FrameIds, "frame ids")
     publish: PublishSettings = group(PublishSettings, "what is published, and how")
     qos: QosSettings = group(QosSettings, "QoS overrides per output")
+    record: RecordSettings = group(RecordSettings, "recording what is published (rosbag2, MCAP)")

@@ -1,0 +1,153 @@
+"""A :class:`~inspatio_ros.sim.simulator.SensorFrame` as the node's messages, in CDR, without ROS.
+
+For recordings made from a SimSession (sweeps, gym environments) where no node runs: the same
+topics, frame ids, encodings and conventions as the node (ros/messages.py, ros/all_outputs.py,
+ros/outputs.py): rgb8 image, 32FC1 depth, mono8 coverage, organised x y z rgb PointCloud2,
+plumb_bob camera_info with zero distortion, JPEG compressed image, /tf map -> odom -> base_link,
+odom, /clock and /tf_static for the camera mounts. The classes and the serialiser are rosbags'
+(a core dependency); test/test_record.py checks that the bytes equal what the node publishes.
+"""
+from __future__ import annotations
+
+import io
+from typing import Iterator
+
+import numpy as np
+
+from ..camera import Intrinsics, matrix_to_quaternion
+from .recorder import qos_profile, typestore
+
+FLOAT32 = 7            # sensor_msgs/PointField datatype
+
+
+def camera_topic_names(name: str) -> dict[str, str]:
+    """Output -> absolute topic of camera ``name`` (the node's, with no namespace)."""
+    return {"image": f"/{name}/image_raw", "camera_info": f"/{name}/camera_info",
+            "depth": f"/{name}/depth/image", "depth_info": f"/{name}/depth/camera_info",
+            "points": f"/{name}/points", "coverage": f"/{name}/coverage",
+            "compressed": f"/{name}/image_raw/compressed"}
+
+
+class FrameEncoder:
+    """Turns SensorFrames into (topic, type, CDR bytes, QoS), remembering which camera mounts
+    went out on /tf_static already."""
+
+    def __init__(self, frames=None, jpeg_quality: int = 90):
+        from ..sim.settings import FrameIds
+
+        self.frames = frames or FrameIds()
+        self.jpeg_quality = int(jpeg_quality)
+        self.store = typestore()
+        self.T = self.store.types
+        self._mounted: set[str] = set()
+
+    def _cdr(self, msg) -> bytes:
+        return bytes(self.store.serialize_cdr(msg, msg.__msgtype__))
+
+    def _time(self, t: float):
+        ns = int(round(t * 1e9))
+        return self.T["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+    def _header(self, t: float, frame_id: str):
+        return self.T["std_msgs/msg/Header"](stamp=self._time(t), frame_id=frame_id)
+
+    def _transform_stamped(self, t: float, parent: str, child: str, matrix: np.ndarray):
+        T = self.T
+        q = matrix_to_quaternion(matrix[:3, :3])
+        x, y, z = (float(v) for v in matrix[:3, 3])
+        transform = T["geometry_msgs/msg/Transform"](
+            translation=T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
+            rotation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+        return T["geometry_msgs/msg/TransformStamped"](header=self._header(t, parent), child_frame_id=child,
+                                                        transform=transform)
+
+    def _tf(self, transforms):
+        return self.T["tf2_msgs/msg/TFMessage"](transforms=transforms)
+
+    def _image(self, header, pixels: np.ndarray, encoding: str):
+        pixels = np.ascontiguousarray(pixels)
+        h, w = pixels.shape[:2]
+        step = w * pixels.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
+        data = np.frombuffer(pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes(), np.uint8)
+        return self.T["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
+                                               step=step, data=data)
+
+    def _camera_info(self, header, intr: Intrinsics):
+        fx, fy, cx, cy = (float(v) for v in (intr.fx, intr.fy, intr.cx, intr.cy))
+        T = self.T
+        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return T["sensor_msgs/msg/CameraInfo"](
+            header=header, height=int(intr.height), width=int(intr.width), distortion_model="plumb_bob",
+            d=np.zeros(5), k=np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]), r=np.eye(3).ravel(),
+            p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]), binning_x=0, binning_y=0, roi=roi)
+
+    def _point_cloud(self, header, cloud: np.ndarray):
+        T = self.T
+        h, w = cloud.shape[:2]
+        fields = [T["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=FLOAT32, count=1)
+                  for i, n in enumerate(("x", "y", "z", "rgb"))]
+        data = np.frombuffer(np.ascontiguousarray(cloud, dtype="<f4").tobytes(), np.uint8)
+        return T["sensor_msgs/msg/PointCloud2"](header=header, height=h, width=w, fields=fields, is_bigendian=False,
+                                                point_step=16, row_step=16 * w, data=data, is_dense=False)
+
+    def _compressed(self, header, rgb: np.ndarray):
+        from PIL import Image as PILImage
+
+        buf = io.BytesIO()
+        PILImage.fromarray(rgb).save(buf, format="JPEG", quality=self.jpeg_quality)
+        return self.T["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg",
+                                                         data=np.frombuffer(buf.getvalue(), np.uint8))
+
+    def _odometry(self, t: float, odom_from_base: np.ndarray, linear, angular):
+        T, f = self.T, self.frames
+        q = matrix_to_quaternion(odom_from_base[:3, :3])
+        x, y, z = (float(v) for v in odom_from_base[:3, 3])
+        pose = T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+        vec = T["geometry_msgs/msg/Vector3"]
+        twist = T["geometry_msgs/msg/Twist"](linear=vec(x=float(linear[0]), y=float(linear[1]), z=float(linear[2])),
+                                             angular=vec(x=float(angular[0]), y=float(angular[1]),
+                                                         z=float(angular[2])))
+        return T["nav_msgs/msg/Odometry"](
+            header=self._header(t, f.odom), child_frame_id=f.base_link,
+            pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
+            twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)))
+
+    def messages(self, frame) -> Iterator[tuple[str, str, bytes, dict]]:
+        """(topic, type, CDR, QoS) of one frame, in the order the node publishes them."""
+        f, stamp = self.frames, frame.stamp
+        sensor, default = qos_profile(depth=5), qos_profile()
+        for cf in frame.cameras:
+            spec, topics = cf.spec, camera_topic_names(cf.spec.name)
+            if spec.name not in self._mounted:
+                self._mounted.add(spec.name)
+                yield "/tf_static", "tf2_msgs/msg/TFMessage", self._cdr(self._tf([
+                    self._transform_stamped(stamp, f.base_link, spec.link_frame, spec.base_from_link()),
+                    self._transform_stamped(stamp, spec.link_frame, spec.optical_frame, spec.link_from_optical())])), \
+                    qos_profile(durability="transient_local", depth=1)
+            header = self._header(stamp, spec.optical_frame)
+            info = self._cdr(self._camera_info(header, spec.intrinsics))
+            yield topics["camera_info"], "sensor_msgs/msg/CameraInfo", info, sensor
+            if "image" in spec.outputs:
+                yield topics["image"], "sensor_msgs/msg/Image", self._cdr(self._image(header, cf.rgb, "rgb8")), sensor
+            if "depth" in spec.outputs:
+                yield topics["depth"], "sensor_msgs/msg/Image", self._cdr(self._image(header, cf.depth, "32FC1")), \
+                    sensor
+                yield topics["depth_info"], "sensor_msgs/msg/CameraInfo", info, sensor
+            if "points" in spec.outputs and cf.points is not None:
+                yield topics["points"], "sensor_msgs/msg/PointCloud2", self._cdr(self._point_cloud(header, cf.points)), \
+                    sensor
+            if "coverage" in spec.outputs and cf.coverage is not None:
+                mono = cf.coverage.view(np.uint8) * np.uint8(255)
+                yield topics["coverage"], "sensor_msgs/msg/Image", self._cdr(self._image(header, mono, "mono8")), sensor
+            if "compressed" in spec.outputs:
+                yield topics["compressed"], "sensor_msgs/msg/CompressedImage", \
+                    self._cdr(self._compressed(header, cf.rgb)), sensor
+        yield "/tf", "tf2_msgs/msg/TFMessage", self._cdr(self._tf([
+            self._transform_stamped(stamp, f.map, f.odom, np.eye(4)),
+            self._transform_stamped(stamp, f.odom, f.base_link, frame.map_from_base)])), default
+        yield "/odom", "nav_msgs/msg/Odometry", self._cdr(self._odometry(
+            stamp, frame.map_from_base, frame.linear_velocity, frame.angular_velocity)), default
+        yield "/clock", "rosgraph_msgs/msg/Clock", self._cdr(self.T["rosgraph_msgs/msg/Clock"](
+            clock=self._time(stamp))), qos_profile("best_effort", depth=1)
