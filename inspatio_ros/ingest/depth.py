@@ -122,13 +122,18 @@ def depth_from_video(frames: Frames, poses: Poses, held: np.ndarray, settings: M
     return Depth(load_depth, "multi-view stereo (plane sweep on the frames)", info, moving, result.ceiling)
 
 
-def refine_scale_by_road_plane(poses: Poses, depth: Depth, camera_height: float) -> tuple[Poses, Depth]:
+def refine_scale_by_road_plane(poses: Poses, depth: Depth, camera_height: float | None) -> tuple[Poses, Depth]:
     """Poses scaled by the camera height from sparse road landmarks, rescaled by the height MVS's
     dense road plane measures (road_scale_factor); unchanged otherwise. The sparse road
     landmarks set the scale before MVS; the dense road plane measures the camera height again
     from thousands of matched road pixels. Poses, depths and the fill ceiling scale together:
-    the same world, in metres that fit the road better."""
-    factor = road_scale_factor(poses.info, depth.mvs_info, camera_height)
+    the same world, in metres that fit the road better. ``camera_height`` None: the default
+    (scale.DEFAULT_CAMERA_HEIGHT). Poses scaled otherwise (--scale-distance, RGB-D, given) or left
+    unscaled (no ground fits: scale.py) are not touched."""
+    from .scale import DEFAULT_CAMERA_HEIGHT
+
+    height = DEFAULT_CAMERA_HEIGHT if camera_height is None else camera_height
+    factor = road_scale_factor(poses.info, depth.mvs_info, height)
     if factor is None:
         return poses, depth
     return (poses.scaled(factor, f"; refined x{factor:.4f} by the road plane of the dense depth"),

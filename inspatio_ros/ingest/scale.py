@@ -1,0 +1,290 @@
+"""The metric scale of poses from monocular odometry, which has none of its own.
+
+Three sources, in this order:
+
+- ``--scale-distance A,B,METRES``: frames A and B (frame numbers of the input) were METRES apart;
+  the odometry's distance between them fixes the scale.
+- ``--camera-height METRES`` (default 1.5 m, a car's dash camera): the camera's height above a
+  flat ground seen below it. Landmarks in the road region of the image (lower third, middle half
+  of the columns) are taken to lie on the ground; the densest half of their heights below the
+  camera, along the ground's normal, is the camera height in odometry units.
+- none: the world stays in odometry units and is flagged unscaled.
+
+The camera-height model is checked before it is used (check_ground): it does not fit when the
+road region holds too few landmarks, when too few of them lie near one plane (a room, a drone
+over clutter: no ground below the horizon), when the heights measured in different parts of the
+clip disagree (the camera climbed, or what it saw below was not one ground), or when the
+resulting speed is implausible for a camera carried by a vehicle or a person. No ground: the world
+is left unscaled, with one warning naming --camera-height and --scale-distance; a ground that
+fits poorly: the scale is kept and the same warning says why it is doubtful.
+
+world.info entries (documented here, written by the build):
+
+- ``scale``: how the poses were scaled, in words ("metric (...)" or "unscaled").
+- ``unscaled``: True when nothing gave the world a metric scale (it is in odometry units, the
+  first keyframes' baseline about one unit); False otherwise.
+- ``scale_check``: the camera-height model's check (ground landmarks, share near the plane,
+  heights per part of the clip, median speed, verdict), when it ran.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..camera import Intrinsics
+from ..errors import InputError
+from .road import road_normals
+
+# The camera height a build assumes without --camera-height: a car's dash camera.
+DEFAULT_CAMERA_HEIGHT = 1.5
+# Road-region landmarks needed to measure a height (per segment, per part of the clip).
+MIN_GROUND_LANDMARKS = 20
+# Share of the road-region landmarks within GROUND_BAND of the densest height below which there
+# is no ground plane (a road: most of them; a room's furniture and walls: few).
+MIN_GROUND_SHARE = 0.35
+GROUND_BAND = 0.15
+# Parts of the clip whose camera heights differ by more than this (max/min - 1) disagree.
+MAX_HEIGHT_DISAGREEMENT = 0.25
+# A median speed above this (m/s; 250 km/h) is no camera carried by a car, robot or person.
+MAX_PLAUSIBLE_SPEED = 70.0
+
+
+def parse_scale_distance(text: str) -> tuple[int, int, float]:
+    """``A,B,METRES`` (--scale-distance) as (frame A, frame B, metres); InputError when malformed."""
+    parts = [p.strip() for p in str(text).split(",")]
+    fix = "give --scale-distance A,B,METRES: two frame numbers and their distance in metres, e.g. 0,40,12.5"
+    if len(parts) != 3:
+        raise InputError(f"--scale-distance {text!r} is not A,B,METRES", fix)
+    try:
+        a, b = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise InputError(f"--scale-distance {text!r}: frames {parts[0]!r} and {parts[1]!r} are not frame numbers",
+                         fix) from None
+    try:
+        metres = float(parts[2])
+    except ValueError:
+        raise InputError(f"--scale-distance {text!r}: {parts[2]!r} is not a distance in metres", fix) from None
+    check_scale_distance((a, b, metres))
+    return a, b, metres
+
+
+def check_scale_distance(value: tuple[int, int, float]) -> None:
+    """InputError unless ``value`` is (frame A, frame B, metres) with A != B, both >= 0, metres > 0."""
+    fix = "give --scale-distance A,B,METRES: two different frame numbers and their distance in metres (> 0)"
+    try:
+        a, b, metres = value
+    except (TypeError, ValueError):
+        raise InputError(f"scale_distance {value!r} is not (frame A, frame B, metres)", fix) from None
+    if int(a) != a or int(b) != b or a < 0 or b < 0:
+        raise InputError(f"--scale-distance frames {a}, {b} are not frame numbers (0, 1, ...)", fix)
+    if a == b:
+        raise InputError(f"--scale-distance names frame {a} twice", fix)
+    if not (np.isfinite(metres) and metres > 0):
+        raise InputError(f"--scale-distance distance {metres} m is not a positive distance", fix)
+
+
+@dataclass
+class GroundCheck:
+    """Whether "a camera above a flat ground" fits the odometry: ``fits`` (a ground plane below
+    the camera, heights that agree, a plausible speed), ``found`` (a ground plane at all),
+    ``reasons`` when not, and the numbers behind it (world.info["scale_check"])."""
+
+    found: bool
+    fits: bool
+    reasons: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def ground_heights(result, intr: Intrinsics, frames) -> np.ndarray:
+    """Heights (odometry units) below the camera that saw them, along the road's normal under it
+    (road_normals), of the landmarks seen in the road region of ``frames`` (lower third, middle
+    half of the columns); only those below the camera."""
+    up = road_normals(result.c2w, result.located)
+    heights = []
+    for i in frames:
+        if not result.located[i] or result.observations[i] is None:
+            continue
+        ids, pts = result.observations[i]
+        if not len(ids):
+            continue
+        road = (pts[:, 1] > intr.height * 2 / 3) & (np.abs(pts[:, 0] - intr.cx) < intr.width / 4)
+        for t in np.asarray(ids)[road]:
+            x = result.landmark_by_id.get(int(t))
+            if x is not None:
+                heights.append(float((result.c2w[i, :3, 3] - x) @ up[i]))
+    h = np.asarray(heights, np.float64)
+    return h[h > 0]
+
+
+def densest_half(values: np.ndarray) -> float:
+    """Median of the shortest interval holding half of ``values`` (the shorth): it follows the
+    dense part of a distribution with a long tail on one side (kerbs, cars above the road)."""
+    x = np.sort(np.asarray(values, np.float64))
+    k = max(1, (len(x) + 1) // 2)
+    widths = x[k - 1:] - x[:len(x) - k + 1]
+    j = int(np.argmin(widths))
+    return float(np.median(x[j:j + k]))
+
+
+def check_ground(result, intr: Intrinsics, camera_height: float) -> GroundCheck:
+    """Check the camera-height model on monocular odometry ``result`` (see the module's text).
+    Heights per part of the clip: up to three parts of each segment's located frames (each
+    segment has its own scale, so parts are only compared within a segment)."""
+    n = len(result.c2w)
+    segments = result.segments or [(0, n - 1)]
+    seg = result.segment_of() if result.segments else np.zeros(n, np.int64)
+    all_h = ground_heights(result, intr, range(n))
+    info: dict = {"camera_height_m": camera_height, "ground_landmarks": int(len(all_h))}
+    if len(all_h) < MIN_GROUND_LANDMARKS:
+        return GroundCheck(False, False, [f"only {len(all_h)} landmarks seen below the horizon in the road region "
+                                          "(no ground below the camera)"], info)
+    shares, parts = [], []
+    for k in range(len(segments)):
+        frames = np.nonzero((seg == k) & result.located)[0]
+        h = ground_heights(result, intr, frames)
+        if len(h) < MIN_GROUND_LANDMARKS:
+            continue
+        h0 = densest_half(h)
+        shares.append((len(h), float(np.mean(np.abs(h - h0) < GROUND_BAND * h0))))
+        for chunk in np.array_split(frames, min(3, max(1, len(frames) // 5))):
+            hc = ground_heights(result, intr, chunk)
+            if len(hc) >= MIN_GROUND_LANDMARKS:
+                parts.append((k, densest_half(hc) / h0))
+    share = float(sum(c * s for c, s in shares) / max(sum(c for c, _ in shares), 1))
+    info["ground_share"] = round(share, 3)
+    reasons = []
+    if not shares or share < MIN_GROUND_SHARE:
+        reasons.append(f"{100 * share:.0f} % of the {len(all_h)} landmarks below the horizon lie near one plane "
+                       f"(a road: {100 * MIN_GROUND_SHARE:.0f} % or more): no flat ground below the camera")
+        return GroundCheck(False, False, reasons, info)
+    disagreement = 0.0
+    for k in {p[0] for p in parts}:
+        rel = [r for j, r in parts if j == k]
+        if len(rel) > 1:
+            disagreement = max(disagreement, max(rel) / min(rel) - 1.0)
+    info["height_disagreement"] = round(disagreement, 3)
+    if disagreement > MAX_HEIGHT_DISAGREEMENT:
+        reasons.append(f"the camera's height above the ground differs by {100 * disagreement:.0f} % between parts "
+                       "of the clip (it climbed, or the ground below is not one plane)")
+    return GroundCheck(True, not reasons, reasons, info)
+
+
+def median_speed(c2w: np.ndarray, located: np.ndarray, times: np.ndarray) -> float:
+    """Median speed (units/s) between consecutive located frames."""
+    idx = np.nonzero(located)[0]
+    if len(idx) < 2:
+        return 0.0
+    steps = np.linalg.norm(np.diff(c2w[idx, :3, 3], axis=0), axis=1)
+    dt = np.diff(times[idx])
+    ok = dt > 0
+    return float(np.median(steps[ok] / dt[ok])) if ok.any() else 0.0
+
+
+def frame_position(frame_numbers: np.ndarray, number: int, what: str) -> int:
+    """Index among the build's frames of input frame ``number`` (InputError naming it when the
+    build does not use that frame)."""
+    hits = np.nonzero(np.asarray(frame_numbers) == number)[0]
+    if not len(hits):
+        lo, hi = int(np.min(frame_numbers)), int(np.max(frame_numbers))
+        raise InputError(f"--scale-distance frame {number} ({what}) is not among the frames this build uses "
+                         f"({len(frame_numbers)} frames, numbers {lo}..{hi})",
+                         "give frame numbers of the input that the build uses (see --start, --end, --stride)")
+    return int(hits[0])
+
+
+@dataclass
+class ScaleDecision:
+    """The scales of the odometry's segments (None: unscaled), world.info["scale"] (``how``), the
+    extra world.info entries (unscaled, scale_check) and warnings for the build report."""
+
+    scales: list[float] | None
+    how: str
+    info: dict
+    notes: list[str]
+
+
+def decide_scale(result, intr: Intrinsics, times: np.ndarray, frame_numbers: np.ndarray,
+                 camera_height: float | None, scale_distance: tuple[int, int, float] | None) -> ScaleDecision:
+    """Scale for monocular odometry ``result`` (OdometryResult) from --scale-distance, else the
+    camera height (given, or DEFAULT_CAMERA_HEIGHT) when the ground check allows it, else none."""
+    nseg = max(1, len(result.segments))
+    height = DEFAULT_CAMERA_HEIGHT if camera_height is None else float(camera_height)
+    flags = ("--scale-distance A,B,METRES (two frames a known distance apart)" if camera_height is not None else
+             f"--camera-height METRES (assumed {DEFAULT_CAMERA_HEIGHT:g} m, a car's dash camera) or --scale-distance "
+             "A,B,METRES (two frames a known distance apart)")
+    if scale_distance is not None:
+        check_scale_distance(scale_distance)
+        a_no, b_no, metres = scale_distance
+        a, b = frame_position(frame_numbers, a_no, "A"), frame_position(frame_numbers, b_no, "B")
+        for i, no in ((a, a_no), (b, b_no)):
+            if not result.located[i]:
+                raise InputError(f"--scale-distance frame {no} was not located by the visual odometry",
+                                 "give two frames the odometry located (see the build report's poses)")
+        seg = result.segment_of() if result.segments else np.zeros(len(result.c2w), np.int64)
+        if seg[a] != seg[b]:
+            raise InputError(f"--scale-distance frames {a_no} and {b_no} lie in different odometry segments "
+                             "(tracking was lost between them), whose scales are not related",
+                             "give two frames of one segment (see the build report's poses)")
+        dist = float(np.linalg.norm(result.c2w[a, :3, 3] - result.c2w[b, :3, 3]))
+        if not dist > 1e-9:
+            raise InputError(f"--scale-distance frames {a_no} and {b_no} are at the same odometry position",
+                             "give two frames the camera moved between")
+        notes = []
+        if nseg > 1:
+            notes.append(f"--scale-distance scales the odometry segment of frames {a_no} and {b_no}; the other "
+                         f"{nseg - 1} segment(s) take the same factor, their scale is not measured")
+        factor = metres / dist
+        return ScaleDecision([factor] * nseg, f"metric (--scale-distance: frames {a_no} and {b_no} {metres:g} m apart)",
+                             {"unscaled": False}, notes)
+    check = check_ground(result, intr, height)
+    info: dict = {"scale_check": check.info}
+    if not check.found:
+        check.info["verdict"] = "no ground: unscaled"
+        return ScaleDecision(None, "unscaled", {**info, "unscaled": True},
+                             [f"the camera-above-a-road model does not fit ({'; '.join(check.reasons)}): the world is "
+                              f"unscaled (odometry units, not metres); give {flags}, or --poses with metric poses"])
+    scales = _segment_scales(result, intr, height)
+    if scales is None:
+        check.info["verdict"] = "no ground: unscaled"
+        return ScaleDecision(None, "unscaled", {**info, "unscaled": True},
+                             [f"no segment saw enough ground to measure the camera height: the world is unscaled "
+                              f"(odometry units, not metres); give {flags}"])
+    scaled = result.scaled_segments(scales, "camera height")
+    speed = median_speed(scaled.c2w, scaled.located, times)
+    check.info["median_speed_m_s"] = round(speed, 3)
+    if speed > MAX_PLAUSIBLE_SPEED:
+        check.fits = False
+        check.reasons.append(f"the camera would move at {speed:.0f} m/s ({3.6 * speed:.0f} km/h)")
+    how = f"metric (camera height {height:g} m above the road"
+    how += ")" if len(scales) == 1 else f", each of {len(scales)} segments scaled by its own)"
+    notes = []
+    if check.fits:
+        check.info["verdict"] = "fits"
+        if camera_height is None:
+            notes.append(f"scale from an assumed camera height of {DEFAULT_CAMERA_HEIGHT:g} m above the road (a car's "
+                         "dash camera); give --camera-height METRES for another camera (a robot, a drone, a "
+                         "hand-held phone)")
+    else:
+        check.info["verdict"] = "doubtful"
+        how += "; doubtful: " + "; ".join(check.reasons)
+        notes.append(f"the camera-above-a-road model fits poorly ({'; '.join(check.reasons)}): the scale from a "
+                     f"camera height of {height:g} m is doubtful; give {flags}")
+    return ScaleDecision(scales, how, {**info, "unscaled": False}, notes)
+
+
+def _segment_scales(result, intr: Intrinsics, height: float) -> list[float] | None:
+    """One camera-height scale per odometry segment; a segment with too few ground landmarks takes
+    the median of the others'; None when none has enough."""
+    n = len(result.c2w)
+    segments = result.segments or [(0, n - 1)]
+    seg = result.segment_of() if result.segments else np.zeros(n, np.int64)
+    scales: list[float | None] = []
+    for k in range(len(segments)):
+        h = ground_heights(result, intr, np.nonzero(seg == k)[0])
+        scales.append(height / densest_half(h) if len(h) >= MIN_GROUND_LANDMARKS else None)
+    known = [x for x in scales if x is not None]
+    if not known:
+        return None
+    fallback = float(np.median(known))
+    return [fallback if x is None else x for x in scales]

@@ -1,0 +1,115 @@
+"""The scale of monocular poses (ingest/scale.py): the camera-height model where a ground plane
+fits, unscaled with one warning where none does, --scale-distance, and its bad inputs; (slow) a
+synthetic street with the camera at a non-default height and an indoor scene from their video."""
+import numpy as np
+import pytest
+
+from inspatio_ros.camera import Intrinsics
+from inspatio_ros.errors import InputError
+from inspatio_ros.ingest.odometry import OdometryResult
+from inspatio_ros.ingest.scale import (DEFAULT_CAMERA_HEIGHT, check_scale_distance, decide_scale,
+                                       parse_scale_distance)
+
+from cli_helpers import run_cli
+
+INTR = Intrinsics(200.0, 200.0, 159.5, 89.5, 320, 180)
+
+
+def _odometry(height_units: float, ground: bool, n: int = 12, step: float = 0.5, seed: int = 0) -> OdometryResult:
+    """Monocular odometry of a camera moving ``step`` units per frame along +z (OpenCV axes, y
+    down), ``height_units`` above the ground plane y = height when ``ground``; else the points it
+    sees below the horizon are clutter at any height (a room, a drone over trees)."""
+    rng = np.random.default_rng(seed)
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    c2w[:, 2, 3] = step * np.arange(n)
+    m = 600
+    x = rng.uniform(-3, 3, m) * height_units
+    z = rng.uniform(2, 12, m) * height_units
+    y = np.full(m, height_units) if ground else rng.uniform(-1.0, 6.0, m) * height_units
+    landmarks = np.stack([x, y, z], 1)
+    observations = []
+    for i in range(n):
+        cam = landmarks - c2w[i, :3, 3]
+        uv = INTR.fx * cam[:, :2] / cam[:, 2:] + np.array([INTR.cx, INTR.cy])
+        seen = (cam[:, 2] > 0.1) & (uv[:, 0] >= 0) & (uv[:, 0] < INTR.width) & (uv[:, 1] >= 0) & (uv[:, 1] < INTR.height)
+        observations.append((np.nonzero(seen)[0], uv[seen]))
+    return OdometryResult(c2w, np.ones(n, bool), observations, list(range(0, n, 3)), [(0, n - 1)],
+                          np.full(n, 100), 0.3, "unscaled", [], {int(t): landmarks[t] for t in range(m)})
+
+
+def test_a_camera_above_a_ground_plane_is_scaled_by_the_given_camera_height():
+    result = _odometry(height_units=0.5, ground=True)
+    times = np.arange(12) / 10.0
+    default = decide_scale(result, INTR, times, np.arange(12), None, None)
+    assert default.scales == [pytest.approx(DEFAULT_CAMERA_HEIGHT / 0.5, rel=1e-6)]
+    assert not default.info["unscaled"] and default.info["scale_check"]["verdict"] == "fits"
+    # The assumption is said, naming the flag that replaces it.
+    assert any("--camera-height" in n and "assumed" in n for n in default.notes)
+    drone = decide_scale(result, INTR, times, np.arange(12), 0.8, None)
+    assert drone.scales == [pytest.approx(0.8 / 0.5, rel=1e-6)] and "camera height 0.8 m" in drone.how
+    assert not drone.notes
+
+
+def test_no_ground_below_the_camera_leaves_the_world_unscaled_with_one_warning():
+    result = _odometry(height_units=0.5, ground=False)
+    decision = decide_scale(result, INTR, np.arange(12) / 10.0, np.arange(12), None, None)
+    assert decision.scales is None and decision.how == "unscaled" and decision.info["unscaled"] is True
+    assert len(decision.notes) == 1 and "--camera-height" in decision.notes[0] and "--scale-distance" in decision.notes[0]
+    assert decision.info["scale_check"]["ground_share"] < 0.35
+
+
+def test_heights_that_disagree_across_the_clip_make_the_scale_doubtful():
+    # The first half of the clip over ground 0.5 below, the second over ground 1.0 below (a drone
+    # that climbed): each part fits a plane, the heights do not agree.
+    low, high = _odometry(0.5, True, seed=1), _odometry(1.0, True, seed=2)
+    n = 12
+    observations = low.observations[:n // 2] + [(ids + 10_000, uv) for ids, uv in high.observations[n // 2:]]
+    landmarks = {**low.landmark_by_id, **{t + 10_000: x for t, x in high.landmark_by_id.items()}}
+    result = OdometryResult(low.c2w, low.located, observations, low.keyframes, low.segments, low.inliers, 0.3,
+                            "unscaled", [], landmarks)
+    decision = decide_scale(result, INTR, np.arange(n) / 10.0, np.arange(n), None, None)
+    assert decision.info["scale_check"]["height_disagreement"] > 0.25
+    assert decision.info["scale_check"]["verdict"] == "doubtful" and "doubtful" in decision.how
+    assert any("--camera-height" in n and "differs by" in n for n in decision.notes)
+
+
+def test_an_implausible_speed_makes_the_scale_doubtful():
+    result = _odometry(height_units=0.5, ground=True)
+    # 0.5 units per frame at 1000 frames/s, 1.5 m above the road: 1500 m/s.
+    decision = decide_scale(result, INTR, np.arange(12) / 1000.0, np.arange(12), None, None)
+    assert decision.info["scale_check"]["verdict"] == "doubtful" and "m/s" in decision.how
+
+
+def test_scale_distance_fixes_the_scale_from_two_frames():
+    result = _odometry(height_units=0.5, ground=False)
+    numbers = np.arange(100, 112)          # the build's frames are input frames 100..111
+    decision = decide_scale(result, INTR, np.arange(12) / 10.0, numbers, None, (100, 110, 20.0))
+    # Frames 100 and 110 are 10 steps of 0.5 units apart: 5 units for 20 m.
+    assert decision.scales == [pytest.approx(4.0)] and decision.info["unscaled"] is False
+    assert "--scale-distance" in decision.how
+    with pytest.raises(InputError, match="frame 5 .* is not among the frames"):
+        decide_scale(result, INTR, np.arange(12) / 10.0, numbers, None, (5, 110, 20.0))
+
+
+@pytest.mark.parametrize("text,message", [("1,2", "is not A,B,METRES"), ("a,2,3", "are not frame numbers"),
+                                          ("1,2,x", "is not a distance"), ("3,3,10", "names frame 3 twice"),
+                                          ("1,2,0", "is not a positive distance"),
+                                          ("1,2,-4", "is not a positive distance"),
+                                          ("-1,2,4", "are not frame numbers"), ("1,2,nan", "not a positive")])
+def test_bad_scale_distances_are_refused_with_the_fix(text, message):
+    with pytest.raises(InputError, match=message) as err:
+        parse_scale_distance(text)
+    assert "A,B,METRES" in err.value.fix
+    assert parse_scale_distance(" 0, 40 ,12.5") == (0, 40, 12.5)
+    with pytest.raises(InputError):
+        check_scale_distance((1, 2))
+
+
+def test_the_cli_refuses_a_bad_scale_distance_before_it_builds(street, tmp_path):
+    proc = run_cli("build", str(street / "video.mp4"), "-o", str(tmp_path / "w.safetensors"), "--scale-distance",
+                   "4,4,10")
+    assert proc.returncode != 0 and "names frame 4 twice" in proc.stderr
+    from inspatio_ros.ingest.build import build_world
+
+    with pytest.raises(InputError, match="frame 500 [(]B[)] is not among the frames this build uses"):
+        build_world(street / "video.mp4", scale_distance=(0, 500, 10.0), fov=90.0)
