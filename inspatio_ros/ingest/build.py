@@ -185,6 +185,7 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
                                               f"{len(odometry['segments'])} segment(s), reprojection "
                                               f"{odometry['reprojection_px']} px"),
         "scale": poses.info["scale"],
+        "unscaled": bool(poses.info.get("unscaled", False)),
         "intrinsics": frames.intrinsics_source,
         "depth": depth.source,
         "depth_coverage": round(float(np.mean(fused.coverage)), 4) if fused.coverage else 0.0,
@@ -222,7 +223,8 @@ def format_report(report: dict) -> str:
              + (f"{report['frames_unplaced']} unplaced (left out), " if report.get("frames_unplaced") else "")
              + f"{report['image_size'][0]}x{report['image_size'][1]}",
              f"  poses       {report['poses']}",
-             f"  scale       {report['scale']}",
+             f"  scale       {report['scale']}" + (" (UNSCALED: odometry units, not metres)"
+                                                    if report.get("unscaled") else ""),
              *([f"  intrinsics  {report['intrinsics']}"] if "intrinsics" in report else []),
              f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",
              f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic"

@@ -13,7 +13,8 @@ Method (a focal sweep scored by bundle adjustment with shared intrinsics):
 3. A coarse sweep over f (0.4x to 2.5x the prior, log spaced), then bundle adjustments with f as a
    parameter too, started from the best candidate and its neighbours (the lowest score wins):
    the estimate, and its standard error from the inverse of the adjustment's Hessian (points
-   eliminated) times the residuals' noise variance. Windows are combined by their inverse
+   eliminated) times the residuals' noise variance, or from the spread of f over random halves
+   of the tracks where that is larger (a track's errors are correlated along it). Windows are combined by their inverse
    variances; their spread also enters the uncertainty (a window's tracks share their errors,
    so one window alone is overconfident).
 
@@ -443,7 +444,7 @@ def estimate_window(obs: np.ndarray, prior: float, width: int, height: int, s: C
     sweep = [[round(float(f), 1), round(float(v), 1) if np.isfinite(v) else None] for f, v in zip(grid, scores)]
     if not np.isfinite(scores).any():
         if bar is not None:
-            bar.update(3)
+            bar.update(4)
         return {"focal_px": None, "sigma_px": math.inf, "reason": "the window could not be reconstructed",
                 "sweep": sweep}
     best = int(np.argmin(scores))
@@ -456,14 +457,40 @@ def estimate_window(obs: np.ndarray, prior: float, width: int, height: int, s: C
         if bar is not None:
             bar.update(1)
     if not refined:
+        if bar is not None:
+            bar.update(1)
         return {"focal_px": None, "sigma_px": math.inf, "reason": "the adjustment with a free focal length left the "
                 "range searched", "at_edge": True, "sweep": sweep}
-    score, observations, noise, solution, sigma = min(refined, key=lambda fit: fit[0])
+    score, observations, noise, solution, sigma_hessian = min(refined, key=lambda fit: fit[0])
     f = float(solution[3])
     at_edge = bool(f <= grid[1] or f >= grid[-2])
-    return {"focal_px": f, "sigma_px": sigma, "score": score, "noise_px": math.sqrt(noise), "at_edge": at_edge,
+    sigma_split = _split_half_sigma(obs, width, height, solution)
+    if bar is not None:
+        bar.update(1)
+    return {"focal_px": f, "sigma_px": max(sigma_hessian, sigma_split), "sigma_hessian_px": sigma_hessian,
+            "sigma_split_px": sigma_split, "score": score, "noise_px": math.sqrt(noise), "at_edge": at_edge,
             "observations": int(observations), "keyframes": int(obs.shape[0]), "tracks": int(obs.shape[1]),
             "sweep": sweep}
+
+
+def _split_half_sigma(obs: np.ndarray, width: int, height: int, solution, splits: int = 2) -> float:
+    """Standard error of f from the tracks themselves: the tracks split at random into halves,
+    f adjusted on each half from the solution; for independent halves var(f1 - f2) is four times
+    the variance of the estimate on all tracks. The Hessian's error assumes every observation's
+    error independent; a track's errors along its length are not (it drifts), which this sees."""
+    rvec, tvec, points, f = solution
+    rng = np.random.default_rng(0)
+    usable = np.nonzero(np.isfinite(points[:, 0]))[0]
+    diffs = []
+    for _ in range(splits):
+        half = rng.permutation(usable)
+        estimates = []
+        for part in (half[: len(half) // 2], half[len(half) // 2:]):
+            pts = np.full_like(points, np.nan)
+            pts[part] = points[part]
+            estimates.append(_adjust(obs, f, width, height, (rvec, tvec, pts), iterations=20, free_focal=True)[3][3])
+        diffs.append(estimates[0] - estimates[1])
+    return float(np.sqrt(np.mean(np.square(diffs))) / 2)
 
 
 def estimate_focal(load: Callable[[int], np.ndarray], count: int, width: int, height: int, prior_px: float,
@@ -479,7 +506,7 @@ def estimate_focal(load: Callable[[int], np.ndarray], count: int, width: int, he
     length = min(s.window_frames, count)
     starts = np.linspace(0, count - length, n_win).round().astype(int) if n_win > 1 else np.array([0])
     results = []
-    evals_per_window = s.sweep_steps + 3
+    evals_per_window = s.sweep_steps + 4
     with progress(total=n_win * evals_per_window, desc="self-calibration (focal sweep)", unit="BA") as bar:
         for start in starts:
             keyframes, obs = track_window(load, list(range(start, start + length)), s)

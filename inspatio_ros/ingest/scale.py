@@ -219,8 +219,10 @@ def decide_scale(result, intr: Intrinsics, times: np.ndarray, frame_numbers: np.
         a, b = frame_position(frame_numbers, a_no, "A"), frame_position(frame_numbers, b_no, "B")
         for i, no in ((a, a_no), (b, b_no)):
             if not result.located[i]:
-                raise InputError(f"--scale-distance frame {no} was not located by the visual odometry",
-                                 "give two frames the odometry located (see the build report's poses)")
+                located = np.asarray(frame_numbers)[result.located]
+                raise InputError(f"--scale-distance frame {no} was not located by the visual odometry (it "
+                                 f"located {len(located)} frames, numbers {located.min()}..{located.max()}; the "
+                                 "first ones wait for enough parallax)", "give two frames the odometry located")
         seg = result.segment_of() if result.segments else np.zeros(len(result.c2w), np.int64)
         if seg[a] != seg[b]:
             raise InputError(f"--scale-distance frames {a_no} and {b_no} lie in different odometry segments "

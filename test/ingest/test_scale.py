@@ -113,3 +113,66 @@ def test_the_cli_refuses_a_bad_scale_distance_before_it_builds(street, tmp_path)
 
     with pytest.raises(InputError, match="frame 500 [(]B[)] is not among the frames this build uses"):
         build_world(street / "video.mp4", scale_distance=(0, 500, 10.0), fov=90.0)
+
+
+def _scale_error(poses, truth_path) -> float:
+    """Metric error of estimated poses: the similarity scale that best maps them onto the truth,
+    minus 1 (0: metric)."""
+    from inspatio_ros.ingest.odometry import umeyama
+    from inspatio_ros.posefile import read_poses
+
+    truth, _ = read_poses(truth_path)
+    return umeyama(poses.c2w[:, :3, 3], truth[:, :3, 3])[0] - 1.0
+
+
+@pytest.mark.slow
+def test_a_street_filmed_from_a_non_default_height_comes_out_metric_with_camera_height(tmp_path, monkeypatch):
+    from inspatio_ros.ingest.frames import open_frames
+    from inspatio_ros.ingest.poses import estimate_poses_of_frames
+    from inspatio_ros.synth import street
+    from inspatio_ros.synth.generate import generate
+
+    # A robot's camera 0.8 m above the road (the synthetic street's camera rides at 1.5 m).
+    monkeypatch.setitem(street.DEFAULTS, "camera_height", 0.8)
+    out = generate("street", tmp_path / "low", size=(640, 360), frames=20, moving_cars=0, seed=3)
+    frames = open_frames(out)
+    poses = estimate_poses_of_frames(frames, None, 0.8)
+    assert poses.info["unscaled"] is False and "camera height 0.8 m" in poses.info["scale"]
+    assert abs(_scale_error(poses, out / "poses_tum.txt")) < 0.08, poses.info
+    # Left at the default 1.5 m the same clip comes out 1.5 / 0.8 too big, and the build says
+    # which assumption it made.
+    default = estimate_poses_of_frames(frames, None, None)
+    assert _scale_error(default, out / "poses_tum.txt") > 0.5
+    assert any("--camera-height" in n for n in default.notes)
+
+
+@pytest.mark.slow
+def test_a_room_is_flagged_unscaled_or_scaled_by_scale_distance(tmp_path):
+    from inspatio_ros.ingest.frames import open_frames
+    from inspatio_ros.ingest.poses import estimate_poses_of_frames
+    from inspatio_ros.posefile import read_poses
+    from inspatio_ros.synth.generate import generate
+
+    out = generate("indoor", tmp_path / "room", size=(640, 360), frames=30, moving_cars=0, seed=11)
+    frames = open_frames(out)
+    poses = estimate_poses_of_frames(frames, None, None)
+    # No road below the camera (a floor 0.4 m down among furniture): unscaled, said once, or at
+    # the least a doubtful scale that says so; never a silent 1.5 m.
+    if poses.info["unscaled"]:
+        assert poses.info["scale"] == "unscaled"
+        assert sum("--camera-height" in n for n in poses.notes) == 1
+    else:
+        assert "doubtful" in poses.info["scale"] or abs(_scale_error(poses, out / "poses_tum.txt")) < 0.1, poses.info
+    truth, _ = read_poses(out / "poses_tum.txt")
+    # Two frames the odometry located (the first ones wait for parallax; frame 0 is refused
+    # with the located range named).
+    a, b = (int(x) for x in poses.info["odometry"]["segments"][0])
+    if a > 0:
+        with pytest.raises(InputError, match="was not located"):
+            estimate_poses_of_frames(frames, None, None, (0, b, 1.0))
+    metres = float(np.linalg.norm(truth[a, :3, 3] - truth[b, :3, 3]))
+    scaled = estimate_poses_of_frames(frames, None, None, (a, b, metres))
+    assert scaled.info["unscaled"] is False and "--scale-distance" in scaled.info["scale"]
+    # The odometry drifts: frames A and B are exactly METRES apart, the whole path within 10 %.
+    assert np.linalg.norm(scaled.c2w[a, :3, 3] - scaled.c2w[b, :3, 3]) == pytest.approx(metres, rel=1e-6)
+    assert abs(_scale_error(scaled, out / "poses_tum.txt")) < 0.1, scaled.info
