@@ -132,7 +132,7 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
         if scale_distance is not None:
             notes.append("--scale-distance is not used: the depth maps give the scale")
     else:
-        decision = decide_scale(result, intr, times, fs.index, camera_height, scale_distance)
+        decision = decide_scale(result, intr, times, fs.index, camera_height, scale_distance, load=fs.load)
         scales, how, scale_info = decision.scales, decision.how, decision.info
         notes.extend(decision.notes)
         if scales is not None:

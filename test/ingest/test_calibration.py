@@ -129,5 +129,9 @@ def test_self_calibration_on_kitti06_is_within_5_percent_or_says_the_clip_does_n
     h, w = load(0).shape
     truth = _clip_focal(KITTI06) * w / 1226
     estimate = estimate_focal(load, len(files), w, h, 1.2 * w)
-    assert estimate.constrained, estimate.reason
-    assert abs(estimate.focal_px - truth) < 0.05 * truth, (estimate.focal_px, truth, estimate.windows)
+    # These 51 frames drive straight (1.2 degrees of yaw in 5 s): a sharp estimate must be right,
+    # and a flat score must be said, never passed off as a calibration.
+    if estimate.constrained:
+        assert abs(estimate.focal_px - truth) < 0.05 * truth, (estimate.focal_px, truth, estimate.windows)
+    else:
+        assert "flat" in estimate.reason and estimate.uncertainty_px > MAX_RELATIVE_UNCERTAINTY * truth
