@@ -126,17 +126,16 @@ def _scale_error(poses, truth_path) -> float:
 
 
 @pytest.mark.slow
-def test_a_street_filmed_from_a_non_default_height_comes_out_metric_with_camera_height(tmp_path, monkeypatch):
+def test_a_street_filmed_from_a_non_default_height_comes_out_metric_with_camera_height(tmp_path):
     from inspatio_ros.ingest.build import build_world
     from inspatio_ros.ingest.odometry import umeyama
     from inspatio_ros.posefile import read_poses
-    from inspatio_ros.synth import street
     from inspatio_ros.synth.generate import generate
 
     # A robot's camera 0.8 m above the road (the synthetic street's camera rides at 1.5 m). Its
     # asphalt is blank: the sparse points on it are too few, the dense road plane of MVS is not.
-    monkeypatch.setitem(street.DEFAULTS, "camera_height", 0.8)
-    out = generate("street", tmp_path / "low", size=(640, 360), frames=20, moving_cars=0, seed=3)
+    out = generate("street", tmp_path / "low", size=(640, 360), frames=20, moving_cars=0, seed=3,
+                   params={"camera_height": 0.8})
     video, camera = out / "video.mp4", str(out / "camera_info.yaml")     # no depth maps, no poses
     world = build_world(video, intrinsics=camera, camera_height=0.8)
     truth, _ = read_poses(out / "poses_tum.txt")
