@@ -27,8 +27,10 @@ Why a flat score: under pure translation (the camera never turns) the images of 
 with focal f are exactly those of the same scene squeezed sideways by a, seen with focal a f
 (X/Z -> a X/Z, with the path squeezed alike); only rotation of the camera tells focal lengths
 apart. A straight drive at constant heading therefore leaves the score flat; that is detected
-(relative uncertainty above MAX_RELATIVE_UNCERTAINTY, or the best f at the edge of the sweep) and
-the build falls back to the prior with a warning naming --fov and camera_info, never pretending.
+(relative uncertainty above MAX_USABLE_RELATIVE_UNCERTAINTY, or the prior within a few standard
+errors, or the best f at the edge of the sweep) and the build falls back to the prior with a
+warning naming --fov and camera_info, never pretending. Between MAX_RELATIVE_UNCERTAINTY and that,
+an estimate that rules the prior out is used, with a warning giving its uncertainty.
 """
 from __future__ import annotations
 
@@ -43,9 +45,14 @@ from ..camera import Intrinsics
 from ..errors import InputError
 from ..progress import progress
 
-# An estimate whose standard error exceeds this share of it is not used: the footage does not
-# constrain the focal length (forward motion without turning) well enough to beat the prior.
+# An estimate whose standard error is within this share of it is a calibration.
 MAX_RELATIVE_UNCERTAINTY = 0.05
+# Up to this share it is still used, with a warning, where it rules the prior out (the prior more
+# than PRIOR_REJECTED_SIGMAS standard errors away): a camera that turned a little pins f down
+# loosely, and 1.2 x the longer side is 2.4 times off for a 90-degree lens. Beyond it the score
+# is flat and the build falls back to the prior.
+MAX_USABLE_RELATIVE_UNCERTAINTY = 0.2
+PRIOR_REJECTED_SIGMAS = 3.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ class FocalEstimate:
     def constrained(self) -> bool:
         return self.focal_px is not None
 
+    @property
+    def uncertain(self) -> bool:
+        """Used, but looser than MAX_RELATIVE_UNCERTAINTY (the build warns)."""
+        return self.focal_px is not None and self.uncertainty_px > MAX_RELATIVE_UNCERTAINTY * self.focal_px
+
     def intrinsics(self) -> Intrinsics:
         """The estimated intrinsics (principal point at the centre); the prior's when not constrained."""
         f = self.focal_px if self.focal_px is not None else self.prior_px
@@ -92,7 +104,8 @@ class FocalEstimate:
                 "focal_px": None if self.focal_px is None else round(self.focal_px, 2),
                 "uncertainty_px": None if not math.isfinite(self.uncertainty_px) else round(self.uncertainty_px, 2),
                 "prior_px": round(self.prior_px, 2), "principal_point": "image centre (assumed)",
-                "size": [self.width, self.height], "used": self.constrained, "reason": self.reason,
+                "size": [self.width, self.height], "used": self.constrained, "uncertain": self.uncertain,
+                "reason": self.reason,
                 "windows": self.windows}
 
 
@@ -525,7 +538,8 @@ def estimate_focal(load: Callable[[int], np.ndarray], count: int, width: int, he
 def combine_windows(results: list[dict], prior_px: float, width: int, height: int) -> FocalEstimate:
     """The windows' estimates combined by inverse variance; the uncertainty is the larger of the
     combined standard error and the spread between windows. Not constrained (None) when no window
-    has a usable estimate or the relative uncertainty exceeds MAX_RELATIVE_UNCERTAINTY."""
+    has a usable estimate, or the relative uncertainty exceeds MAX_RELATIVE_UNCERTAINTY and either
+    exceeds MAX_USABLE_RELATIVE_UNCERTAINTY or leaves the prior within PRIOR_REJECTED_SIGMAS."""
     windows = [{k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}
                for r in results]
     usable = [r for r in results if r.get("focal_px") is not None and not r.get("at_edge")
@@ -546,8 +560,11 @@ def combine_windows(results: list[dict], prior_px: float, width: int, height: in
         spread = float(np.std(f, ddof=1) / math.sqrt(len(f)))
         sigma = max(sigma, spread)
     if sigma > MAX_RELATIVE_UNCERTAINTY * mean:
-        return FocalEstimate(None, sigma, prior_px, width, height,
-                             f"the score is too flat: {mean:.1f} +- {sigma:.1f} px ({100 * sigma / mean:.0f} %; the "
-                             "camera turns too little for the video to fix the focal length)", windows)
+        loose = f"{mean:.1f} +- {sigma:.1f} px ({100 * sigma / mean:.0f} %; the camera turns little)"
+        if sigma <= MAX_USABLE_RELATIVE_UNCERTAINTY * mean and abs(prior_px - mean) > PRIOR_REJECTED_SIGMAS * sigma:
+            return FocalEstimate(mean, sigma, prior_px, width, height,
+                                 f"uncertain: {loose}, but the prior {prior_px:.1f} px is "
+                                 f"{abs(prior_px - mean) / sigma:.0f} standard errors away", windows)
+        return FocalEstimate(None, sigma, prior_px, width, height, f"the score is too flat: {loose}", windows)
     return FocalEstimate(mean, sigma, prior_px, width, height,
                          f"{len(usable)} of {len(results)} window(s) agree", windows)

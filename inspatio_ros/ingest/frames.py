@@ -74,7 +74,11 @@ def _self_calibrated(fs: FrameSet, width: int, height: int, notes: tuple[str, ..
         f, sigma = estimate.focal_px, estimate.uncertainty_px
         source = (f"self-calibrated: focal length {f:.1f} +- {sigma:.1f} px at {width}x{height} (horizontal field of "
                   f"view {2 * np.degrees(np.arctan(width / (2 * f))):.1f} degrees), principal point at the centre")
-        notes += (f"no intrinsics given: {source}; pass --intrinsics or --fov for a calibrated camera",)
+        if estimate.uncertain:
+            notes += (f"no intrinsics given: {source}, uncertain ({estimate.reason}); the world's shape follows "
+                      "it, so pass --fov DEGREES or --intrinsics camera_info.yaml",)
+        else:
+            notes += (f"no intrinsics given: {source}; pass --intrinsics or --fov for a calibrated camera",)
     else:
         source = (f"prior: focal length {PRIOR_FOCAL_FACTOR} x the longer side ({prior:.1f} px), principal point at "
                   "the centre; not calibrated (self-calibration failed)")
