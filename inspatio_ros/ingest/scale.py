@@ -41,6 +41,8 @@ from .road import road_normals
 DEFAULT_CAMERA_HEIGHT = 1.5
 # Road-region points needed to measure a height (per segment, per part of the clip).
 MIN_GROUND_POINTS = 20
+# With --camera-height given, this many give a provisional scale for the dense road plane to refine.
+MIN_PROVISIONAL_POINTS = 3
 # Share of the road-region landmarks within GROUND_BAND of the densest height below which there
 # is no ground plane (a road: most of them; a room's furniture and walls: few).
 MIN_GROUND_SHARE = 0.35
@@ -310,6 +312,19 @@ def decide_scale(result, intr: Intrinsics, times: np.ndarray, frame_numbers: np.
     samples = ground_samples(result, intr, load)
     check = check_ground(result, intr, height, samples)
     info: dict = {"scale_check": check.info}
+    heights = samples[0]
+    if not check.found and camera_height is not None and MIN_PROVISIONAL_POINTS <= len(heights) < MIN_GROUND_POINTS:
+        # The user says there is a ground that far below; a handful of points on it (a blank road
+        # close below a low camera) give a provisional scale, which the dense road plane of MVS
+        # then measures again (depth.refine_scale_by_road_plane). Provisional, not unscaled: MVS
+        # bounds its depths in pose units, and in odometry units the road close below is nearer
+        # than its near bound.
+        factor = height / densest_half(heights)
+        check.info["verdict"] = "provisional"
+        return ScaleDecision([factor] * nseg, f"metric (camera height {height:g} m above the road, provisional: "
+                             f"{len(heights)} ground points)", {**info, "unscaled": False},
+                             [f"only {len(heights)} points on the ground below the camera: the scale from the camera "
+                              f"height {height:g} m is provisional until the dense depth's road plane measures it"])
     if not check.found:
         check.info["verdict"] = "no ground: unscaled"
         return ScaleDecision(None, "unscaled", {**info, "unscaled": True},

@@ -179,3 +179,42 @@ def test_a_room_is_flagged_unscaled_or_scaled_by_scale_distance(tmp_path):
     # The odometry drifts: frames A and B are exactly METRES apart, the whole path within 10 %.
     assert np.linalg.norm(scaled.c2w[a, :3, 3] - scaled.c2w[b, :3, 3]) == pytest.approx(metres, rel=1e-6)
     assert abs(_scale_error(scaled, out / "poses_tum.txt")) < 0.1, scaled.info
+
+
+def test_a_few_ground_points_give_a_given_camera_height_a_provisional_scale_for_mvs_to_refine():
+    from inspatio_ros.ingest.road import road_scale_factor
+
+    full = _odometry(height_units=0.5, ground=True)
+    # Keep 6 ground landmarks: a blank road close below a low camera.
+    keep = set(sorted(full.landmark_by_id)[:6])
+    few = OdometryResult(full.c2w, full.located, [(ids[np.isin(ids, list(keep))], uv[np.isin(ids, list(keep))])
+                                                  for ids, uv in full.observations], full.keyframes, full.segments,
+                         full.inliers, 0.3, "unscaled", [], {t: full.landmark_by_id[t] for t in keep})
+    given = decide_scale(few, INTR, np.arange(12) / 10.0, np.arange(12), 0.8, None)
+    assert given.scales == [pytest.approx(0.8 / 0.5)] and "provisional" in given.how
+    assert given.info["scale_check"]["verdict"] == "provisional" and not given.info["unscaled"]
+    # Assumed 1.5 m: a handful of points is no evidence of a road; unscaled.
+    assumed = decide_scale(few, INTR, np.arange(12) / 10.0, np.arange(12), None, None)
+    assert assumed.scales is None and assumed.info["unscaled"]
+    # The dense road plane may then move a provisional scale by up to 50 %, a checked one by 10 %.
+    info = {"scale": given.how, "odometry": {"segment_scales": given.scales}, **given.info}
+    assert road_scale_factor(info, {"road_plane": {"distance": 0.6}}, 0.8) == pytest.approx(0.8 / 0.6)
+    assert road_scale_factor(info, {"road_plane": {"distance": 2.0}}, 0.8) is None
+
+
+def test_unscaled_poses_take_the_dense_road_plane_only_under_a_given_camera_height():
+    from inspatio_ros.ingest.depth import Depth, refine_scale_by_road_plane
+    from inspatio_ros.ingest.poses import Poses
+
+    c2w = np.tile(np.eye(4), (3, 1, 1))
+    c2w[:, 2, 3] = [0.0, 1.0, 2.0]
+    poses = Poses(c2w, np.arange(3) / 10.0, "estimated", {"scale": "unscaled", "unscaled": True},
+                  notes=("the camera-above-a-road model does not fit (...): the world is unscaled",))
+    depth = Depth(lambda i, shape: np.ones(shape, np.float32), "mvs",
+                  {"road_plane": {"normal": [0.0, 1.0, 0.0], "distance": 0.2}})
+    scaled, scaled_depth = refine_scale_by_road_plane(poses, depth, 0.8)
+    assert scaled.info["unscaled"] is False and "camera height 0.8 m" in scaled.info["scale"]
+    assert scaled.c2w[2, 2, 3] == pytest.approx(8.0) and scaled_depth.load(0, (2, 2))[0, 0] == pytest.approx(4.0)
+    assert not any("does not fit" in n for n in scaled.notes)
+    same, _ = refine_scale_by_road_plane(poses, depth, None)         # assumed height: stays unscaled
+    assert same is poses
