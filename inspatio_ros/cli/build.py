@@ -12,6 +12,7 @@ from ..ingest import build as build_module
 from ..ingest.build import BuildSettings, build_world, format_report
 from ..ingest.fusion import FusionSettings
 from ..ingest.mvs import MVSSettings
+from ..ingest.scale import parse_scale_distance
 
 
 def register(subparsers) -> None:
@@ -31,8 +32,15 @@ def register(subparsers) -> None:
     p.add_argument("--max-size", type=int, help="downscale frames so that the longer side is at most this (pixels)")
     p.add_argument("--fov", type=float, help="horizontal field of view in degrees, when no intrinsics are known")
     p.add_argument("--preview", metavar="DIR", help="write trajectory.png and depth_sample.png there")
-    p.add_argument("--camera-height", type=float, default=1.5,
-                   help="metres of the camera above the road: the scale of poses estimated from video alone")
+    p.add_argument("--camera-height", type=float, default=None,
+                   help="metres of the camera above the road: the scale of poses estimated from video alone "
+                        "(default: 1.5, a car's dash camera, used only where a ground plane below the camera fits)")
+    p.add_argument("--scale-distance", metavar="A,B,METRES",
+                   help="frames A and B (frame numbers of the input) were METRES apart: the scale of poses "
+                        "estimated from video alone (instead of the camera height)")
+    p.add_argument("--no-self-calibration", action="store_true",
+                   help="with no intrinsics given, use the prior focal length (1.2 x the longer side) instead of "
+                        "estimating it from the video")
     p.add_argument("--mvs-size", type=int, help="longer side (px) at which multi-view stereo matches frames "
                                                 "(default 640 on CPU, 1280 on CUDA)")
     p.add_argument("--mvs-propagate", type=int, default=MVSSettings.propagate, metavar="PASSES",
@@ -75,6 +83,8 @@ def run(args) -> int:
     settings = BuildSettings(
         holdout=args.holdout, stride=args.stride, start=args.start, end=args.end, max_size=args.max_size,
         fov=args.fov, camera_height=args.camera_height,
+        scale_distance=None if args.scale_distance is None else parse_scale_distance(args.scale_distance),
+        self_calibrate=not args.no_self_calibration,
         fusion=FusionSettings(sky_distance=args.sky_distance,
                               frame_local={"auto": None, "on": True, "off": False}[args.frame_local]),
         mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))

@@ -39,6 +39,7 @@ from .frames import Frames, holdout_mask, open_frames
 from .fusion import Fused, FusionSettings, fuse
 from .mvs import MVSSettings
 from .poses import Poses, given_poses, resolve_poses
+from .scale import check_scale_distance, frame_position
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,11 @@ class BuildSettings:
     end: float | None = None            # --end: seconds since the first frame where the build ends
     max_size: int | None = None         # --max-size: downscale frames to this longer side (pixels)
     fov: float | None = None            # --fov: horizontal field of view (degrees) when no intrinsics are known
-    camera_height: float = 1.5          # --camera-height: metres above the road, the scale of video-only poses
+    # --camera-height: metres above the road, the scale of video-only poses (None: 1.5 m, a car's
+    # dash camera, used only where a ground plane below the camera fits; see scale.py)
+    camera_height: float | None = None
+    scale_distance: tuple[int, int, float] | None = None   # --scale-distance A,B,METRES: frames A, B that far apart
+    self_calibrate: bool = True         # --no-self-calibration: with no intrinsics, use the prior focal length
     fusion: FusionSettings = field(default_factory=FusionSettings)    # surfel fusion (--sky-distance, --frame-local)
     mvs: MVSSettings | None = None      # multi-view stereo (--mvs-size, --mvs-propagate); None: the defaults
 
@@ -76,16 +81,19 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
         raise TypeError(f"build_world's settings is a BuildSettings, not {type(settings).__name__} "
                         "(fusion settings: build_world(..., fusion=FusionSettings(...)))")
     s = dataclasses.replace(settings or BuildSettings(), **changes)
-    _check_settings(s.camera_height, s.mvs)
+    _check_settings(s.camera_height, s.mvs, s.scale_distance)
     started = time.time()
     seconds: dict[str, float] = {}
     frames = open_frames(input_path, bag_topics=bag_topics, start=s.start, end=s.end, stride=s.stride,
-                         max_size=s.max_size, intrinsics=intrinsics, fov=s.fov)
+                         max_size=s.max_size, intrinsics=intrinsics, fov=s.fov, self_calibrate=s.self_calibrate)
+    if s.scale_distance is not None:                # its frames exist before any work is done
+        for number, what in zip(s.scale_distance[:2], "AB"):
+            frame_position(frames.fs.index, number, what)
     known_poses = given_poses(frames, poses)        # None: by visual odometry, once the depth is known
     known_depth = given_depth(frames, depth)        # None: by multi-view stereo, once the poses are known
     seconds["open input"] = round(time.time() - started, 2)
     t_stage = time.time()
-    camera_poses = resolve_poses(frames, known_poses, known_depth, s.camera_height)
+    camera_poses = resolve_poses(frames, known_poses, known_depth, s.camera_height, s.scale_distance)
     if known_poses is None:
         seconds["poses (visual odometry)"] = round(time.time() - t_stage, 2)
     # Frames the odometry could not place have no trusted pose: neither fused, nor MVS sources,
@@ -112,8 +120,11 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     return world
 
 
-def _check_settings(camera_height: float, mvs: MVSSettings | None) -> None:
-    if not (np.isfinite(camera_height) and camera_height > 0):
+def _check_settings(camera_height: float | None, mvs: MVSSettings | None,
+                    scale_distance: tuple[int, int, float] | None = None) -> None:
+    if scale_distance is not None:
+        check_scale_distance(scale_distance)
+    if camera_height is not None and not (np.isfinite(camera_height) and camera_height > 0):
         raise InputError(f"--camera-height {camera_height} is not valid", "give the camera's height above the "
                          "road in metres, e.g. 1.5")
     if mvs is not None and mvs.propagate < 0:
@@ -155,6 +166,8 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
             **({"frame_local": True, "frame_local_points": int(fused.local_points)} if fused.frame_local else {}),
             **({} if depth.mvs_info is None else {"mvs": depth.mvs_info}),
             "intrinsics_source": frames.intrinsics_source,
+            **({} if frames.calibration is None else {"calibration": frames.calibration}),
+            "unscaled": bool(poses.info.get("unscaled", False)),
             "frame_names": list(fs.names),
             "unplaced_frames": [int(i) for i in fs.index[unplaced]],
             "points_added_per_frame": fused.added,
@@ -172,6 +185,8 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
                                               f"{len(odometry['segments'])} segment(s), reprojection "
                                               f"{odometry['reprojection_px']} px"),
         "scale": poses.info["scale"],
+        "unscaled": bool(poses.info.get("unscaled", False)),
+        "intrinsics": frames.intrinsics_source,
         "depth": depth.source,
         "depth_coverage": round(float(np.mean(fused.coverage)), 4) if fused.coverage else 0.0,
         "seen_through": round(float(np.mean(fused.seen_through)), 4) if fused.seen_through else 0.0,
@@ -208,7 +223,9 @@ def format_report(report: dict) -> str:
              + (f"{report['frames_unplaced']} unplaced (left out), " if report.get("frames_unplaced") else "")
              + f"{report['image_size'][0]}x{report['image_size'][1]}",
              f"  poses       {report['poses']}",
-             f"  scale       {report['scale']}",
+             f"  scale       {report['scale']}" + (" (UNSCALED: odometry units, not metres)"
+                                                    if report.get("unscaled") else ""),
+             *([f"  intrinsics  {report['intrinsics']}"] if "intrinsics" in report else []),
              f"  depth       {report.get('depth', 'given')}: {100 * report['depth_coverage']:.1f} % of pixels known",
              f"  points      {report['points_static']:,} static, {report['points_dynamic']:,} dynamic"
              + (f", {report['points_frame_local']:,} frame-local" if report.get("points_frame_local") else "")

@@ -122,14 +122,44 @@ def depth_from_video(frames: Frames, poses: Poses, held: np.ndarray, settings: M
     return Depth(load_depth, "multi-view stereo (plane sweep on the frames)", info, moving, result.ceiling)
 
 
-def refine_scale_by_road_plane(poses: Poses, depth: Depth, camera_height: float) -> tuple[Poses, Depth]:
-    """Poses scaled by the camera height from sparse road landmarks, rescaled by the height MVS's
-    dense road plane measures (road_scale_factor); unchanged otherwise. The sparse road
-    landmarks set the scale before MVS; the dense road plane measures the camera height again
-    from thousands of matched road pixels. Poses, depths and the fill ceiling scale together:
-    the same world, in metres that fit the road better."""
-    factor = road_scale_factor(poses.info, depth.mvs_info, camera_height)
+def refine_scale_by_road_plane(poses: Poses, depth: Depth, camera_height: float | None) -> tuple[Poses, Depth]:
+    """Poses scaled by the camera height from sparse road points, rescaled by the height MVS's
+    dense road plane measures (road_scale_factor); unchanged otherwise. The sparse road points
+    set the scale before MVS; the dense road plane measures the camera height again from
+    thousands of matched road pixels. Poses, depths and the fill ceiling scale together: the
+    same world, in metres that fit the road better. ``camera_height`` None: the default
+    (scale.DEFAULT_CAMERA_HEIGHT). Poses scaled otherwise (--scale-distance, RGB-D, given) are
+    not touched; poses left unscaled because too few sparse points lay on the ground are scaled
+    by the dense road plane only when the camera height was given (the user says there is a
+    ground that far below; with the assumed 1.5 m a floor or a table would pass for a road)."""
+    from .scale import DEFAULT_CAMERA_HEIGHT
+
+    if poses.info.get("unscaled") and camera_height is not None:
+        return _scale_by_road_plane(poses, depth, camera_height)
+    height = DEFAULT_CAMERA_HEIGHT if camera_height is None else camera_height
+    factor = road_scale_factor(poses.info, depth.mvs_info, height)
     if factor is None:
         return poses, depth
     return (poses.scaled(factor, f"; refined x{factor:.4f} by the road plane of the dense depth"),
             depth.scaled(factor))
+
+
+def _scale_by_road_plane(poses: Poses, depth: Depth, camera_height: float) -> tuple[Poses, Depth]:
+    """Unscaled poses made metric by the given camera height over MVS's dense road plane (its
+    distance below the camera, in pose units); unchanged without a road plane."""
+    plane = (depth.mvs_info or {}).get("road_plane")
+    distance = float(plane["distance"]) if plane else float("nan")
+    if not (np.isfinite(distance) and distance > 0):
+        return poses, depth
+    factor = camera_height / distance
+    c2w = poses.c2w.copy()
+    c2w[:, :3, 3] *= factor
+    how = (f"metric (camera height {camera_height:g} m above the road plane of the dense depth; too few sparse "
+           "points on the ground)")
+    info = {**poses.info, "scale": how, "unscaled": False, "scale_refinement": round(factor, 6)}
+    # The warning that the world is unscaled no longer holds; say what scaled it instead.
+    notes = tuple(n for n in poses.notes if not n.startswith("the camera-above-a-road model does not fit")) + (
+        f"too few sparse points on the ground for the camera height: scaled by the road plane of the dense depth "
+        f"({distance:.4g} odometry units below the camera = {camera_height:g} m)",)
+    landmarks = None if poses.landmarks is None else poses.landmarks * factor
+    return replace(poses, c2w=c2w, info=info, notes=notes, landmarks=landmarks), depth.scaled(factor)

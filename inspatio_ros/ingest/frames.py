@@ -2,6 +2,7 @@
 held out."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import InputError
-from .intrinsics import resolve_intrinsics
+from .intrinsics import PRIOR_FOCAL_FACTOR, intrinsics_given, resolve_intrinsics
 from .sources import FrameSet, open_input
 
 
@@ -28,6 +29,7 @@ class Frames:
     intrinsics: Intrinsics
     intrinsics_source: str
     notes: tuple[str, ...]
+    calibration: dict | None = None     # self-calibration's record (world.info["calibration"]), if it ran
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -36,8 +38,9 @@ class Frames:
 
 def open_frames(input_path: str | Path, *, bag_topics=None, start: float | None = None, end: float | None = None,
                 stride: int = 1, max_size: int | None = None, intrinsics: str | None = None,
-                fov: float | None = None) -> Frames:
-    """Open INPUT (video, image folder, dataset folder or bag) and resolve the intrinsics."""
+                fov: float | None = None, self_calibrate: bool = True) -> Frames:
+    """Open INPUT (video, image folder, dataset folder or bag) and resolve the intrinsics; with
+    none given, ``self_calibrate`` estimates the focal length from the frames (calibration.py)."""
     fs = open_input(input_path, bag_topics, start=start, end=end, stride=stride, max_size=max_size)
     if len(fs) < 2:
         raise InputError(f"input {input_path} has {len(fs)} frame(s) to use", "a world needs at least two frames "
@@ -49,8 +52,40 @@ def open_frames(input_path: str | Path, *, bag_topics=None, start: float | None 
     if (intr.width, intr.height) != (width, height):
         intr = intr.scaled(width, height)
         notes += (f"frames downscaled from {native_w}x{native_h} to {width}x{height} (--max-size)",)
+    calibration = None
+    if self_calibrate and not intrinsics_given(intrinsics, fs, fov):
+        intr, intr_source, notes, calibration = _self_calibrated(fs, width, height, notes)
     return Frames(input_path, fs, first, width, height, (native_w, native_h), intr, intr_source,
-                  tuple(fs.notes) + notes)
+                  tuple(fs.notes) + notes, calibration)
+
+
+def _self_calibrated(fs: FrameSet, width: int, height: int, notes: tuple[str, ...]):
+    """Intrinsics by self-calibration (estimate_focal) in place of the prior: (intrinsics,
+    source, notes without the prior's note, calibration record); the prior, with a warning,
+    when the frames do not constrain the focal length."""
+    from .calibration import estimate_focal
+
+    prior = PRIOR_FOCAL_FACTOR * max(width, height)
+    started = time.time()
+    estimate = estimate_focal(fs.load, len(fs), width, height, prior)
+    record = {**estimate.info(), "seconds": round(time.time() - started, 2)}
+    notes = tuple(n for n in notes if not n.startswith("no intrinsics given"))
+    if estimate.constrained:
+        f, sigma = estimate.focal_px, estimate.uncertainty_px
+        source = (f"self-calibrated: focal length {f:.1f} +- {sigma:.1f} px at {width}x{height} (horizontal field of "
+                  f"view {2 * np.degrees(np.arctan(width / (2 * f))):.1f} degrees), principal point at the centre")
+        if estimate.uncertain:
+            notes += (f"no intrinsics given: {source}, uncertain ({estimate.reason}); the world's shape follows "
+                      "it, so pass --fov DEGREES or --intrinsics camera_info.yaml",)
+        else:
+            notes += (f"no intrinsics given: {source}; pass --intrinsics or --fov for a calibrated camera",)
+    else:
+        source = (f"prior: focal length {PRIOR_FOCAL_FACTOR} x the longer side ({prior:.1f} px), principal point at "
+                  "the centre; not calibrated (self-calibration failed)")
+        notes += (f"no intrinsics given and self-calibration could not fix the focal length ({estimate.reason}): used "
+                  f"the prior, {PRIOR_FOCAL_FACTOR} x the longer side ({prior:.1f} px); the world's scale and shape "
+                  "follow it, so pass --fov DEGREES or --intrinsics camera_info.yaml",)
+    return estimate.intrinsics(), source, notes, record
 
 
 def holdout_mask(count: int, every: int) -> np.ndarray:

@@ -24,6 +24,12 @@ class ResolvedIntrinsics(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
+def intrinsics_given(args_intrinsics: str | None, fs: FrameSet, fov: float | None = None) -> bool:
+    """Whether the build has intrinsics (--intrinsics, --fov, the input's camera_info); without
+    them resolve_intrinsics falls back to the prior and the build self-calibrates."""
+    return bool(args_intrinsics) or fov is not None or fs.camera_info is not None or fs.intrinsics is not None
+
+
 def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, height: int,
                        fov: float | None = None) -> ResolvedIntrinsics:
     """Intrinsics for frames of ``width`` x ``height`` and where they came from: --intrinsics

@@ -92,21 +92,29 @@ def _frame_times(frames: Frames, pose_times: np.ndarray | None) -> tuple[np.ndar
     return times, ()
 
 
-def resolve_poses(frames: Frames, given: Poses | None, depth: "Depth | None", camera_height: float) -> Poses:
+def resolve_poses(frames: Frames, given: Poses | None, depth: "Depth | None", camera_height: float | None,
+                  scale_distance: tuple[int, int, float] | None = None) -> Poses:
     """The ``given`` poses (given_poses), else visual odometry on the frames (estimate_poses_of_frames):
-    RGB-D with the given ``depth``, monocular scaled by ``camera_height`` without."""
+    RGB-D with the given ``depth``, monocular scaled by ``scale_distance`` (frame A, frame B,
+    metres) or ``camera_height`` (None: the default, checked) without (scale.py)."""
     if given is not None:
+        if scale_distance is not None:
+            return replace(given, notes=given.notes + ("--scale-distance is not used: the poses are given (metric)",))
         return given
-    return estimate_poses_of_frames(frames, depth, camera_height)
+    return estimate_poses_of_frames(frames, depth, camera_height, scale_distance)
 
 
-def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_height: float) -> Poses:
+def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_height: float | None,
+                             scale_distance: tuple[int, int, float] | None = None) -> Poses:
     """Poses of the frames by visual odometry. With depth maps it is RGB-D odometry: landmarks
     from the depth, so the poses are metric and agree with the depth that is fused. Without,
-    monocular odometry, scaled by the camera's height above the road (a driving camera); when
-    that finds no road the world stays in odometry units. The landmarks (M,3) bound the depth
-    for MVS. Times: the input's, else 10 frames/s."""
-    from .odometry import estimate_poses, frame_ranges, segment_scales_from_camera_height, tracking_failure_cause
+    monocular odometry, scaled by two frames a known distance apart (``scale_distance``) or by
+    the camera's height above the road (``camera_height``; None: 1.5 m, a driving camera), when
+    a ground plane below the camera fits (scale.py); otherwise the world stays in odometry units
+    and info["unscaled"] says so. The landmarks (M,3) bound the depth for MVS. Times: the
+    input's, else 10 frames/s."""
+    from .odometry import estimate_poses, frame_ranges, tracking_failure_cause
+    from .scale import decide_scale
 
     fs, intr, shape = frames.fs, frames.intrinsics, frames.shape
     times, notes = _frame_times(frames, None)
@@ -118,18 +126,17 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
                          f"{fs.source}; likely cause: {cause}", f"{fix}, or pass --poses FILE")
     notes = list(notes)
     scales = None
+    scale_info: dict = {"unscaled": False}
     if depth_of is not None:
         how = "metric (RGB-D odometry on the given depth maps)"
+        if scale_distance is not None:
+            notes.append("--scale-distance is not used: the depth maps give the scale")
     else:
-        scales = segment_scales_from_camera_height(result, camera_height, intr)
-        if scales is not None and all(np.isfinite(x) and x > 0 for x in scales):
-            result = result.scaled_segments(scales, "camera height")
-            how = f"metric (camera height {camera_height:g} m above the road"
-            how += ")" if len(scales) == 1 else f", each of {len(scales)} segments scaled by its own)"
-        else:
-            how = "unscaled"
-            notes.append("no scale found (no road seen below the camera): the world is in odometry units, "
-                         "not metres; give --poses with metric poses for a metric world")
+        decision = decide_scale(result, intr, times, fs.index, camera_height, scale_distance, load=fs.load)
+        scales, how, scale_info = decision.scales, decision.how, decision.info
+        notes.extend(decision.notes)
+        if scales is not None:
+            result = result.scaled_segments(scales, "scale distance" if scale_distance is not None else "camera height")
     for w in result.warnings:
         notes.append(f"visual odometry: {w}")
     unplaced = ~result.located
@@ -141,6 +148,6 @@ def estimate_poses_of_frames(frames: Frames, depth: "Depth | None", camera_heigh
     if depth_of is None and scales is not None:
         report["segment_scales"] = [round(float(x), 6) for x in scales]
     report["unplaced_frames"] = [int(i) for i in fs.index[unplaced]]
-    info = {"pose_source": "estimated (visual odometry)", "scale": how, "odometry": report}
+    info = {"pose_source": "estimated (visual odometry)", "scale": how, **scale_info, "odometry": report}
     return Poses(result.c2w, times, "estimated (visual odometry)", info, landmarks, tuple(notes),
                  unplaced if unplaced.any() else None)

@@ -101,6 +101,8 @@ def road_region_points(depth: np.ndarray, intr: Intrinsics, step: int = 2) -> np
 # The dense road plane may correct the sparse camera-height scale by at most this much (relative):
 # a larger disagreement means one of the two fits is not the road, and the sparse one is kept.
 MAX_ROAD_SCALE_CHANGE = 0.1
+# A provisional scale (a handful of sparse ground points, scale.py) may change by this much.
+MAX_PROVISIONAL_SCALE_CHANGE = 0.5
 
 
 def road_scale_factor(pose_info: dict, mvs_info: dict | None, camera_height: float) -> float | None:
@@ -119,4 +121,6 @@ def road_scale_factor(pose_info: dict, mvs_info: dict | None, camera_height: flo
     if not (np.isfinite(height) and height > 0):
         return None
     factor = camera_height / height
-    return factor if abs(factor - 1.0) <= MAX_ROAD_SCALE_CHANGE else None
+    limit = (MAX_PROVISIONAL_SCALE_CHANGE if pose_info.get("scale_check", {}).get("verdict") == "provisional"
+             else MAX_ROAD_SCALE_CHANGE)
+    return factor if abs(factor - 1.0) <= limit else None
