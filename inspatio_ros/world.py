@@ -47,8 +47,9 @@ gauss_dynamic.t_end       f64 (D)
 Half precision for everything but the centres costs nothing measurable (test/gaussians: a
 render of f16-rounded parameters is > 50 dB from the f32 one). A world without Gaussians is
 written as version 1, byte for byte what earlier versions wrote, so that they keep reading it;
-this version reads both. An optimized world's surfel layers may be empty: the CPU renderer then
-draws its Gaussians as surfels (gaussians/surfels.py).
+this version reads both. ``inspatio-ros optimize`` replaces the fused surfels by its Gaussians
+drawn as surfels (for the CPU renderer: gaussians/optimize.py); a version-2 world without
+surfels gets them from its Gaussians when rendered (render/renderer.py).
 
 The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a JSON object with
 ``format`` ("inspatio_world"), ``version``, ``image_size`` [w, h], ``conventions``,
