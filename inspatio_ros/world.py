@@ -26,6 +26,31 @@ heldout.index          i32 (H)
 intrinsics             f64 (4)        fx, fy, cx, cy of the source images (pixels)
 =====================  =============  ==========================================================
 
+Format version 2 adds a layer of 3D Gaussians fitted to the source frames (``inspatio-ros
+optimize``, inspatio_ros/gaussians/): two groups, ``gauss_static`` (always there) and
+``gauss_dynamic`` (Gaussians that exist for a while: moving objects keep their time spans):
+
+========================  =============  =======================================================
+key                       dtype/shape    meaning
+========================  =============  =======================================================
+gauss_static.xyz          f32 (G,3)      centre, metres (f32: f16 would be 6 cm off at 100 m)
+gauss_static.log_scale    f16 (G,3)      log of the standard deviations along the local axes (m)
+gauss_static.rotation     f16 (G,4)      quaternion w x y z (local axes to world; normalised on use)
+gauss_static.opacity      f16 (G)        logit of the peak opacity
+gauss_static.sh           f16 (G,4,3)    colour: spherical-harmonic DC and degree-1 coefficients
+                                         per RGB channel (gsplat's convention: rgb = 0.5 + SH)
+gauss_dynamic.*           as above (D)   plus:
+gauss_dynamic.t_start     f64 (D)        the Gaussian exists for t_start <= t <= t_end (seconds)
+gauss_dynamic.t_end       f64 (D)
+========================  =============  =======================================================
+
+Half precision for everything but the centres costs nothing measurable (test/gaussians: a
+render of f16-rounded parameters is > 50 dB from the f32 one). A world without Gaussians is
+written as version 1, byte for byte what earlier versions wrote, so that they keep reading it;
+this version reads both. ``inspatio-ros optimize`` replaces the fused surfels by its Gaussians
+drawn as surfels (for the CPU renderer: gaussians/optimize.py); a version-2 world without
+surfels gets them from its Gaussians when rendered (render/renderer.py).
+
 The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a JSON object with
 ``format`` ("inspatio_world"), ``version``, ``image_size`` [w, h], ``conventions``,
 ``provenance`` (source path, sha256, settings; ``source_frames`` and ``source_size``, the input's
@@ -68,7 +93,8 @@ from .errors import WorldFileError
 from .fileio import atomic_path
 
 FORMAT_NAME = "inspatio_world"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # the newest version this reader reads (and writes for a world with Gaussians)
+SURFEL_FORMAT_VERSION = 1   # what a world without a Gaussian layer is written as
 CONVENTIONS = {
     "world_frame": "map; metric; gravity-aligned when known (z up per REP-103) else the first camera's",
     "camera_frame": "OpenCV optical: x right, y down, z forward",
@@ -100,6 +126,24 @@ _FIELDS = {
     "intrinsics": (np.float64, None),
 }
 
+# Format version 2's Gaussian layer (see the module docstring).
+_GAUSSIAN_PARAMS = {
+    "xyz": (np.float32, (3,)),
+    "log_scale": (np.float16, (3,)),
+    "rotation": (np.float16, (4,)),
+    "opacity": (np.float16, ()),
+    "sh": (np.float16, (4, 3)),
+}
+_GAUSSIAN_FIELDS = {
+    **{f"gauss_static.{k}": v for k, v in _GAUSSIAN_PARAMS.items()},
+    **{f"gauss_dynamic.{k}": v for k, v in _GAUSSIAN_PARAMS.items()},
+    "gauss_dynamic.t_start": (np.float64, ()),
+    "gauss_dynamic.t_end": (np.float64, ()),
+}
+_ALL_FIELDS = {**_FIELDS, **_GAUSSIAN_FIELDS}
+GAUSSIAN_FIX = ("the Gaussian layer is damaged: run 'inspatio-ros optimize' again on the world it was made from "
+                "(or rebuild the world)")
+
 
 def _attr(key: str) -> str:
     """World attribute of an on-disk key: 'frames.c2w' -> 'frame_c2w', 'static.xyz' -> 'static_xyz'."""
@@ -108,6 +152,12 @@ def _attr(key: str) -> str:
 
 
 _GROUPS = {"static": "static.xyz", "dynamic": "dynamic.xyz", "frames": "frames.c2w", "heldout": "heldout.c2w"}
+_GAUSSIAN_GROUPS = {"gauss_static": "gauss_static.xyz", "gauss_dynamic": "gauss_dynamic.xyz"}
+
+
+def _empty(key: str) -> np.ndarray:
+    dtype, shape = _GAUSSIAN_FIELDS[key]
+    return np.zeros((0, *shape), dtype)
 
 
 def sha256_of(path: str | os.PathLike, limit: int | None = None) -> str:
@@ -148,11 +198,23 @@ class World:
     heldout_c2w: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 4), np.float64))
     heldout_time: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float64))
     heldout_index: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    gauss_static_xyz: np.ndarray = field(default_factory=lambda: _empty("gauss_static.xyz"))
+    gauss_static_log_scale: np.ndarray = field(default_factory=lambda: _empty("gauss_static.log_scale"))
+    gauss_static_rotation: np.ndarray = field(default_factory=lambda: _empty("gauss_static.rotation"))
+    gauss_static_opacity: np.ndarray = field(default_factory=lambda: _empty("gauss_static.opacity"))
+    gauss_static_sh: np.ndarray = field(default_factory=lambda: _empty("gauss_static.sh"))
+    gauss_dynamic_xyz: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.xyz"))
+    gauss_dynamic_log_scale: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.log_scale"))
+    gauss_dynamic_rotation: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.rotation"))
+    gauss_dynamic_opacity: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.opacity"))
+    gauss_dynamic_sh: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.sh"))
+    gauss_dynamic_t_start: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.t_start"))
+    gauss_dynamic_t_end: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.t_end"))
     provenance: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, (dtype, _shape) in _FIELDS.items():
+        for key, (dtype, _shape) in _ALL_FIELDS.items():
             if key == "intrinsics":
                 continue
             attr = _attr(key)
@@ -166,6 +228,20 @@ class World:
     @property
     def num_dynamic(self) -> int:
         return int(len(self.dynamic_xyz))
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(len(self.gauss_static_xyz) + len(self.gauss_dynamic_xyz))
+
+    @property
+    def has_gaussians(self) -> bool:
+        """True for an optimized world (format version 2 with a non-empty Gaussian layer)."""
+        return self.num_gaussians > 0
+
+    @property
+    def format_version(self) -> int:
+        """The version this world is written as: 2 with a Gaussian layer, else 1."""
+        return FORMAT_VERSION if self.has_gaussians else SURFEL_FORMAT_VERSION
 
     @property
     def time_range(self) -> tuple[float, float]:
@@ -207,16 +283,46 @@ class World:
         check_poses(self.frame_c2w, f"{source} frames.c2w")
         if len(self.heldout_c2w):
             check_poses(self.heldout_c2w, f"{source} heldout.c2w")
+        self._validate_gaussians(source)
+
+    def _validate_gaussians(self, source: str) -> None:
+        for key, (dtype, shape) in _GAUSSIAN_FIELDS.items():
+            arr = getattr(self, _attr(key))
+            if arr.dtype != dtype or arr.shape[1:] != shape:
+                raise WorldFileError(f"{source}: the Gaussian layer's '{key}' has dtype {arr.dtype} shape "
+                                     f"{arr.shape}, expected {np.dtype(dtype)} (N,{','.join(map(str, shape))})",
+                                     GAUSSIAN_FIX)
+        for group, lead in _GAUSSIAN_GROUPS.items():
+            n = len(getattr(self, _attr(lead)))
+            for key in _GAUSSIAN_FIELDS:
+                if key.startswith(group + ".") and len(getattr(self, _attr(key))) != n:
+                    raise WorldFileError(f"{source}: the Gaussian layer's '{group}' arrays have different "
+                                         f"lengths ('{key}' has {len(getattr(self, _attr(key)))}, '{lead}' {n})",
+                                         GAUSSIAN_FIX)
+        for key in _GAUSSIAN_FIELDS:
+            arr = getattr(self, _attr(key))
+            if arr.size and not np.isfinite(arr).all():
+                raise WorldFileError(f"{source}: the Gaussian layer's '{key}' holds NaN or infinity", GAUSSIAN_FIX)
+        for group in _GAUSSIAN_GROUPS:
+            q = getattr(self, f"{group}_rotation").astype(np.float32)
+            if len(q) and (np.linalg.norm(q, axis=1) < 1e-3).any():
+                raise WorldFileError(f"{source}: the Gaussian layer's '{group}.rotation' holds a zero quaternion",
+                                     GAUSSIAN_FIX)
+        if (self.gauss_dynamic_t_start > self.gauss_dynamic_t_end).any():
+            raise WorldFileError(f"{source}: the Gaussian layer's 'gauss_dynamic.t_start' is after its t_end",
+                                 GAUSSIAN_FIX)
 
     def summary(self) -> dict[str, Any]:
         t0, t1 = self.time_range
         i = self.intrinsics
         return {
-            "format": f"{FORMAT_NAME} v{FORMAT_VERSION}",
+            "format": f"{FORMAT_NAME} v{self.format_version}",
             "image_size": [i.width, i.height],
             "intrinsics": {"fx": i.fx, "fy": i.fy, "cx": i.cx, "cy": i.cy},
             "static_points": self.num_static,
             "dynamic_points": self.num_dynamic,
+            **({"gaussians_static": int(len(self.gauss_static_xyz)),
+                "gaussians_dynamic": int(len(self.gauss_dynamic_xyz))} if self.has_gaussians else {}),
             "source_frames": int(len(self.frame_c2w)),
             "heldout_frames": int(len(self.heldout_c2w)),
             "time_range_s": [t0, t1],
@@ -229,6 +335,8 @@ class World:
     def _tensors(self) -> dict[str, np.ndarray]:
         out = {key: getattr(self, _attr(key)) for key in _FIELDS if key != "intrinsics"}
         out["intrinsics"] = self.intrinsics.as_array()
+        if self.has_gaussians:
+            out.update({key: getattr(self, _attr(key)) for key in _GAUSSIAN_FIELDS})
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -238,7 +346,7 @@ class World:
         self.validate(str(path))
         meta = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": self.format_version,
             "image_size": [self.intrinsics.width, self.intrinsics.height],
             "conventions": CONVENTIONS,
             "provenance": self.provenance,
@@ -269,6 +377,11 @@ class World:
         fx, fy, cx, cy = (float(v) for v in tensors["intrinsics"])
         w, h = meta["image_size"]
         kwargs = {_attr(key): tensors[key] for key in _FIELDS if key != "intrinsics"}
+        if meta["version"] >= 2:
+            missing = [k for k in _GAUSSIAN_FIELDS if k not in tensors]
+            if missing:
+                raise WorldFileError(f"world file {path} (format version 2) lacks {', '.join(missing)}", GAUSSIAN_FIX)
+            kwargs.update({_attr(key): tensors[key] for key in _GAUSSIAN_FIELDS})
         world = cls(intrinsics=Intrinsics(fx, fy, cx, cy, int(w), int(h)),
                     provenance=meta.get("provenance", {}), info=meta.get("info", {}), **kwargs)
         world.validate(f"world file {path}")
@@ -302,14 +415,15 @@ def read_world_metadata(path: str | os.PathLike) -> dict[str, Any]:
         # "1.0" (a string) or 1.0 is no version this reader or a newer one writes: asking to
         # upgrade would send the user the wrong way.
         raise WorldFileError(f"world file {path} has a malformed format version {version!r} "
-                             f"({type(version).__name__}), expected the integer {FORMAT_VERSION}",
+                             f"({type(version).__name__}), expected the integer {SURFEL_FORMAT_VERSION} or {FORMAT_VERSION}",
                              "the metadata was edited or written by another tool; rebuild the world with "
                              "'inspatio-ros build'")
-    if version != FORMAT_VERSION:
+    if not SURFEL_FORMAT_VERSION <= version <= FORMAT_VERSION:
         raise WorldFileError(
-            f"world file {path} has format version {version}, this inspatio_ros reads version {FORMAT_VERSION}",
+            f"world file {path} has format version {version}, this inspatio_ros reads versions "
+            f"{SURFEL_FORMAT_VERSION} to {FORMAT_VERSION}",
             "rebuild the world with this version's 'inspatio-ros build'"
-            if isinstance(version, int) and version < FORMAT_VERSION
+            if isinstance(version, int) and version < SURFEL_FORMAT_VERSION
             else "upgrade inspatio_ros to read it")
     size = meta.get("image_size")
     if not (isinstance(size, list) and len(size) == 2

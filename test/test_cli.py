@@ -15,7 +15,7 @@ from inspatio_ros.video import read_video
 from inspatio_ros.world import World
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBCOMMANDS = ["build", "run", "render", "eval", "train-generator", "info", "synth", "demo"]
+SUBCOMMANDS = ["build", "run", "render", "eval", "train-generator", "optimize", "info", "synth", "demo"]
 
 
 def run_cli(*args, cwd=None):

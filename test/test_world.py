@@ -7,7 +7,7 @@ import pytest
 
 from inspatio_ros.camera import Intrinsics
 from inspatio_ros.errors import WorldFileError
-from inspatio_ros.world import FORMAT_VERSION, World, encode_normals, read_world_metadata
+from inspatio_ros.world import FORMAT_VERSION, SURFEL_FORMAT_VERSION, World, encode_normals, read_world_metadata
 
 
 def small_world(n=1000, m=50, seed=0):
@@ -42,7 +42,7 @@ def test_round_trip_preserves_everything(tmp_path):
     assert back.intrinsics == world.intrinsics
     assert back.provenance == world.provenance and back.info == world.info
     meta = read_world_metadata(path)
-    assert meta["version"] == FORMAT_VERSION and meta["conventions"]["poses"] == "camera-to-world 4x4"
+    assert meta["version"] == SURFEL_FORMAT_VERSION and meta["conventions"]["poses"] == "camera-to-world 4x4"
     assert back.time_range == (0.0, 0.3)
 
 

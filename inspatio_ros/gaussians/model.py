@@ -1,0 +1,170 @@
+"""The Gaussian layer in memory: parameters as torch tensors, made from a world's fused surfels,
+read from and written to a World (format version 2), and drawn as surfels for the CPU renderer.
+
+Colour is the spherical-harmonic DC term plus degree 1 (4 coefficients per channel), and
+per-frame exposure lives in the optimizer (an affine colour transform per source frame, not
+stored per Gaussian). Why: a camera on a vehicle sees each surface from a narrow cone of
+directions along its path, so higher SH degrees (16 coefficients at degree 3) mostly memorise
+the recorded directions and cost 4x the colour storage, while degree 1 keeps the first-order
+change of brightness with direction (sheen on cars and wet road) for 9 more half floats. Frame
+to frame changes of the camera's exposure and white balance affect every Gaussian of a frame
+alike; a per-Gaussian appearance code would let each Gaussian absorb them differently (and a new
+view has no code to use), so one affine transform per frame takes them and novel views render at
+the reference exposure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .rasterize import SH_C0, quaternion_to_rotation
+
+SH_COEFFS = 4                      # DC + degree 1
+FLAT_RATIO = 0.1                   # initial thickness along the normal / width of a surfel's Gaussian
+INITIAL_OPACITY = 0.8
+
+
+@dataclass
+class GaussianParams:
+    """One layer's parameters (raw, before activation): the optimizer's tensors.
+
+    ``t_start``/``t_end`` (float64) give each Gaussian's time span; None for a static layer."""
+
+    means: torch.Tensor           # (N,3) metres
+    log_scales: torch.Tensor      # (N,3)
+    quats: torch.Tensor           # (N,4) w x y z
+    opacity_logits: torch.Tensor  # (N,)
+    sh: torch.Tensor              # (N,4,3)
+    t_start: torch.Tensor | None = None
+    t_end: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def scales(self) -> torch.Tensor:
+        return torch.exp(self.log_scales)
+
+    @property
+    def opacities(self) -> torch.Tensor:
+        return torch.sigmoid(self.opacity_logits)
+
+    def alive(self, t: float | None) -> torch.Tensor | None:
+        """Boolean mask of the Gaussians that exist at time ``t`` (None: every one)."""
+        if t is None or self.t_start is None:
+            return None
+        return (self.t_start <= t) & (t <= self.t_end)
+
+    def to(self, device=None, dtype=None) -> "GaussianParams":
+        f = (lambda x: None if x is None else x.to(device=device, dtype=dtype if x.dtype != torch.float64 else None))
+        return GaussianParams(*(f(getattr(self, k)) for k in
+                                ("means", "log_scales", "quats", "opacity_logits", "sh")),
+                              *(None if x is None else x.to(device) for x in (self.t_start, self.t_end)))
+
+
+def _rotation_to_normal(normals: np.ndarray) -> np.ndarray:
+    """Unit quaternions (w x y z) turning the local z axis onto each unit normal (N,3)."""
+    z = np.array([0.0, 0.0, 1.0])
+    n = normals / np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
+    axis = np.cross(np.broadcast_to(z, n.shape), n)
+    w = 1.0 + n @ z
+    q = np.concatenate([w[:, None], axis], 1)
+    # A normal pointing straight down -z: turn half a circle about x.
+    opposite = w < 1e-6
+    q[opposite] = [0.0, 1.0, 0.0, 0.0]
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def from_surfels(xyz: np.ndarray, rgb: np.ndarray, radius: np.ndarray, normal: np.ndarray,
+                 t_start: np.ndarray | None = None, t_end: np.ndarray | None = None) -> GaussianParams:
+    """Flat Gaussians from fused surfels: centred on the surfel, as wide as its radius (σ = radius,
+    so the inverse, ``as_surfels``, gives the surfel back), FLAT_RATIO as thick along its normal,
+    and round (σ = radius on every axis) where the normal is unknown; colour the surfel's as SH DC;
+    opacity INITIAL_OPACITY (fused surfels are opaque surfaces)."""
+    n = len(xyz)
+    raw = np.asarray(normal)
+    normal = raw.astype(np.float32) / (127.0 if raw.dtype == np.int8 else 1.0)   # int8 x 127 in worlds
+    known = np.linalg.norm(normal, axis=1) > 0.5
+    quats = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (n, 1))
+    if known.any():
+        quats[known] = _rotation_to_normal(normal[known].astype(np.float64))
+    radius = np.clip(np.asarray(radius, dtype=np.float64), 1e-5, None)
+    scales = np.repeat(radius[:, None], 3, 1)
+    scales[known, 2] *= FLAT_RATIO
+    sh = np.zeros((n, SH_COEFFS, 3), np.float32)
+    sh[:, 0] = (np.asarray(rgb, dtype=np.float32) / 255.0 - 0.5) / SH_C0
+    logit = float(np.log(INITIAL_OPACITY / (1 - INITIAL_OPACITY)))
+    t = (lambda a: None if a is None else torch.as_tensor(np.asarray(a, dtype=np.float64)))
+    return GaussianParams(torch.as_tensor(np.asarray(xyz, dtype=np.float32)),
+                          torch.as_tensor(np.log(scales).astype(np.float32)),
+                          torch.as_tensor(quats.astype(np.float32)),
+                          torch.full((n,), logit, dtype=torch.float32), torch.as_tensor(sh), t(t_start), t(t_end))
+
+
+def from_world(world, layer: str) -> GaussianParams:
+    """A World's stored Gaussian layer ``layer`` ("static" or "dynamic") as float32 tensors."""
+    g = f"gauss_{layer}"
+    f32 = (lambda name: torch.as_tensor(np.asarray(getattr(world, f"{g}_{name}"), dtype=np.float32)))
+    times = ((torch.as_tensor(world.gauss_dynamic_t_start), torch.as_tensor(world.gauss_dynamic_t_end))
+             if layer == "dynamic" else (None, None))
+    return GaussianParams(f32("xyz"), f32("log_scale"), f32("rotation"), f32("opacity"), f32("sh"), *times)
+
+
+def world_arrays(params: GaussianParams, layer: str) -> dict[str, np.ndarray]:
+    """World field values (``gauss_<layer>_*`` attribute names) of ``params``; the quaternions
+    normalised first (the file stores unit quaternions in half precision)."""
+    g = f"gauss_{layer}"
+    q = params.quats.detach().float()
+    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    out = {f"{g}_xyz": params.means.detach().float().cpu().numpy(),
+           f"{g}_log_scale": params.log_scales.detach().cpu().numpy().astype(np.float16),
+           f"{g}_rotation": q.cpu().numpy().astype(np.float16),
+           f"{g}_opacity": params.opacity_logits.detach().cpu().numpy().astype(np.float16),
+           f"{g}_sh": params.sh.detach().cpu().numpy().astype(np.float16)}
+    if layer == "dynamic":
+        n = len(params)
+        out[f"{g}_t_start"] = (np.full(n, -np.inf) if params.t_start is None else params.t_start.cpu().numpy())
+        out[f"{g}_t_end"] = (np.full(n, np.inf) if params.t_end is None else params.t_end.cpu().numpy())
+    return out
+
+
+# Gaussians fainter than this are left out of the surfel drawing: the surfel renderer draws every
+# surfel opaque, so a faint Gaussian (a blend's tail, a half-pruned floater) would cover what is
+# behind it.
+SURFEL_MIN_OPACITY = 0.3
+
+
+def as_surfels(params: GaussianParams) -> tuple[np.ndarray, ...]:
+    """The Gaussians as surfels for the CPU renderer: (xyz f32, rgb u8, radius f32, normal i8 (x127),
+    t_start f64, t_end f64, kept (N,) bool).
+
+    Position the mean; colour the view-independent DC term; radius the geometric mean of the two
+    larger σ (the inverse of ``from_surfels``); normal the axis of the smallest σ where the Gaussian
+    is flat (smallest σ under half the middle one), else 0 (the surfel faces the camera)."""
+    with torch.no_grad():
+        keep = params.opacities >= SURFEL_MIN_OPACITY
+        scales = params.scales[keep]
+        sorted_scales, axis_order = torch.sort(scales, dim=1)
+        rot = quaternion_to_rotation(params.quats[keep])
+        smallest_axis = torch.gather(rot, 2, axis_order[:, None, :1].expand(-1, 3, 1))[..., 0]
+        flat = sorted_scales[:, 0] < 0.5 * sorted_scales[:, 1]
+        normal = torch.where(flat[:, None], smallest_axis, torch.zeros_like(smallest_axis))
+        radius = torch.sqrt(sorted_scales[:, 1] * sorted_scales[:, 2])
+        rgb = ((SH_C0 * params.sh[keep, 0] + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        n = int(keep.sum())
+        ts = np.full(n, -np.inf) if params.t_start is None else params.t_start[keep].cpu().numpy()
+        te = np.full(n, np.inf) if params.t_end is None else params.t_end[keep].cpu().numpy()
+        return (params.means[keep].float().cpu().numpy(), rgb.cpu().numpy(), radius.float().cpu().numpy(),
+                np.round(normal.float().cpu().numpy() * 127).astype(np.int8), ts, te, keep.cpu().numpy())
+
+
+def world_as_surfels(world, layers: str = "all") -> tuple[np.ndarray, ...]:
+    """An optimized World's Gaussian layers (``layers``: "all", "static" or "dynamic") as surfel
+    arrays for render.PointCloud.from_arrays: (xyz, rgb, radius, normal, t_start, t_end)."""
+    parts = []
+    for layer in ("static", "dynamic"):
+        if layers in ("all", layer):
+            parts.append(as_surfels(from_world(world, layer))[:6])
+    return tuple(np.concatenate(f) for f in zip(*parts))

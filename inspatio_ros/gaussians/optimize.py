@@ -1,0 +1,409 @@
+"""``inspatio-ros optimize WORLD``: fit the world's Gaussians to its source frames.
+
+Starts from the fused surfels (model.from_surfels: flat Gaussians oriented by the normal, as wide
+as the surfel's radius; or from the world's Gaussian layer when it has one), then renders source
+frames one at a time through the reference rasterizer (rasterize.py) and minimises
+0.8 L1 + 0.2 (1 - SSIM) against the real frame, with Adam (learning rates as gsplat's
+simple_trainer, the centres' scaled by the scene's size and decaying 100x over the run).
+Held-out frames are never loaded.
+
+Each source frame has an affine colour transform (3x3 + offset, starting at the identity) applied
+to its render before the loss: the camera's exposure and white balance changes go there instead of
+into the Gaussians' colours; the stored world renders at the reference exposure.
+
+Densify and prune (every ``densify_every`` steps until ``densify_until`` of the run): Gaussians
+whose projected centre's mean gradient (in normalised device units, as gsplat measures it) is
+above ``grad_threshold`` are cloned when small (largest σ <= ``dense_fraction`` of the scene size)
+and split in two (samples of themselves, σ / 1.6) when large; the highest gradients go first and
+the total never exceeds ``budget``; Gaussians with opacity under ``prune_opacity`` or larger than
+half the scene are removed.
+
+Dynamic Gaussians (moving objects) keep their time spans and are drawn only at the frames inside
+them. A frame-local world's dynamic layer (every fused frame's own surfels: ingest/fusion.py) is
+not used: it repeats the static layer's surfaces frame by frame, and the optimization fits one
+consistent layer instead.
+
+Deterministic with ``seed`` on the CPU (frame order and split samples come from a generator seeded
+by it). Not yet: pose refinement, depth supervision, resuming, a sky model (issue 20).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..progress import progress
+from .model import GaussianParams, as_surfels, from_surfels, from_world, world_arrays
+from .rasterize import rasterize
+
+
+@dataclass
+class OptimizeSettings:
+    iterations: int = 3000
+    max_minutes: float | None = None
+    seed: int = 0
+    budget: int = 2_000_000          # most Gaussians the world may hold
+    ssim_weight: float = 0.2
+    lr_means: float = 1.6e-4         # x scene size; decays to 1 % at the end
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_sh1: float = 2.5e-3 / 20
+    lr_exposure: float = 1e-3
+    densify_from: int = 100
+    densify_until: float = 0.5       # share of the iterations
+    densify_every: int = 100
+    grad_threshold: float = 2e-4
+    dense_fraction: float = 0.01
+    prune_opacity: float = 0.005
+
+    def check(self) -> None:
+        if not (isinstance(self.iterations, int) and self.iterations > 0):
+            raise InputError(f"--iterations {self.iterations} is not a positive number of steps",
+                             "give --iterations N with N >= 1")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise InputError(f"--max-minutes {self.max_minutes} leaves no time to optimize",
+                             "give a positive number of minutes, or leave --max-minutes out")
+        if self.budget < 1:
+            raise InputError(f"--budget {self.budget} allows no Gaussians", "give a positive budget")
+
+
+@dataclass
+class OptimizeResult:
+    world: object
+    steps: int
+    seconds: float
+    first_loss: float
+    last_loss: float
+    train_psnr: float
+    gaussians: int
+    losses: list[float]
+
+
+def _gauss_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32) -> torch.Tensor:
+    x = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images (B,3,H,W) in 0..1, Gaussian window (separable), valid region."""
+    c = x.shape[1]
+    kx = window.to(x)[None, None, None, :].expand(c, 1, 1, -1)
+    ky = window.to(x)[None, None, :, None].expand(c, 1, -1, 1)
+
+    def blur(z):
+        return F.conv2d(F.conv2d(z, kx, groups=c), ky, groups=c)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return s.mean()
+
+
+def initial_gaussians(world) -> GaussianParams:
+    """Every Gaussian the optimization starts from, one set (static ones with an infinite span)."""
+    if world.has_gaussians:
+        static, dynamic = from_world(world, "static"), from_world(world, "dynamic")
+    else:
+        if world.num_static == 0:
+            raise InputError("the world has no surfels to start the Gaussians from",
+                             "build it again with 'inspatio-ros build'")
+        static = from_surfels(world.static_xyz, world.static_rgb, world.static_radius, world.static_normal)
+        # Moving objects only: a frame-local layer repeats the static surfaces frame by frame.
+        rows = slice(None) if world.num_dynamic and not world.info.get("frame_local") else slice(0)
+        dynamic = from_surfels(world.dynamic_xyz[rows], world.dynamic_rgb[rows], world.dynamic_radius[rows],
+                               world.dynamic_normal[rows], world.dynamic_t_start[rows], world.dynamic_t_end[rows])
+    n_s = len(static)
+    cat = (lambda a, b: torch.cat([a, b]))
+    return GaussianParams(cat(static.means, dynamic.means), cat(static.log_scales, dynamic.log_scales),
+                          cat(static.quats, dynamic.quats), cat(static.opacity_logits, dynamic.opacity_logits),
+                          cat(static.sh, dynamic.sh),
+                          torch.cat([torch.full((n_s,), -math.inf, dtype=torch.float64), dynamic.t_start]),
+                          torch.cat([torch.full((n_s,), math.inf, dtype=torch.float64), dynamic.t_end]))
+
+
+def scene_size(world, means: torch.Tensor) -> float:
+    """Metres: the larger of the camera path's radius and the median distance of the Gaussians from
+    the cameras' centroid (a camera that only turns still sees a scene of some size)."""
+    centres = torch.as_tensor(world.frame_c2w[:, :3, 3], dtype=torch.float32)
+    mid = centres.mean(0)
+    path = float((centres - mid).norm(dim=1).max())
+    points = float((means - mid).norm(dim=1).median()) if len(means) else 0.0
+    return max(path * 1.1, points, 1e-3)
+
+
+class _Trainable:
+    """The Gaussians' parameters as leaf tensors in one Adam, with the row edits densification
+    needs (the optimizer's moments follow the rows; new rows start with zero moments)."""
+
+    NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh0", "sh1")
+
+    def __init__(self, g: GaussianParams, s: OptimizeSettings, size: float, device):
+        self.params = {
+            "means": g.means, "log_scales": g.log_scales, "quats": g.quats, "opacity_logits": g.opacity_logits,
+            "sh0": g.sh[:, :1], "sh1": g.sh[:, 1:],
+        }
+        self.params = {k: v.detach().to(device, torch.float32).clone().requires_grad_(True)
+                       for k, v in self.params.items()}
+        self.t_start, self.t_end = g.t_start.to(device), g.t_end.to(device)
+        self.base_lr = {"means": s.lr_means * size, "log_scales": s.lr_scales, "quats": s.lr_quats,
+                        "opacity_logits": s.lr_opacity, "sh0": s.lr_sh0, "sh1": s.lr_sh1}
+        self.optim = torch.optim.Adam([{"params": [self.params[k]], "lr": self.base_lr[k], "name": k}
+                                       for k in self.NAMES], eps=1e-15)
+
+    def __len__(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    def edit(self, keep: torch.Tensor, new: dict[str, torch.Tensor], new_t: tuple[torch.Tensor, torch.Tensor]):
+        """Keep the rows ``keep`` (bool) and append ``new`` (values per parameter name)."""
+        for group in self.optim.param_groups:
+            name = group["name"]
+            old = group["params"][0]
+            value = torch.cat([old.detach()[keep], new[name].detach()]).requires_grad_(True)
+            state = self.optim.state.pop(old, None)
+            if state:
+                for key in ("exp_avg", "exp_avg_sq"):
+                    state[key] = torch.cat([state[key][keep], torch.zeros_like(new[name])])
+                self.optim.state[value] = state
+            group["params"][0] = value
+            self.params[name] = value
+        self.t_start = torch.cat([self.t_start[keep], new_t[0]])
+        self.t_end = torch.cat([self.t_end[keep], new_t[1]])
+
+    def as_params(self) -> GaussianParams:
+        p = self.params
+        return GaussianParams(p["means"], p["log_scales"], p["quats"], p["opacity_logits"],
+                              torch.cat([p["sh0"], p["sh1"]], 1), self.t_start, self.t_end)
+
+
+def _densify(tr: _Trainable, grad_sum: torch.Tensor, grad_count: torch.Tensor, s: OptimizeSettings,
+             size: float, gen: torch.Generator) -> tuple[int, int, int]:
+    """One densify-and-prune pass; returns (cloned, split, pruned)."""
+    p = {k: v.detach() for k, v in tr.params.items()}
+    n = len(tr)
+    with torch.no_grad():
+        avg = grad_sum / grad_count.clamp_min(1)
+        scales = torch.exp(p["log_scales"])
+        largest = scales.max(1).values
+        opacity = torch.sigmoid(p["opacity_logits"])
+        prune = (opacity < s.prune_opacity) | (largest > 0.5 * size)
+        grow = (avg > s.grad_threshold) & ~prune
+        room = max(s.budget - (n - int(prune.sum())), 0)
+        if int(grow.sum()) > room:
+            # The highest gradients first, as many as the budget allows.
+            order = torch.argsort(torch.where(grow, avg, torch.full_like(avg, -1.0)), descending=True)
+            grow = torch.zeros_like(grow)
+            grow[order[:room]] = True
+        split = grow & (largest > s.dense_fraction * size)
+        clone = grow & ~split
+        new = {k: v[clone] for k, v in p.items()}
+        new_t = (tr.t_start[clone], tr.t_end[clone])
+        if split.any():
+            from .rasterize import quaternion_to_rotation
+
+            rot = quaternion_to_rotation(p["quats"][split])
+            sc = scales[split]
+            parts = []
+            for _ in range(2):
+                offset = torch.randn(sc.shape, generator=gen, dtype=sc.dtype, device="cpu").to(sc.device) * sc
+                parts.append(p["means"][split] + (rot @ offset[..., None])[..., 0])
+            halves = {"means": torch.cat(parts),
+                      "log_scales": torch.log(sc / 1.6).repeat(2, 1),
+                      **{k: p[k][split].repeat(2, *([1] * (p[k].dim() - 1)))
+                         for k in ("quats", "opacity_logits", "sh0", "sh1")}}
+            new = {k: torch.cat([new[k], halves[k]]) for k in new}
+            new_t = (torch.cat([new_t[0], tr.t_start[split].repeat(2)]), torch.cat([new_t[1], tr.t_end[split].repeat(2)]))
+        keep = ~(prune | split)
+    tr.edit(keep, new, new_t)
+    return int(clone.sum()), int(split.sum()), int(prune.sum())
+
+
+def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeSettings | None = None,
+             device: str | torch.device = "cpu", log: Callable[[str], None] | None = None) -> OptimizeResult:
+    """Fit Gaussians to ``world``'s source frames (``load_frame``: frame number -> RGB uint8, as
+    generator.data.frame_loader gives) and return the optimized world (a copy: format version 2,
+    the fused surfels replaced by the Gaussians drawn as surfels: _optimized_world)."""
+    s = settings or OptimizeSettings()
+    s.check()
+    device = torch.device(device)
+    torch.manual_seed(s.seed)
+    gen = torch.Generator().manual_seed(s.seed)
+    intr = world.intrinsics
+    W, H = intr.width, intr.height
+    frames = _load_targets(world, load_frame, device)
+    K = torch.as_tensor(intr.K, dtype=torch.float32, device=device)[None]
+    c2w_all = torch.as_tensor(world.frame_c2w, dtype=torch.float32, device=device)
+    times = [float(t) for t in world.frame_time]
+
+    g0 = initial_gaussians(world)
+    if len(g0) > s.budget:
+        pick = torch.randperm(len(g0), generator=gen)[:s.budget].sort().values
+        g0 = GaussianParams(g0.means[pick], g0.log_scales[pick], g0.quats[pick], g0.opacity_logits[pick],
+                            g0.sh[pick], g0.t_start[pick], g0.t_end[pick])
+    size = scene_size(world, g0.means)
+    tr = _Trainable(g0, s, size, device)
+    exposure = torch.zeros((len(frames), 3, 4), device=device)
+    exposure[:, :, :3] = torch.eye(3, device=device)
+    exposure.requires_grad_(True)
+    exposure_optim = torch.optim.Adam([exposure], lr=s.lr_exposure)
+    window = _gauss_window().to(device)
+    grad_sum = torch.zeros(len(tr), device=device)
+    grad_count = torch.zeros(len(tr), device=device)
+    densify_until = int(s.densify_until * s.iterations)
+
+    losses: list[float] = []
+    psnrs: list[float] = []
+    order: list[int] = []
+    start = time.monotonic()
+    deadline = None if s.max_minutes is None else start + 60.0 * s.max_minutes
+    bar = progress(total=s.iterations, desc="optimizing", unit="step")
+    step = 0
+    for step in range(1, s.iterations + 1):
+        if not order:
+            order = torch.randperm(len(frames), generator=gen).tolist()
+        f = order.pop()
+        # Centres' learning rate decays exponentially to 1 % over the run (gsplat's schedule).
+        tr.optim.param_groups[0]["lr"] = tr.base_lr["means"] * 0.01 ** ((step - 1) / max(s.iterations - 1, 1))
+        alive = (tr.t_start <= times[f]) & (times[f] <= tr.t_end)
+        idx = torch.nonzero(alive)[:, 0]
+        p = tr.params
+        out = rasterize(p["means"][idx], p["quats"][idx], torch.exp(p["log_scales"][idx]),
+                        torch.sigmoid(p["opacity_logits"][idx]), torch.cat([p["sh0"], p["sh1"]], 1)[idx],
+                        K, c2w_all[f:f + 1], W, H)
+        out.means2d.retain_grad()
+        rgb = out.rgb[0].permute(2, 0, 1)                            # (3,H,W)
+        rgb = torch.einsum("ij,jhw->ihw", exposure[f, :, :3], rgb) + exposure[f, :, 3, None, None]
+        target = frames[f]
+        l1 = (rgb - target).abs().mean()
+        loss = (1 - s.ssim_weight) * l1 + s.ssim_weight * (1 - ssim(rgb[None], target[None], window))
+        tr.optim.zero_grad(set_to_none=True)
+        exposure_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            if step < densify_until:
+                g2 = out.means2d.grad[0] * torch.tensor([W / 2.0, H / 2.0], device=device)
+                seen = out.radii[0] > 0
+                grad_sum.index_add_(0, idx[seen], g2[seen].norm(dim=-1))
+                grad_count.index_add_(0, idx[seen], torch.ones(int(seen.sum()), device=device))
+            mse = float(((rgb.clamp(0, 1) - target) ** 2).mean())
+        tr.optim.step()
+        exposure_optim.step()
+        losses.append(float(loss.detach()))
+        psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+        if s.densify_from <= step < densify_until and step % s.densify_every == 0:
+            cloned, split, pruned = _densify(tr, grad_sum, grad_count, s, size, gen)
+            grad_sum = torch.zeros(len(tr), device=device)
+            grad_count = torch.zeros(len(tr), device=device)
+            if log is not None:
+                log(f"step {step}: cloned {cloned}, split {split}, pruned {pruned}: {len(tr)} Gaussians")
+        bar.update(1)
+        if step % 10 == 0 or step == s.iterations:
+            recent = slice(-min(len(losses), 20), None)
+            bar.set_postfix(loss=f"{np.mean(losses[recent]):.4f}", psnr=f"{np.mean(psnrs[recent]):.2f}",
+                            gaussians=len(tr))
+        if deadline is not None and time.monotonic() >= deadline:
+            if log is not None:
+                log(f"--max-minutes {s.max_minutes} reached after {step} of {s.iterations} steps")
+            break
+    bar.close()
+    seconds = time.monotonic() - start
+    recent = slice(-min(len(losses), max(len(frames), 10)), None)
+    result_world = _optimized_world(world, tr.as_params(), {
+        **{k: v for k, v in asdict(s).items()}, "steps": step, "seconds": round(seconds, 2),
+        "train_psnr": round(float(np.mean(psnrs[recent])), 3), "scene_size_m": round(size, 3)}, device)
+    return OptimizeResult(result_world, step, seconds, losses[0], float(np.mean(losses[recent])),
+                          float(np.mean(psnrs[recent])), len(tr), losses)
+
+
+def _load_targets(world, load_frame, device) -> list[torch.Tensor]:
+    """The source frames (never the held-out ones) as (3,H,W) float 0..1 at the world's size."""
+    import cv2
+
+    w, h = world.intrinsics.width, world.intrinsics.height
+    out = []
+    for number in progress([int(i) for i in world.frame_index], desc="loading frames", unit="frame"):
+        img = np.asarray(load_frame(number))
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        out.append(torch.as_tensor(img[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1).contiguous().to(device))
+    return out
+
+
+def baked_colours(params: GaussianParams, world, device) -> torch.Tensor:
+    """(N,3) uint8: each Gaussian's colour as the optimized render shows it, for drawing it as an
+    opaque surfel. Alpha blending lets overlapping Gaussians make a colour none of them has (a
+    saturated one under a faint one), so the DC colour alone draws a speckled picture; this is
+    the mean of the final render (at the reference exposure) at the Gaussian's centre over the
+    source frames where the centre is on the drawn surface (its depth within 5 % of the render's
+    expected depth there). Gaussians no frame sees keep their DC colour."""
+    from .rasterize import SH_C0
+
+    n = len(params)
+    total = torch.zeros((n, 3), device=device)
+    seen = torch.zeros(n, device=device)
+    intr = world.intrinsics
+    K = torch.as_tensor(intr.K, dtype=torch.float32, device=device)[None]
+    with torch.no_grad():
+        for f in range(len(world.frame_c2w)):
+            t = float(world.frame_time[f])
+            idx = torch.nonzero((params.t_start <= t) & (t <= params.t_end))[:, 0]
+            c2w = torch.as_tensor(world.frame_c2w[f:f + 1], dtype=torch.float32, device=device)
+            out = rasterize(params.means[idx], params.quats[idx], params.scales[idx], params.opacities[idx],
+                            params.sh[idx], K, c2w, intr.width, intr.height)
+            p = (params.means[idx] - c2w[0, :3, 3]) @ c2w[0, :3, :3]
+            z = p[:, 2]
+            front = z > 1e-3
+            u = torch.round(intr.fx * p[:, 0] / z.clamp_min(1e-3) + intr.cx)
+            v = torch.round(intr.fy * p[:, 1] / z.clamp_min(1e-3) + intr.cy)
+            inside = front & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+            ui, vi = u[inside].long(), v[inside].long()
+            drawn = out.depth[0, vi, ui]
+            on_surface = (out.coverage[0, vi, ui] > 0.5) & ((z[inside] - drawn).abs() < 0.05 * drawn)
+            who = idx[inside][on_surface]
+            total.index_add_(0, who, out.rgb[0, vi, ui][on_surface].clamp(0, 1))
+            seen.index_add_(0, who, torch.ones(len(who), device=device))
+        dc = (SH_C0 * params.sh[:, 0] + 0.5).clamp(0, 1)
+        colour = torch.where(seen[:, None] > 0, total / seen.clamp_min(1)[:, None], dc)
+    return (colour * 255).round().to(torch.uint8)
+
+
+def _optimized_world(world, params: GaussianParams, record: dict, device):
+    """A copy of ``world`` with the Gaussian layer ``params`` (split into its static and dynamic
+    groups) and, for the CPU renderer, the Gaussians as surfels in place of the fused ones
+    (model.as_surfels, coloured by baked_colours)."""
+    import dataclasses
+
+    static = torch.isinf(params.t_start) & torch.isinf(params.t_end)
+
+    def rows(mask):
+        return GaussianParams(params.means[mask], params.log_scales[mask], params.quats[mask],
+                              params.opacity_logits[mask], params.sh[mask], params.t_start[mask], params.t_end[mask])
+
+    fields = {**world_arrays(rows(static), "static"), **world_arrays(rows(~static), "dynamic")}
+    xyz, _, radius, normal, t_start, t_end, kept = as_surfels(params)
+    rgb = baked_colours(params, world, device).cpu().numpy()[kept]
+    still = static.cpu().numpy()[kept]
+    for layer, m in (("static", still), ("dynamic", ~still)):
+        fields.update({f"{layer}_xyz": xyz[m], f"{layer}_rgb": rgb[m], f"{layer}_radius": radius[m],
+                       f"{layer}_normal": normal[m], f"{layer}_frame": np.full(int(m.sum()), -1, np.int32)})
+    fields.update(dynamic_t_start=t_start[~still], dynamic_t_end=t_end[~still])
+    info = {k: v for k, v in world.info.items() if k not in ("frame_local", "frame_local_points")}
+    info["optimized"] = record
+    return dataclasses.replace(world, **fields, info=info)
+
+
+def default_output(world_path: str | Path) -> Path:
+    """WORLD.safetensors -> WORLD.optimized.safetensors beside it."""
+    p = Path(world_path)
+    return p.with_name(p.name[:-len(".safetensors")] + ".optimized.safetensors"
+                       if p.name.endswith(".safetensors") else p.name + ".optimized.safetensors")
