@@ -370,84 +370,238 @@ def bundle_adjustment_jacobian_sparsity(n_obs: int, o_kf: np.ndarray, o_pt: np.n
     return A
 
 
-def _bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iterations: int = 20,
+def _skew(v: np.ndarray) -> np.ndarray:
+    """Cross-product matrices [v]x of vectors (..., 3) -> (..., 3, 3)."""
+    out = np.zeros(v.shape[:-1] + (3, 3))
+    out[..., 0, 1], out[..., 0, 2] = -v[..., 2], v[..., 1]
+    out[..., 1, 0], out[..., 1, 2] = v[..., 2], -v[..., 0]
+    out[..., 2, 0], out[..., 2, 1] = -v[..., 1], v[..., 0]
+    return out
+
+
+def _angle_terms(rvec: np.ndarray):
+    """Angle, unit-safe sin(t)/t, (1-cos t)/t^2 and (t-sin t)/t^3 of rotation vectors (n, 3); the
+    Taylor series below 1e-4 rad, where the closed forms lose their digits to cancellation."""
+    theta = np.linalg.norm(rvec, axis=-1)
+    small = theta < 1e-4
+    t = np.where(small, 1.0, theta)
+    t2 = theta * theta
+    sin_t = np.where(small, 1 - t2 / 6, np.sin(t) / t)
+    one_minus_cos = np.where(small, 0.5 - t2 / 24, (1 - np.cos(t)) / t ** 2)
+    t_minus_sin = np.where(small, 1 / 6 - t2 / 120, (t - np.sin(t)) / t ** 3)
+    return theta, sin_t, one_minus_cos, t_minus_sin
+
+
+def rotations_of(rvec: np.ndarray) -> np.ndarray:
+    """Rotation matrices (n, 3, 3) of rotation vectors (n, 3) (Rodrigues, as cv2.Rodrigues)."""
+    _, sin_t, one_minus_cos, _ = _angle_terms(rvec)
+    S = _skew(rvec)
+    return np.eye(3) + sin_t[:, None, None] * S + one_minus_cos[:, None, None] * (S @ S)
+
+
+def rotation_left_jacobians(rvec: np.ndarray) -> np.ndarray:
+    """Left Jacobians J(r) (n, 3, 3) of SO(3): Rodrigues(r + d) = Rodrigues(J(r) d) Rodrigues(r)
+    to first order in d, so d(R x)/dr = -[R x]x J(r)."""
+    _, _, one_minus_cos, t_minus_sin = _angle_terms(rvec)
+    S = _skew(rvec)
+    return np.eye(3) + one_minus_cos[:, None, None] * S + t_minus_sin[:, None, None] * (S @ S)
+
+
+def _inverse_left_jacobian(phi: np.ndarray) -> np.ndarray:
+    """J(phi)^-1 for one rotation vector: log(Rodrigues(e) D) = phi + J(phi)^-1 e to first order,
+    where phi = log(D)."""
+    theta = float(np.linalg.norm(phi))
+    S = _skew(phi)
+    if theta < 1e-4:
+        coef = 1 / 12 + theta ** 2 / 720
+    else:
+        coef = 1 / theta ** 2 - (1 + math.cos(theta)) / (2 * theta * math.sin(theta))
+    return np.eye(3) - 0.5 * S + coef * (S @ S)
+
+
+HUBER_PX = 1.5        # reprojection residuals beyond this many pixels grow linearly (Huber)
+
+
+class BundleAdjustmentProblem:
+    """The residuals of a bundle adjustment and their analytic sparse Jacobian.
+
+    Parameters ``x``: per free keyframe its world->camera rotation vector and translation (6),
+    then per landmark its world position (3). Residuals: per observation the pixel error (u, v) of
+    its landmark projected into its keyframe; per rotation prior (kf a, kf b, measured rotation
+    R_ab from camera a's to camera b's coordinates) the rotation vector of log(R_ab^T R_b R_a^T)
+    / ``rot_sigma_rad``. With priors the Huber loss is applied inside the residuals (the priors
+    stay squared: a prior far off must keep pulling, not fade like an outlier) and the solver's
+    loss is linear; without, the solver applies Huber itself (``loss``).
+
+    The Jacobian is exact (no finite differences): projection derivative times d(camera point)/
+    d(parameters), with d(R X)/dr = -[R X]x J(r) (J: left Jacobian of SO(3) at r), translation
+    and landmark derivatives I and R; the priors' rows through the same J and the inverse left
+    Jacobian of the prior's disagreement. Everything per observation is one vectorised numpy pass.
+    """
+
+    def __init__(self, K, poses: dict, fixed: set, points: dict, obs: list,
+                 rel_rot: dict | None = None, rot_sigma_rad: float = 0.0):
+        self.free_kf = [k for k in poses if k not in fixed]
+        self.kf_col = {k: i for i, k in enumerate(self.free_kf)}
+        self.pt_ids = sorted({o[1] for o in obs})
+        self.pt_col = {p: i for i, p in enumerate(self.pt_ids)}
+        self.empty = not self.pt_ids or not self.free_kf
+        if self.empty:
+            return
+        all_kf = list(poses)
+        kf_index = {k: i for i, k in enumerate(all_kf)}
+        self.n_kf_free = len(self.free_kf)
+        # Every keyframe's rotation vector and translation: the free ones' are overwritten from x.
+        rt = [_c2w_to_rt(poses[k]) for k in all_kf]
+        self.base_r = np.array([r for r, _ in rt], np.float64).reshape(-1, 3)
+        self.base_t = np.array([t for _, t in rt], np.float64).reshape(-1, 3)
+        self.free_index = np.array([kf_index[k] for k in self.free_kf], np.int64)
+        self.x0 = np.concatenate([np.concatenate([self.base_r[self.free_index], self.base_t[self.free_index]],
+                                                 axis=1).ravel(),
+                                  np.array([points[p] for p in self.pt_ids], np.float64).ravel()])
+        self.n_obs = len(obs)
+        self.o_kf = np.array([o[0] for o in obs])
+        self.o_kfi = np.array([kf_index[o[0]] for o in obs], np.int64)
+        self.o_pt = np.array([self.pt_col[o[1]] for o in obs], np.int64)
+        self.o_uv = np.array([[o[2], o[3]] for o in obs], np.float64)
+        self.o_free = np.array([self.kf_col.get(o[0], -1) for o in obs], np.int64)
+        self.f = np.array([K[0, 0], K[1, 1]], np.float64)
+        self.c = np.array([K[0, 2], K[1, 2]], np.float64)
+        self.rot_sigma_rad = rot_sigma_rad
+        self.priors = []
+        if rel_rot and rot_sigma_rad > 0:
+            self.priors = [(a, b, R) for (a, b), R in rel_rot.items() if a in poses and b in poses
+                           and (a in self.kf_col or b in self.kf_col)]
+        self.prior_ab = np.array([(kf_index[a], kf_index[b]) for a, b, _ in self.priors], np.int64).reshape(-1, 2)
+        self.loss = "linear" if self.priors else "huber"
+        self.n_params = len(self.x0)
+        self.n_pose = 6 * self.n_kf_free
+        self._structure()
+
+    def _structure(self):
+        """Row and column of every Jacobian entry, in the order jacobian() fills the values."""
+        n = self.n_obs
+        obs_rows = np.arange(2 * n).reshape(n, 2)
+        free = self.o_free >= 0
+        self.obs_free = free
+        # Pose block of free observations (m, 2, 6), then landmark block of all (n, 2, 3).
+        pose_rows = np.repeat(obs_rows[free][:, :, None], 6, axis=2)
+        pose_cols = np.broadcast_to(6 * self.o_free[free, None, None] + np.arange(6), pose_rows.shape)
+        pt_rows = np.repeat(obs_rows[:, :, None], 3, axis=2)
+        pt_cols = np.broadcast_to(self.n_pose + 3 * self.o_pt[:, None, None] + np.arange(3), pt_rows.shape)
+        rows, cols = [pose_rows.ravel(), pt_rows.ravel()], [pose_cols.ravel(), pt_cols.ravel()]
+        # Prior blocks (3x3 each) for each free keyframe of each prior, in prior order, a then b.
+        self.prior_blocks = []
+        for m, (a, b, _) in enumerate(self.priors):
+            for side, k in ((0, a), (1, b)):
+                if k in self.kf_col:
+                    self.prior_blocks.append((m, side))
+                    rows.append(np.repeat(2 * n + 3 * m + np.arange(3), 3))
+                    cols.append(np.tile(6 * self.kf_col[k] + np.arange(3), 3))
+        self.jac_rows, self.jac_cols = np.concatenate(rows), np.concatenate(cols)
+        self.n_residuals = 2 * n + 3 * len(self.priors)
+
+    def _poses(self, x):
+        r, t = self.base_r.copy(), self.base_t.copy()
+        pose = x[:self.n_pose].reshape(-1, 6)
+        r[self.free_index], t[self.free_index] = pose[:, :3], pose[:, 3:]
+        return r, t
+
+    def _prior_disagreements(self, R):
+        """Rotation matrices R_ab^T R_b R_a^T and their rotation vectors, one per prior."""
+        cv2 = _cv2()
+        D = [R_ab.T @ R[b] @ R[a].T for (a, b), (_, _, R_ab) in zip(self.prior_ab, self.priors)]
+        phi = np.array([cv2.Rodrigues(d)[0].ravel() for d in D], np.float64).reshape(-1, 3)
+        return D, phi
+
+    def _reprojection(self, x):
+        r, t = self._poses(x)
+        R = rotations_of(r)
+        xyz = x[self.n_pose:].reshape(-1, 3)
+        rotated = np.einsum("nij,nj->ni", R[self.o_kfi], xyz[self.o_pt])      # R X per observation
+        pc = rotated + t[self.o_kfi]
+        z = np.maximum(pc[:, 2], 1e-6)
+        res = pc[:, :2] / z[:, None] * self.f + self.c - self.o_uv
+        return r, R, xyz, rotated, pc, z, res
+
+    def _robust(self, res):
+        """Huber inside the residuals (with priors): the square root of Huber's cost, signed."""
+        mag = np.abs(res)
+        return np.where(mag <= HUBER_PX, res,
+                        np.sign(res) * np.sqrt(np.maximum(2 * HUBER_PX * mag - HUBER_PX ** 2, 0.0)))
+
+    def residuals(self, x):
+        r, R, _, _, _, _, res = self._reprojection(x)
+        res = res.ravel()
+        if not self.priors:
+            return res
+        _, phi = self._prior_disagreements(R)
+        return np.concatenate([self._robust(res), phi.ravel() / self.rot_sigma_rad])
+
+    def jacobian(self, x):
+        from scipy.sparse import csr_matrix
+
+        r, R, _, rotated, pc, z, res = self._reprojection(x)
+        n = self.n_obs
+        # d(pixel)/d(camera point) (n, 2, 3); the depth clamp has no slope below 1e-6.
+        D = np.zeros((n, 2, 3))
+        D[:, 0, 0] = self.f[0] / z
+        D[:, 1, 1] = self.f[1] / z
+        in_front = pc[:, 2] > 1e-6
+        D[:, 0, 2] = np.where(in_front, -self.f[0] * pc[:, 0] / z ** 2, 0.0)
+        D[:, 1, 2] = np.where(in_front, -self.f[1] * pc[:, 1] / z ** 2, 0.0)
+        if self.priors:
+            # Chain rule through the in-residual Huber: slope 1 inside, HUBER/sqrt(...) outside.
+            mag = np.abs(res)
+            slope = np.where(mag <= HUBER_PX, 1.0,
+                             HUBER_PX / np.sqrt(np.maximum(2 * HUBER_PX * mag - HUBER_PX ** 2, 1e-300)))
+            D *= slope[:, :, None]
+        J_left = rotation_left_jacobians(r)
+        free = self.obs_free
+        d_rot = -np.einsum("nij,njk->nik", D[free], _skew(rotated[free]) @ J_left[self.o_kfi[free]])
+        pose_block = np.concatenate([d_rot, D[free]], axis=2)                  # (m, 2, 6)
+        point_block = D @ R[self.o_kfi]                                        # (n, 2, 3)
+        values = [pose_block.ravel(), point_block.ravel()]
+        if self.priors:
+            Dm, phi = self._prior_disagreements(R)
+            for m, side in self.prior_blocks:
+                a, b = self.prior_ab[m]
+                inv = _inverse_left_jacobian(phi[m]) / self.rot_sigma_rad
+                if side == 0:     # R_a^T(r + d) = R_a^T Rodrigues(-J d): log moves by -J^-1 D J d
+                    block = -inv @ Dm[m] @ J_left[a]
+                else:             # R_b(r + d) = Rodrigues(J d) R_b: log moves by J^-1 R_ab^T J d
+                    block = inv @ self.priors[m][2].T @ J_left[b]
+                values.append(block.ravel())
+        return csr_matrix((np.concatenate(values), (self.jac_rows, self.jac_cols)),
+                          shape=(self.n_residuals, self.n_params))
+
+    def solution(self, x, poses: dict, points: dict):
+        """Write the adjusted poses and landmarks of ``x`` into ``poses`` and ``points``."""
+        pose = x[:self.n_pose].reshape(-1, 6)
+        for k, j in self.kf_col.items():
+            poses[k] = _rt_to_c2w(pose[j, :3], pose[j, 3:])
+        xyz = x[self.n_pose:].reshape(-1, 3)
+        for p, i in self.pt_col.items():
+            points[p] = xyz[i]
+        return poses, points
+
+
+def bundle_adjust(K, poses: dict, fixed: set, points: dict, obs: list, iterations: int = 20,
                    rel_rot: dict | None = None, rot_sigma_rad: float = 0.0):
     """Adjust keyframe poses (except ``fixed``) and landmark positions to minimise reprojection
     error (Huber). poses: kf -> c2w; points: id -> xyz; obs: (kf, landmark id, u, v).
     ``rel_rot``: (kf a, kf b) -> measured rotation from camera a's to camera b's coordinates; each
     adds a residual (rotation vector of the disagreement / ``rot_sigma_rad``, so one sigma weighs
-    like a pixel)."""
+    like a pixel). Residuals and analytic Jacobian: BundleAdjustmentProblem."""
     from scipy.optimize import least_squares
-    cv2 = _cv2()
-    free_kf = [k for k in poses if k not in fixed]
-    kf_col = {k: i for i, k in enumerate(free_kf)}
-    pt_ids = sorted({o[1] for o in obs})
-    pt_col = {p: i for i, p in enumerate(pt_ids)}
-    if not pt_ids or not free_kf:
+
+    problem = BundleAdjustmentProblem(K, poses, fixed, points, obs, rel_rot, rot_sigma_rad)
+    if problem.empty:
         return poses, points
-    x0 = []
-    for k in free_kf:
-        r, t = _c2w_to_rt(poses[k])
-        x0 += [*r, *t]
-    x0 += [v for p in pt_ids for v in points[p]]
-    x0 = np.asarray(x0, np.float64)
-    nk = len(free_kf)
-    o_kf = np.array([o[0] for o in obs])
-    o_pt = np.array([pt_col[o[1]] for o in obs])
-    o_uv = np.array([[o[2], o[3]] for o in obs], np.float64)
-    fixed_rt = {k: _c2w_to_rt(poses[k]) for k in poses if k in fixed}
-    f = np.array([K[0, 0], K[1, 1]])
-    c = np.array([K[0, 2], K[1, 2]])
-    huber = 1.5
-    priors = []
-    if rel_rot and rot_sigma_rad > 0:
-        priors = [(a, b, R) for (a, b), R in rel_rot.items() if a in poses and b in poses
-                  and (a in kf_col or b in kf_col)]
-
-    def rot_of(x, k):
-        if k in kf_col:
-            j = kf_col[k]
-            return cv2.Rodrigues(x[6 * j:6 * j + 3])[0]
-        return cv2.Rodrigues(fixed_rt[k][0])[0]
-
-    def residuals(x):
-        xyz = x[6 * nk:].reshape(-1, 3)
-        res = np.empty((len(obs), 2))
-        prior_res = np.empty((len(priors), 3))
-        for n, (a, b, R_ab) in enumerate(priors):
-            # world->camera rotations: camera a to camera b is R_b R_a^T.
-            d = R_ab.T @ rot_of(x, b) @ rot_of(x, a).T
-            prior_res[n] = cv2.Rodrigues(d)[0].ravel() / rot_sigma_rad
-        for k in poses:
-            sel = o_kf == k
-            if not sel.any():
-                continue
-            if k in kf_col:
-                j = kf_col[k]
-                r, t = x[6 * j:6 * j + 3], x[6 * j + 3:6 * j + 6]
-            else:
-                r, t = fixed_rt[k]
-            R, _ = cv2.Rodrigues(r)
-            pc = xyz[o_pt[sel]] @ R.T + t
-            res[sel] = pc[:, :2] / np.maximum(pc[:, 2:3], 1e-6) * f + c - o_uv[sel]
-        r = res.ravel()
-        if priors:
-            # Huber on the reprojection residuals (as least_squares' own loss would apply it), the
-            # rotation priors squared: a prior far off must keep pulling, not fade like an outlier.
-            mag = np.abs(r)
-            r = np.where(mag <= huber, r, np.sign(r) * np.sqrt(np.maximum(2 * huber * mag - huber ** 2, 0.0)))
-        return np.concatenate([r, prior_res.ravel()])
-
-    A = bundle_adjustment_jacobian_sparsity(len(obs), o_kf, o_pt, kf_col, priors, len(x0))
-    sol = least_squares(residuals, x0, jac_sparsity=A, loss="linear" if priors else "huber", f_scale=huber,
-                        max_nfev=iterations, x_scale="jac", method="trf", tr_options={"maxiter": LSMR_ITERATIONS})
-    x = sol.x
-    for k, j in kf_col.items():
-        poses[k] = _rt_to_c2w(x[6 * j:6 * j + 3], x[6 * j + 3:6 * j + 6])
-    xyz = x[6 * nk:].reshape(-1, 3)
-    for p, i in pt_col.items():
-        points[p] = xyz[i]
-    return poses, points
+    sol = least_squares(problem.residuals, problem.x0, jac=problem.jacobian, loss=problem.loss, f_scale=HUBER_PX,
+                        max_nfev=iterations, x_scale="jac", method="trf", tr_solver="lsmr",
+                        tr_options={"maxiter": LSMR_ITERATIONS})
+    return problem.solution(sol.x, poses, points)
 
 
 # Iterations of the inner least-squares solver (LSMR) per trust-region step: each step only needs
@@ -469,7 +623,7 @@ def _adjust_keyframes(K, keyframes: list[int], kf_poses: dict, kf_obs: dict, lan
     obs = [o for o in obs if o[1] in multi]
     sub_poses = {k: kf_poses[k] for k in keyframes}
     sub_points = {o[1]: landmarks[o[1]] for o in obs}
-    sub_poses, sub_points = _bundle_adjust(K, sub_poses, set(keyframes[:2]), sub_points, obs, iterations=iterations,
+    sub_poses, sub_points = bundle_adjust(K, sub_poses, set(keyframes[:2]), sub_points, obs, iterations=iterations,
                                            rel_rot=rel_rot, rot_sigma_rad=rot_sigma_rad)
     kf_poses.update(sub_poses)
     landmarks.update(sub_points)
