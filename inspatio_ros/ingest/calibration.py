@@ -461,6 +461,15 @@ def estimate_window(obs: np.ndarray, prior: float, width: int, height: int, s: C
         return {"focal_px": None, "sigma_px": math.inf, "reason": "the window could not be reconstructed",
                 "sweep": sweep}
     best = int(np.argmin(scores))
+    if not sweep_has_one_minimum(scores):
+        # Each candidate is reconstructed afresh: a score that goes down and up again on both
+        # sides of its lowest point is the reconstructions' own scatter, not the focal length's
+        # signal (seen on a straight highway: 7 % bumps, a "minimum" at half the true f).
+        if bar is not None:
+            bar.update(4)
+        return {"focal_px": None, "sigma_px": math.inf, "reason": "the sweep's score is flat or has no single minimum "
+                "(the reconstructions scatter more than the focal length changes them)",
+                "sweep": sweep}
     refined = []
     for k in (best - 1, best, best + 1):
         if 0 <= k < len(grid) and np.isfinite(scores[k]):
@@ -484,6 +493,40 @@ def estimate_window(obs: np.ndarray, prior: float, width: int, height: int, s: C
             "sigma_split_px": sigma_split, "score": score, "noise_px": math.sqrt(noise), "at_edge": at_edge,
             "observations": int(observations), "keyframes": int(obs.shape[0]), "tracks": int(obs.shape[1]),
             "sweep": sweep}
+
+
+# A sweep's score may fall again by this share of its lowest value on its way up from the minimum
+# (bundle adjustments stop at a tolerance; larger dips are the reconstructions' scatter).
+SWEEP_DIP_TOLERANCE = 0.01
+# The minimum's basin: the candidates around the lowest score that stay within this factor of it.
+# Far from the minimum, reconstructions at a badly wrong focal length fail in their own ways and
+# their scores jump about; only the basin has to be one smooth valley.
+SWEEP_BASIN_FACTOR = 2.0
+
+
+def sweep_has_one_minimum(scores: np.ndarray, tolerance: float = SWEEP_DIP_TOLERANCE,
+                          basin_factor: float = SWEEP_BASIN_FACTOR) -> bool:
+    """Whether the coarse sweep's scores (in focal order; inf where the window could not be
+    reconstructed) have one minimum: within the basin of candidates around the lowest score that
+    stay within ``basin_factor`` of it, the scores fall to the lowest and rise from it, allowing
+    dips of ``tolerance`` times the lowest. (A shallow valley is fine: the adjustment with a free
+    focal length and its standard error judge how sharp it is.)"""
+    scores = np.asarray(scores, float)
+    if np.isfinite(scores).sum() < 3:
+        return False
+    best = int(np.argmin(scores))
+    low = float(scores[best])
+    inside = scores <= basin_factor * low
+    lo = best
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    hi = best
+    while hi < len(scores) - 1 and inside[hi + 1]:
+        hi += 1
+    basin = scores[lo:hi + 1]
+    k = best - lo
+    slack = tolerance * low
+    return bool(np.all(np.diff(basin[k:]) >= -slack) and np.all(np.diff(basin[:k + 1][::-1]) >= -slack))
 
 
 def _split_half_sigma(obs: np.ndarray, width: int, height: int, solution, splits: int = 2) -> float:
@@ -548,9 +591,16 @@ def combine_windows(results: list[dict], prior_px: float, width: int, height: in
         edge = any(r.get("at_edge") for r in results)
         why = ("the best focal length lies at the edge of the range searched" if edge else
                "the score is flat: the camera barely turns (forward motion alone does not fix the focal length)"
-               if any(r.get("focal_px") is not None for r in results) else
+               if any(r.get("focal_px") is not None or "flat" in r.get("reason", "") for r in results) else
                "no window could be reconstructed (too little motion or texture)")
         return FocalEstimate(None, math.inf, prior_px, width, height, why, windows)
+    reconstructed = [r for r in results if r.get("focal_px") is not None or "sweep" in r]
+    if len(usable) * 2 <= len(reconstructed) and len(reconstructed) > 1:
+        # Windows are independent looks at one camera: when most of those that could be
+        # reconstructed find no minimum (or one at the edge), the one that did is not evidence.
+        return FocalEstimate(None, math.inf, prior_px, width, height,
+                             f"only {len(usable)} of {len(reconstructed)} reconstructed windows find a focal length "
+                             "(the others: no single minimum or at the edge of the range)", windows)
     f = np.array([r["focal_px"] for r in usable])
     sig = np.array([r["sigma_px"] for r in usable])
     w = 1.0 / sig ** 2

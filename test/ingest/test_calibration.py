@@ -157,3 +157,19 @@ def test_self_calibration_on_kitti06_is_within_5_percent_or_says_the_clip_does_n
         assert "uncertain" in estimate.reason and abs(estimate.focal_px - truth) < prior_error / 3, estimate.reason
     else:
         assert "flat" in estimate.reason and estimate.uncertainty_px > MAX_RELATIVE_UNCERTAINTY * truth
+
+
+def test_a_sweep_counts_as_one_minimum_only_where_its_valley_is_smooth():
+    from inspatio_ros.ingest.calibration import sweep_has_one_minimum
+
+    # Coarse-sweep scores measured on 2026-12-04 (focal 0.25x..3x the prior, 11 steps).
+    # The straight highway dashcam at 640x360: a 7 % bump after the "minimum" at half the true f.
+    highway = [1867.5, 1861.6, 1808.1, 1837.0, 1820.9, 1934.5, 1854.5, 1848.0, 1974.9, 2038.4, 2218.0]
+    # Synthetic street seed 3, 480x270 (true f 240): a shallow but smooth valley at 236.7.
+    street = [2907.4, 2442.4, 2397.0, 2471.6, 2456.3, 2517.0, 2636.9, 2659.3, 2704.2, 2703.6, 2707.5]
+    # Synthetic room seed 5: a deep valley; far from it, failed reconstructions jump about.
+    room = [4285.3, 6033.9, 2701.7, 1559.8, 2229.6, 2976.4, 9169.3, 15404.2, 19090.0, 12356.3, 14476.0]
+    assert not sweep_has_one_minimum(highway)
+    assert sweep_has_one_minimum(street)
+    assert sweep_has_one_minimum(room)
+    assert not sweep_has_one_minimum([float("inf")] * 9 + [1.0, 2.0])     # too few reconstructions
