@@ -84,6 +84,7 @@ def test_each_subcommand_has_help(command):
     assert result.stdout.startswith(f"usage: inspatio-ros {command}")
 
 
+@pytest.mark.slow   # CLI subprocesses that import torch and render (4-6 s)
 def test_render_and_eval_help_offer_config():
     for command in ("render", "eval"):
         assert "--config YAML" in run_cli(command, "--help").stdout
@@ -214,6 +215,7 @@ def test_config_missing_file(tmp_path):
         load_render_settings(tmp_path / "nope.yaml")
 
 
+@pytest.mark.slow   # CLI subprocesses that import torch and render (4-6 s)
 def test_render_and_eval_reject_a_bad_config_in_one_line(wall_world, tmp_path):
     bad = write(tmp_path / "bad.yaml", "inspatio_ros:\n  ros__parameters:\n    render.nearr: 0.1\n")
     line = one_error_line(run_cli("render", str(wall_world), "--traj", "static", "-o", str(tmp_path / "o.mp4"),
@@ -224,6 +226,7 @@ def test_render_and_eval_reject_a_bad_config_in_one_line(wall_world, tmp_path):
     assert not (tmp_path / "o.mp4").exists()
 
 
+@pytest.mark.slow   # CLI subprocesses that import torch and render (4-6 s)
 def test_render_config_is_applied(wall_world, tmp_path):
     """--config reaches the renderer: without hole filling the empty right half shows the background."""
     cfg = write(tmp_path / "magenta.yaml", """

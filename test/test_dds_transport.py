@@ -489,6 +489,7 @@ def test_publish_time_1080p_rgb8(transport):
     assert result["received"] >= 1, result.get("stderr")
 
 
+@pytest.mark.slow   # a real rclpy subscriber process (6-7 s)
 def test_subscription_count_follows_rclpy_subscriber(transport):
     pytest.importorskip("rclpy")
     pub = transport.create_publisher("sensor_msgs/msg/Image", "front/image_raw", SENSOR_OUT)
