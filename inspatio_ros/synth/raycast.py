@@ -259,10 +259,17 @@ def _slab(inv: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, valid: torch.Te
 
     Returns (t [B, R] with inf for no hit, index into K [B, R]).
     """
+    return _nearest_slab_hit(lambda a: inv[:, :, None, a], lo, hi, valid)     # [B, R, 1]
+
+
+def _nearest_slab_hit(inverse_of_axis, lo: torch.Tensor, hi: torch.Tensor, valid: torch.Tensor):
+    """The slab test shared by axis-aligned and turned boxes: ``inverse_of_axis(a)`` gives the
+    reciprocal ray direction along the box's axis a ([B, R, 1] or [B, R, K]), ``lo``/``hi``
+    [B, K, 3] the camera-relative bounds. Returns (t [B, R], inf for no hit; box index [B, R])."""
     t_near = None
     t_far = None
     for a in range(3):
-        ia = inv[:, :, None, a]                     # [B, R, 1]
+        ia = inverse_of_axis(a)
         ta = lo[:, None, :, a] * ia                 # [B, R, K]
         tb = hi[:, None, :, a] * ia
         near = torch.minimum(ta, tb)
@@ -284,16 +291,5 @@ def _slab_rotated(dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, valid:
     dx, dy, dz = dirs[..., 0, None], dirs[..., 1, None], dirs[..., 2, None]       # [B, R, 1]
     c, s = cos[:, None, :], sin[:, None, :]                                          # [B, 1, K]
     local = (c * dx + s * dy, -s * dx + c * dy, dz.expand(-1, -1, cos.shape[1]))
-    t_near = None
-    t_far = None
-    for a in range(3):
-        ia = _safe_inverse(local[a])                 # [B, R, K]
-        ta = lo[:, None, :, a] * ia
-        tb = hi[:, None, :, a] * ia
-        near = torch.minimum(ta, tb)
-        far = torch.maximum(ta, tb)
-        t_near = near if t_near is None else torch.maximum(t_near, near)
-        t_far = far if t_far is None else torch.minimum(t_far, far)
-    hit = (t_near <= t_far) & (t_near > T_EPS) & valid[:, None, :]
-    t = torch.where(hit, t_near, torch.full_like(t_near, float("inf")))
-    return t.min(-1)
+    # One axis's [B, R, K] inverse at a time: these tensors are the ray caster's largest.
+    return _nearest_slab_hit(lambda a: _safe_inverse(local[a]), lo, hi, valid)
