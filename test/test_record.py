@@ -226,6 +226,21 @@ def wait_recording(record: Path, proc: subprocess.Popen, seconds: float, timeout
     assert proc.poll() is None
 
 
+def record_until_signal(world: Path, tmp_path: Path, record: Path, seconds: float, sig: int,
+                        extra_params: dict | None = None, transport: str = "dds", timeout: float = 120.0) -> int:
+    """Start the node recording into ``record``, let it record ``seconds`` once it has started,
+    send it ``sig`` and return its exit status (the node is killed if it outlives the test)."""
+    proc = start_node(world, tmp_path, record, extra_params, transport)
+    try:
+        wait_recording(record, proc, seconds, timeout)
+        proc.send_signal(sig)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def check_rates(got: dict[str, list], frames_published: int) -> None:
     """Every output of the node is in the recording, each at the rate it was published."""
     from inspatio_ros.ros.all_outputs import all_outputs
@@ -263,15 +278,7 @@ def frames_published(log: str) -> int:
 def sigterm_recording(street_world, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sigterm")
     record = tmp / "run"
-    proc = start_node(street_world, tmp, record)
-    try:
-        wait_recording(record, proc, 6.0)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert record_until_signal(street_world, tmp, record, 6.0, signal.SIGTERM) == 0
     return record, (tmp / "node.log").read_text()
 
 
@@ -285,15 +292,8 @@ def test_sigterm_leaves_a_complete_recording_of_every_topic_at_its_rate(sigterm_
 @pytest.mark.slow
 def test_ctrl_c_leaves_a_complete_recording_split_by_duration(street_world, tmp_path):
     record = tmp_path / "run"
-    proc = start_node(street_world, tmp_path, record, {"record.split_s": 2.0})
-    try:
-        wait_recording(record, proc, 5.0)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert record_until_signal(street_world, tmp_path, record, 5.0, signal.SIGINT,
+                               extra_params={"record.split_s": 2.0}) == 0
     files = sorted(record.glob("*.mcap"))
     assert len(files) >= 3 and all(scan(f).complete for f in files)
     check_rates(read_recording(record), frames_published((tmp_path / "node.log").read_text()))
@@ -304,15 +304,7 @@ def test_the_rclpy_transport_records_its_messages_too(street_world, tmp_path):
     """rclpy's messages are serialised by rclpy (the DDS transport's by Cyclone): the same recording."""
     pytest.importorskip("rclpy")
     record = tmp_path / "run"
-    proc = start_node(street_world, tmp_path, record, transport="rclpy")
-    try:
-        wait_recording(record, proc, 4.0)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert record_until_signal(street_world, tmp_path, record, 4.0, signal.SIGTERM, transport="rclpy") == 0
     assert all(scan(f).complete for f in record.glob("*.mcap"))
     check_rates(read_recording(record), frames_published((tmp_path / "node.log").read_text()))
 
@@ -320,15 +312,7 @@ def test_the_rclpy_transport_records_its_messages_too(street_world, tmp_path):
 @pytest.mark.slow
 def test_sigkill_of_the_node_leaves_the_flushed_chunks_readable(street_world, tmp_path):
     record = tmp_path / "run"
-    proc = start_node(street_world, tmp_path, record)
-    try:
-        wait_recording(record, proc, 4.0)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    record_until_signal(street_world, tmp_path, record, 4.0, signal.SIGKILL)
     first = record / f"{record.name}_0.mcap"
     assert not scan(first).complete
     counts = recover_recording(record)
@@ -360,15 +344,8 @@ def test_a_recording_builds_back_into_a_world(sigterm_recording, tmp_path):
 def test_a_sixty_second_recording_holds_every_topic_at_its_rate(street_world, tmp_path):
     """The issue's 60 s recording: complete, every output at the rate it was published, nothing dropped."""
     record = tmp_path / "minute"
-    proc = start_node(street_world, tmp_path, record, {"record.split_s": 30.0})
-    try:
-        wait_recording(record, proc, 60.0, timeout=180.0)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert record_until_signal(street_world, tmp_path, record, 60.0, signal.SIGTERM,
+                               extra_params={"record.split_s": 30.0}, timeout=180.0) == 0
     files = sorted(record.glob("*.mcap"))
     assert len(files) >= 2 and all(scan(f).complete for f in files)
     got = read_recording(record)
