@@ -23,25 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import InputError
+from .checked_settings import check_setting
 from .render import RenderSettings
 
 NODE_NAME = "inspatio_ros"
 RENDER_PREFIX = "render."
-
-# Checks beyond the type: (test, what a valid value is).
-_RANGES = {
-    "near": (lambda v: v > 0, "a distance > 0 in metres, e.g. 0.05"),
-    "depth_tolerance": (lambda v: 0 <= v < 1, "a relative tolerance in [0, 1), e.g. 0.02"),
-    "max_splat_px": (lambda v: 0 <= v <= 64, "0..64 pixels (0: no surfel expansion)"),
-    "hole_fill_levels": (lambda v: 0 <= v <= 16, "0..16 levels (0: no hole filling)"),
-    "background": (lambda v: all(0 <= c <= 255 for c in v), "three integers 0..255, e.g. [0, 0, 0]"),
-}
-
 
 def render_parameters(settings: RenderSettings | None = None) -> dict[str, Any]:
     """``{"render.near": 0.05, ...}``: the parameter names and values of ``settings``."""
@@ -116,7 +106,12 @@ def render_settings_from(params: dict[str, Any], source: str = "config",
 
 
 def _check(name: str, field: str, value, default, source: str):
-    ok, valid = _RANGES.get(field, (lambda v: True, "a value like the default"))
+    """``value`` for ``render.<field>``: the type checked here (to say what the value should be,
+    not only its Python type: "[0, 0] (list), not a list" told the user nothing), the range by the
+    field's own metadata (RenderSettings, the one place it is written)."""
+    spec = next(f for f in dataclasses.fields(RenderSettings) if f.name == field)
+    unit = f" {spec.metadata['unit']}" if spec.metadata["unit"] else ""
+    valid = f"{spec.metadata['range']}{unit}"
     if isinstance(default, bool):
         good = isinstance(value, bool)
     elif isinstance(default, int):
@@ -131,8 +126,6 @@ def _check(name: str, field: str, value, default, source: str):
     else:
         good = isinstance(value, type(default))
     if not good:
-        # Say what the value should be, not only its Python type: "[0, 0] (list), not a list"
-        # told the user nothing.
         if isinstance(default, list):
             expected = f"a list of {len(default)} integers"
         else:
@@ -145,9 +138,7 @@ def _check(name: str, field: str, value, default, source: str):
         else:
             got = type(value).__name__
         raise InputError(f"{source}: parameter '{name}' is {value!r} ({got}), not {expected}", f"give {valid}")
-    if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
-        raise InputError(f"{source}: parameter '{name}' = {_plain(value)!r} is out of range", f"give {valid}")
-    return value
+    return check_setting(spec, value, f"{source}: parameter '{name}'")
 
 
 def load_render_settings(path: str | Path, other_parameters: Iterable[str] = ()) -> RenderSettings:

@@ -192,8 +192,8 @@ def test_short_background_says_what_a_background_is(capsys, street_world, tmp_pa
     rc, _, err = cli(capsys, "run", street_world, "--transport", "dds", "--frames", "1", "-p",
                      "render.background:=[0, 0]")
     assert_one_error(rc, err, "'render.background' is [0, 0] (a list of 2), not a list of 3 integers",
-                     "three integers 0..255")
+                     "3 integers, each >= 0 and <= 255")
     config = tmp_path / "bg.yaml"
     config.write_text("inspatio_ros:\n  ros__parameters:\n    render.background: [0.5, 0.5, 0.5]\n")
     rc, _, err = cli(capsys, "eval", street_world, "--gt", tmp_path, "--config", config)
-    assert_one_error(rc, err, config, "0.5 is not an integer", "three integers 0..255")
+    assert_one_error(rc, err, config, "0.5 is not an integer", "3 integers, each >= 0 and <= 255")

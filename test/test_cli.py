@@ -178,14 +178,14 @@ def test_config_nested_names_and_wildcard_node_are_ros2_equivalents(tmp_path):
     ("render.depth_tolerence: 0.03", "'render.depth_tolerence'", "did you mean 'render.depth_tolerance'"),
     ("depth_tolerance: 0.03", "'depth_tolerance'", "did you mean 'render.depth_tolerance'"),
     ("render.colour: 3", "'render.colour'", "known parameters: render.near"),
-    ("render.max_splat_px: 2.5", "'render.max_splat_px'", "0..64 pixels"),
-    ("render.max_splat_px: true", "'render.max_splat_px'", "0..64 pixels"),
-    ("render.near: fast", "'render.near'", "a distance > 0"),
-    ("render.near: -1.0", "'render.near' = -1.0 is out of range", "a distance > 0"),
-    ("render.near: .nan", "'render.near'", "a distance > 0"),
-    ("render.hole_fill_levels: 40", "'render.hole_fill_levels' = 40", "0..16 levels"),
-    ("render.background: [0, 0]", "'render.background'", "three integers 0..255"),
-    ("render.background: [0, 0, 300]", "'render.background' = [0, 0, 300]", "three integers 0..255"),
+    ("render.max_splat_px: 2.5", "'render.max_splat_px'", ">= 0 and <= 64 px"),
+    ("render.max_splat_px: true", "'render.max_splat_px'", ">= 0 and <= 64 px"),
+    ("render.near: fast", "'render.near'", "> 0 m"),
+    ("render.near: -1.0", "'render.near' = -1.0 is out of range", "> 0 m"),
+    ("render.near: .nan", "'render.near'", "> 0 m"),
+    ("render.hole_fill_levels: 40", "'render.hole_fill_levels' = 40", ">= 0 and <= 16"),
+    ("render.background: [0, 0]", "'render.background'", "3 integers, each >= 0 and <= 255"),
+    ("render.background: [0, 0, 300]", "'render.background' = [0, 0, 300]", "3 integers, each >= 0 and <= 255"),
 ])
 def test_config_bad_parameters_name_the_key_and_the_fix(tmp_path, body, names, fix):
     path = write(tmp_path / "p.yaml", f"inspatio_ros:\n  ros__parameters:\n    {body}\n")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..camera import Intrinsics
+from ..checked_settings import CheckedSettings, setting
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -17,15 +18,19 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-@dataclass
-class RenderSettings:
-    """Knobs of the renderer (defaults suit worlds built from video frames)."""
+@dataclass(frozen=True)
+class RenderSettings(CheckedSettings):
+    """Knobs of the renderer (defaults suit worlds built from video frames); the node's
+    ``render.<field>`` parameters. Checked when made: a bad value is an InputError."""
 
-    near: float = 0.05                 # metres; points closer than this are not drawn
-    depth_tolerance: float = 0.02      # relative: a surfel must be this much in front to win a pixel
-    max_splat_px: int = 4              # cap on the projected surfel radius searched, pixels
-    hole_fill_levels: int = 5          # push-pull levels: fills holes up to ~2**levels pixels
-    background: tuple[int, int, int] = (0, 0, 0)
+    near: float = setting(0.05, "points nearer than this are not drawn", "m", gt=0.0)
+    depth_tolerance: float = setting(0.02, "relative: a surfel must be this much nearer to win a pixel",
+                                     ge=0.0, lt=1.0)
+    max_splat_px: int = setting(4, "cap on the projected surfel radius searched (0: no surfel expansion)", "px",
+                                ge=0, le=64)
+    hole_fill_levels: int = setting(5, "push-pull levels: fills holes up to ~2**levels pixels (0: no hole filling)",
+                                    ge=0, le=16)
+    background: tuple[int, int, int] = setting((0, 0, 0), "RGB where nothing is drawn or filled", ge=0, le=255)
 
 
 @dataclass

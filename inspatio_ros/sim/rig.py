@@ -43,7 +43,6 @@ from ..errors import InputError
 PREFIX = "cameras."
 NAMES_PARAM = "cameras.names"
 OUTPUTS = ("image", "depth", "points", "coverage", "compressed")
-CAMERA_KEYS = ("width", "height", "fx", "fy", "cx", "cy", "hfov_deg", "xyz", "rpy", "rate_hz", "outputs")
 DEFAULT_NAMES = ("front",)
 DEFAULTS: dict[str, Any] = {
     "width": 640,
@@ -67,6 +66,45 @@ _NAME_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # times the 3 x 1080p driving rig.
 MAX_SIDE = 8192
 MAX_RIG_PIXELS = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class CameraParameter:
+    """What one ``cameras.<cam>.<key>`` parameter means, for the README's generated table
+    (tools/parameter_table.py); the checks themselves are in :func:`_camera`."""
+
+    unit: str
+    valid: str
+    doc: str
+    default: str = ""       # shown when the key has no entry in DEFAULTS
+
+
+# Every key a camera takes, in the README's order; load_rig refuses any other.
+CAMERA_PARAMETERS: dict[str, CameraParameter] = {
+    "width": CameraParameter("px", f"1..{MAX_SIDE} (at most 8192 x 8192 pixels for the whole rig)", "image width"),
+    "height": CameraParameter("px", f"1..{MAX_SIDE}", "image height"),
+    "fx": CameraParameter("px", "> 0", "focal length; with fy, cx, cy instead of hfov_deg", "none (hfov_deg)"),
+    "fy": CameraParameter("px", "> 0", "focal length (default fx)", "fx"),
+    "cx": CameraParameter("px", "any", "principal point column (default the centre, (width - 1) / 2)", "centre"),
+    "cy": CameraParameter("px", "any", "principal point row (default the centre, (height - 1) / 2)", "centre"),
+    "hfov_deg": CameraParameter("deg", "> 1 and < 179", "horizontal field of view, square pixels, centred "
+                                "(used when no fx/fy/cx/cy is given)"),
+    "xyz": CameraParameter("m", "3 finite numbers", "`<cam>_link` in base_link (REP-103: x forward, y left, z up)"),
+    "rpy": CameraParameter("rad", "3 finite numbers", "roll, pitch, yaw of `<cam>_link` in base_link"),
+    "rate_hz": CameraParameter("Hz", "> 0", "publish rate"),
+    "outputs": CameraParameter("", " | ".join(OUTPUTS), "what the camera publishes (a non-empty list)"),
+}
+CAMERA_KEYS = tuple(CAMERA_PARAMETERS)
+
+
+def camera_parameter_rows() -> list[tuple[str, object, str, str, str]]:
+    """(name, default, unit, valid, meaning) of ``cameras.names`` and every ``cameras.<cam>.<key>``."""
+    rows: list[tuple[str, object, str, str, str]] = [
+        (NAMES_PARAM, list(DEFAULT_NAMES), "", "ROS name tokens",
+         "the rig's cameras (default: one camera, front, with the world's own intrinsics)")]
+    for key, p in CAMERA_PARAMETERS.items():
+        rows.append((f"{PREFIX}<cam>.{key}", DEFAULTS.get(key, p.default), p.unit, p.valid, p.doc))
+    return rows
 
 
 @dataclass(frozen=True)

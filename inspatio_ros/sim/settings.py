@@ -16,78 +16,14 @@ Renderer settings (``RenderSettings``) and the camera rig (``CameraSpec``) have 
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..errors import InputError
+# The field helpers live below sim/ because the renderer's settings use them too.
+from ..checked_settings import CheckedSettings as _Checked
+from ..checked_settings import check_setting, group, setting  # noqa: F401  (check_setting: public here too)
 
 MODES = ("replay", "pose", "control", "trajectory")
 END_MODES = ("loop", "ping_pong", "hold")
-
-
-def setting(default, doc: str, unit: str = "", *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
-            param: str | None = None):
-    """A dataclass field with its documentation and the bounds ``__post_init__`` checks."""
-    if choices is not None:
-        valid = " | ".join(c or "''" for c in choices)
-    else:
-        parts = [f">= {ge:g}" if ge is not None else None, f"> {gt:g}" if gt is not None else None,
-                 f"<= {le:g}" if le is not None else None, f"< {lt:g}" if lt is not None else None]
-        valid = " and ".join(p for p in parts if p) or ("true | false" if isinstance(default, bool)
-                                                         else "text" if isinstance(default, str) else "any")
-    meta = {"doc": doc, "unit": unit, "range": valid, "bounds": (ge, gt, le, lt), "choices": choices}
-    if param is not None:
-        meta["param"] = param
-    return field(default=default, metadata=meta)
-
-
-def group(cls, doc: str, prefix: str | None = None):
-    """A dataclass field holding a group of settings; its parameters are named ``<prefix><field>``
-    (``prefix`` defaults to the group's field name and a dot; "" puts them at the top level)."""
-    meta = {"group": doc}
-    if prefix is not None:
-        meta["prefix"] = prefix
-    return field(default_factory=cls, metadata=meta)
-
-
-def check_setting(f: dataclasses.Field, value, where: str):
-    """``value`` for the setting field ``f``, checked against its type and metadata (an int is
-    taken for a float); an :class:`InputError` that starts with ``where`` when it does not fit."""
-    unit = f" {f.metadata['unit']}" if f.metadata["unit"] else ""
-    if isinstance(f.default, bool):
-        ok, kind = isinstance(value, bool), ""
-    elif isinstance(f.default, float):
-        ok, kind = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value), "a number "
-        value = float(value) if ok else value
-    elif isinstance(f.default, int):
-        ok, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer "
-        value = int(value) if ok else value
-    elif isinstance(f.default, str):
-        ok, kind = isinstance(value, str), "" if f.metadata["choices"] else "a string "
-    else:
-        ok, kind = True, ""
-    if not ok:
-        raise InputError(f"{where} = {value!r} has the wrong type", f"give {kind}{f.metadata['range']}{unit}".rstrip())
-    choices = f.metadata["choices"]
-    ge, gt, le, lt = f.metadata["bounds"]
-    if ((choices is not None and value not in choices) or (ge is not None and not value >= ge)
-            or (gt is not None and not value > gt) or (le is not None and not value <= le)
-            or (lt is not None and not value < lt)):
-        raise InputError(f"{where} = {value!r} is out of range", f"give {f.metadata['range']}{unit}")
-    return value
-
-
-class _Checked:
-    """Checks every field against its metadata when the dataclass is made."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if "doc" in f.metadata:
-                object.__setattr__(self, f.name,
-                                   check_setting(f, getattr(self, f.name), f"{type(self).__name__}.{f.name}"))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ YAML, errors that name the fix, and the README table made from the fields' metad
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,33 @@ def test_the_readme_parameter_table_is_current():
     for name in parameter_table():
         shown = name if not name.startswith("qos.") else "qos.<output>." + name.split(".")[-1]
         assert f"`{shown}`" in table, name
+
+
+def test_the_readme_table_lists_every_camera_key_and_renderer_setting():
+    import dataclasses
+
+    from inspatio_ros.render import RenderSettings
+    from inspatio_ros.sim.rig import CAMERA_KEYS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split(TABLE_BEGIN)[1].split(TABLE_END)[0]
+    for key in CAMERA_KEYS:
+        assert f"| `cameras.<cam>.{key}` |" in table, key
+    for f in dataclasses.fields(RenderSettings):
+        assert f"| `render.{f.name}` |" in table, f.name
+    assert "| `cameras.names` |" in table
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"near": 0.0}, "RenderSettings.near = 0.0 is out of range"),
+    ({"max_splat_px": 65}, "RenderSettings.max_splat_px = 65 is out of range"),
+    ({"background": (0, 0, 256)}, "RenderSettings.background = [0, 0, 256] is out of range"),
+    ({"background": (0, 0)}, "RenderSettings.background = (0, 0) has the wrong type"),
+    ({"depth_tolerance": float("nan")}, "RenderSettings.depth_tolerance = nan has the wrong type"),
+])
+def test_render_settings_check_their_fields_when_made(changes, says):
+    from inspatio_ros.render import RenderSettings
+
+    with pytest.raises(InputError, match=re.escape(says)):
+        RenderSettings(**changes)
+    assert RenderSettings(background=[1, 2, 3]).background == (1, 2, 3)     # a list is taken for a tuple
