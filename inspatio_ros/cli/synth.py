@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     exposure = float(getattr(args, "exposure", 0.0) or 0.0) / 1000.0
     blur_samples = int(getattr(args, "blur_samples", 8))
     # Check every option (scene parameters included) before the output folder is created.
-    from ..synth.generate import _validate
+    from ..synth.generate import check_synth_options
     from ..synth.scene import Scene
-    _validate(args.kind, size, args.frames, args.moving_cars, args.fps, exposure, blur_samples)
+    check_synth_options(args.kind, size, args.frames, args.moving_cars, args.fps, exposure, blur_samples)
     Scene(args.kind, args.seed, {**params, "duration": 0.1, "moving_objects": 0})
     start = time.monotonic()
     out = generate(args.kind, args.output, size=size, frames=args.frames, moving_cars=args.moving_cars,

@@ -29,7 +29,7 @@ SCENE_FILE = "scene.json"
 MAX_BLUR_SAMPLES = 64
 
 
-def _validate(kind: str, size: tuple[int, int], frames: int, moving_cars: int, fps: float,
+def check_synth_options(kind: str, size: tuple[int, int], frames: int, moving_cars: int, fps: float,
               exposure: float, blur_samples: int) -> None:
     if kind not in KINDS:
         raise InputError(f"scene kind '{kind}' is unknown", f"use one of {', '.join(KINDS)}")
@@ -74,7 +74,7 @@ def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640
     does not grow with the number of frames.
     """
     size = (int(size[0]), int(size[1]))
-    _validate(kind, size, int(frames), int(moving_cars), float(fps), float(exposure), int(blur_samples))
+    check_synth_options(kind, size, int(frames), int(moving_cars), float(fps), float(exposure), int(blur_samples))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder", "give a folder path")

@@ -107,7 +107,7 @@ def build(seed: int, params: dict) -> FrozenLayout:
         else:
             x, y, v, heading = 150.0 + 60.0 * (i // 2), MEDIAN_HALF + (0.5 + (i // 2) % LANES) * LANE_W, \
                 -params["speed"], -1
-        for box in street._car_boxes(rng, x, y, heading, color, (v, 0, 0, 0, 0, 0, 0, 0)):
+        for box in street.car_boxes(rng, x, y, heading, color, (v, 0, 0, 0, 0, 0, 0, 0)):
             lay.add(*box)
     return lay.freeze()
 

@@ -174,7 +174,7 @@ class _Emitter:
                 self.along.append((k, s_centre, speed))
 
 
-def _car_boxes(rng: Rng, x: float, y: float, heading: int, color, motion) -> list[tuple]:
+def car_boxes(rng: Rng, x: float, y: float, heading: int, color, motion) -> list[tuple]:
     """A car centred at (x, y) facing ``heading`` (+1: +x): body, cabin and two axle boxes."""
     length = rng.uniform(3.9, 4.7)
     width = rng.uniform(1.70, 1.90)
@@ -268,7 +268,7 @@ def build(seed: int, params: dict) -> FrozenLayout:
                 x += rng.uniform(5.0, 9.0)  # empty bay
                 continue
             yc = s * (LANE_HALF + 1.1)
-            emit.group(_car_boxes(rng, x + 2.3, yc, -s, rng.jitter(rng.choice(CAR_COLORS), 0.05), (0.0,) * 8),
+            emit.group(car_boxes(rng, x + 2.3, yc, -s, rng.jitter(rng.choice(CAR_COLORS), 0.05), (0.0,) * 8),
                        x + 2.3, yc)
             x += 4.7
 
@@ -280,7 +280,7 @@ def build(seed: int, params: dict) -> FrozenLayout:
             x, y, v, heading = 14.0 + 22.0 * (i // 2), EGO_LANE_Y, params["speed"] * 1.2, 1
         else:
             x, y, v, heading = 45.0 + 30.0 * (i // 2), ONCOMING_LANE_Y, -params["speed"], -1
-        emit.group(_car_boxes(rng, x, y, heading, color, (v, 0, 0, 0, 0, 0, 0, 0)), x, y, speed=v)
+        emit.group(car_boxes(rng, x, y, heading, color, (v, 0, 0, 0, 0, 0, 0, 0)), x, y, speed=v)
     extras = {}
     if emit.along:
         extras["along"] = np.asarray(emit.along, np.float64).reshape(-1, 3)

@@ -1,11 +1,12 @@
-"""The render package's face: what __all__ names exists, and no file of render/ (or of its tests)
-imports a private (underscore) name from another module."""
+"""The package's faces: what render's __all__ names exists, and no file of the package, its tests,
+bench/ or tools/ imports a private (underscore) name from another module or reaches into one
+(``module._name``): what another file needs is public, with a name that says what it is."""
 import ast
 from pathlib import Path
 
 import inspatio_ros.render as render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_all_names_exist():
@@ -15,7 +16,8 @@ def test_all_names_exist():
 
 
 def test_no_private_name_crosses_a_file():
-    files = sorted((ROOT / "inspatio_ros" / "render").glob("*.py")) + sorted(Path(__file__).parent.glob("*.py"))
+    files = [p for folder in ("inspatio_ros", "test", "bench", "tools") for p in sorted((ROOT / folder).rglob("*.py"))]
+    assert len(files) > 150
     crossing = []
     for path in files:
         tree = ast.parse(path.read_text())
@@ -24,7 +26,7 @@ def test_no_private_name_crosses_a_file():
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("inspatio_ros")):
                 for alias in node.names:
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
-                        crossing.append(f"{path.name}:{node.lineno} imports {alias.name}")
+                        crossing.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}")
                     modules.add(alias.asname or alias.name)
             elif isinstance(node, ast.Import):
                 modules.update(a.asname or a.name.split(".")[0] for a in node.names
@@ -32,5 +34,5 @@ def test_no_private_name_crosses_a_file():
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
-                crossing.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+                crossing.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}")
     assert not crossing, crossing
