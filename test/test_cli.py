@@ -13,6 +13,7 @@ from inspatio_ros.errors import InputError
 from inspatio_ros.render import RenderSettings
 from inspatio_ros.video import read_video
 from inspatio_ros.world import World
+from cli_helpers import run_cli_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBCOMMANDS = ["build", "run", "render", "eval", "train-generator", "optimize", "info", "synth", "demo"]
@@ -72,14 +73,14 @@ def test_help_lists_every_subcommand():
 
 
 def test_no_command_prints_help_and_exits_2():
-    result = run_cli()
+    result = run_cli_in_process()
     assert result.returncode == 2
     assert "COMMAND" in result.stdout
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_each_subcommand_has_help(command):
-    result = run_cli(command, "--help")
+    result = run_cli_in_process(command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: inspatio-ros {command}")
 
@@ -101,7 +102,7 @@ def test_render_and_eval_help_offer_config():
 ])
 def test_synth_bad_flags_give_one_line(tmp_path, flags, names, fix):
     out = tmp_path / "scene"
-    line = one_error_line(run_cli("synth", "street", "-o", str(out), *flags), "synth")
+    line = one_error_line(run_cli_in_process("synth", "street", "-o", str(out), *flags), "synth")
     assert names in line and fix in line
     assert not out.exists()  # nothing half-written
 
