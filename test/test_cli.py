@@ -85,10 +85,9 @@ def test_each_subcommand_has_help(command):
     assert result.stdout.startswith(f"usage: inspatio-ros {command}")
 
 
-@pytest.mark.slow   # CLI subprocesses that import torch and render (4-6 s)
 def test_render_and_eval_help_offer_config():
     for command in ("render", "eval"):
-        assert "--config YAML" in run_cli(command, "--help").stdout
+        assert "--config YAML" in run_cli_in_process(command, "--help").stdout
 
 
 # --- errors: exit code 2, one line naming the input and the fix -------------------------------------
