@@ -262,6 +262,12 @@ class DriveEnv(gym.Env):
         self._episode_time = 0.0
         self._last_images: dict | None = None
 
+    @property
+    def ego(self):
+        """The ego now (:class:`~inspatio_ros.sim.vehicle.EgoState`: x, y, yaw, speed, ... in the map
+        frame): what a controller that knows its pose, like the baseline, drives from."""
+        return self.session.ego
+
     # -- spaces -----------------------------------------------------------------------------------
     def _observation_space(self) -> spaces.Dict:
         obs = {}
