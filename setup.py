@@ -39,7 +39,9 @@ setup(
         # ROS 2 Jazzy's rclpy and message packages as wheels (for the rclpy transport without a ROS
         # install, and for the tests, which talk to the node through a real rclpy node).
         "ros": ROS_WHEELS,
-        "test": ["pytest>=7", *ROS_WHEELS],
+        # inspatio_ros.gym: the Gymnasium environment (agents/gym_env.py).
+        "gym": ["gymnasium>=1.1"],
+        "test": ["pytest>=7", "gymnasium>=1.1", *ROS_WHEELS],
     },
     zip_safe=True,
     maintainer="inspatio_ros developers",

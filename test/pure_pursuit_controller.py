@@ -1,4 +1,5 @@
-"""A separate controller process for the closed-loop test: pure pursuit on the recorded path.
+"""A separate controller process for the closed-loop test: pure pursuit on the recorded path
+(inspatio_ros.agents.controllers.PurePursuit, the library's baseline steering).
 
 Reads the node's /odom, publishes ackermann_msgs/AckermannDriveStamped on /ackermann_cmd (through
 the built-in DDS transport: a pip-only rclpy has no ackermann_msgs), counts the images that keep
@@ -16,8 +17,9 @@ import time
 import numpy as np
 
 
-def recorded_base_path(world_path: str, config_path: str) -> np.ndarray:
-    """(N, 2) x, y of base_link along the recording, every 5 cm of time-sampled path."""
+def recorded_reference_path(world_path: str, config_path: str):
+    """The path base_link follows in replay of the world with the config's rig (the library's ReferencePath)."""
+    from inspatio_ros.agents.path import ReferencePath
     from inspatio_ros.config import read_parameters
     from inspatio_ros.sim.rig import load_rig
     from inspatio_ros.sim.simulator import Simulator
@@ -25,18 +27,7 @@ def recorded_base_path(world_path: str, config_path: str) -> np.ndarray:
 
     params = read_parameters(config_path)
     rig = load_rig({k: v for k, v in params.items() if k.startswith("cameras.")})
-    sim = Simulator(World.load(world_path), rig, device="cpu")
-    times = np.linspace(sim.path.start, sim.path.end, 4000)
-    return np.array([sim.recorded_base_pose(t)[:2, 3] for t in times])
-
-
-def cross_track(path: np.ndarray, p: np.ndarray) -> tuple[float, int]:
-    a, b = path[:-1], path[1:]
-    ab = b - a
-    s = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0, 1)
-    d = np.linalg.norm(a + s[:, None] * ab - p, axis=1)
-    i = int(np.argmin(d))
-    return float(d[i]), i
+    return ReferencePath.from_simulator(Simulator(World.load(world_path), rig, device="cpu"))
 
 
 def main() -> int:
@@ -53,9 +44,10 @@ def main() -> int:
     from inspatio_ros.ros.messages import stamp_seconds
     from inspatio_ros.ros.transport import SENSOR_IN, SENSOR_OUT, Qos
 
-    path = recorded_base_path(args.world, args.config)
-    seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    from inspatio_ros.agents.controllers import PurePursuit
+
+    path = recorded_reference_path(args.world, args.config)
+    pursuit = PurePursuit(path, wheelbase=args.wheelbase)
 
     t = DdsTransport("pure_pursuit")
     odoms, images = [], []
@@ -75,7 +67,7 @@ def main() -> int:
     start_time = None
     last_odom_stamp = None
     errors, positions, image_stamps = [], [], []
-    progress = 0
+    progress = 0.0
     while True:
         t.spin_once(0.005)
         image_stamps.extend(stamp_seconds(m.header.stamp) for m in images)
@@ -93,20 +85,12 @@ def main() -> int:
         q = odom.pose.pose.orientation
         yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
         pos = np.array([p.x, p.y])
-        err, idx = cross_track(path[max(0, progress - 50):progress + 400], pos)
-        progress = max(0, progress - 50) + idx
-        errors.append(err)
+        point = path.project(pos[0], pos[1], near_s=progress, window=20.0)
+        progress = point.s
+        errors.append(abs(point.cross_track))
         positions.append(pos)
-        lookahead = max(4.0, 0.8 * odom.twist.twist.linear.x)
-        j = int(np.searchsorted(arc, arc[progress] + lookahead))
-        at_end = j >= len(path) - 1
-        target = path[min(j, len(path) - 1)]
-        dx, dy = target - pos
-        lx = math.cos(yaw) * dx + math.sin(yaw) * dy
-        ly = -math.sin(yaw) * dx + math.cos(yaw) * dy
-        alpha = math.atan2(ly, lx)
-        steer = math.atan2(2 * args.wheelbase * math.sin(alpha), max(math.hypot(lx, ly), 1e-3))
-        speed = 0.0 if at_end else args.speed
+        steer = pursuit.steering(pos[0], pos[1], yaw, odom.twist.twist.linear.x, progress)
+        speed = 0.0 if progress + pursuit.lookahead(odom.twist.twist.linear.x) >= path.length else args.speed
         cmd_pub.publish(Cmd(header=Header(stamp=odom.header.stamp, frame_id="base_link"),
                             drive=Drive(speed=float(speed), steering_angle=float(steer))))
         if now - start_time >= args.sim_seconds:

@@ -141,11 +141,21 @@ class SimSession:
 
     def __init__(self, world, rig: list[CameraSpec] | None = None, settings: SessionSettings | None = None, *,
                  render: RenderSettings | None = None, refiner=None,
-                 wall_clock: Callable[[], float] = time.monotonic):
+                 wall_clock: Callable[[], float] = time.monotonic, simulator: Simulator | None = None):
+        """``simulator``: a :class:`Simulator` of ``world`` already made (then ``rig`` defaults to
+        its rig and ``render``/``refiner`` are its own): sessions on one world share its renderer,
+        one upload of the world, as a vector environment's do. Frames a shared simulator renders
+        into its own buffers are valid until another session's next render."""
         self.settings = s = settings if settings is not None else SessionSettings()
-        self.rig = list(rig) if rig is not None else load_rig(recorded_camera_parameters(world))
-        self.sim = Simulator(world, self.rig, device=s.device, settings=render,
-                             reference_camera=s.replay.reference_camera or None, refiner=refiner)
+        if simulator is not None:
+            if simulator.world is not world:
+                raise ValueError("SimSession(simulator=...) must be a Simulator of the same world")
+            self.rig = list(rig) if rig is not None else list(simulator.rig)
+            self.sim = simulator
+        else:
+            self.rig = list(rig) if rig is not None else load_rig(recorded_camera_parameters(world))
+            self.sim = Simulator(world, self.rig, device=s.device, settings=render,
+                                 reference_camera=s.replay.reference_camera or None, refiner=refiner)
         self.clock = SimClock(self.sim.path.start, self.sim.path.end, rate=s.clock.rate,
                               end_mode=s.clock.end_mode, wall_clock=wall_clock)
         self._wall = wall_clock
@@ -327,13 +337,28 @@ class SimSession:
         """Sim seconds per wall second, 0.1 .. 10."""
         self.clock.set_rate(float(rate))
 
-    def reset(self) -> None:
-        """Back to the start of the recording, the ego on the recorded start pose, the vehicle stopped."""
+    def reset(self, elapsed: float = 0.0, lateral_offset: float | None = None, heading_offset: float = 0.0) -> None:
+        """Back to the recording ``elapsed`` seconds after its start (default: the start), the ego on
+        the recorded pose there, ``lateral_offset`` metres to its left (None: ``replay.lateral_offset``)
+        and turned ``heading_offset`` rad counter-clockwise about the vertical, the vehicle stopped."""
+        for name, value in (("elapsed", elapsed), ("lateral_offset", lateral_offset), ("heading_offset", heading_offset)):
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise InputError(f"reset {name} = {value!r}", f"give {name} as finite seconds / metres / radians")
+        duration = self.sim.path.end - self.sim.path.start
+        if not 0.0 <= elapsed <= duration:
+            raise InputError(f"reset elapsed = {elapsed!r} s is outside the recording", f"give 0 .. {duration:g} s")
+        lateral = self.settings.replay.lateral_offset if lateral_offset is None else float(lateral_offset)
         with self._lock:
             self.clock.reset()
-            self._map_from_base = self.sim.recorded_base_pose(self.clock.recording_time,
-                                                              self.settings.replay.lateral_offset)
+            if elapsed:
+                self.clock.seek(self.sim.path.start + float(elapsed))
+            pose = self.sim.recorded_base_pose(self.clock.recording_time, lateral)
+            if heading_offset:
+                c, s = math.cos(heading_offset), math.sin(heading_offset)
+                pose[:3, :3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ pose[:3, :3]
+            self._map_from_base = pose
             self._ego = EgoState.from_pose_matrix(self._map_from_base)
+            self._velocity = (np.zeros(3), np.zeros(3))
             self.vehicle = None
             self._last_pose_stamp, self._last_pose_arrival = 0.0, self.clock.sim_time
 
@@ -440,12 +465,19 @@ class SimSession:
             if stamp > self.clock.sim_time:
                 self.clock.step(stamp - self.clock.sim_time)
             return self._render(stamp, self.rig, into)
-        period = 1.0 / max(c.rate_hz for c in self.rig)
+        sim_time = self.advance()
+        return self._render(sim_time, self.rig, into)
+
+    def advance(self, dt: float | None = None) -> float:
+        """Lockstep without rendering: move the clock ``dt`` sim seconds (default one period of the
+        fastest camera) and the ego with it; returns the sim time. For drivers that render
+        themselves (a vector environment batching many sessions' cameras)."""
+        period = 1.0 / max(c.rate_hz for c in self.rig) if dt is None else float(dt)
         self.clock.step(period)
         sim_time = self.clock.sim_time
         self._move_ego(sim_time, period)
         self._last_sim = sim_time
-        return self._render(sim_time, self.rig, into)
+        return sim_time
 
     def warm_up(self) -> float:
         """Render the rig once, keeping nothing (on CUDA the first render compiles the renderer's

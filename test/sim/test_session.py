@@ -397,3 +397,33 @@ def test_the_session_imports_nothing_of_ros():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_reset_to_a_moment_with_offsets_and_advance_without_rendering(world, reference):
+    """reset(elapsed, lateral_offset, heading_offset) places the ego; advance() drives it without a
+    render; sessions made on one Simulator share its renderer and still render what their own would."""
+    session = SimSession(world, None, SessionSettings(device="cpu", mode="control", vehicle=VEHICLE),
+                         wall_clock=FakeWall(), simulator=reference)
+    assert session.sim is reference and session.rig == reference.rig
+    start = session.path.start
+    session.reset(elapsed=1.0, lateral_offset=0.5, heading_offset=0.1)
+    recorded = session.sim.recorded_base_pose(start + 1.0)
+    pose = session.map_from_base
+    assert session.elapsed == pytest.approx(1.0)
+    np.testing.assert_allclose(pose[:3, 3], recorded[:3, 3] + 0.5 * recorded[:3, 1], atol=1e-12)
+    yaw = lambda m: math.atan2(m[1, 0], m[0, 0])   # noqa: E731
+    assert yaw(pose) - yaw(recorded) == pytest.approx(0.1, abs=1e-9)
+    assert session.ego.speed == 0.0 and session.vehicle is None
+    session.command_ackermann(4.0, 0.0)
+    before = session.stats.frames_rendered
+    sim_time = session.advance()
+    assert sim_time == pytest.approx(0.1) and session.stats.frames_rendered == before    # 10 Hz rig, no render
+    assert session.ego.speed > 0 and session.elapsed == pytest.approx(1.1)
+    frame = session.step()
+    assert_renders(frame, reference, start + 1.2, session.map_from_base)
+    with pytest.raises(InputError, match="outside the recording"):
+        session.reset(elapsed=1e6)
+    with pytest.raises(InputError, match="heading_offset"):
+        session.reset(heading_offset=float("nan"))
+    with pytest.raises(ValueError, match="same world"):
+        SimSession(object(), None, simulator=reference)
