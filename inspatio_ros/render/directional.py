@@ -69,14 +69,21 @@ class DirectionalSamples:
     depth: torch.Tensor       # (B, N) float32 z-depth in the direction's face (range * cos)
     rgb: torch.Tensor         # (B, N, 3) uint8
     coverage: torch.Tensor    # (B, N) bool: the world was seen there (False: hole-filled or empty)
+    # (B, N) float32 |cos| of the angle between the ray and the surface normal, from the plane
+    # through the rendered depth around the direction; NaN where that is not one plane (edges).
+    cos_incidence: torch.Tensor
 
 
 class DirectionalViews:
     """Cube-face pinhole views covering ``directions`` (N, 3) given in the sensor's frame (any
-    length, not zero), with square pixels of ``pitch_rad`` at each face's centre."""
+    length, not zero), with square pixels of ``pitch_rad`` at each face's centre.
+
+    ``groups`` (N,) small non-negative ints, optional: directions of different groups get views of
+    their own (one per group and face), so each group can be rendered from its own pose -- a
+    spinning LiDAR's azimuth sectors from where the sensor is when it sweeps them."""
 
     def __init__(self, directions, pitch_rad: float, device: str | torch.device = "cpu",
-                 margin_px: int = MARGIN_PX, max_side: int = MAX_VIEW_SIDE):
+                 margin_px: int = MARGIN_PX, max_side: int = MAX_VIEW_SIDE, groups=None):
         dirs = np.asarray(directions.cpu() if isinstance(directions, torch.Tensor) else directions, np.float64)
         if dirs.ndim != 2 or dirs.shape[1] != 3 or len(dirs) == 0:
             raise ValueError(f"directions must be (N, 3) with N > 0, got shape {dirs.shape}")
@@ -89,12 +96,17 @@ class DirectionalViews:
         self.device = resolve_device(device)
         self.count = len(dirs)
         self.focal = 1.0 / math.tan(pitch_rad)
+        group = np.zeros(len(dirs), np.int64) if groups is None else np.asarray(groups).astype(np.int64)
+        if group.shape != (len(dirs),) or group.min() < 0:
+            raise ValueError(f"groups must be (N,) non-negative integers, got shape {group.shape}")
+        self.num_groups = int(group.max()) + 1
         axis = np.abs(dirs).argmax(1)
-        sign = np.sign(dirs[np.arange(len(dirs)), axis])
-        face_of = np.array([FACES.index(f"{'+' if s > 0 else '-'}{'xyz'[a]}") for a, s in zip(axis, sign)])
-        used = sorted(set(face_of.tolist()))
-        self.faces = tuple(FACES[f] for f in used)
-        view_of = np.searchsorted(np.array(used), face_of)
+        sign = dirs[np.arange(len(dirs)), axis] > 0
+        face_of = axis * 2 + ~sign                     # index into FACES: +x -x +y -y +z -z
+        key = group * len(FACES) + face_of
+        used, view_of = np.unique(key, return_inverse=True)
+        self.faces = tuple(FACES[k % len(FACES)] for k in used)
+        self.view_group = used // len(FACES)                                    # (V,) group of each view
         rotations = np.stack([face_rotation(f) for f in self.faces])           # (V, 3, 3) sensor_from_view
         in_view = np.einsum("nji,nj->ni", rotations[view_of], dirs)            # R^T d: view-frame direction
         tangent = in_view[:, :2] / in_view[:, 2:3]                              # (N, 2), |.| <= 1
@@ -119,6 +131,7 @@ class DirectionalViews:
         self._range_per_depth = torch.as_tensor(np.sqrt(1.0 + (tangent ** 2).sum(1)), dtype=torch.float32,
                                                 device=self.device)
         self._K = torch.as_tensor(K, dtype=torch.float32, device=self.device)
+        self._tangent = torch.as_tensor(tangent, dtype=torch.float32, device=self.device)
 
     @property
     def num_views(self) -> int:
@@ -131,9 +144,14 @@ class DirectionalViews:
 
     def cameras(self, world_from_sensor) -> Cameras:
         """The views of B sensor poses ``world_from_sensor`` ((4, 4) or (B, 4, 4)) as one batch of
-        B x num_views cameras (pose-major)."""
-        poses = np.asarray(world_from_sensor, np.float64).reshape(-1, 4, 4)
-        c2w = np.einsum("bij,vjk->bvik", poses, self.sensor_from_view).reshape(-1, 4, 4)
+        B x num_views cameras (pose-major). With groups: one pose per group, (G, 4, 4) or
+        (B, G, 4, 4)."""
+        poses = np.asarray(world_from_sensor, np.float64)
+        if self.num_groups > 1 or poses.ndim == 4:
+            poses = poses.reshape(-1, self.num_groups, 4, 4)[:, self.view_group]        # (B, V, 4, 4)
+        else:
+            poses = np.broadcast_to(poses.reshape(-1, 1, 4, 4), (len(poses.reshape(-1, 4, 4)), self.num_views, 4, 4))
+        c2w = np.einsum("bvij,vjk->bvik", poses, self.sensor_from_view).reshape(-1, 4, 4)
         K = self._K.repeat(len(poses), 1, 1)
         return Cameras(K, torch.as_tensor(c2w, dtype=torch.float32, device=self.device), self.width, self.height)
 
@@ -158,40 +176,49 @@ class DirectionalViews:
         z = depth[:, nearest]
         colour = rgb[:, nearest]
         seen = covered[:, nearest]
+        x0, y0 = u.floor(), v.floor()
+        ax, ay = u - x0, v - y0
+        x0 = x0.long().clamp(1, w - 3)
+        y0 = y0.long().clamp(1, h - 3)
+
+        def at(dy: int, dx: int) -> torch.Tensor:
+            return base + (y0 + dy) * w + (x0 + dx)
+
+        corners = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)]
+        inv = {(dy, dx): 1.0 / depth[:, at(dy, dx)] for dy in range(-1, 3) for dx in range(-1, 3)
+               if (0 <= dy <= 1) or (0 <= dx <= 1)}                          # the 2x2 cell and its cross
+        # On a plane 1/z is affine in the image: every second difference along the cell's two
+        # rows and two columns, one pixel past the cell each way, vanishes. A silhouette (or a
+        # crease) does not; there the nearest pixel is taken instead of a blend.
+        second = []
+        for k in (0, 1):
+            row = [inv[(k, dx)] for dx in range(-1, 3)]
+            col = [inv[(dy, k)] for dy in range(-1, 3)]
+            for line in (row, col):
+                second += [line[i - 1] - 2 * line[i] + line[i + 1] for i in (1, 2)]
+        cell = torch.stack([inv[(0, 0)], inv[(0, 1)], inv[(1, 0)], inv[(1, 1)]])          # (4, B, N)
+        curved = torch.stack(second).abs().amax(0)
+        cov = torch.stack([covered[:, c] for c in corners]).all(0)
+        smooth = cov & (curved <= edge_tolerance * cell.amax(0))              # NaN (no surface) fails
+        weights = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay])       # (4, N)
+        w_here = (weights[:, None, :] * cell).sum(0)                          # 1/z at the direction
+        # Incidence from the plane 1/z = a u + b v + c: its normal over its distance is
+        # (f a, f b, 1/z - f a tx - f b ty) in the view frame, and n.(tx, ty, 1) = d/z.
+        grad_u = 0.5 * (cell[1] - cell[0] + cell[3] - cell[2])
+        grad_v = 0.5 * (cell[2] - cell[0] + cell[3] - cell[1])
+        tx, ty = self._tangent[:, 0], self._tangent[:, 1]
+        nx, ny = self.focal * grad_u, self.focal * grad_v
+        nz = w_here - nx * tx - ny * ty
+        norm = torch.sqrt(nx * nx + ny * ny + nz * nz)
+        cos_incidence = torch.where(smooth, (w_here.abs() / (norm * self._range_per_depth)).clamp(max=1.0),
+                                    torch.full_like(w_here, float("nan")))
         if interpolation == "bilinear":
-            x0, y0 = u.floor(), v.floor()
-            ax, ay = u - x0, v - y0
-            x0 = x0.long().clamp(1, w - 3)
-            y0 = y0.long().clamp(1, h - 3)
-
-            def at(dy: int, dx: int) -> torch.Tensor:
-                return base + (y0 + dy) * w + (x0 + dx)
-
-            corners = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)]
-            weights = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay])   # (4, N)
-            inv = {(dy, dx): 1.0 / depth[:, at(dy, dx)] for dy in range(-1, 3) for dx in range(-1, 3)
-                   if (0 <= dy <= 1) or (0 <= dx <= 1)}                      # the 2x2 cell and its cross
-            # On a plane 1/z is affine in the image: every second difference along the cell's two
-            # rows and two columns, one pixel past the cell each way, vanishes. A silhouette (or a
-            # crease) does not; there the nearest pixel is taken instead of a blend.
-            second = []
-            for k in (0, 1):
-                row = [inv[(k, dx)] for dx in range(-1, 3)]
-                col = [inv[(dy, k)] for dy in range(-1, 3)]
-                for line in (row, col):
-                    second += [line[i - 1] - 2 * line[i] + line[i + 1] for i in (1, 2)]
-            cell = torch.stack([inv[(0, 0)], inv[(0, 1)], inv[(1, 0)], inv[(1, 1)]])      # (4, B, N)
-            scale = cell.amax(0)
-            curved = torch.stack(second).abs().amax(0)
-            cov = torch.stack([covered[:, c] for c in corners]).all(0)
-            smooth = cov & (curved <= edge_tolerance * scale)                 # NaN (no surface) fails
-            blended_inverse = (weights[:, None, :] * cell).sum(0)
-            z = torch.where(smooth, 1.0 / blended_inverse, z)
+            z = torch.where(smooth, 1.0 / w_here, z)
             cs = torch.stack([rgb[:, c].float() for c in corners])            # (4, B, N, 3)
             blended = (weights[:, None, :, None] * cs).sum(0).round().clamp(0, 255).to(torch.uint8)
             colour = torch.where(smooth[..., None], blended, colour)
         ranges = z * self._range_per_depth
-        return DirectionalSamples(ranges, z, colour, seen)
+        return DirectionalSamples(ranges, z, colour, seen, cos_incidence)
 
 
 def render_directions(renderer, world_from_sensor, directions, pitch_rad: float, t: float | None = None,

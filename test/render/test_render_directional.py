@@ -117,3 +117,34 @@ def test_views_batch_several_poses_pose_major():
 def test_bad_directions_are_refused(bad):
     with pytest.raises(ValueError):
         DirectionalViews(bad, 0.01)
+
+
+def test_incidence_of_an_analytic_plane():
+    """cos of the angle between each beam and the ground's normal, from the rendered depth alone."""
+    dirs = ring_directions([-30, -12, -4], 360)
+    views = DirectionalViews(dirs, math.radians(0.5))
+    depth = torch.empty(views.num_views, views.height, views.width)
+    v, u = torch.meshgrid(torch.arange(views.height, dtype=torch.float64),
+                          torch.arange(views.width, dtype=torch.float64), indexing="ij")
+    for i in range(views.num_views):
+        K = views.K[i]
+        ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+        drop = ray @ torch.as_tensor(views.sensor_from_view[i, :3, :3].T @ np.array([0, 0, -1.0]))
+        depth[i] = torch.where(drop > 1e-6, 2.0 / drop, torch.tensor(float("nan"), dtype=torch.float64)).float()
+    out = RenderOutput(torch.zeros(*depth.shape, 3, dtype=torch.uint8), depth, torch.isfinite(depth))
+    cos = views.sample(out).cos_incidence[0].numpy()
+    assert np.allclose(cos, -dirs[:, 2], atol=2e-3)
+
+
+def test_groups_render_each_from_its_own_pose():
+    """Two groups of the same directions, the second from 1 m further back: its ranges to a wall
+    ahead are 1 m longer."""
+    dirs = ring_directions([0.0], 8)
+    front = np.cos(np.arctan2(dirs[:, 1], dirs[:, 0])) > 0.9
+    dirs = np.concatenate([dirs[front], dirs[front]])
+    views = DirectionalViews(dirs, math.radians(1.0), groups=np.repeat([0, 1], front.sum()))
+    assert views.num_groups == 2 and views.num_views == 2
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[1, 0, 3] = -1.0
+    cams = views.cameras(poses)
+    assert len(cams) == 2 and torch.allclose(cams.c2w[:, 0, 3], torch.tensor([0.0, -1.0]))
