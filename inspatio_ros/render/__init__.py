@@ -19,6 +19,8 @@ Modules, in the order of the data flow:
                   the CPU
 - cuda_graphs.py  a render captured in a CUDA graph
 - renderer.py     Renderer, render, world_point_cloud
+- directional.py  DirectionalViews, render_directions: the world along arbitrary ray directions
+                  (cube-face views in one batch, then a per-direction lookup; LiDAR, fisheye)
 - offline.py      render_trajectory: a world along a trajectory into a video
 
 Outputs: rgb uint8 (B,H,W,3), depth float32 metres (B,H,W, z-depth, NaN = unknown) and
@@ -26,10 +28,11 @@ coverage bool (B,H,W): True where the world was seen, False where hole-filled or
 """
 from .compiled import eager_rendering
 from .culling import ChunkedCloud
+from .directional import DirectionalSamples, DirectionalViews, render_directions
 from .offline import render_trajectory, scene_depth
 from .reference import render_points
 from .renderer import Renderer, render, world_point_cloud
 from .types import Cameras, PointCloud, RenderOutput, RenderSettings, resolve_device
 
-__all__ = ["Cameras", "ChunkedCloud", "PointCloud", "RenderOutput", "RenderSettings", "Renderer", "eager_rendering",
-           "render", "render_points", "render_trajectory", "resolve_device", "scene_depth", "world_point_cloud"]
+__all__ = ["Cameras", "ChunkedCloud", "DirectionalSamples", "DirectionalViews", "PointCloud", "RenderOutput", "RenderSettings", "Renderer", "eager_rendering",
+           "render", "render_directions", "render_points", "render_trajectory", "resolve_device", "scene_depth", "world_point_cloud"]

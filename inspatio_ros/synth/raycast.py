@@ -293,3 +293,64 @@ def _slab_rotated(dirs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, valid:
     local = (c * dx + s * dy, -s * dx + c * dy, dz.expand(-1, -1, cos.shape[1]))
     # One axis's [B, R, K] inverse at a time: these tensors are the ray caster's largest.
     return _nearest_slab_hit(lambda a: _safe_inverse(local[a]), lo, hi, valid)
+
+
+def cast_directions(origin: np.ndarray, directions: np.ndarray, lo: np.ndarray, hi: np.ndarray, *,
+                    ground_z: float | None = None, room: tuple[np.ndarray, np.ndarray] | None = None,
+                    yaw: np.ndarray | None = None, place: np.ndarray | None = None,
+                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact hits of rays from one ``origin`` along arbitrary ``directions`` (N, 3), e.g. LiDAR
+    beams: the same boxes, ground plane and room as :func:`cast`. Returns (range (N,) float32
+    along each direction made unit, inf on a miss; surface (N,) int64 as in :class:`RayHits`).
+
+    Rays go in chunks of at most :data:`PAIR_BUDGET` ray-box pairs (no frustum cull: directions
+    need not lie in one image)."""
+    device = torch.device(device)
+    origin = np.asarray(origin, np.float64)
+    d64 = np.asarray(directions, np.float64)
+    dirs = torch.tensor(d64 / np.linalg.norm(d64, axis=1, keepdims=True), dtype=torch.float32, device=device)
+    n, m = len(dirs), len(lo)
+    t_best = torch.full((n,), float("inf"), dtype=torch.float32, device=device)
+    s_best = torch.full((n,), MISS, dtype=torch.int64, device=device)
+    rotated = yaw is not None and bool(np.any(np.asarray(yaw) != 0.0))
+    if m:
+        lo64, hi64 = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        if rotated:
+            cos_k, sin_k = np.cos(np.asarray(yaw, np.float64)), np.sin(np.asarray(yaw, np.float64))
+            place64 = np.zeros((m, 3)) if place is None else np.asarray(place, np.float64)
+            origin_local = _rotate_z(origin[None] - place64, cos_k, -sin_k)
+            lo_rel, hi_rel = lo64 - origin_local, hi64 - origin_local
+            cos_t = torch.tensor(cos_k, dtype=torch.float32, device=device)[None]
+            sin_t = torch.tensor(sin_k, dtype=torch.float32, device=device)[None]
+        else:
+            if place is not None:
+                lo64, hi64 = lo64 + place, hi64 + place
+            lo_rel, hi_rel = lo64 - origin, hi64 - origin
+        lo_t = torch.tensor(lo_rel, dtype=torch.float32, device=device)[None]      # [1, M, 3]
+        hi_t = torch.tensor(hi_rel, dtype=torch.float32, device=device)[None]
+        valid = torch.ones((1, m), dtype=torch.bool, device=device)
+        step = max(1, PAIR_BUDGET // m)
+        for start in range(0, n, step):
+            chunk = dirs[start:start + step][None]                                  # [1, R, 3]
+            if rotated:
+                t_hit, k = _slab_rotated(chunk, lo_t, hi_t, valid, cos_t, sin_t)
+            else:
+                t_hit, k = _slab(_safe_inverse(chunk), lo_t, hi_t, valid)
+            t_best[start:start + step] = t_hit[0]
+            s_best[start:start + step] = torch.where(torch.isfinite(t_hit[0]), k[0], MISS)
+    if ground_z is not None:
+        oz = float(origin[2] - ground_z)
+        dz = dirs[:, 2]
+        t_g = torch.where((dz < 0) & (oz > 0), oz / torch.clamp(-dz, min=1e-20), torch.full_like(dz, float("inf")))
+        closer = t_g < t_best
+        t_best = torch.where(closer, t_g, t_best)
+        s_best = torch.where(closer, torch.full_like(s_best, m), s_best)
+    if room is not None:
+        inv = _safe_inverse(dirs)
+        r_lo = torch.tensor(np.asarray(room[0], np.float64) - origin, dtype=torch.float32, device=device)
+        r_hi = torch.tensor(np.asarray(room[1], np.float64) - origin, dtype=torch.float32, device=device)
+        t_far = torch.maximum(r_lo * inv, r_hi * inv).amin(-1)
+        closer = (t_far < t_best) & (t_far > T_EPS)
+        t_best = torch.where(closer, t_far, t_best)
+        s_best = torch.where(closer, torch.full_like(s_best, m), s_best)
+    return t_best, s_best

@@ -24,7 +24,7 @@ from ..camera import Intrinsics
 from ..errors import InputError
 from . import highway, indoor, street
 from .layout import FrozenLayout
-from .raycast import MISS, cast, subpixel_offsets
+from .raycast import MISS, cast, cast_directions, subpixel_offsets
 from .shading import Surf
 
 FORMAT = "inspatio_ros.synth.scene/1"
@@ -128,6 +128,21 @@ class Scene:
         gap = np.maximum(np.maximum(lo - origin, origin - hi), 0.0)
         near = np.flatnonzero((gap * gap).sum(1) <= view_range * view_range)
         return None if len(near) == len(lo) else near
+
+    def ranges(self, origin: np.ndarray, directions: np.ndarray, t: float,
+               device: str | torch.device = "cpu") -> np.ndarray:
+        """Exact distance (N,) float32 from ``origin`` along each of ``directions`` (N, 3, world
+        frame, any length) to the first surface at time ``t``; ``inf`` where a ray hits nothing
+        (sky). The truth a simulated LiDAR is tested against."""
+        origin = np.asarray(origin, np.float64)
+        yaw, place = self.placement(t)
+        keep = self.in_view_range(origin, t)
+        lo, hi = self.layout.lo, self.layout.hi
+        if keep is not None:
+            lo, hi, yaw, place = lo[keep], hi[keep], yaw[keep], place[keep]
+        r, _ = cast_directions(origin, directions, lo, hi, ground_z=self._mod.GROUND_Z,
+                               room=self._mod.room_bounds(self.params), yaw=yaw, place=place, device=device)
+        return r.cpu().numpy()
 
     # ---- rendering ---------------------------------------------------------------------------
     def render(self, c2w: np.ndarray, intr: Intrinsics, t: float, supersample: int = 2, *,
