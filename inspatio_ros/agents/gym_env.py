@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,7 @@ STATE_FIELDS = ("speed", "steering", "yaw_rate", "cross_track", "heading_error",
 
 
 def _finite(name: str, value, lo: float = -math.inf, hi: float = math.inf) -> None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
             and lo <= value <= hi):
         raise InputError(f"{name} = {value!r}", f"give a finite number in [{lo:g}, {hi:g}]")
 
@@ -136,8 +137,12 @@ class DriveConfig:
         _check_range("lateral_offset", self.lateral_offset)
         _check_range("heading_offset", self.heading_offset, -math.pi)
         _finite("rate_hz", self.rate_hz, 0.1, 1000.0)
-        w, h = self.image_size
-        if not (isinstance(w, int) and isinstance(h, int) and 1 <= w <= 8192 and 1 <= h <= 8192):
+        try:
+            w, h = self.image_size
+        except (TypeError, ValueError):
+            w = h = None
+        if not (isinstance(w, numbers.Integral) and isinstance(h, numbers.Integral) and 1 <= w <= 8192
+                and 1 <= h <= 8192):
             raise InputError(f"image_size = {self.image_size!r}", "give (width, height) in pixels, 1 .. 8192")
         if not isinstance(self.reward, RewardWeights):
             raise InputError(f"reward = {self.reward!r}", "give a RewardWeights")
@@ -260,6 +265,7 @@ class DriveEnv(gym.Env):
         self.action_space = self._action_space()
         self._progress = 0.0
         self._episode_time = 0.0
+        self._errors = None                      # the path errors now; None until the first reset
         self._last_images: dict | None = None
 
     @property
@@ -347,6 +353,8 @@ class DriveEnv(gym.Env):
 
     def _act(self, action) -> tuple[float, bool, bool, dict]:
         """Command, advance one step, score it: (reward, terminated, truncated, reward terms)."""
+        if self._errors is None:
+            raise gym.error.ResetNeeded("call reset() before step() (inspatio_ros/Drive-v0)")
         self._command(action)
         self.session.advance(self.dt)
         self._episode_time += self.dt

@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import numbers
 import threading
 import time
 from collections import deque
@@ -342,7 +343,7 @@ class SimSession:
         the recorded pose there, ``lateral_offset`` metres to its left (None: ``replay.lateral_offset``)
         and turned ``heading_offset`` rad counter-clockwise about the vertical, the vehicle stopped."""
         for name, value in (("elapsed", elapsed), ("lateral_offset", lateral_offset), ("heading_offset", heading_offset)):
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
                 raise InputError(f"reset {name} = {value!r}", f"give {name} as finite seconds / metres / radians")
         duration = self.sim.path.end - self.sim.path.start
         if not 0.0 <= elapsed <= duration:

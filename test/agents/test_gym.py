@@ -76,6 +76,10 @@ def test_reset_options_place_the_ego_and_the_reward_follows_the_path(world):
         env.reset(options={"lateral_ofset": 1.0})
     with pytest.raises(InputError, match="outside the recording"):
         env.reset(options={"start_time": 1e6})
+    fresh = make(world, observe=("state",), image_size=(np.int64(32), np.int64(18)))   # numpy numbers are fine
+    with pytest.raises(gymnasium.error.ResetNeeded):
+        fresh.step(np.zeros(2, np.float32))
+    fresh.reset(seed=0, options={"lateral_offset": np.float32(0.25)})
     env.reset(seed=0)
     with pytest.raises(InputError, match="action"):
         env.step(np.array([np.nan, 0.0], np.float32))
@@ -179,6 +183,8 @@ def test_registered_and_made_by_gymnasium(world):
     ({"observe": ("image", "lidar")}, "observe"),
     ({"corridor_half_width": -1.0}, "corridor_half_width"),
     ({"lateral_offset": (1.0, -1.0)}, "low > high"),
+    ({"image_size": 160}, "image_size"),
+    ({"image_size": (0, 90)}, "image_size"),
 ])
 def test_bad_options_are_refused(overrides, match):
     with pytest.raises(InputError, match=match):
