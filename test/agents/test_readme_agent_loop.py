@@ -1,4 +1,5 @@
-"""The README's agent loop runs as written (extracted from README.md, so the two cannot drift)."""
+"""The README's agent loop runs as written (extracted from README.md, so the two cannot drift), and
+its option table names every DriveConfig field."""
 import os
 import re
 import subprocess
@@ -10,9 +11,6 @@ import pytest
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- agent-loop -->"
 
-pytestmark = pytest.mark.slow      # a fresh interpreter loading torch and the default world: ~15 s
-
-
 def agent_loop_code() -> str:
     text = README.read_text(encoding="utf-8")
     assert text.count(MARKER) == 1, f"README.md needs exactly one {MARKER} line before the agent loop"
@@ -21,6 +19,19 @@ def agent_loop_code() -> str:
     return block.group(1)
 
 
+def test_readme_option_table_names_every_drive_config_field():
+    import dataclasses
+
+    from inspatio_ros.agents.gym_env import DriveConfig
+
+    section = README.read_text(encoding="utf-8").split("## Agents: a Gymnasium environment", 1)[1].split(MARKER)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    missing = {f.name for f in dataclasses.fields(DriveConfig)} - named
+    assert not missing, f"README's Drive-v0 option table lacks {sorted(missing)}"
+
+
+@pytest.mark.slow      # a fresh interpreter loading torch and the default world: ~15 s
 def test_readme_agent_loop_drives_the_default_world(tmp_path):
     code = agent_loop_code()
     assert len(code.splitlines()) <= 12
