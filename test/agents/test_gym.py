@@ -1,7 +1,7 @@
 """inspatio_ros/Drive-v0 on the embedded default world at 160x90, on the CPU.
 
-The quick loop keeps the checker, the seed, the reset options and the refusals (~15 s); episodes
-driven to the end, the vector form and gymnasium.make are marked slow (~60 s together)."""
+The quick loop keeps the checker, the seed, the reset options and the refusals; episodes driven
+to the end, the vector form and gymnasium.make are marked slow."""
 import gymnasium
 import numpy as np
 import pytest
@@ -27,14 +27,24 @@ def make(world, **overrides):
     return DriveEnv(world, device="cpu", **overrides)
 
 
+# What the quick tests share (an environment costs ~1.5 s to make on the VM): every observation
+# kind, starts drawn over 2 s of the recording and 2 m across the road.
+SHARED = dict(observe=ALL, lateral_offset=(-1.0, 1.0), start_time=(0.0, 2.0), render_mode="rgb_array")
+
+
+@pytest.fixture(scope="module")
+def shared_env(world):
+    return make(world, **SHARED)
+
+
 def assert_same_obs(a: dict, b: dict):
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_passes_gymnasiums_env_checker(world):
-    env = make(world, observe=ALL, render_mode="rgb_array")
+def test_passes_gymnasiums_env_checker(shared_env):
+    env = shared_env
     check_env(env, skip_render_check=False)
     obs, _ = env.reset(seed=3)
     assert obs["front_image"].shape == (90, 160, 3) and obs["front_image"].std() > 10      # a real view
@@ -42,11 +52,12 @@ def test_passes_gymnasiums_env_checker(world):
     assert env.render().shape == (90, 160, 3)
 
 
-def test_same_seed_same_observations_and_rewards(world):
+def test_same_seed_same_observations_and_rewards(world, shared_env):
+    """Two environments (the shared one, used by other tests before, and a fresh one): one seed,
+    one action sequence, identical observations and rewards."""
     actions = np.random.default_rng(5).uniform([-0.3, -1.0], [0.3, 3.0], size=(12, 2)).astype(np.float32)
     runs = []
-    for _ in range(2):
-        env = make(world, observe=ALL, lateral_offset=(-1.0, 1.0), start_time=(0.0, 2.0))
+    for env in (shared_env, make(world, **SHARED)):
         obs, info = env.reset(seed=42)
         trace = [(obs, 0.0)]
         for a in actions:
@@ -60,8 +71,8 @@ def test_same_seed_same_observations_and_rewards(world):
     assert env.reset(seed=1)[0]["state"][3] != env.reset(seed=2)[0]["state"][3]
 
 
-def test_reset_options_place_the_ego_and_the_reward_follows_the_path(world):
-    env = make(world, observe=("state",))
+def test_reset_options_place_the_ego_and_the_reward_follows_the_path(world, shared_env):
+    env = shared_env
     _, info = env.reset(seed=0, options={"start_time": 1.0, "lateral_offset": 1.0, "heading_offset": 0.0})
     assert info["recording_time"] == pytest.approx(env.session.path.start + 1.0)
     assert info["cross_track_m"] == pytest.approx(1.0, abs=0.05)              # 1 m left of the path
