@@ -415,7 +415,8 @@ class DriveVectorEnv(VectorEnv):
     renderer). ``rig``, ``config``,
     ``overrides``: as for :class:`DriveEnv`, the same for all. Autoreset: the next step after an
     episode ends resets that environment (gymnasium's NEXT_STEP mode; its action is ignored, its
-    reward 0). ``reset(seed=s)`` seeds environment ``i`` with ``s + i``.
+    reward 0). ``reset(seed=s)`` seeds environment ``i`` with ``s + i``; ``reset(seed=[s0, s1, ...])``
+    gives each its own. ``reset(options=...)`` applies the same options to every environment.
     """
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -457,9 +458,9 @@ class DriveVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
-                                                              for i in range(self.num_envs)]
+        per_env = isinstance(seed, (list, tuple))
+        super().reset(seed=None if per_env else seed)
+        seeds = list(seed) if per_env else [None if seed is None else seed + i for i in range(self.num_envs)]
         if len(seeds) != self.num_envs:
             raise InputError(f"{len(seeds)} seeds for {self.num_envs} environments", "give one seed per environment")
         for env, s in zip(self.envs, seeds):

@@ -186,6 +186,11 @@ def test_registered_and_made_by_gymnasium(world):
     assert obs["front_image"].shape == (2, 90, 160, 3)
     obs, *_ = vec.step(vec.action_space.sample())
     assert obs["front_image"].shape == (2, 90, 160, 3)
+    listed, _ = vec.reset(seed=[0, 1])                      # a seed per environment: the same as seed=0
+    again, _ = vec.reset(seed=0)
+    assert_same_obs(listed, again)
+    with pytest.raises(InputError, match="3 seeds for 2"):
+        vec.reset(seed=[0, 1, 2])
 
 
 @pytest.mark.parametrize("overrides, match", [
