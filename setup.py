@@ -40,6 +40,9 @@ setup(
         # install, and for the tests, which talk to the node through a real rclpy node).
         "ros": ROS_WHEELS,
         "test": ["pytest>=7", *ROS_WHEELS],
+        # The Gaussian layer on CUDA (optimize, and the node/render/eval drawing it): gsplat's
+        # kernels, compiled on first use by the machine's nvcc (inspatio_ros/gaussians/backend.py).
+        "gpu": ["gsplat==1.5.3"],
     },
     zip_safe=True,
     maintainer="inspatio_ros developers",
