@@ -91,16 +91,16 @@ class _Stop(Exception):
 
 
 def test_a_stopped_run_resumes_to_the_same_world(tmp_path):
-    """Stopped after step 15 (checkpoint at 10), resumed: the same Gaussians, losses and poses as
-    one uninterrupted run of 30 steps (densification at 10 and 20 straddles the stop)."""
+    """Stopped after step 13 (checkpoint at 10), resumed: the same Gaussians, losses and poses as
+    one uninterrupted run of 20 steps (densification at 5, 10 and 15 straddles the stop)."""
     world, _ = toy_world(tmp_path)
     world = dataclasses.replace(world, info={"pose_source": "estimated"})
-    s = OptimizeSettings(iterations=30, seed=3, checkpoint_every=10, **{**FAST, "densify_from": 10, "densify_every": 10})
+    s = OptimizeSettings(iterations=20, seed=3, checkpoint_every=10, **{**FAST, "densify_from": 5, "densify_every": 5})
     whole = optimize(world, frame_loader(world), s)
     ckpt = tmp_path / "run.ckpt"
 
     def stop(step):
-        if step == 15:
+        if step == 13:
             raise _Stop
 
     with pytest.raises(_Stop):
