@@ -66,7 +66,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress
-from .model import GaussianParams, as_surfels, from_surfels, from_world, world_arrays
+from .model import GaussianParams, from_surfels, from_world, surfel_samples, world_arrays
 from .backend import BACKENDS, rasterize, resolve_backend
 
 
@@ -526,40 +526,58 @@ def _load_targets(world, load_frame, device) -> list[torch.Tensor]:
     return out
 
 
-def baked_colours(params: GaussianParams, world, device, backend: str = "auto") -> torch.Tensor:
-    """(N,3) uint8: each Gaussian's colour as the optimized render shows it, for drawing it as an
-    opaque surfel. Alpha blending lets overlapping Gaussians make a colour none of them has (a
-    saturated one under a faint one), so the DC colour alone draws a speckled picture; this is
-    the mean of the final render (at the reference exposure) at the Gaussian's centre over the
-    source frames where the centre is on the drawn surface (its depth within 5 % of the render's
-    expected depth there). Gaussians no frame sees keep their DC colour."""
+# Surfels of a split Gaussian are spaced this many source pixels apart (at the nearest source
+# camera): closer costs file size (26 bytes a surfel) for detail the hole filling mostly restores.
+SURFEL_SPACING_PX = 2.0
+
+
+def source_footprint(means: torch.Tensor, world, pixels: float = SURFEL_SPACING_PX) -> torch.Tensor:
+    """(N,) metres ``pixels`` source pixels span at each point: its distance to the nearest source
+    camera centre over the focal length, times ``pixels``."""
+    centres = torch.as_tensor(world.frame_c2w[:, :3, 3], dtype=means.dtype, device=means.device)
+    nearest = torch.cat([torch.cdist(chunk, centres).min(1).values for chunk in means.split(1 << 16)]) \
+        if len(means) else means.new_zeros(0)
+    return pixels * nearest / float(max(world.intrinsics.fx, world.intrinsics.fy))
+
+
+def baked_colours(params: GaussianParams, world, device, points: torch.Tensor, owner: torch.Tensor,
+                  backend: str = "auto") -> torch.Tensor:
+    """(S,3) uint8: the colour the optimized render shows at each of ``points`` (S,3), surfels of
+    the Gaussians ``owner`` (S,), for drawing them as opaque surfels. Alpha blending lets
+    overlapping Gaussians make a colour none of them has (a saturated one under a faint one), so a
+    Gaussian's DC colour alone draws a speckled picture; this is the mean of the final render (at
+    the reference exposure) at the point over the source frames where the point is on the drawn
+    surface (its depth within 5 % of the render's expected depth there) while its Gaussian exists.
+    Points no frame sees keep their Gaussian's DC colour."""
     from .rasterize import SH_C0
 
-    n = len(params)
+    n = len(points)
     total = torch.zeros((n, 3), device=device)
     seen = torch.zeros(n, device=device)
     intr = world.intrinsics
     K = torch.as_tensor(intr.K, dtype=torch.float32, device=device)[None]
+    points, owner = points.to(device), owner.to(device)
     with torch.no_grad():
         for f in range(len(world.frame_c2w)):
             t = float(world.frame_time[f])
-            idx = torch.nonzero((params.t_start <= t) & (t <= params.t_end))[:, 0]
+            alive = (params.t_start <= t) & (t <= params.t_end)
+            idx = torch.nonzero(alive)[:, 0]
             c2w = torch.as_tensor(world.frame_c2w[f:f + 1], dtype=torch.float32, device=device)
             out = rasterize(params.means[idx], params.quats[idx], params.scales[idx], params.opacities[idx],
                             params.sh[idx], K, c2w, intr.width, intr.height, backend=backend)
-            p = (params.means[idx] - c2w[0, :3, 3]) @ c2w[0, :3, :3]
+            p = (points - c2w[0, :3, 3]) @ c2w[0, :3, :3]
             z = p[:, 2]
-            front = z > 1e-3
             u = torch.round(intr.fx * p[:, 0] / z.clamp_min(1e-3) + intr.cx)
             v = torch.round(intr.fy * p[:, 1] / z.clamp_min(1e-3) + intr.cy)
-            inside = front & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
-            ui, vi = u[inside].long(), v[inside].long()
+            inside = alive[owner] & (z > 1e-3) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+            rows = torch.nonzero(inside)[:, 0]
+            ui, vi = u[rows].long(), v[rows].long()
             drawn = out.depth[0, vi, ui]
-            on_surface = (out.coverage[0, vi, ui] > 0.5) & ((z[inside] - drawn).abs() < 0.05 * drawn)
-            who = idx[inside][on_surface]
+            on_surface = (out.coverage[0, vi, ui] > 0.5) & ((z[rows] - drawn).abs() < 0.05 * drawn)
+            who = rows[on_surface]
             total.index_add_(0, who, out.rgb[0, vi, ui][on_surface].clamp(0, 1))
             seen.index_add_(0, who, torch.ones(len(who), device=device))
-        dc = (SH_C0 * params.sh[:, 0] + 0.5).clamp(0, 1)
+        dc = (SH_C0 * params.sh[owner, 0] + 0.5).clamp(0, 1)
         colour = torch.where(seen[:, None] > 0, total / seen.clamp_min(1)[:, None], dc)
     return (colour * 255).round().to(torch.uint8)
 
@@ -569,7 +587,8 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
     """A copy of ``world`` with the Gaussian layer ``params`` (split into its static and dynamic
     groups), the source and held-out poses corrected by ``pose_delta`` ((F,6) per source frame,
     recorded in ``record["pose_correction"]``) and, for the CPU renderer, the Gaussians as surfels
-    in place of the fused ones (model.as_surfels, coloured by baked_colours)."""
+    in place of the fused ones (model.surfel_samples: large ones split, each surfel coloured by
+    baked_colours)."""
     import dataclasses
 
     if pose_delta is not None and np.any(pose_delta):
@@ -587,9 +606,15 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
                               params.opacity_logits[mask], params.sh[mask], params.t_start[mask], params.t_end[mask])
 
     fields = {**world_arrays(rows(static), "static"), **world_arrays(rows(~static), "dynamic")}
-    xyz, _, radius, normal, t_start, t_end, kept = as_surfels(params)
-    rgb = baked_colours(params, world, device, backend).cpu().numpy()[kept]
-    still = static.cpu().numpy()[kept]
+    on_device = params.to(device)
+    samples = surfel_samples(on_device, source_footprint(on_device.means, world))
+    owner = samples["owner"]
+    rgb = baked_colours(on_device, world, device, samples["xyz"], owner, backend).cpu().numpy()
+    xyz, radius = samples["xyz"].float().cpu().numpy(), samples["radius"].float().cpu().numpy()
+    normal = np.round(samples["normal"].float().cpu().numpy() * 127).astype(np.int8)
+    owner = owner.cpu()
+    t_start, t_end = params.t_start[owner].cpu().numpy(), params.t_end[owner].cpu().numpy()
+    still = static.cpu().numpy()[owner.numpy()]
     for layer, m in (("static", still), ("dynamic", ~still)):
         fields.update({f"{layer}_xyz": xyz[m], f"{layer}_rgb": rgb[m], f"{layer}_radius": radius[m],
                        f"{layer}_normal": normal[m], f"{layer}_frame": np.full(int(m.sum()), -1, np.int32)})
