@@ -47,4 +47,5 @@ def street_world(street, tmp_path_factory):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (and gsplat where it says so); skipped without one")
     config.addinivalue_line("markers", "slow: takes a minute or more; `pytest -m 'not slow'` leaves it out, CI runs it")

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from .optimize import add_optimize_options, check_device, settings_from
 from ..ingest import build as build_module
 from ..ingest.build import BuildSettings, build_world, format_report
 from ..ingest.fusion import FusionSettings
@@ -51,6 +52,11 @@ def register(subparsers) -> None:
     p.add_argument("--frame-local", choices=("auto", "on", "off"), default="auto",
                    help="also keep each fused frame's own surfels, shown around its time in front of the merged "
                         "static layer (auto: on when the depth comes from multi-view stereo)")
+    opt = p.add_argument_group("Gaussian optimization after the build (inspatio-ros optimize; see its help)")
+    opt.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
+                     help="fit the world's Gaussians to the source frames after fusing (default: on when the "
+                          "device is CUDA); the fused world is written first, then replaced by the optimized one")
+    add_optimize_options(opt, prefix="optimize-")
     bag = p.add_argument_group("rosbag2 input (topics default to what the bag holds; see --list)")
     bag.add_argument("--list", action="store_true", help="print the bag's topics and the ones a build would read")
     bag.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
@@ -88,12 +94,33 @@ def run(args) -> int:
         fusion=FusionSettings(sky_distance=args.sky_distance,
                               frame_local={"auto": None, "on": True, "off": False}[args.frame_local]),
         mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))
+    from ..render.types import resolve_device
+
+    device = resolve_device(args.device)
+    optimize = device.type == "cuda" if args.optimize is None else args.optimize
+    if optimize:
+        optimize_settings = settings_from(args, "optimize-")
+        optimize_settings.check()             # a bad option is one line before the build starts
     world = build_world(args.input, settings, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
                         device=args.device, bag_topics=topics, preview=args.preview)
     world.save(output)
     print(f"wrote {output}: {world.num_static:,} points from {len(world.frame_c2w)} frames, "
           f"{len(world.heldout_c2w)} held out, {output.stat().st_size / 1e6:.1f} MB")
     print(format_report(world.info["report"]))
+    if optimize:
+        import sys
+
+        from ..gaussians.optimize import optimize as optimize_world
+        from ..generator.data import frame_loader
+
+        check_device(device, world, optimize_settings, explicit=str(args.device) != "auto")
+        checkpoint = output.with_name(output.name + ".ckpt")
+        result = optimize_world(world, frame_loader(world), optimize_settings, device=device,
+                                log=lambda line: print(line, file=sys.stderr), checkpoint=checkpoint)
+        result.world.save(output)
+        checkpoint.unlink(missing_ok=True)
+        print(f"optimized {output}: {result.gaussians:,} Gaussians after {result.steps} steps in "
+              f"{result.seconds:.1f} s, training PSNR {result.train_psnr:.2f} dB, {output.stat().st_size / 1e6:.1f} MB")
     if args.preview:
         print(f"pictures in {args.preview}: trajectory.png, depth_sample.png")
     return 0

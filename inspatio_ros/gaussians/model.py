@@ -168,3 +168,61 @@ def world_as_surfels(world, layers: str = "all") -> tuple[np.ndarray, ...]:
         if layers in ("all", layer):
             parts.append(as_surfels(from_world(world, layer))[:6])
     return tuple(np.concatenate(f) for f in zip(*parts))
+
+
+# A Gaussian drawn as surfels covers where its opacity reaches half its peak: 1.18 σ from the
+# centre (exp(-x²/2) = 0.5); the surfel renderer's discs are opaque, so their union should match it.
+HALF_PEAK_SIGMAS = 1.1774
+MAX_SAMPLES_PER_AXIS = 4          # at most (2*4-1)² samples on a Gaussian's plane (49; ~37 in the ellipse)
+
+
+def surfel_samples(params: GaussianParams, footprint: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The Gaussians (opacity >= SURFEL_MIN_OPACITY) as surfels for the CPU renderer, a large one
+    split into several: a grid over the ellipse where its opacity is at least half its peak, in the
+    plane of its two larger axes, spaced by ``footprint`` (N,) metres (about a source pixel at the
+    Gaussian's distance, so that the surfels need no hole filling between them), at most
+    MAX_SAMPLES_PER_AXIS per half axis (coarser beyond). Each surfel's radius is 0.75 x the grid
+    spacing, so neighbouring discs overlap. A Gaussian smaller than a footprint stays one surfel
+    of radius 1.18 σ (its half-peak extent).
+
+    Returns xyz (S,3), radius (S,), normal (S,3) (0 where the Gaussian is not flat: the surfel faces
+    the camera), owner (S,) index of the Gaussian."""
+    with torch.no_grad():
+        keep = torch.nonzero(params.opacities >= SURFEL_MIN_OPACITY)[:, 0]
+        scales = params.scales[keep]
+        sorted_scales, axis_order = torch.sort(scales, dim=1)
+        rot = quaternion_to_rotation(params.quats[keep])
+        axes = torch.gather(rot, 2, axis_order[:, None, :].expand(-1, 3, 3))   # columns: smallest..largest axis
+        flat = sorted_scales[:, 0] < 0.5 * sorted_scales[:, 1]
+        normal = torch.where(flat[:, None], axes[..., 0], torch.zeros_like(axes[..., 0]))
+        half_u = HALF_PEAK_SIGMAS * sorted_scales[:, 2]                          # along the largest axis
+        half_v = HALF_PEAK_SIGMAS * sorted_scales[:, 1]
+        fp = footprint[keep].clamp_min(1e-6)
+        n_u = torch.ceil(half_u / fp).clamp(1, MAX_SAMPLES_PER_AXIS).long()
+        n_v = torch.ceil(half_v / fp).clamp(1, MAX_SAMPLES_PER_AXIS).long()
+        xyz, radius, nrm, owner = [params.means[keep]], [half_u.clone()], [normal], [keep]
+        single = (n_u == 1) & (n_v == 1)
+        radius[0] = torch.where(single, torch.sqrt(half_u * half_v), 0.75 * torch.maximum(half_u / n_u, half_v / n_v))
+        # Grid cells i in -(n-1)..(n-1) at spacing half/n on each axis, kept inside the ellipse;
+        # the centre sample (i = j = 0) is the row above.
+        big = torch.nonzero(~single)[:, 0]
+        for nu in range(1, MAX_SAMPLES_PER_AXIS + 1):
+            for nv in range(1, MAX_SAMPLES_PER_AXIS + 1):
+                rows = big[(n_u[big] == nu) & (n_v[big] == nv)]
+                if len(rows) == 0:
+                    continue
+                iu, iv = torch.meshgrid(torch.arange(-nu + 1, nu, device=rows.device),
+                                        torch.arange(-nv + 1, nv, device=rows.device), indexing="ij")
+                iu, iv = iu.reshape(-1), iv.reshape(-1)
+                inside = ((iu / nu) ** 2 + (iv / nv) ** 2 <= 1.0) & ~((iu == 0) & (iv == 0))
+                iu, iv = iu[inside].to(params.means.dtype), iv[inside].to(params.means.dtype)
+                if len(iu) == 0:
+                    continue
+                su, sv = half_u[rows] / nu, half_v[rows] / nv                   # spacing
+                offset = (iu[None, :, None] * su[:, None, None] * axes[rows, None, :, 2]
+                          + iv[None, :, None] * sv[:, None, None] * axes[rows, None, :, 1])
+                xyz.append((params.means[keep[rows]][:, None] + offset).reshape(-1, 3))
+                radius.append((0.75 * torch.maximum(su, sv))[:, None].expand(-1, len(iu)).reshape(-1))
+                nrm.append(normal[rows][:, None].expand(-1, len(iu), 3).reshape(-1, 3))
+                owner.append(keep[rows][:, None].expand(-1, len(iu)).reshape(-1))
+        return {"xyz": torch.cat(xyz), "radius": torch.cat(radius), "normal": torch.cat(nrm), "owner": torch.cat(owner)}

@@ -23,8 +23,34 @@ them. A frame-local world's dynamic layer (every fused frame's own surfels: inge
 not used: it repeats the static layer's surfaces frame by frame, and the optimization fits one
 consistent layer instead.
 
+Depth supervision (``depth_weight``, default 0.1): the build's depth of each source frame is the
+fused world drawn from that frame (its frame-local surfels in front where the world has them, i.e.
+the frame's own MVS or given depth, else the merged static layer), taken only where it is
+confident: a surfel was drawn there (not hole-filled), the depth is finite and nearer than half
+the build's sky distance (the sky shell is a placeholder, not a measurement). The loss adds
+``depth_weight`` x the mean relative error |D - D_build| / D_build of the render's expected depth
+over those pixels where the render covers more than half the pixel. Relative, so near and far
+surfaces count alike and the weight needs no scene scale.
+
+Pose refinement (``pose_refine``; default on when the world's poses were estimated, off for given
+ones): every source frame but the first (the anchor that fixes the gauge) gets a small SE(3)
+correction c2w' = c2w · exp(ω, τ) (rotation vector ω in radians, translation τ in metres, in the
+camera's frame), learned with Adam at ``lr_pose_rotation`` / ``lr_pose_translation``. The world
+written stores the corrected source poses in ``frames.c2w``, the corrections in
+``info["optimized"]["pose_correction"]`` ([ωx, ωy, ωz, τx, τy, τz] per frame), and corrects the
+held-out poses by interpolating their neighbours' corrections in time (no held-out image is
+used), so that eval, the refiner and the node render the frames where the Gaussians were fitted.
+
+Resumable: with a ``checkpoint`` path every ``checkpoint_every`` steps the whole state (Gaussians,
+Adam moments, exposures, pose corrections, densification statistics, random generator, step) is
+written there atomically; ``resume`` continues from it (the settings must be the same) and the
+run ends exactly as an uninterrupted one would on the CPU. ``inspatio-ros optimize`` keeps it
+beside the output (OUTPUT.ckpt) and removes it once the world is written.
+
+Rasterizer: gaussians/backend.py (gsplat on CUDA where installed, else the reference).
+
 Deterministic with ``seed`` on the CPU (frame order and split samples come from a generator seeded
-by it). Not yet: pose refinement, depth supervision, resuming, a sky model (issue 20).
+by it). Not yet: a sky model, opacity reset (issue 20).
 """
 from __future__ import annotations
 
@@ -40,8 +66,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress
-from .model import GaussianParams, as_surfels, from_surfels, from_world, world_arrays
-from .rasterize import rasterize
+from .model import GaussianParams, from_surfels, from_world, surfel_samples, world_arrays
+from .backend import BACKENDS, rasterize, resolve_backend
 
 
 @dataclass
@@ -64,6 +90,12 @@ class OptimizeSettings:
     grad_threshold: float = 2e-4
     dense_fraction: float = 0.01
     prune_opacity: float = 0.005
+    depth_weight: float = 0.1        # x mean relative depth error where the build's depth is confident
+    pose_refine: bool | None = None  # None: on when the world's poses were estimated
+    lr_pose_rotation: float = 1e-4   # radians
+    lr_pose_translation: float = 1e-3  # metres
+    checkpoint_every: int = 500      # steps between checkpoints (with a checkpoint path)
+    backend: str = "auto"            # gaussians/backend.py: auto | reference | gsplat
 
     def check(self) -> None:
         if not (isinstance(self.iterations, int) and self.iterations > 0):
@@ -74,6 +106,14 @@ class OptimizeSettings:
                              "give a positive number of minutes, or leave --max-minutes out")
         if self.budget < 1:
             raise InputError(f"--budget {self.budget} allows no Gaussians", "give a positive budget")
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend {self.backend!r} is not a Gaussian rasterizer",
+                             f"give one of {', '.join(BACKENDS)}")
+        if not (math.isfinite(self.depth_weight) and self.depth_weight >= 0):
+            raise InputError(f"--depth-weight {self.depth_weight} is not a weight", "give 0 (off) or more")
+        if self.checkpoint_every < 1:
+            raise InputError(f"--checkpoint-every {self.checkpoint_every} is not a number of steps",
+                             "give a positive number of steps")
 
 
 @dataclass
@@ -228,19 +268,111 @@ def _densify(tr: _Trainable, grad_sum: torch.Tensor, grad_count: torch.Tensor, s
     return int(clone.sum()), int(split.sum()), int(prune.sum())
 
 
+def pose_exp(delta: torch.Tensor) -> torch.Tensor:
+    """(F,6) [ωx ωy ωz τx τy τz] -> (F,4,4) rigid transforms: rotation exp(ω) (Rodrigues, with
+    its series near 0 so the gradient at the zero correction is exact) and translation τ."""
+    w, tau = delta[:, :3], delta[:, 3:]
+    theta2 = (w * w).sum(-1, keepdim=True)[..., None]
+    theta = torch.sqrt(theta2.clamp_min(1e-24))
+    small = theta2 < 1e-8
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-24))
+    zero = torch.zeros_like(w[:, 0])
+    wx = torch.stack([zero, -w[:, 2], w[:, 1], w[:, 2], zero, -w[:, 0], -w[:, 1], w[:, 0], zero], -1).reshape(-1, 3, 3)
+    R = torch.eye(3, dtype=delta.dtype, device=delta.device) + a * wx + b * (wx @ wx)
+    top = torch.cat([R, tau[..., None]], -1)
+    bottom = torch.zeros_like(top[:, :1, :])
+    bottom[..., 3] = 1
+    return torch.cat([top, bottom], 1)
+
+
+def pose_refine_default(world) -> bool:
+    """Pose refinement is on by default where the poses were estimated from the images."""
+    return str(world.info.get("pose_source", "")).startswith("estimated")
+
+
+def depth_targets(world, device, sky_fraction: float = 0.5) -> list[torch.Tensor | None]:
+    """The build's depth of every source frame where it is confident, NaN elsewhere ((H,W) float32
+    on ``device``; None for a frame with no confident pixel): the fused world drawn from the frame
+    at its time (render/renderer.py: the frame's own surfels in front in a frame-local world),
+    kept where a surfel was drawn (not hole-filled) and nearer than ``sky_fraction`` of the build's
+    sky distance."""
+    from ..render.renderer import Renderer
+
+    sky = float(((world.provenance or {}).get("settings", {}).get("fusion", {}) or {}).get("sky_distance", 1000.0))
+    renderer = Renderer(world, device)
+    out = []
+    for f in progress(range(len(world.frame_c2w)), desc="build depth", unit="frame"):
+        r = renderer.render(renderer.cameras(world.frame_c2w[f:f + 1]), float(world.frame_time[f]))
+        d = r.depth[0].to(device, torch.float32)
+        ok = r.coverage[0].to(device) & torch.isfinite(d) & (d > 0) & (d < sky_fraction * sky)
+        out.append(torch.where(ok, d, torch.full_like(d, math.nan)) if bool(ok.any()) else None)
+    return out
+
+
+def _corrected_poses(world, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source c2w, held-out c2w, held-out corrections): the source poses with their corrections,
+    the held-out ones with the corrections of their neighbours in time interpolated linearly."""
+    def apply(c2w, d):
+        return np.asarray(c2w, np.float64) @ pose_exp(torch.as_tensor(d, dtype=torch.float64)).numpy()
+
+    order = np.argsort(world.frame_time)
+    held = np.stack([np.interp(world.heldout_time, world.frame_time[order], delta[order, k]) for k in range(6)], -1) \
+        if len(world.heldout_time) else np.zeros((0, 6))
+    return apply(world.frame_c2w, delta), apply(world.heldout_c2w, held), held
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    from ..fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, settings: "OptimizeSettings", world, device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise InputError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})",
+                         "delete it and optimize from the start (leave out --resume)") from None
+    if not isinstance(state, dict) or state.get("format") != "inspatio_optimize_checkpoint":
+        raise InputError(f"{path} is not an optimize checkpoint", "delete it, or leave out --resume")
+    mine = {k: v for k, v in asdict(settings).items() if k != "max_minutes"}
+    theirs = {k: v for k, v in state["settings"].items() if k != "max_minutes"}
+    if mine != theirs:
+        differ = sorted(k for k in mine if mine.get(k) != theirs.get(k))
+        raise InputError(f"checkpoint {path} was made with other settings ({', '.join(differ)})",
+                         "resume with the same options, or delete the checkpoint to start again")
+    if state["frames"] != [int(i) for i in world.frame_index]:
+        raise InputError(f"checkpoint {path} belongs to another world (other source frames)",
+                         "delete it, or resume with the world it was made for")
+    return state
+
+
 def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeSettings | None = None,
-             device: str | torch.device = "cpu", log: Callable[[str], None] | None = None) -> OptimizeResult:
+             device: str | torch.device = "cpu", log: Callable[[str], None] | None = None,
+             checkpoint: str | Path | None = None, resume: bool = False,
+             on_step: Callable[[int], None] | None = None) -> OptimizeResult:
     """Fit Gaussians to ``world``'s source frames (``load_frame``: frame number -> RGB uint8, as
     generator.data.frame_loader gives) and return the optimized world (a copy: format version 2,
-    the fused surfels replaced by the Gaussians drawn as surfels: _optimized_world)."""
+    the fused surfels replaced by the Gaussians drawn as surfels: _optimized_world).
+
+    ``checkpoint``: where the state is saved every ``checkpoint_every`` steps (the caller removes it
+    once the result is saved);
+    ``resume``: continue from it when it exists. ``on_step(step)`` is called after each step."""
     s = settings or OptimizeSettings()
     s.check()
     device = torch.device(device)
+    backend = resolve_backend(s.backend, device)
+    refine_poses = pose_refine_default(world) if s.pose_refine is None else bool(s.pose_refine)
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
     intr = world.intrinsics
     W, H = intr.width, intr.height
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    state = _load_checkpoint(checkpoint, s, world, device) if resume and checkpoint and checkpoint.exists() else None
     frames = _load_targets(world, load_frame, device)
+    depths = depth_targets(world, device) if s.depth_weight > 0 else [None] * len(frames)
     K = torch.as_tensor(intr.K, dtype=torch.float32, device=device)[None]
     c2w_all = torch.as_tensor(world.frame_c2w, dtype=torch.float32, device=device)
     times = [float(t) for t in world.frame_time]
@@ -256,6 +388,10 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     exposure[:, :, :3] = torch.eye(3, device=device)
     exposure.requires_grad_(True)
     exposure_optim = torch.optim.Adam([exposure], lr=s.lr_exposure)
+    pose_rot = torch.zeros((len(frames), 3), device=device, requires_grad=True)
+    pose_trans = torch.zeros((len(frames), 3), device=device, requires_grad=True)
+    pose_optim = torch.optim.Adam([{"params": [pose_rot], "lr": s.lr_pose_rotation},
+                                   {"params": [pose_trans], "lr": s.lr_pose_translation}])
     window = _gauss_window().to(device)
     grad_sum = torch.zeros(len(tr), device=device)
     grad_count = torch.zeros(len(tr), device=device)
@@ -264,30 +400,60 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     losses: list[float] = []
     psnrs: list[float] = []
     order: list[int] = []
+    first_step = 1
+    if state is not None:
+        tr = _Trainable(GaussianParams(**state["gaussians"]), s, size, device)
+        tr.optim.load_state_dict(state["adam"])
+        with torch.no_grad():
+            exposure.copy_(state["exposure"])
+            pose_rot.copy_(state["pose_rotation"])
+            pose_trans.copy_(state["pose_translation"])
+        exposure_optim.load_state_dict(state["exposure_adam"])
+        pose_optim.load_state_dict(state["pose_adam"])
+        grad_sum, grad_count = state["grad_sum"].to(device), state["grad_count"].to(device)
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        losses, psnrs, order = list(state["losses"]), list(state["psnrs"]), list(state["order"])
+        first_step = int(state["step"]) + 1
+        if log is not None:
+            log(f"resuming from {checkpoint} after step {state['step']}")
     start = time.monotonic()
     deadline = None if s.max_minutes is None else start + 60.0 * s.max_minutes
     bar = progress(total=s.iterations, desc="optimizing", unit="step")
-    step = 0
-    for step in range(1, s.iterations + 1):
+    bar.update(first_step - 1)
+    step = first_step - 1
+    for step in range(first_step, s.iterations + 1):
         if not order:
             order = torch.randperm(len(frames), generator=gen).tolist()
         f = order.pop()
-        # Centres' learning rate decays exponentially to 1 % over the run (gsplat's schedule).
-        tr.optim.param_groups[0]["lr"] = tr.base_lr["means"] * 0.01 ** ((step - 1) / max(s.iterations - 1, 1))
+        # Centres' learning rate decays exponentially to 1 % over the run (gsplat's schedule); the
+        # pose corrections' to 10 %.
+        progress_share = (step - 1) / max(s.iterations - 1, 1)
+        tr.optim.param_groups[0]["lr"] = tr.base_lr["means"] * 0.01 ** progress_share
+        pose_optim.param_groups[0]["lr"] = s.lr_pose_rotation * 0.1 ** progress_share
+        pose_optim.param_groups[1]["lr"] = s.lr_pose_translation * 0.1 ** progress_share
         alive = (tr.t_start <= times[f]) & (times[f] <= tr.t_end)
         idx = torch.nonzero(alive)[:, 0]
         p = tr.params
+        c2w = c2w_all[f:f + 1]
+        if refine_poses and f != 0:
+            c2w = c2w @ pose_exp(torch.cat([pose_rot[f:f + 1], pose_trans[f:f + 1]], 1))
         out = rasterize(p["means"][idx], p["quats"][idx], torch.exp(p["log_scales"][idx]),
                         torch.sigmoid(p["opacity_logits"][idx]), torch.cat([p["sh0"], p["sh1"]], 1)[idx],
-                        K, c2w_all[f:f + 1], W, H)
+                        K, c2w, W, H, backend=backend)
         out.means2d.retain_grad()
         rgb = out.rgb[0].permute(2, 0, 1)                            # (3,H,W)
         rgb = torch.einsum("ij,jhw->ihw", exposure[f, :, :3], rgb) + exposure[f, :, 3, None, None]
         target = frames[f]
         l1 = (rgb - target).abs().mean()
         loss = (1 - s.ssim_weight) * l1 + s.ssim_weight * (1 - ssim(rgb[None], target[None], window))
+        if depths[f] is not None:
+            use = torch.isfinite(depths[f]) & (out.coverage[0].detach() > 0.5)
+            if bool(use.any()):
+                loss = loss + s.depth_weight * ((out.depth[0][use] - depths[f][use]).abs() / depths[f][use]).mean()
         tr.optim.zero_grad(set_to_none=True)
         exposure_optim.zero_grad(set_to_none=True)
+        pose_optim.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             if step < densify_until:
@@ -298,6 +464,8 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
             mse = float(((rgb.clamp(0, 1) - target) ** 2).mean())
         tr.optim.step()
         exposure_optim.step()
+        if refine_poses and f != 0:
+            pose_optim.step()
         losses.append(float(loss.detach()))
         psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
         if s.densify_from <= step < densify_until and step % s.densify_every == 0:
@@ -311,6 +479,21 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
             recent = slice(-min(len(losses), 20), None)
             bar.set_postfix(loss=f"{np.mean(losses[recent]):.4f}", psnr=f"{np.mean(psnrs[recent]):.2f}",
                             gaussians=len(tr))
+        if checkpoint is not None and step % s.checkpoint_every == 0 and step < s.iterations:
+            g = tr.as_params()
+            _save_checkpoint(checkpoint, {
+                "format": "inspatio_optimize_checkpoint", "settings": asdict(s), "step": step,
+                "frames": [int(i) for i in world.frame_index],
+                "gaussians": {"means": g.means.detach(), "log_scales": g.log_scales.detach(),
+                              "quats": g.quats.detach(), "opacity_logits": g.opacity_logits.detach(),
+                              "sh": g.sh.detach(), "t_start": g.t_start, "t_end": g.t_end},
+                "adam": tr.optim.state_dict(), "exposure": exposure.detach(),
+                "exposure_adam": exposure_optim.state_dict(), "pose_rotation": pose_rot.detach(),
+                "pose_translation": pose_trans.detach(), "pose_adam": pose_optim.state_dict(),
+                "grad_sum": grad_sum, "grad_count": grad_count, "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "losses": losses, "psnrs": psnrs, "order": order})
+        if on_step is not None:
+            on_step(step)
         if deadline is not None and time.monotonic() >= deadline:
             if log is not None:
                 log(f"--max-minutes {s.max_minutes} reached after {step} of {s.iterations} steps")
@@ -318,9 +501,13 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     bar.close()
     seconds = time.monotonic() - start
     recent = slice(-min(len(losses), max(len(frames), 10)), None)
-    result_world = _optimized_world(world, tr.as_params(), {
-        **{k: v for k, v in asdict(s).items()}, "steps": step, "seconds": round(seconds, 2),
-        "train_psnr": round(float(np.mean(psnrs[recent])), 3), "scene_size_m": round(size, 3)}, device)
+    delta = torch.cat([pose_rot, pose_trans], 1).detach().double().cpu().numpy() if refine_poses \
+        else np.zeros((len(frames), 6))
+    record = {**{k: v for k, v in asdict(s).items()}, "steps": step, "seconds": round(seconds, 2),
+              "train_psnr": round(float(np.mean(psnrs[recent])), 3), "scene_size_m": round(size, 3),
+              "backend": backend, "pose_refine": refine_poses,
+              "depth_frames": int(sum(d is not None for d in depths))}
+    result_world = _optimized_world(world, tr.as_params(), record, device, delta, backend)
     return OptimizeResult(result_world, step, seconds, losses[0], float(np.mean(losses[recent])),
                           float(np.mean(psnrs[recent])), len(tr), losses)
 
@@ -339,49 +526,78 @@ def _load_targets(world, load_frame, device) -> list[torch.Tensor]:
     return out
 
 
-def baked_colours(params: GaussianParams, world, device) -> torch.Tensor:
-    """(N,3) uint8: each Gaussian's colour as the optimized render shows it, for drawing it as an
-    opaque surfel. Alpha blending lets overlapping Gaussians make a colour none of them has (a
-    saturated one under a faint one), so the DC colour alone draws a speckled picture; this is
-    the mean of the final render (at the reference exposure) at the Gaussian's centre over the
-    source frames where the centre is on the drawn surface (its depth within 5 % of the render's
-    expected depth there). Gaussians no frame sees keep their DC colour."""
+# Surfels of a split Gaussian are spaced this many source pixels apart (at the nearest source
+# camera): closer costs file size (26 bytes a surfel) for detail the hole filling mostly restores.
+SURFEL_SPACING_PX = 2.0
+
+
+def source_footprint(means: torch.Tensor, world, pixels: float = SURFEL_SPACING_PX) -> torch.Tensor:
+    """(N,) metres ``pixels`` source pixels span at each point: its distance to the nearest source
+    camera centre over the focal length, times ``pixels``."""
+    centres = torch.as_tensor(world.frame_c2w[:, :3, 3], dtype=means.dtype, device=means.device)
+    nearest = torch.cat([torch.cdist(chunk, centres).min(1).values for chunk in means.split(1 << 16)]) \
+        if len(means) else means.new_zeros(0)
+    return pixels * nearest / float(max(world.intrinsics.fx, world.intrinsics.fy))
+
+
+def baked_colours(params: GaussianParams, world, device, points: torch.Tensor, owner: torch.Tensor,
+                  backend: str = "auto") -> torch.Tensor:
+    """(S,3) uint8: the colour the optimized render shows at each of ``points`` (S,3), surfels of
+    the Gaussians ``owner`` (S,), for drawing them as opaque surfels. Alpha blending lets
+    overlapping Gaussians make a colour none of them has (a saturated one under a faint one), so a
+    Gaussian's DC colour alone draws a speckled picture; this is the mean of the final render (at
+    the reference exposure) at the point over the source frames where the point is on the drawn
+    surface (its depth within 5 % of the render's expected depth there) while its Gaussian exists.
+    Points no frame sees keep their Gaussian's DC colour."""
     from .rasterize import SH_C0
 
-    n = len(params)
+    n = len(points)
     total = torch.zeros((n, 3), device=device)
     seen = torch.zeros(n, device=device)
     intr = world.intrinsics
     K = torch.as_tensor(intr.K, dtype=torch.float32, device=device)[None]
+    points, owner = points.to(device), owner.to(device)
     with torch.no_grad():
         for f in range(len(world.frame_c2w)):
             t = float(world.frame_time[f])
-            idx = torch.nonzero((params.t_start <= t) & (t <= params.t_end))[:, 0]
+            alive = (params.t_start <= t) & (t <= params.t_end)
+            idx = torch.nonzero(alive)[:, 0]
             c2w = torch.as_tensor(world.frame_c2w[f:f + 1], dtype=torch.float32, device=device)
             out = rasterize(params.means[idx], params.quats[idx], params.scales[idx], params.opacities[idx],
-                            params.sh[idx], K, c2w, intr.width, intr.height)
-            p = (params.means[idx] - c2w[0, :3, 3]) @ c2w[0, :3, :3]
+                            params.sh[idx], K, c2w, intr.width, intr.height, backend=backend)
+            p = (points - c2w[0, :3, 3]) @ c2w[0, :3, :3]
             z = p[:, 2]
-            front = z > 1e-3
             u = torch.round(intr.fx * p[:, 0] / z.clamp_min(1e-3) + intr.cx)
             v = torch.round(intr.fy * p[:, 1] / z.clamp_min(1e-3) + intr.cy)
-            inside = front & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
-            ui, vi = u[inside].long(), v[inside].long()
+            inside = alive[owner] & (z > 1e-3) & (u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)
+            rows = torch.nonzero(inside)[:, 0]
+            ui, vi = u[rows].long(), v[rows].long()
             drawn = out.depth[0, vi, ui]
-            on_surface = (out.coverage[0, vi, ui] > 0.5) & ((z[inside] - drawn).abs() < 0.05 * drawn)
-            who = idx[inside][on_surface]
+            on_surface = (out.coverage[0, vi, ui] > 0.5) & ((z[rows] - drawn).abs() < 0.05 * drawn)
+            who = rows[on_surface]
             total.index_add_(0, who, out.rgb[0, vi, ui][on_surface].clamp(0, 1))
             seen.index_add_(0, who, torch.ones(len(who), device=device))
-        dc = (SH_C0 * params.sh[:, 0] + 0.5).clamp(0, 1)
+        dc = (SH_C0 * params.sh[owner, 0] + 0.5).clamp(0, 1)
         colour = torch.where(seen[:, None] > 0, total / seen.clamp_min(1)[:, None], dc)
     return (colour * 255).round().to(torch.uint8)
 
 
-def _optimized_world(world, params: GaussianParams, record: dict, device):
+def _optimized_world(world, params: GaussianParams, record: dict, device, pose_delta: np.ndarray | None = None,
+                     backend: str = "auto"):
     """A copy of ``world`` with the Gaussian layer ``params`` (split into its static and dynamic
-    groups) and, for the CPU renderer, the Gaussians as surfels in place of the fused ones
-    (model.as_surfels, coloured by baked_colours)."""
+    groups), the source and held-out poses corrected by ``pose_delta`` ((F,6) per source frame,
+    recorded in ``record["pose_correction"]``) and, for the CPU renderer, the Gaussians as surfels
+    in place of the fused ones (model.surfel_samples: large ones split, each surfel coloured by
+    baked_colours)."""
     import dataclasses
+
+    if pose_delta is not None and np.any(pose_delta):
+        frame_c2w, heldout_c2w, held = _corrected_poses(world, pose_delta)
+        record = {**record, "pose_correction": np.round(pose_delta, 7).tolist(),
+                  "heldout_pose_correction": np.round(held, 7).tolist(),
+                  "pose_correction_max": {"rotation_deg": round(float(np.degrees(np.linalg.norm(pose_delta[:, :3], axis=1)).max()), 4),
+                                          "translation_m": round(float(np.linalg.norm(pose_delta[:, 3:], axis=1).max()), 4)}}
+        world = dataclasses.replace(world, frame_c2w=frame_c2w, heldout_c2w=heldout_c2w)
 
     static = torch.isinf(params.t_start) & torch.isinf(params.t_end)
 
@@ -390,9 +606,15 @@ def _optimized_world(world, params: GaussianParams, record: dict, device):
                               params.opacity_logits[mask], params.sh[mask], params.t_start[mask], params.t_end[mask])
 
     fields = {**world_arrays(rows(static), "static"), **world_arrays(rows(~static), "dynamic")}
-    xyz, _, radius, normal, t_start, t_end, kept = as_surfels(params)
-    rgb = baked_colours(params, world, device).cpu().numpy()[kept]
-    still = static.cpu().numpy()[kept]
+    on_device = params.to(device)
+    samples = surfel_samples(on_device, source_footprint(on_device.means, world))
+    owner = samples["owner"]
+    rgb = baked_colours(on_device, world, device, samples["xyz"], owner, backend).cpu().numpy()
+    xyz, radius = samples["xyz"].float().cpu().numpy(), samples["radius"].float().cpu().numpy()
+    normal = np.round(samples["normal"].float().cpu().numpy() * 127).astype(np.int8)
+    owner = owner.cpu()
+    t_start, t_end = params.t_start[owner].cpu().numpy(), params.t_end[owner].cpu().numpy()
+    still = static.cpu().numpy()[owner.numpy()]
     for layer, m in (("static", still), ("dynamic", ~still)):
         fields.update({f"{layer}_xyz": xyz[m], f"{layer}_rgb": rgb[m], f"{layer}_radius": radius[m],
                        f"{layer}_normal": normal[m], f"{layer}_frame": np.full(int(m.sum()), -1, np.int32)})

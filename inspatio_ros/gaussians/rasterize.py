@@ -6,7 +6,7 @@ The maths follows gsplat's (v1.x, ``rasterization`` with ``packed=False``, ``ras
 
 * covariance Σ = R S Sᵀ Rᵀ from a quaternion (w, x, y, z; normalised here) and scales (σ, metres);
 * EWA projection: camera-space mean p = R_cw x + t_cw, Jacobian of the pinhole at p with
-  x/z and y/z clamped to 1.3x the field of view (as gsplat does, so Gaussians far outside the view
+  x/z and y/z clamped to 0.3 x tan(half the field of view) past the image edges (as gsplat does, so Gaussians far outside the view
   do not blow up), Σ₂ = J R_cw Σ R_cwᵀ Jᵀ + 0.3 I (gsplat's ``eps2d`` low-pass, in pixels²);
 * screen radius ceil(3 sqrt(λ_max(Σ₂))); Gaussians with z <= near (0.01 m) are culled;
 * per pixel, front to back in order of camera-space depth z of the centre:
@@ -89,10 +89,13 @@ def project(means: torch.Tensor, cov3d: torch.Tensor, K: torch.Tensor, w2c: torc
     zs = torch.where(in_front, z, torch.ones_like(z))
     fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
     cx, cy = K[:, 0, 2, None], K[:, 1, 2, None]
-    lim_x_pos = (width - cx) / fx + 0.3 * width / fx
-    lim_x_neg = cx / fx + 0.3 * width / fx
-    lim_y_pos = (height - cy) / fy + 0.3 * height / fy
-    lim_y_neg = cy / fy + 0.3 * height / fy
+    # gsplat's clamp: 0.3 x tan(half the field of view) past each image edge, the edges measured
+    # in its half-integer pixel convention (cx + 0.5), so both clamp the same Gaussians.
+    gx, gy = cx + 0.5, cy + 0.5
+    lim_x_pos = (width - gx) / fx + 0.15 * width / fx
+    lim_x_neg = gx / fx + 0.15 * width / fx
+    lim_y_pos = (height - gy) / fy + 0.15 * height / fy
+    lim_y_neg = gy / fy + 0.15 * height / fy
     tx = zs * torch.minimum(torch.maximum(x / zs, -lim_x_neg), lim_x_pos)
     ty = zs * torch.minimum(torch.maximum(y / zs, -lim_y_neg), lim_y_pos)
     zero = torch.zeros_like(zs)

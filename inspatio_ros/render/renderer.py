@@ -58,12 +58,32 @@ class Renderer:
     """
 
     def __init__(self, world, device: str | torch.device = "auto", settings: RenderSettings | None = None,
-                 cull: bool | None = None, graphs: bool | None = None, cpu_kernels: bool | None = None):
-        """``world``: a World, or a PointCloud already on ``device`` (benchmarks, tests)."""
+                 cull: bool | None = None, graphs: bool | None = None, cpu_kernels: bool | None = None,
+                 gaussians: bool | None = None):
+        """``world``: a World, or a PointCloud already on ``device`` (benchmarks, tests).
+
+        ``gaussians``: draw a version-2 world's Gaussian layer with gsplat (gaussians/draw.py)
+        instead of its surfels; None (default) does where the device is CUDA and gsplat is
+        installed, unless INSPATIO_GAUSSIANS=0. The CPU always draws the surfels."""
         self.world = world
         self.device = resolve_device(device)
         self.settings = settings or RenderSettings()
         self.layers = None
+        self.gaussians = None
+        if gaussians is None:
+            gaussians = (self.device.type == "cuda" and os.environ.get("INSPATIO_GAUSSIANS") != "0"
+                         and not isinstance(world, PointCloud) and getattr(world, "has_gaussians", False))
+            if gaussians:
+                from ..gaussians.backend import gsplat_available
+
+                gaussians = gsplat_available()
+        if gaussians:
+            from ..gaussians.draw import GaussianDrawer
+
+            self.gaussians = GaussianDrawer(world, self.device, self.settings.background)
+            self.cloud, self.chunks, self.graphs, self.cpu_kernels = None, None, False, False
+            self._all_layers, self._captured, self.recaptures, self._options = None, {}, 0, (cull, graphs, cpu_kernels)
+            return
         self._options = (cull, graphs, cpu_kernels)
         if not isinstance(world, PointCloud) and world.info.get("frame_local") and len(world.dynamic_xyz) \
                 and world.num_static:
@@ -97,6 +117,8 @@ class Renderer:
 
     def render(self, cameras: Cameras, t: float | None = None) -> RenderOutput:
         cameras = cameras.to(self.device)
+        if self.gaussians is not None:
+            return self.gaussians.render(cameras, t)
         if self.layers is not None:
             if t is None:
                 if self._all_layers is None:

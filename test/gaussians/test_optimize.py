@@ -58,7 +58,7 @@ def test_toy_scene_converges_to_its_ground_truth(converged):
     after = psnr(_render(from_world(optimized, "static"), world.heldout_c2w)[0], truth)
     # The grey, displaced start scores ~12 dB on the held-out view; a converged fit > 28 dB.
     assert before < 16.0 and after > 28.0, (before, after)
-    assert optimized.has_gaussians and 0 < optimized.num_static <= optimized.num_gaussians and optimized.info["optimized"]["steps"] == 150
+    assert optimized.has_gaussians and 0 < optimized.num_gaussians <= optimized.num_static <= 40 * optimized.num_gaussians and optimized.info["optimized"]["steps"] == 150
 
 
 @pytest.mark.slow
@@ -81,7 +81,8 @@ def test_optimized_world_renders_on_the_cpu_through_the_renderer(converged):
         coverage.append(cov.mean())
         assert np.nanmedian(depth) == pytest.approx(6.0, rel=0.1)
     assert min(coverage) > 0.75, coverage
-    # Measured: guess 13.3 dB, optimized 24.1 dB, DC colours 16.7 dB.
+    # Measured: guess 13.3 dB, optimized 26.5 dB (24.1 before large Gaussians were split into
+    # surfels and each surfel baked its own colour), DC colours 17.3 dB.
     assert scores[1] > scores[0] + 8.0 and scores[1] > 22.0 and scores[2] > scores[0] + 2.0, scores
 
 

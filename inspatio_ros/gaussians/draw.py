@@ -1,0 +1,55 @@
+"""An optimized world's Gaussian layer drawn for the renderer (render/renderer.py uses it on CUDA
+where gsplat is installed): one rasterizer pass per batch of cameras gives RGB, expected depth
+(metres along the optical axis) and coverage (accumulated opacity), as RenderOutput.
+
+Coverage > 0.5 counts as seen; depth is NaN elsewhere (as the surfel renderer's holes), and the
+background colour shows through in proportion to what the Gaussians leave uncovered.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..render.types import Cameras, RenderOutput
+from .backend import rasterize
+from .model import from_world
+
+COVERED = 0.5          # accumulated opacity above which a pixel counts as seen (coverage True, depth kept)
+
+
+class GaussianDrawer:
+    """A world's Gaussians uploaded once, activated (σ, opacity, unit quaternions), ready to draw."""
+
+    def __init__(self, world, device, background=(0, 0, 0), backend: str = "auto"):
+        self.device = torch.device(device)
+        self.backend = backend
+        layers = [from_world(world, "static"), from_world(world, "dynamic")]
+        cat = (lambda name: torch.cat([getattr(g, name) for g in layers]).to(self.device, torch.float32))
+        quats = cat("quats")
+        self.means = cat("means").contiguous()
+        self.quats = (quats / quats.norm(dim=1, keepdim=True).clamp_min(1e-12)).contiguous()
+        self.scales = torch.exp(cat("log_scales")).contiguous()
+        self.opacities = torch.sigmoid(cat("opacity_logits")).contiguous()
+        self.sh = cat("sh").contiguous()
+        n_static = len(layers[0])
+        inf = torch.full((n_static,), float("inf"), dtype=torch.float64)
+        self.t_start = torch.cat([-inf, layers[1].t_start.double()]).to(self.device)
+        self.t_end = torch.cat([inf, layers[1].t_end.double()]).to(self.device)
+        self.has_dynamic = len(layers[1]) > 0
+        self.background = torch.tensor(background, dtype=torch.float32, device=self.device) / 255.0
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, t: float | None = None) -> RenderOutput:
+        if t is not None and self.has_dynamic:
+            idx = torch.nonzero((self.t_start <= t) & (t <= self.t_end))[:, 0]
+            args = (self.means[idx], self.quats[idx], self.scales[idx], self.opacities[idx], self.sh[idx])
+        else:
+            args = (self.means, self.quats, self.scales, self.opacities, self.sh)
+        out = rasterize(*args, cameras.K.to(self.device), cameras.c2w.to(self.device), cameras.width, cameras.height,
+                        background=self.background, backend=self.backend)
+        covered = out.coverage > COVERED
+        rgb = (out.rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+        depth = torch.where(covered, out.depth, torch.full_like(out.depth, float("nan")))
+        return RenderOutput(rgb, depth, covered)
