@@ -41,10 +41,12 @@ setup(
         "ros": ROS_WHEELS,
         # inspatio_ros.gym: the Gymnasium environment (agents/gym_env.py).
         "gym": ["gymnasium>=1.1"],
-        "test": ["pytest>=7", "gymnasium>=1.1", *ROS_WHEELS],
         # The Gaussian layer on CUDA (optimize, and the node/render/eval drawing it): gsplat's
         # kernels, compiled on first use by the machine's nvcc (inspatio_ros/gaussians/backend.py).
         "gpu": ["gsplat==1.5.3"],
+        # The live view in Foxglove (inspatio-ros run --foxglove): a Foxglove WebSocket server.
+        "foxglove": ["foxglove-sdk>=0.30,<0.31"],
+        "test": ["pytest>=7", "gymnasium>=1.1", "foxglove-sdk>=0.30,<0.31", *ROS_WHEELS],
     },
     zip_safe=True,
     maintainer="inspatio_ros developers",

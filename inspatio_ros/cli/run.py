@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--record", default=None, metavar="DIR",
                    help="record everything published into DIR (new), a rosbag2 recording with MCAP storage "
                         "(parameter record.dir; split with -p record.split_mb:=... / record.split_s:=...)")
+    p.add_argument("--foxglove", nargs="?", type=int, const=8765, default=None, metavar="PORT",
+                   help="serve a live view to Foxglove on ws://127.0.0.1:PORT (8765 without a number; parameters "
+                        "foxglove.*): camera JPEGs, depth, clouds, TF, odometry, the recorded path; its Teleop panel "
+                        "drives the ego in --mode control; layout config/foxglove_layout.json")
     p.set_defaults(func=run)
 
 
@@ -34,6 +38,7 @@ def run(args) -> int:
     from ..ros.run_cli import collect_parameters, run as run_node
 
     params = collect_parameters(args.config, args.param, world=args.world, mode=args.mode, lockstep=args.lockstep,
-                                device=getattr(args, "device", "auto"), record=args.record)
+                                device=getattr(args, "device", "auto"), record=args.record,
+                                foxglove=args.foxglove)
     return run_node(params, transport=args.transport, node_name=args.node_name, namespace=args.namespace,
                     duration=args.duration, frames=args.frames)

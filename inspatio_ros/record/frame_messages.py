@@ -114,40 +114,94 @@ class FrameEncoder:
             pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
             twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)))
 
+    # -- one message each, CDR bytes (also what the live Foxglove view sends) ------------------
+    def camera_mounts_cdr(self, stamp: float, specs) -> bytes:
+        """/tf_static: base_link -> link -> optical frame of each camera in ``specs``."""
+        f = self.frames
+        return self._cdr(self._tf([tf for spec in specs for tf in (
+            self._transform_stamped(stamp, f.base_link, spec.link_frame, spec.base_from_link()),
+            self._transform_stamped(stamp, spec.link_frame, spec.optical_frame, spec.link_from_optical()))]))
+
+    def camera_info_cdr(self, stamp: float, spec) -> bytes:
+        return self._cdr(self._camera_info(self._header(stamp, spec.optical_frame), spec.intrinsics))
+
+    def image_cdr(self, stamp: float, spec, pixels: np.ndarray, encoding: str) -> bytes:
+        """sensor_msgs/Image of ``pixels`` (rgb8, 32FC1, mono8) in the camera's optical frame."""
+        return self._cdr(self._image(self._header(stamp, spec.optical_frame), pixels, encoding))
+
+    def points_cdr(self, stamp: float, spec, cloud: np.ndarray) -> bytes:
+        """Organised x y z rgb PointCloud2 of ``cloud`` (H, W, 4) in the camera's optical frame."""
+        return self._cdr(self._point_cloud(self._header(stamp, spec.optical_frame), cloud))
+
+    def compressed_cdr(self, stamp: float, spec, rgb: np.ndarray) -> bytes:
+        """JPEG CompressedImage of ``rgb`` at the encoder's ``jpeg_quality``."""
+        return self._cdr(self._compressed(self._header(stamp, spec.optical_frame), rgb))
+
+    def ego_tf_cdr(self, stamp: float, map_from_base: np.ndarray) -> bytes:
+        """/tf: map -> odom (identity) -> base_link."""
+        f = self.frames
+        return self._cdr(self._tf([self._transform_stamped(stamp, f.map, f.odom, np.eye(4)),
+                                   self._transform_stamped(stamp, f.odom, f.base_link, map_from_base)]))
+
+    def odometry_cdr(self, stamp: float, map_from_base: np.ndarray, linear, angular) -> bytes:
+        return self._cdr(self._odometry(stamp, map_from_base, linear, angular))
+
+    def status_cdr(self, stamp: float, world: str, sim_time: float, rate: float, paused: bool, mode: str,
+                   achieved_hz: float) -> bytes:
+        """The node's SimStatus (msg/SimStatus.msg)."""
+        return self._cdr(self.T["inspatio_ros_interfaces/msg/SimStatus"](
+            header=self._header(stamp, self.frames.map), world=world, sim_time=float(sim_time), rate=float(rate),
+            paused=bool(paused), mode=mode, achieved_hz=float(achieved_hz)))
+
+    def line_strip_cdr(self, stamp: float, points: np.ndarray, namespace: str,
+                       rgba: tuple[float, float, float, float], width: float = 0.15) -> bytes:
+        """visualization_msgs/Marker LINE_STRIP through ``points`` (N, 3), in the map frame."""
+        T = self.T
+        marker = T["visualization_msgs/msg/Marker"]
+        identity = T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+                                               orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0,
+                                                                                             w=1.0))
+        color = T["std_msgs/msg/ColorRGBA"](r=float(rgba[0]), g=float(rgba[1]), b=float(rgba[2]), a=float(rgba[3]))
+        zero = T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0)
+        msg = marker(
+            header=self._header(stamp, self.frames.map), ns=namespace, id=0, type=marker.LINE_STRIP,
+            action=marker.ADD, pose=identity, scale=T["geometry_msgs/msg/Vector3"](x=float(width), y=0.0, z=0.0),
+            color=color, lifetime=zero, frame_locked=False,
+            points=[T["geometry_msgs/msg/Point"](x=float(x), y=float(y), z=float(z)) for x, y, z in points],
+            colors=[], texture_resource="", texture=T["sensor_msgs/msg/CompressedImage"](
+                header=self._header(0.0, ""), format="", data=np.zeros(0, np.uint8)),
+            uv_coordinates=[], text="", mesh_resource="",
+            mesh_file=T["visualization_msgs/msg/MeshFile"](filename="", data=np.zeros(0, np.uint8)),
+            mesh_use_embedded_materials=False)
+        return self._cdr(msg)
+
     def messages(self, frame) -> Iterator[tuple[str, str, bytes, dict]]:
         """(topic, type, CDR, QoS) of one frame, in the order the node publishes them."""
-        f, stamp = self.frames, frame.stamp
+        stamp = frame.stamp
         sensor, default = qos_profile(depth=5), qos_profile()
         for cf in frame.cameras:
             spec, topics = cf.spec, camera_topic_names(cf.spec.name)
             if spec.name not in self._mounted:
                 self._mounted.add(spec.name)
-                yield "/tf_static", "tf2_msgs/msg/TFMessage", self._cdr(self._tf([
-                    self._transform_stamped(stamp, f.base_link, spec.link_frame, spec.base_from_link()),
-                    self._transform_stamped(stamp, spec.link_frame, spec.optical_frame, spec.link_from_optical())])), \
+                yield "/tf_static", "tf2_msgs/msg/TFMessage", self.camera_mounts_cdr(stamp, [spec]), \
                     qos_profile(durability="transient_local", depth=1)
-            header = self._header(stamp, spec.optical_frame)
-            info = self._cdr(self._camera_info(header, spec.intrinsics))
+            info = self.camera_info_cdr(stamp, spec)
             yield topics["camera_info"], "sensor_msgs/msg/CameraInfo", info, sensor
             if "image" in spec.outputs:
-                yield topics["image"], "sensor_msgs/msg/Image", self._cdr(self._image(header, cf.rgb, "rgb8")), sensor
+                yield topics["image"], "sensor_msgs/msg/Image", self.image_cdr(stamp, spec, cf.rgb, "rgb8"), sensor
             if "depth" in spec.outputs:
-                yield topics["depth"], "sensor_msgs/msg/Image", self._cdr(self._image(header, cf.depth, "32FC1")), \
-                    sensor
+                yield topics["depth"], "sensor_msgs/msg/Image", self.image_cdr(stamp, spec, cf.depth, "32FC1"), sensor
                 yield topics["depth_info"], "sensor_msgs/msg/CameraInfo", info, sensor
             if "points" in spec.outputs and cf.points is not None:
-                yield topics["points"], "sensor_msgs/msg/PointCloud2", self._cdr(self._point_cloud(header, cf.points)), \
-                    sensor
+                yield topics["points"], "sensor_msgs/msg/PointCloud2", self.points_cdr(stamp, spec, cf.points), sensor
             if "coverage" in spec.outputs and cf.coverage is not None:
                 mono = cf.coverage.view(np.uint8) * np.uint8(255)
-                yield topics["coverage"], "sensor_msgs/msg/Image", self._cdr(self._image(header, mono, "mono8")), sensor
+                yield topics["coverage"], "sensor_msgs/msg/Image", self.image_cdr(stamp, spec, mono, "mono8"), sensor
             if "compressed" in spec.outputs:
-                yield topics["compressed"], "sensor_msgs/msg/CompressedImage", \
-                    self._cdr(self._compressed(header, cf.rgb)), sensor
-        yield "/tf", "tf2_msgs/msg/TFMessage", self._cdr(self._tf([
-            self._transform_stamped(stamp, f.map, f.odom, np.eye(4)),
-            self._transform_stamped(stamp, f.odom, f.base_link, frame.map_from_base)])), default
-        yield "/odom", "nav_msgs/msg/Odometry", self._cdr(self._odometry(
-            stamp, frame.map_from_base, frame.linear_velocity, frame.angular_velocity)), default
+                yield topics["compressed"], "sensor_msgs/msg/CompressedImage", self.compressed_cdr(stamp, spec, cf.rgb), \
+                    sensor
+        yield "/tf", "tf2_msgs/msg/TFMessage", self.ego_tf_cdr(stamp, frame.map_from_base), default
+        yield "/odom", "nav_msgs/msg/Odometry", self.odometry_cdr(
+            stamp, frame.map_from_base, frame.linear_velocity, frame.angular_velocity), default
         yield "/clock", "rosgraph_msgs/msg/Clock", self._cdr(self.T["rosgraph_msgs/msg/Clock"](
             clock=self._time(stamp))), qos_profile("best_effort", depth=1)

@@ -90,6 +90,7 @@ class NodeOutputs:
             log.info("recording every published message into %s (rosbag2, MCAP)", r.dir)
         self.frames, self.pub = settings.frames, settings.publish
         self.rig = session.rig
+        self.foxglove = None
         self.msgs = MessageBuilder(transport)
         self.stats = PublishStats()
         self.writer = None
@@ -101,6 +102,11 @@ class NodeOutputs:
         self._waited_s = 0.0                   # waits of the frame being made (see PublishStats.wait_ms)
         self.rate_watch = RateWatch(self.pub.rate_warning_s)
         try:
+            if settings.foxglove.port:
+                from ..live.foxglove import FoxgloveView
+
+                self.foxglove = FoxgloveView(session, settings.foxglove, settings.frames, name=transport.node_name,
+                                             world_name=world_name)
             self._make_publishers(session.sim.device)
             self._publish_static_tf()
         except BaseException:                  # also Ctrl-C during start-up: no writer or /dev/shm left behind
@@ -169,6 +175,9 @@ class NodeOutputs:
 
     def publish(self, frame: SensorFrame) -> None:
         received = frame.input_received
+        if self.foxglove is not None:
+            # First: it copies what its clients see before a writer process may reuse the frame's memory.
+            self.foxglove.publish(frame)
         if self.writer is not None:
             # Camera messages: written by the writer processes from the slot rendered into; the
             # pose -> image latency ends when the writers acknowledge the frame.
@@ -266,6 +275,7 @@ class NodeOutputs:
             **{f"coverage.{name}": cov for name, cov in d.coverage.items()},
             **(self.writer.counts() if self.writer is not None else {}),
             **(self.recorder.counts() if self.recorder is not None else {}),
+            **(self.foxglove.counts() if self.foxglove is not None else {}),
             "samples_dropped": sum(self.dropped().values()),
         }
         return (f"{self.t.node_name}: simulator", self.world_name, DIAG_WARN if d.slow else DIAG_OK, d.message,
@@ -284,6 +294,9 @@ class NodeOutputs:
 
     def close(self) -> None:
         try:
+            if self.foxglove is not None:
+                self.foxglove.close()
+                self.foxglove = None
             self.flush()
             self._publisher.shutdown(wait=True)
             if self.writer is not None:

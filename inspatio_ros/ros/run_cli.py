@@ -29,10 +29,11 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def collect_parameters(config_files: Iterable[str] = (), overrides: Iterable[str] = (), *,
                        world: str | None = None, mode: str | None = None, lockstep: bool = False,
-                       device: str = "auto", record: str | None = None) -> dict[str, Any]:
+                       device: str = "auto", record: str | None = None,
+                       foxglove: int | None = None) -> dict[str, Any]:
     """The node's parameters from the command line: the ``--config`` files in order, then the
     ``-p NAME:=VALUE`` overrides, then the options that name a parameter (a world, a mode,
-    ``--lockstep``, ``--record``; the global ``--device`` unless a file or -p set one)."""
+    ``--lockstep``, ``--record``, ``--foxglove``; the global ``--device`` unless a file or -p set one)."""
     from ..config import read_parameters
 
     params: dict[str, Any] = {}
@@ -49,6 +50,8 @@ def collect_parameters(config_files: Iterable[str] = (), overrides: Iterable[str
         params["lockstep"] = True
     if record:
         params["record.dir"] = record
+    if foxglove is not None:
+        params["foxglove.port"] = foxglove
     if "device" not in params and device != "auto":
         params["device"] = device
     return params
@@ -69,6 +72,11 @@ def check_parameters(params: dict[str, Any]) -> None:
         from ..record import check_record_dir
 
         check_record_dir(settings.record.dir)
+    if settings.foxglove.port:
+        from ..live.foxglove import check_port, import_foxglove
+
+        import_foxglove()
+        check_port(settings.foxglove.host, settings.foxglove.port)
 
 
 def setup_logging() -> None:

@@ -156,6 +156,19 @@ class RecordSettings(_Checked):
                               "MiB", gt=0.0)
 
 
+@dataclass(frozen=True)
+class FoxgloveSettings(_Checked):
+    port: int = setting(0, "serve the live view to Foxglove on this WebSocket port (0 = off; --foxglove [PORT], "
+                           "8765 without a number): camera JPEGs, depth, camera_info, clouds, /tf, odom, the "
+                           "recorded path, status; Teleop Twist and pause/resume/seek/rate/reset services in",
+                        ge=0, le=65535)
+    host: str = setting("127.0.0.1", "address the Foxglove server binds (0.0.0.0: every interface, reachable "
+                                     "from other machines)")
+    jpeg_quality: int = setting(80, "JPEG quality of the camera images sent to Foxglove", ge=1, le=100)
+    max_points: int = setting(100_000, "clouds sent to Foxglove keep every k-th row and column so that at most "
+                                       "this many points go out per camera and frame", gt=0)
+
+
 GENERATORS = ("none", "refiner")
 
 
@@ -174,3 +187,4 @@ class NodeSettings(_Checked):
     publish: PublishSettings = group(PublishSettings, "what is published, and how")
     qos: QosSettings = group(QosSettings, "QoS overrides per output")
     record: RecordSettings = group(RecordSettings, "recording what is published (rosbag2, MCAP)")
+    foxglove: FoxgloveSettings = group(FoxgloveSettings, "the live view and teleop in Foxglove (WebSocket)")
