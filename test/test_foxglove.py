@@ -323,3 +323,42 @@ def test_the_node_serves_foxglove_and_its_teleop_drives_it(street_world, node_cl
         node.terminate()
         _, err = node.communicate(timeout=30)
     assert node.returncode == 0, err
+
+
+def test_the_shipped_layout_is_current_and_shows_what_the_view_serves(view):
+    """config/foxglove_layout.json is what tools/foxglove_layout.py writes, and every topic and service
+    it names is one the view serves (for the default camera name, front)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("foxglove_layout", root / "tools" / "foxglove_layout.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    shipped = (root / "config" / "foxglove_layout.json").read_text()
+    assert shipped == tool.layout_json(), "stale: run python tools/foxglove_layout.py"
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "panel":
+                yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    panels = list(walk(json.loads(shipped)))
+    assert {p["panelType"] for p in panels} >= {"Image", "ThreeDee", "Teleop", "ServiceCall", "RawMessages"}
+    with connect(view) as client:
+        served = {c["topic"] for ev in client.seen if ev["ev"] == "advertise" for c in ev["channels"]}
+        services = {s["name"] for ev in client.seen if ev["ev"] == "services" for s in ev["services"]}
+    for p in panels:
+        c = p["config"]
+        named = [c.get("imageMode", {}).get("imageTopic"), c.get("imageMode", {}).get("calibrationTopic"),
+                 *c.get("topics", {}), c.get("topicPath")]
+        assert {t for t in named if t} <= served, p
+        if p["panelType"] == "ServiceCall":
+            assert c["serviceName"] in services
+        if p["panelType"] == "Teleop":
+            assert c["topic"] == "/cmd_vel" and c["publishRate"] >= 1 / 0.5      # within vehicle.command_timeout

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_parameter_has_a_doc_a_range_and_a_default_of_its_type():
     table = parameter_table()
-    assert len(table) == 40 + 12 * 2      # node and session parameters, QoS overrides of 12 outputs
+    assert len(table) == 44 + 12 * 2      # node and session parameters, QoS overrides of 12 outputs
     for name, p in table.items():
         assert p.doc and p.range, name
         assert type(p.default) in (bool, int, float, str), name
