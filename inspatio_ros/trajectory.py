@@ -65,7 +65,18 @@ frame, at least 121 frames); here the caller chooses ``frames``.
 :func:`inspatio_ros.posefile.read_poses` and returned as is (world-frame OpenCV camera-to-world);
 times come from the file (TUM) or are ``i / fps``.
 
-Format detection: a file with exactly three numeric lines is an InSpatio keyframe file unless
+**InSpatio-World v1.5 target trajectories** (``target_tcw.txt``; any file named ``*tcw.txt``, or
+``fmt="tcw"``): one OpenCV world-to-camera 4x4 per line (16 numbers, row-major), in the first
+frame's normalised frame: the first source camera is the identity and the units are the source
+cameras' (their README, "Run your own data"; pipeline/depth_estimation.py normalises the estimated
+camera-to-world poses by the first one's inverse). Here "the first frame" is ``reference_pose``
+(``render --traj``: source frame ``--frame``, default 0; the node: the recorded start camera), and
+the units are the world's: pose ``i`` is ``reference_pose @ inv(Tcw_i)``. A target trajectory made
+by their depth model for the same video is in its scale, not ours; one written by
+``inspatio-ros export --inspatio`` is in ours.
+
+Format detection: a file named ``*tcw.txt`` with 16 numbers a line is an InSpatio-World v1.5
+world-to-camera file. A file with exactly three numeric lines is an InSpatio keyframe file unless
 its lines all have the same width and look like real poses (TUM: unit quaternions, KITTI/4x4:
 orthonormal rotations and, for 4x4, a ``0 0 0 1`` last row); anything else goes to the pose-file
 readers.
@@ -88,6 +99,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "trajectories"
 
 INTERPOLATIONS = ("smooth", "linear", "inspatio")
 POSE_FORMATS = ("tum", "kitti", "4x4")
+TCW_SUFFIX = "tcw.txt"          # InSpatio-World v1.5: target_tcw.txt, source_tcw.txt
 
 
 @dataclass
@@ -284,6 +296,43 @@ def inspatio_orbit_poses(pitch, yaw, radius, reference_pose, look_at_depth: floa
 # ---------------------------------------------------------------------------------------------
 # Detection and loading
 # ---------------------------------------------------------------------------------------------
+# InSpatio-World v1.5 world-to-camera files
+
+def read_tcw(path: str | os.PathLike) -> np.ndarray:
+    """The (N, 4, 4) world-to-camera matrices of a ``*tcw.txt`` file (16 numbers a line), checked rigid."""
+    path = Path(path)
+    rows = _read_rows(path)
+    widths = sorted({len(r) for r in rows})
+    if widths != [16]:
+        raise InputError(f"{path} has lines of {widths} numbers, not 16",
+                         "give one world-to-camera 4x4 a line, 16 numbers row-major (InSpatio-World target_tcw.txt)")
+    tcw = np.asarray(rows, dtype=np.float64).reshape(-1, 4, 4)
+    bad = np.flatnonzero(np.abs(tcw[:, 3, :] - [0.0, 0.0, 0.0, 1.0]).max(axis=1) > 1e-6)
+    if bad.size:
+        raise InputError(f"{path} line {bad[0] + 1}: the last row is {tcw[bad[0], 3].tolist()}, not 0 0 0 1",
+                         "give rigid 4x4 world-to-camera matrices")
+    check_poses(np.linalg.inv(tcw), f"{path} (as camera-to-world)")
+    return tcw
+
+
+def inspatio_tcw_poses(tcw: np.ndarray, reference_pose: np.ndarray | None) -> np.ndarray:
+    """World camera-to-world poses of world-to-camera matrices given relative to the first source
+    camera, which sits at ``reference_pose`` in the world (None: the world frame is that camera's)."""
+    ref = np.eye(4) if reference_pose is None else _check_reference(reference_pose, len(tcw))
+    return ref @ np.linalg.inv(np.asarray(tcw, dtype=np.float64))
+
+
+def tcw_text(camera_to_world: np.ndarray, first: np.ndarray | None = None) -> str:
+    """``camera_to_world`` (N, 4, 4) as InSpatio-World v1.5 world-to-camera lines, relative to
+    ``first`` (a camera-to-world pose; default the first of them): the inverse of :func:`inspatio_tcw_poses`."""
+    poses = np.asarray(camera_to_world, dtype=np.float64)
+    origin = poses[0] if first is None else np.asarray(first, dtype=np.float64)
+    tcw = np.linalg.inv(np.linalg.inv(origin) @ poses)
+    tcw[:, 3, :] = [0.0, 0.0, 0.0, 1.0]
+    return "".join(" ".join(f"{v:.9g}" for v in m.ravel()) + "\n" for m in tcw)
+
+
+# ---------------------------------------------------------------------------------------------
 
 def _looks_like_poses(rows: list[list[float]]) -> str | None:
     """For a 3-line file: the pose format it really is, or None (then it is InSpatio keyframes)."""
@@ -310,9 +359,11 @@ def _looks_like_poses(rows: list[list[float]]) -> str | None:
 
 
 def detect_trajectory_format(path: str | os.PathLike) -> str:
-    """'inspatio', 'tum', 'kitti' or '4x4'."""
+    """'inspatio', 'tcw', 'tum', 'kitti' or '4x4'."""
     path = Path(path)
     rows = _read_rows(path)
+    if path.name.lower().endswith(TCW_SUFFIX) and {len(r) for r in rows} == {16}:
+        return "tcw"
     if len(rows) == 3:
         return _looks_like_poses(rows) or "inspatio"
     widths = {len(r) for r in rows}
@@ -348,9 +399,12 @@ def load_trajectory(spec: str | os.PathLike, reference_pose: np.ndarray | None =
                                      interpolation=interpolation, rotation_only=rotation_only)
         times = np.arange(len(poses), dtype=np.float64) / fps
         return Trajectory(poses=poses, times=times, name=name)
+    if fmt == "tcw":
+        poses = inspatio_tcw_poses(read_tcw(path), reference_pose)
+        return Trajectory(poses=poses, times=np.arange(len(poses), dtype=np.float64) / fps, name=name)
     if fmt not in POSE_FORMATS:
         raise InputError(f"trajectory format '{fmt}' is unknown",
-                         "use auto, inspatio, tum, kitti or 4x4")
+                         "use auto, inspatio, tcw, tum, kitti or 4x4")
     poses, times = read_poses(path, fmt)
     if times is None:
         times = np.arange(len(poses), dtype=np.float64) / fps
@@ -361,6 +415,7 @@ def load_trajectory(spec: str | os.PathLike, reference_pose: np.ndarray | None =
 
 __all__ = [
     "Trajectory", "load_trajectory", "resolve_trajectory", "parse_inspatio_keyframes", "inspatio_orbit_poses",
-    "inspatio_relative_poses", "resample_keyframes", "detect_trajectory_format",
+    "inspatio_relative_poses", "resample_keyframes", "detect_trajectory_format", "read_tcw", "inspatio_tcw_poses",
+    "tcw_text",
     "list_presets", "preset_path", "PRESET_DIR",
 ]

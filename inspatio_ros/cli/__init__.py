@@ -16,7 +16,7 @@ import sys
 from ..errors import InputError
 
 # Modules of this package whose register() adds a sub-command, in help order.
-COMMAND_MODULES = ["build", "run", "render", "eval", "train_generator", "optimize", "info", "synth", "demo"]
+COMMAND_MODULES = ["build", "run", "render", "eval", "train_generator", "optimize", "info", "export", "synth", "demo"]
 
 # Options whose value may start with '-' followed by a digit: argparse takes "-100,80,79.5,47.5"
 # for an option (it only knows plain negative numbers) and stops with "expected one argument".

@@ -44,7 +44,8 @@ class ReplaySettings(_Checked):
 
 @dataclass(frozen=True)
 class TrajectorySettings(_Checked):
-    file: str = setting("", "mode trajectory: a trajectory file (keyframe, TUM, KITTI, 4x4) or preset name")
+    file: str = setting("", "mode trajectory: a trajectory file (keyframe, target_tcw, TUM, KITTI, 4x4) or "
+                                  "preset name")
     look_at_depth: float = setting(10.0, "pivot distance of InSpatio keyframe orbits", "m", gt=0.0)
     fps: float = setting(10.0, "poses per second of trajectory files without times", "Hz", gt=0.0)
 
