@@ -163,3 +163,26 @@ def test_export_cli_and_its_errors(street_world, tmp_path):
     assert meta["views"] == 1 and meta["frames"] >= meta["valid_frames"] == 49
     again = run_cli("--device", "cpu", "export", str(street_world), "--inspatio", str(tmp_path / "scene"))
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1 and "new folder" in again.stderr
+
+
+def test_the_node_trajectory_mode_follows_a_target_tcw(street_world, tmp_path):
+    """A target_tcw.txt written from the recorded cameras (relative to the first) puts the session's
+    camera in mode trajectory on those cameras: the node's reference is the recorded start camera."""
+    from inspatio_ros.sim.rig import load_rig
+    from inspatio_ros.sim.session import SimSession
+    from inspatio_ros.sim.settings import SessionSettings, TrajectorySettings
+    from inspatio_ros.trajectory import tcw_text
+    from inspatio_ros.world import World
+
+    world = World.load(street_world)
+    _, cameras, _ = world.camera_path()
+    path = tmp_path / "target_tcw.txt"
+    path.write_text(tcw_text(cameras))
+    rig = load_rig({"cameras.names": ["front"], "cameras.front.width": 48, "cameras.front.height": 32,
+                    "cameras.front.hfov_deg": 80.0, "cameras.front.rate_hz": 10.0, "cameras.front.outputs": ["image"]})
+    session = SimSession(world, rig, SessionSettings(mode="trajectory", lockstep=True, device="cpu",
+                                                     trajectory=TrajectorySettings(file=str(path), fps=10.0)))
+    map_from_world = session.sim.map_from_world
+    for k in range(1, 6):                              # step k shows the trajectory at k / 10 s: pose k
+        frame = session.step()
+        np.testing.assert_allclose(frame.cameras[0].map_from_optical, map_from_world @ cameras[k], atol=1e-6)
