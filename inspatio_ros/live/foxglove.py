@@ -425,9 +425,10 @@ class FoxgloveView:
 
 
 def _json_request(request, kind: str) -> dict:
-    if request.encoding not in ("json", "") or not request.payload:
-        if not request.payload:
-            return {}
+    """The JSON object a service call carries ({} when it carries nothing)."""
+    if not request.payload:
+        return {}
+    if request.encoding not in ("json", ""):
         raise InputError(f"service {kind}: request in encoding '{request.encoding}'", "send the request as JSON")
     try:
         body = json.loads(bytes(request.payload).decode("utf-8"))
