@@ -67,6 +67,13 @@ def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 def connect(view) -> FoxgloveClient:
     client = FoxgloveClient(view.port)
     client.wait_for(lambda ev: ev["ev"] == "advertise")
@@ -84,13 +91,12 @@ def test_client_receives_camera_calibration_transforms_and_cloud_with_matching_s
         client.send(op="subscribe", topics=[*TOPICS, "/tf_static", "/recorded_path"], keep=10)
         client.wait_for(lambda ev: ev["ev"] == "message" and ev["topic"] == "/recorded_path")   # subscribed
         frames = []
-        for _ in range(3):
+        for n in range(1, 4):
             frames.append(view.session.step())
             view.publish(frames[-1])
-            time.sleep(0.3)                           # one frame at a time: none is replaced before it is sent
-        client.wait_for(lambda ev: ev["ev"] == "message" and ev["topic"] == "/odom"
-                        and len(client.messages("/odom")) >= 3)
-        time.sleep(0.3)
+            # One frame at a time: none is replaced before the encoder has sent it.
+            wait_until(lambda n=n: view.frames_sent >= n)
+        wait_until(lambda: all(len(client.messages(topic)) >= 3 for topic in TOPICS))
         stamps = [round(f.stamp * 1e9) for f in frames]
         for topic, msgtype in TOPICS.items():
             got = client.messages(topic)
@@ -129,11 +135,12 @@ def test_client_receives_camera_calibration_transforms_and_cloud_with_matching_s
 def test_nothing_is_encoded_for_topics_nobody_subscribes(view):
     with connect(view) as client:
         client.send(op="subscribe", topics=["/tf"], keep=5)
-        client.wait_for(lambda ev: ev["ev"] == "advertise")
-        time.sleep(0.3)
-        view.publish(view.session.step())
-        client.wait_for(lambda ev: ev["ev"] == "message" and ev["topic"] == "/tf")
-        time.sleep(0.3)
+
+        def tf_arrived() -> bool:              # frames until the subscription has taken effect
+            view.publish(view.session.step())
+            return bool(client.messages("/tf"))
+
+        wait_until(tf_arrived)
         stats = client.stats()
         assert "/tf" in stats and "/front/image_raw/compressed" not in stats and "/front/points" not in stats
 
@@ -149,7 +156,6 @@ def test_a_teleop_twist_moves_the_ego(view, encoding):
         assert client.wait_for(lambda ev: ev["ev"] == "serverInfo")["supportedEncodings"][0] == "json"
         client.send(op="advertise", topic="/cmd_vel", encoding=encoding, schemaName="geometry_msgs/Twist")
         client.wait_for(lambda ev: ev["ev"] == "advertised")
-        time.sleep(0.3)
         start = session.map_from_base[:3, 3].copy()
         twist = {"linear": {"x": 4.0, "y": 0.0, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.2}}
         if encoding == "cdr":
@@ -160,13 +166,12 @@ def test_a_teleop_twist_moves_the_ego(view, encoding):
             payload = {"base64": base64.b64encode(bytes(store.serialize_cdr(msg, msg.__msgtype__))).decode()}
         else:
             payload = {"json": twist}
-        for _ in range(10):
+        for n in range(1, 11):                        # the Teleop panel's 10 Hz against 10 Hz sim steps
             client.send(op="publish", topic="/cmd_vel", **payload)
-            time.sleep(0.05)
+            wait_until(lambda n=n: view.teleop_commands >= n)
             session.step()
         moved = session.map_from_base[:3, 3] - start
         heading = session.map_from_base[:3, :3] @ [1.0, 0.0, 0.0]
-        assert view.teleop_commands >= 5
         assert np.linalg.norm(moved) > 0.5             # 4 m/s, accelerating at 3 m/s^2, for ~1 s of sim time
         assert session.ego.yaw_rate == pytest.approx(0.2)
         assert np.dot(moved[:2], heading[:2]) > 0      # forward
@@ -177,7 +182,6 @@ def test_a_twist_on_another_topic_is_refused_with_a_warning_to_the_client(view):
     with connect(view) as client:
         client.send(op="advertise", topic="/robot/cmd_vel", encoding="json", schemaName="geometry_msgs/Twist")
         client.wait_for(lambda ev: ev["ev"] == "advertised")
-        time.sleep(0.3)
         start = session.map_from_base.copy()
         client.send(op="publish", topic="/robot/cmd_vel", json={"linear": {"x": 3.0}, "angular": {"z": 0.0}})
         status = client.wait_for(lambda ev: ev["ev"] == "status")
@@ -316,9 +320,9 @@ def test_the_node_serves_foxglove_and_its_teleop_drives_it(street_world, node_cl
             assert moved > 1.0, moved
             assert client.call("/inspatio_ros/pause", {}, 1)["success"]
             assert client.call("/inspatio_ros/seek", {"data": 0.5}, 2)["success"]
-            time.sleep(1.5)                             # /status goes out at 2 Hz
-            status = last_status()
-            assert status.paused and status.mode == "control" and status.sim_time == pytest.approx(0.5)
+            # /status goes out at 2 Hz: the next ones say paused, at 0.5 s of the recording, in mode control.
+            wait_until(lambda: last_status().paused and abs(last_status().sim_time - 0.5) < 1e-6)
+            assert last_status().mode == "control"
     finally:
         node.terminate()
         _, err = node.communicate(timeout=30)
