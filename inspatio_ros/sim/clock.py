@@ -64,7 +64,9 @@ class SimClock:
     """Playback of a recording spanning ``[start, end]`` seconds, plus a monotonic sim time."""
 
     def __init__(self, start: float, end: float, rate: float = 1.0, end_mode: str = "loop",
-                 wall_clock: Callable[[], float] = time.monotonic):
+                 wall_clock: Callable[[], float] = time.monotonic, lockstep: bool = False):
+        """``lockstep``: time moves only by :meth:`step`; :meth:`update` (and the wall time that
+        pause / resume / set_rate / seek / reset account for) never moves it."""
         if not (_is_number(start) and _is_number(end) and math.isfinite(start) and math.isfinite(end)):
             raise InputError(f"recording span start={start!r} end={end!r} is not a pair of finite numbers",
                              "give the recording's first and last timestamps in seconds")
@@ -83,6 +85,7 @@ class SimClock:
         self._offset = 0.0        # recording_time - start, in [0, duration]
         self._direction = 1
         self._paused = False
+        self._lockstep = bool(lockstep)
 
     # -- read-only state -------------------------------------------------------------------
 
@@ -146,7 +149,9 @@ class SimClock:
         wall_dt = max(0.0, wall - self._last_wall) if math.isfinite(wall) else 0.0
         if math.isfinite(wall):
             self._last_wall = wall
-        if self._paused or wall_dt == 0.0:
+        # In lockstep the wall time between steps is not sim time: a seek or reset there used to
+        # add it (every second spent between steps moved the stamps).
+        if self._paused or self._lockstep or wall_dt == 0.0:
             return 0.0
         dt = wall_dt * self._rate
         self._advance(dt)

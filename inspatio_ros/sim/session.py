@@ -158,7 +158,7 @@ class SimSession:
             self.sim = Simulator(world, self.rig, device=s.device, settings=render,
                                  reference_camera=s.replay.reference_camera or None, refiner=refiner)
         self.clock = SimClock(self.sim.path.start, self.sim.path.end, rate=s.clock.rate,
-                              end_mode=s.clock.end_mode, wall_clock=wall_clock)
+                              end_mode=s.clock.end_mode, wall_clock=wall_clock, lockstep=s.lockstep)
         self._wall = wall_clock
         self.stats = SessionStats()
         self._warnings = ThrottledLog()

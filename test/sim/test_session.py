@@ -239,6 +239,19 @@ def test_lockstep_steps_are_exact_and_repeatable(world):
     assert not np.array_equal(runs[0][0][2], runs[0][2][2])    # the view moves along the recording
 
 
+def test_lockstep_seek_reset_pause_never_add_wall_time(world):
+    # The clock's seek/reset/pause first account for the wall time up to the call; in lockstep
+    # that wall time is not sim time (it used to jump the stamps by the seconds between steps).
+    session, wall = make(world, lockstep=True)
+    session.step()
+    for control in (lambda: session.seek(0.5), session.reset, session.pause, session.resume,
+                    lambda: session.set_rate(2.0)):
+        wall.t += 7.0
+        control()
+        assert session.sim_time == pytest.approx(0.1), control
+    assert session.step().stamp == pytest.approx(0.2)
+
+
 def test_lockstep_pose_renders_once_per_pose_at_its_stamp(world, reference):
     session, _ = make(world, mode="pose", lockstep=True)
     assert session.step() is None                              # no pose yet
