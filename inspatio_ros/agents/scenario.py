@@ -49,7 +49,6 @@ than the camera rate misses frames, as it would against the node.
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import importlib
 import itertools
@@ -60,7 +59,8 @@ from typing import Any, Mapping
 
 from ..errors import InputError
 from ..sim.parameters import parameter_table, settings_from_parameters
-from ..sim.settings import VehicleSettings, check_setting, group, setting
+from ..checked_settings import CheckedSettings, group, setting
+from ..sim.settings import VehicleSettings
 
 METRICS = ("cross_track", "heading", "comfort", "corridor", "progress", "timing")
 CONTROLLER_KINDS = ("baseline", "callable", "ros2")
@@ -69,17 +69,8 @@ STRUCTURED = ("controller", "metrics")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
-class _Validated:
-    """Every setting() field is checked against its metadata when the dataclass is made."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if "doc" in f.metadata:
-                object.__setattr__(self, f.name, check_setting(f, getattr(self, f.name), f"scenario field '{f.name}'"))
-
-
 @dataclass(frozen=True)
-class OffsetSettings(_Validated):
+class OffsetSettings(CheckedSettings):
     lateral: float = setting(0.0, "the ego starts this far left (+) or right (-) of the recorded path", "m",
                              ge=-20.0, le=20.0)
     heading: float = setting(0.0, "the ego starts turned this much left (+) of the path's direction", "rad",
@@ -87,7 +78,7 @@ class OffsetSettings(_Validated):
 
 
 @dataclass(frozen=True)
-class CameraSettings(_Validated):
+class CameraSettings(CheckedSettings):
     width: int = setting(0, "the recording's camera rendered this wide (intrinsics scaled; 0: its own size; "
                             "ignored with rig)", "px", ge=0, le=8192)
     height: int = setting(0, "... and this high (0: keep the recording's aspect)", "px", ge=0, le=8192)
@@ -95,7 +86,7 @@ class CameraSettings(_Validated):
 
 
 @dataclass(frozen=True)
-class PerturbationSettings(_Validated):
+class PerturbationSettings(CheckedSettings):
     lateral_offset: float = setting(0.0, "push the ego this far left (+) at offset_at", "m", ge=-20.0, le=20.0)
     heading_offset: float = setting(0.0, "turn the ego this much left (+) at offset_at", "rad", ge=-1.5, le=1.5)
     offset_at: float = setting(0.0, "when the push and turn happen (0: at the start)", "s", ge=0.0)
@@ -112,7 +103,7 @@ class PerturbationSettings(_Validated):
 
 
 @dataclass(frozen=True)
-class ScenarioSettings(_Validated):
+class ScenarioSettings(CheckedSettings):
     """The plain-valued fields of a scenario (dotted names: ``perturbations.sensor_noise``)."""
 
     name: str = setting("", "the scenario's name, its output folder ('' = the file's stem); a matrix appends "
