@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from inspatio_ros.agents.scenario import METRICS, ScenarioSettings, load_scenarios
+from inspatio_ros.agents.scenario import METRICS, ScenarioSettings, load_scenarios, markdown_table
 from inspatio_ros.errors import InputError
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
     path = tmp_path / name
@@ -98,3 +100,6 @@ def test_names_must_be_unique_and_files_must_exist(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_scenarios(tmp_path / "missing.yaml")
 
+
+def test_readme_lists_every_scenario_field():
+    assert markdown_table() in README.read_text(), "run: python tools/scenario_table.py"
