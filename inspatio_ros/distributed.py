@@ -18,6 +18,7 @@ dropped.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from typing import Any, Callable
 
@@ -129,25 +130,44 @@ def write_table(rows: list[dict], path_stem) -> list[str]:
     from pathlib import Path
 
     stem = Path(path_stem)
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
+    columns = table_columns(rows)
     written = []
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
+        w = csv.DictWriter(f, fieldnames=list(columns))
         w.writeheader()
-        for row in rows:
-            w.writerow({k: _cell(row.get(k)) for k in columns})
+        for i in range(len(rows)):
+            w.writerow({k: _cell(values[i]) for k, values in columns.items()})
     written.append(str(stem.with_suffix(".csv")))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         return written
-    table = pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows])
-    pq.write_table(table, stem.with_suffix(".parquet"))
+    pq.write_table(pa.table(columns), stem.with_suffix(".parquet"))
     written.append(str(stem.with_suffix(".parquet")))
     return written
+
+
+def table_columns(rows: list[dict]) -> dict[str, list]:
+    """Column name -> one value per row (None where a row lacks it), each column of one type as a
+    typed table (Parquet) needs it: ints beside floats become floats; a column mixing text with
+    anything else becomes text."""
+    names: list[str] = []
+    for row in rows:
+        names.extend(k for k in row if k not in names)
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        present = [v for v in values if v is not None]
+        kinds = {bool if isinstance(v, bool) else int if isinstance(v, numbers.Integral) else
+                 float if isinstance(v, numbers.Real) else str for v in present}
+        if len(kinds) > 1:
+            if kinds <= {int, float}:
+                values = [None if v is None else float(v) for v in values]
+            else:
+                values = [None if v is None else str(v) for v in values]
+        columns[name] = values
+    return columns
 
 
 def _cell(value):

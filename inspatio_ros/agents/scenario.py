@@ -257,8 +257,17 @@ def make_scenario(values: Mapping[str, Any], where: str, source: str = "", defau
     base = settings.name or default_name
     name = base + "".join(f"__{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in swept)
     name = re.sub(r"[^\w.=+-]", "_", name)
+    # The swept values as the settings hold them (a YAML 0 in a float field is 0.0), for the table.
+    typed = tuple((k, controller.label() if k == "controller" else _setting_value(settings, k)) for k, _ in swept)
     return Scenario(name=name, settings=settings, controller=controller, metrics=metrics, source=source,
-                    swept=tuple((k, v.label() if isinstance(v, ControllerSpec) else v) for k, v in swept))
+                    swept=typed)
+
+
+def _setting_value(settings: ScenarioSettings, dotted: str):
+    value = settings
+    for attr in parameter_table(ScenarioSettings)[dotted].path:
+        value = getattr(value, attr)
+    return value
 
 
 def _short(value) -> str:

@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +48,16 @@ class SweepResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def scenario_task(scenario: Scenario, out_dir: str, record: bool, cpus: float) -> dict:
+def scenario_task(scenario: Scenario, out_dir: str, record: bool, cpus: float, gpus: float = 0.0) -> dict:
     """One scenario, as a Ray task runs it (also callable directly). Raises what the run raises,
-    after noting the attempt in ``attempts.jsonl``."""
+    after noting the attempt in ``attempts.jsonl``. A task given no GPU renders on the CPU where
+    the scenario says ``device: auto`` (a GPU it was not given may be another task's)."""
     from ..distributed import limit_threads
     from .runner import run_scenario
 
     limit_threads(cpus)
+    if gpus <= 0 and scenario.settings.device == "auto":
+        scenario = replace(scenario, settings=replace(scenario.settings, device="cpu"))
     folder = Path(out_dir) / scenario.name
     folder.mkdir(parents=True, exist_ok=True)
     log_file = folder / ATTEMPTS
@@ -105,7 +108,8 @@ def run_sweep(scenario_files, out_dir: str | Path, *, address: str | None = None
     echo(f"sweep: {len(scenarios)} scenario(s) from {len(list(_as_list(scenario_files)))} file(s) on Ray "
          f"({_describe(ray)}), {resources['num_gpus']:g} GPU + {resources['num_cpus']:g} CPU per task -> {out}")
     started = time.perf_counter()
-    pending = {remote.remote(s, str(out), record, resources["num_cpus"]): s.name for s in scenarios}
+    pending = {remote.remote(s, str(out), record, resources["num_cpus"], resources["num_gpus"]): s.name
+               for s in scenarios}
     finished = {name: (value, error) for name, value, error in collect(ray, pending, "scenarios", "scenario")}
     wall = time.perf_counter() - started
     rows = [result_row(s, *finished[s.name], out) for s in scenarios]
