@@ -185,14 +185,37 @@ def scenario_rig(scenario: Scenario, world):
     return load_rig(params, source=f"scenario {scenario.name}")
 
 
+_SIMULATOR: dict[str, Any] = {}
+
+
+def shared_simulator(world, rig, device: str):
+    """A Simulator of ``world`` and ``rig`` on ``device``, kept per process: the scenarios a worker
+    runs one after another on one world and rig share its renderer (one upload of the world,
+    ~3 s of set-up each on the 2-core VM otherwise) and its reference path."""
+    from ..sim.rig import rig_parameters
+    from ..sim.simulator import Simulator
+    from .path import ReferencePath
+
+    key = repr((sorted(rig_parameters(rig).items()), device))
+    cached = _SIMULATOR.get("entry")
+    if cached is None or cached[0] is not world or cached[1] != key:
+        _SIMULATOR.clear()
+        sim = Simulator(world, rig, device=device)
+        _SIMULATOR["entry"] = (world, key, sim, ReferencePath.from_simulator(sim))
+    return _SIMULATOR["entry"][2], _SIMULATOR["entry"][3]
+
+
 def make_session(scenario: Scenario, world, rig):
+    """The scenario's SimSession (mode pose, lockstep, the recording held at its end) on the
+    process's shared Simulator, and the reference path."""
     from ..sim.session import SimSession
     from ..sim.settings import ClockSettings, InputSettings, SessionSettings
 
     s = scenario.settings
     settings = SessionSettings(mode="pose", lockstep=True, device=s.device, clock=ClockSettings(end_mode="hold"),
                                vehicle=s.vehicle, input=InputSettings(max_jump=0.0, stale_after=0.0))
-    return SimSession(world, rig, settings)
+    sim, path = shared_simulator(world, rig, s.device)
+    return SimSession(world, rig, settings, simulator=sim), path
 
 
 def yawed(pose: np.ndarray, lateral: float, heading: float) -> np.ndarray:
@@ -255,7 +278,6 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *, record: bool = True
     recording/; return the summary. ``world``: an already loaded World (else loaded from the
     scenario, once per process). ``on_step(done, total)`` reports progress."""
     from ..sim.vehicle import BicycleModel, EgoState, UnicycleModel
-    from .path import ReferencePath
 
     s = scenario.settings
     out = Path(out_dir)
@@ -263,12 +285,11 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *, record: bool = True
     started = wall_clock()
     world = world if world is not None else load_world(scenario.world_path, s.device)
     rig = scenario_rig(scenario, world)
-    session = make_session(scenario, world, rig)
+    session, path = make_session(scenario, world, rig)
     recorded = session.path.end - session.path.start
     if s.start_time >= recorded:
         raise InputError(f"scenario {scenario.name}: start_time = {s.start_time:g} s is past the recording's end "
                          f"({recorded:.2f} s)", f"give start_time < {recorded:.2f}")
-    path = ReferencePath.from_session(session)
     controller = make_controller(scenario.controller, scenario, path)
 
     # The start: on the recorded path at start_time, offset, at the recorded speed there.
