@@ -43,7 +43,7 @@ setup(
         "gym": ["gymnasium>=1.1"],
         "test": ["pytest>=7", "gymnasium>=1.1", "ray>=2.9", *ROS_WHEELS],
         # Agents and scale-out: the Gymnasium environment, scenario sweeps and build-many on Ray.
-        "agents": ["ray>=2.9", "gymnasium>=1.1"],
+        "agents": ["ray[client]>=2.9", "gymnasium>=1.1"],     # [client]: --address ray://HOST:10001
         # The Gaussian layer on CUDA (optimize, and the node/render/eval drawing it): gsplat's
         # kernels, compiled on first use by the machine's nvcc (inspatio_ros/gaussians/backend.py).
         "gpu": ["gsplat==1.5.3"],

@@ -45,9 +45,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InputError(f"cannot connect to the Ray cluster at {address} ({str(exc).splitlines()[0]})",
-                             "start it (`ray start --head` on the head machine) or give the head's "
-                             "ray://HOST:10001 address; leave --address out to run on this machine") from None
+            reason = str(exc).splitlines()[0]
+            fix = ("pip install 'ray[client]' (ray:// addresses need Ray Client)" if "ray[client]" in reason else
+                   "start it (`ray start --head` on the head machine) or give the head's ray://HOST:10001 "
+                   "address; leave --address out to run on this machine")
+            raise InputError(f"cannot connect to the Ray cluster at {address} ({reason})", fix) from None
         return ray
     ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=False, logging_level=logging.WARNING)

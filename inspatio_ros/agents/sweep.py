@@ -101,9 +101,9 @@ def run_sweep(scenario_files, out_dir: str | Path, *, address: str | None = None
     scenarios = load_scenarios(scenario_files)
     out = Path(out_dir).expanduser().resolve()
     check_output(out, scenarios)
-    out.mkdir(parents=True, exist_ok=True)
     ray = connect(address, num_cpus=num_cpus)
     resources = task_resources(ray, gpus_per_task, cpus_per_task)
+    out.mkdir(parents=True, exist_ok=True)
     remote = ray.remote(max_retries=1, retry_exceptions=True, **resources)(scenario_task)
     echo(f"sweep: {len(scenarios)} scenario(s) from {len(list(_as_list(scenario_files)))} file(s) on Ray "
          f"({_describe(ray)}), {resources['num_gpus']:g} GPU + {resources['num_cpus']:g} CPU per task -> {out}")
