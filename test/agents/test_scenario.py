@@ -103,3 +103,14 @@ def test_names_must_be_unique_and_files_must_exist(tmp_path):
 
 def test_readme_lists_every_scenario_field():
     assert markdown_table() in README.read_text(), "run: python tools/scenario_table.py"
+
+
+def test_the_sweep_command_stops_on_a_bad_field_with_one_line_and_exit_2(tmp_path, capsys):
+    from inspatio_ros.cli import main
+
+    path = write(tmp_path, "perturbations: {drop_frame: 0.1}\n")
+    assert main(["sweep", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"inspatio-ros sweep: error: scenario file {path}: field 'perturbations.drop_frame' is unknown: "
+                   "did you mean 'perturbations.drop_frames'?")
+    assert not (tmp_path / "out").exists()                     # nothing started, nothing written
