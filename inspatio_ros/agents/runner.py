@@ -173,7 +173,8 @@ def scenario_rig(scenario: Scenario, world):
         return load_rig_file(scenario.rig_path)
     params = recorded_camera_parameters(world)
     w0, h0 = params["cameras.front.width"], params["cameras.front.height"]
-    width = s.camera.width or w0
+    # One side given: the other keeps the recording's aspect (square pixels stay square).
+    width = s.camera.width or (max(1, round(w0 * s.camera.height / h0)) if s.camera.height else w0)
     height = s.camera.height or max(1, round(h0 * width / w0))
     sx, sy = width / w0, height / h0
     params.update({"cameras.front.width": width, "cameras.front.height": height,

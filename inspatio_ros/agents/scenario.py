@@ -79,9 +79,9 @@ class OffsetSettings(CheckedSettings):
 
 @dataclass(frozen=True)
 class CameraSettings(CheckedSettings):
-    width: int = setting(0, "the recording's camera rendered this wide (intrinsics scaled; 0: its own size; "
-                            "ignored with rig)", "px", ge=0, le=8192)
-    height: int = setting(0, "... and this high (0: keep the recording's aspect)", "px", ge=0, le=8192)
+    width: int = setting(0, "the recording's camera rendered this wide, intrinsics scaled (0: from height and "
+                            "the recording's aspect, or its own size; not with rig)", "px", ge=0, le=8192)
+    height: int = setting(0, "... and this high (0: from width and the recording's aspect)", "px", ge=0, le=8192)
     depth: bool = setting(False, "the controller also gets each camera's depth image")
 
 
@@ -252,6 +252,10 @@ def make_scenario(values: Mapping[str, Any], where: str, source: str = "", defau
         raise InputError(f"{where}: {exc.problem.replace('parameter ', 'field ', 1)}",
                          exc.fix.replace("see the parameter table in the README",
                                          "see the scenario field table in the README")) from None
+    if settings.rig and (settings.camera.width or settings.camera.height):
+        raise InputError(f"{where}: both rig ({settings.rig}) and camera.width/height are given",
+                         "size the cameras in the rig file, or leave rig out to use the recording's camera at "
+                         "camera.width x camera.height")
     controller = parse_controller(values.get("controller", "baseline"), where)
     metrics = parse_metrics(values.get("metrics", list(METRICS)), where)
     base = settings.name or default_name

@@ -81,6 +81,7 @@ def test_a_callable_controller_is_resolved_when_read(tmp_path):
     ("initial_offset: {lateral: [{a: 1}]}\n", "field 'initial_offset.lateral' holds dict"),
     ("duration: [3\n", "is not valid YAML at line"),
     ("- 3\n", "holds int, not a mapping of fields"),
+    ("rig: rig.yaml\ncamera: {width: 160}\n", "both rig (rig.yaml) and camera.width/height are given"),
 ])
 def test_a_bad_field_is_one_clear_error_naming_file_and_field(tmp_path, text, expected):
     path = write(tmp_path, text)
