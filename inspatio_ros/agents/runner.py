@@ -67,6 +67,8 @@ class Observation:
     images: dict                       # camera name -> (H, W, 3) uint8, sensor noise applied
     depth: dict                        # camera name -> (H, W) float32 metres (camera.depth), else {}
     path: Any                          # the ReferencePath (agents/path.py) being followed
+    frame: Any = None                  # the SensorFrame shown (noise applied), as a bridge publishes it
+    session: Any = None                # the SimSession rendering it (for bridges, not for steering)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class TwistCommand:
     angular_z: float                   # rad/s
 
 
+# The ``ros2`` controller: the ROS adapter's bridge (the core imports nothing of ros/; it names it).
+ROS2_BRIDGE = "inspatio_ros.ros.scenario_bridge:ros2_controller"
+
 STEP_COLUMNS = ("t", "x", "y", "yaw", "speed", "accel", "jerk", "lat_accel", "s", "cross_track", "heading_error",
                 "in_corridor", "delivered", "skipped", "cmd_speed", "cmd_steer", "render_ms", "controller_ms",
                 "step_ms")
@@ -82,13 +87,18 @@ STEP_COLUMNS = ("t", "x", "y", "yaw", "speed", "accel", "jerk", "lat_accel", "s"
 
 # -- controllers -------------------------------------------------------------------------------
 
-def make_controller(spec: ControllerSpec, scenario: Scenario, path) -> Callable[[Observation], Any]:
-    """The controller object of ``spec`` for one run of ``scenario`` along ``path``."""
+def make_controller(spec: ControllerSpec, scenario: Scenario, path, out_dir: Path) -> Callable[[Observation], Any]:
+    """The controller object of ``spec`` for one run of ``scenario`` along ``path`` (a controller
+    with a ``close()`` method is closed when the run ends)."""
     if spec.kind == "baseline":
         return baseline_controller(scenario, path, **spec.params)
-    if spec.kind == "callable":
-        factory = resolve_callable(spec.target, f"scenario {scenario.name}")
-        controller = factory(scenario, path, **spec.params)
+    if spec.kind in ("callable", "ros2"):
+        if spec.kind == "ros2":           # the ROS adapter's bridge, named like a user's callable
+            factory = resolve_callable(ROS2_BRIDGE, f"scenario {scenario.name}")
+            controller = factory(scenario, path, out_dir=out_dir, **spec.params)
+        else:
+            factory = resolve_callable(spec.target, f"scenario {scenario.name}")
+            controller = factory(scenario, path, **spec.params)
         if not callable(controller):
             raise InputError(f"controller {spec.target} returned {type(controller).__name__}, not a controller",
                              "return a callable taking an Observation and returning an AckermannCommand or "
@@ -178,7 +188,8 @@ def scenario_rig(scenario: Scenario, world):
     height = s.camera.height or max(1, round(h0 * width / w0))
     sx, sy = width / w0, height / h0
     params.update({"cameras.front.width": width, "cameras.front.height": height,
-                   "cameras.front.fx": params["cameras.front.fx"] * sx, "cameras.front.fy": params["cameras.front.fy"] * sy,
+                   "cameras.front.fx": params["cameras.front.fx"] * sx,
+                   "cameras.front.fy": params["cameras.front.fy"] * sy,
                    "cameras.front.cx": (params["cameras.front.cx"] + 0.5) * sx - 0.5,
                    "cameras.front.cy": (params["cameras.front.cy"] + 0.5) * sy - 0.5,
                    "cameras.front.rate_hz": s.rate,
@@ -291,7 +302,7 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *, record: bool = True
     if s.start_time >= recorded:
         raise InputError(f"scenario {scenario.name}: start_time = {s.start_time:g} s is past the recording's end "
                          f"({recorded:.2f} s)", f"give start_time < {recorded:.2f}")
-    controller = make_controller(scenario.controller, scenario, path)
+    controller = make_controller(scenario.controller, scenario, path, out)
 
     # The start: on the recorded path at start_time, offset, at the recorded speed there.
     t0 = session.path.start + s.start_time
@@ -359,7 +370,7 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *, record: bool = True
                                       yaw_rate=ego.yaw_rate, steering=ego.steering,
                                       images={cf.spec.name: cf.rgb for cf in frame.cameras},
                                       depth={cf.spec.name: cf.depth for cf in frame.cameras} if s.camera.depth else {},
-                                      path=path)
+                                      path=path, frame=frame, session=session)
                     c0 = wall_clock()
                     cmd = as_command(controller(obs), f"controller {scenario.controller.label()}")
                     controller_ms = (wall_clock() - c0) * 1e3
@@ -390,12 +401,20 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *, record: bool = True
             if on_step is not None:
                 on_step(k + 1, n_steps)
     finally:
-        if recording is not None:
-            recording.close()
+        try:
+            if hasattr(controller, "close"):
+                controller.close()
+        finally:
+            if recording is not None:
+                recording.close()
     wall = wall_clock() - loop_start
     write_steps(out / "steps.csv", steps)
     summary = summarize(scenario, steps, period, wall, path.length - start_s)
     summary["setup_s"] = round(loop_start - started, 3)
+    if hasattr(controller, "timeouts"):              # frames the controller did not answer in time
+        summary["controller_timeouts"] = int(controller.timeouts)
+    if hasattr(controller, "domain_id"):
+        summary["ros_domain_id"] = int(controller.domain_id)
     summary["recording"] = str(out / "recording") if record else ""
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_plain))
     return summary

@@ -37,8 +37,11 @@ Controllers (``controller``):
   :class:`~inspatio_ros.agents.runner.Observation` and returning an
   :class:`~inspatio_ros.agents.controllers.AckermannCommand` or
   :class:`~inspatio_ros.agents.runner.TwistCommand`.
-* ``ros2`` (an external ROS 2 stack on a namespaced ROS_DOMAIN_ID) is **not supported yet** and
-  refused with an error saying so: run the stack against ``inspatio-ros run`` instead.
+* ``ros2``: an external ROS 2 stack on the scenario's own ROS_DOMAIN_ID, in lockstep over the
+  built-in DDS transport (:mod:`inspatio_ros.ros.scenario_bridge`): each frame is published as the
+  node publishes it and the run waits for the stack's ``/ackermann_cmd`` or ``/cmd_vel``; params
+  ``launch`` (a command that starts the stack), ``domain_id``, ``response_timeout``,
+  ``startup_timeout``.
 
 Perturbations: ``lateral_offset`` / ``heading_offset`` push the ego sideways / turn it at
 ``offset_at`` seconds (0: at the start, added to ``initial_offset``); ``sensor_noise`` and
@@ -64,6 +67,8 @@ from ..sim.settings import VehicleSettings
 
 METRICS = ("cross_track", "heading", "comfort", "corridor", "progress", "timing")
 CONTROLLER_KINDS = ("baseline", "callable", "ros2")
+# Params of the ros2 controller (ros/scenario_bridge.py documents them).
+ROS2_PARAMS = ("launch", "domain_id", "response_timeout", "startup_timeout")
 # Fields that are not plain values (never matrix axes inside; a list of controllers is one).
 STRUCTURED = ("controller", "metrics")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -313,14 +318,15 @@ def parse_controller(value, where: str) -> ControllerSpec:
         raise InputError(f"{where}: controller {kind!r} is unknown",
                          (f"did you mean '{close[0]}'? " if close else "")
                          + "give baseline, ros2 or a Python callable module.path:function")
-    if kind == "ros2":
-        raise InputError(f"{where}: controller 'ros2' (an external ROS 2 stack on a namespaced ROS_DOMAIN_ID) is "
-                         "not supported by scenario runs yet",
-                         "use baseline or a Python callable module.path:function; to test a ROS 2 stack, run it "
-                         "against `inspatio-ros run` on its own ROS_DOMAIN_ID")
     params = spec.get("params", {}) or {}
     if not isinstance(params, dict):
         raise InputError(f"{where}: controller params = {params!r} is not a mapping", "write params: {name: value}")
+    if kind == "ros2":
+        for key in params:
+            if key not in ROS2_PARAMS:
+                close = difflib.get_close_matches(str(key), ROS2_PARAMS, n=1)
+                raise InputError(f"{where}: ros2 controller param '{key}' is unknown",
+                                 (f"did you mean '{close[0]}'? " if close else "") + f"give {', '.join(ROS2_PARAMS)}")
     target = ""
     if kind == "callable":
         target = spec.get("callable", "")
@@ -362,7 +368,9 @@ def markdown_table() -> str:
             (f"`{default}`" if default else '`""`') if isinstance(default, str) else default
         rows.append(f"| `{name}` | {cell} | {p.unit} | {p.range.replace('|', chr(92) + '|')} | "
                     f"{p.doc.replace('|', chr(92) + '|')} |")
-    rows.append(f"| `controller` | `baseline` | | baseline \\| module.path:function \\| {{type, callable, params}} | "
-                "who drives (ros2: not supported yet) |")
+    rows.append("| `controller` | `baseline` | | baseline \\| module.path:function \\| ros2 \\| "
+                "{type, callable, params} | "
+                "who drives (ros2: an external ROS 2 stack over DDS, params launch, domain_id, response_timeout, "
+                "startup_timeout) |")
     rows.append(f"| `metrics` | all | | list of {', '.join(METRICS)} | the summary columns computed |")
     return "\n".join(rows) + "\n"

@@ -166,13 +166,15 @@ def format_summary(rows: list[dict], summary: dict) -> str:
     """The sweep as text: one line per scenario and the totals."""
     shown = [c for c in SHOWN if any(c in r for r in rows)]
     width = max(len("scenario"), *(len(r["scenario"]) for r in rows))
-    lines = [f"{'scenario':<{width}}  {'status':<6} {'tries':>5}  " + "  ".join(f"{c:>{max(len(c), 8)}}" for c in shown)]
+    header = "  ".join(f"{c:>{max(len(c), 8)}}" for c in shown)
+    lines = [f"{'scenario':<{width}}  {'status':<6} {'tries':>5}  {header}"]
     for r in rows:
         cells = "  ".join(f"{_fmt(r.get(c)):>{max(len(c), 8)}}" for c in shown)
         lines.append(f"{r['scenario']:<{width}}  {r['status']:<6} {r.get('attempts', 1):>5}  {cells}")
         if r["status"] != "ok" or r.get("error"):
             lines.append(f"  {'error' if r['status'] != 'ok' else 'first attempt'}: {r.get('error')}")
-    lines.append(f"{summary['ok']}/{summary['scenarios']} ok, {summary['failed']} failed, {summary['retried']} retried, "
+    lines.append(f"{summary['ok']}/{summary['scenarios']} ok, {summary['failed']} failed, "
+                 f"{summary['retried']} retried, "
                  f"{summary['wall_s']:.1f} s wall ({summary['episodes_per_hour']} episodes/hour)")
     return "\n".join(lines) + "\n"
 

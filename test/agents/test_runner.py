@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import textwrap
 from pathlib import Path
 
@@ -77,3 +78,40 @@ def test_a_start_past_the_recording_is_refused(tmp_path):
     s = scenario(tmp_path, "start_time: 1000\n")
     with pytest.raises(InputError, match="start_time = 1000 s is past the recording's end"):
         run_scenario(s, tmp_path / "out", record=False)
+
+
+def test_a_ros2_stack_drives_over_dds_in_lockstep(tmp_path):
+    """controller ros2: the closed-loop test's pure-pursuit process (test/pure_pursuit_controller.py,
+    a separate ROS 2 participant on the built-in DDS transport) answers each frame's /odom with an
+    /ackermann_cmd stamped like it; the bridge waits for each and the ego follows the path. The
+    stack stops after 1.4 sim seconds (and writes its report): the 5 frames after it are timeouts
+    that keep its last command."""
+    import json
+    import sys
+
+    from rosbags.highlevel import AnyReader
+
+    from inspatio_ros.demo import ensure_default_world
+
+    world = ensure_default_world("cpu", verbose=False)
+    config = tmp_path / "rig.yaml"
+    config.write_text("inspatio_ros:\n  ros__parameters:\n    cameras.front.width: 96\n"
+                      "    cameras.front.height: 54\n    cameras.front.hfov_deg: 90.0\n")
+    report = tmp_path / "stack.json"
+    helper = Path(__file__).resolve().parents[1] / "pure_pursuit_controller.py"
+    launch = f"{sys.executable} {helper} {world} {config} {report} --sim-seconds 1.4 --speed 6"
+    s = scenario(tmp_path, f"""
+        duration: 2.0
+        controller: {{type: ros2, params: {{launch: "{launch}", domain_id: {os.environ["ROS_DOMAIN_ID"]},
+                                          response_timeout: 0.5, startup_timeout: 120}}}}
+    """)
+    summary = run_scenario(s, tmp_path / "out")
+    assert summary["frames_delivered"] == 20 and summary["controller_timeouts"] == 5
+    assert summary["cross_track_max_m"] < 0.5
+    stack = json.loads(report.read_text())
+    assert stack["odometry_messages"] >= 14 and stack["max_cross_track_m"] < 0.5
+    with AnyReader([Path(summary["recording"])]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts["/ackermann_cmd"] == 20                              # what the vehicle was given, each frame
+    rows = steps(tmp_path / "out")
+    assert float(rows[-1]["cmd_speed"]) == pytest.approx(6.0)          # the stack's speed, not the baseline's

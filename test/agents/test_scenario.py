@@ -56,6 +56,11 @@ def test_a_list_of_scenarios_and_a_world_relative_to_the_file(tmp_path):
     assert b.controller.params == {"cruise_speed": 5.0} and b.world_path == ""
 
 
+def test_a_ros2_controller_keeps_its_params(tmp_path):
+    [s] = load_scenarios(write(tmp_path, "controller: {type: ros2, params: {launch: 'my_stack', domain_id: 7}}\n"))
+    assert s.controller.kind == "ros2" and s.controller.params == {"launch": "my_stack", "domain_id": 7}
+
+
 def test_a_callable_controller_is_resolved_when_read(tmp_path):
     [s] = load_scenarios(write(tmp_path, "controller: {callable: 'json:dumps', params: {indent: 2}}\n"))
     assert s.controller.kind == "callable" and s.controller.target == "json:dumps"
@@ -70,8 +75,8 @@ def test_a_callable_controller_is_resolved_when_read(tmp_path):
     ("rate: fast\n", "field 'rate' = 'fast' has the wrong type"),
     ("perturbations: {drop_frames: [0, 1.0]}\n", "field 'perturbations.drop_frames' = 1.0 is out of range"),
     ("controller: baselin\n", "controller 'baselin' is unknown: did you mean 'baseline'?"),
-    ("controller: ros2\n", "controller 'ros2' (an external ROS 2 stack on a namespaced ROS_DOMAIN_ID) is not "
-                           "supported by scenario runs yet"),
+    ("controller: {type: ros2, params: {lanch: x}}\n", "ros2 controller param 'lanch' is unknown: did you mean "
+                                                       "'launch'?"),
     ("controller: no_such_module_xyz:make\n", "controller module 'no_such_module_xyz' cannot be imported"),
     ("controller: json:lods\n", "'json' has no 'lods': did you mean 'loads'?"),
     ("controller: json.decoder:JSONDecodeError.msg\n", "has no 'JSONDecodeError.msg'"),
