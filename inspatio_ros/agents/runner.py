@@ -12,6 +12,10 @@ command type), and the controller is a Python object in the same process. One co
    a command, which the vehicle model takes;
 3. the vehicle model advances the ego one period; the step's metrics are taken.
 
+The controller is the scenario's: the baseline, a user's callable, or (``ros2``) the ROS
+adapter's bridge (ros/scenario_bridge.py), which publishes each frame over DDS and returns the
+external stack's answer; a controller with ``close()`` is closed when the run ends.
+
 What the controller saw and did is recorded into ``OUT/recording`` (rosbag2, MCAP): the frames it
 got as the node's topics (images, camera_info, /tf, /odom, /clock) and each command on
 ``/ackermann_cmd`` (ackermann_msgs/AckermannDriveStamped) or ``/cmd_vel`` (geometry_msgs/Twist).
