@@ -71,3 +71,24 @@ def test_error_text_is_the_tasks_own_first_line():
         "InputError: world file w does not exist: build it"
     assert error_text(Wrapped(RuntimeError("boom\nmore"))) == "RuntimeError: boom"
     assert error_text(ValueError()) == "ValueError"
+
+
+def test_the_build_key_covers_input_bytes_settings_and_optimize(tmp_path):
+    from inspatio_ros.gaussians.optimize import OptimizeSettings
+    from inspatio_ros.ingest.batch import build_key
+    from inspatio_ros.ingest.build import BuildSettings
+
+    folder = tmp_path / "clip"
+    (folder / "frames").mkdir(parents=True)
+    (folder / "frames" / "0.png").write_bytes(b"one")
+    key = build_key(folder, BuildSettings())
+    assert build_key(folder, BuildSettings()) == key
+    assert build_key(folder, BuildSettings(holdout=5)) != key
+    assert build_key(folder, BuildSettings(), OptimizeSettings(iterations=3)) != key
+    assert build_key(folder, BuildSettings(), OptimizeSettings(iterations=3)) != \
+        build_key(folder, BuildSettings(), OptimizeSettings(iterations=4))
+    (folder / "frames" / "0.png").write_bytes(b"two")
+    changed = build_key(folder, BuildSettings())
+    assert changed != key
+    (folder / "frames" / "0.png").rename(folder / "frames" / "1.png")       # names count too
+    assert build_key(folder, BuildSettings()) != changed
