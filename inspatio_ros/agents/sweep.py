@@ -48,16 +48,19 @@ class SweepResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def scenario_task(scenario: Scenario, out_dir: str, record: bool, cpus: float, gpus: float = 0.0) -> dict:
+def scenario_task(scenario: Scenario, out_dir: str, record: bool, cpus: float, gpus: float = 0.0,
+                  device: str = "auto") -> dict:
     """One scenario, as a Ray task runs it (also callable directly). Raises what the run raises,
-    after noting the attempt in ``attempts.jsonl``. A task given no GPU renders on the CPU where
-    the scenario says ``device: auto`` (a GPU it was not given may be another task's)."""
+    after noting the attempt in ``attempts.jsonl``. Where the scenario says ``device: auto`` it
+    renders on ``device`` (the command's --device), and a task given no GPU on the CPU (a GPU it
+    was not given may be another task's)."""
     from ..distributed import limit_threads
     from .runner import run_scenario
 
     limit_threads(cpus)
-    if gpus <= 0 and scenario.settings.device == "auto":
-        scenario = replace(scenario, settings=replace(scenario.settings, device="cpu"))
+    if scenario.settings.device == "auto":
+        chosen = device if device != "auto" else ("cpu" if gpus <= 0 else "auto")
+        scenario = replace(scenario, settings=replace(scenario.settings, device=chosen))
     folder = Path(out_dir) / scenario.name
     folder.mkdir(parents=True, exist_ok=True)
     log_file = folder / ATTEMPTS
@@ -93,9 +96,10 @@ def check_output(out_dir: Path, scenarios: list[Scenario]) -> None:
 
 def run_sweep(scenario_files, out_dir: str | Path, *, address: str | None = None,
               gpus_per_task: float | None = None, cpus_per_task: float = 1.0, record: bool = True,
-              num_cpus: int | None = None, echo=print) -> SweepResult:
+              num_cpus: int | None = None, device: str = "auto", echo=print) -> SweepResult:
     """Run every scenario of ``scenario_files`` on Ray; write the table and the summary into
-    ``out_dir`` (see the module docstring). ``num_cpus``: CPUs of a local Ray (default: all)."""
+    ``out_dir`` (see the module docstring). ``num_cpus``: CPUs of a local Ray (default: all);
+    ``device``: the renderer's device where a scenario says ``auto``."""
     from ..distributed import collect, connect, task_resources, write_table
 
     scenarios = load_scenarios(scenario_files)
@@ -108,7 +112,7 @@ def run_sweep(scenario_files, out_dir: str | Path, *, address: str | None = None
     echo(f"sweep: {len(scenarios)} scenario(s) from {len(list(_as_list(scenario_files)))} file(s) on Ray "
          f"({_describe(ray)}), {resources['num_gpus']:g} GPU + {resources['num_cpus']:g} CPU per task -> {out}")
     started = time.perf_counter()
-    pending = {remote.remote(s, str(out), record, resources["num_cpus"], resources["num_gpus"]): s.name
+    pending = {remote.remote(s, str(out), record, resources["num_cpus"], resources["num_gpus"], device): s.name
                for s in scenarios}
     finished = {name: (value, error) for name, value, error in collect(ray, pending, "scenarios", "scenario")}
     wall = time.perf_counter() - started

@@ -31,5 +31,6 @@ def run(args) -> int:
     from ..agents.sweep import run_sweep
 
     result = run_sweep(args.scenarios, args.output, address=args.address, gpus_per_task=args.gpus_per_task,
-                       cpus_per_task=args.cpus_per_task, record=not args.no_record, num_cpus=args.num_cpus)
+                       cpus_per_task=args.cpus_per_task, record=not args.no_record, num_cpus=args.num_cpus,
+                       device=getattr(args, "device", "auto"))
     return 1 if result.failed else 0
