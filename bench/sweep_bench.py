@@ -13,6 +13,16 @@ training. Reported: vector steps/s, environment steps/s (x num_envs), millisecon
 
     python bench/sweep_bench.py vector --envs 1 8 32 --size 160x90 --device cpu --steps 20
     python bench/sweep_bench.py vector --envs 1 8 32 --size 160x90 --device cuda --steps 200 --json out.json
+
+``sweep``: closed-loop episodes per hour through ``inspatio-ros sweep`` on a local Ray: N scenarios
+(start times x lateral offsets) of the baseline controller on the embedded default world, one
+camera of --size, each --duration sim seconds at --rate Hz, one Ray task per scenario (one per CPU
+slot, or per GPU / fraction of one with --gpus-per-task). Also runs one episode in-process (no
+Ray) for the per-episode cost without Ray's scheduling, and reports where an episode's time goes
+(set-up, render + controller steps).
+
+    python bench/sweep_bench.py sweep --episodes 8 --num-cpus 2
+    python bench/sweep_bench.py sweep --episodes 64 --size 160x90 --device cuda --gpus-per-task 0.125 --json out.json
 """
 from __future__ import annotations
 
@@ -21,12 +31,18 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# The sweep's Ray workers import this checkout too.
+os.environ["PYTHONPATH"] = os.pathsep.join([os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))]
+                                           + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 from inspatio_ros.agents.gym_env import DriveVectorEnv  # noqa: E402
 from inspatio_ros.progress import progress  # noqa: E402
 from inspatio_ros.render import resolve_device  # noqa: E402
@@ -63,6 +79,61 @@ def bench_vector(num_envs: int, size: tuple[int, int], device: str, steps: int, 
             "ms_per_step": 1e3 * seconds / steps}
 
 
+def scenario_yaml(episodes: int, duration: float, rate: float, size: tuple[int, int], device: str) -> str:
+    """``episodes`` scenarios: start times x lateral offsets (a matrix), the baseline driving."""
+    starts = [0.0, 0.5, 1.0, 1.5]
+    offsets = [round(-0.6 + 1.2 * i / max(1, (episodes + len(starts) - 1) // len(starts) - 1), 3)
+               for i in range((episodes + len(starts) - 1) // len(starts))]
+    lines = [f"- name: bench{i}\n  duration: {duration}\n  rate: {rate}\n  device: {device}\n"
+             f"  camera: {{width: {size[0]}, height: {size[1]}}}\n  start_time: {s}\n"
+             f"  initial_offset: {{lateral: {o}}}\n"
+             for i, (s, o) in enumerate((s, o) for o in offsets for s in starts)]
+    return "".join(lines[:episodes])
+
+
+def bench_sweep(episodes: int, duration: float, rate: float, size: tuple[int, int], num_cpus: int | None,
+                gpus_per_task: float | None, device: str) -> dict:
+    from inspatio_ros.agents.runner import run_scenario
+    from inspatio_ros.agents.scenario import load_scenarios
+    from inspatio_ros.agents.sweep import run_sweep
+    from inspatio_ros.demo import ensure_default_world
+
+    ensure_default_world(device, verbose=True)             # built once, outside the timing
+    with tempfile.TemporaryDirectory(prefix="sweep_bench.") as tmp:
+        scenarios = Path(tmp) / "bench.yaml"
+        scenarios.write_text(scenario_yaml(episodes, duration, rate, size, device))
+        # Two episodes in-process first (no Ray): the first pays the world load and the renderer's
+        # set-up (and caches the kernels), the second is what a warm worker pays per episode.
+        first, second = load_scenarios(scenarios)[:2] if episodes > 1 else load_scenarios(scenarios) * 2
+        walls = []
+        for i, sc in enumerate((first, second)):
+            started = time.perf_counter()
+            single = run_scenario(sc, Path(tmp) / f"single{i}", record=True)
+            walls.append(time.perf_counter() - started)
+        ray_started = time.perf_counter()
+        from inspatio_ros.distributed import connect
+
+        ray = connect(None, num_cpus=num_cpus)
+        ray_start_s = time.perf_counter() - ray_started
+        result = run_sweep([scenarios], Path(tmp) / "sweep", gpus_per_task=gpus_per_task, echo=lambda *a: None)
+        resources = ray.cluster_resources()
+        ray.shutdown()
+    ok = [r for r in result.rows if r["status"] == "ok"]
+    mean = lambda key: sum(r[key] for r in ok) / max(1, len(ok))          # noqa: E731
+    return {"episodes": episodes, "ok": len(ok), "sim_s_per_episode": duration, "rate_hz": rate,
+            "size": f"{size[0]}x{size[1]}", "ray_cpus": resources.get("CPU", 0), "ray_gpus": resources.get("GPU", 0),
+            "gpus_per_task": gpus_per_task, "ray_start_s": round(ray_start_s, 1),
+            "sweep_wall_s": round(result.wall_s, 1), "episodes_per_hour": round(len(ok) / result.wall_s * 3600, 1),
+            "sim_s_per_wall_s": round(len(ok) * duration / result.wall_s, 2),
+            "in_process_first_episode_s": round(walls[0], 2), "in_process_warm_episode_s": round(walls[1], 2),
+            "in_process_warm_setup_s": single["setup_s"],
+            "in_process_warm_episodes_per_hour": round(3600 / walls[1], 1),
+            "step_ms_p50_mean": round(mean("step_ms_p50"), 1), "step_ms_p99_mean": round(mean("step_ms_p99"), 1),
+            "controller_ms_p50_mean": round(mean("controller_ms_p50"), 2),
+            "task_setup_s_mean": round(mean("setup_s"), 2), "cross_track_max_m_worst": round(max(
+                r["cross_track_max_m"] for r in ok), 3) if ok else None}
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -79,7 +150,18 @@ def main() -> int:
     v.add_argument("--steps", type=int, default=50, help="timed vector steps per count (default 50)")
     v.add_argument("--warmup", type=int, default=3, help="untimed steps first (CUDA compiles per batch size)")
     v.add_argument("--json", help="write the rows here too")
+    s = sub.add_parser("sweep", help="closed-loop episodes per hour through a Ray sweep")
+    s.add_argument("--episodes", type=int, default=8)
+    s.add_argument("--duration", type=float, default=4.0, help="sim seconds per episode")
+    s.add_argument("--rate", type=float, default=10.0, help="camera and controller Hz")
+    s.add_argument("--size", type=parse_size, default=(160, 90), help="camera WIDTHxHEIGHT (default 160x90)")
+    s.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    s.add_argument("--gpus-per-task", type=float, default=None)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
+    if args.what == "sweep":
+        return main_sweep(args)
     if any(n < 1 for n in args.envs) or args.steps < 1 or args.warmup < 0:
         ap.error("--envs and --steps must be >= 1, --warmup >= 0")
     device = str(resolve_device(args.device))
@@ -92,6 +174,19 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+    return 0
+
+
+def main_sweep(args) -> int:
+    result = bench_sweep(args.episodes, args.duration, args.rate, args.size, args.num_cpus, args.gpus_per_task,
+                         args.device)
+    result.update(machine=machine(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    print("| measure | value |\n|---|---|")
+    for k, v in result.items():
+        print(f"| {k} | {v} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
     return 0
 
 

@@ -16,7 +16,8 @@ from inspatio_ros.world import World
 from cli_helpers import run_cli_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBCOMMANDS = ["build", "run", "render", "eval", "train-generator", "optimize", "info", "export", "synth", "demo"]
+SUBCOMMANDS = ["build", "run", "render", "eval", "train-generator", "optimize", "info", "export", "synth", "demo",
+               "sweep", "build-many"]
 
 
 def run_cli(*args, cwd=None):

@@ -1,4 +1,5 @@
-"""``inspatio-ros`` command line: build | run | render | eval | train-generator | optimize | info | synth | demo.
+"""``inspatio-ros`` command line: build | run | render | eval | train-generator | optimize | info | synth | demo |
+sweep | build-many.
 
 Each sub-command lives in its own module here (cli/<command>.py), which exposes
 ``register(subparsers)``; that function adds an argparse parser and sets ``func`` to the function
@@ -16,7 +17,8 @@ import sys
 from ..errors import InputError
 
 # Modules of this package whose register() adds a sub-command, in help order.
-COMMAND_MODULES = ["build", "run", "render", "eval", "train_generator", "optimize", "info", "export", "synth", "demo"]
+COMMAND_MODULES = ["build", "run", "render", "eval", "train_generator", "optimize", "info", "export", "synth", "demo",
+                   "sweep", "build_many"]
 
 # Options whose value may start with '-' followed by a digit: argparse takes "-100,80,79.5,47.5"
 # for an option (it only knows plain negative numbers) and stops with "expected one argument".
