@@ -33,6 +33,8 @@ from .settings import NodeSettings, check_setting
 # Parameters every rclpy node declares by itself; they are not ours to check.
 ROS_OWN_PARAMETERS = frozenset({"start_type_description_service"})
 CAMERA_PREFIX, RENDER_PREFIX = "cameras.", "render."
+# The sensor rig's parameters: cameras (sim/rig.py), LiDARs (sim/lidar.py) and the rig preset.
+RIG_PREFIXES = (CAMERA_PREFIX, "lidars.", "rig.")
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,14 @@ def parameters_of(settings) -> dict[str, Any]:
 
 
 def split_parameters(params: Mapping[str, Any]) -> tuple[NodeSettings, dict[str, Any], dict[str, Any]]:
-    """A node's parameters -> (its checked :class:`NodeSettings`, the camera rig's ``cameras.*``
-    parameters, the renderer's ``render.*`` parameters); rclpy's own parameters are skipped."""
+    """A node's parameters -> (its checked :class:`NodeSettings`, the sensor rig's ``cameras.*``,
+    ``lidars.*`` and ``rig.*`` parameters, the renderer's ``render.*`` parameters); rclpy's own
+    parameters are skipped."""
     node: dict[str, Any] = {}
     cameras: dict[str, Any] = {}
     render: dict[str, Any] = {}
     for name, value in params.items():
-        if name.startswith(CAMERA_PREFIX):
+        if name.startswith(RIG_PREFIXES):
             cameras[name] = value
         elif name.startswith(RENDER_PREFIX):
             render[name] = value

@@ -158,6 +158,12 @@ def valid_name(name) -> bool:
 PRESET_PARAM = "rig.preset"
 
 
+def has_camera_parameters(params: dict[str, Any]) -> bool:
+    """Whether ``params`` give cameras (``cameras.*`` or a rig preset): without, a session uses
+    one camera like the recording's."""
+    return any(isinstance(k, str) and (k.startswith(PREFIX) or k == PRESET_PARAM) for k in params)
+
+
 def _surround_camera(name: str, xyz, yaw_deg: float, hfov_deg: float) -> dict[str, Any]:
     p = f"{PREFIX}{name}."
     return {p + "width": 1920, p + "height": 1080, p + "hfov_deg": hfov_deg, p + "xyz": list(xyz),

@@ -196,9 +196,10 @@ class SimSession:
                                     max_accel=v.max_accel, max_decel=v.max_decel, max_speed=v.max_speed,
                                     timeout_s=v.command_timeout)
         self.vehicle = None                                  # the model of the last command received
-        # The tick grid: tick k is at sim time grid_start + k / tick_rate; a sensor of divisor n is
-        # due on the first tick at or after each multiple of n ticks (late ticks skip, not burst).
-        self._grid_start = self.clock.sim_time
+        # The tick grid: tick k is at sim time grid_start + k / tick_rate, grid_start the first
+        # frame's time; a sensor of divisor n is due on the first tick at or after each multiple
+        # of n ticks (late ticks skip, not burst).
+        self._grid_start: float | None = None
         self._last_slot = {name: -1 for name in self._divisor}
 
     # -- state -------------------------------------------------------------------------------
@@ -445,6 +446,8 @@ class SimSession:
     def _due(self, sim_time: float) -> tuple[list[CameraSpec], list[LidarSpec]]:
         """The sensors due at ``sim_time`` (marked as rendered): each sensor whose own period
         (its divisor's worth of ticks) has started since it was last rendered."""
+        if self._grid_start is None:
+            self._grid_start = sim_time
         slot = self._slot(sim_time)
         due = []
         for sensor in (*self.rig, *self.lidars):
@@ -458,6 +461,8 @@ class SimSession:
         """Wall seconds until the next sensor is due (<= 0: now; inf while paused)."""
         if self.clock.paused:
             return math.inf
+        if self._grid_start is None:
+            return 0.0
         ticks = min((self._last_slot[name] + 1) * n for name, n in self._divisor.items())
         return (self._grid_start + ticks / self.tick_rate - self.clock.sim_time) / self.clock.rate
 
