@@ -54,8 +54,6 @@ from ..errors import InputError
 PREFIX = "lidars."
 NAMES_PARAM = "lidars.names"
 LAYOUTS = ("velodyne", "autoware")
-LIDAR_KEYS = ("model", "xyz", "rpy", "rate_hz", "elevations_deg", "columns", "hfov_deg", "min_range", "max_range",
-              "range_noise", "dropout", "seed", "deskew", "layout", "render_pitch_deg")
 SECTORS = 16                  # azimuth sectors of a sweep, each rendered from its own ego pose
 MAX_BEAMS = 256
 MAX_COLUMNS = 16384
@@ -85,6 +83,49 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULTS: dict[str, Any] = {"model": "VLP-16", "xyz": [0.0, 0.0, 1.9], "rpy": [0.0, 0.0, 0.0], "range_noise": 0.0,
                             "dropout": 0.0, "seed": 0, "deskew": False, "layout": "velodyne",
                             "render_pitch_deg": 0.0}
+
+
+
+def _parameter(unit: str, valid: str, doc: str, default: str = ""):
+    from .rig import CameraParameter          # the same record as a camera key's: unit, valid, meaning
+
+    return CameraParameter(unit, valid, doc, default)
+
+
+# Every key a LiDAR takes, in the README's order; load_lidars refuses any other.
+LIDAR_PARAMETERS = {
+    "model": _parameter("", " | ".join((*PRESETS, "custom")), "beam pattern preset; keys given as well override it"),
+    "xyz": _parameter("m", "3 finite numbers", "`<lidar>_link` in base_link (x forward, y left, z up)"),
+    "rpy": _parameter("rad", "3 finite numbers", "roll, pitch, yaw of `<lidar>_link` in base_link"),
+    "rate_hz": _parameter("Hz", "> 0 and <= 100; divides the fastest sensor's rate", "sweeps per second", "preset"),
+    "elevations_deg": _parameter("deg", "1..256 angles in (-90, 90)", "vertical angle of each beam (ring = rank, "
+                                 "0 lowest)", "preset"),
+    "columns": _parameter("", f"1..{MAX_COLUMNS}", "firings (horizontal samples) per sweep", "preset"),
+    "hfov_deg": _parameter("deg", "360 (spinning) or > 0 and < 180 (raster)", "horizontal field of view",
+                           "preset"),
+    "min_range": _parameter("m", ">= 0, < max_range", "closer returns are dropped", "preset"),
+    "max_range": _parameter("m", "> min_range", "farther returns are dropped", "preset"),
+    "range_noise": _parameter("m", ">= 0 and <= 10", "sigma of Gaussian range noise"),
+    "dropout": _parameter("", ">= 0 and < 1", "probability that a return is lost"),
+    "seed": _parameter("", "integer >= 0", "seed of the noise and dropout draws"),
+    "deskew": _parameter("", "true | false", "true: every point in `<lidar>_link` at the stamp; false: as fired "
+                         "(the ego moves during a sweep)"),
+    "layout": _parameter("", " | ".join(LAYOUTS), "PointCloud2 fields: x y z intensity ring time (Velodyne) or "
+                         "PointXYZIRCAEDT (Autoware)"),
+    "render_pitch_deg": _parameter("deg", "0, or >= 0.01 and <= 5", "render pixel pitch (0: the horizontal step)"),
+}
+LIDAR_KEYS = tuple(LIDAR_PARAMETERS)
+
+
+def lidar_parameter_rows() -> list[tuple[str, object, str, str, str]]:
+    """(name, default, unit, valid, meaning) of ``lidars.names`` and every ``lidars.<lidar>.<key>``."""
+    rows: list[tuple[str, object, str, str, str]] = [
+        (NAMES_PARAM, [], "", "ROS name tokens, not a camera's", "the rig's LiDARs, each on `<lidar>/points` "
+         "(default: none)")]
+    for key, p in LIDAR_PARAMETERS.items():
+        rows.append((f"{PREFIX}<lidar>.{key}", DEFAULTS.get(key, p.default), p.unit, p.valid, p.doc))
+    return rows
+
 
 # sensor_msgs/PointField datatypes
 UINT8, UINT16, UINT32, FLOAT32 = 2, 4, 6, 7

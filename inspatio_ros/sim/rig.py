@@ -196,6 +196,12 @@ RIG_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_parameter_rows() -> list[tuple[str, object, str, str, str]]:
+    """(name, default, unit, valid, meaning) of ``rig.preset`` for the README's table."""
+    return [(PRESET_PARAM, "none", "", " | ".join(RIG_PRESETS),
+             "a sensor rig preset (cameras and LiDARs); cameras.* / lidars.* given as well override it")]
+
+
 def expand_preset(params: dict[str, Any], source: str = "parameters") -> dict[str, Any]:
     """``params`` with the values of the preset ``rig.preset`` names filled in under the ones
     given (none: ``params`` as they are)."""
