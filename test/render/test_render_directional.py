@@ -74,9 +74,11 @@ def test_range_matches_ray_caster_on_the_street(street_world, street):
     world_from_sensor = c2w.copy()
     world_from_sensor[:3, :3] = c2w[:3, :3] @ LINK_FROM_OPTICAL_ROTATION.T   # x forward, z up at the camera
     rng = np.random.default_rng(7)
-    for dirs, pitch in ((ring_directions(np.linspace(-15, 15, 16), 900), math.radians(0.4)),
-                        (rng.normal(size=(20000, 3)), math.radians(0.5))):
-        got = render_directions(renderer, world_from_sensor, dirs, pitch, t)
+    ring = ring_directions(np.linspace(-15, 15, 16), 900)
+    for dirs, pitch, rows in ((ring, math.radians(0.4), None), (ring, math.radians(0.4), math.radians(1.6)),
+                              (rng.normal(size=(20000, 3)), math.radians(0.5), None)):
+        views = DirectionalViews(dirs, pitch, renderer.device, row_pitch_rad=rows)
+        got = views.sample(renderer.render(views.cameras(world_from_sensor), t))
         truth = scene.ranges(world_from_sensor[:3, 3], dirs @ world_from_sensor[:3, :3].T, t)
         r = got.range[0].numpy()
         both = got.coverage[0].numpy() & np.isfinite(truth) & np.isfinite(r)

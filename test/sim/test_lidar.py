@@ -27,6 +27,18 @@ def test_vlp16_preset_rings_angles_and_times():
     assert t[0] == 0.0 and t[-1] < 0.1 and np.all(np.diff(t) > 0)
     d = s.directions()
     assert d.shape == (1800 * 16, 3) and np.allclose(np.linalg.norm(d, axis=1), 1.0)
+    # Render rows: half the 2 deg beam spacing, at most 4 x the 0.2 deg columns.
+    assert math.degrees(s.pitch_rad) == pytest.approx(0.2) and math.degrees(s.row_pitch_rad) == pytest.approx(0.8)
+
+
+def test_sweep_sectors_are_one_view_each():
+    """One sector per cube face (the rear one twice: the spin starts and ends behind), each one view."""
+    from inspatio_ros.sim.lidar import LidarSampler
+
+    for per_face, sectors in ((1, 5), (2, 9)):
+        sampler = LidarSampler(one({"model": "VLP-16", "sectors_per_face": per_face}), "cpu")
+        assert sampler.sectors == sectors and sampler.views.num_views == sectors
+        assert np.all(np.diff(sampler.sector_times) > 0)
 
 
 @pytest.mark.parametrize("model", sorted(PRESETS))
@@ -62,6 +74,7 @@ def test_parameters_round_trip():
     ({"layout": "velodine"}, "did you mean layout 'velodyne'"),
     ({"elevations_deg": [0.0, 95.0]}, "lidars.top.elevations_deg"),
     ({"rate": 10.0}, "did you mean 'lidars.top.rate_hz'"),
+    ({"sectors_per_face": 0}, "lidars.top.sectors_per_face"),
 ])
 def test_bad_lidar_entries_get_one_clear_error(params, needle):
     with pytest.raises(InputError) as err:
@@ -189,7 +202,7 @@ def test_moving_ego_sweeps_from_where_the_sensor_is(street_sim, street):
     sectors = sim.world_from_map @ sampler.sensor_poses(base, *speed)
     # Each point's column from its firing time, and the column's sector.
     column = np.round(raw.points["time"].astype(np.float64) * spec.columns * spec.rate_hz).astype(int)
-    sector_of = (column * sampler.sectors) // spec.columns
+    sector_of = sampler.column_sector[column]
     dist, truth = truth_of(scene, sim, raw, lambda f: sectors[sector_of])
     rel = relative_error(dist, truth)
     assert np.median(rel) < 0.02, np.median(rel)
