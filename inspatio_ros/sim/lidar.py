@@ -25,7 +25,8 @@ Keys given with a preset override the preset's values. Presets (:data:`PRESETS`)
 
 A sweep starts at the frame's stamp and lasts one period (1 / rate_hz); point ``time`` is the
 firing time after the stamp. A spinning LiDAR turns clockwise seen from above (as Velodyne and
-Ouster do), starting behind the sensor (azimuth 180 deg), so the front is swept at mid-sweep; a
+Ouster do), starting behind on the left (azimuth 135 deg: on a cube face's edge, so a sweep is
+four views, one per face, each rendered from the pose of its moment): left, front, right, rear; a
 raster sweeps its columns left to right. The ego moves during a sweep: the sensor pose at each
 moment is extrapolated from the stamp's pose with the ego's velocity (constant twist), and the
 sweep is rendered in azimuth sectors (``sectors_per_face`` per 90 deg; 1: the pose is at most
@@ -57,6 +58,9 @@ from ..errors import InputError
 PREFIX = "lidars."
 NAMES_PARAM = "lidars.names"
 LAYOUTS = ("velodyne", "autoware")
+# Where a spin starts: on the edge of the left and rear cube faces, so the sweep's sectors are
+# whole faces (starting at 180 deg split the rear face into two views, one more render on the CPU).
+SPIN_START_RAD = 0.75 * np.pi
 # Sector edges sit on the cube faces' edges so that a sector is one view: 16 sectors of equal
 # columns made 18 views and cost 2.6x the CPU time of one per face (VLP-16 on the default world,
 # 264 vs 100 CPU-ms); each view costs ~10 CPU-ms of its own (5 views 68, 9 views 110 CPU-ms).
@@ -212,10 +216,10 @@ class LidarSpec:
 
     def azimuths_rad(self) -> np.ndarray:
         """(columns,) azimuth of each column in firing order (atan2(y, x) in <name>_link):
-        clockwise from behind for a spinning LiDAR, left to right for a raster."""
+        clockwise from 135 deg (behind on the left) for a spinning LiDAR, left to right for a raster."""
         steps = np.arange(self.columns, dtype=np.float64)
         if self.spinning:
-            return np.pi - steps * (2 * np.pi / self.columns)
+            return SPIN_START_RAD - (steps + 0.5) * (2 * np.pi / self.columns)     # centred in its step
         half = math.radians(self.hfov_deg) / 2
         return half - (steps + 0.5) * (2 * half / self.columns)
 
@@ -435,8 +439,8 @@ class LidarSampler:
         self.spec = spec
         beams = len(spec.elevations_deg)
         # Azimuth bins with edges on the cube faces' edges (+-45, +-135 deg), split evenly; a
-        # sector is a run of consecutive columns in one bin (a spin that starts behind the sensor
-        # sweeps the rear bin at its start and again at its end: two sectors).
+        # sector is a run of consecutive columns in one bin (a sweep that started inside a bin
+        # would sweep it at its start and again at its end: two sectors).
         az = spec.azimuths_rad()
         per_face = spec.sectors_per_face
         width = (np.pi / 2) / per_face

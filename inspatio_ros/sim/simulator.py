@@ -218,10 +218,10 @@ class Simulator:
     def render_lidar(self, spec: LidarSpec, recording_time: float, map_from_base: np.ndarray,
                      linear=(0.0, 0.0, 0.0), angular=(0.0, 0.0, 0.0)) -> LidarFrame:
         """One sweep of LiDAR ``spec`` starting at the ego pose ``map_from_base``: every sector
-        rendered from where the sensor is when it sweeps it, in one render call."""
+        rendered from where the sensor is when it sweeps it (one render call on CUDA)."""
         sampler = self._lidar_samplers[spec.name]
         at_sectors = sampler.sensor_poses(map_from_base, linear, angular)                  # map_from_link
-        out = self.renderer.render(sampler.views.cameras(self.world_from_map @ at_sectors), recording_time)
+        out = sampler.views.render(self.renderer, self.world_from_map @ at_sectors, recording_time)
         samples = sampler.views.sample(out)
         ranges, rgb, covered, cos = (x[0].cpu().numpy() for x in (samples.range, samples.rgb, samples.coverage,
                                                                     samples.cos_incidence))

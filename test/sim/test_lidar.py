@@ -32,10 +32,10 @@ def test_vlp16_preset_rings_angles_and_times():
 
 
 def test_sweep_sectors_are_one_view_each():
-    """One sector per cube face (the rear one twice: the spin starts and ends behind), each one view."""
+    """Sectors per cube face, each one view: a spin starts on a face's edge."""
     from inspatio_ros.sim.lidar import LidarSampler
 
-    for per_face, sectors in ((1, 5), (2, 9)):
+    for per_face, sectors in ((1, 4), (2, 8)):
         sampler = LidarSampler(one({"model": "VLP-16", "sectors_per_face": per_face}), "cpu")
         assert sampler.sectors == sectors and sampler.views.num_views == sectors
         assert np.all(np.diff(sampler.sector_times) > 0)
