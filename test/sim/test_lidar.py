@@ -233,3 +233,17 @@ def test_noise_and_dropout_are_seeded(street_world):
     noisy = sweep(1, 0.05, 0.0)
     assert len(noisy) == pytest.approx(len(clean), rel=0.02)
     assert noisy.dtype == VELODYNE_DTYPE
+
+
+def test_run_checks_the_rig_before_starting():
+    """`inspatio-ros run`'s early check (before the transport and the world) refuses a bad rig."""
+    from inspatio_ros.ros.run_cli import check_parameters
+
+    with pytest.raises(InputError, match="did you mean preset 'surround6'"):
+        check_parameters({"rig.preset": "surround7"})
+    with pytest.raises(InputError, match="lidars.top.rate_hz"):
+        check_parameters({"lidars.names": ["top"], "lidars.top.rate_hz": 20.0})      # the default camera: 30 Hz
+    with pytest.raises(InputError, match="holds no beams"):
+        check_parameters({"lidars.names": ["top"], "lidars.top.model": "custom", "lidars.top.columns": 10,
+                          "lidars.top.elevations_deg": []})
+    check_parameters({"rig.preset": "driving_lidar", "cameras.front.width": 320})
