@@ -205,6 +205,9 @@ def preset_parameter_rows() -> list[tuple[str, object, str, str, str]]:
 def expand_preset(params: dict[str, Any], source: str = "parameters") -> dict[str, Any]:
     """``params`` with the values of the preset ``rig.preset`` names filled in under the ones
     given (none: ``params`` as they are)."""
+    for key in params:
+        if isinstance(key, str) and key.startswith("rig.") and key != PRESET_PARAM:
+            raise InputError(f"{source}: unknown parameter '{key}'", f"the rig takes '{PRESET_PARAM}' (did you mean it?)")
     if PRESET_PARAM not in params:
         return params
     name = params[PRESET_PARAM]

@@ -85,6 +85,8 @@ def test_bad_lidar_entries_get_one_clear_error(params, needle):
 def test_bad_rig_level_entries():
     with pytest.raises(InputError, match="did you mean preset 'surround6'"):
         load_rig({"rig.preset": "surround"})
+    with pytest.raises(InputError, match="unknown parameter 'rig.presets'"):
+        load_rig({"rig.presets": "surround6"})
     with pytest.raises(InputError, match="lidars.names"):
         load_lidars({"lidars.top.model": "VLP-16"})
     with pytest.raises(InputError, match="names both a camera and a LiDAR"):
