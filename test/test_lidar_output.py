@@ -202,3 +202,22 @@ def test_six_camera_rig_publishes_every_camera_with_one_stamp_per_tick(node_worl
     # the busy CPU skips ahead, so not exactly).
     assert set(lidar) <= set(ticks)
     assert len([t for t in ticks if lidar[0] <= t <= lidar[-1]]) >= 2 * len(lidar) - 1 - 2
+
+
+def test_a_lidar_faster_than_the_cameras_has_ticks_of_its_own(street_world, tmp_path):
+    """A 20 Hz LiDAR with a 10 Hz camera: the sim ticks at 20 Hz, the camera on every other tick;
+    a tick with the LiDAR alone is a frame without cameras, published and recorded as such."""
+    from inspatio_ros.record import Recorder
+    from inspatio_ros.sim.session import SimSession
+    from inspatio_ros.sim.settings import SessionSettings
+    from inspatio_ros.world import World
+
+    lidars = load_lidars({"lidars.names": ["top"], "lidars.top.columns": 180, "lidars.top.rate_hz": 20.0})
+    session = SimSession(World.load(street_world), load_rig(CAMERA), SessionSettings(lockstep=True, device="cpu"),
+                         lidars=lidars)
+    assert session.tick_rate == 20.0
+    frames = [session.step() for _ in range(4)]
+    assert [len(f.cameras) for f in frames] == [1, 0, 1, 0]
+    assert all(len(f.lidars) == 1 for f in frames)
+    with Recorder(tmp_path / "rec") as rec:
+        assert all(rec.write(f) for f in frames)
