@@ -509,9 +509,15 @@ class LidarSampler:
             out["intensity"] = intensity.astype(np.uint8)
             out["return_type"] = RETURN_SINGLE_STRONGEST
             out["channel"] = self.ring[idx]
-            out["azimuth"] = self.azimuth[idx]
-            out["elevation"] = self.elevation[idx]
-            out["distance"] = r
+            if s.deskew:
+                # Of the point as published (in the frame at the stamp), as Autoware defines them.
+                out["azimuth"] = np.mod(np.arctan2(xyz[:, 1], xyz[:, 0]), 2 * np.pi)
+                out["elevation"] = np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1]))
+                out["distance"] = np.linalg.norm(xyz, axis=1)
+            else:
+                out["azimuth"] = self.azimuth[idx]
+                out["elevation"] = self.elevation[idx]
+                out["distance"] = r
             out["time_stamp"] = np.round(t * 1e9).astype(np.uint32)
         out["x"], out["y"], out["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
         return out

@@ -133,7 +133,8 @@ def street_sim(street_world):
     world = World.load(street_world)
     lidars = load_lidars({"lidars.names": ["top", "raw", "skew"],
                           "lidars.top.model": "VLP-16", "lidars.top.layout": "autoware",
-                          "lidars.raw.model": "VLP-16", "lidars.skew.model": "VLP-16", "lidars.skew.deskew": True})
+                          "lidars.raw.model": "VLP-16", "lidars.skew.model": "VLP-16", "lidars.skew.deskew": True,
+                          "lidars.skew.layout": "autoware"})
     return Simulator(world, load_rig({}), device="cpu", lidars=lidars), world
 
 
@@ -215,6 +216,10 @@ def test_moving_ego_sweeps_from_where_the_sensor_is(street_sim, street):
     shift = np.linalg.norm(skew_xyz - raw_xyz, axis=1)
     expected = 10.0 * sampler.sector_times[sector_of]
     assert np.allclose(shift, expected, atol=1e-3)
+    # Autoware's distance / azimuth / elevation describe the point as published (the frame at the stamp).
+    assert np.allclose(skew.points["distance"], np.linalg.norm(skew_xyz, axis=1), rtol=1e-5)
+    assert np.allclose(np.tan(skew.points["elevation"]), skew_xyz[:, 2] / np.hypot(skew_xyz[:, 0], skew_xyz[:, 1]),
+                       atol=1e-5)
 
 
 def test_noise_and_dropout_are_seeded(street_world):
