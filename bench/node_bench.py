@@ -6,6 +6,8 @@ For each image size x camera count x (with / without point clouds):
   * latency: the node runs in pose + lockstep mode; this process sends a PoseStamped and times
     until every camera's image and depth with that stamp have arrived (pose in -> images out),
     --poses times; p50 / p99;
+  * CPU: the node process's CPU time (user + system, its threads; not the writer processes) per
+    frame published during the rate run;
   * memory: the node's resident memory (VmRSS) at the end of the rate run, and that plus the
     private memory of its camera writer processes (node + writers: the node's whole cost).
 ``--soak MINUTES`` instead runs one configuration that long and prints its memory every 30 s.
@@ -71,6 +73,14 @@ class Node:
             cmd.insert(4, str(world))
         self.log = open(self.dir / "node.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the node process has used so far (its threads included)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
 
     def rss_mb(self) -> float:
         try:
@@ -239,9 +249,9 @@ def measure_rate(world, transport, size, n, points, rate, seconds, device, warmu
         if not wait_for(lambda: all(len(v) >= 5 for v in subs.records().values()), warmup, node, 0.5):
             raise SystemExit(f"no images within {warmup} s:\n{(node.dir / 'node.log').read_text()[-2000:]}")
         time.sleep(2.0)                          # past compilation / first-frame effects
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), node.cpu_s()
         time.sleep(seconds)
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), node.cpu_s()
         rss = (node.rss_mb(), node.with_writers_mb())
         if smaps:
             print(memory_by_mapping(node.proc.pid), flush=True)
@@ -251,7 +261,11 @@ def measure_rate(world, transport, size, n, points, rate, seconds, device, warmu
         subs.close()
     hz = {k: sum(start <= t <= end for _, _, t in v) / (end - start) for k, v in got.items()}
     lidar_hz = min((hz[(c, "lidar")] for c in lidars), default=float("nan"))
-    return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss, lidar_hz
+    # The node's CPU time per frame it published: what a frame costs whatever share of a busy
+    # machine the node got (on 2 shared cores the rate alone measures the neighbours).
+    frames = max(hz[(c, "image")] for c in names) * (end - start)
+    cpu_ms = (cpu_end - cpu_start) * 1e3 / frames if frames else float("nan")
+    return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss, lidar_hz, cpu_ms
 
 
 def measure_latency(world, transport, size, n, points, poses, device, warmup, extra=None, lidar="", lidar_rate=10.0):
@@ -363,14 +377,14 @@ def main() -> int:
         soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device,
              extra)
         return 0
-    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | LiDAR Hz | latency p50 ms | p99 ms "
-          "| node RSS MB | node + writers MB |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | LiDAR Hz | node CPU ms/frame "
+          "| latency p50 ms | p99 ms | node RSS MB | node + writers MB |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for transport in args.transport:
         for size in sizes:
             for n in args.cameras:
                 for pts in points:
-                    img_hz, dep_hz, rss, lidar_hz = measure_rate(
+                    img_hz, dep_hz, rss, lidar_hz, cpu_ms = measure_rate(
                         args.world, transport, size, n, pts, args.rate, args.seconds, args.device, args.warmup, extra,
                         args.smaps, args.lidar, args.lidar_rate)
                     p50 = p99 = float("nan")
@@ -378,7 +392,8 @@ def main() -> int:
                         p50, p99 = measure_latency(args.world, transport, size, n, pts, args.poses, args.device,
                                                    args.warmup, extra, args.lidar, args.lidar_rate)
                     print(f"| {transport} | {size[0]}x{size[1]} | {n} | {'yes' if pts else 'no'} | {img_hz:.1f} | "
-                          f"{dep_hz:.1f} | {lidar_hz:.1f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | {rss[1]:.0f} |",
+                          f"{dep_hz:.1f} | {lidar_hz:.1f} | {cpu_ms:.0f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | "
+                          f"{rss[1]:.0f} |",
                           flush=True)
     return 0
 
