@@ -207,7 +207,8 @@ def expand_preset(params: dict[str, Any], source: str = "parameters") -> dict[st
     given (none: ``params`` as they are)."""
     for key in params:
         if isinstance(key, str) and key.startswith("rig.") and key != PRESET_PARAM:
-            raise InputError(f"{source}: unknown parameter '{key}'", f"the rig takes '{PRESET_PARAM}' (did you mean it?)")
+            raise InputError(f"{source}: unknown parameter '{key}'",
+                             f"the rig takes '{PRESET_PARAM}' (did you mean it?)")
     if PRESET_PARAM not in params:
         return params
     name = params[PRESET_PARAM]
@@ -232,7 +233,8 @@ def check_sensors(cameras, lidars=(), source: str = "parameters") -> float:
         if abs(ratio - round(ratio)) > 1e-6 * ratio:
             raise InputError(f"{source}: parameter '{param}' = {rate:g} Hz does not divide the sim rate "
                              f"{fastest:g} Hz (the fastest sensor's) exactly ({fastest:g} / {rate:g} = {ratio:.4g})",
-                             f"give a rate of {fastest:g} Hz divided by a whole number, e.g. {fastest / math.ceil(ratio):g}")
+                             f"give a rate of {fastest:g} Hz divided by a whole number, "
+                             f"e.g. {fastest / math.ceil(ratio):g}")
     return fastest
 
 

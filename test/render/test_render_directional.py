@@ -52,7 +52,8 @@ def test_lookup_recovers_an_analytic_plane_exactly():
         ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
         down = torch.as_tensor(views.sensor_from_view[i, :3, :3].T @ np.array([0, 0, -1.0]))
         drop = ray @ down                               # metres down per unit of optical z
-        depth[i] = torch.where(drop > 1e-6, plane_height / drop, torch.tensor(float("nan"), dtype=torch.float64)).float()
+        nan = torch.tensor(float("nan"), dtype=torch.float64)
+        depth[i] = torch.where(drop > 1e-6, plane_height / drop, nan).float()
     out = RenderOutput(torch.zeros(*depth.shape, 3, dtype=torch.uint8), depth, torch.isfinite(depth))
     truth = plane_height / -dirs[:, 2]
     exact = views.sample(out, "bilinear").range[0].numpy()
