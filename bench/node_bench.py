@@ -6,15 +6,21 @@ For each image size x camera count x (with / without point clouds):
   * latency: the node runs in pose + lockstep mode; this process sends a PoseStamped and times
     until every camera's image and depth with that stamp have arrived (pose in -> images out),
     --poses times; p50 / p99;
+  * CPU: the node process's CPU time (user + system, its threads; not the writer processes) per
+    frame published during the rate run;
   * memory: the node's resident memory (VmRSS) at the end of the rate run, and that plus the
     private memory of its camera writer processes (node + writers: the node's whole cost).
 ``--soak MINUTES`` instead runs one configuration that long and prints its memory every 30 s.
+``--lidar MODEL`` adds one LiDAR ``top`` (sim/lidar.py preset, at ``--lidar-rate`` Hz) to every
+configuration: its clouds are counted like the images (LiDAR Hz) and the latency waits for its
+cloud too.
 
 The subscriber is the built-in DDS transport for both node transports, so the numbers are the
 node's (a Fast DDS subscriber with OS-default socket buffers drops 1080p frames on its own side).
 
 usage: python bench/node_bench.py [--world W] [--transport dds rclpy] [--sizes 640x360 ...]
                                   [--cameras 1 3] [--points both|on|off] [--device auto]
+                                  [--lidar VLP-16|HDL-64E|OS1-64|solid_state] [--lidar-rate 10]
 """
 from __future__ import annotations
 
@@ -37,9 +43,16 @@ sys.path.insert(0, str(ROOT))
 from inspatio_ros.runtime import keep_freed_memory  # noqa: E402
 
 
-def rig_parameters(n: int, size: tuple[int, int], rate: float, points: bool) -> dict:
+LIDAR = "top"
+
+
+def rig_parameters(n: int, size: tuple[int, int], rate: float, points: bool, lidar: str = "",
+                   lidar_rate: float = 10.0) -> dict:
     names = ["front", "left", "right"][:n] if n <= 3 else [f"cam{i}" for i in range(n)]
     params = {"cameras.names": names}
+    if lidar:
+        params.update({"lidars.names": [LIDAR], f"lidars.{LIDAR}.model": lidar,
+                       f"lidars.{LIDAR}.rate_hz": float(lidar_rate), f"lidars.{LIDAR}.xyz": [0.0, 0.0, 1.9]})
     yaws = {"front": 0.0, "left": math.pi / 2, "right": -math.pi / 2}
     for name in names:
         params.update({f"cameras.{name}.width": size[0], f"cameras.{name}.height": size[1],
@@ -60,6 +73,14 @@ class Node:
             cmd.insert(4, str(world))
         self.log = open(self.dir / "node.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the node process has used so far (its threads included)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
 
     def rss_mb(self) -> float:
         try:
@@ -129,8 +150,8 @@ from inspatio_ros.ros.dds import DdsTransport
 from inspatio_ros.ros.transport import SENSOR_OUT
 t = DdsTransport("node_bench_" + {cam!r}, announce_node=False)
 out = open({path!r}, "w", buffering=1)
-for kind, topic in (("image", "/{cam}/image_raw"), ("depth", "/{cam}/depth/image")):
-    t.create_subscription("sensor_msgs/msg/Image", topic, lambda m, kind=kind: out.write(
+for kind, type_name, topic in {topics!r}:
+    t.create_subscription(type_name, topic, lambda m, kind=kind: out.write(
         f"{{kind}} {{m.header.stamp.sec}} {{m.header.stamp.nanosec}} {{time.perf_counter()}}\n"), SENSOR_OUT)
 while True:
     t.spin_once(0.01)
@@ -142,17 +163,23 @@ class Subscribers:
     CPU-bound: one process for all cameras would measure the reader, not the node). Receipt times
     are perf_counter (CLOCK_MONOTONIC), comparable across processes."""
 
-    def __init__(self, names):
+    def __init__(self, names, lidars=()):
         self.dir = Path(tempfile.mkdtemp(prefix="node_bench_sub_"))
-        self.paths = {c: self.dir / f"{c}.txt" for c in names}
-        self.procs = [subprocess.Popen([sys.executable, "-c", SUBSCRIBER.format(root=str(ROOT), cam=c, path=str(p))])
+        self.paths = {c: self.dir / f"{c}.txt" for c in (*names, *lidars)}
+        self.kinds = {c: ("image", "depth") for c in names}
+        self.kinds.update({c: ("lidar",) for c in lidars})
+        topics = {c: [("image", "sensor_msgs/msg/Image", f"/{c}/image_raw"),
+                      ("depth", "sensor_msgs/msg/Image", f"/{c}/depth/image")] for c in names}
+        topics.update({c: [("lidar", "sensor_msgs/msg/PointCloud2", f"/{c}/points")] for c in lidars})
+        self.procs = [subprocess.Popen([sys.executable, "-c", SUBSCRIBER.format(root=str(ROOT), cam=c, path=str(p),
+                                                                                topics=topics[c])])
                       for c, p in self.paths.items()]
 
     def records(self):
-        """{(camera, kind): [(stamp_sec, stamp_nanosec, t_recv), ...]}"""
+        """{(sensor, kind): [(stamp_sec, stamp_nanosec, t_recv), ...]}; kind image, depth or lidar"""
         got = {}
         for cam, path in self.paths.items():
-            for kind in ("image", "depth"):
+            for kind in self.kinds[cam]:
                 got[(cam, kind)] = []
             if path.exists():
                 for line in path.read_text().splitlines():
@@ -211,18 +238,20 @@ def wait_for(cond, seconds, node: Node | None = None, poll=0.05) -> bool:
     return cond()
 
 
-def measure_rate(world, transport, size, n, points, rate, seconds, device, warmup, extra=None, smaps=False):
-    params = {**rig_parameters(n, size, rate, points), **(extra or {})}
+def measure_rate(world, transport, size, n, points, rate, seconds, device, warmup, extra=None, smaps=False,
+                 lidar="", lidar_rate=10.0):
+    params = {**rig_parameters(n, size, rate, points, lidar, lidar_rate), **(extra or {})}
     names = params["cameras.names"]
-    subs = Subscribers(names)
+    lidars = params.get("lidars.names", [])
+    subs = Subscribers(names, lidars)
     node = Node(world, params, transport, device)
     try:
         if not wait_for(lambda: all(len(v) >= 5 for v in subs.records().values()), warmup, node, 0.5):
             raise SystemExit(f"no images within {warmup} s:\n{(node.dir / 'node.log').read_text()[-2000:]}")
         time.sleep(2.0)                          # past compilation / first-frame effects
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), node.cpu_s()
         time.sleep(seconds)
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), node.cpu_s()
         rss = (node.rss_mb(), node.with_writers_mb())
         if smaps:
             print(memory_by_mapping(node.proc.pid), flush=True)
@@ -231,17 +260,22 @@ def measure_rate(world, transport, size, n, points, rate, seconds, device, warmu
         node.close()
         subs.close()
     hz = {k: sum(start <= t <= end for _, _, t in v) / (end - start) for k, v in got.items()}
-    return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss
+    lidar_hz = min((hz[(c, "lidar")] for c in lidars), default=float("nan"))
+    # The node's CPU time per frame it published: what a frame costs whatever share of a busy
+    # machine the node got (on 2 shared cores the rate alone measures the neighbours).
+    frames = max(hz[(c, "image")] for c in names) * (end - start)
+    cpu_ms = (cpu_end - cpu_start) * 1e3 / frames if frames else float("nan")
+    return min(hz[(c, "image")] for c in names), min(hz[(c, "depth")] for c in names), rss, lidar_hz, cpu_ms
 
 
-def measure_latency(world, transport, size, n, points, poses, device, warmup, extra=None):
+def measure_latency(world, transport, size, n, points, poses, device, warmup, extra=None, lidar="", lidar_rate=10.0):
     from inspatio_ros.ros.dds import DdsTransport
     from inspatio_ros.ros.transport import SENSOR_IN
 
-    params = {**rig_parameters(n, size, 30.0, points), **(extra or {}), "mode": "pose", "lockstep": True,
-              "input.max_jump": 0.0}
+    params = {**rig_parameters(n, size, 30.0, points, lidar, lidar_rate), **(extra or {}), "mode": "pose",
+              "lockstep": True, "input.max_jump": 0.0}
     names = params["cameras.names"]
-    subs = Subscribers(names)
+    subs = Subscribers(names, params.get("lidars.names", []))
     pub_t = DdsTransport("node_bench_pose", announce_node=False)
     pose_pub = pub_t.create_publisher("geometry_msgs/msg/PoseStamped", "/pose", SENSOR_IN)
     Pose = pub_t.message_class("geometry_msgs/msg/PoseStamped")
@@ -313,6 +347,8 @@ def main() -> int:
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="extra node parameter for every run (VALUE read as YAML), e.g. qos.depth.depth=2")
     ap.add_argument("--smaps", action="store_true", help="print the node's resident memory by mapping after each rate run")
+    ap.add_argument("--lidar", default="", help="add one LiDAR 'top' of this model (sim/lidar.py preset)")
+    ap.add_argument("--lidar-rate", type=float, default=10.0, help="the LiDAR's sweep rate (Hz; divides --rate)")
     args = ap.parse_args()
     keep_freed_memory()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -334,27 +370,31 @@ def main() -> int:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     print(f"node_bench: world {args.world} ({world_mb:.0f} MB), device {args.device} ({gpu}), "
-          f"{os.cpu_count()} CPUs, target {args.rate:g} Hz per camera, {time.strftime('%Y-%m-%d')}"
+          f"{os.cpu_count()} CPUs, target {args.rate:g} Hz per camera"
+          + (f", LiDAR {args.lidar} at {args.lidar_rate:g} Hz" if args.lidar else "") + f", {time.strftime('%Y-%m-%d')}"
           + (f", parameters {extra}" if extra else ""), flush=True)
     if args.soak > 0:
         soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device,
              extra)
         return 0
-    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | latency p50 ms | p99 ms | node RSS MB "
-          "| node + writers MB |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | LiDAR Hz | node CPU ms/frame "
+          "| latency p50 ms | p99 ms | node RSS MB | node + writers MB |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for transport in args.transport:
         for size in sizes:
             for n in args.cameras:
                 for pts in points:
-                    img_hz, dep_hz, rss = measure_rate(args.world, transport, size, n, pts, args.rate, args.seconds,
-                                                       args.device, args.warmup, extra, args.smaps)
+                    img_hz, dep_hz, rss, lidar_hz, cpu_ms = measure_rate(
+                        args.world, transport, size, n, pts, args.rate, args.seconds, args.device, args.warmup, extra,
+                        args.smaps, args.lidar, args.lidar_rate)
                     p50 = p99 = float("nan")
                     if not args.no_latency:
                         p50, p99 = measure_latency(args.world, transport, size, n, pts, args.poses, args.device,
-                                                   args.warmup, extra)
+                                                   args.warmup, extra, args.lidar, args.lidar_rate)
                     print(f"| {transport} | {size[0]}x{size[1]} | {n} | {'yes' if pts else 'no'} | {img_hz:.1f} | "
-                          f"{dep_hz:.1f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | {rss[1]:.0f} |", flush=True)
+                          f"{dep_hz:.1f} | {lidar_hz:.1f} | {cpu_ms:.0f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | "
+                          f"{rss[1]:.0f} |",
+                          flush=True)
     return 0
 
 

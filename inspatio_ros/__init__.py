@@ -8,7 +8,8 @@ The public API, in the order of the data flow (video -> World -> render -> SimSe
     Renderer         a World on a device; render(cameras, t) -> RenderOutput (rgb, depth, coverage)
     Cameras          a batch of pinhole cameras (K, camera-to-world) for Renderer.render
     SimSession       the ROS-free simulator: a world, a camera rig and a clock; step() / tick()
-    load_rig         the camera rig of ``cameras.*`` parameters, for SimSession
+    load_rig         the camera rig of ``cameras.*`` parameters (or a ``rig.preset``), for SimSession
+    load_lidars      the LiDARs of ``lidars.*`` parameters (or a ``rig.preset``), for SimSession
     load_trajectory  a trajectory file or preset (InSpatio keyframes, TUM, KITTI, 4x4) as poses
     evaluate         score a world's held-out frames against the recording they came from
 
@@ -38,12 +39,13 @@ _PUBLIC = {
     "Cameras": "inspatio_ros.render",
     "SimSession": "inspatio_ros.sim.session",
     "load_rig": "inspatio_ros.sim.rig",
+    "load_lidars": "inspatio_ros.sim.lidar",
     "load_trajectory": "inspatio_ros.trajectory",
     "evaluate": "inspatio_ros.eval",
 }
 
 __all__ = ["BuildSettings", "Cameras", "Renderer", "SimSession", "World", "__version__", "build_world", "evaluate",
-           "load_rig", "load_trajectory"]
+           "load_lidars", "load_rig", "load_trajectory"]
 
 
 def __getattr__(name: str):

@@ -144,11 +144,13 @@ def _check(name: str, field: str, value, default, source: str):
 def load_render_settings(path: str | Path, other_parameters: Iterable[str] = ()) -> RenderSettings:
     """RenderSettings from a ROS 2 parameter file (``--config``); unset parameters keep defaults.
 
-    One file may configure the whole node: its camera rig (``cameras.*``) is left to the rig, and
+    One file may configure the whole node: its sensor rig (``cameras.*``, ``lidars.*``,
+    ``rig.preset``) is left to the rig, and
     the names in ``other_parameters`` (the node's table, which the caller passes: this module
     knows nothing of the ROS adapter) are left to their owner; any other unknown name is still an
     error (a typo must not pass silently).
     """
     others = set(other_parameters)
-    params = {k: v for k, v in read_parameters(path).items() if not (k.startswith("cameras.") or k in others)}
+    params = {k: v for k, v in read_parameters(path).items()
+              if not (k.startswith(("cameras.", "lidars.", "rig.")) or k in others)}
     return render_settings_from(params, source=f"config file {path}")

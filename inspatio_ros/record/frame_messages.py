@@ -4,7 +4,8 @@ For recordings made from a SimSession (sweeps, gym environments) where no node r
 topics, frame ids, encodings and conventions as the node (ros/messages.py, ros/all_outputs.py,
 ros/outputs.py): rgb8 image, 32FC1 depth, mono8 coverage, organised x y z rgb PointCloud2,
 plumb_bob camera_info with zero distortion, JPEG compressed image, /tf map -> odom -> base_link,
-odom, /clock and /tf_static for the camera mounts. The classes and the serialiser are rosbags'
+odom, /clock and /tf_static for the camera and LiDAR mounts; LiDAR sweeps as unorganised
+PointCloud2 on ``/<lidar>/points`` in ``<lidar>_link``. The classes and the serialiser are rosbags'
 (a core dependency); test/test_record.py checks that the bytes equal what the node publishes.
 """
 from __future__ import annotations
@@ -90,6 +91,18 @@ class FrameEncoder:
         return T["sensor_msgs/msg/PointCloud2"](header=header, height=h, width=w, fields=fields, is_bigendian=False,
                                                 point_step=16, row_step=16 * w, data=data, is_dense=False)
 
+    def _lidar_cloud(self, header, points: np.ndarray):
+        from ..sim.lidar import POINT_FIELD_TYPES
+
+        T, dtype, n = self.T, points.dtype, len(points)
+        fields = [T["sensor_msgs/msg/PointField"](name=name, offset=int(dtype.fields[name][1]),
+                                                  datatype=POINT_FIELD_TYPES[dtype.fields[name][0]], count=1)
+                  for name in dtype.names]
+        data = np.ascontiguousarray(points).view(np.uint8).copy()
+        return T["sensor_msgs/msg/PointCloud2"](header=header, height=1, width=n, fields=fields, is_bigendian=False,
+                                                point_step=dtype.itemsize, row_step=dtype.itemsize * n, data=data,
+                                                is_dense=True)
+
     def _compressed(self, header, rgb: np.ndarray):
         from PIL import Image as PILImage
 
@@ -136,6 +149,15 @@ class FrameEncoder:
     def compressed_cdr(self, stamp: float, spec, rgb: np.ndarray) -> bytes:
         """JPEG CompressedImage of ``rgb`` at the encoder's ``jpeg_quality``."""
         return self._cdr(self._compressed(self._header(stamp, spec.optical_frame), rgb))
+
+    def lidar_mounts_cdr(self, stamp: float, specs) -> bytes:
+        """/tf_static: base_link -> <lidar>_link of each LiDAR in ``specs``."""
+        return self._cdr(self._tf([self._transform_stamped(stamp, self.frames.base_link, spec.frame,
+                                                           spec.base_from_link()) for spec in specs]))
+
+    def lidar_cdr(self, stamp: float, spec, points: np.ndarray) -> bytes:
+        """Unorganised PointCloud2 of a LiDAR sweep (sim/lidar.py's structured points) in <lidar>_link."""
+        return self._cdr(self._lidar_cloud(self._header(stamp, spec.frame), points))
 
     def ego_tf_cdr(self, stamp: float, map_from_base: np.ndarray) -> bytes:
         """/tf: map -> odom (identity) -> base_link."""
@@ -200,6 +222,14 @@ class FrameEncoder:
             if "compressed" in spec.outputs:
                 yield topics["compressed"], "sensor_msgs/msg/CompressedImage", self.compressed_cdr(stamp, spec, cf.rgb), \
                     sensor
+        for lidar in getattr(frame, "lidars", ()):
+            spec = lidar.spec
+            if spec.frame not in self._mounted:
+                self._mounted.add(spec.frame)
+                yield "/tf_static", "tf2_msgs/msg/TFMessage", self.lidar_mounts_cdr(stamp, [spec]), \
+                    qos_profile(durability="transient_local", depth=1)
+            yield f"/{spec.name}/points", "sensor_msgs/msg/PointCloud2", self.lidar_cdr(stamp, spec, lidar.points), \
+                sensor
         yield "/tf", "tf2_msgs/msg/TFMessage", self.ego_tf_cdr(stamp, frame.map_from_base), default
         yield "/odom", "nav_msgs/msg/Odometry", self.odometry_cdr(
             stamp, frame.map_from_base, frame.linear_velocity, frame.angular_velocity), default

@@ -11,8 +11,10 @@ pinhole views on the faces of a cube around the sensor, rendered in ONE ``Render
   tangent-plane coordinates plus a margin, via that view's own principal point; all views share
   the largest box's size (one batch). A 16-beam LiDAR (+-15 deg) thus renders four flat bands,
   not six squares.
-- Square pixels whose pitch at the face centre is ``pitch_rad`` (the angle between neighbouring
-  pixels only shrinks away from the centre, so the pitch holds everywhere).
+- Pixels whose pitch at the face centre is ``pitch_rad`` across and ``row_pitch_rad`` (default the
+  same: square pixels) down the image (the angle between neighbouring pixels only shrinks away
+  from the centre, so the pitch holds everywhere). A LiDAR whose beams are 2 deg apart needs no
+  0.2 deg rows: on the side faces rows are elevation, and coarser rows cut the pixels rendered.
 - Lookup: ``"bilinear"`` interpolates inverse depth between the four pixel centres around the
   direction -- exact on a plane, since 1/z is affine in the image of a plane, at any grazing
   angle -- where the four are covered and the neighbourhood is planar (second differences of
@@ -25,7 +27,7 @@ Everything per direction is a gather on the renderer's device (CPU or CUDA, no P
 directions); the plan (faces, pixel coordinates) is made once per direction set.
 
     views = DirectionalViews(directions, pitch_rad=math.radians(0.2), device=renderer.device)
-    out = renderer.render(views.cameras(world_from_sensor), t)
+    out = views.render(renderer, world_from_sensor, t)     # renderer.render(views.cameras(...), t)
     samples = views.sample(out)           # .range (B, N) metres, NaN = no surface; .rgb; .coverage
 """
 from __future__ import annotations
@@ -76,40 +78,56 @@ class DirectionalSamples:
 
 class DirectionalViews:
     """Cube-face pinhole views covering ``directions`` (N, 3) given in the sensor's frame (any
-    length, not zero), with square pixels of ``pitch_rad`` at each face's centre.
+    length, not zero), with pixels of ``pitch_rad`` x ``row_pitch_rad`` (default square) at each
+    face's centre.
 
     ``groups`` (N,) small non-negative ints, optional: directions of different groups get views of
     their own (one per group and face), so each group can be rendered from its own pose -- a
-    spinning LiDAR's azimuth sectors from where the sensor is when it sweeps them."""
+    spinning LiDAR's azimuth sectors from where the sensor is when it sweeps them. ``faces`` (N,)
+    indices into :data:`FACES`, optional: the face of each direction instead of its largest
+    component (a caller that splits directions on the faces' edges decides ties its own way);
+    each must lie within 1 % of its face's square."""
 
     def __init__(self, directions, pitch_rad: float, device: str | torch.device = "cpu",
-                 margin_px: int = MARGIN_PX, max_side: int = MAX_VIEW_SIDE, groups=None):
+                 margin_px: int = MARGIN_PX, max_side: int = MAX_VIEW_SIDE, groups=None,
+                 row_pitch_rad: float | None = None, faces=None):
         dirs = np.asarray(directions.cpu() if isinstance(directions, torch.Tensor) else directions, np.float64)
         if dirs.ndim != 2 or dirs.shape[1] != 3 or len(dirs) == 0:
             raise ValueError(f"directions must be (N, 3) with N > 0, got shape {dirs.shape}")
         norm = np.linalg.norm(dirs, axis=1)
         if not np.all(np.isfinite(norm)) or np.any(norm <= 0):
             raise ValueError("directions must be finite and non-zero")
-        if not (math.isfinite(pitch_rad) and 0 < pitch_rad < math.radians(45)):
-            raise ValueError(f"pitch_rad {pitch_rad} must be in (0, pi/4)")
+        row_pitch_rad = pitch_rad if row_pitch_rad is None else row_pitch_rad
+        for pitch in (pitch_rad, row_pitch_rad):
+            if not (math.isfinite(pitch) and 0 < pitch < math.radians(45)):
+                raise ValueError(f"pixel pitch {pitch} rad must be in (0, pi/4)")
         dirs = dirs / norm[:, None]
         self.device = resolve_device(device)
         self.count = len(dirs)
-        self.focal = 1.0 / math.tan(pitch_rad)
+        self.focal = np.array([1.0 / math.tan(pitch_rad), 1.0 / math.tan(row_pitch_rad)])   # fx, fy
         group = np.zeros(len(dirs), np.int64) if groups is None else np.asarray(groups).astype(np.int64)
         if group.shape != (len(dirs),) or group.min() < 0:
             raise ValueError(f"groups must be (N,) non-negative integers, got shape {group.shape}")
         self.num_groups = int(group.max()) + 1
-        axis = np.abs(dirs).argmax(1)
-        sign = dirs[np.arange(len(dirs)), axis] > 0
-        face_of = axis * 2 + ~sign                     # index into FACES: +x -x +y -y +z -z
+        if faces is None:
+            axis = np.abs(dirs).argmax(1)
+            sign = dirs[np.arange(len(dirs)), axis] > 0
+            face_of = axis * 2 + ~sign                 # index into FACES: +x -x +y -y +z -z
+        else:
+            face_of = np.asarray(faces).astype(np.int64)
+            if face_of.shape != (len(dirs),) or face_of.min() < 0 or face_of.max() >= len(FACES):
+                raise ValueError(f"faces must be (N,) indices into {FACES}")
         key = group * len(FACES) + face_of
         used, view_of = np.unique(key, return_inverse=True)
         self.faces = tuple(FACES[k % len(FACES)] for k in used)
         self.view_group = used // len(FACES)                                    # (V,) group of each view
         rotations = np.stack([face_rotation(f) for f in self.faces])           # (V, 3, 3) sensor_from_view
         in_view = np.einsum("nji,nj->ni", rotations[view_of], dirs)            # R^T d: view-frame direction
+        if np.any(in_view[:, 2] <= 0):
+            raise ValueError("a direction lies behind the face given for it")
         tangent = in_view[:, :2] / in_view[:, 2:3]                              # (N, 2), |.| <= 1
+        if np.abs(tangent).max() > 1.01:
+            raise ValueError("a direction lies outside the face given for it")
         lo = np.stack([tangent[view_of == v].min(0) for v in range(len(used))])  # (V, 2)
         hi = np.stack([tangent[view_of == v].max(0) for v in range(len(used))])
         sizes = np.ceil((hi - lo) * self.focal).astype(int) + 1 + 2 * margin_px
@@ -118,7 +136,7 @@ class DirectionalViews:
             raise ValueError(f"views of {self.width}x{self.height} pixels exceed {max_side}: give a coarser pitch")
         principal = margin_px - lo * self.focal                                 # (V, 2) cx, cy
         K = np.zeros((len(used), 3, 3))
-        K[:, 0, 0] = K[:, 1, 1] = self.focal
+        K[:, 0, 0], K[:, 1, 1] = self.focal
         K[:, :2, 2] = principal
         K[:, 2, 2] = 1.0
         self.K = K
@@ -154,6 +172,20 @@ class DirectionalViews:
         c2w = np.einsum("bvij,vjk->bvik", poses, self.sensor_from_view).reshape(-1, 4, 4)
         K = self._K.repeat(len(poses), 1, 1)
         return Cameras(K, torch.as_tensor(c2w, dtype=torch.float32, device=self.device), self.width, self.height)
+
+    def render(self, renderer, world_from_sensor, t: float | None = None) -> RenderOutput:
+        """``renderer.render`` of :meth:`cameras`: on CUDA in one call (one batch, one graph); on
+        the CPU one call per view, since the CPU renderer projects the points of every chunk any
+        camera of a batch sees into every camera of it, and views around a sensor together see
+        every chunk (a VLP-16's four views on the default world: 58 CPU-ms a sweep one by one,
+        68 in one batch)."""
+        cams = self.cameras(world_from_sensor)
+        if renderer.device.type == "cuda" or len(cams) == 1:
+            return renderer.render(cams, t)
+        outs = [renderer.render(Cameras(cams.K[i:i + 1], cams.c2w[i:i + 1], cams.width, cams.height), t)
+                for i in range(len(cams))]
+        return RenderOutput(torch.cat([o.rgb for o in outs]), torch.cat([o.depth for o in outs]),
+                            torch.cat([o.coverage for o in outs]))
 
     def sample(self, out: RenderOutput, interpolation: str = "bilinear",
                edge_tolerance: float = 0.02) -> DirectionalSamples:
@@ -203,11 +235,11 @@ class DirectionalViews:
         weights = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay])       # (4, N)
         w_here = (weights[:, None, :] * cell).sum(0)                          # 1/z at the direction
         # Incidence from the plane 1/z = a u + b v + c: its normal over its distance is
-        # (f a, f b, 1/z - f a tx - f b ty) in the view frame, and n.(tx, ty, 1) = d/z.
+        # (fx a, fy b, 1/z - fx a tx - fy b ty) in the view frame, and n.(tx, ty, 1) = d/z.
         grad_u = 0.5 * (cell[1] - cell[0] + cell[3] - cell[2])
         grad_v = 0.5 * (cell[2] - cell[0] + cell[3] - cell[1])
         tx, ty = self._tangent[:, 0], self._tangent[:, 1]
-        nx, ny = self.focal * grad_u, self.focal * grad_v
+        nx, ny = float(self.focal[0]) * grad_u, float(self.focal[1]) * grad_v
         nz = w_here - nx * tx - ny * ty
         norm = torch.sqrt(nx * nx + ny * ny + nz * nz)
         cos_incidence = torch.where(smooth, (w_here.abs() / (norm * self._range_per_depth)).clamp(max=1.0),
@@ -224,7 +256,7 @@ class DirectionalViews:
 def render_directions(renderer, world_from_sensor, directions, pitch_rad: float, t: float | None = None,
                       interpolation: str = "bilinear") -> DirectionalSamples:
     """One-shot: plan views for ``directions`` (sensor frame), render them from the pose(s)
-    ``world_from_sensor`` at time ``t`` in one ``renderer.render`` call, and sample. Keep a
+    ``world_from_sensor`` at time ``t`` (:meth:`DirectionalViews.render`), and sample. Keep a
     :class:`DirectionalViews` for repeated renders of the same directions."""
     views = DirectionalViews(directions, pitch_rad, renderer.device)
-    return views.sample(renderer.render(views.cameras(world_from_sensor), t), interpolation)
+    return views.sample(views.render(renderer, world_from_sensor, t), interpolation)

@@ -19,6 +19,11 @@ def camera_topics(name: str) -> dict[str, str]:
             "compressed": f"{name}/image_raw/compressed"}
 
 
+def lidar_topic(name: str) -> str:
+    """The point cloud topic of LiDAR ``name`` (relative: under the node's namespace)."""
+    return f"{name}/points"
+
+
 def all_outputs(camera: str = "front") -> list[tuple[str, str]]:
     """(topic, type) of every output of the node with one camera named ``camera``."""
     topic = camera_topics(camera)

@@ -8,6 +8,9 @@ per-point Python). Conventions:
 * points: organised ``PointCloud2`` (height x width of the image), fields x, y, z (float32, metres,
   optical frame) and rgb (float32 holding 0x00RRGGBB, the PCL / RViz convention), NaN xyz where
   depth is unknown (so ``is_dense`` is False).
+* LiDAR points (:meth:`MessageBuilder.lidar_cloud`): unorganised ``PointCloud2`` (height 1), one
+  point per return in firing order, fields as the structured array's (sim/lidar.py: the Velodyne
+  x, y, z, intensity f32, ring u16, time f32 layout, or Autoware's PointXYZIRCAEDT), ``is_dense``.
 * camera_info: plumb_bob with zero distortion (renders are ideal pinhole images), P = [K | 0].
 """
 from __future__ import annotations
@@ -125,6 +128,20 @@ class MessageBuilder:
                                 point_step=POINT_STEP, row_step=POINT_STEP * w,
                                 data=self.t.byte_payload(np.ascontiguousarray(cloud, dtype="<f4")),
                                 is_dense=False)
+
+    def lidar_cloud(self, header, points: np.ndarray):
+        """A structured array of points (sim/lidar.py's layouts) -> unorganised PointCloud2."""
+        from ..sim.lidar import POINT_FIELD_TYPES
+
+        dtype = points.dtype
+        fields = [self.PointField(name=name, offset=int(dtype.fields[name][1]),
+                                  datatype=POINT_FIELD_TYPES[dtype.fields[name][0]], count=1)
+                  for name in dtype.names]
+        n = len(points)
+        return self.PointCloud2(header=header, height=1, width=n, fields=fields, is_bigendian=False,
+                                point_step=dtype.itemsize, row_step=dtype.itemsize * n,
+                                data=self.t.byte_payload(np.ascontiguousarray(points).view(np.uint8)),
+                                is_dense=True)
 
     # -- ego, time, status -------------------------------------------------------------------
     def odometry(self, t: float, odom_frame: str, base_frame: str, odom_from_base: np.ndarray,

@@ -22,7 +22,8 @@ import numpy as np
 from ..camera import rigid_from_xyz_quat
 from ..config import render_settings_from
 from ..errors import InputError
-from ..sim.rig import load_rig
+from ..sim.lidar import load_lidars
+from ..sim.rig import has_camera_parameters, load_rig
 from ..sim.session import SimSession, ThrottledLog
 from ..sim.simulator import SensorFrame
 from .messages import stamp_seconds
@@ -45,15 +46,15 @@ class SimNode:
         from ..generator.refiner import load_generator
 
         self.t = transport
-        s, camera_params, render_params = split_parameters(params)
+        s, rig_params, render_params = split_parameters(params)
         self.settings = s
         render = render_settings_from(render_params, source="parameters")
         if world is None:
             world, world_name = load_world(s.world)
         self.world_name = world_name or s.world or "default"
         refiner = load_generator(s.generator, s.generator_weights or None, s.world or None, s.session.device)
-        self.session = SimSession(world, load_rig(camera_params) if camera_params else None,
-                                  s.session, render=render, refiner=refiner)
+        self.session = SimSession(world, load_rig(rig_params) if has_camera_parameters(rig_params) else None,
+                                  s.session, render=render, refiner=refiner, lidars=load_lidars(rig_params))
         self.rig = self.session.rig
         self._warnings = ThrottledLog(log)
         self._step_requests = 0

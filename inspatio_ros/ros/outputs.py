@@ -1,4 +1,5 @@
-"""What the simulator node publishes: camera messages, /tf, odometry, /clock, status, diagnostics.
+"""What the simulator node publishes: camera messages, LiDAR clouds, /tf, odometry, /clock,
+status, diagnostics.
 
 :class:`NodeOutputs` makes the publishers from the node's parameters and turns a
 :class:`~inspatio_ros.sim.simulator.SensorFrame` into messages. A publisher thread builds and
@@ -21,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..sim.simulator import SensorFrame
 from ..sim.settings import NodeSettings
-from .all_outputs import camera_topics
+from .all_outputs import camera_topics, lidar_topic
 from .messages import DIAG_OK, DIAG_WARN, MessageBuilder
 from .params import qos_of
 from .rate_watch import RateWatch
@@ -91,6 +92,7 @@ class NodeOutputs:
         self.frames, self.pub = settings.frames, settings.publish
         self.rig = session.rig
         self.foxglove = None
+        self.lidars = session.lidars
         self.msgs = MessageBuilder(transport)
         self.stats = PublishStats()
         self.writer = None
@@ -146,6 +148,9 @@ class NodeOutputs:
                                 "are synchronous (slower)")
         else:
             self.cam_pubs = {name: camera_publishers(self.t, lay) for name, lay in self.layouts.items()}
+        # LiDAR clouds are published by the node itself (a sweep is a few MB at most).
+        self.lidar_pubs = {s.name: pub("sensor_msgs/msg/PointCloud2", lidar_topic(s.name),
+                                       qos_of(self.settings.qos, "points", SENSOR_OUT)) for s in self.lidars}
         self.tf_pub = (pub("tf2_msgs/msg/TFMessage", "/tf", qos_of(self.settings.qos, "tf", DEFAULT))
                        if self.pub.tf else None)
         self.tf_static_pub = pub("tf2_msgs/msg/TFMessage", "/tf_static", LATCHED)
@@ -200,6 +205,8 @@ class NodeOutputs:
                       for cf in frame.cameras}
             publish_cameras(m, self.cam_pubs, stamp, [self.layouts[cf.spec.name] for cf in frame.cameras], arrays,
                             self.pub.jpeg_quality)
+        for lidar in frame.lidars:
+            self.lidar_pubs[lidar.spec.name].publish(m.lidar_cloud(m.header(stamp, lidar.spec.frame), lidar.points))
         if self.tf_pub is not None:
             self.tf_pub.publish(m.tf([m.transform_stamped(stamp, f.map, f.odom, np.eye(4)),
                                       m.transform_stamped(stamp, f.odom, f.base_link,
@@ -218,6 +225,8 @@ class NodeOutputs:
         for cam in self.rig:
             transforms.append(m.transform_stamped(stamp, self.frames.base_link, cam.link_frame, cam.base_from_link()))
             transforms.append(m.transform_stamped(stamp, cam.link_frame, cam.optical_frame, cam.link_from_optical()))
+        for lidar in self.lidars:
+            transforms.append(m.transform_stamped(stamp, self.frames.base_link, lidar.frame, lidar.base_from_link()))
         self.tf_static_pub.publish(m.tf(transforms))
 
     def publish_clock(self, sim_time: float, force: bool = False) -> None:
@@ -256,7 +265,8 @@ class NodeOutputs:
         else:
             for name, pubs in self.cam_pubs.items():
                 out[f"camera '{name}'"] = sum(getattr(p, "dropped", 0) for p in pubs.values())
-        for name, pub in (("/tf", self.tf_pub), ("odom", self.odom_pub)):
+        for name, pub in (("/tf", self.tf_pub), ("odom", self.odom_pub),
+                          *((f"lidar '{n}'", p) for n, p in self.lidar_pubs.items())):
             if pub is not None and getattr(pub, "dropped", 0):
                 out[name] = pub.dropped
         return out

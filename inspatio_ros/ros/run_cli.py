@@ -62,12 +62,14 @@ def check_parameters(params: dict[str, Any]) -> None:
     bad -p or --config value is one error line at once (the node checks them again)."""
     from ..config import render_settings_from
     from ..sim.parameters import split_parameters
-    from ..sim.rig import load_rig
+    from ..sim.lidar import load_lidars
+    from ..sim.rig import check_sensors, load_rig
 
-    settings, cameras, render = split_parameters(params)
+    settings, rig, render = split_parameters(params)
     render_settings_from(render, source="parameters")
-    if cameras:
-        load_rig(cameras)
+    if rig:
+        # Without cameras.* the recorded camera is used: its rate is the default one, as here.
+        check_sensors(load_rig(rig), load_lidars(rig))
     if settings.record.dir:
         from ..record import check_record_dir
 
@@ -84,7 +86,7 @@ def setup_logging() -> None:
 
 
 def describe(node) -> str:
-    from .all_outputs import camera_topics
+    from .all_outputs import camera_topics, lidar_topic
 
     s = node.session
     lines = [f"inspatio_ros node '{node.t.node_name}' on transport {node.t.name}: world {node.world_name}, "
@@ -94,6 +96,9 @@ def describe(node) -> str:
         topics = camera_topics(cam.name)
         outs = ", ".join(topics[o] if o in topics else o for o in ("camera_info", *cam.outputs))
         lines.append(f"  camera {cam.name}: {cam.width}x{cam.height} @ {cam.rate_hz:g} Hz -> {outs}")
+    for lidar in s.lidars:
+        lines.append(f"  lidar {lidar.name}: {lidar.model}, {len(lidar.elevations_deg)} x {lidar.columns} beams "
+                     f"@ {lidar.rate_hz:g} Hz ({lidar.layout} layout) -> {lidar_topic(lidar.name)}")
     return "\n".join(lines)
 
 

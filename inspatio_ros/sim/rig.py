@@ -18,6 +18,14 @@ returns them)::
     cameras.front.outputs: [image, depth, points]   # subset of image, depth, points, coverage,
                                                     #   compressed (default [image, depth, points])
 
+Rig presets: ``rig.preset: <name>`` fills in the cameras (and LiDARs, sim/lidar.py) of a preset
+(:data:`RIG_PRESETS`: ``surround6``, ``surround6_lidar``, ``driving_lidar``); any ``cameras.*`` /
+``lidars.*`` parameter given as well overrides the preset's value (``cameras.names`` the list).
+
+Rates: the sim ticks at the fastest sensor's rate and every sensor's rate must divide it exactly
+(30 Hz cameras with a 10 Hz LiDAR: every third tick carries the LiDAR), so sensors due together
+share one tick and one stamp (:func:`check_sensors`).
+
 Frames (REP-103/105): ``base_link -> <name>_link -> <name>_optical_frame``. ``<name>_link`` is a
 body frame (x forward, y left, z up) placed by ``xyz``/``rpy``; the optical frame (z forward,
 x right, y down: the frame images, depth and points are in) is fixed to it by the rotation
@@ -142,12 +150,108 @@ class CameraSpec:
         return self.base_from_link() @ self.link_from_optical()
 
 
+def valid_name(name) -> bool:
+    """A sensor name usable in frame and topic names: a ROS name token without double underscores."""
+    return isinstance(name, str) and bool(_NAME_TOKEN.match(name)) and "__" not in name
+
+
+PRESET_PARAM = "rig.preset"
+
+
+def has_camera_parameters(params: dict[str, Any]) -> bool:
+    """Whether ``params`` give cameras (``cameras.*`` or a rig preset): without, a session uses
+    one camera like the recording's."""
+    return any(isinstance(k, str) and (k.startswith(PREFIX) or k == PRESET_PARAM) for k in params)
+
+
+def _surround_camera(name: str, xyz, yaw_deg: float, hfov_deg: float) -> dict[str, Any]:
+    p = f"{PREFIX}{name}."
+    return {p + "width": 1920, p + "height": 1080, p + "hfov_deg": hfov_deg, p + "xyz": list(xyz),
+            p + "rpy": [0.0, 0.0, round(math.radians(yaw_deg), 12)], p + "rate_hz": 30.0,
+            p + "outputs": ["image"]}
+
+
+# A car's surround rig like nuScenes' (extrinsics rounded from its calibration; base_link is the
+# rear axle's centre on the ground): six 1920x1080 cameras at 30 Hz, 70 deg lenses except the
+# rear's 110 deg, yaws 0, +-55, +-110 and 180 deg.
+_SURROUND6: dict[str, Any] = {
+    NAMES_PARAM: ["front", "front_left", "front_right", "rear", "rear_left", "rear_right"],
+    **_surround_camera("front", [1.70, 0.0, 1.51], 0.0, 70.0),
+    **_surround_camera("front_left", [1.52, 0.49, 1.51], 55.0, 70.0),
+    **_surround_camera("front_right", [1.52, -0.49, 1.51], -55.0, 70.0),
+    **_surround_camera("rear", [0.03, 0.0, 1.58], 180.0, 110.0),
+    **_surround_camera("rear_left", [1.04, 0.48, 1.56], 110.0, 70.0),
+    **_surround_camera("rear_right", [1.04, -0.48, 1.56], -110.0, 70.0),
+}
+RIG_PRESETS: dict[str, dict[str, Any]] = {
+    "surround6": _SURROUND6,
+    # The surround rig with a 64-beam roof LiDAR at 10 Hz (the H200 performance rig).
+    "surround6_lidar": {**_SURROUND6, "lidars.names": ["top"], "lidars.top.model": "HDL-64E",
+                        "lidars.top.xyz": [0.94, 0.0, 1.84]},
+    # One 640x360 front camera at 10 Hz and a VLP-16 on the roof at 10 Hz (the CPU rig).
+    "driving_lidar": {NAMES_PARAM: ["front"], "cameras.front.width": 640, "cameras.front.height": 360,
+                      "cameras.front.hfov_deg": 90.0, "cameras.front.xyz": [1.5, 0.0, 1.5],
+                      "cameras.front.rate_hz": 10.0, "lidars.names": ["top"], "lidars.top.model": "VLP-16",
+                      "lidars.top.xyz": [1.0, 0.0, 1.9], "lidars.top.rate_hz": 10.0},
+}
+
+
+def preset_parameter_rows() -> list[tuple[str, object, str, str, str]]:
+    """(name, default, unit, valid, meaning) of ``rig.preset`` for the README's table."""
+    return [(PRESET_PARAM, "none", "", " | ".join(RIG_PRESETS),
+             "a sensor rig preset (cameras and LiDARs); cameras.* / lidars.* given as well override it")]
+
+
+def expand_preset(params: dict[str, Any], source: str = "parameters") -> dict[str, Any]:
+    """``params`` with the values of the preset ``rig.preset`` names filled in under the ones
+    given (none: ``params`` as they are)."""
+    for key in params:
+        if isinstance(key, str) and key.startswith("rig.") and key != PRESET_PARAM:
+            raise InputError(f"{source}: unknown parameter '{key}'",
+                             f"the rig takes '{PRESET_PARAM}' (did you mean it?)")
+    if PRESET_PARAM not in params:
+        return params
+    name = params[PRESET_PARAM]
+    if name not in RIG_PRESETS:
+        raise InputError(f"{source}: parameter '{PRESET_PARAM}' = {name!r} is not a known rig preset",
+                         _did_you_mean(str(name), RIG_PRESETS, "preset", f"use one of {', '.join(RIG_PRESETS)}"))
+    return {**RIG_PRESETS[name], **{k: v for k, v in params.items() if k != PRESET_PARAM}}
+
+
+def check_sensors(cameras, lidars=(), source: str = "parameters") -> float:
+    """The tick rate (the fastest sensor's). Every sensor's rate must divide it exactly, and a
+    LiDAR may not share a camera's name (both would be ``<name>_link`` with ``<name>/points``)."""
+    clash = sorted({c.name for c in cameras} & {s.name for s in lidars})
+    if clash:
+        raise InputError(f"{source}: '{clash[0]}' names both a camera and a LiDAR",
+                         "give the LiDAR another name in lidars.names, e.g. top")
+    sensors = [(f"cameras.{c.name}.rate_hz", c.rate_hz) for c in cameras] + \
+              [(f"lidars.{s.name}.rate_hz", s.rate_hz) for s in lidars]
+    fastest = max(rate for _, rate in sensors)
+    for param, rate in sensors:
+        ratio = fastest / rate
+        if abs(ratio - round(ratio)) > 1e-6 * ratio:
+            raise InputError(f"{source}: parameter '{param}' = {rate:g} Hz does not divide the sim rate "
+                             f"{fastest:g} Hz (the fastest sensor's) exactly ({fastest:g} / {rate:g} = {ratio:.4g})",
+                             f"give a rate of {fastest:g} Hz divided by a whole number, "
+                             f"e.g. {fastest / math.ceil(ratio):g}")
+    return fastest
+
+
+def sensor_divisors(cameras, lidars=()) -> dict[str, int]:
+    """Sensor name -> ticks between its frames (the tick rate over its rate, :func:`check_sensors`)."""
+    fastest = max([c.rate_hz for c in cameras] + [s.rate_hz for s in lidars])
+    return {x.name: max(1, round(fastest / x.rate_hz)) for x in (*cameras, *lidars)}
+
+
 def load_rig(params: dict[str, Any], source: str = "parameters") -> list[CameraSpec]:
-    """The cameras of dotted parameters ``cameras.*`` (other parameters are ignored).
+    """The cameras of dotted parameters ``cameras.*`` (other parameters are ignored), after the
+    preset ``rig.preset`` names, if any, is filled in.
 
     Without ``cameras.names`` the rig is one camera named ``front``; keys left out take the
     defaults in :data:`DEFAULTS`.
     """
+    params = expand_preset(params, source)
     cams = {k: v for k, v in params.items() if isinstance(k, str) and k.startswith(PREFIX)}
     names = _names(cams.get(NAMES_PARAM, list(DEFAULT_NAMES)), source)
     per_camera: dict[str, dict[str, Any]] = {n: {} for n in names}
@@ -227,7 +331,7 @@ def _names(value, source: str) -> tuple[str, ...]:
         raise InputError(f"{source}: parameter '{NAMES_PARAM}' = {value!r} is not a non-empty list", fix)
     seen: set[str] = set()
     for name in value:
-        if not isinstance(name, str) or not _NAME_TOKEN.match(name) or "__" in name:
+        if not valid_name(name):
             raise InputError(f"{source}: parameter '{NAMES_PARAM}' holds {name!r}, not a valid ROS name token",
                              "use letters, digits and single underscores, not starting with a digit, e.g. front_left")
         if name == "names":

@@ -56,7 +56,8 @@ import numpy as np
 from ..camera import invert_pose
 from ..errors import InputError
 from .clock import SimClock
-from .rig import CameraSpec, load_rig, recorded_camera_parameters
+from .lidar import LidarSpec
+from .rig import CameraSpec, check_sensors, load_rig, recorded_camera_parameters, sensor_divisors
 from .settings import SessionSettings
 from .simulator import RecordedPath, SensorFrame, Simulator
 from .vehicle import BicycleModel, EgoState, UnicycleModel, check_pose_jump
@@ -108,7 +109,7 @@ class SessionStats:
 @dataclass(frozen=True)
 class SessionDiagnostics:
     achieved_hz: float           # renders per wall second over the last 2 s
-    target_hz: float             # the fastest camera's rate
+    target_hz: float             # the tick rate: the fastest sensor's
     render_ms_mean: float        # render + host copy, mean of the last 240 (NaN before the first)
     dropped_inputs: int          # inputs rejected with an InputError
     frames_rendered: int
@@ -136,27 +137,39 @@ class SimSession:
     """A world, a camera rig and a clock: ego updates, input checks, and frames on ``tick``/``step``.
 
     ``rig``: the cameras (None: one camera ``front`` like the recording's, so replay reproduces
-    it). ``render``: the renderer's settings; ``refiner``: a generator.Refiner applied to every
+    it); ``lidars``: the LiDARs (sim/lidar.py, default none). The sim ticks at the fastest
+    sensor's rate; every sensor's rate divides it (else InputError) and a sensor is due on every
+    n-th tick of a grid anchored at the session's start, so sensors due together render in one
+    frame with one stamp. ``render``: the renderer's settings; ``refiner``: a generator.Refiner applied to every
     render; ``wall_clock``: seconds, monotonic (injected so tests run on a fake clock).
     """
 
     def __init__(self, world, rig: list[CameraSpec] | None = None, settings: SessionSettings | None = None, *,
                  render: RenderSettings | None = None, refiner=None,
-                 wall_clock: Callable[[], float] = time.monotonic, simulator: Simulator | None = None):
-        """``simulator``: a :class:`Simulator` of ``world`` already made (then ``rig`` defaults to
-        its rig and ``render``/``refiner`` are its own): sessions on one world share its renderer,
-        one upload of the world, as a vector environment's do. Frames a shared simulator renders
-        into its own buffers are valid until another session's next render."""
+                 wall_clock: Callable[[], float] = time.monotonic, simulator: Simulator | None = None,
+                 lidars: list[LidarSpec] | None = None):
+        """``simulator``: a :class:`Simulator` of ``world`` already made (then ``rig`` and
+        ``lidars`` default to its own and ``render``/``refiner`` are its own): sessions on one world
+        share its renderer, one upload of the world, as a vector environment's do. Frames a shared
+        simulator renders into its own buffers are valid until another session's next render."""
         self.settings = s = settings if settings is not None else SessionSettings()
         if simulator is not None:
             if simulator.world is not world:
                 raise ValueError("SimSession(simulator=...) must be a Simulator of the same world")
             self.rig = list(rig) if rig is not None else list(simulator.rig)
+            self.lidars = list(lidars) if lidars is not None else list(simulator.lidars)
+            unknown = {x.name for x in self.lidars} - {x.name for x in simulator.lidars}
+            if unknown:
+                raise ValueError(f"SimSession(simulator=...): LiDARs {sorted(unknown)} are not the simulator's")
             self.sim = simulator
         else:
             self.rig = list(rig) if rig is not None else load_rig(recorded_camera_parameters(world))
+            self.lidars = list(lidars or [])
             self.sim = Simulator(world, self.rig, device=s.device, settings=render,
-                                 reference_camera=s.replay.reference_camera or None, refiner=refiner)
+                                 reference_camera=s.replay.reference_camera or None, refiner=refiner,
+                                 lidars=self.lidars)
+        self.tick_rate = check_sensors(self.rig, self.lidars)
+        self._divisor = sensor_divisors(self.rig, self.lidars)
         self.clock = SimClock(self.sim.path.start, self.sim.path.end, rate=s.clock.rate,
                               end_mode=s.clock.end_mode, wall_clock=wall_clock, lockstep=s.lockstep)
         self._wall = wall_clock
@@ -183,7 +196,11 @@ class SimSession:
                                     max_accel=v.max_accel, max_decel=v.max_decel, max_speed=v.max_speed,
                                     timeout_s=v.command_timeout)
         self.vehicle = None                                  # the model of the last command received
-        self._next_due = {c.name: self.clock.sim_time for c in self.rig}
+        # The tick grid: tick k is at sim time grid_start + k / tick_rate, grid_start the first
+        # frame's time; a sensor of divisor n is due on the first tick at or after each multiple
+        # of n ticks (late ticks skip, not burst).
+        self._grid_start: float | None = None
+        self._last_slot = {name: -1 for name in self._divisor}
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -422,22 +439,32 @@ class SimSession:
                 self._map_from_base = self._ego.pose_matrix()
                 self._velocity = (np.array([self._ego.speed, 0.0, 0.0]), np.array([0.0, 0.0, self._ego.yaw_rate]))
 
-    def _due_cameras(self, sim_time: float) -> list[CameraSpec]:
+    def _slot(self, sim_time: float) -> int:
+        """The index of the last tick of the grid at or before ``sim_time``."""
+        return math.floor((sim_time - self._grid_start) * self.tick_rate + 1e-6)
+
+    def _due(self, sim_time: float) -> tuple[list[CameraSpec], list[LidarSpec]]:
+        """The sensors due at ``sim_time`` (marked as rendered): each sensor whose own period
+        (its divisor's worth of ticks) has started since it was last rendered."""
+        if self._grid_start is None:
+            self._grid_start = sim_time
+        slot = self._slot(sim_time)
         due = []
-        for cam in self.rig:
-            if sim_time + 1e-9 >= self._next_due[cam.name]:
-                due.append(cam)
-                period = 1.0 / cam.rate_hz
-                nxt = self._next_due[cam.name] + period
-                # Behind by more than a period (slow render, pause): skip ahead instead of bursting.
-                self._next_due[cam.name] = nxt if nxt > sim_time else sim_time + period
-        return due
+        for sensor in (*self.rig, *self.lidars):
+            period = slot // self._divisor[sensor.name]
+            if period > self._last_slot[sensor.name]:
+                self._last_slot[sensor.name] = period
+                due.append(sensor)
+        return ([c for c in due if isinstance(c, CameraSpec)], [x for x in due if isinstance(x, LidarSpec)])
 
     def seconds_until_due(self) -> float:
-        """Wall seconds until the next camera is due (<= 0: now; inf while paused)."""
+        """Wall seconds until the next sensor is due (<= 0: now; inf while paused)."""
         if self.clock.paused:
             return math.inf
-        return (min(self._next_due.values()) - self.clock.sim_time) / self.clock.rate
+        if self._grid_start is None:
+            return 0.0
+        ticks = min((self._last_slot[name] + 1) * n for name, n in self._divisor.items())
+        return (self._grid_start + ticks / self.tick_rate - self.clock.sim_time) / self.clock.rate
 
     def tick(self, into: IntoArrays | None = None) -> SensorFrame | None:
         """Free-running: advance the clock by the wall time since the last tick, move the ego and
@@ -450,13 +477,14 @@ class SimSession:
         dt = sim_time - self._last_sim
         self._last_sim = sim_time
         self._move_ego(sim_time, dt)
-        due = self._due_cameras(sim_time)
-        return self._render(sim_time + self._stamp_offset, due, into) if due else None
+        cameras, lidars = self._due(sim_time)
+        return self._render(sim_time + self._stamp_offset, cameras, into, lidars) if cameras or lidars else None
 
     def step(self, into: IntoArrays | None = None) -> SensorFrame | None:
         """Lockstep: in mode pose, render the pose accepted since the last step at its stamp (the
-        clock moves forward to it; None when no pose came); in the other modes advance one period of
-        the fastest camera, move the ego and render every camera."""
+        clock moves forward to it; None when no pose came) with every sensor; in the other modes
+        advance one tick (a period of the fastest sensor), move the ego and render the sensors due
+        on that tick."""
         if self.mode == "pose":
             with self._lock:
                 request, self._lockstep_pose = self._lockstep_pose, None
@@ -465,15 +493,16 @@ class SimSession:
             stamp = request[0] if request[0] > 0 else self.clock.sim_time
             if stamp > self.clock.sim_time:
                 self.clock.step(stamp - self.clock.sim_time)
-            return self._render(stamp, self.rig, into)
+            return self._render(stamp, self.rig, into, self.lidars)
         sim_time = self.advance()
-        return self._render(sim_time, self.rig, into)
+        cameras, lidars = self._due(sim_time)
+        return self._render(sim_time, cameras, into, lidars)
 
     def advance(self, dt: float | None = None) -> float:
-        """Lockstep without rendering: move the clock ``dt`` sim seconds (default one period of the
-        fastest camera) and the ego with it; returns the sim time. For drivers that render
-        themselves (a vector environment batching many sessions' cameras)."""
-        period = 1.0 / max(c.rate_hz for c in self.rig) if dt is None else float(dt)
+        """Lockstep without rendering: move the clock ``dt`` sim seconds (default one tick: a
+        period of the fastest sensor) and the ego with it; returns the sim time. For drivers that
+        render themselves (a vector environment batching many sessions' cameras)."""
+        period = 1.0 / self.tick_rate if dt is None else float(dt)
         self.clock.step(period)
         sim_time = self.clock.sim_time
         self._move_ego(sim_time, period)
@@ -487,13 +516,15 @@ class SimSession:
         self.sim.warm_up(self.clock.recording_time, self.map_from_base)
         return time.perf_counter() - started
 
-    def _render(self, stamp: float, cameras: list[CameraSpec], into: IntoArrays | None) -> SensorFrame:
+    def _render(self, stamp: float, cameras: list[CameraSpec], into: IntoArrays | None,
+                lidars: list[LidarSpec] = ()) -> SensorFrame:
         with self._lock:
             map_from_base = self._map_from_base.copy()
             velocity = self._velocity
             received, self._pose_received = self._pose_received, None
-        arrays = into([c.name for c in cameras]) if into is not None else None
-        frame = self.sim.render(stamp, self.clock.recording_time, map_from_base, cameras, into=arrays)
+        arrays = into([c.name for c in cameras]) if into is not None and cameras else None
+        frame = self.sim.render(stamp, self.clock.recording_time, map_from_base, cameras, into=arrays,
+                                lidars=list(lidars), velocity=velocity)
         frame.linear_velocity, frame.angular_velocity = velocity
         frame.input_received = received
         s = self.stats
@@ -511,7 +542,7 @@ class SimSession:
     def diagnostics(self) -> SessionDiagnostics:
         s = self.stats
         hz = self.achieved_hz()
-        target = max(c.rate_hz for c in self.rig)
+        target = self.tick_rate
         slow = (not self.clock.paused and not self.lockstep and s.frames_rendered > 10
                 and hz < 0.8 * target * self.clock.rate)
         return SessionDiagnostics(

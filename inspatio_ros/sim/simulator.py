@@ -20,6 +20,7 @@ import torch
 from ..camera import invert_pose
 from ..errors import InputError
 from ..render import Cameras, Renderer, RenderSettings
+from .lidar import LidarFrame, LidarSampler, LidarSpec
 from .rig import CameraSpec
 
 
@@ -42,6 +43,7 @@ class SensorFrame:
     recording_time: float            # moment of the recording rendered
     map_from_base: np.ndarray        # ego pose
     cameras: list[CameraFrame] = field(default_factory=list)
+    lidars: list[LidarFrame] = field(default_factory=list)   # the LiDARs due this tick (same stamp)
     render_s: float = 0.0            # wall seconds spent rendering + copying to the host
     # The ego's motion in base_link (m/s, rad/s), filled in by SimSession: what odometry reports.
     linear_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -112,8 +114,10 @@ class Simulator:
     """Renders a rig at an ego pose and a moment of the recording, all cameras batched per size."""
 
     def __init__(self, world, rig: list[CameraSpec], *, device: str = "auto",
-                 settings: RenderSettings | None = None, reference_camera: str | None = None, refiner=None):
-        """``refiner``: a generator.Refiner applied to every render batch (None: the raw render)."""
+                 settings: RenderSettings | None = None, reference_camera: str | None = None, refiner=None,
+                 lidars: list[LidarSpec] | None = None):
+        """``refiner``: a generator.Refiner applied to every camera render batch (None: the raw
+        render); ``lidars``: the LiDARs (sim/lidar.py), rendered raw (no refiner: ranges, not looks)."""
         if not rig:
             raise InputError("the camera rig is empty", "list at least one camera in cameras.names")
         self.world = world
@@ -135,6 +139,8 @@ class Simulator:
         self._optical_from_base_ref = invert_pose(self.reference.base_from_optical())
         self._host: dict = {}
         self._flip = 0
+        self.lidars = list(lidars or [])
+        self._lidar_samplers = {spec.name: LidarSampler(spec, self.device) for spec in self.lidars}
 
     # -- poses -------------------------------------------------------------------------------
     def recorded_base_pose(self, recording_time: float, lateral_offset: float = 0.0) -> np.ndarray:
@@ -162,9 +168,11 @@ class Simulator:
 
     def render(self, stamp: float, recording_time: float, map_from_base: np.ndarray,
                cameras: list[CameraSpec] | None = None,
-               into: dict[str, dict[str, np.ndarray]] | None = None) -> SensorFrame:
-        """Render ``cameras`` (default: the rig) at the ego pose ``map_from_base`` and the recording
-        time. ``into`` (camera name -> "rgb", "depth" and, where published, "points", "coverage"
+               into: dict[str, dict[str, np.ndarray]] | None = None, lidars: list[LidarSpec] | None = None,
+               velocity: tuple[np.ndarray, np.ndarray] | None = None) -> SensorFrame:
+        """Render ``cameras`` (default: the rig) and ``lidars`` (default: all) at the ego pose
+        ``map_from_base`` and the recording time; ``velocity`` (linear m/s, angular rad/s in
+        base_link, default still) moves the ego during a LiDAR sweep. ``into`` (camera name -> "rgb", "depth" and, where published, "points", "coverage"
         arrays) receives the images directly (the node passes its writer processes' shared memory,
         page-locked on CUDA); without it they land in reused host buffers of the simulator."""
         cameras = self.rig if cameras is None else cameras
@@ -197,13 +205,36 @@ class Simulator:
                     points=host[i]["points"], coverage_fraction=float(seen[i]),
                     map_from_optical=map_from_base @ s.base_from_optical())
         frame.cameras = [by_name[s.name] for s in cameras]
+        lidars = self.lidars if lidars is None else lidars
+        linear, angular = velocity if velocity is not None else (np.zeros(3), np.zeros(3))
+        frame.lidars = [self.render_lidar(spec, recording_time, map_from_base, linear, angular) for spec in lidars]
         frame.render_s = time.perf_counter() - started
         return frame
+
+    def lidar_sampler(self, name: str) -> LidarSampler:
+        """The render plan of LiDAR ``name`` (its views, sector moments, per-point tables)."""
+        return self._lidar_samplers[name]
+
+    def render_lidar(self, spec: LidarSpec, recording_time: float, map_from_base: np.ndarray,
+                     linear=(0.0, 0.0, 0.0), angular=(0.0, 0.0, 0.0)) -> LidarFrame:
+        """One sweep of LiDAR ``spec`` starting at the ego pose ``map_from_base``: every sector
+        rendered from where the sensor is when it sweeps it (one render call on CUDA)."""
+        sampler = self._lidar_samplers[spec.name]
+        at_sectors = sampler.sensor_poses(map_from_base, linear, angular)                  # map_from_link
+        out = sampler.views.render(self.renderer, self.world_from_map @ at_sectors, recording_time)
+        samples = sampler.views.sample(out)
+        ranges, rgb, covered, cos = (x[0].cpu().numpy() for x in (samples.range, samples.rgb, samples.coverage,
+                                                                    samples.cos_incidence))
+        at_stamp = map_from_base @ spec.base_from_link()
+        points = sampler.points(ranges, rgb, covered, cos, at_stamp, at_sectors)
+        return LidarFrame(spec, points, at_stamp, len(points), len(ranges))
 
     def warm_up(self, recording_time: float, map_from_base: np.ndarray) -> None:
         """Render the rig once and keep nothing (on CUDA the first render compiles the kernels)."""
         for _specs, _cams, out in self._render_groups(map_from_base, recording_time, self.rig):
             del out
+        for spec in self.lidars:
+            self.render_lidar(spec, recording_time, map_from_base)
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
 

@@ -52,7 +52,8 @@ def test_lookup_recovers_an_analytic_plane_exactly():
         ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
         down = torch.as_tensor(views.sensor_from_view[i, :3, :3].T @ np.array([0, 0, -1.0]))
         drop = ray @ down                               # metres down per unit of optical z
-        depth[i] = torch.where(drop > 1e-6, plane_height / drop, torch.tensor(float("nan"), dtype=torch.float64)).float()
+        nan = torch.tensor(float("nan"), dtype=torch.float64)
+        depth[i] = torch.where(drop > 1e-6, plane_height / drop, nan).float()
     out = RenderOutput(torch.zeros(*depth.shape, 3, dtype=torch.uint8), depth, torch.isfinite(depth))
     truth = plane_height / -dirs[:, 2]
     exact = views.sample(out, "bilinear").range[0].numpy()
@@ -74,9 +75,11 @@ def test_range_matches_ray_caster_on_the_street(street_world, street):
     world_from_sensor = c2w.copy()
     world_from_sensor[:3, :3] = c2w[:3, :3] @ LINK_FROM_OPTICAL_ROTATION.T   # x forward, z up at the camera
     rng = np.random.default_rng(7)
-    for dirs, pitch in ((ring_directions(np.linspace(-15, 15, 16), 900), math.radians(0.4)),
-                        (rng.normal(size=(20000, 3)), math.radians(0.5))):
-        got = render_directions(renderer, world_from_sensor, dirs, pitch, t)
+    ring = ring_directions(np.linspace(-15, 15, 16), 900)
+    for dirs, pitch, rows in ((ring, math.radians(0.4), None), (ring, math.radians(0.4), math.radians(1.6)),
+                              (rng.normal(size=(20000, 3)), math.radians(0.5), None)):
+        views = DirectionalViews(dirs, pitch, renderer.device, row_pitch_rad=rows)
+        got = views.sample(renderer.render(views.cameras(world_from_sensor), t))
         truth = scene.ranges(world_from_sensor[:3, 3], dirs @ world_from_sensor[:3, :3].T, t)
         r = got.range[0].numpy()
         both = got.coverage[0].numpy() & np.isfinite(truth) & np.isfinite(r)
