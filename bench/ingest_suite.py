@@ -166,8 +166,10 @@ def make_input(clip_path: Path, variant: str, folder: Path) -> Path:
 def run_build(input_path: Path, world_path: Path, log_path: Path, *, device: str, holdout: int,
               max_size: int | None, intrinsics: str | None = None) -> dict:
     """``inspatio-ros build`` in a child process: its wall seconds, peak RSS and exit status."""
+    # --no-optimize: the suite scores ingest (poses, depth, fusion); on CUDA build would otherwise
+    # also fit the Gaussians (tools/h200_gaussian_run.py scores that).
     cmd = [sys.executable, "-m", "inspatio_ros.cli", "--device", device, "build", str(input_path),
-           "-o", str(world_path), "--holdout", str(holdout)]
+           "-o", str(world_path), "--holdout", str(holdout), "--no-optimize"]
     if max_size:
         cmd += ["--max-size", str(max_size)]
     if intrinsics:

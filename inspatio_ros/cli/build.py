@@ -113,7 +113,10 @@ def run(args) -> int:
         from ..gaussians.optimize import optimize as optimize_world
         from ..generator.data import frame_loader
 
-        check_device(device, world, optimize_settings, explicit=str(args.device) != "auto")
+        try:
+            check_device(device, world, optimize_settings, explicit=str(args.device) != "auto")
+        except InputError as e:
+            raise InputError(f"{e.problem} (the fused world {output} is written, not optimized)", e.fix) from None
         checkpoint = output.with_name(output.name + ".ckpt")
         result = optimize_world(world, frame_loader(world), optimize_settings, device=device,
                                 log=lambda line: print(line, file=sys.stderr), checkpoint=checkpoint)
