@@ -109,7 +109,7 @@ def test_synth_bad_flags_give_one_line(tmp_path, flags, names, fix):
 
 def test_render_unknown_preset_gives_one_line(wall_world, tmp_path):
     video = tmp_path / "out.mp4"
-    line = one_error_line(run_cli("render", str(wall_world), "--traj", "no_such_path", "-o", str(video)), "render")
+    line = one_error_line(run_cli_in_process("render", str(wall_world), "--traj", "no_such_path", "-o", str(video)), "render")
     assert "'no_such_path'" in line
     assert "x_y_circle_cycle" in line  # the fix lists the presets
     assert not video.exists()
@@ -119,18 +119,18 @@ def test_render_unknown_preset_gives_one_line(wall_world, tmp_path):
 def test_info_on_a_non_world_file_errors_cleanly(tmp_path, content):
     path = tmp_path / "not_a_world.safetensors"
     path.write_bytes(content)
-    line = one_error_line(run_cli("info", str(path)), "info")
+    line = one_error_line(run_cli_in_process("info", str(path)), "info")
     assert str(path) in line and "inspatio-ros build" in line
     assert "Traceback" not in line
 
 
 def test_info_on_a_missing_file(tmp_path):
-    line = one_error_line(run_cli("info", str(tmp_path / "missing.safetensors")), "info")
+    line = one_error_line(run_cli_in_process("info", str(tmp_path / "missing.safetensors")), "info")
     assert "does not exist" in line
 
 
 def test_info_on_a_world(wall_world):
-    result = run_cli("info", str(wall_world))
+    result = run_cli_in_process("info", str(wall_world))
     assert result.returncode == 0, result.stderr
     assert "static_points: 15000" in result.stdout
     assert "image_size: [64, 48]" in result.stdout
@@ -253,7 +253,7 @@ inspatio_ros:
 
 def test_render_checks_the_trajectory_before_loading_the_world(tmp_path):
     """An unknown preset is reported even when the world file is missing (checked first)."""
-    line = one_error_line(run_cli("render", str(tmp_path / "absent.safetensors"), "--traj", "no_such_path",
+    line = one_error_line(run_cli_in_process("render", str(tmp_path / "absent.safetensors"), "--traj", "no_such_path",
                                   "-o", str(tmp_path / "o.mp4")), "render")
     assert "no_such_path" in line
 

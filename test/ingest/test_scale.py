@@ -10,7 +10,7 @@ from inspatio_ros.ingest.odometry import OdometryResult
 from inspatio_ros.ingest.scale import (DEFAULT_CAMERA_HEIGHT, check_scale_distance, decide_scale,
                                        parse_scale_distance)
 
-from cli_helpers import run_cli
+from cli_helpers import run_cli_in_process
 
 INTR = Intrinsics(200.0, 200.0, 159.5, 89.5, 320, 180)
 
@@ -106,8 +106,8 @@ def test_bad_scale_distances_are_refused_with_the_fix(text, message):
 
 
 def test_the_cli_refuses_a_bad_scale_distance_before_it_builds(street, tmp_path):
-    proc = run_cli("build", str(street / "video.mp4"), "-o", str(tmp_path / "w.safetensors"), "--scale-distance",
-                   "4,4,10")
+    proc = run_cli_in_process("build", str(street / "video.mp4"), "-o", str(tmp_path / "w.safetensors"),
+                              "--scale-distance", "4,4,10")
     assert proc.returncode != 0 and "names frame 4 twice" in proc.stderr
     from inspatio_ros.ingest.build import build_world
 
