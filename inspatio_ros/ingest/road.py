@@ -77,6 +77,15 @@ def road_normal_in_camera(c2w: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n)
 
 
+def elevation_deg(intr: Intrinsics, down: np.ndarray) -> np.ndarray:
+    """Elevation (h,w, degrees) of each pixel's ray above the horizon of a camera whose world
+    'down' is ``down`` (unit, camera coordinates: road_normal_in_camera); negative below it."""
+    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
+    x, y = (u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy
+    along = down[0] * x + down[1] * y + down[2]
+    return np.degrees(np.arcsin(np.clip(-along / np.sqrt(x * x + y * y + 1.0), -1.0, 1.0))).astype(np.float32)
+
+
 def road_inverse_depth(plane: tuple[np.ndarray, float] | None, intr: Intrinsics) -> np.ndarray | None:
     """Inverse depth (h,w) of the road plane per pixel (NaN above its horizon)."""
     if plane is None:

@@ -8,7 +8,7 @@ import pytest
 
 from inspatio_ros.camera import load_camera_info
 from inspatio_ros.ingest.mvs import MVSSettings, dense_depth, depth_bounds
-from inspatio_ros.ingest.mvs.filters import fill_planar_holes, moving_object_mask, sky_mask
+from inspatio_ros.ingest.mvs.filters import fill_planar_holes, moving_object_mask, sky_and_surfaces, sky_mask
 from inspatio_ros.ingest.road import fit_road_plane
 from inspatio_ros.posefile import read_poses
 from inspatio_ros.video import read_image
@@ -267,6 +267,53 @@ def test_sky_is_bright_blank_top_with_nothing_measured_above():
     assert sky[:15, :40].all() and not sky[15:].any() and not sky[5:15, 40:].any()
     dark = sky_mask(depth, texture, np.full(depth.shape, 0.3, np.float32), 0.01)
     assert not dark.any()                 # a shaded blank facade top is not sky
+
+
+def test_a_blank_wall_reaching_below_the_horizon_is_not_sky():
+    """A room's bright blank wall spans the top border with nothing measured above it, like sky,
+    but comes down past the horizon (to the floor); sky stays above it."""
+    from inspatio_ros.camera import Intrinsics
+    from inspatio_ros.ingest.road import elevation_deg
+
+    intr = Intrinsics(50.0, 50.0, 29.5, 19.5, 60, 40)
+    level = elevation_deg(intr, np.array([0.0, 1.0, 0.0]))
+    assert abs(level[19, 30] - np.degrees(np.arctan(0.5 / 50))) < 1e-3 and level[:19].min() > 0 > level[20:].max()
+    pitched = elevation_deg(intr, np.array([0.0, np.cos(0.1), np.sin(0.1)]))   # 0.1 rad down
+    assert abs(pitched[19, 30] - (level[19, 30] - np.degrees(0.1))) < 0.05
+    depth = np.full((40, 60), 10.0, np.float32)
+    depth[:30, :30] = np.nan              # blank wall down to row 29 (8-11 degrees below the horizon)
+    depth[:15, 30:] = np.nan              # blank sky above the horizon
+    texture = np.zeros_like(depth)
+    gray = np.full(depth.shape, 0.3, np.float32)
+    gray[:30] = 0.8
+    without = sky_mask(depth, texture, gray, 0.01)
+    assert without[:30, :30].all()                               # the old rule took the wall
+    split = depth.copy()
+    split[:15, 29] = 7.0                  # a measured edge between wall and sky
+    split[15:30, 29] = 7.0
+    sky = sky_mask(split, texture, gray, 0.01, level)
+    assert not sky[:, :29].any() and sky[:15, 30:].all()
+    # The same wall region seen from a camera pitched up 0.2 rad lies above the horizon: sky.
+    up = elevation_deg(intr, np.array([0.0, np.cos(0.2), -np.sin(0.2)]))
+    assert sky_mask(split, texture, gray, 0.01, up)[:29, :29].all()
+
+
+def test_a_blank_facade_around_its_windows_is_not_sky():
+    """A bright blank facade reaching the top border surrounds its measured windows; sky only
+    shows under thin things (a lamp's arm)."""
+    depth = np.full((40, 60), 10.0, np.float32)
+    depth[:20] = np.nan                   # blank and bright down to row 19
+    texture = np.zeros_like(depth)
+    gray = np.full(depth.shape, 0.3, np.float32)
+    gray[:20] = 0.8
+    lamp = depth.copy()
+    lamp[6, 10:14] = 5.0                  # a lamp head: 52 px under it of 1196
+    sky = sky_mask(lamp, texture, gray, 0.01)
+    assert sky.sum() == 1196 - 52 and not sky[7:, 10:14].any()
+    facade = depth.copy()
+    facade[4:10, 5:55] = 12.0             # a row of windows: 500 px of 900 under them
+    sky, surfaces = sky_and_surfaces(facade, texture, gray, 0.01)
+    assert not sky.any() and surfaces.sum() == 900   # counted as a surface (dense_depth's vote)
 
 
 def test_depth_bounds_follow_the_landmarks():

@@ -13,8 +13,8 @@ import torch
 
 from ...camera import Intrinsics
 from ...video import resize_depth
-from ..road import fit_road_plane, road_inverse_depth, road_normal_in_camera, road_region_points
-from .filters import fill_planar_holes, fill_small_holes, moving_object_mask, near_side_of_depth_steps, sky_mask
+from ..road import elevation_deg, fit_road_plane, road_inverse_depth, road_normal_in_camera, road_region_points
+from .filters import fill_planar_holes, fill_small_holes, moving_object_mask, near_side_of_depth_steps, sky_and_surfaces
 from .propagate import propagate_depth
 from .settings import MVSSettings
 from .sweep import PlaneSweep, depth_bounds
@@ -196,6 +196,11 @@ class _Stream:
         self.last_matched = -1
         self.needs_road = filtered and s.propagate > 0 and s.road_plane
         self.road_points: list[np.ndarray] = []
+        self.elevation: np.ndarray | None = None
+        # Pixels of the checked frames taken for sky, and of bright blank top regions found to be
+        # surfaces (filters.sky_and_surfaces): more of the latter, and the scene has no sky.
+        self.sky_area = 0
+        self.surface_area = 0
         self.road_fitted = not self.needs_road
         self.road = None            # the road's inverse depth per pixel (matching size)
         self.up = None              # the road's normal in camera coordinates
@@ -290,9 +295,19 @@ class _Stream:
         d = fill_small_holes(d, s.fill_holes_px)
         sky = np.zeros(d.shape, bool)
         if s.sky:
-            sky = sky_mask(d, texture, raw[5].cpu().numpy(), s.min_texture)
+            sky, surfaces = sky_and_surfaces(d, texture, raw[5].cpu().numpy(), s.min_texture, self._elevation())
+            self.sky_area += int(sky.sum())
+            self.surface_area += int(surfaces.sum())
         self.checked[i] = (d, measured, sky)
         self.waiting.append(i)
+
+    def _elevation(self) -> np.ndarray | None:
+        """Elevation of each pixel above the horizon (degrees, matching size) from the path's
+        'down' (road_normal_in_camera: a rigidly mounted camera), made once; None for a single
+        frame (no path)."""
+        if self.elevation is None and len(self.sweep.c2w) > 1:
+            self.elevation = elevation_deg(self.sweep.intr, road_normal_in_camera(self.sweep.c2w))
+        return self.elevation
 
     def _fit_road(self) -> None:
         s, sweep = self.s, self.sweep
@@ -329,6 +344,11 @@ class _Stream:
                          np.zeros((intr.height, intr.width), np.float32))
             return
         d, measured, sky = checked
+        if self.surface_area > self.sky_area:
+            # Most bright blank regions at the top were surfaces (a room's walls and ceiling): the
+            # scene shows no sky, and the rest are surfaces the rules could not tell (a wall
+            # corner above the horizon with nothing measured in it): propagation may fill them.
+            sky = np.zeros_like(sky)
         cost = raw[1].cpu().numpy()
         moving_mask = np.zeros(d.shape, bool)
         if self.filtered and s.moving and road is not None:
