@@ -1,0 +1,64 @@
+"""Distorted camera images from pinhole renders (plumb_bob, rational_polynomial).
+
+A distorted camera (K, lens, size) is drawn as a pinhole view wide enough to hold the rays of
+all its pixels (lens.covering_pinhole: same focal lengths, larger image) and warped on the
+renderer's device: colour bilinearly, depth and coverage by the nearest render pixel (a blend
+of a near and a far depth would be a surface that is not there). Pixels whose ray the lens
+does not image (past the model's fold) get the background colour, NaN depth and no coverage.
+The warp grids are made once per camera (numpy, float64) and kept on the device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..camera import Intrinsics
+from ..lens import Lens, covering_pinhole, distorted_rays
+from .types import RenderOutput
+
+
+@dataclass
+class DistortedView:
+    """How one distorted camera is drawn from its pinhole render."""
+
+    render_intrinsics: Intrinsics      # the covering pinhole view that is rendered
+    grid: torch.Tensor                 # (H, W, 2) float32 grid_sample coordinates into that render
+    valid: torch.Tensor                # (H, W) bool: pixels the lens images
+    ray_xy: torch.Tensor               # (H, W, 2) float32 x/z, y/z of each pixel's ray (NaN invalid)
+
+    @classmethod
+    def make(cls, intrinsics: Intrinsics, lens: Lens, device) -> "DistortedView":
+        if lens.is_fisheye:
+            raise ValueError("an equidistant (fisheye) camera is rendered by ray direction, not warped")
+        size = (intrinsics.width, intrinsics.height)
+        K_r, (w_r, h_r) = covering_pinhole(intrinsics.K, lens, size)
+        render = Intrinsics(K_r[0, 0], K_r[1, 1], K_r[0, 2], K_r[1, 2], w_r, h_r)
+        rays, valid = distorted_rays(intrinsics.K, lens, size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ray_xy = rays[..., :2] / rays[..., 2:3]
+        u = ray_xy[..., 0] * K_r[0, 0] + K_r[0, 2]
+        v = ray_xy[..., 1] * K_r[1, 1] + K_r[1, 2]
+        # grid_sample with align_corners=True: -1 and +1 are the centres of the outer pixels.
+        grid = np.stack([2.0 * u / (w_r - 1) - 1.0, 2.0 * v / (h_r - 1) - 1.0], -1)
+        grid[~valid] = -2.0                    # outside the render: zero, then set explicitly
+        as_t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a)).to(device, dt)  # noqa: E731
+        return cls(render, as_t(grid), as_t(valid, torch.bool), as_t(ray_xy))
+
+
+def warp_output(out: RenderOutput, views: list[DistortedView], background: tuple[int, int, int]) -> RenderOutput:
+    """A batch rendered at the views' render_intrinsics -> the distorted images (one batch)."""
+    grid = torch.stack([v.grid for v in views])                    # (B, H, W, 2)
+    valid = torch.stack([v.valid for v in views])
+    rgb = out.rgb.permute(0, 3, 1, 2).to(torch.float32)
+    rgb = F.grid_sample(rgb, grid, mode="bicubic", padding_mode="border", align_corners=True)
+    rgb = rgb.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    rgb = torch.where(valid[..., None], rgb, torch.tensor(background, dtype=torch.uint8, device=rgb.device))
+    depth = F.grid_sample(out.depth[:, None], grid, mode="nearest", padding_mode="border", align_corners=True)[:, 0]
+    depth = torch.where(valid, depth, torch.full_like(depth, float("nan")))
+    coverage = F.grid_sample(out.coverage[:, None].to(torch.float32), grid, mode="nearest", padding_mode="border",
+                             align_corners=True)[:, 0] > 0.5
+    coverage &= valid
+    return RenderOutput(rgb.contiguous(), depth.contiguous(), coverage.contiguous(), None, out.need_counts)
