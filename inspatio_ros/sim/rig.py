@@ -33,6 +33,9 @@ Rates: the sim ticks at the fastest sensor's rate and every sensor's rate must d
 (30 Hz cameras with a 10 Hz LiDAR: every third tick carries the LiDAR), so sensors due together
 share one tick and one stamp (:func:`check_sensors`).
 
+A fisheye (equidistant) camera is rendered by ray direction (render/lens_warp.py FisheyeView);
+its depth image holds the range along each pixel's ray.
+
 Frames (REP-103/105): ``base_link -> <name>_link -> <name>_optical_frame``. ``<name>_link`` is a
 body frame (x forward, y left, z up) placed by ``xyz``/``rpy``; the optical frame (z forward,
 x right, y down: the frame images, depth and points are in) is fixed to it by the rotation

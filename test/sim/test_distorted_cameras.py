@@ -125,3 +125,41 @@ def test_rig_lens_entries_round_trip_and_bad_entries_get_one_clear_error():
         with pytest.raises(InputError, match=message) as err:
             load_rig(params)
         assert "cameras.front" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fisheye_190_degrees_renders_by_ray_direction(street_world, street):
+    """An equidistant camera seeing 190 degrees: every pixel's range along its own ray against the
+    synthetic street's exact ray caster, at the centre and at the rim (where a pinhole warp
+    would stretch, and beyond 90 degrees where it cannot go at all)."""
+    from inspatio_ros.lens import distorted_rays
+    from inspatio_ros.synth.generate import load_scene
+
+    world, scene = World.load(street_world), load_scene(street)
+    D = [0.02, -0.005, 0.001, 0.0]
+    rig = load_rig({"cameras.front.width": 200, "cameras.front.height": 160, "cameras.front.distortion_model":
+                    "equidistant", "cameras.front.D": D, "cameras.front.fov_deg": 190.0,
+                    "cameras.front.outputs": ["image", "depth", "points", "coverage"]})
+    spec = rig[0]
+    sim = Simulator(world, rig, device="cpu")
+    t = 1.2
+    pose = sim.recorded_base_pose(t)
+    cam = sim.render(0.0, t, pose).cameras[0]
+    rays, valid = distorted_rays(spec.intrinsics.K, spec.lens, (200, 160))
+    theta = np.degrees(np.arccos(np.clip(rays[..., 2], -1, 1)))
+    assert theta[valid].max() > 94.0                       # the image circle reaches 95 degrees
+    assert np.isnan(cam.depth[~valid]).all() and not cam.coverage[~valid].any()
+    c2w = sim.camera_pose(pose, spec)
+    truth = np.full(valid.shape, np.nan, np.float32)
+    truth[valid] = scene.ranges(c2w[:3, 3], rays[valid] @ c2w[:3, :3].T, t)
+    seen = valid & cam.coverage & np.isfinite(truth) & (truth < 80)    # sky is the build's far shell
+    for lo, hi in ((0, 45), (80, 95)):
+        band = seen & (theta >= lo) & (theta < hi)
+        assert band.sum() > 200 and (valid & cam.coverage & (theta >= lo) & (theta < hi)).sum() > \
+            0.4 * (valid & (theta >= lo) & (theta < hi)).sum()
+        assert np.median(np.abs(cam.depth[band] / truth[band] - 1)) < 0.02, (lo, hi)
+    # Its depth image holds ranges; its points lie along the rays at those ranges.
+    pts = cam.points[..., :3][seen]
+    np.testing.assert_allclose(np.linalg.norm(pts, axis=1), cam.depth[seen], rtol=1e-4)
+    np.testing.assert_allclose(pts / cam.depth[seen][:, None], rays[seen], atol=1e-4)
+    info = _published_camera_info(spec)
+    assert info.distortion_model == "equidistant" and list(info.d) == pytest.approx(D)
