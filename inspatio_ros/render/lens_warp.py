@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,8 @@ class DistortedView:
     grid: torch.Tensor                 # (H, W, 2) float32 grid_sample coordinates into that render
     valid: torch.Tensor                # (H, W) bool: pixels the lens images
     ray_per_depth: torch.Tensor        # (H, W, 3) float32 (x/z, y/z, 1) of each pixel's ray (NaN invalid)
+    # On the CPU: cv2.remap's fixed-point maps into the render (invalid pixels outside it).
+    remap: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def make(cls, intrinsics: Intrinsics, lens: Lens, device) -> "DistortedView":
@@ -53,11 +56,19 @@ class DistortedView:
         grid = np.stack([2.0 * u / (w_r - 1) - 1.0, 2.0 * v / (h_r - 1) - 1.0], -1)
         grid[~valid] = -2.0                    # outside the render: zero, then set explicitly
         as_t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a)).to(device, dt)  # noqa: E731
-        return cls(render, as_t(grid), as_t(valid, torch.bool), as_t(ray_per_depth))
+        remap = None
+        if torch.device(device).type == "cpu":
+            u, v = np.where(valid, u, -1e4), np.where(valid, v, -1e4)
+            remap = cv2.convertMaps(u.astype(np.float32), v.astype(np.float32), cv2.CV_16SC2)
+        return cls(render, as_t(grid), as_t(valid, torch.bool), as_t(ray_per_depth), remap)
 
 
 def warp_output(out: RenderOutput, views: list[DistortedView], background: tuple[int, int, int]) -> RenderOutput:
-    """A batch rendered at the views' render_intrinsics -> the distorted images (one batch)."""
+    """A batch rendered at the views' render_intrinsics -> the distorted images (one batch). On
+    the CPU through cv2.remap (its fixed-point bicubic is ~20x faster there than grid_sample's);
+    elsewhere torch's grid_sample, batched."""
+    if out.rgb.device.type == "cpu" and all(v.remap is not None for v in views):
+        return _warp_cv2(out, views, background)
     grid = torch.stack([v.grid for v in views])                    # (B, H, W, 2)
     valid = torch.stack([v.valid for v in views])
     rgb = out.rgb.permute(0, 3, 1, 2).to(torch.float32)
@@ -70,6 +81,21 @@ def warp_output(out: RenderOutput, views: list[DistortedView], background: tuple
                              align_corners=True)[:, 0] > 0.5
     coverage &= valid
     return RenderOutput(rgb.contiguous(), depth.contiguous(), coverage.contiguous(), None, out.need_counts)
+
+
+def _warp_cv2(out: RenderOutput, views: list[DistortedView], background: tuple[int, int, int]) -> RenderOutput:
+    rgb_in, depth_in, cov_in = out.rgb.numpy(), out.depth.numpy(), out.coverage.numpy().view(np.uint8)
+    rgb, depth, coverage = [], [], []
+    for i, view in enumerate(views):
+        m1, m2 = view.remap
+        rgb.append(cv2.remap(rgb_in[i], m1, m2, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=tuple(int(c) for c in background)))
+        depth.append(cv2.remap(depth_in[i], m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=float("nan")))
+        coverage.append(cv2.remap(cov_in[i], m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=0))
+    return RenderOutput(torch.from_numpy(np.stack(rgb)), torch.from_numpy(np.stack(depth)),
+                        torch.from_numpy(np.stack(coverage).astype(bool)), None, out.need_counts)
 
 
 class FisheyeView:
