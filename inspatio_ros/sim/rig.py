@@ -22,8 +22,9 @@ returns them)::
                                              #   (k1 k2 p1 p2 k3 k4 k5 k6) or equidistant (fisheye
                                              #   k1..k4); D defaults to zeros. See lens.py
     cameras.front.fov_deg: 190.0             # equidistant only: the field of view the fisheye sees
-                                             #   (default 180, at most 190); without fx it also sets
-                                             #   the focal length (the image circle spans the width)
+                                             #   (default 180, at most 190); without fx or hfov_deg
+                                             #   (the angle across the width) the image circle of
+                                             #   that view spans the width
 
 Rig presets: ``rig.preset: <name>`` fills in the cameras (and LiDARs, sim/lidar.py) of a preset
 (:data:`RIG_PRESETS`: ``surround6``, ``surround6_lidar``, ``driving_lidar``); any ``cameras.*`` /
@@ -106,8 +107,9 @@ CAMERA_PARAMETERS: dict[str, CameraParameter] = {
     "fy": CameraParameter("px", "> 0", "focal length (default fx)", "fx"),
     "cx": CameraParameter("px", "any", "principal point column (default the centre, (width - 1) / 2)", "centre"),
     "cy": CameraParameter("px", "any", "principal point row (default the centre, (height - 1) / 2)", "centre"),
-    "hfov_deg": CameraParameter("deg", "> 1 and < 179", "horizontal field of view, square pixels, centred "
-                                "(used when no fx/fy/cx/cy is given)"),
+    "hfov_deg": CameraParameter("deg", "> 1 and < 179 (fisheye: <= fov_deg)", "horizontal field of view, square "
+                                "pixels, centred (used when no fx/fy/cx/cy is given; a fisheye's default is its "
+                                "fov_deg)"),
     "xyz": CameraParameter("m", "3 finite numbers", "`<cam>_link` in base_link (REP-103: x forward, y left, z up)"),
     "rpy": CameraParameter("rad", "3 finite numbers", "roll, pitch, yaw of `<cam>_link` in base_link"),
     "rate_hz": CameraParameter("Hz", "> 0", "publish rate"),
@@ -119,7 +121,7 @@ CAMERA_PARAMETERS: dict[str, CameraParameter] = {
                          "the model's coefficients in ROS order: plumb_bob k1 k2 p1 p2 k3; rational_polynomial "
                          "k1 k2 p1 p2 k3 k4 k5 k6; equidistant k1 k2 k3 k4", "zeros"),
     "fov_deg": CameraParameter("deg", "> 0 and <= 190", "equidistant only: the field of view the fisheye sees; "
-                               "without fx the image circle of that view spans the width", "180"),
+                               "without fx or hfov_deg the image circle of that view spans the width", "180"),
 }
 CAMERA_KEYS = tuple(CAMERA_PARAMETERS)
 
@@ -415,11 +417,13 @@ def _camera(name: str, given: dict[str, Any], source: str) -> CameraSpec:
                     "the principal point's row in pixels")
         intrinsics = Intrinsics(fx, fy, cx, cy, width, height)
     elif lens is not None and lens.is_fisheye:
-        if "hfov_deg" in given:
-            raise InputError(f"{source}: '{p}hfov_deg' is set for a fisheye (equidistant) camera",
-                             f"give '{p}fov_deg' (the fisheye's whole field of view) or fx/fy/cx/cy")
-        # The image circle of the field of view spans the image width.
-        focal = 0.5 * width / float(lens.theta_d(np.radians(lens.fov_deg) / 2.0))
+        # hfov_deg: the angle the fisheye sees across the image width (default its whole field of
+        # view: the image circle spans the width).
+        across = _float(p + "hfov_deg", given.get("hfov_deg", lens.fov_deg), source,
+                        lambda v: 1.0 < v <= lens.fov_deg,
+                        f"for a fisheye, the field of view across the image width: above 1 and at most "
+                        f"'{p}fov_deg' ({lens.fov_deg:g}) degrees")
+        focal = 0.5 * width / float(lens.theta_d(np.radians(across) / 2.0))
         intrinsics = Intrinsics(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
     else:
         hfov = _float(p + "hfov_deg", given.get("hfov_deg", DEFAULTS["hfov_deg"]), source,

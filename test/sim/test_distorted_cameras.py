@@ -112,13 +112,16 @@ def test_rig_lens_entries_round_trip_and_bad_entries_get_one_clear_error():
                         "cameras.front.width": 800, "cameras.front.height": 800})[0]
     # Without fx the image circle of the 190 degree view spans the width.
     assert fisheye.intrinsics.fx == pytest.approx(400.0 / np.radians(95.0))
+    across = load_rig({"cameras.front.distortion_model": "equidistant", "cameras.front.hfov_deg": 120.0})[0]
+    assert across.intrinsics.fx == pytest.approx(320.0 / np.radians(60.0))     # 120 degrees across 640 px
     bad = [
         ({"cameras.front.distortion_model": "plumbbob"}, "did you mean 'plumb_bob'"),
         ({"cameras.front.distortion_model": "plumb_bob", "cameras.front.D": [0.1, 0.2]}, "takes 5 coefficients"),
         ({"cameras.front.distortion_model": "equidistant", "cameras.front.fov_deg": 200.0}, "at most 190"),
         ({"cameras.front.distortion_model": "equidistant", "cameras.front.fov_deg": 0.0}, "field of view"),
         ({"cameras.front.D": [0.1, 0, 0, 0, 0]}, "without 'cameras.front.distortion_model'"),
-        ({"cameras.front.distortion_model": "equidistant", "cameras.front.hfov_deg": 120.0}, "fov_deg"),
+        ({"cameras.front.distortion_model": "equidistant", "cameras.front.fov_deg": 150.0,
+          "cameras.front.hfov_deg": 160.0}, "at most 'cameras.front.fov_deg' \\(150\\)"),
         ({"cameras.front.distortion_modle": "plumb_bob"}, "did you mean 'cameras.front.distortion_model'"),
     ]
     for params, message in bad:
