@@ -61,7 +61,7 @@ def resolve_camera(args_intrinsics: str | None, fs: FrameSet, width: int, height
     elif fs.camera_info is not None:
         (intr, lens), source = read_camera_info(fs.camera_info), f"given ({fs.camera_info.name})"
     elif fs.intrinsics is not None:
-        intr, source = fs.intrinsics, "given (the input's camera_info)"
+        intr, source, lens = fs.intrinsics, "given (the input's camera_info)", fs.lens
     else:
         f = PRIOR_FOCAL_FACTOR * max(width, height)
         intr = Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
