@@ -181,28 +181,50 @@ class Lens:
         xy[~valid] = np.nan
         return xy, valid
 
+    def _radial_and_slope(self, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The radial factor R(r^2) and its derivative dR/d(r^2)."""
+        d = self.D
+        num = 1.0 + r2 * (d[0] + r2 * (d[1] + r2 * d[4]))
+        num_slope = d[0] + r2 * (2 * d[1] + r2 * 3 * d[4])
+        if self.model != "rational_polynomial":
+            return num, num_slope
+        den = 1.0 + r2 * (d[5] + r2 * (d[6] + r2 * d[7]))
+        den_slope = d[5] + r2 * (2 * d[6] + r2 * 3 * d[7])
+        return num / den, (num_slope * den - num * den_slope) / (den * den)
+
     def _undistort_newton(self, xy_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newton's method with the model's analytic Jacobian, iterating only on the points not
+        yet converged (a camera's worth of pixels converges in a few steps; points past the fold
+        never do and are dropped once they leave the monotonic radius)."""
         xy = xy_d.copy()
-        h = 1e-7
+        _k1, _k2, p1, p2 = self.D[:4]
+        fold = self._fold_radius()
+        active = np.arange(len(xy))
         for _ in range(NEWTON_ITERATIONS):
-            f = self.distort(xy) - xy_d
-            if np.nanmax(np.abs(f), initial=0.0) < CONVERGED_RESIDUAL * 1e-2:
+            if not len(active):
                 break
-            # 2x2 Jacobian by central differences (the model is a low-order polynomial: exact
-            # enough in float64), solved in closed form per point.
-            jx = (self.distort(xy + [h, 0.0]) - self.distort(xy - [h, 0.0])) / (2 * h)
-            jy = (self.distort(xy + [0.0, h]) - self.distort(xy - [0.0, h])) / (2 * h)
-            a, b, c, d = jx[:, 0], jy[:, 0], jx[:, 1], jy[:, 1]
-            det = a * d - b * c
+            x, y = xy[active, 0], xy[active, 1]
+            r2 = x * x + y * y
+            radial, slope = self._radial_and_slope(r2)
+            fx = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x) - xy_d[active, 0]
+            fy = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y - xy_d[active, 1]
+            a = radial + 2 * x * x * slope + 2 * p1 * y + 6 * p2 * x          # d x_d / d x
+            b = 2 * x * y * slope + 2 * p1 * x + 2 * p2 * y                   # d x_d / d y (= d y_d / d x)
+            d = radial + 2 * y * y * slope + 6 * p1 * y + 2 * p2 * x          # d y_d / d y
+            det = a * d - b * b
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = np.stack([(d * f[:, 0] - b * f[:, 1]) / det, (a * f[:, 1] - c * f[:, 0]) / det], 1)
-            step = np.where(np.isfinite(step), step, 0.0)
+                sx, sy = (d * fx - b * fy) / det, (a * fy - b * fx) / det
+            bad = ~(np.isfinite(sx) & np.isfinite(sy))
+            sx[bad], sy[bad] = 0.0, 0.0
             # A damped step keeps a point that starts beyond the fold from jumping far away.
-            norm = np.linalg.norm(step, axis=1, keepdims=True)
-            step *= np.minimum(1.0, 0.5 / np.maximum(norm, 1e-300))
-            xy = xy - step
+            scale = np.minimum(1.0, 0.5 / np.maximum(np.hypot(sx, sy), 1e-300))
+            xy[active, 0] = x - sx * scale
+            xy[active, 1] = y - sy * scale
+            # Done: converged, or past the fold (the Jacobian no longer positive: no inverse there).
+            done = (np.hypot(fx, fy) < CONVERGED_RESIDUAL * 1e-2) | (r2 > 4 * fold * fold) | bad | (det <= 0)
+            active = active[~done]
         residual = np.linalg.norm(self.distort(xy) - xy_d, axis=1)
-        valid = (residual < CONVERGED_RESIDUAL) & (np.hypot(xy[:, 0], xy[:, 1]) <= self._fold_radius())
+        valid = (residual < CONVERGED_RESIDUAL) & (np.hypot(xy[:, 0], xy[:, 1]) <= fold)
         return xy, valid
 
     def _unproject_fisheye(self, xy_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -324,16 +346,22 @@ def inscribed_pinhole(K_src: np.ndarray, lens: Lens, size: tuple[int, int], max_
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def covering_pinhole(K: np.ndarray, lens: Lens, size: tuple[int, int], max_scale: float = 2.0
-                     ) -> tuple[np.ndarray, tuple[int, int]]:
+def covering_pinhole(K: np.ndarray, lens: Lens, size: tuple[int, int], max_scale: float = 2.0,
+                     rays: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """The pinhole view (K_render, (width, height)) that a distorted camera (K, lens, size) is
     warped from: the same focal lengths (the centre keeps its resolution), an image grown to hold
     the rays of every valid distorted pixel plus a 2-pixel margin for the bilinear taps. Where
     that would be more than ``max_scale`` times the camera's side, the focal lengths shrink instead
-    (strong barrel distortion: the rim was sampled coarsely by the lens anyway)."""
+    (strong barrel distortion: the rim was sampled coarsely by the lens anyway). ``rays``: the
+    camera's distorted_rays, where already made."""
     w, h = size
     K = np.asarray(K, np.float64)
-    xy, valid = lens.undistort(pixels_to_normalised(pixel_grid(w, h), K))
+    if rays is None:
+        rays = distorted_rays(K, lens, size)
+    ray, valid = rays[0].reshape(-1, 3), rays[1].reshape(-1)
+    valid = valid & (ray[:, 2] > 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xy = ray[:, :2] / ray[:, 2:3]
     if not valid.any():
         raise InputError(f"the {lens.model} lens D = {list(lens.D)} images no ray", "check the coefficients")
     xy = xy[valid]

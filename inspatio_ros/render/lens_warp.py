@@ -44,9 +44,9 @@ class DistortedView:
         if lens.is_fisheye:
             raise ValueError("an equidistant (fisheye) camera is rendered by ray direction, not warped")
         size = (intrinsics.width, intrinsics.height)
-        K_r, (w_r, h_r) = covering_pinhole(intrinsics.K, lens, size)
-        render = Intrinsics(K_r[0, 0], K_r[1, 1], K_r[0, 2], K_r[1, 2], w_r, h_r)
         rays, valid = distorted_rays(intrinsics.K, lens, size)
+        K_r, (w_r, h_r) = covering_pinhole(intrinsics.K, lens, size, rays=(rays, valid))
+        render = Intrinsics(K_r[0, 0], K_r[1, 1], K_r[0, 2], K_r[1, 2], w_r, h_r)
         with np.errstate(invalid="ignore", divide="ignore"):
             ray_per_depth = rays / rays[..., 2:3]
             ray_xy = ray_per_depth[..., :2]
