@@ -267,7 +267,7 @@ class Simulator:
             views = [self._distorted_view(s) for s in specs]
             c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
             if isinstance(views[0], FisheyeView):
-                out = self.renderer.render(views[0].views.cameras(c2w[0]), recording_time)
+                out = views[0].views.render(self.renderer, c2w[0], recording_time)
                 out = out if self.refiner is None else self.refiner.refine_output(out)
                 K = torch.as_tensor(specs[0].intrinsics.K[None]).to(self.device, torch.float32)
                 yield specs, K, views[0].ray_per_depth[None], views[0].output(out, background)
