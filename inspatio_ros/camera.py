@@ -129,7 +129,30 @@ def parse_intrinsics(spec: str, width: int | None = None, height: int | None = N
 
 
 def load_camera_info(path: str | os.PathLike) -> Intrinsics:
-    """Read a ROS camera calibration YAML (camera_calibration_parsers format)."""
+    """Read a ROS camera calibration YAML (camera_calibration_parsers format) of a rectified
+    camera: non-zero distortion is an InputError (read_camera_info reads the lens too)."""
+    intr, lens = read_camera_info(path)
+    if lens is not None:
+        raise InputError(f"camera info file {path} has {lens.model} distortion {list(lens.D)}",
+                         "rectify the images first, or build with it (build --intrinsics undistorts the frames)")
+    return intr
+
+
+def parse_calibration(spec: str, width: int | None = None, height: int | None = None):
+    """(Intrinsics, lens.Lens or None) of an --intrinsics value: a camera_info.yaml may carry a
+    distortion model and D; KITTI calib.txt and fx,fy,cx,cy are pinhole (None)."""
+    if os.path.exists(spec):
+        with open(spec, errors="replace") as f:
+            head = f.read(4096)
+        if not re.search(r"^P[0-3]\s*:", head, re.M):
+            return read_camera_info(spec)
+    return parse_intrinsics(spec, width, height), None
+
+
+def read_camera_info(path: str | os.PathLike):
+    """(Intrinsics, lens.Lens or None) of a ROS camera calibration YAML: distortion_model and
+    distortion_coefficients.data (plumb_bob, rational_polynomial, equidistant; lens.py); None
+    where there is no distortion (no D, or a plumb_bob / rational_polynomial D of zeros)."""
     import yaml
 
     path = Path(path)
@@ -145,17 +168,27 @@ def load_camera_info(path: str | os.PathLike) -> Intrinsics:
     if len(k) != 9:
         raise InputError(f"camera info file {path}: camera_matrix.data has {len(k)} numbers",
                          "camera_matrix.data must hold the 9 numbers of the 3x3 matrix")
+    intr = Intrinsics(k[0], k[4], k[2], k[5], width, height)
     dist = data.get("distortion_coefficients", {}) or {}
-    coeffs = [float(v) for v in (dist.get("data") or [])]
-    if any(abs(c) > 1e-9 for c in coeffs):
-        raise InputError(f"camera info file {path} has non-zero distortion {coeffs}",
-                         "rectify the images first; inspatio_ros assumes a pinhole camera")
-    return Intrinsics(k[0], k[4], k[2], k[5], width, height)
+    coeffs = dist.get("data") or [] if isinstance(dist, dict) else dist
+    model = data.get("distortion_model") or ("plumb_bob" if coeffs else None)
+    if model is None:
+        return intr, None
+    from .lens import MODEL_SIZES, Lens
+
+    if model == "plumb_bob" and len(coeffs) == 4:
+        coeffs = list(coeffs) + [0.0]               # OpenCV's 4-coefficient form: k3 = 0
+    if model == "plumb_bob" and not any(coeffs):
+        coeffs = [0.0] * MODEL_SIZES[model]         # an empty or zero D: a rectified camera
+    lens = Lens.parse(model, coeffs, f"camera info file {path}: distortion_model / distortion_coefficients")
+    return intr, None if lens.is_identity else lens
 
 
-def camera_info_yaml(intr: Intrinsics, camera_name: str = "camera") -> str:
-    """The ROS camera calibration YAML text for a rectified pinhole camera."""
+def camera_info_yaml(intr: Intrinsics, camera_name: str = "camera", lens=None) -> str:
+    """The ROS camera calibration YAML text of a camera: a rectified pinhole, or with ``lens``
+    (lens.Lens) its distortion model and D (P = [K | 0] either way)."""
     fx, fy, cx, cy = intr.fx, intr.fy, intr.cx, intr.cy
+    model, D = ("plumb_bob", [0.0] * 5) if lens is None else (lens.model, list(lens.D))
 
     def row(values):
         return "[" + ", ".join(repr(float(v)) for v in values) + "]"
@@ -166,9 +199,9 @@ def camera_info_yaml(intr: Intrinsics, camera_name: str = "camera") -> str:
         f"camera_name: {camera_name}\n"
         "camera_matrix:\n  rows: 3\n  cols: 3\n"
         f"  data: {row([fx, 0, cx, 0, fy, cy, 0, 0, 1])}\n"
-        "distortion_model: plumb_bob\n"
-        "distortion_coefficients:\n  rows: 1\n  cols: 5\n"
-        f"  data: {row([0, 0, 0, 0, 0])}\n"
+        f"distortion_model: {model}\n"
+        f"distortion_coefficients:\n  rows: 1\n  cols: {len(D)}\n"
+        f"  data: {row(D)}\n"
         "rectification_matrix:\n  rows: 3\n  cols: 3\n"
         f"  data: {row([1, 0, 0, 0, 1, 0, 0, 0, 1])}\n"
         "projection_matrix:\n  rows: 3\n  cols: 4\n"
@@ -176,8 +209,8 @@ def camera_info_yaml(intr: Intrinsics, camera_name: str = "camera") -> str:
     )
 
 
-def save_camera_info(path: str | os.PathLike, intr: Intrinsics, camera_name: str = "camera") -> None:
-    atomic_write_text(path, camera_info_yaml(intr, camera_name))
+def save_camera_info(path: str | os.PathLike, intr: Intrinsics, camera_name: str = "camera", lens=None) -> None:
+    atomic_write_text(path, camera_info_yaml(intr, camera_name, lens))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,6 +113,14 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
                          "build it with --holdout K to keep frames out for evaluation")
     gt_dir = Path(gt_dir)
     fs = open_input(gt_dir)
+    rectification = None
+    if world.info.get("lens") is not None and len(fs):
+        # A world built from a distorted camera: its truth is the recording rectified the same way.
+        from .ingest.undistort import Rectification
+
+        h, w = fs.load(0).shape[:2]
+        rectification = Rectification.from_record(world.info["lens"], w, h)
+        fs = rectification.frameset(fs)
     source = world.provenance.get("source", "its provenance's 'source'")
     if int(world.heldout_index.max()) >= len(fs):
         raise InputError(f"ground truth {gt_dir} has {len(fs)} frames; the world holds out frame "
@@ -182,6 +190,8 @@ def evaluate(world: World, gt_dir: str | Path, *, device: str = "auto", shifts: 
         covs.append(entry["coverage"])
         if depth_maps is not None:
             truth_depth = depth_maps.load(idx, truth.shape[:2])
+            if rectification is not None:
+                truth_depth = rectification.depth(truth_depth)
             rel, n = depth_abs_rel(depth, truth_depth)
             if n:
                 entry["depth_absrel"] = rel

@@ -49,13 +49,14 @@ def _image(ts, t, frame, array: np.ndarray, encoding: str):
                                              is_bigendian=0, step=len(data) // h, data=data)
 
 
-def _camera_info(ts, t, frame, intr):
+def _camera_info(ts, t, frame, intr, lens=None):
     T = ts.types
+    model, d = ("plumb_bob", np.zeros(5)) if lens is None else (lens.model, np.array(lens.D, np.float64))
     k = np.array([intr.fx, 0, intr.cx, 0, intr.fy, intr.cy, 0, 0, 1], np.float64)
     p = np.array([intr.fx, 0, intr.cx, 0, 0, intr.fy, intr.cy, 0, 0, 0, 1, 0], np.float64)
     return T["sensor_msgs/msg/CameraInfo"](
-        header=_header(ts, t, frame), height=intr.height, width=intr.width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0,
+        header=_header(ts, t, frame), height=intr.height, width=intr.width, distortion_model=model,
+        d=d, k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
 
@@ -85,13 +86,14 @@ def _pointcloud(ts, t, frame, xyz: np.ndarray):
 
 
 def write_scene_bag(scene: Path, bag: Path, *, depth: bool = True, lidar: bool = False, odometry: bool = True,
-                    static_tf: bool = True, image: bool = True, odom_rate: int = 3) -> dict:
+                    static_tf: bool = True, image: bool = True, odom_rate: int = 3, lens=None) -> dict:
     """Record ``scene`` (an ``inspatio-ros synth`` folder) into the MCAP bag folder ``bag``.
 
     Topics: /camera/image_raw (rgb8), /camera/camera_info, /camera/depth/image (32FC1, +inf = sky),
     /odom (base_link in odom, ``odom_rate`` samples per frame interval, interpolated), /tf_static
     and, with ``lidar``, /lidar/points: the scene's exact depth of every 3rd pixel, in the LiDAR's
-    frame. Returns the truth: camera c2w per frame, times, intrinsics.
+    frame. Returns the truth: camera c2w per frame, times, intrinsics. ``lens`` (lens.Lens): the
+    camera_info's distortion_model and d (the scene's frames are not distorted by it).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from scipy.spatial.transform import Rotation, Slerp
@@ -131,7 +133,7 @@ def write_scene_bag(scene: Path, bag: Path, *, depth: bool = True, lidar: bool =
             w.write(c_odom, int(times[-1] * 1e9), ser(_odometry(ts, times[-1], base[-1]), "nav_msgs/msg/Odometry"))
         for i, t in enumerate(times):
             ns = int(round(t * 1e9))
-            w.write(c_info, ns, ser(_camera_info(ts, t, "camera_optical_frame", intr), "sensor_msgs/msg/CameraInfo"))
+            w.write(c_info, ns, ser(_camera_info(ts, t, "camera_optical_frame", intr, lens), "sensor_msgs/msg/CameraInfo"))
             if image:
                 w.write(c_img, ns, ser(_image(ts, t, "camera_optical_frame", read_image(frames[i]), "rgb8"),
                                        "sensor_msgs/msg/Image"))

@@ -22,7 +22,12 @@ def register(subparsers) -> None:
     p.add_argument("input", help="video file, image folder, dataset folder (frames/, camera_info.yaml, poses, "
                                  "depth/), or rosbag2 bag (folder or .mcap)")
     p.add_argument("-o", "--output", help="world file to write (.safetensors)")
-    p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml)")
+    p.add_argument("--intrinsics", help="camera_info.yaml or fx,fy,cx,cy (default: the folder's camera_info.yaml); "
+                                        "a camera_info's distortion_model and D have the frames undistorted")
+    p.add_argument("--distortion", metavar="MODEL:D1,D2,...",
+                   help="lens distortion of the frames, with --intrinsics' camera matrix: plumb_bob:k1,k2,p1,p2,k3, "
+                        "rational_polynomial:k1,k2,p1,p2,k3,k4,k5,k6 or equidistant:k1,k2,k3,k4 (fisheye); the "
+                        "frames are undistorted to the largest pinhole view inside them")
     p.add_argument("--poses", help="camera poses: TUM, KITTI or per-frame 4x4 file (default: the folder's; "
                                    "'estimate': visual odometry even where the input has poses)")
     p.add_argument("--depth", help="folder of depth maps: .npy metres or 16-bit .png millimetres (default: DIR/depth)")
@@ -90,7 +95,7 @@ def run(args) -> int:
         holdout=args.holdout, stride=args.stride, start=args.start, end=args.end, max_size=args.max_size,
         fov=args.fov, camera_height=args.camera_height,
         scale_distance=None if args.scale_distance is None else parse_scale_distance(args.scale_distance),
-        self_calibrate=not args.no_self_calibration,
+        self_calibrate=not args.no_self_calibration, distortion=args.distortion,
         fusion=FusionSettings(sky_distance=args.sky_distance,
                               frame_local={"auto": None, "on": True, "off": False}[args.frame_local]),
         mvs=MVSSettings(max_size=args.mvs_size, propagate=args.mvs_propagate))

@@ -346,6 +346,7 @@ def _read(reader, path: Path, chosen: BagTopics) -> FrameSet:
         k = info.k
         fs.intrinsics = Intrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(info.width),
                                    int(info.height))
+        fs.lens = _lens_of(info, f"bag {path}: {chosen.camera_info}")
         camera_frame = info.header.frame_id
         notes.append(f"intrinsics from {chosen.camera_info}")
     else:
@@ -426,3 +427,20 @@ def _lidar_depth(scans, times, track, static, base_frame, base_from_cam, fs, top
         return densify_sparse_depth(project_points(xyz @ m[:3, :3].T + m[:3, 3], intr))
 
     return load
+
+
+def _lens_of(info, what: str):
+    """The lens (lens.Lens) of a CameraInfo message with a distortion, None for a rectified camera
+    (no model, or a plumb_bob / rational_polynomial D of zeros): build undistorts with it."""
+    from ..lens import Lens
+
+    d = [float(v) for v in info.d]
+    model = str(info.distortion_model or "")
+    if not model and not any(d):
+        return None
+    if model == "plumb_bob" and not any(d):
+        return None
+    if model == "plumb_bob" and len(d) == 4:
+        d.append(0.0)                              # OpenCV's 4-coefficient form: k3 = 0
+    lens = Lens.parse(model, d, f"{what} distortion_model / d")
+    return None if lens.is_identity else lens

@@ -58,6 +58,9 @@ class BuildSettings:
     camera_height: float | None = None
     scale_distance: tuple[int, int, float] | None = None   # --scale-distance A,B,METRES: frames A, B that far apart
     self_calibrate: bool = True         # --no-self-calibration: with no intrinsics, use the prior focal length
+    # --distortion MODEL:D1,D2,...: the frames' lens (else a camera_info's distortion, if any); the
+    # frames are undistorted to a pinhole view first (undistort.py)
+    distortion: str | None = None
     fusion: FusionSettings = field(default_factory=FusionSettings)    # surfel fusion (--sky-distance, --frame-local)
     mvs: MVSSettings | None = None      # multi-view stereo (--mvs-size, --mvs-propagate); None: the defaults
 
@@ -85,7 +88,8 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     started = time.time()
     seconds: dict[str, float] = {}
     frames = open_frames(input_path, bag_topics=bag_topics, start=s.start, end=s.end, stride=s.stride,
-                         max_size=s.max_size, intrinsics=intrinsics, fov=s.fov, self_calibrate=s.self_calibrate)
+                         max_size=s.max_size, intrinsics=intrinsics, fov=s.fov, self_calibrate=s.self_calibrate,
+                         distortion=s.distortion)
     if s.scale_distance is not None:                # its frames exist before any work is done
         for number, what in zip(s.scale_distance[:2], "AB"):
             frame_position(frames.fs.index, number, what)
@@ -166,6 +170,7 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
             **({"frame_local": True, "frame_local_points": int(fused.local_points)} if fused.frame_local else {}),
             **({} if depth.mvs_info is None else {"mvs": depth.mvs_info}),
             "intrinsics_source": frames.intrinsics_source,
+            **({} if frames.rectification is None else {"lens": frames.rectification.record()}),
             **({} if frames.calibration is None else {"calibration": frames.calibration}),
             "unscaled": bool(poses.info.get("unscaled", False)),
             "frame_names": list(fs.names),

@@ -66,7 +66,7 @@ def given_depth(frames: Frames, depth: str | None) -> Depth | None:
 
         def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
             d = depth_maps.load(int(fs.index[i]) if by_number else i, (native_h, native_w))
-            return resize_depth(d, shape[1], shape[0])
+            return _rectified(frames, resize_depth(d, shape[1], shape[0]))
         return Depth(load_depth, str(depth_dir))
     if fs.depth_load is not None:
         def load_depth(i: int, shape: tuple[int, int]) -> np.ndarray:
@@ -74,10 +74,15 @@ def given_depth(frames: Frames, depth: str | None) -> Depth | None:
             if d.shape != (native_h, native_w):
                 raise InputError(f"depth of frame {fs.names[i]} is {d.shape[1]}x{d.shape[0]}, its image "
                                  f"{native_w}x{native_h}", "record depth registered to the colour image")
-            return resize_depth(d, shape[1], shape[0])
+            return _rectified(frames, resize_depth(d, shape[1], shape[0]))
         return Depth(load_depth, "in the input (" + next((n for n in frames.notes if n.startswith("depth")), "depth")
                      + ")")
     return None
+
+
+def _rectified(frames: Frames, depth: np.ndarray) -> np.ndarray:
+    """Depth registered to distorted frames, drawn like the rectified frames (undistort.py)."""
+    return depth if frames.rectification is None else frames.rectification.depth(depth)
 
 
 def resolve_depth(frames: Frames, poses: Poses, given: Depth | None, held: np.ndarray,

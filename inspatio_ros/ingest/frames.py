@@ -10,8 +10,9 @@ import numpy as np
 
 from ..camera import Intrinsics
 from ..errors import InputError
-from .intrinsics import PRIOR_FOCAL_FACTOR, intrinsics_given, resolve_intrinsics
+from .intrinsics import PRIOR_FOCAL_FACTOR, intrinsics_given, resolve_camera
 from .sources import FrameSet, open_input
+from .undistort import Rectification, describe, parse_distortion
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Frames:
     intrinsics_source: str
     notes: tuple[str, ...]
     calibration: dict | None = None     # self-calibration's record (world.info["calibration"]), if it ran
+    # A camera with lens distortion: how fs's frames were rectified (undistort.py); ``intrinsics``
+    # is then the rectified pinhole camera's.
+    rectification: Rectification | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -38,9 +42,11 @@ class Frames:
 
 def open_frames(input_path: str | Path, *, bag_topics=None, start: float | None = None, end: float | None = None,
                 stride: int = 1, max_size: int | None = None, intrinsics: str | None = None,
-                fov: float | None = None, self_calibrate: bool = True) -> Frames:
+                fov: float | None = None, self_calibrate: bool = True, distortion: str | None = None) -> Frames:
     """Open INPUT (video, image folder, dataset folder or bag) and resolve the intrinsics; with
-    none given, ``self_calibrate`` estimates the focal length from the frames (calibration.py)."""
+    none given, ``self_calibrate`` estimates the focal length from the frames (calibration.py).
+    A lens distortion (the camera_info.yaml's, or ``distortion``: ``MODEL:D1,D2,...``) has the
+    frames rectified to a pinhole view (undistort.py)."""
     fs = open_input(input_path, bag_topics, start=start, end=end, stride=stride, max_size=max_size)
     if len(fs) < 2:
         raise InputError(f"input {input_path} has {len(fs)} frame(s) to use", "a world needs at least two frames "
@@ -48,15 +54,32 @@ def open_frames(input_path: str | Path, *, bag_topics=None, start: float | None 
     first = fs.load(0)
     height, width = first.shape[:2]
     native_w, native_h = fs.native_size or (width, height)
-    intr, intr_source, notes = resolve_intrinsics(intrinsics, fs, native_w, native_h, fov)
+    (intr, intr_source, notes), lens = resolve_camera(intrinsics, fs, native_w, native_h, fov)
+    if distortion is not None:
+        flag_lens = parse_distortion(distortion)
+        if lens is not None:
+            raise InputError(f"--distortion '{distortion}' is given and the camera_info has {lens.model} distortion",
+                             "give the lens once: drop --distortion or the camera_info's distortion")
+        if not intrinsics_given(intrinsics, fs, fov):
+            raise InputError(f"--distortion '{distortion}' is given without the camera's intrinsics",
+                             "distortion coefficients belong to one camera matrix: pass --intrinsics "
+                             "camera_info.yaml or fx,fy,cx,cy (or --fov)")
+        lens = flag_lens
     if (intr.width, intr.height) != (width, height):
         intr = intr.scaled(width, height)
         notes += (f"frames downscaled from {native_w}x{native_h} to {width}x{height} (--max-size)",)
+    rectification = None
+    if lens is not None:
+        rectification = Rectification.make(intr, lens)
+        fs = rectification.frameset(fs)
+        first = fs.load(0)
+        intr = rectification.target
+        intr_source = f"{intr_source}; {describe(rectification)}"
     calibration = None
     if self_calibrate and not intrinsics_given(intrinsics, fs, fov):
         intr, intr_source, notes, calibration = _self_calibrated(fs, width, height, notes)
     return Frames(input_path, fs, first, width, height, (native_w, native_h), intr, intr_source,
-                  tuple(fs.notes) + notes, calibration)
+                  tuple(fs.notes) + notes, calibration, rectification)
 
 
 def _self_calibrated(fs: FrameSet, width: int, height: int, notes: tuple[str, ...]):

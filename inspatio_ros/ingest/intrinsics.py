@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..camera import Intrinsics, load_camera_info, parse_intrinsics
+from ..camera import Intrinsics, parse_calibration, read_camera_info
 from ..errors import InputError
 from .sources import FrameSet
 
@@ -32,22 +32,36 @@ def intrinsics_given(args_intrinsics: str | None, fs: FrameSet, fov: float | Non
 
 def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, height: int,
                        fov: float | None = None) -> ResolvedIntrinsics:
-    """Intrinsics for frames of ``width`` x ``height`` and where they came from: --intrinsics
-    (camera_info.yaml, KITTI calib.txt or fx,fy,cx,cy), --fov (horizontal degrees), the input's
-    camera_info, or else the documented prior (with a note saying so)."""
+    """:func:`resolve_camera` for callers that need a rectified camera: a lens distortion is an
+    InputError (build undistorts; see open_frames)."""
+    resolved, lens = resolve_camera(args_intrinsics, fs, width, height, fov)
+    if lens is not None:
+        raise InputError(f"the camera ({resolved.source}) has {lens.model} distortion {list(lens.D)}",
+                         "rectify the frames first, or let build undistort them")
+    return resolved
+
+
+def resolve_camera(args_intrinsics: str | None, fs: FrameSet, width: int, height: int,
+                   fov: float | None = None):
+    """(ResolvedIntrinsics, lens.Lens or None): intrinsics for frames of ``width`` x ``height``
+    and where they came from: --intrinsics (camera_info.yaml, KITTI calib.txt or fx,fy,cx,cy),
+    --fov (horizontal degrees), the input's camera_info, or else the documented prior (with a
+    note saying so); and the lens distortion of the camera_info they came from (a file's or a
+    bag's), None for a pinhole camera."""
     notes: tuple[str, ...] = ()
+    lens = None
     if args_intrinsics and fov is not None:
         raise InputError("both --intrinsics and --fov are given", "give one of them")
     if args_intrinsics:
-        intr, source = parse_intrinsics(args_intrinsics, width, height), f"given ({args_intrinsics})"
+        (intr, lens), source = parse_calibration(args_intrinsics, width, height), f"given ({args_intrinsics})"
     elif fov is not None:
         if not (np.isfinite(fov) and 1.0 < fov < 179.0):
             raise InputError(f"--fov {fov} is not a horizontal field of view", "give degrees between 1 and 179")
         intr, source = Intrinsics.from_fov(width, height, fov), f"--fov {fov:g} degrees (horizontal)"
     elif fs.camera_info is not None:
-        intr, source = load_camera_info(fs.camera_info), f"given ({fs.camera_info.name})"
+        (intr, lens), source = read_camera_info(fs.camera_info), f"given ({fs.camera_info.name})"
     elif fs.intrinsics is not None:
-        intr, source = fs.intrinsics, "given (the input's camera_info)"
+        intr, source, lens = fs.intrinsics, "given (the input's camera_info)", fs.lens
     else:
         f = PRIOR_FOCAL_FACTOR * max(width, height)
         intr = Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
@@ -68,4 +82,4 @@ def resolve_intrinsics(args_intrinsics: str | None, fs: FrameSet, width: int, he
                          f"scaled by {width / intr.width:g}; give intrinsics of the frames' resolution if the "
                          "frames were cropped, not scaled",)
         intr = intr.scaled(width, height)
-    return ResolvedIntrinsics(intr, source, notes)
+    return ResolvedIntrinsics(intr, source, notes), lens

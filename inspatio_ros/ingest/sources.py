@@ -52,6 +52,7 @@ class FrameSet:
     # Where the decoded frames live when ``load`` reads them from a disk-backed store (a video's):
     # the streaming tests count the frames it holds in memory.
     frame_store: object | None = None
+    lens: object | None = None             # lens.Lens of a bag's camera_info with a distortion (build undistorts)
 
     def __post_init__(self):
         if self.index is None:
@@ -139,6 +140,7 @@ def _window(fs: FrameSet, start, end, stride, max_size) -> FrameSet:
     sub.native_size = fs.native_size
     sub.total_frames = fs.total_frames
     sub.windowed = True
+    sub.lens = fs.lens
     return sub
 
 

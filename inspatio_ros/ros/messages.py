@@ -11,7 +11,8 @@ per-point Python). Conventions:
 * LiDAR points (:meth:`MessageBuilder.lidar_cloud`): unorganised ``PointCloud2`` (height 1), one
   point per return in firing order, fields as the structured array's (sim/lidar.py: the Velodyne
   x, y, z, intensity f32, ring u16, time f32 layout, or Autoware's PointXYZIRCAEDT), ``is_dense``.
-* camera_info: plumb_bob with zero distortion (renders are ideal pinhole images), P = [K | 0].
+* camera_info: the camera's lens (rig distortion_model and D; plumb_bob with zeros for a pinhole
+  camera), P = [K | 0].
 """
 from __future__ import annotations
 
@@ -111,11 +112,14 @@ class MessageBuilder:
         PILImage.fromarray(rgb).save(buf, format="JPEG", quality=int(quality))
         return self.CompressedImage(header=header, format="jpeg", data=self.t.byte_payload(buf.getbuffer()))
 
-    def camera_info(self, header, intr: Intrinsics):
+    def camera_info(self, header, intr: Intrinsics, lens=None):
+        """K of ``intr``; ``lens`` (lens.Lens, None: an ideal pinhole) gives distortion_model and D.
+        P = [K | 0]: image_proc rectifies a distorted image to the pinhole view of the same K."""
         fx, fy, cx, cy = (float(v) for v in (intr.fx, intr.fy, intr.cx, intr.cy))
+        model, d = ("plumb_bob", [0.0] * 5) if lens is None else (lens.model, [float(v) for v in lens.D])
         return self.CameraInfo(
-            header=header, height=int(intr.height), width=int(intr.width), distortion_model="plumb_bob",
-            d=[0.0] * 5, k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+            header=header, height=int(intr.height), width=int(intr.width), distortion_model=model,
+            d=d, k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
             r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
             p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
 

@@ -121,7 +121,8 @@ class NodeOutputs:
             name=cam.name, optical_frame=cam.optical_frame, intrinsics=cam.intrinsics, outputs=tuple(cam.outputs),
             topics=camera_topics(cam.name),
             qos={k: qos_of(self.settings.qos, k, SENSOR_OUT)
-                 for k in ("image", "camera_info", "depth", "points", "coverage", "compressed")}) for cam in self.rig}
+                 for k in ("image", "camera_info", "depth", "points", "coverage", "compressed")},
+            lens=cam.lens) for cam in self.rig}
         choice = self.pub.writer_process
         use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
         if use_writer and self.recorder is not None:

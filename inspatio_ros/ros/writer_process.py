@@ -79,6 +79,7 @@ class CameraLayout:
     outputs: tuple[str, ...]
     topics: dict
     qos: dict                  # output kind -> transport.Qos
+    lens: Any = None           # lens.Lens of a distorted camera (camera_info's model and D), None: pinhole
 
     def arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
         h, w = self.intrinsics.height, self.intrinsics.width
@@ -113,12 +114,12 @@ def publish_cameras(builder, pubs: dict, stamp: float, layouts: list[CameraLayou
         p = pubs[lay.name]
         a = arrays[lay.name]
         header = builder.header(stamp, lay.optical_frame)
-        p["camera_info"].publish(builder.camera_info(header, lay.intrinsics))
+        p["camera_info"].publish(builder.camera_info(header, lay.intrinsics, lay.lens))
         if "image" in p:
             p["image"].publish(builder.image(header, a["rgb"], "rgb8"))
         if "depth" in p:
             p["depth"].publish(builder.image(header, a["depth"], "32FC1"))
-            p["depth_info"].publish(builder.camera_info(header, lay.intrinsics))
+            p["depth_info"].publish(builder.camera_info(header, lay.intrinsics, lay.lens))
         if "points" in p and a.get("points") is not None:
             p["points"].publish(builder.point_cloud(header, a["points"]))
         if "coverage" in p and a.get("coverage") is not None:

@@ -17,6 +17,14 @@ returns them)::
     cameras.front.rate_hz: 30.0              # publish rate (default 30)
     cameras.front.outputs: [image, depth, points]   # subset of image, depth, points, coverage,
                                                     #   compressed (default [image, depth, points])
+    cameras.front.distortion_model: plumb_bob  # lens (default none: an ideal pinhole camera):
+    cameras.front.D: [-0.28, 0.09, 0.0, 0.0, 0.0] #   plumb_bob (k1 k2 p1 p2 k3), rational_polynomial
+                                             #   (k1 k2 p1 p2 k3 k4 k5 k6) or equidistant (fisheye
+                                             #   k1..k4); D defaults to zeros. See lens.py
+    cameras.front.fov_deg: 190.0             # equidistant only: the field of view the fisheye sees
+                                             #   (default 180, at most 190); without fx or hfov_deg
+                                             #   (the angle across the width) the image circle of
+                                             #   that view spans the width
 
 Rig presets: ``rig.preset: <name>`` fills in the cameras (and LiDARs, sim/lidar.py) of a preset
 (:data:`RIG_PRESETS`: ``surround6``, ``surround6_lidar``, ``driving_lidar``); any ``cameras.*`` /
@@ -25,6 +33,9 @@ Rig presets: ``rig.preset: <name>`` fills in the cameras (and LiDARs, sim/lidar.
 Rates: the sim ticks at the fastest sensor's rate and every sensor's rate must divide it exactly
 (30 Hz cameras with a 10 Hz LiDAR: every third tick carries the LiDAR), so sensors due together
 share one tick and one stamp (:func:`check_sensors`).
+
+A fisheye (equidistant) camera is rendered by ray direction (render/lens_warp.py FisheyeView);
+its depth image holds the range along each pixel's ray.
 
 Frames (REP-103/105): ``base_link -> <name>_link -> <name>_optical_frame``. ``<name>_link`` is a
 body frame (x forward, y left, z up) placed by ``xyz``/``rpy``; the optical frame (z forward,
@@ -47,6 +58,7 @@ import numpy as np
 
 from ..camera import Intrinsics, make_pose, rotation_from_rpy
 from ..errors import InputError
+from ..lens import Lens
 
 PREFIX = "cameras."
 NAMES_PARAM = "cameras.names"
@@ -95,12 +107,21 @@ CAMERA_PARAMETERS: dict[str, CameraParameter] = {
     "fy": CameraParameter("px", "> 0", "focal length (default fx)", "fx"),
     "cx": CameraParameter("px", "any", "principal point column (default the centre, (width - 1) / 2)", "centre"),
     "cy": CameraParameter("px", "any", "principal point row (default the centre, (height - 1) / 2)", "centre"),
-    "hfov_deg": CameraParameter("deg", "> 1 and < 179", "horizontal field of view, square pixels, centred "
-                                "(used when no fx/fy/cx/cy is given)"),
+    "hfov_deg": CameraParameter("deg", "> 1 and < 179 (fisheye: <= fov_deg)", "horizontal field of view, square "
+                                "pixels, centred (used when no fx/fy/cx/cy is given; a fisheye's default is its "
+                                "fov_deg)"),
     "xyz": CameraParameter("m", "3 finite numbers", "`<cam>_link` in base_link (REP-103: x forward, y left, z up)"),
     "rpy": CameraParameter("rad", "3 finite numbers", "roll, pitch, yaw of `<cam>_link` in base_link"),
     "rate_hz": CameraParameter("Hz", "> 0", "publish rate"),
     "outputs": CameraParameter("", " | ".join(OUTPUTS), "what the camera publishes (a non-empty list)"),
+    "distortion_model": CameraParameter("", "plumb_bob | rational_polynomial | equidistant",
+                                        "lens distortion (README: Lens distortion); camera_info carries it",
+                                        "none (pinhole)"),
+    "D": CameraParameter("", "5, 8 or 4 finite numbers (by model)",
+                         "the model's coefficients in ROS order: plumb_bob k1 k2 p1 p2 k3; rational_polynomial "
+                         "k1 k2 p1 p2 k3 k4 k5 k6; equidistant k1 k2 k3 k4", "zeros"),
+    "fov_deg": CameraParameter("deg", "> 0 and <= 190", "equidistant only: the field of view the fisheye sees; "
+                               "without fx or hfov_deg the image circle of that view spans the width", "180"),
 }
 CAMERA_KEYS = tuple(CAMERA_PARAMETERS)
 
@@ -117,7 +138,8 @@ def camera_parameter_rows() -> list[tuple[str, object, str, str, str]]:
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One simulated camera: image size, pinhole intrinsics, mount on the ego, rate, outputs."""
+    """One simulated camera: image size, intrinsics (K) and lens distortion (None: an ideal
+    pinhole), mount on the ego, rate, outputs."""
 
     name: str
     width: int
@@ -127,6 +149,7 @@ class CameraSpec:
     rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rate_hz: float = 30.0
     outputs: tuple[str, ...] = ("image", "depth", "points")
+    lens: Lens | None = None
 
     @property
     def link_frame(self) -> str:
@@ -302,6 +325,10 @@ def rig_parameters(rig: list[CameraSpec]) -> dict[str, Any]:
             p + "xyz": [float(v) for v in c.xyz], p + "rpy": [float(v) for v in c.rpy],
             p + "rate_hz": float(c.rate_hz), p + "outputs": list(c.outputs),
         })
+        if c.lens is not None:
+            params.update({p + "distortion_model": c.lens.model, p + "D": list(c.lens.D)})
+            if c.lens.fov_deg is not None:
+                params[p + "fov_deg"] = c.lens.fov_deg
     return params
 
 
@@ -372,6 +399,7 @@ def _camera(name: str, given: dict[str, Any], source: str) -> CameraSpec:
     width = _int(p + "width", given.get("width", DEFAULTS["width"]), source)
     height = _int(p + "height", given.get("height", DEFAULTS["height"]), source)
 
+    lens = _lens(p, given, source)
     pinhole = [k for k in ("fx", "fy", "cx", "cy") if k in given]
     if pinhole and "hfov_deg" in given:
         raise InputError(f"{source}: both '{p}hfov_deg' and '{p}{pinhole[0]}' are set",
@@ -388,6 +416,15 @@ def _camera(name: str, given: dict[str, Any], source: str) -> CameraSpec:
         cy = _float(p + "cy", given.get("cy", (height - 1) / 2.0), source, lambda v: True,
                     "the principal point's row in pixels")
         intrinsics = Intrinsics(fx, fy, cx, cy, width, height)
+    elif lens is not None and lens.is_fisheye:
+        # hfov_deg: the angle the fisheye sees across the image width (default its whole field of
+        # view: the image circle spans the width).
+        across = _float(p + "hfov_deg", given.get("hfov_deg", lens.fov_deg), source,
+                        lambda v: 1.0 < v <= lens.fov_deg,
+                        f"for a fisheye, the field of view across the image width: above 1 and at most "
+                        f"'{p}fov_deg' ({lens.fov_deg:g}) degrees")
+        focal = 0.5 * width / float(lens.theta_d(np.radians(across) / 2.0))
+        intrinsics = Intrinsics(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
     else:
         hfov = _float(p + "hfov_deg", given.get("hfov_deg", DEFAULTS["hfov_deg"]), source,
                       lambda v: 1.0 < v < 179.0, "a horizontal field of view between 1 and 179 degrees, e.g. 90.0")
@@ -411,4 +448,21 @@ def _camera(name: str, given: dict[str, Any], source: str) -> CameraSpec:
     if len(set(outputs)) != len(outputs):
         raise InputError(f"{source}: parameter '{p}outputs' = {list(outputs)} lists an output twice",
                          "give each output once")
-    return CameraSpec(name, width, height, intrinsics, xyz, rpy, rate, tuple(outputs))
+    return CameraSpec(name, width, height, intrinsics, xyz, rpy, rate, tuple(outputs), lens)
+
+
+def _lens(p: str, given: dict[str, Any], source: str) -> Lens | None:
+    """The camera's lens from distortion_model / D / fov_deg; None for a pinhole camera (no model,
+    or plumb_bob / rational_polynomial with all-zero D)."""
+    if "distortion_model" not in given:
+        extra = [k for k in ("D", "fov_deg") if k in given]
+        if extra:
+            raise InputError(f"{source}: '{p}{extra[0]}' is set without '{p}distortion_model'",
+                             "give distortion_model: plumb_bob, rational_polynomial or equidistant")
+        return None
+    model = given["distortion_model"]
+    from ..lens import MODEL_SIZES
+
+    D = given.get("D", [0.0] * MODEL_SIZES.get(model, 0))
+    lens = Lens.parse(model, D, f"{source}: parameters '{p}distortion_model' / 'D' / 'fov_deg'", given.get("fov_deg"))
+    return None if lens.is_identity else lens

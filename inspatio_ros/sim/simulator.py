@@ -20,6 +20,7 @@ import torch
 from ..camera import invert_pose
 from ..errors import InputError
 from ..render import Cameras, Renderer, RenderSettings
+from ..render.lens_warp import DistortedView, FisheyeView, warp_output
 from .lidar import LidarFrame, LidarSampler, LidarSpec
 from .rig import CameraSpec
 
@@ -141,6 +142,7 @@ class Simulator:
         self._flip = 0
         self.lidars = list(lidars or [])
         self._lidar_samplers = {spec.name: LidarSampler(spec, self.device) for spec in self.lidars}
+        self._views: dict[str, DistortedView | FisheyeView] = {}
 
     # -- poses -------------------------------------------------------------------------------
     def recorded_base_pose(self, recording_time: float, lateral_offset: float = 0.0) -> np.ndarray:
@@ -180,10 +182,10 @@ class Simulator:
         frame = SensorFrame(stamp=stamp, recording_time=recording_time, map_from_base=map_from_base)
         by_name = {}
         self._flip ^= 1               # two host buffer sets: one being published, one being filled
-        for specs, cams, out in self._render_groups(map_from_base, recording_time, cameras):
+        for specs, K, ray_per_depth, out in self._render_groups(map_from_base, recording_time, cameras):
             want_points = [("points" in s.outputs) for s in specs]
             want_coverage = [("coverage" in s.outputs) for s in specs]
-            clouds = organised_points(out.depth, out.rgb, cams.K) if any(want_points) else None
+            clouds = organised_points(out.depth, out.rgb, K, ray_per_depth) if any(want_points) else None
             # Only what is published leaves the device.
             if into is not None:
                 host = [self._copy_into(into, s, out, clouds, i, want_points[i], want_coverage[i])
@@ -231,23 +233,54 @@ class Simulator:
 
     def warm_up(self, recording_time: float, map_from_base: np.ndarray) -> None:
         """Render the rig once and keep nothing (on CUDA the first render compiles the kernels)."""
-        for _specs, _cams, out in self._render_groups(map_from_base, recording_time, self.rig):
+        for _specs, _K, _rays, out in self._render_groups(map_from_base, recording_time, self.rig):
             del out
         for spec in self.lidars:
             self.render_lidar(spec, recording_time, map_from_base)
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
 
+    def _distorted_view(self, spec: CameraSpec) -> DistortedView | FisheyeView | None:
+        """How a camera with a lens is drawn (made once), None for a pinhole camera."""
+        if spec.lens is None:
+            return None
+        view = self._views.get(spec.name)
+        if view is None:
+            view = self._views[spec.name] = (FisheyeView(spec.intrinsics, spec.lens, self.device) if spec.lens.is_fisheye
+                                             else DistortedView.make(spec.intrinsics, spec.lens, self.device))
+        return view
+
     def _render_groups(self, map_from_base: np.ndarray, recording_time: float, cameras: list[CameraSpec]):
-        """(specs, Cameras, RenderOutput) per image size: cameras of one size render in one batch."""
-        groups: dict[tuple[int, int], list[CameraSpec]] = {}
+        """(specs, K (B, 3, 3), per-pixel ray per unit of depth (B, H, W, 3) or None for pinhole
+        cameras, RenderOutput) per batch: pinhole cameras of one size render in one batch;
+        distorted cameras of one size and one covering render size in another, warped to their
+        lens; each fisheye camera in a batch of its own cube-face views."""
+        groups: dict[tuple, list[CameraSpec]] = {}
         for spec in cameras:
-            groups.setdefault((spec.width, spec.height), []).append(spec)
+            view = self._distorted_view(spec)
+            key = (spec.width, spec.height) if view is None else ("fisheye", spec.name) if isinstance(
+                view, FisheyeView) else (spec.width, spec.height, view.render_intrinsics.width,
+                                         view.render_intrinsics.height)
+            groups.setdefault(key, []).append(spec)
+        background = self.renderer.settings.background
         for specs in groups.values():
+            views = [self._distorted_view(s) for s in specs]
             c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
-            cams = Cameras.from_intrinsics([s.intrinsics for s in specs], c2w, self.device)
+            if isinstance(views[0], FisheyeView):
+                out = views[0].views.render(self.renderer, c2w[0], recording_time)
+                out = out if self.refiner is None else self.refiner.refine_output(out)
+                K = torch.as_tensor(specs[0].intrinsics.K[None]).to(self.device, torch.float32)
+                yield specs, K, views[0].ray_per_depth[None], views[0].output(out, background)
+                continue
+            drawn = [s.intrinsics if v is None else v.render_intrinsics for s, v in zip(specs, views)]
+            cams = Cameras.from_intrinsics(drawn, c2w, self.device)
             out = self.renderer.render(cams, recording_time)
-            yield specs, cams, out if self.refiner is None else self.refiner.refine_output(out)
+            out = out if self.refiner is None else self.refiner.refine_output(out)
+            if views[0] is None:
+                yield specs, cams.K, None, out
+            else:
+                K = torch.as_tensor(np.stack([s.intrinsics.K for s in specs])).to(self.device, torch.float32)
+                yield specs, K, torch.stack([v.ray_per_depth for v in views]), warp_output(out, views, background)
 
     @staticmethod
     def _copy_into(into: dict, spec: CameraSpec, out, clouds, i: int, want_points: bool,
@@ -271,19 +304,26 @@ class Simulator:
         return host
 
 
-def organised_points(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 4) float32: optical-frame x, y, z from depth (NaN stays NaN) + rgb packed as float bits."""
+def organised_points(depth: torch.Tensor, rgb: torch.Tensor, K: torch.Tensor,
+                     ray_per_depth: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, W, 4) float32: optical-frame x, y, z from depth (NaN stays NaN) + rgb packed as float bits.
+    ``ray_per_depth`` (B, H, W, 3): for cameras with a lens, the point of each pixel per unit of
+    its depth value ((x/z, y/z, 1) of its ray; a fisheye's unit ray, its depth being the range);
+    else the pinhole rays of K."""
     b, h, w = depth.shape
     dev = depth.device
-    u = torch.arange(w, device=dev, dtype=torch.float32)
-    v = torch.arange(h, device=dev, dtype=torch.float32)
-    fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
-    xn = (u[None, :] - cx[:, None]) / fx[:, None]        # (B, W)
-    yn = (v[None, :] - cy[:, None]) / fy[:, None]        # (B, H)
     out = torch.empty((b, h, w, 4), device=dev, dtype=torch.float32)
-    out[..., 0] = depth * xn[:, None, :]
-    out[..., 1] = depth * yn[:, :, None]
-    out[..., 2] = depth
+    if ray_per_depth is not None:
+        out[..., :3] = depth[..., None] * ray_per_depth
+    else:
+        u = torch.arange(w, device=dev, dtype=torch.float32)
+        v = torch.arange(h, device=dev, dtype=torch.float32)
+        fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
+        xn = (u[None, :] - cx[:, None]) / fx[:, None]        # (B, W)
+        yn = (v[None, :] - cy[:, None]) / fy[:, None]        # (B, H)
+        out[..., 0] = depth * xn[:, None, :]
+        out[..., 1] = depth * yn[:, :, None]
+        out[..., 2] = depth
     c = rgb.to(torch.int32)
     packed = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
     out[..., 3] = packed.view(torch.float32)

@@ -123,3 +123,19 @@ def test_bad_bags_get_one_clear_error(street, tmp_path):
 # Minutes of node processes, builds or training on 2 cores: left out of the quick loop
 # (`pytest -m "not slow"`); CI runs everything.
 pytestmark = pytest.mark.slow
+
+
+def test_a_camera_info_with_distortion_has_the_frames_undistorted(street, tmp_path):
+    """The bag's CameraInfo distortion_model and d reach the build like a camera_info.yaml's (the
+    street's frames are pinhole; this checks the path, test_undistort_build the geometry)."""
+    from inspatio_ros.ingest.build import build_world
+    from inspatio_ros.lens import Lens
+
+    lens = Lens.parse("rational_polynomial", [2.1, 0.45, 0.0009, -0.0011, 0.012, 2.4, 1.1, 0.06])
+    path = tmp_path / "distorted"
+    write_scene_bag(street, path, depth=False, lens=lens)
+    fs = open_bag(path, BagTopics())
+    assert fs.lens == lens
+    world = build_world(path, holdout=0, device="cpu", end=0.3)
+    assert world.info["lens"]["distortion_model"] == "rational_polynomial"
+    assert "undistorted from rational_polynomial" in world.info["intrinsics_source"]
