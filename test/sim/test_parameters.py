@@ -108,9 +108,12 @@ def test_yaml_round_trip(tmp_path):
 
 
 def test_the_shipped_parameter_files_are_valid_settings():
+    checked = []
     for path in sorted((ROOT / "config").glob("*.yaml")):
         if "inspatio_ros" in path.read_text(encoding="utf-8"):
             read_settings(path)                         # raises on an unknown or bad node parameter
+            checked.append(path.name)
+    assert "render.yaml" in checked and len(checked) >= 3, checked
 
 
 def test_the_readme_parameter_table_is_current():
