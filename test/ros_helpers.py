@@ -111,3 +111,18 @@ def image_array(msg) -> np.ndarray:
 
 def stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class DdsMessageClasses:
+    """The built-in DDS transport's message classes without a DDS participant, for building the
+    node's messages in a test (MessageBuilder(DdsMessageClasses()))."""
+
+    name = "dds"
+
+    def message_class(self, type_name):
+        from inspatio_ros.ros import dds_types
+
+        return getattr(dds_types, type_name.rsplit("/", 1)[-1])
+
+    def byte_payload(self, data):
+        return bytes(data)

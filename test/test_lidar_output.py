@@ -8,6 +8,7 @@ import pytest
 
 from inspatio_ros.sim.lidar import AUTOWARE_DTYPE, VELODYNE_DTYPE, load_lidars
 from inspatio_ros.sim.rig import load_rig
+from ros_helpers import DdsMessageClasses
 
 CAMERA = {"cameras.names": ["front"], "cameras.front.width": 64, "cameras.front.height": 40,
           "cameras.front.hfov_deg": 80.0, "cameras.front.rate_hz": 10.0, "cameras.front.outputs": ["image"]}
@@ -16,18 +17,6 @@ LIDARS = {"lidars.names": ["top", "roof"], "lidars.top.model": "VLP-16", "lidars
           "lidars.roof.rate_hz": 5.0, "lidars.roof.xyz": [0.5, 0.0, 2.0]}
 
 
-class DdsClasses:
-    """The DDS transport's message classes without a DDS participant."""
-
-    name = "dds"
-
-    def message_class(self, type_name):
-        from inspatio_ros.ros import dds_types
-
-        return getattr(dds_types, type_name.rsplit("/", 1)[-1])
-
-    def byte_payload(self, data):
-        return bytes(data)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +51,7 @@ def test_cloud_messages_in_both_layouts(session):
     from inspatio_ros.ros.messages import MessageBuilder
 
     frame = next(f for f in (session.step() for _ in range(3)) if len(f.lidars) == 2)
-    m = MessageBuilder(DdsClasses())
+    m = MessageBuilder(DdsMessageClasses())
     for lidar, dtype, names in ((frame.lidars[0], VELODYNE_DTYPE, ["x", "y", "z", "intensity", "ring", "time"]),
                                 (frame.lidars[1], AUTOWARE_DTYPE, ["x", "y", "z", "intensity", "return_type",
                                                                    "channel", "azimuth", "elevation", "distance",
@@ -84,7 +73,7 @@ def test_recorder_bytes_are_the_nodes_and_a_recording_holds_the_clouds(session, 
 
     frame = next(f for f in (session.step() for _ in range(3)) if len(f.lidars) == 2)
     ours = {topic: data for topic, _, data, _ in FrameEncoder().messages(frame)}
-    m = MessageBuilder(DdsClasses())
+    m = MessageBuilder(DdsMessageClasses())
     for lidar in frame.lidars:
         node = m.lidar_cloud(m.header(frame.stamp, lidar.spec.frame), lidar.points)
         assert ours[f"/{lidar.spec.name}/points"] == node.serialize()

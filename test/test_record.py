@@ -67,23 +67,14 @@ def test_sim_status_definition_is_the_msg_file():
 def test_frame_messages_are_the_bytes_the_node_publishes(session):
     """The ROS-free encoder of record/ and the node's MessageBuilder (over the DDS types) agree byte for byte."""
     from inspatio_ros.record.frame_messages import FrameEncoder, camera_topic_names
-    from inspatio_ros.ros import dds_types
     from inspatio_ros.ros.all_outputs import camera_topics
     from inspatio_ros.ros.messages import MessageBuilder
-
-    class DdsClasses:
-        name = "dds"
-
-        def message_class(self, type_name):
-            return getattr(dds_types, type_name.rsplit("/", 1)[-1])
-
-        def byte_payload(self, data):
-            return bytes(data)
+    from ros_helpers import DdsMessageClasses
 
     assert camera_topic_names("front") == {k: "/" + v for k, v in camera_topics("front").items()}
     frame = session.step()
     ours = {topic: data for topic, _, data, _ in FrameEncoder().messages(frame)}
-    m, cf, spec = MessageBuilder(DdsClasses()), frame.cameras[0], frame.cameras[0].spec
+    m, cf, spec = MessageBuilder(DdsMessageClasses()), frame.cameras[0], frame.cameras[0].spec
     header = m.header(frame.stamp, spec.optical_frame)
     node = {
         "/front/camera_info": m.camera_info(header, spec.intrinsics),

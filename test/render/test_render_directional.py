@@ -38,23 +38,29 @@ def test_views_cover_only_the_faces_and_band_the_directions_need():
     assert set(sphere.faces) == set(FACES)
 
 
+def ground_plane_render(views, plane_height: float) -> RenderOutput:
+    """What the renderer would give for every view of ``views`` if the world were the ground plane
+    ``plane_height`` metres below the sensor (NaN depth where a view sees no ground)."""
+    depth = torch.empty(views.num_views, views.height, views.width)
+    v, u = torch.meshgrid(torch.arange(views.height, dtype=torch.float64),
+                          torch.arange(views.width, dtype=torch.float64), indexing="ij")
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    for i in range(views.num_views):
+        K = views.K[i]
+        ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+        down = torch.as_tensor(views.sensor_from_view[i, :3, :3].T @ np.array([0, 0, -1.0]))
+        drop = ray @ down                               # metres down per unit of optical z
+        depth[i] = torch.where(drop > 1e-6, plane_height / drop, nan).float()
+    return RenderOutput(torch.zeros(*depth.shape, 3, dtype=torch.uint8), depth, torch.isfinite(depth))
+
+
 def test_lookup_recovers_an_analytic_plane_exactly():
     """A render whose depth is that of a plane: bilinear inverse-depth lookup gives the exact range
     along every direction; nearest is off by up to half a pixel's worth."""
     dirs = ring_directions([-20, -10, -3], 720)
     views = DirectionalViews(dirs, math.radians(0.5))
     plane_height = 1.7                                   # the ground 1.7 m below the sensor
-    depth = torch.empty(views.num_views, views.height, views.width)
-    v, u = torch.meshgrid(torch.arange(views.height, dtype=torch.float64),
-                          torch.arange(views.width, dtype=torch.float64), indexing="ij")
-    for i in range(views.num_views):
-        K = views.K[i]
-        ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
-        down = torch.as_tensor(views.sensor_from_view[i, :3, :3].T @ np.array([0, 0, -1.0]))
-        drop = ray @ down                               # metres down per unit of optical z
-        nan = torch.tensor(float("nan"), dtype=torch.float64)
-        depth[i] = torch.where(drop > 1e-6, plane_height / drop, nan).float()
-    out = RenderOutput(torch.zeros(*depth.shape, 3, dtype=torch.uint8), depth, torch.isfinite(depth))
+    out = ground_plane_render(views, plane_height)
     truth = plane_height / -dirs[:, 2]
     exact = views.sample(out, "bilinear").range[0].numpy()
     assert np.nanmax(np.abs(exact - truth) / truth) < 1e-4
@@ -126,15 +132,7 @@ def test_incidence_of_an_analytic_plane():
     """cos of the angle between each beam and the ground's normal, from the rendered depth alone."""
     dirs = ring_directions([-30, -12, -4], 360)
     views = DirectionalViews(dirs, math.radians(0.5))
-    depth = torch.empty(views.num_views, views.height, views.width)
-    v, u = torch.meshgrid(torch.arange(views.height, dtype=torch.float64),
-                          torch.arange(views.width, dtype=torch.float64), indexing="ij")
-    for i in range(views.num_views):
-        K = views.K[i]
-        ray = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
-        drop = ray @ torch.as_tensor(views.sensor_from_view[i, :3, :3].T @ np.array([0, 0, -1.0]))
-        depth[i] = torch.where(drop > 1e-6, 2.0 / drop, torch.tensor(float("nan"), dtype=torch.float64)).float()
-    out = RenderOutput(torch.zeros(*depth.shape, 3, dtype=torch.uint8), depth, torch.isfinite(depth))
+    out = ground_plane_render(views, 2.0)
     cos = views.sample(out).cos_incidence[0].numpy()
     assert np.allclose(cos, -dirs[:, 2], atol=2e-3)
 
