@@ -42,13 +42,13 @@ setup(
         # inspatio_ros.gym: the Gymnasium environment (agents/gym_env.py).
         "gym": ["gymnasium>=1.1"],
         # Agents and scale-out: the Gymnasium environment, scenario sweeps and build-many on Ray.
-        "agents": ["ray[client]>=2.9", "gymnasium>=1.1"],     # [client]: --address ray://HOST:10001
+        "agents": ["ray[client]>=2.9", "gymnasium>=1.1", "pyarrow>=14"],     # [client]: --address ray://HOST:10001; pyarrow: results.parquet
         # The Gaussian layer on CUDA (optimize, and the node/render/eval drawing it): gsplat's
         # kernels, compiled on first use by the machine's nvcc (inspatio_ros/gaussians/backend.py).
         "gpu": ["gsplat==1.5.3"],
         # The live view in Foxglove (inspatio-ros run --foxglove): a Foxglove WebSocket server.
         "foxglove": ["foxglove-sdk>=0.30,<0.31"],
-        "test": ["pytest>=7", "gymnasium>=1.1", "ray>=2.9", "foxglove-sdk>=0.30,<0.31", *ROS_WHEELS],
+        "test": ["pytest>=7", "gymnasium>=1.1", "ray>=2.9", "pyarrow>=14", "foxglove-sdk>=0.30,<0.31", *ROS_WHEELS],
     },
     zip_safe=True,
     maintainer="inspatio_ros developers",

@@ -53,12 +53,26 @@ def test_write_table_writes_csv_and_parquet_when_pyarrow_is_there(tmp_path):
         table = list(csv.DictReader(f))
     assert table == [{"scenario": "a", "status": "ok", "x": "0.123457", "error": ""},
                      {"scenario": "b", "status": "failed", "x": "", "error": "E"}]
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        assert written == [str(tmp_path / "results.csv")]
-        return
-    assert pq.read_table(tmp_path / "results.parquet").to_pylist()[1]["error"] == "E"
+    import pyarrow.parquet as pq                      # the test extra installs pyarrow
+    assert written == [str(tmp_path / "results.csv"), str(tmp_path / "results.parquet")]
+    typed = pq.read_table(tmp_path / "results.parquet")
+    assert typed.to_pylist() == [{"scenario": "a", "status": "ok", "x": 0.123456789, "error": None},
+                                 {"scenario": "b", "status": "failed", "x": None, "error": "E"}]
+    assert str(typed.schema.field("x").type) == "double"
+
+
+def test_write_table_without_pyarrow_writes_csv_only(tmp_path, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError("No module named 'pyarrow'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    assert write_table([{"scenario": "a"}], tmp_path / "results") == [str(tmp_path / "results.csv")]
+    assert not (tmp_path / "results.parquet").exists()
 
 
 def test_error_text_is_the_tasks_own_first_line():

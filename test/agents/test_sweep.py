@@ -69,6 +69,11 @@ def test_four_scenario_sweep_records_and_tracks_the_path(ray_session, tmp_path):
     assert {"initial_offset.lateral", "perturbations.drop_frames", "cross_track_max_m", "achieved_hz",
             "attempts", "error"} <= set(table[0])
     assert (out / "summary.txt").read_text().count(" ok ") == 4
+    import pyarrow.parquet as pq                      # the test extra installs pyarrow
+    typed = pq.read_table(out / "results.parquet").to_pylist()
+    assert [r["scenario"] for r in typed] == [r["scenario"] for r in table]
+    assert all(isinstance(r["cross_track_max_m"], float) for r in typed)
+    assert [r["cross_track_max_m"] for r in typed] == pytest.approx([float(r["cross_track_max_m"]) for r in table], rel=1e-5)  # the CSV keeps 6 digits
     for row in result.rows:
         folder = out / row["scenario"]
         steps = read_csv(folder / "steps.csv")
