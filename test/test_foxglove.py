@@ -210,6 +210,32 @@ def test_services_pause_seek_rate_and_reset(view):
         assert client.call("/inspatio_ros/reset", {}, 7)["success"] and session.elapsed == pytest.approx(0.0)
 
 
+def test_a_namespaced_view_serves_the_node_topics_under_its_namespace(street_world, node_client):
+    """``run --namespace robot1 --foxglove``: topics and services as the node's resolve under the
+    namespace (tf stays global), and the Teleop panel drives it on /robot1/cmd_vel."""
+    from inspatio_ros.live.foxglove import FoxgloveView
+    from inspatio_ros.sim.settings import FoxgloveSettings
+
+    session = make_session(street_world)
+    with FoxgloveView(session, FoxgloveSettings(port=0, max_points=1000), namespace="/robot1/",
+                      world_name="street") as view, connect(view) as client:
+        served = {c["topic"] for ev in client.seen if ev["ev"] == "advertise" for c in ev["channels"]}
+        assert served == {"/tf", "/tf_static", "/robot1/odom", "/robot1/status", "/robot1/recorded_path",
+                          *(f"/robot1{t}" for t in TOPICS if t != "/tf" and t != "/odom")}
+        services = {s["name"] for ev in client.seen if ev["ev"] == "services" for s in ev["services"]}
+        assert services == {f"/robot1/inspatio_ros/{k}" for k in ("pause", "resume", "seek", "rate", "reset")}
+        assert client.call("/robot1/inspatio_ros/pause", {}, 1)["success"] and session.paused
+        assert client.call("/robot1/inspatio_ros/resume", {}, 2)["success"] and not session.paused
+        client.send(op="advertise", topic="/cmd_vel", encoding="json", schemaName="geometry_msgs/Twist")
+        client.send(op="advertise", topic="/robot1/cmd_vel", encoding="json", schemaName="geometry_msgs/Twist")
+        client.wait_for(lambda ev: ev["ev"] == "advertised")
+        client.send(op="publish", topic="/cmd_vel", json={"linear": {"x": 3.0}, "angular": {"z": 0.0}})
+        status = client.wait_for(lambda ev: ev["ev"] == "status")
+        assert "/robot1/cmd_vel" in status["message"] and view.teleop_commands == 0   # another robot's topic
+        client.send(op="publish", topic="/robot1/cmd_vel", json={"linear": {"x": 3.0}, "angular": {"z": 0.0}})
+        wait_until(lambda: view.teleop_commands == 1)
+
+
 def test_cloud_stride_keeps_at_most_max_points():
     from inspatio_ros.live.foxglove import cloud_stride
 

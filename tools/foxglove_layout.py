@@ -27,7 +27,7 @@ FORWARD_MS, BACK_MS, TURN_RADS = 5.0, -2.0, 0.5
 def layout_json(camera: str = "front", node: str = "inspatio_ros") -> str:
     import foxglove.layouts as fl
 
-    from inspatio_ros.live.foxglove import CMD_VEL_TOPICS, PATH_TOPIC, STATUS_TOPIC
+    from inspatio_ros.live.foxglove import CMD_VEL_TOPIC, PATH_TOPIC, STATUS_TOPIC
     from inspatio_ros.record.frame_messages import camera_topic_names
 
     topics = camera_topic_names(camera)
@@ -42,7 +42,7 @@ def layout_json(camera: str = "front", node: str = "inspatio_ros") -> str:
             PATH_TOPIC: fl.BaseRendererRosMarkerTopicSettings(visible=True),
         }))
     teleop = fl.TeleopPanel(title="drive (mode control)", config=fl.TeleopConfig(
-        topic=CMD_VEL_TOPICS[0], publish_rate=10.0,
+        topic=CMD_VEL_TOPIC, publish_rate=10.0,
         up_button=fl.TeleopButton(field="linear-x", value=FORWARD_MS),
         down_button=fl.TeleopButton(field="linear-x", value=BACK_MS),
         left_button=fl.TeleopButton(field="angular-z", value=TURN_RADS),

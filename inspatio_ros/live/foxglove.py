@@ -4,6 +4,9 @@
 own ROS 2 messages (CDR with ``ros2msg`` schemas, built by record/frame_messages.py, so Foxglove
 layouts work the same on this server and on foxglove_bridge over the ROS topics):
 
+Topic names are the node's as they resolve under its namespace (``--namespace robot1`` gives
+``/robot1/front/camera_info``, ``/robot1/odom``; ``/tf`` and ``/tf_static`` stay global, as on ROS):
+
 * per camera ``/<cam>/image_raw/compressed`` (JPEG at ``jpeg_quality``; the raw image is not sent:
   1280x720 rgb8 at 20 Hz is 55 MB/s), ``/<cam>/camera_info``, ``/<cam>/depth/image`` (32FC1, when
   the camera has the depth output) and ``/<cam>/points`` (when it has points; every k-th row and
@@ -24,9 +27,9 @@ JSON):
 
 * ``geometry_msgs/Twist`` (Foxglove's Teleop panel sends schema ``geometry_msgs/Twist``, JSON,
   when the server lists ``json`` first; ``geometry_msgs/msg/Twist`` and CDR are read too) on
-  ``/cmd_vel`` drives the ego in mode control (``SimSession.command_twist``); a Twist on another
+  ``/cmd_vel`` (under the namespace) drives the ego in mode control (``SimSession.command_twist``); a Twist on another
   topic is ignored with a warning to the client, as is one in another mode.
-* services ``/<name>/pause`` (``{}`` or ``{"data": false}`` to resume), ``/<name>/resume``,
+* services ``/<ns>/<name>/pause`` (``{}`` or ``{"data": false}`` to resume), ``/<name>/resume``,
   ``/<name>/seek`` (``{"data": seconds}`` after the recording's start), ``/<name>/rate``
   (``{"data": sim seconds per wall second}``) and ``/<name>/reset``, answering
   ``{"success": bool, "message": str}``.
@@ -50,8 +53,9 @@ from ..errors import InputError
 log = logging.getLogger("inspatio_ros")
 
 TWIST_SCHEMAS = ("geometry_msgs/Twist", "geometry_msgs/msg/Twist")
-CMD_VEL_TOPICS = ("/cmd_vel", "cmd_vel")
+CMD_VEL_TOPIC = "/cmd_vel"
 PATH_TOPIC, STATUS_TOPIC = "/recorded_path", "/status"
+GLOBAL_TOPICS = ("/tf", "/tf_static")        # not namespaced (ROS's tf convention)
 STATUS_PERIOD_S = 0.5
 # Latched-like topics (a Foxglove server keeps no history) are sent again when a client subscribes,
 # and this often in case a subscription raced the send.
@@ -151,17 +155,20 @@ def decode_twist(encoding: str, data: bytes, where: str) -> tuple[float, float]:
 class FoxgloveView:
     """A Foxglove WebSocket server showing ``session`` (a SimSession) and driving it (see the module
     docstring). ``settings``: FoxgloveSettings (port, host, jpeg_quality, max_points); ``frames``:
-    FrameIds; ``name``: prefix of the services (the node's name); ``world_name``: in /status.
+    FrameIds; ``name``: prefix of the services (the node's name); ``namespace``: the node's, put
+    before every topic but /tf and /tf_static and before the services; ``world_name``: in /status.
     Raises one InputError when foxglove-sdk is missing or the port cannot be opened."""
 
-    def __init__(self, session, settings, frames=None, *, name: str = "inspatio_ros", world_name: str = "",
-                 wall_clock: Callable[[], float] = time.monotonic):
+    def __init__(self, session, settings, frames=None, *, name: str = "inspatio_ros", namespace: str = "",
+                 world_name: str = "", wall_clock: Callable[[], float] = time.monotonic):
         from ..record.frame_messages import FrameEncoder, camera_topic_names
 
         fg = import_foxglove()
         from foxglove.websocket import Capability
 
         self.session, self.settings, self.name, self.world_name = session, settings, name.strip("/"), world_name
+        self.prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self.cmd_vel_topics = (self.topic(CMD_VEL_TOPIC), CMD_VEL_TOPIC.lstrip("/"))
         self._wall = wall_clock
         self.encoder = FrameEncoder(frames, settings.jpeg_quality)
         self.context = fg.Context()
@@ -180,7 +187,7 @@ class FoxgloveView:
         self.odom = self._channel("/odom", "nav_msgs/msg/Odometry")
         self.status = self._channel(STATUS_TOPIC, "inspatio_ros_interfaces/msg/SimStatus")
         self.path = self._channel(PATH_TOPIC, "visualization_msgs/msg/Marker")
-        self._latched_topics = {"/tf_static", PATH_TOPIC}
+        self._latched_topics = {"/tf_static", self.topic(PATH_TOPIC)}
         positions = np.asarray(session.path.poses)[:, :3, 3]
         self._path_points = positions[::max(1, math.ceil(len(positions) / PATH_POINTS))]
 
@@ -212,8 +219,14 @@ class FoxgloveView:
                  else settings.host, self.port)
 
     # -- channels and services ---------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        """The absolute topic ``name`` (the node's name without namespace) under the namespace."""
+        return name if name in GLOBAL_TOPICS else self.prefix + name
+
     def _channel(self, topic: str, msgtype: str):
         import foxglove
+
+        topic = self.topic(topic)
 
         schema = self._schemas.get(msgtype)
         if schema is None:
@@ -232,7 +245,7 @@ class FoxgloveView:
             return fg.MessageSchema(encoding="json", schema=fg.Schema(
                 name=title, encoding="jsonschema", data=json.dumps({"title": title, **body}).encode()))
 
-        return [fg.Service(f"/{self.name}/{kind}", schema=fg.ServiceSchema(
+        return [fg.Service(f"{self.prefix}/{self.name}/{kind}", schema=fg.ServiceSchema(
             f"inspatio_ros/{kind}", request=schema(f"inspatio_ros/{kind}_request", requests[kind]),
             response=schema("inspatio_ros/control_response", answer)), handler=self._service_handler(kind))
             for kind in SERVICES]
@@ -253,7 +266,7 @@ class FoxgloveView:
         if kind == "pause":
             pause = request.get("data", True)
             if not isinstance(pause, bool):
-                raise InputError(f"/{self.name}/pause: data = {pause!r}", 'send {"data": true} or {"data": false}')
+                raise InputError(f"{self.prefix}/{self.name}/pause: data = {pause!r}", 'send {"data": true} or {"data": false}')
             s.pause() if pause else s.resume()
             return "paused" if pause else "resumed"
         if kind == "resume":
@@ -262,7 +275,7 @@ class FoxgloveView:
         if kind in ("seek", "rate"):
             value = request.get("data")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f"/{self.name}/{kind}: data = {value!r} is not a number",
+                raise InputError(f"{self.prefix}/{self.name}/{kind}: data = {value!r} is not a number",
                                  '{"data": seconds after the recording\'s start}' if kind == "seek"
                                  else '{"data": sim seconds per wall second, 0.1 .. 10}')
             if kind == "seek":
@@ -288,9 +301,9 @@ class FoxgloveView:
             if channel.schema_name not in TWIST_SCHEMAS:
                 raise InputError(f"{where}: schema {channel.schema_name} is not read",
                                  f"publish {TWIST_SCHEMAS[0]} on /cmd_vel (Foxglove's Teleop panel)")
-            if channel.topic not in CMD_VEL_TOPICS:
-                raise InputError(f"{where}: a Twist on another topic than /cmd_vel",
-                                 "set the Teleop panel's topic to /cmd_vel")
+            if channel.topic not in self.cmd_vel_topics:
+                raise InputError(f"{where}: a Twist on another topic than {self.cmd_vel_topics[0]}",
+                                 f"set the Teleop panel's topic to {self.cmd_vel_topics[0]}")
             vx, wz = decode_twist(channel.encoding, data, where)
             if self.session.command_twist(vx, wz, source="Foxglove teleop"):
                 self.teleop_commands += 1

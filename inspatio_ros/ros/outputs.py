@@ -108,6 +108,7 @@ class NodeOutputs:
                 from ..live.foxglove import FoxgloveView
 
                 self.foxglove = FoxgloveView(session, settings.foxglove, settings.frames, name=transport.node_name,
+                                             namespace=transport.namespace,
                                              world_name=world_name)
             self._make_publishers(session.sim.device)
             self._publish_static_tf()
