@@ -16,9 +16,12 @@ Params (``controller: {type: ros2, params: {...}}``):
 * ``launch``: a shell command that starts the stack (run with ROS_DOMAIN_ID set, its output in
   ``OUT/<scenario>/ros2_stack.log``, stopped with SIGTERM at the end); without it the stack must
   already run on the domain.
-* ``domain_id``: the DDS domain (default: 100 + a hash of the scenario name modulo 100, so the
-  scenarios of a sweep running side by side on one machine do not hear each other unless two
-  names collide: give distinct ids for sweeps that must never collide).
+* ``domain_id``: the DDS domain. Default: a free one of 100-199, starting at 100 + a hash of the
+  scenario name, so the scenarios of a sweep running side by side on one machine never hear each
+  other. A scenario holds its domain (an advisory lock file in ``<tmp>/inspatio_ros_domains``) until
+  it ends; a given ``domain_id`` that another scenario on this machine holds fails the scenario
+  with one clear error. Machines of one LAN still share DDS discovery: give each machine's stacks
+  ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` or distinct ids.
 * ``response_timeout`` (s, default 2.0), ``startup_timeout`` (s, default 60).
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import math
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import zlib
@@ -40,8 +44,43 @@ log = logging.getLogger("inspatio_ros")
 REPUBLISH_S = 0.5           # the first frame goes out again this often until the stack answers
 
 
+AUTO_DOMAINS = range(100, 200)    # outside the 0-99 people use by hand; all < 232 (Fast DDS's ports)
+
+
 def default_domain(name: str) -> int:
-    return 100 + zlib.crc32(name.encode()) % 100
+    """Where the search for a free domain for scenario ``name`` starts (spreads a sweep's names)."""
+    return AUTO_DOMAINS[zlib.crc32(name.encode()) % len(AUTO_DOMAINS)]
+
+
+def domain_lock_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "inspatio_ros_domains"
+
+
+def claim_domain(preferred: int, *, fixed: bool, where: str):
+    """Hold a ROS domain for one scenario on this machine: ``(domain, lock file)``; closing the file
+    (or the process ending) frees it. ``fixed``: ``preferred`` or an error; else the first free
+    domain of AUTO_DOMAINS from ``preferred`` on."""
+    import fcntl
+
+    folder = domain_lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    start = AUTO_DOMAINS.index(preferred) if preferred in AUTO_DOMAINS else 0
+    candidates = [preferred] if fixed else [AUTO_DOMAINS[(start + k) % len(AUTO_DOMAINS)]
+                                             for k in range(len(AUTO_DOMAINS))]
+    for domain in candidates:
+        lock = open(folder / f"{domain}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return domain, lock
+    if fixed:
+        raise InputError(f"{where}: domain_id {preferred} is in use by another scenario on this machine",
+                         "give each scenario that runs at the same time its own domain_id, or leave it out "
+                         "to get a free one")
+    raise InputError(f"{where}: all ROS domains {AUTO_DOMAINS.start}-{AUTO_DOMAINS.stop - 1} are in use by "
+                     "scenarios on this machine", "run fewer ros2 scenarios at once on this machine")
 
 
 class Ros2Controller:
@@ -54,9 +93,13 @@ class Ros2Controller:
 
         self._Ackermann, self._Twist = AckermannCommand, TwistCommand
         where = f"scenario {scenario.name}: controller ros2"
-        self.domain_id = default_domain(scenario.name) if domain_id is None else domain_id
-        if not isinstance(self.domain_id, int) or not 0 <= self.domain_id <= 232:
+        if domain_id is not None and (isinstance(domain_id, bool) or not isinstance(domain_id, int)
+                                      or not 0 <= domain_id <= 232):
             raise InputError(f"{where}: domain_id = {domain_id!r}", "give a ROS_DOMAIN_ID from 0 to 232")
+        self._where = where
+        self._requested_domain = domain_id
+        self.domain_id = default_domain(scenario.name) if domain_id is None else domain_id
+        self._domain_lock = None
         for name, value in (("response_timeout", response_timeout), ("startup_timeout", startup_timeout)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise InputError(f"{where}: {name} = {value!r}", f"give {name} in seconds > 0")
@@ -77,6 +120,8 @@ class Ros2Controller:
         from .outputs import NodeOutputs
         from .transport import SENSOR_IN
 
+        self.domain_id, self._domain_lock = claim_domain(self.domain_id, fixed=self._requested_domain is not None,
+                                                         where=self._where)
         settings = NodeSettings()
         settings = replace(settings, publish=replace(settings.publish, writer_process="off", status_hz=0.0,
                                                      diagnostics_hz=0.0))
@@ -166,6 +211,9 @@ class Ros2Controller:
                     self._process.wait()
             if self._transport is not None:
                 self._transport.shutdown()
+            if self._domain_lock is not None:
+                self._domain_lock.close()
+                self._domain_lock = None
 
 
 def ros2_controller(scenario, path, *, out_dir, **params) -> Ros2Controller:
