@@ -105,7 +105,7 @@ def run(args) -> int:
     optimize = device.type == "cuda" if args.optimize is None else args.optimize
     if optimize:
         optimize_settings = settings_from(args, "optimize-")
-        optimize_settings.check()             # a bad option is one line before the build starts
+        optimize_settings.check("--optimize-")  # a bad option is one line before the build starts
     world = build_world(args.input, settings, intrinsics=args.intrinsics, poses=args.poses, depth=args.depth,
                         device=args.device, bag_topics=topics, preview=args.preview)
     world.save(output)

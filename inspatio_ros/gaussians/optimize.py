@@ -97,22 +97,25 @@ class OptimizeSettings:
     checkpoint_every: int = 500      # steps between checkpoints (with a checkpoint path)
     backend: str = "auto"            # gaussians/backend.py: auto | reference | gsplat
 
-    def check(self) -> None:
+    def check(self, option_prefix: str = "--") -> None:
+        """One InputError for a bad setting, naming the option as the user typed it (``option_prefix``
+        "--optimize-" for build --optimize)."""
+        o = option_prefix
         if not (isinstance(self.iterations, int) and self.iterations > 0):
-            raise InputError(f"--iterations {self.iterations} is not a positive number of steps",
-                             "give --iterations N with N >= 1")
+            raise InputError(f"{o}iterations {self.iterations} is not a positive number of steps",
+                             f"give {o}iterations N with N >= 1")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
-            raise InputError(f"--max-minutes {self.max_minutes} leaves no time to optimize",
-                             "give a positive number of minutes, or leave --max-minutes out")
+            raise InputError(f"{o}max-minutes {self.max_minutes} leaves no time to optimize",
+                             f"give a positive number of minutes, or leave {o}max-minutes out")
         if self.budget < 1:
-            raise InputError(f"--budget {self.budget} allows no Gaussians", "give a positive budget")
+            raise InputError(f"{o}budget {self.budget} allows no Gaussians", "give a positive budget")
         if self.backend not in BACKENDS:
-            raise InputError(f"--backend {self.backend!r} is not a Gaussian rasterizer",
+            raise InputError(f"{o}backend {self.backend!r} is not a Gaussian rasterizer",
                              f"give one of {', '.join(BACKENDS)}")
         if not (math.isfinite(self.depth_weight) and self.depth_weight >= 0):
-            raise InputError(f"--depth-weight {self.depth_weight} is not a weight", "give 0 (off) or more")
+            raise InputError(f"{o}depth-weight {self.depth_weight} is not a weight", "give 0 (off) or more")
         if self.checkpoint_every < 1:
-            raise InputError(f"--checkpoint-every {self.checkpoint_every} is not a number of steps",
+            raise InputError(f"{o}checkpoint-every {self.checkpoint_every} is not a number of steps",
                              "give a positive number of steps")
 
 

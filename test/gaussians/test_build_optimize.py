@@ -22,8 +22,11 @@ def test_build_optimize_writes_an_optimized_world(tmp_path, capsys):
     assert not (tmp_path / "opt.safetensors.ckpt").exists()
 
 
-def test_build_with_a_bad_optimize_option_fails_before_building(tmp_path, capsys):
+@pytest.mark.parametrize("option, value", [("max-minutes", "0"), ("iterations", "0"), ("depth-weight", "-1")])
+def test_build_with_a_bad_optimize_option_fails_before_building(tmp_path, capsys, option, value):
     assert main(["--device", "cpu", "build", str(tmp_path / "nothing"), "-o", str(tmp_path / "w.safetensors"),
-                 "--optimize", "--optimize-max-minutes", "0"]) == 2
+                 "--optimize", f"--optimize-{option}", value]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--max-minutes" in err
+    # One line naming the option as typed on this command line (not optimize's own --OPTION).
+    assert err.count("\n") == 0 and f"--optimize-{option} {value}" in err.replace(".0", "")
+    assert f" --{option}" not in err
