@@ -41,3 +41,11 @@ def add_generator_arguments(parser) -> None:
                              "(train it with 'inspatio-ros train-generator WORLD')")
     parser.add_argument("--generator-weights", metavar="FILE",
                         help="refiner weights (default: WORLD.generator.safetensors beside the world)")
+
+
+def add_world_training_arguments(p, output_help: str) -> None:
+    """WORLD, -o/--output and --frames: what the commands that fit something to a world's own source
+    frames (optimize, train-generator) take."""
+    p.add_argument("world", help="world file (.safetensors) made by 'inspatio-ros build'")
+    p.add_argument("-o", "--output", help=output_help)
+    p.add_argument("--frames", help="the frames the world was built from (default: the build input it records)")

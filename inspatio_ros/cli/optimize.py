@@ -10,6 +10,7 @@ from ..errors import InputError
 from ..gaussians import optimize as optimize_module
 from ..gaussians.backend import BACKENDS
 from ..gaussians.optimize import OptimizeSettings
+from .common import add_world_training_arguments
 
 # Most Gaussians an optimization starts from on the CPU without --device cpu given: the reference
 # rasterizer takes ~10 s a step for 68,000 Gaussians at 160x96 on a 2-core machine (docs/notes/
@@ -57,9 +58,7 @@ def check_device(device, world, settings: OptimizeSettings, explicit: bool) -> N
 def register(subparsers) -> None:
     p = subparsers.add_parser("optimize", help="fit the world's Gaussians to its source frames (format v2)",
                               description=optimize_module.__doc__)
-    p.add_argument("world", help="world file (.safetensors) made by 'inspatio-ros build'")
-    p.add_argument("-o", "--output", help="optimized world (default: WORLD.optimized.safetensors beside the world)")
-    p.add_argument("--frames", help="the frames the world was built from (default: the build input it records)")
+    add_world_training_arguments(p, "optimized world (default: WORLD.optimized.safetensors beside the world)")
     add_optimize_options(p)
     p.add_argument("--seed", type=int, default=OptimizeSettings.seed)
     p.add_argument("--checkpoint-every", type=int, default=OptimizeSettings.checkpoint_every,

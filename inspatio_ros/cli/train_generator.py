@@ -8,15 +8,13 @@ from ..errors import InputError
 from ..generator import train as train_module
 from ..generator.refiner import generator_path
 from ..generator.train import TrainSettings
-from .common import add_config_argument, render_settings_from_args
+from .common import add_config_argument, add_world_training_arguments, render_settings_from_args
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train-generator", help="train the world's refiner on its own frames",
                               description=train_module.__doc__)
-    p.add_argument("world", help="world file (.safetensors)")
-    p.add_argument("-o", "--output", help="weights file (default: WORLD.generator.safetensors beside the world)")
-    p.add_argument("--frames", help="the frames the world was built from (default: the build input it records)")
+    add_world_training_arguments(p, "weights file (default: WORLD.generator.safetensors beside the world)")
     d = TrainSettings()
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     p.add_argument("--batch", type=int, default=d.batch, help=f"crops per step (default {d.batch})")
