@@ -39,6 +39,12 @@ gauss_static.rotation     f16 (G,4)      quaternion w x y z (local axes to world
 gauss_static.opacity      f16 (G)        logit of the peak opacity
 gauss_static.sh           f16 (G,4,3)    colour: spherical-harmonic DC and degree-1 coefficients
                                          per RGB channel (gsplat's convention: rgb = 0.5 + SH)
+gauss_static.surfel_rgb   u8  (G,3)      the CPU drawing's colour field (optional: G or 0 rows):
+                                         colour at the centre of the Gaussian drawn as opaque
+                                         surfels, baked from the optimized render ...
+gauss_static.surfel_rgb_gradient  i8 (G,2,3)  ... and its change (grey levels) from the centre
+                                         to the half-peak edge along the largest, then the middle
+                                         axis (gaussians/model.py fit_surfel_colours)
 gauss_dynamic.*           as above (D)   plus:
 gauss_dynamic.t_start     f64 (D)        the Gaussian exists for t_start <= t <= t_end (seconds)
 gauss_dynamic.t_end       f64 (D)
@@ -47,9 +53,12 @@ gauss_dynamic.t_end       f64 (D)
 Half precision for everything but the centres costs nothing measurable (test/gaussians: a
 render of f16-rounded parameters is > 50 dB from the f32 one). A world without Gaussians is
 written as version 1, byte for byte what earlier versions wrote, so that they keep reading it;
-this version reads both. ``inspatio-ros optimize`` replaces the fused surfels by its Gaussians
-drawn as surfels (for the CPU renderer: gaussians/optimize.py); a version-2 world without
-surfels gets them from its Gaussians when rendered (render/renderer.py).
+this version reads both. An optimized world stores no surfels: the CPU renderer draws its
+Gaussians as surfels made at load (large ones split over their half-peak ellipse, coloured by the
+``surfel_rgb`` field; gaussians/model.py world_surfels), so the file is about the size of its
+Gaussians. Optimized worlds written before 2026-12-05 store those surfels in the ``static.*`` /
+``dynamic.*`` arrays beside the Gaussians and without the colour field; they are drawn from the
+stored surfels as before.
 
 The safetensors header's ``__metadata__`` holds one key, ``inspatio_world``, a JSON object with
 ``format`` ("inspatio_world"), ``version``, ``image_size`` [w, h], ``conventions``,
@@ -134,12 +143,18 @@ _GAUSSIAN_PARAMS = {
     "opacity": (np.float16, ()),
     "sh": (np.float16, (4, 3)),
 }
+# The CPU drawing's colour field: per Gaussian, or no rows at all (a world written before it).
+_SURFEL_COLOUR_PARAMS = {
+    "surfel_rgb": (np.uint8, (3,)),
+    "surfel_rgb_gradient": (np.int8, (2, 3)),
+}
 _GAUSSIAN_FIELDS = {
-    **{f"gauss_static.{k}": v for k, v in _GAUSSIAN_PARAMS.items()},
-    **{f"gauss_dynamic.{k}": v for k, v in _GAUSSIAN_PARAMS.items()},
+    **{f"gauss_static.{k}": v for k, v in {**_GAUSSIAN_PARAMS, **_SURFEL_COLOUR_PARAMS}.items()},
+    **{f"gauss_dynamic.{k}": v for k, v in {**_GAUSSIAN_PARAMS, **_SURFEL_COLOUR_PARAMS}.items()},
     "gauss_dynamic.t_start": (np.float64, ()),
     "gauss_dynamic.t_end": (np.float64, ()),
 }
+_OPTIONAL_GAUSSIAN_FIELDS = {f"{group}.{k}" for group in ("gauss_static", "gauss_dynamic") for k in _SURFEL_COLOUR_PARAMS}
 _ALL_FIELDS = {**_FIELDS, **_GAUSSIAN_FIELDS}
 GAUSSIAN_FIX = ("the Gaussian layer is damaged: run 'inspatio-ros optimize' again on the world it was made from "
                 "(or rebuild the world)")
@@ -208,6 +223,12 @@ class World:
     gauss_dynamic_rotation: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.rotation"))
     gauss_dynamic_opacity: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.opacity"))
     gauss_dynamic_sh: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.sh"))
+    gauss_static_surfel_rgb: np.ndarray = field(default_factory=lambda: _empty("gauss_static.surfel_rgb"))
+    gauss_static_surfel_rgb_gradient: np.ndarray = field(
+        default_factory=lambda: _empty("gauss_static.surfel_rgb_gradient"))
+    gauss_dynamic_surfel_rgb: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.surfel_rgb"))
+    gauss_dynamic_surfel_rgb_gradient: np.ndarray = field(
+        default_factory=lambda: _empty("gauss_dynamic.surfel_rgb_gradient"))
     gauss_dynamic_t_start: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.t_start"))
     gauss_dynamic_t_end: np.ndarray = field(default_factory=lambda: _empty("gauss_dynamic.t_end"))
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -295,10 +316,18 @@ class World:
         for group, lead in _GAUSSIAN_GROUPS.items():
             n = len(getattr(self, _attr(lead)))
             for key in _GAUSSIAN_FIELDS:
-                if key.startswith(group + ".") and len(getattr(self, _attr(key))) != n:
+                rows = len(getattr(self, _attr(key)))
+                if key in _OPTIONAL_GAUSSIAN_FIELDS and rows == 0:
+                    continue
+                if key.startswith(group + ".") and rows != n:
                     raise WorldFileError(f"{source}: the Gaussian layer's '{group}' arrays have different "
                                          f"lengths ('{key}' has {len(getattr(self, _attr(key)))}, '{lead}' {n})",
                                          GAUSSIAN_FIX)
+        for group in _GAUSSIAN_GROUPS:
+            rows = {len(getattr(self, _attr(f"{group}.{k}"))) for k in _SURFEL_COLOUR_PARAMS}
+            if len(rows) > 1:
+                raise WorldFileError(f"{source}: the Gaussian layer's '{group}' has only part of its surfel colour "
+                                     f"field ({', '.join(_SURFEL_COLOUR_PARAMS)})", GAUSSIAN_FIX)
         for key in _GAUSSIAN_FIELDS:
             arr = getattr(self, _attr(key))
             if arr.size and not np.isfinite(arr).all():
@@ -378,10 +407,10 @@ class World:
         w, h = meta["image_size"]
         kwargs = {_attr(key): tensors[key] for key in _FIELDS if key != "intrinsics"}
         if meta["version"] >= 2:
-            missing = [k for k in _GAUSSIAN_FIELDS if k not in tensors]
+            missing = [k for k in _GAUSSIAN_FIELDS if k not in tensors and k not in _OPTIONAL_GAUSSIAN_FIELDS]
             if missing:
                 raise WorldFileError(f"world file {path} (format version 2) lacks {', '.join(missing)}", GAUSSIAN_FIX)
-            kwargs.update({_attr(key): tensors[key] for key in _GAUSSIAN_FIELDS})
+            kwargs.update({_attr(key): tensors[key] for key in _GAUSSIAN_FIELDS if key in tensors})
         world = cls(intrinsics=Intrinsics(fx, fy, cx, cy, int(w), int(h)),
                     provenance=meta.get("provenance", {}), info=meta.get("info", {}), **kwargs)
         world.validate(f"world file {path}")

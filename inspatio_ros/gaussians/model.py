@@ -1,5 +1,6 @@
 """The Gaussian layer in memory: parameters as torch tensors, made from a world's fused surfels,
-read from and written to a World (format version 2), and drawn as surfels for the CPU renderer.
+read from and written to a World (format version 2), and drawn as surfels for the CPU renderer
+(split at load: surfel_samples, world_surfels).
 
 Colour is the spherical-harmonic DC term plus degree 1 (4 coefficients per channel), and
 per-frame exposure lives in the optimizer (an affine colour transform per source frame, not
@@ -80,7 +81,7 @@ def _rotation_to_normal(normals: np.ndarray) -> np.ndarray:
 def from_surfels(xyz: np.ndarray, rgb: np.ndarray, radius: np.ndarray, normal: np.ndarray,
                  t_start: np.ndarray | None = None, t_end: np.ndarray | None = None) -> GaussianParams:
     """Flat Gaussians from fused surfels: centred on the surfel, as wide as its radius (σ = radius,
-    so the inverse, ``as_surfels``, gives the surfel back), FLAT_RATIO as thick along its normal,
+    so a Gaussian drawn as one surfel, surfel_samples, is as wide as the surfel), FLAT_RATIO as thick along its normal,
     and round (σ = radius on every axis) where the normal is unknown; colour the surfel's as SH DC;
     opacity INITIAL_OPACITY (fused surfels are opaque surfaces)."""
     n = len(xyz)
@@ -136,40 +137,6 @@ def world_arrays(params: GaussianParams, layer: str) -> dict[str, np.ndarray]:
 SURFEL_MIN_OPACITY = 0.3
 
 
-def as_surfels(params: GaussianParams) -> tuple[np.ndarray, ...]:
-    """The Gaussians as surfels for the CPU renderer: (xyz f32, rgb u8, radius f32, normal i8 (x127),
-    t_start f64, t_end f64, kept (N,) bool).
-
-    Position the mean; colour the view-independent DC term; radius the geometric mean of the two
-    larger σ (the inverse of ``from_surfels``); normal the axis of the smallest σ where the Gaussian
-    is flat (smallest σ under half the middle one), else 0 (the surfel faces the camera)."""
-    with torch.no_grad():
-        keep = params.opacities >= SURFEL_MIN_OPACITY
-        scales = params.scales[keep]
-        sorted_scales, axis_order = torch.sort(scales, dim=1)
-        rot = quaternion_to_rotation(params.quats[keep])
-        smallest_axis = torch.gather(rot, 2, axis_order[:, None, :1].expand(-1, 3, 1))[..., 0]
-        flat = sorted_scales[:, 0] < 0.5 * sorted_scales[:, 1]
-        normal = torch.where(flat[:, None], smallest_axis, torch.zeros_like(smallest_axis))
-        radius = torch.sqrt(sorted_scales[:, 1] * sorted_scales[:, 2])
-        rgb = ((SH_C0 * params.sh[keep, 0] + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-        n = int(keep.sum())
-        ts = np.full(n, -np.inf) if params.t_start is None else params.t_start[keep].cpu().numpy()
-        te = np.full(n, np.inf) if params.t_end is None else params.t_end[keep].cpu().numpy()
-        return (params.means[keep].float().cpu().numpy(), rgb.cpu().numpy(), radius.float().cpu().numpy(),
-                np.round(normal.float().cpu().numpy() * 127).astype(np.int8), ts, te, keep.cpu().numpy())
-
-
-def world_as_surfels(world, layers: str = "all") -> tuple[np.ndarray, ...]:
-    """An optimized World's Gaussian layers (``layers``: "all", "static" or "dynamic") as surfel
-    arrays for render.PointCloud.from_arrays: (xyz, rgb, radius, normal, t_start, t_end)."""
-    parts = []
-    for layer in ("static", "dynamic"):
-        if layers in ("all", layer):
-            parts.append(as_surfels(from_world(world, layer))[:6])
-    return tuple(np.concatenate(f) for f in zip(*parts))
-
-
 # A Gaussian drawn as surfels covers where its opacity reaches half its peak: 1.18 σ from the
 # centre (exp(-x²/2) = 0.5); the surfel renderer's discs are opaque, so their union should match it.
 HALF_PEAK_SIGMAS = 1.1774
@@ -186,7 +153,11 @@ def surfel_samples(params: GaussianParams, footprint: torch.Tensor) -> dict[str,
     of radius 1.18 σ (its half-peak extent).
 
     Returns xyz (S,3), radius (S,), normal (S,3) (0 where the Gaussian is not flat: the surfel faces
-    the camera), owner (S,) index of the Gaussian."""
+    the camera), owner (S,) index of the Gaussian, uv (S,2) the surfel's place on its Gaussian's
+    plane in half-peak units (-1..1 along the largest axis, then the middle one; 0, 0 the centre).
+
+    Deterministic: the same parameters (e.g. as stored, half precision) give the same surfels, so
+    a world need not store them (``world_surfels`` makes them at load)."""
     with torch.no_grad():
         keep = torch.nonzero(params.opacities >= SURFEL_MIN_OPACITY)[:, 0]
         scales = params.scales[keep]
@@ -201,6 +172,7 @@ def surfel_samples(params: GaussianParams, footprint: torch.Tensor) -> dict[str,
         n_u = torch.ceil(half_u / fp).clamp(1, MAX_SAMPLES_PER_AXIS).long()
         n_v = torch.ceil(half_v / fp).clamp(1, MAX_SAMPLES_PER_AXIS).long()
         xyz, radius, nrm, owner = [params.means[keep]], [half_u.clone()], [normal], [keep]
+        uv = [params.means.new_zeros((len(keep), 2))]
         single = (n_u == 1) & (n_v == 1)
         radius[0] = torch.where(single, torch.sqrt(half_u * half_v), 0.75 * torch.maximum(half_u / n_u, half_v / n_v))
         # Grid cells i in -(n-1)..(n-1) at spacing half/n on each axis, kept inside the ellipse;
@@ -225,4 +197,80 @@ def surfel_samples(params: GaussianParams, footprint: torch.Tensor) -> dict[str,
                 radius.append((0.75 * torch.maximum(su, sv))[:, None].expand(-1, len(iu)).reshape(-1))
                 nrm.append(normal[rows][:, None].expand(-1, len(iu), 3).reshape(-1, 3))
                 owner.append(keep[rows][:, None].expand(-1, len(iu)).reshape(-1))
-        return {"xyz": torch.cat(xyz), "radius": torch.cat(radius), "normal": torch.cat(nrm), "owner": torch.cat(owner)}
+                uv.append(torch.stack([(iu / nu)[None].expand(len(rows), -1), (iv / nv)[None].expand(len(rows), -1)],
+                                      -1).reshape(-1, 2))
+        return {"xyz": torch.cat(xyz), "radius": torch.cat(radius), "normal": torch.cat(nrm), "owner": torch.cat(owner),
+                "uv": torch.cat(uv)}
+
+
+# Surfels of a split Gaussian are spaced this many source pixels apart (at the nearest source
+# camera): closer gives more surfels to draw (and to make at load) for detail the hole filling
+# mostly restores.
+SURFEL_SPACING_PX = 2.0
+
+
+def source_footprint(means: torch.Tensor, world, pixels: float = SURFEL_SPACING_PX) -> torch.Tensor:
+    """(N,) metres ``pixels`` source pixels span at each point: its distance to the nearest source
+    camera centre over the focal length, times ``pixels``."""
+    centres = torch.as_tensor(world.frame_c2w[:, :3, 3], dtype=means.dtype, device=means.device)
+    nearest = torch.cat([torch.cdist(chunk, centres).min(1).values for chunk in means.split(1 << 16)]) \
+        if len(means) else means.new_zeros(0)
+    return pixels * nearest / float(max(world.intrinsics.fx, world.intrinsics.fy))
+
+
+def fit_surfel_colours(samples: dict[str, torch.Tensor], baked: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-Gaussian colour field the CPU drawing is stored as: for each of the ``n`` Gaussians a
+    colour at its centre and its change across the plane, fitted (least squares) to the colours
+    ``baked`` (S,3, 0-255) of its surfels ``samples`` (surfel_samples). Returns rgb u8 (n,3) and
+    gradient i8 (n,2,3): grey levels from the centre to the half-peak edge along the largest axis,
+    then the middle one. A Gaussian with no surfel (too faint to draw) gets zeros.
+
+    Why a linear field and not every surfel's colour: 9 bytes a Gaussian instead of 3 a surfel
+    (13 surfels a Gaussian on the H200 street); on the CPU-optimized toy street the drawing from
+    it is 0.04 dB under the one from every surfel's own colour, one colour a Gaussian 0.2 dB."""
+    owner, baked = samples["owner"].cpu(), baked.detach().cpu().double()
+    basis = torch.cat([torch.ones(len(owner), 1, dtype=torch.float64), samples["uv"].cpu().double()], 1)   # (S,3)
+    normal_matrix = torch.zeros(n, 3, 3, dtype=torch.float64).index_add_(0, owner, basis[:, :, None] * basis[:, None, :])
+    # A small ridge: a Gaussian split along one axis only (or not at all) has no slope on the other.
+    normal_matrix += 1e-3 * torch.eye(3, dtype=torch.float64)
+    rhs = torch.zeros(n, 3, 3, dtype=torch.float64).index_add_(0, owner, basis[:, :, None] * baked[:, None, :])
+    coef = torch.linalg.solve(normal_matrix, rhs)                                      # (n, basis, rgb)
+    rgb = coef[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+    gradient = coef[:, 1:].round().clamp(-127, 127).to(torch.int8).numpy()
+    return rgb, gradient
+
+
+def surfel_colours(samples: dict[str, torch.Tensor], rgb: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """(S,3) uint8: each surfel's colour from its Gaussian's stored field (fit_surfel_colours)."""
+    owner, uv = samples["owner"], samples["uv"]
+    colour = rgb[owner].float() + (uv[:, :, None].float() * gradient[owner].float()).sum(1)
+    return colour.round().clamp(0, 255).to(torch.uint8)
+
+
+def world_surfels(world, layers: str = "all") -> tuple[np.ndarray, ...]:
+    """An optimized World's Gaussian layers (``layers``: "all", "static" or "dynamic") drawn as
+    surfels for render.PointCloud.from_arrays: (xyz, rgb, radius, normal, t_start, t_end).
+
+    Made at load, not stored: the split of large Gaussians (surfel_samples, spaced by
+    source_footprint of the world's source cameras) and each surfel's colour from the Gaussian's
+    stored colour field (``gauss_*.surfel_rgb`` / ``surfel_rgb_gradient``, written by
+    ``optimize``); a world without that field (another writer) colours them by the DC term."""
+    parts = []
+    for layer in ("static", "dynamic"):
+        if layers not in ("all", layer):
+            continue
+        params = from_world(world, layer)
+        samples = surfel_samples(params, source_footprint(params.means, world))
+        stored_rgb = getattr(world, f"gauss_{layer}_surfel_rgb")
+        if len(stored_rgb) == len(params) and len(params):
+            rgb = surfel_colours(samples, torch.as_tensor(stored_rgb),
+                                 torch.as_tensor(getattr(world, f"gauss_{layer}_surfel_rgb_gradient")))
+        else:
+            rgb = ((SH_C0 * params.sh[samples["owner"], 0] + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        owner = samples["owner"].numpy()
+        n = len(owner)
+        ts = np.full(n, -np.inf) if params.t_start is None else params.t_start.numpy()[owner]
+        te = np.full(n, np.inf) if params.t_end is None else params.t_end.numpy()[owner]
+        parts.append((samples["xyz"].numpy(), rgb.numpy(), samples["radius"].numpy(),
+                      np.round(samples["normal"].numpy() * 127).astype(np.int8), ts, te))
+    return tuple(np.concatenate(f) for f in zip(*parts))

@@ -66,7 +66,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress
-from .model import GaussianParams, from_surfels, from_world, surfel_samples, world_arrays
+from .model import (GaussianParams, fit_surfel_colours, from_surfels, from_world, source_footprint, surfel_samples,
+                    world_arrays)
 from .backend import BACKENDS, rasterize, resolve_backend
 
 
@@ -529,20 +530,6 @@ def _load_targets(world, load_frame, device) -> list[torch.Tensor]:
     return out
 
 
-# Surfels of a split Gaussian are spaced this many source pixels apart (at the nearest source
-# camera): closer costs file size (26 bytes a surfel) for detail the hole filling mostly restores.
-SURFEL_SPACING_PX = 2.0
-
-
-def source_footprint(means: torch.Tensor, world, pixels: float = SURFEL_SPACING_PX) -> torch.Tensor:
-    """(N,) metres ``pixels`` source pixels span at each point: its distance to the nearest source
-    camera centre over the focal length, times ``pixels``."""
-    centres = torch.as_tensor(world.frame_c2w[:, :3, 3], dtype=means.dtype, device=means.device)
-    nearest = torch.cat([torch.cdist(chunk, centres).min(1).values for chunk in means.split(1 << 16)]) \
-        if len(means) else means.new_zeros(0)
-    return pixels * nearest / float(max(world.intrinsics.fx, world.intrinsics.fy))
-
-
 def baked_colours(params: GaussianParams, world, device, points: torch.Tensor, owner: torch.Tensor,
                   backend: str = "auto") -> torch.Tensor:
     """(S,3) uint8: the colour the optimized render shows at each of ``points`` (S,3), surfels of
@@ -589,9 +576,10 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
                      backend: str = "auto"):
     """A copy of ``world`` with the Gaussian layer ``params`` (split into its static and dynamic
     groups), the source and held-out poses corrected by ``pose_delta`` ((F,6) per source frame,
-    recorded in ``record["pose_correction"]``) and, for the CPU renderer, the Gaussians as surfels
-    in place of the fused ones (model.surfel_samples: large ones split, each surfel coloured by
-    baked_colours)."""
+    recorded in ``record["pose_correction"]``), each Gaussian's colour field for the CPU drawing
+    (model.fit_surfel_colours of baked_colours), and no surfels: the fused ones are what the
+    Gaussians replace, and the CPU renderer splits the Gaussians into surfels at load
+    (model.world_surfels), exactly as here, from the stored (half precision) parameters."""
     import dataclasses
 
     if pose_delta is not None and np.any(pose_delta):
@@ -609,22 +597,30 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
                               params.opacity_logits[mask], params.sh[mask], params.t_start[mask], params.t_end[mask])
 
     fields = {**world_arrays(rows(static), "static"), **world_arrays(rows(~static), "dynamic")}
-    on_device = params.to(device)
-    samples = surfel_samples(on_device, source_footprint(on_device.means, world))
-    owner = samples["owner"]
-    rgb = baked_colours(on_device, world, device, samples["xyz"], owner, backend).cpu().numpy()
-    xyz, radius = samples["xyz"].float().cpu().numpy(), samples["radius"].float().cpu().numpy()
-    normal = np.round(samples["normal"].float().cpu().numpy() * 127).astype(np.int8)
-    owner = owner.cpu()
-    t_start, t_end = params.t_start[owner].cpu().numpy(), params.t_end[owner].cpu().numpy()
-    still = static.cpu().numpy()[owner.numpy()]
-    for layer, m in (("static", still), ("dynamic", ~still)):
-        fields.update({f"{layer}_xyz": xyz[m], f"{layer}_rgb": rgb[m], f"{layer}_radius": radius[m],
-                       f"{layer}_normal": normal[m], f"{layer}_frame": np.full(int(m.sum()), -1, np.int32)})
-    fields.update(dynamic_t_start=t_start[~still], dynamic_t_end=t_end[~still])
     info = {k: v for k, v in world.info.items() if k not in ("frame_local", "frame_local_points")}
     info["optimized"] = record
-    return dataclasses.replace(world, **fields, info=info)
+    empty = {f"{layer}_{name}": getattr(world, f"{layer}_{name}")[:0] for layer in ("static", "dynamic")
+             for name in ("xyz", "rgb", "radius", "normal", "frame")}
+    out = dataclasses.replace(world, **fields, **empty, dynamic_t_start=world.dynamic_t_start[:0],
+                              dynamic_t_end=world.dynamic_t_end[:0], info=info)
+    # The colour field is fitted to the surfels the loader will make: the same split of the stored
+    # parameters, each surfel coloured by the optimized render (baked_colours).
+    layers = [from_world(out, layer) for layer in ("static", "dynamic")]
+    n_static = len(layers[0])
+    layers[0].t_start = torch.full((n_static,), -math.inf, dtype=torch.float64)
+    layers[0].t_end = torch.full((n_static,), math.inf, dtype=torch.float64)
+    stored = GaussianParams(*(torch.cat([getattr(g, k) for g in layers]) for k in
+                              ("means", "log_scales", "quats", "opacity_logits", "sh", "t_start", "t_end"))).to(device)
+    samples = [surfel_samples(g, source_footprint(g.means, out)) for g in layers]
+    points = torch.cat([s["xyz"] for s in samples]).to(device)
+    owner = torch.cat([samples[0]["owner"], samples[1]["owner"] + n_static]).to(device)
+    baked = baked_colours(stored, out, device, points, owner, backend).cpu().float()
+    first = len(samples[0]["owner"])
+    colour_fields = {}
+    for layer, s, rgb in (("static", samples[0], baked[:first]), ("dynamic", samples[1], baked[first:])):
+        field_rgb, gradient = fit_surfel_colours(s, rgb, len(layers[0 if layer == "static" else 1]))
+        colour_fields.update({f"gauss_{layer}_surfel_rgb": field_rgb, f"gauss_{layer}_surfel_rgb_gradient": gradient})
+    return dataclasses.replace(out, **colour_fields)
 
 
 def default_output(world_path: str | Path) -> Path:

@@ -22,12 +22,13 @@ log = logging.getLogger(__name__)
 def world_point_cloud(world, device: str | torch.device = "cpu", layers: str = "all") -> PointCloud:
     """Static and dynamic layers of a World as one PointCloud on ``device`` (``layers``: "all",
     "static" or "dynamic"). A world with a Gaussian layer (format version 2) and no surfels gives
-    its Gaussians drawn as surfels in their DC colour (gaussians/model.py; ``optimize`` writes
-    surfels of its own, coloured as its render shows them)."""
+    its Gaussians drawn as surfels, made here (gaussians/model.py world_surfels: large Gaussians
+    split, coloured by the field ``optimize`` stored); an optimized world written before that
+    (surfels stored beside the Gaussians) draws its stored surfels."""
     if getattr(world, "has_gaussians", False) and world.num_static == 0 and world.num_dynamic == 0:
-        from ..gaussians.model import world_as_surfels
+        from ..gaussians.model import world_surfels
 
-        return PointCloud.from_arrays(*world_as_surfels(world, layers), device=device)
+        return PointCloud.from_arrays(*world_surfels(world, layers), device=device)
     parts = []
     if layers in ("all", "static"):
         n_s = world.num_static

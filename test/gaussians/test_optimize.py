@@ -14,7 +14,7 @@ from inspatio_ros.gaussians.optimize import OptimizeSettings, initial_gaussians,
 from inspatio_ros.gaussians.rasterize import rasterize
 from inspatio_ros.generator.data import frame_loader
 from inspatio_ros.metrics import psnr
-from inspatio_ros.render import Renderer
+from inspatio_ros.render import Renderer, world_point_cloud
 from inspatio_ros.world import World
 
 from toy import INTR, render_truth, toy_truth, toy_world
@@ -58,21 +58,26 @@ def test_toy_scene_converges_to_its_ground_truth(converged):
     after = psnr(_render(from_world(optimized, "static"), world.heldout_c2w)[0], truth)
     # The grey, displaced start scores ~12 dB on the held-out view; a converged fit > 28 dB.
     assert before < 16.0 and after > 28.0, (before, after)
-    assert optimized.has_gaussians and 0 < optimized.num_gaussians <= optimized.num_static <= 40 * optimized.num_gaussians and optimized.info["optimized"]["steps"] == 150
+    assert optimized.has_gaussians and optimized.info["optimized"]["steps"] == 150
+    # No surfels stored (the CPU renderer makes them at load), a colour field for them instead.
+    assert optimized.num_static == 0 and optimized.num_dynamic == 0
+    assert optimized.gauss_static_surfel_rgb.shape == (len(optimized.gauss_static_xyz), 3)
+    cloud = world_point_cloud(optimized)
+    assert optimized.num_gaussians // 2 < len(cloud.xyz) <= 40 * optimized.num_gaussians
 
 
 @pytest.mark.slow
 def test_optimized_world_renders_on_the_cpu_through_the_renderer(converged):
-    """The public Renderer draws an optimized world's Gaussians as surfels (coloured as the
-    optimized render shows them): the held-out view is far closer to the truth than the surfel
-    guess the optimization started from. A version-2 world without surfels draws its Gaussians in
-    their DC colour (worse: blending made those colours) and still beats the guess."""
+    """The public Renderer draws an optimized world's Gaussians as surfels made at load (coloured
+    by the stored field, as the optimized render shows them): the held-out view is far closer to
+    the truth than the surfel guess the optimization started from. A version-2 world without the
+    colour field draws its Gaussians in their DC colour (worse: blending made those colours) and
+    still beats the guess."""
     world, _, optimized, _, _ = converged
     truth = render_truth(toy_truth(), world.heldout_c2w)[0]
-    bare = dataclasses.replace(optimized, **{f"{layer}_{name}": getattr(optimized, f"{layer}_{name}")[:0]
+    bare = dataclasses.replace(optimized, **{f"gauss_{layer}_{name}": getattr(optimized, f"gauss_{layer}_{name}")[:0]
                                              for layer in ("static", "dynamic")
-                                             for name in ("xyz", "rgb", "radius", "normal", "frame")},
-                               dynamic_t_start=optimized.dynamic_t_start[:0], dynamic_t_end=optimized.dynamic_t_end[:0])
+                                             for name in ("surfel_rgb", "surfel_rgb_gradient")})
     scores, coverage = [], []
     for w in (world, optimized, bare):
         r = Renderer(w, "cpu")
