@@ -410,6 +410,12 @@ class World:
             missing = [k for k in _GAUSSIAN_FIELDS if k not in tensors and k not in _OPTIONAL_GAUSSIAN_FIELDS]
             if missing:
                 raise WorldFileError(f"world file {path} (format version 2) lacks {', '.join(missing)}", GAUSSIAN_FIX)
+            for key, (dtype, shape) in _GAUSSIAN_FIELDS.items():
+                # Checked before World() casts: a float colour field would otherwise wrap into u8.
+                if key in tensors and tensors[key].dtype != dtype:
+                    raise WorldFileError(f"world file {path}: the Gaussian layer's '{key}' has dtype "
+                                         f"{tensors[key].dtype} shape {tensors[key].shape}, expected "
+                                         f"{np.dtype(dtype)} (N,{','.join(map(str, shape))})", GAUSSIAN_FIX)
             kwargs.update({_attr(key): tensors[key] for key in _GAUSSIAN_FIELDS if key in tensors})
         world = cls(intrinsics=Intrinsics(fx, fy, cx, cy, int(w), int(h)),
                     provenance=meta.get("provenance", {}), info=meta.get("info", {}), **kwargs)
