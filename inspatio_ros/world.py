@@ -50,10 +50,13 @@ gauss_dynamic.t_start     f64 (D)        the Gaussian exists for t_start <= t <=
 gauss_dynamic.t_end       f64 (D)
 ========================  =============  =======================================================
 
-Half precision for everything but the centres costs nothing measurable (test/gaussians: a
-render of f16-rounded parameters is > 50 dB from the f32 one). A world without Gaussians is
+This table is the layer as held in memory and as version 2 stored it; version 3 (written since
+2026-12-05) stores the rotation, opacity and colour more compactly (8-bit; see encode_gaussians
+below), 47 bytes a static Gaussian with its colour field where version 2 took 61 (52 without).
+Neither costs anything measurable (test/gaussians: a render of the stored parameters is > 50 dB
+from the f32 one; docs/notes/2026-12-05-gaussian-size.md). A world without Gaussians is
 written as version 1, byte for byte what earlier versions wrote, so that they keep reading it;
-this version reads both. An optimized world stores no surfels: the CPU renderer draws its
+this version reads all three. An optimized world stores no surfels: the CPU renderer draws its
 Gaussians as surfels made at load (large ones split over their half-peak ellipse, coloured by the
 ``surfel_rgb`` field; gaussians/model.py world_surfels), so the file is about the size of its
 Gaussians. Optimized worlds written before 2026-12-05 store those surfels in the ``static.*`` /
@@ -102,7 +105,8 @@ from .errors import WorldFileError
 from .fileio import atomic_path
 
 FORMAT_NAME = "inspatio_world"
-FORMAT_VERSION = 2          # the newest version this reader reads (and writes for a world with Gaussians)
+FORMAT_VERSION = 3          # the newest version this reader reads (and writes for a world with Gaussians)
+GAUSSIAN_V2 = 2             # the first Gaussian layer: every parameter as held in memory (f16), still read
 SURFEL_FORMAT_VERSION = 1   # what a world without a Gaussian layer is written as
 CONVENTIONS = {
     "world_frame": "map; metric; gravity-aligned when known (z up per REP-103) else the first camera's",
@@ -256,12 +260,12 @@ class World:
 
     @property
     def has_gaussians(self) -> bool:
-        """True for an optimized world (format version 2 with a non-empty Gaussian layer)."""
+        """True for an optimized world (format version 2 or 3 with a non-empty Gaussian layer)."""
         return self.num_gaussians > 0
 
     @property
     def format_version(self) -> int:
-        """The version this world is written as: 2 with a Gaussian layer, else 1."""
+        """The version this world is written as: 3 with a Gaussian layer, else 1."""
         return FORMAT_VERSION if self.has_gaussians else SURFEL_FORMAT_VERSION
 
     @property
@@ -365,7 +369,7 @@ class World:
         out = {key: getattr(self, _attr(key)) for key in _FIELDS if key != "intrinsics"}
         out["intrinsics"] = self.intrinsics.as_array()
         if self.has_gaussians:
-            out.update({key: getattr(self, _attr(key)) for key in _GAUSSIAN_FIELDS})
+            out.update(encode_gaussians({key: getattr(self, _attr(key)) for key in _GAUSSIAN_FIELDS}))
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -406,10 +410,12 @@ class World:
         fx, fy, cx, cy = (float(v) for v in tensors["intrinsics"])
         w, h = meta["image_size"]
         kwargs = {_attr(key): tensors[key] for key in _FIELDS if key != "intrinsics"}
-        if meta["version"] >= 2:
+        if meta["version"] >= COMPACT_GAUSSIAN_VERSION:
+            tensors = decode_gaussians(tensors, f"world file {path}")
+        if meta["version"] >= GAUSSIAN_V2:
             missing = [k for k in _GAUSSIAN_FIELDS if k not in tensors and k not in _OPTIONAL_GAUSSIAN_FIELDS]
             if missing:
-                raise WorldFileError(f"world file {path} (format version 2) lacks {', '.join(missing)}", GAUSSIAN_FIX)
+                raise WorldFileError(f"world file {path} (format version {meta['version']}) lacks {', '.join(missing)}", GAUSSIAN_FIX)
             for key, (dtype, shape) in _GAUSSIAN_FIELDS.items():
                 # Checked before World() casts: a float colour field would otherwise wrap into u8.
                 if key in tensors and tensors[key].dtype != dtype:
@@ -421,6 +427,76 @@ class World:
                     provenance=meta.get("provenance", {}), info=meta.get("info", {}), **kwargs)
         world.validate(f"world file {path}")
         return world
+
+
+# Format version 3 stores three of the Gaussian layer's fields more compactly than they are held
+# in memory (and than version 2 stored them); the rest as in the table above:
+#   rotation  i8 (G,4)     unit quaternion x 127 (decoded: / 127; normalised on use anyway)
+#   opacity   u8 (G)       peak opacity x 255 (decoded to the f16 logit; 0 and 255 as 0.5 and 254.5)
+#   sh_dc     f16 (G,3)    the SH DC term (colour)
+#   sh_rest   i8 (G,3,3)   the degree-1 terms / sh_rest_scale, rounded
+#   sh_rest_scale f32 (3,3) per layer: the largest |degree-1 term| of each coefficient and channel / 127
+# 47 bytes a static Gaussian with its colour field, instead of 61 (measured on the CPU-optimized
+# toy street: the Gaussian render of these values is 58.5 dB from that of the f16 ones).
+COMPACT_GAUSSIAN_VERSION = 3
+_COMPACT_FIELDS = {
+    "rotation": (np.int8, (4,)),
+    "opacity": (np.uint8, ()),
+    "sh_dc": (np.float16, (3,)),
+    "sh_rest": (np.int8, (3, 3)),
+}
+
+
+def encode_gaussians(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The Gaussian layer's on-disk tensors (format version 3) from the in-memory ones (the
+    ``gauss_*`` keys of _GAUSSIAN_FIELDS)."""
+    out = dict(fields)
+    for group in _GAUSSIAN_GROUPS:
+        q = out.pop(f"{group}.rotation").astype(np.float32)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
+        out[f"{group}.rotation"] = np.round(q * 127).astype(np.int8)
+        logit = out.pop(f"{group}.opacity").astype(np.float64)
+        out[f"{group}.opacity"] = np.round(255.0 / (1.0 + np.exp(-logit))).astype(np.uint8)
+        sh = out.pop(f"{group}.sh").astype(np.float32)
+        out[f"{group}.sh_dc"] = sh[:, 0].astype(np.float16)
+        rest = sh[:, 1:]
+        scale = (np.abs(rest).max(axis=0) if len(rest) else np.zeros((3, 3), np.float32)) / 127.0
+        out[f"{group}.sh_rest"] = np.round(rest / np.where(scale > 0, scale, 1.0)).clip(-127, 127).astype(np.int8)
+        out[f"{group}.sh_rest_scale"] = scale.astype(np.float32)
+    return out
+
+
+def decode_gaussians(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """The in-memory Gaussian fields from a version-3 file's tensors (the inverse of
+    encode_gaussians, up to its rounding); a missing or malformed compact tensor is one
+    WorldFileError naming it."""
+    out = dict(tensors)
+    for group in _GAUSSIAN_GROUPS:
+        wanted = {**{f"{group}.{k}": v for k, v in _COMPACT_FIELDS.items()},
+                  f"{group}.sh_rest_scale": (np.float32, None)}
+        for key, (dtype, shape) in wanted.items():
+            if key not in out:
+                raise WorldFileError(f"{source} (format version {COMPACT_GAUSSIAN_VERSION}) lacks {key}", GAUSSIAN_FIX)
+            arr = out[key]
+            good_shape = arr.shape == (3, 3) if shape is None else arr.shape[1:] == shape
+            if arr.dtype != dtype or not good_shape:
+                expected = "(3,3)" if shape is None else f"(N,{','.join(map(str, shape))})"
+                raise WorldFileError(f"{source}: the Gaussian layer's '{key}' has dtype {arr.dtype} shape {arr.shape}, "
+                                     f"expected {np.dtype(dtype)} {expected}", GAUSSIAN_FIX)
+        scale = out.pop(f"{group}.sh_rest_scale")
+        if not (np.isfinite(scale).all() and (scale >= 0).all()):
+            raise WorldFileError(f"{source}: the Gaussian layer's '{group}.sh_rest_scale' is not finite and >= 0",
+                                 GAUSSIAN_FIX)
+        dc, rest = out.pop(f"{group}.sh_dc"), out.pop(f"{group}.sh_rest")
+        if len(dc) != len(rest):
+            raise WorldFileError(f"{source}: the Gaussian layer's '{group}' arrays have different lengths "
+                                 f"('{group}.sh_rest' has {len(rest)}, '{group}.sh_dc' {len(dc)})", GAUSSIAN_FIX)
+        out[f"{group}.sh"] = np.concatenate([dc[:, None].astype(np.float32), rest.astype(np.float32) * scale],
+                                            1).astype(np.float16)
+        out[f"{group}.rotation"] = (out[f"{group}.rotation"].astype(np.float32) / 127.0).astype(np.float16)
+        p = np.clip(out[f"{group}.opacity"].astype(np.float64), 0.5, 254.5) / 255.0
+        out[f"{group}.opacity"] = np.log(p / (1.0 - p)).astype(np.float16)
+    return out
 
 
 def read_world_metadata(path: str | os.PathLike) -> dict[str, Any]:

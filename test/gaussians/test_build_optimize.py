@@ -18,7 +18,7 @@ def test_build_optimize_writes_an_optimized_world(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "optimized" in out
     world = World.load(optimized)
-    assert world.format_version == 2 and 0 < world.num_gaussians <= 3000 and world.info["optimized"]["steps"] == 3
+    assert world.format_version == 3 and 0 < world.num_gaussians <= 3000 and world.info["optimized"]["steps"] == 3
     assert not (tmp_path / "opt.safetensors.ckpt").exists()
 
 

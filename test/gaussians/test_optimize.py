@@ -132,7 +132,7 @@ def test_world_without_its_source_frames_is_one_clear_error(tmp_path, capsys):
         OptimizeSettings(iterations=0).check()
 
 
-def test_cli_writes_a_v2_world(tmp_path, capsys):
+def test_cli_writes_a_v3_world(tmp_path, capsys):
     world, folder = toy_world(tmp_path / "toy")
     path = world.save(tmp_path / "w.safetensors")
     out = tmp_path / "opt.safetensors"
@@ -140,5 +140,5 @@ def test_cli_writes_a_v2_world(tmp_path, capsys):
                  "--frames", str(folder)]) == 0
     assert "wrote" in capsys.readouterr().out
     back = World.load(out)
-    assert back.format_version == 2 and back.num_gaussians == len(world.static_xyz)
+    assert back.format_version == 3 and back.num_gaussians == len(world.static_xyz)
     assert back.info["optimized"]["seed"] == 1 and np.array_equal(back.heldout_index, world.heldout_index)

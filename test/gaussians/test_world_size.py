@@ -48,12 +48,12 @@ def test_compact_world_round_trip_keeps_the_colour_field_and_no_surfels(tmp_path
     back = World.load(path)
     assert back.num_static == 0 and back.num_dynamic == 0 and back.num_gaussians == 400
     for layer in ("static", "dynamic"):
-        for name in ("surfel_rgb", "surfel_rgb_gradient", "log_scale", "sh"):
+        for name in ("surfel_rgb", "surfel_rgb_gradient", "log_scale", "xyz"):
             a, b = getattr(world, f"gauss_{layer}_{name}"), getattr(back, f"gauss_{layer}_{name}")
             assert a.dtype == b.dtype and np.array_equal(a, b), (layer, name)
-    # The file is the Gaussians (52 bytes, +16 for a dynamic one's time span) and their colour
+    # The file is the Gaussians (38 bytes, +16 for a dynamic one's time span) and their colour
     # field (9 bytes), the frames and the header: nothing that grows with the surfels.
-    payload = 400 * (52 + 9) + 100 * 16
+    payload = 400 * (38 + 9) + 100 * 16
     assert payload < path.stat().st_size < payload + 12_000
 
 
