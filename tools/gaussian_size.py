@@ -4,7 +4,7 @@ CPU drawing looks like when the surfels are made at load instead of stored.
     PYTHONPATH=. python tools/gaussian_size.py layout
     PYTHONPATH=. python tools/gaussian_size.py compact OLD_OPTIMIZED NEW [--device cpu|cuda]
     PYTHONPATH=. python tools/gaussian_size.py compare OLD_OPTIMIZED NEW GT_DIR [PICTURE.png]
-    PYTHONPATH=. python tools/gaussian_size.py loadtime WORLD [--gaussians 1000000] [--threads 1]
+    PYTHONPATH=. python tools/gaussian_size.py loadtime WORLD [--gaussians 1000000] [--threads 1] [--old-layout]
 
 ``layout``: bytes per Gaussian of the stored layer (from world.py's field table) and the file
 sizes that follow for the H200 street and kitti06 worlds (1 M Gaussians each, and their stored
@@ -15,9 +15,10 @@ over the source frames (what ``optimize`` now writes), no surfels. No re-optimiz
 ``compare``: held-out frames drawn by the CPU Renderer from both worlds (the old one's stored
 surfels, the new one's surfels made at load): PSNR of each against the truth and of the new
 against the old, file sizes, surfel counts, and CPU seconds to load and draw.
-``loadtime``: the world's Gaussians (with their cameras) repeated along x until there are
-``--gaussians`` of them, then the CPU seconds and peak RSS of making the surfels at load
-(World.load + world_point_cloud) and of the Renderer's set-up.
+``loadtime``: the world's Gaussians repeated in place until there are ``--gaussians`` of them
+(each copy splits as the original), written to a temporary file, then in a fresh process the CPU
+seconds and peak RSS of World.load, of the surfels (made at load, or with ``--old-layout`` read
+from the file as before 2026-12-05) and of the Renderer's set-up.
 """
 from __future__ import annotations
 
@@ -37,29 +38,32 @@ STATIC_SURFEL_BYTES = 12 + 3 + 4 + 3 + 4          # xyz f32, rgb u8, radius f32,
 MB = 1e6
 
 
-def gaussian_bytes(dynamic: bool = False, colour_field: bool = True) -> int:
-    from inspatio_ros.world import _GAUSSIAN_FIELDS
+def gaussian_bytes(version: int = 3, dynamic: bool = False, colour_field: bool = True) -> int:
+    """Bytes one Gaussian takes in a world file of format ``version`` (2 or 3), from world.py's
+    own field table and encoder (per-layer constants such as sh_rest_scale left out)."""
+    from inspatio_ros.world import _GAUSSIAN_FIELDS, encode_gaussians
 
+    one = {key: np.zeros((1, *shape), dtype) for key, (dtype, shape) in _GAUSSIAN_FIELDS.items()}
+    for group in ("gauss_static", "gauss_dynamic"):
+        one[f"{group}.rotation"][:, 0] = 1
+    stored = encode_gaussians(one) if version >= 3 else one
     group = "gauss_dynamic" if dynamic else "gauss_static"
-    total = 0
-    for key, (dtype, shape) in _GAUSSIAN_FIELDS.items():
-        if not key.startswith(group + ".") or (not colour_field and "surfel_rgb" in key):
-            continue
-        total += int(np.dtype(dtype).itemsize * int(np.prod(shape or (1,))))
-    return total
+    return sum(a.nbytes for key, a in stored.items() if key.startswith(group + ".") and len(a) == 1
+               and not key.endswith("sh_rest_scale") and (colour_field or "surfel_rgb" not in key))
 
 
 def layout() -> None:
-    with_field, without = gaussian_bytes(), gaussian_bytes(colour_field=False)
-    print(f"static Gaussian: {without} bytes (parameters) + {with_field - without} (CPU colour field) = {with_field}; "
-          f"dynamic: {gaussian_bytes(True)}")
+    for version in (2, 3):
+        with_field, without = gaussian_bytes(version), gaussian_bytes(version, colour_field=False)
+        print(f"format {version}: a static Gaussian {without} bytes + {with_field - without} (CPU colour field) = "
+              f"{with_field}; a dynamic one {gaussian_bytes(version, True)}")
     print(f"a stored surfel: {STATIC_SURFEL_BYTES} bytes")
+    v2, v3 = gaussian_bytes(2, colour_field=False), gaussian_bytes(3)
     for name, gaussians, surfels in (("street (H200, 1 M Gaussians)", 1_000_000, 13_200_000),
                                      ("kitti06 (H200, 1 M Gaussians)", 1_000_000, 22_500_000)):
-        before = gaussians * without + surfels * STATIC_SURFEL_BYTES
-        after = gaussians * with_field
-        print(f"{name}: before {before / MB:.0f} MB ({gaussians * without / MB:.0f} Gaussians + "
-              f"{surfels * STATIC_SURFEL_BYTES / MB:.0f} surfels), after {after / MB:.0f} MB")
+        before = gaussians * v2 + surfels * STATIC_SURFEL_BYTES
+        print(f"{name}: before {before / MB:.0f} MB ({gaussians * v2 / MB:.0f} Gaussians + "
+              f"{surfels * STATIC_SURFEL_BYTES / MB:.0f} surfels), after {gaussians * v3 / MB:.0f} MB")
 
 
 def compact(old_path: str, new_path: str, device: str) -> None:
@@ -112,49 +116,57 @@ def compare(old_path: str, new_path: str, gt_dir: str, picture: str | None = Non
         write_png(picture, np.concatenate([truth[0], old_img[0], new_img[0]], axis=1))
 
 
-def loadtime(path: str, gaussians: int, threads: int) -> None:
-    from inspatio_ros.render import Renderer, world_point_cloud
+def loadtime(path: str, gaussians: int, threads: int, old_layout: bool) -> None:
+    import subprocess
+    import tempfile
+
+    from inspatio_ros.gaussians.model import world_surfels
     from inspatio_ros.world import World
 
     world = World.load(path)
     n = len(world.gauss_static_xyz)
-    if n == 0 or len(world.gauss_static_surfel_rgb) != n:
-        sys.exit(f"{path}: give an optimized world in today's layout (tools/gaussian_size.py compact)")
+    if n == 0 or len(world.gauss_static_surfel_rgb) != n or len(world.gauss_dynamic_xyz):
+        sys.exit(f"{path}: give an optimized world without moving objects in today's layout "
+                 "(tools/gaussian_size.py compact)")
+    # Copies in the same place, seen by the same cameras: each splits exactly as the original.
     copies = -(-gaussians // n)
-    span = float(np.ptp(np.concatenate([world.gauss_static_xyz[:, 0], world.frame_c2w[:, 0, 3]]))) + 10.0
-    shift = np.arange(copies)[:, None] * span
-    tiled = {}
-    for name in ("xyz", "log_scale", "rotation", "opacity", "sh", "surfel_rgb", "surfel_rgb_gradient"):
-        a = getattr(world, f"gauss_static_{name}")
-        tiled[f"gauss_static_{name}"] = np.concatenate([a] * copies)[:gaussians]
-    xyz = tiled["gauss_static_xyz"].copy()
-    xyz[:, 0] += np.repeat(shift[:, 0], n)[:gaussians].astype(np.float32)
-    tiled["gauss_static_xyz"] = xyz
-    c2w = np.concatenate([world.frame_c2w] * copies)
-    c2w[:, 0, 3] += np.repeat(shift[:, 0], len(world.frame_c2w))
-    frames = len(c2w)
-    big = dataclasses.replace(world, **tiled, frame_c2w=c2w, frame_time=np.arange(frames, dtype=np.float64) * 0.1,
-                              frame_index=np.arange(frames, dtype=np.int32), heldout_c2w=world.heldout_c2w[:0],
-                              heldout_time=world.heldout_time[:0], heldout_index=world.heldout_index[:0])
-    import tempfile
-
-    out = os.path.join(tempfile.gettempdir(), "gaussian_size_loadtime.safetensors")
+    tiled = {f"gauss_static_{name}": np.concatenate([getattr(world, f"gauss_static_{name}")] * copies)[:gaussians]
+             for name in ("xyz", "log_scale", "rotation", "opacity", "sh", "surfel_rgb", "surfel_rgb_gradient")}
+    big = dataclasses.replace(world, **tiled)
+    if old_layout:
+        # As optimize wrote it before 2026-12-05: the surfels stored (format 2), no colour field.
+        xyz, rgb, radius, normal, _, _ = world_surfels(big)
+        big = dataclasses.replace(big, static_xyz=xyz, static_rgb=rgb, static_radius=radius, static_normal=normal,
+                                  static_frame=np.full(len(xyz), -1, np.int32),
+                                  gauss_static_surfel_rgb=tiled["gauss_static_surfel_rgb"][:0],
+                                  gauss_static_surfel_rgb_gradient=tiled["gauss_static_surfel_rgb_gradient"][:0])
+    out = os.path.join(tempfile.gettempdir(), f"gaussian_size_loadtime_{os.getpid()}.safetensors")
     big.save(out)
-    size = os.path.getsize(out)
+    try:
+        subprocess.run([sys.executable, __file__, "_measure", out, str(threads)], check=True)
+    finally:
+        os.remove(out)
+    print(f"  ({'old layout: surfels stored' if old_layout else 'surfels made at load'}; {copies} copies of {n:,} "
+          f"Gaussians, {len(world.frame_c2w)} source cameras)")
+
+
+def _measure(path: str, threads: int) -> None:
+    from inspatio_ros.render import Renderer, world_point_cloud
+    from inspatio_ros.world import World
+
     torch.set_num_threads(threads)
     t0 = time.process_time()
-    loaded = World.load(out)
+    loaded = World.load(path)
     t1 = time.process_time()
     cloud = world_point_cloud(loaded)
     t2 = time.process_time()
     Renderer(cloud, "cpu")
     t3 = time.process_time()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{gaussians:,} Gaussians ({copies} copies of {n:,}, {frames} source cameras), file {size / MB:.1f} MB, "
-          f"{torch.get_num_threads()} thread(s): load {t1 - t0:.2f} s, surfels made at load {t2 - t1:.2f} s CPU "
-          f"({len(cloud.xyz):,} surfels, {len(cloud.xyz) / gaussians:.1f} a Gaussian), renderer set-up {t3 - t2:.2f} s; "
-          f"peak RSS {rss:.0f} MB")
-    os.remove(out)
+    print(f"{loaded.num_gaussians:,} Gaussians, file {os.path.getsize(path) / MB:.1f} MB, {threads} thread(s): "
+          f"World.load {t1 - t0:.2f} s, surfels {t2 - t1:.2f} s CPU ({len(cloud.xyz):,}, "
+          f"{len(cloud.xyz) / loaded.num_gaussians:.1f} a Gaussian), renderer set-up {t3 - t2:.2f} s; "
+          f"peak RSS {rss:.0f} MB", flush=True)
 
 
 def main() -> None:
@@ -168,6 +180,9 @@ def main() -> None:
     lt = sub.add_parser("loadtime")
     lt.add_argument("world"), lt.add_argument("--gaussians", type=int, default=1_000_000)
     lt.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable on a shared machine)")
+    lt.add_argument("--old-layout", action="store_true", help="store the surfels in the file, as before 2026-12-05")
+    if sys.argv[1:2] == ["_measure"]:
+        return _measure(sys.argv[2], int(sys.argv[3]))
     a = ap.parse_args()
     if a.cmd == "layout":
         layout()
@@ -176,7 +191,7 @@ def main() -> None:
     elif a.cmd == "compare":
         compare(a.old, a.new, a.gt, a.picture)
     else:
-        loadtime(a.world, a.gaussians, a.threads)
+        loadtime(a.world, a.gaussians, a.threads, a.old_layout)
 
 
 if __name__ == "__main__":
