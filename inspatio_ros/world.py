@@ -43,7 +43,7 @@ gauss_static.surfel_rgb   u8  (G,3)      the CPU drawing's colour field (optiona
                                          colour at the centre of the Gaussian drawn as opaque
                                          surfels, baked from the optimized render ...
 gauss_static.surfel_rgb_gradient  i8 (G,2,3)  ... and its change (grey levels) from the centre
-                                         to the half-peak edge along the largest, then the middle
+                                         to the drawn edge along the largest, then the middle
                                          axis (gaussians/model.py fit_surfel_colours)
 gauss_dynamic.*           as above (D)   plus:
 gauss_dynamic.t_start     f64 (D)        the Gaussian exists for t_start <= t <= t_end (seconds)
@@ -57,7 +57,8 @@ Neither costs anything measurable (test/gaussians: a render of the stored parame
 from the f32 one; docs/notes/2026-12-05-gaussian-size.md). A world without Gaussians is
 written as version 1, byte for byte what earlier versions wrote, so that they keep reading it;
 this version reads all three. An optimized world stores no surfels: the CPU renderer draws its
-Gaussians as surfels made at load (large ones split over their half-peak ellipse, coloured by the
+Gaussians as surfels made at load (large ones split over the ellipse where they are at least 0.3
+opaque, coloured by the
 ``surfel_rgb`` field; gaussians/model.py world_surfels), so the file is about the size of its
 Gaussians. Optimized worlds written before 2026-12-05 store those surfels in the ``static.*`` /
 ``dynamic.*`` arrays beside the Gaussians and without the colour field; they are drawn from the

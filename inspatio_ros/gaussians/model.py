@@ -15,12 +15,15 @@ the reference exposure.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .rasterize import SH_C0, quaternion_to_rotation
+
+log = logging.getLogger(__name__)
 
 SH_COEFFS = 4                      # DC + degree 1
 FLAT_RATIO = 0.1                   # initial thickness along the normal / width of a surfel's Gaussian
@@ -131,43 +134,58 @@ def world_arrays(params: GaussianParams, layer: str) -> dict[str, np.ndarray]:
     return out
 
 
-# Gaussians fainter than this are left out of the surfel drawing: the surfel renderer draws every
-# surfel opaque, so a faint Gaussian (a blend's tail, a half-pruned floater) would cover what is
-# behind it.
+# The surfel renderer draws every surfel opaque, so a Gaussian drawn as surfels covers where its
+# own opacity o·exp(-x²/2) reaches SURFEL_MIN_OPACITY: out to drawn_extent(o) σ from its centre
+# (1.55 σ for an opaque one, less for a fainter one), and not at all where o is below it (a blend's
+# tail, a half-pruned floater would cover what is behind it). Until 2026-12-05 every Gaussian of
+# o >= 0.3 was drawn to its half peak (1.18 σ whatever o): drawing faint ones smaller and opaque
+# ones wider scored +0.75 dB and +0.10 dB on two CPU-optimized toy streets (held-out frames,
+# docs/notes/2026-12-05-gaussian-size.md), for 17-20 % more surfels.
 SURFEL_MIN_OPACITY = 0.3
+MIN_EXTENT_SIGMAS = 0.3            # a Gaussian drawn narrower than this (o within 5 % of the cut) is a speck: left out
 
 
-# A Gaussian drawn as surfels covers where its opacity reaches half its peak: 1.18 σ from the
-# centre (exp(-x²/2) = 0.5); the surfel renderer's discs are opaque, so their union should match it.
-HALF_PEAK_SIGMAS = 1.1774
+def drawn_extent(opacities: torch.Tensor) -> torch.Tensor:
+    """σ units from a Gaussian's centre out to where its opacity falls to SURFEL_MIN_OPACITY (0 at
+    or under it)."""
+    return torch.sqrt(2 * torch.log((opacities / SURFEL_MIN_OPACITY).clamp_min(1.0)))
+
+
+# The colour field a world stores (fit_surfel_colours) belongs to the split that made the surfels it
+# was fitted to; a world records this number (info.optimized.surfel_split) and the loader uses the
+# field only with the same split. Change it whenever surfel_samples places surfels differently.
+SURFEL_SPLIT_VERSION = 1
 MAX_SAMPLES_PER_AXIS = 4          # at most (2*4-1)² samples on a Gaussian's plane (49; ~37 in the ellipse)
 
 
 def surfel_samples(params: GaussianParams, footprint: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The Gaussians (opacity >= SURFEL_MIN_OPACITY) as surfels for the CPU renderer, a large one
-    split into several: a grid over the ellipse where its opacity is at least half its peak, in the
-    plane of its two larger axes, spaced by ``footprint`` (N,) metres (about a source pixel at the
-    Gaussian's distance, so that the surfels need no hole filling between them), at most
+    """The Gaussians as surfels for the CPU renderer, a large one split into several: a grid over
+    the ellipse where its opacity is at least SURFEL_MIN_OPACITY (drawn_extent σ along each axis),
+    in the plane of its two larger axes, spaced by ``footprint`` (N,) metres (about a source pixel
+    at the Gaussian's distance, so that the surfels need no hole filling between them), at most
     MAX_SAMPLES_PER_AXIS per half axis (coarser beyond). Each surfel's radius is 0.75 x the grid
     spacing, so neighbouring discs overlap. A Gaussian smaller than a footprint stays one surfel
-    of radius 1.18 σ (its half-peak extent).
+    as wide as that ellipse. Gaussians whose ellipse is under MIN_EXTENT_SIGMAS are left out.
 
     Returns xyz (S,3), radius (S,), normal (S,3) (0 where the Gaussian is not flat: the surfel faces
     the camera), owner (S,) index of the Gaussian, uv (S,2) the surfel's place on its Gaussian's
-    plane in half-peak units (-1..1 along the largest axis, then the middle one; 0, 0 the centre).
+    plane in units of that ellipse (-1..1 along the largest axis, then the middle one; 0, 0 the
+    centre).
 
     Deterministic: the same parameters (e.g. as stored, half precision) give the same surfels, so
     a world need not store them (``world_surfels`` makes them at load)."""
     with torch.no_grad():
-        keep = torch.nonzero(params.opacities >= SURFEL_MIN_OPACITY)[:, 0]
+        extent = drawn_extent(params.opacities)
+        keep = torch.nonzero(extent >= MIN_EXTENT_SIGMAS)[:, 0]
+        extent = extent[keep]
         scales = params.scales[keep]
         sorted_scales, axis_order = torch.sort(scales, dim=1)
         rot = quaternion_to_rotation(params.quats[keep])
         axes = torch.gather(rot, 2, axis_order[:, None, :].expand(-1, 3, 3))   # columns: smallest..largest axis
         flat = sorted_scales[:, 0] < 0.5 * sorted_scales[:, 1]
         normal = torch.where(flat[:, None], axes[..., 0], torch.zeros_like(axes[..., 0]))
-        half_u = HALF_PEAK_SIGMAS * sorted_scales[:, 2]                          # along the largest axis
-        half_v = HALF_PEAK_SIGMAS * sorted_scales[:, 1]
+        half_u = extent * sorted_scales[:, 2]                                    # along the largest axis
+        half_v = extent * sorted_scales[:, 1]
         fp = footprint[keep].clamp_min(1e-6)
         n_u = torch.ceil(half_u / fp).clamp(1, MAX_SAMPLES_PER_AXIS).long()
         n_v = torch.ceil(half_v / fp).clamp(1, MAX_SAMPLES_PER_AXIS).long()
@@ -222,8 +240,8 @@ def fit_surfel_colours(samples: dict[str, torch.Tensor], baked: torch.Tensor, n:
     """The per-Gaussian colour field the CPU drawing is stored as: for each of the ``n`` Gaussians a
     colour at its centre and its change across the plane, fitted (least squares) to the colours
     ``baked`` (S,3, 0-255) of its surfels ``samples`` (surfel_samples). Returns rgb u8 (n,3) and
-    gradient i8 (n,2,3): grey levels from the centre to the half-peak edge along the largest axis,
-    then the middle one. A Gaussian with no surfel (too faint to draw) gets zeros.
+    gradient i8 (n,2,3): grey levels from the centre to the drawn edge (surfel_samples' ellipse)
+    along the largest axis, then the middle one. A Gaussian with no surfel (too faint to draw) gets zeros.
 
     Why a linear field and not every surfel's colour: 9 bytes a Gaussian instead of 3 a surfel
     (13 surfels a Gaussian on the H200 street); on the CPU-optimized toy street the drawing from
@@ -254,15 +272,22 @@ def world_surfels(world, layers: str = "all") -> tuple[np.ndarray, ...]:
     Made at load, not stored: the split of large Gaussians (surfel_samples, spaced by
     source_footprint of the world's source cameras) and each surfel's colour from the Gaussian's
     stored colour field (``gauss_*.surfel_rgb`` / ``surfel_rgb_gradient``, written by
-    ``optimize``); a world without that field (another writer) colours them by the DC term."""
+    ``optimize`` with ``info.optimized.surfel_split``); a world without that field (another
+    writer), or whose field was fitted to another split (a warning), colours them by the DC term."""
     parts = []
+    split = (world.info.get("optimized") or {}).get("surfel_split")
+    field_usable = split == SURFEL_SPLIT_VERSION
+    if not field_usable and len(world.gauss_static_surfel_rgb):
+        log.warning("the world's surfel colour field was fitted to surfel split %r, this version splits as %d: "
+                    "drawing the Gaussians' own colours on the CPU (run 'inspatio-ros optimize' again, or "
+                    "tools/gaussian_size.py compact, to refit it)", split, SURFEL_SPLIT_VERSION)
     for layer in ("static", "dynamic"):
         if layers not in ("all", layer):
             continue
         params = from_world(world, layer)
         samples = surfel_samples(params, source_footprint(params.means, world))
         stored_rgb = getattr(world, f"gauss_{layer}_surfel_rgb")
-        if len(stored_rgb) == len(params) and len(params):
+        if field_usable and len(stored_rgb) == len(params) and len(params):
             rgb = surfel_colours(samples, torch.as_tensor(stored_rgb),
                                  torch.as_tensor(getattr(world, f"gauss_{layer}_surfel_rgb_gradient")))
         else:

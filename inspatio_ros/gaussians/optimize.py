@@ -66,7 +66,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress
-from .model import (GaussianParams, fit_surfel_colours, from_surfels, from_world, source_footprint, surfel_samples,
+from .model import (SURFEL_SPLIT_VERSION, GaussianParams, fit_surfel_colours, from_surfels, from_world, source_footprint, surfel_samples,
                     world_arrays)
 from .backend import BACKENDS, rasterize, resolve_backend
 
@@ -598,7 +598,7 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
 
     fields = {**world_arrays(rows(static), "static"), **world_arrays(rows(~static), "dynamic")}
     info = {k: v for k, v in world.info.items() if k not in ("frame_local", "frame_local_points")}
-    info["optimized"] = record
+    info["optimized"] = {**record, "surfel_split": SURFEL_SPLIT_VERSION}
     empty = {f"{layer}_{name}": getattr(world, f"{layer}_{name}")[:0] for layer in ("static", "dynamic")
              for name in ("xyz", "rgb", "radius", "normal", "frame")}
     out = dataclasses.replace(world, **fields, **empty, dynamic_t_start=world.dynamic_t_start[:0],

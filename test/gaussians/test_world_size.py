@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inspatio_ros.errors import InputError, WorldFileError
-from inspatio_ros.gaussians.model import (fit_surfel_colours, from_world, source_footprint, surfel_colours,
+from inspatio_ros.gaussians.model import (SURFEL_SPLIT_VERSION, fit_surfel_colours, from_world, source_footprint, surfel_colours,
                                           surfel_samples, world_surfels)
 from inspatio_ros.render import Renderer, world_point_cloud
 from inspatio_ros.world import World
@@ -39,7 +39,7 @@ def compact_world(seed=0) -> World:
         s = surfel_samples(g, source_footprint(g.means, w))
         rgb, gradient = fit_surfel_colours(s, _linear_colour(s["xyz"]), len(g))
         fields.update({f"gauss_{layer}_surfel_rgb": rgb, f"gauss_{layer}_surfel_rgb_gradient": gradient})
-    return dataclasses.replace(w, **fields)
+    return dataclasses.replace(w, **fields, info={**w.info, "optimized": {"surfel_split": SURFEL_SPLIT_VERSION}})
 
 
 def test_compact_world_round_trip_keeps_the_colour_field_and_no_surfels(tmp_path):
@@ -108,13 +108,19 @@ def test_an_optimized_world_of_the_old_layout_still_draws_its_stored_surfels(tmp
     assert images[0].std() > 10 and np.array_equal(images[0], images[1])
 
 
-def test_a_world_without_the_colour_field_draws_the_dc_colours():
+def test_a_world_without_the_colour_field_draws_the_dc_colours(caplog):
     w = compact_world()
     bare = dataclasses.replace(w, **{f"gauss_{layer}_{name}": getattr(w, f"gauss_{layer}_{name}")[:0]
                                      for layer in ("static", "dynamic") for name in ("surfel_rgb", "surfel_rgb_gradient")})
     bare.validate()
     rgb = world_point_cloud(bare).rgb.cpu().numpy()
     assert len(rgb) == len(world_point_cloud(w).xyz) and not np.array_equal(rgb, world_point_cloud(w).rgb.cpu().numpy())
+    # A field fitted to another split is not used on this one's surfels (they would get the wrong
+    # colours): the DC colours again, and a warning that says how to refit it.
+    other = dataclasses.replace(w, info={**w.info, "optimized": {"surfel_split": SURFEL_SPLIT_VERSION + 1}})
+    with caplog.at_level("WARNING"):
+        assert np.array_equal(world_point_cloud(other).rgb.cpu().numpy(), rgb)
+    assert "surfel colour field was fitted to surfel split" in caplog.text and "compact" in caplog.text
 
 
 @pytest.mark.parametrize("damage, words", [
