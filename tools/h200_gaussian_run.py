@@ -11,7 +11,8 @@ no poses), ``street_sN`` (the synthetic street of seed N, 640x360, 60 frames, on
 from video.mp4 + camera_info.yaml only, poses estimated). For each: ``build --no-optimize``
 (timed), eval of that surfel world, ``optimize`` (timed; --iterations, --max-minutes, --budget),
 eval of the optimized world (Gaussians drawn by gsplat), and world sizes. Street clips also get
-the lateral-shift scores (±1 m, ±2 m). ``--node-bench``: the node on each optimized world, 3
+the lateral-shift scores (±1 m, ±2 m). ``--cpu-eval``: the optimized world also scored on the
+CPU (the surfels made from its Gaussians at load, as a node without a GPU draws it). ``--node-bench``: the node on each optimized world, 3
 cameras at 1920x1080 with depth, at the --node-rates (bench/node_bench.py; logs in --out). Each clip runs in child processes; rows are written to
 OUT/gaussian_run.json as they finish, so a run cut short keeps what it did.
 
@@ -115,6 +116,10 @@ def run_clip(name: str, a) -> dict:
                               if k not in ("pose_correction", "heldout_pose_correction")}
     row["build_plus_optimize_s"] = round(build["seconds"] + opt["seconds"], 1)
     row["optimized_eval"] = _score(optimized, truth, shifts, run / "opt_score.json", run / "opt_score.log", a.device)
+    if a.cpu_eval:
+        # The same world drawn as the CPU node draws it (surfels made from the Gaussians at load).
+        row["optimized_eval_cpu"] = _score(optimized, truth, shifts, run / "opt_score_cpu.json",
+                                           run / "opt_score_cpu.log", "cpu")
     if a.node_bench:
         # The node drawing this world's Gaussians: 3 cameras at 1920x1080, RGB + depth, at each
         # --node-rates (Hz per camera), rate and pose->image latency (bench/node_bench.py).
@@ -147,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--device", default="cuda", help="cuda (the point of this script); cpu only to try it at toy size")
     ap.add_argument("--size", default="640x360", help="synthetic street size")
+    ap.add_argument("--cpu-eval", action="store_true",
+                    help="also score each optimized world on the CPU (its surfel drawing: the node without a GPU)")
     ap.add_argument("--node-bench", action="store_true", help="also run bench/node_bench.py on each optimized world "
                                                                "(3 cameras 1920x1080, RGB + depth)")
     ap.add_argument("--node-rates", default="60,120", help="per-camera rates for --node-bench (Hz, comma-separated)")
