@@ -153,14 +153,14 @@ _SURFEL_COLOUR_PARAMS = {
     "surfel_rgb": (np.uint8, (3,)),
     "surfel_rgb_gradient": (np.int8, (2, 3)),
 }
-_GAUSSIAN_FIELDS = {
+GAUSSIAN_FIELDS = {
     **{f"gauss_static.{k}": v for k, v in {**_GAUSSIAN_PARAMS, **_SURFEL_COLOUR_PARAMS}.items()},
     **{f"gauss_dynamic.{k}": v for k, v in {**_GAUSSIAN_PARAMS, **_SURFEL_COLOUR_PARAMS}.items()},
     "gauss_dynamic.t_start": (np.float64, ()),
     "gauss_dynamic.t_end": (np.float64, ()),
 }
-_OPTIONAL_GAUSSIAN_FIELDS = {f"{group}.{k}" for group in ("gauss_static", "gauss_dynamic") for k in _SURFEL_COLOUR_PARAMS}
-_ALL_FIELDS = {**_FIELDS, **_GAUSSIAN_FIELDS}
+OPTIONAL_GAUSSIAN_FIELDS = {f"{group}.{k}" for group in ("gauss_static", "gauss_dynamic") for k in _SURFEL_COLOUR_PARAMS}
+_ALL_FIELDS = {**_FIELDS, **GAUSSIAN_FIELDS}
 GAUSSIAN_FIX = ("the Gaussian layer is damaged: run 'inspatio-ros optimize' again on the world it was made from "
                 "(or rebuild the world)")
 
@@ -176,7 +176,7 @@ _GAUSSIAN_GROUPS = {"gauss_static": "gauss_static.xyz", "gauss_dynamic": "gauss_
 
 
 def _empty(key: str) -> np.ndarray:
-    dtype, shape = _GAUSSIAN_FIELDS[key]
+    dtype, shape = GAUSSIAN_FIELDS[key]
     return np.zeros((0, *shape), dtype)
 
 
@@ -312,7 +312,7 @@ class World:
         self._validate_gaussians(source)
 
     def _validate_gaussians(self, source: str) -> None:
-        for key, (dtype, shape) in _GAUSSIAN_FIELDS.items():
+        for key, (dtype, shape) in GAUSSIAN_FIELDS.items():
             arr = getattr(self, _attr(key))
             if arr.dtype != dtype or arr.shape[1:] != shape:
                 raise WorldFileError(f"{source}: the Gaussian layer's '{key}' has dtype {arr.dtype} shape "
@@ -320,9 +320,9 @@ class World:
                                      GAUSSIAN_FIX)
         for group, lead in _GAUSSIAN_GROUPS.items():
             n = len(getattr(self, _attr(lead)))
-            for key in _GAUSSIAN_FIELDS:
+            for key in GAUSSIAN_FIELDS:
                 rows = len(getattr(self, _attr(key)))
-                if key in _OPTIONAL_GAUSSIAN_FIELDS and rows == 0:
+                if key in OPTIONAL_GAUSSIAN_FIELDS and rows == 0:
                     continue
                 if key.startswith(group + ".") and rows != n:
                     raise WorldFileError(f"{source}: the Gaussian layer's '{group}' arrays have different "
@@ -333,7 +333,7 @@ class World:
             if len(rows) > 1:
                 raise WorldFileError(f"{source}: the Gaussian layer's '{group}' has only part of its surfel colour "
                                      f"field ({', '.join(_SURFEL_COLOUR_PARAMS)})", GAUSSIAN_FIX)
-        for key in _GAUSSIAN_FIELDS:
+        for key in GAUSSIAN_FIELDS:
             arr = getattr(self, _attr(key))
             if arr.size and not np.isfinite(arr).all():
                 raise WorldFileError(f"{source}: the Gaussian layer's '{key}' holds NaN or infinity", GAUSSIAN_FIX)
@@ -370,7 +370,7 @@ class World:
         out = {key: getattr(self, _attr(key)) for key in _FIELDS if key != "intrinsics"}
         out["intrinsics"] = self.intrinsics.as_array()
         if self.has_gaussians:
-            out.update(encode_gaussians({key: getattr(self, _attr(key)) for key in _GAUSSIAN_FIELDS}))
+            out.update(encode_gaussians({key: getattr(self, _attr(key)) for key in GAUSSIAN_FIELDS}))
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -414,16 +414,16 @@ class World:
         if meta["version"] >= COMPACT_GAUSSIAN_VERSION:
             tensors = decode_gaussians(tensors, f"world file {path}")
         if meta["version"] >= GAUSSIAN_V2:
-            missing = [k for k in _GAUSSIAN_FIELDS if k not in tensors and k not in _OPTIONAL_GAUSSIAN_FIELDS]
+            missing = [k for k in GAUSSIAN_FIELDS if k not in tensors and k not in OPTIONAL_GAUSSIAN_FIELDS]
             if missing:
                 raise WorldFileError(f"world file {path} (format version {meta['version']}) lacks {', '.join(missing)}", GAUSSIAN_FIX)
-            for key, (dtype, shape) in _GAUSSIAN_FIELDS.items():
+            for key, (dtype, shape) in GAUSSIAN_FIELDS.items():
                 # Checked before World() casts: a float colour field would otherwise wrap into u8.
                 if key in tensors and tensors[key].dtype != dtype:
                     raise WorldFileError(f"world file {path}: the Gaussian layer's '{key}' has dtype "
                                          f"{tensors[key].dtype} shape {tensors[key].shape}, expected "
                                          f"{np.dtype(dtype)} (N,{','.join(map(str, shape))})", GAUSSIAN_FIX)
-            kwargs.update({_attr(key): tensors[key] for key in _GAUSSIAN_FIELDS if key in tensors})
+            kwargs.update({_attr(key): tensors[key] for key in GAUSSIAN_FIELDS if key in tensors})
         world = cls(intrinsics=Intrinsics(fx, fy, cx, cy, int(w), int(h)),
                     provenance=meta.get("provenance", {}), info=meta.get("info", {}), **kwargs)
         world.validate(f"world file {path}")
@@ -450,7 +450,7 @@ _COMPACT_FIELDS = {
 
 def encode_gaussians(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The Gaussian layer's on-disk tensors (format version 3) from the in-memory ones (the
-    ``gauss_*`` keys of _GAUSSIAN_FIELDS)."""
+    ``gauss_*`` keys of GAUSSIAN_FIELDS)."""
     out = dict(fields)
     for group in _GAUSSIAN_GROUPS:
         q = out.pop(f"{group}.rotation").astype(np.float32)

@@ -41,9 +41,9 @@ MB = 1e6
 def gaussian_bytes(version: int = 3, dynamic: bool = False, colour_field: bool = True) -> int:
     """Bytes one Gaussian takes in a world file of format ``version`` (2 or 3), from world.py's
     own field table and encoder (per-layer constants such as sh_rest_scale left out)."""
-    from inspatio_ros.world import _GAUSSIAN_FIELDS, encode_gaussians
+    from inspatio_ros.world import GAUSSIAN_FIELDS, encode_gaussians
 
-    one = {key: np.zeros((1, *shape), dtype) for key, (dtype, shape) in _GAUSSIAN_FIELDS.items()}
+    one = {key: np.zeros((1, *shape), dtype) for key, (dtype, shape) in GAUSSIAN_FIELDS.items()}
     for group in ("gauss_static", "gauss_dynamic"):
         one[f"{group}.rotation"][:, 0] = 1
     stored = encode_gaussians(one) if version >= 3 else one
@@ -67,14 +67,14 @@ def layout() -> None:
 
 
 def compact(old_path: str, new_path: str, device: str) -> None:
-    from inspatio_ros.gaussians.optimize import _optimized_world, initial_gaussians
+    from inspatio_ros.gaussians.optimize import refit_surfel_colours
     from inspatio_ros.world import World
 
     old = World.load(old_path)
     if not old.has_gaussians:
         sys.exit(f"{old_path} has no Gaussian layer: give an optimized world")
     t0 = time.process_time()
-    new = _optimized_world(old, initial_gaussians(old), dict(old.info.get("optimized", {})), device)
+    new = refit_surfel_colours(old, device)
     new.save(new_path)
     print(f"wrote {new_path}: {new.num_gaussians:,} Gaussians, no surfels (was {old.num_static + old.num_dynamic:,}); "
           f"{os.path.getsize(old_path) / MB:.2f} -> {os.path.getsize(new_path) / MB:.2f} MB; "

@@ -83,8 +83,8 @@ def _rotation_to_normal(normals: np.ndarray) -> np.ndarray:
 
 def from_surfels(xyz: np.ndarray, rgb: np.ndarray, radius: np.ndarray, normal: np.ndarray,
                  t_start: np.ndarray | None = None, t_end: np.ndarray | None = None) -> GaussianParams:
-    """Flat Gaussians from fused surfels: centred on the surfel, as wide as its radius (σ = radius,
-    so a Gaussian drawn as one surfel, surfel_samples, is as wide as the surfel), FLAT_RATIO as thick along its normal,
+    """Flat Gaussians from fused surfels: centred on the surfel, as wide as its radius (σ = radius),
+    FLAT_RATIO as thick along its normal,
     and round (σ = radius on every axis) where the normal is unknown; colour the surfel's as SH DC;
     opacity INITIAL_OPACITY (fused surfels are opaque surfaces)."""
     n = len(xyz)
@@ -244,8 +244,9 @@ def fit_surfel_colours(samples: dict[str, torch.Tensor], baked: torch.Tensor, n:
     along the largest axis, then the middle one. A Gaussian with no surfel (too faint to draw) gets zeros.
 
     Why a linear field and not every surfel's colour: 9 bytes a Gaussian instead of 3 a surfel
-    (13 surfels a Gaussian on the H200 street); on the CPU-optimized toy street the drawing from
-    it is 0.04 dB under the one from every surfel's own colour, one colour a Gaussian 0.2 dB."""
+    (13 surfels a Gaussian on the H200 street); on a CPU-optimized toy street (half-peak split) the
+    drawing from it was 0.04 dB under the one from every surfel's own colour, one colour a
+    Gaussian 0.2 dB under."""
     owner, baked = samples["owner"].cpu(), baked.detach().cpu().double()
     basis = torch.cat([torch.ones(len(owner), 1, dtype=torch.float64), samples["uv"].cpu().double()], 1)   # (S,3)
     normal_matrix = torch.zeros(n, 3, 3, dtype=torch.float64).index_add_(0, owner, basis[:, :, None] * basis[:, None, :])
@@ -277,7 +278,7 @@ def world_surfels(world, layers: str = "all") -> tuple[np.ndarray, ...]:
     parts = []
     split = (world.info.get("optimized") or {}).get("surfel_split")
     field_usable = split == SURFEL_SPLIT_VERSION
-    if not field_usable and len(world.gauss_static_surfel_rgb):
+    if not field_usable and len(world.gauss_static_surfel_rgb) + len(world.gauss_dynamic_surfel_rgb):
         log.warning("the world's surfel colour field was fitted to surfel split %r, this version splits as %d: "
                     "drawing the Gaussians' own colours on the CPU (run 'inspatio-ros optimize' again, or "
                     "tools/gaussian_size.py compact, to refit it)", split, SURFEL_SPLIT_VERSION)

@@ -66,8 +66,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..progress import progress
-from .model import (SURFEL_SPLIT_VERSION, GaussianParams, fit_surfel_colours, from_surfels, from_world, source_footprint, surfel_samples,
-                    world_arrays)
+from .model import (SURFEL_SPLIT_VERSION, GaussianParams, fit_surfel_colours, from_surfels, from_world,
+                    source_footprint, surfel_samples, world_arrays)
 from .backend import BACKENDS, rasterize, resolve_backend
 
 
@@ -621,6 +621,18 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
         field_rgb, gradient = fit_surfel_colours(s, rgb, len(layers[0 if layer == "static" else 1]))
         colour_fields.update({f"gauss_{layer}_surfel_rgb": field_rgb, f"gauss_{layer}_surfel_rgb_gradient": gradient})
     return dataclasses.replace(out, **colour_fields)
+
+
+def refit_surfel_colours(world, device="cpu", backend: str = "auto"):
+    """An optimized world in today's layout: its Gaussians unchanged, their colour field for the
+    CPU drawing baked again from their render over the source frames, no stored surfels. For
+    worlds written before 2026-12-05 (split surfels stored beside the Gaussians: several times
+    the file) or whose field was fitted to another split (model.SURFEL_SPLIT_VERSION); no
+    optimization step is taken."""
+    if not world.has_gaussians:
+        raise InputError("the world has no Gaussian layer", "give a world written by 'inspatio-ros optimize'")
+    return _optimized_world(world, initial_gaussians(world), dict(world.info.get("optimized") or {}),
+                            torch.device(device), backend=backend)
 
 
 def default_output(world_path: str | Path) -> Path:

@@ -147,3 +147,25 @@ def test_surfel_colours_follow_the_field():
     gradient = torch.tensor([[[10, -20, 0], [4, 4, 4]], [[0, 0, 0], [0, 0, 0]]], dtype=torch.int8)
     out = surfel_colours(samples, rgb, gradient)
     assert out.tolist() == [[100, 100, 100], [108, 78, 98], [250, 0, 7]]
+
+
+def test_refit_turns_an_old_layout_world_into_todays(tmp_path):
+    """tools/gaussian_size.py compact: an optimized world with stored surfels (and no colour field)
+    becomes the same Gaussians with a colour field baked from their render, and no surfels."""
+    from inspatio_ros.gaussians.optimize import refit_surfel_colours
+
+    old = gaussian_world()                          # Gaussians beside 300 stored surfels, no colour field
+    assert old.num_static == 300 and len(old.gauss_static_surfel_rgb) == 0
+    new = World.load(refit_surfel_colours(old).save(tmp_path / "new.safetensors"))
+    assert new.num_static == 0 and new.num_dynamic == 0 and new.num_gaussians == old.num_gaussians
+    assert new.info["optimized"]["surfel_split"] == SURFEL_SPLIT_VERSION
+    assert new.gauss_static_surfel_rgb.shape == (300, 3) and new.gauss_dynamic_surfel_rgb.shape == (100, 3)
+    assert np.abs(new.gauss_static_xyz - old.gauss_static_xyz).max() == 0
+    # The baked colours are the render's, not all the fallback DC colour: some Gaussians differ.
+    dc = np.clip(((0.28209479 * old.gauss_static_sh[:, 0].astype(np.float32)) + 0.5) * 255, 0, 255).round()
+    assert (np.abs(new.gauss_static_surfel_rgb.astype(float) - dc).max(1) > 3).mean() > 0.2
+    with pytest.raises(InputError, match="no Gaussian layer"):
+        refit_surfel_colours(dataclasses.replace(old, **{k: getattr(old, k)[:0] for k in (
+            "gauss_static_xyz", "gauss_static_log_scale", "gauss_static_rotation", "gauss_static_opacity",
+            "gauss_static_sh", "gauss_dynamic_xyz", "gauss_dynamic_log_scale", "gauss_dynamic_rotation",
+            "gauss_dynamic_opacity", "gauss_dynamic_sh", "gauss_dynamic_t_start", "gauss_dynamic_t_end")}))

@@ -85,11 +85,11 @@ def save_as_v2(world: World, path):
     in memory, f16), written the way World.save wrote it then."""
     from safetensors.numpy import save_file
 
-    from inspatio_ros.world import _GAUSSIAN_FIELDS, _OPTIONAL_GAUSSIAN_FIELDS
+    from inspatio_ros.world import GAUSSIAN_FIELDS, OPTIONAL_GAUSSIAN_FIELDS
 
     tensors = {k: v for k, v in world._tensors().items() if not k.startswith("gauss")}
     tensors.update({k: getattr(world, "gauss_" + k[len("gauss_"):].replace(".", "_"))
-                    for k in _GAUSSIAN_FIELDS if k not in _OPTIONAL_GAUSSIAN_FIELDS})
+                    for k in GAUSSIAN_FIELDS if k not in OPTIONAL_GAUSSIAN_FIELDS})
     meta = {"format": "inspatio_world", "version": 2, "image_size": [world.intrinsics.width, world.intrinsics.height],
             "conventions": {}, "provenance": world.provenance, "info": world.info}
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path),
