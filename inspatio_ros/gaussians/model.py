@@ -247,12 +247,15 @@ def fit_surfel_colours(samples: dict[str, torch.Tensor], baked: torch.Tensor, n:
     (13 surfels a Gaussian on the H200 street); on a CPU-optimized toy street (half-peak split) the
     drawing from it was 0.04 dB under the one from every surfel's own colour, one colour a
     Gaussian 0.2 dB under."""
-    owner, baked = samples["owner"].cpu(), baked.detach().cpu().double()
-    basis = torch.cat([torch.ones(len(owner), 1, dtype=torch.float64), samples["uv"].cpu().double()], 1)   # (S,3)
-    normal_matrix = torch.zeros(n, 3, 3, dtype=torch.float64).index_add_(0, owner, basis[:, :, None] * basis[:, None, :])
+    owner, uv, baked = samples["owner"].cpu(), samples["uv"].cpu(), baked.detach().cpu()
+    normal_matrix = torch.zeros(n, 3, 3, dtype=torch.float64)
+    rhs = torch.zeros(n, 3, 3, dtype=torch.float64)
+    for rows in torch.arange(len(owner)).split(1 << 20):          # bounded memory for 10+ M surfels
+        basis = torch.cat([torch.ones(len(rows), 1, dtype=torch.float64), uv[rows].double()], 1)   # (s,3)
+        normal_matrix.index_add_(0, owner[rows], basis[:, :, None] * basis[:, None, :])
+        rhs.index_add_(0, owner[rows], basis[:, :, None] * baked[rows].double()[:, None, :])
     # A small ridge: a Gaussian split along one axis only (or not at all) has no slope on the other.
     normal_matrix += 1e-3 * torch.eye(3, dtype=torch.float64)
-    rhs = torch.zeros(n, 3, 3, dtype=torch.float64).index_add_(0, owner, basis[:, :, None] * baked[:, None, :])
     coef = torch.linalg.solve(normal_matrix, rhs)                                      # (n, basis, rgb)
     rgb = coef[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
     gradient = coef[:, 1:].round().clamp(-127, 127).to(torch.int8).numpy()
