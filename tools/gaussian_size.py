@@ -14,7 +14,8 @@ the Gaussians) in today's layout: the Gaussians unchanged, the colour field bake
 over the source frames (what ``optimize`` now writes), no surfels. No re-optimization.
 ``compare``: held-out frames drawn by the CPU Renderer from both worlds (the old one's stored
 surfels, the new one's surfels made at load): PSNR of each against the truth and of the new
-against the old, file sizes, surfel counts, and CPU seconds to load and draw.
+against the old, file sizes, surfel counts, CPU seconds to set up and CPU time a frame (after a
+warm-up frame).
 ``loadtime``: the world's Gaussians repeated in place until there are ``--gaussians`` of them
 (each copy splits as the original), written to a temporary file, then in a fresh process the CPU
 seconds and peak RSS of World.load, of the surfels (made at load, or with ``--old-layout`` read
@@ -87,9 +88,12 @@ def _held_out_renders(world):
     t0 = time.process_time()
     renderer = Renderer(world, "cpu")
     setup = time.process_time() - t0
-    images = [renderer.render(renderer.cameras(world.heldout_c2w[k:k + 1]), float(world.heldout_time[k])).rgb[0].numpy()
-              for k in range(len(world.heldout_c2w))]
-    return images, setup, len(renderer.cloud.xyz) if renderer.cloud is not None else -1
+    draw = (lambda k: renderer.render(renderer.cameras(world.heldout_c2w[k:k + 1]), float(world.heldout_time[k])))
+    draw(0)                                                       # warm-up (kernel compile, caches)
+    t0 = time.process_time()
+    images = [draw(k).rgb[0].numpy() for k in range(len(world.heldout_c2w))]
+    per_frame = (time.process_time() - t0) / max(len(images), 1)
+    return images, setup, len(renderer.cloud.xyz) if renderer.cloud is not None else -1, per_frame
 
 
 def compare(old_path: str, new_path: str, gt_dir: str, picture: str | None = None) -> None:
@@ -104,12 +108,13 @@ def compare(old_path: str, new_path: str, gt_dir: str, picture: str | None = Non
     row = {int(n): i for i, n in enumerate(fs.index)}
     old, new = World.load(old_path), World.load(new_path)
     truth = [np.asarray(fs.load(row[int(i)]))[..., :3] for i in old.heldout_index]
-    (old_img, old_setup, old_n), (new_img, new_setup, new_n) = _held_out_renders(old), _held_out_renders(new)
+    (old_img, old_setup, old_n, old_ms), (new_img, new_setup, new_n, new_ms) = _held_out_renders(old), _held_out_renders(new)
     print(f"{len(truth)} held-out frames of {gt_dir}")
     print(f"  old layout: {os.path.getsize(old_path) / MB:7.2f} MB, {old_n:,} stored surfels, set-up {old_setup:.2f} s CPU, "
-          f"PSNR vs truth {psnr(old_img, truth):.2f} dB")
+          f"{1000 * old_ms:.0f} ms CPU a frame, PSNR vs truth {psnr(old_img, truth):.2f} dB")
     print(f"  new layout: {os.path.getsize(new_path) / MB:7.2f} MB, {new_n:,} surfels made at load, set-up {new_setup:.2f} s CPU, "
-          f"PSNR vs truth {psnr(new_img, truth):.2f} dB, vs the old layout's drawing {psnr(new_img, old_img):.2f} dB")
+          f"{1000 * new_ms:.0f} ms CPU a frame, PSNR vs truth {psnr(new_img, truth):.2f} dB, vs the old layout's drawing "
+          f"{psnr(new_img, old_img):.2f} dB")
     if picture:
         from inspatio_ros.video import write_png
 
