@@ -7,9 +7,10 @@ frames one at a time through the reference rasterizer (rasterize.py) and minimis
 simple_trainer, the centres' scaled by the scene's size and decaying 100x over the run).
 Held-out frames are never loaded.
 
-Each source frame has an affine colour transform (3x3 + offset, starting at the identity) applied
-to its render before the loss: the camera's exposure and white balance changes go there instead of
-into the Gaussians' colours; the stored world renders at the reference exposure.
+Each source frame has an affine colour transform (3x3 + offset, starting at the identity, or at
+the world's own when it is optimized again) applied to its render before the loss: the camera's
+exposure and white balance changes go there instead of into the Gaussians' colours; the stored
+world renders at the reference exposure and keeps the transforms in ``info.optimized.exposure``.
 
 Densify and prune (every ``densify_every`` steps until ``densify_until`` of the run): Gaussians
 whose projected centre's mean gradient (in normalised device units, as gsplat measures it) is
@@ -390,6 +391,12 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     tr = _Trainable(g0, s, size, device)
     exposure = torch.zeros((len(frames), 3, 4), device=device)
     exposure[:, :, :3] = torch.eye(3, device=device)
+    # An optimized world keeps its source frames' colour transforms (info.optimized.exposure): the
+    # Gaussians' colours were fitted with them, so optimizing it again starts from them.
+    stored = np.asarray((world.info.get("optimized") or {}).get("exposure", []), dtype=np.float64) \
+        if world.has_gaussians else np.zeros(0)
+    if stored.shape == (len(frames), 3, 4) and np.isfinite(stored).all():
+        exposure.copy_(torch.as_tensor(stored, dtype=torch.float32, device=device))
     exposure.requires_grad_(True)
     exposure_optim = torch.optim.Adam([exposure], lr=s.lr_exposure)
     pose_rot = torch.zeros((len(frames), 3), device=device, requires_grad=True)
@@ -510,7 +517,10 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     record = {**{k: v for k, v in asdict(s).items()}, "steps": step, "seconds": round(seconds, 2),
               "train_psnr": round(float(np.mean(psnrs[recent])), 3), "scene_size_m": round(size, 3),
               "backend": backend, "pose_refine": refine_poses,
-              "depth_frames": int(sum(d is not None for d in depths))}
+              "depth_frames": int(sum(d is not None for d in depths)),
+              # Per source frame, the affine colour transform (3x3 | offset) its render took to
+              # match the frame: what no later step can recompute without optimizing again.
+              "exposure": np.round(exposure.detach().cpu().double().numpy(), 6).tolist()}
     result_world = _optimized_world(world, tr.as_params(), record, device, delta, backend)
     return OptimizeResult(result_world, step, seconds, losses[0], float(np.mean(losses[recent])),
                           float(np.mean(psnrs[recent])), len(tr), losses)

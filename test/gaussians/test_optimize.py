@@ -101,6 +101,10 @@ def test_seed_makes_it_repeatable(tmp_path):
     for name in ("xyz", "log_scale", "rotation", "opacity", "sh"):
         assert np.array_equal(getattr(a, f"gauss_static_{name}"), getattr(b, f"gauss_static_{name}"))
     assert runs[0].losses != runs[2].losses
+    # The source frames' colour transforms are kept in the world (3x4 each, near the identity).
+    exposure = np.asarray(a.info["optimized"]["exposure"])
+    assert exposure.shape == (len(world.frame_c2w), 3, 4)
+    assert np.abs(exposure[:, :, :3] - np.eye(3)).max() < 0.2 and np.abs(exposure).max() > 0
 
 
 def test_densification_stays_within_the_budget(tmp_path):
@@ -142,3 +146,16 @@ def test_cli_writes_a_v3_world(tmp_path, capsys):
     back = World.load(out)
     assert back.format_version == 3 and back.num_gaussians == len(world.static_xyz)
     assert back.info["optimized"]["seed"] == 1 and np.array_equal(back.heldout_index, world.heldout_index)
+
+
+def test_optimizing_an_optimized_world_starts_from_its_colour_transforms(tmp_path):
+    world, _ = toy_world(tmp_path)
+    first = optimize(world, frame_loader(world), OptimizeSettings(iterations=3, seed=0, **FAST)).world
+    assert first.has_gaussians
+    stored = np.asarray(first.info["optimized"]["exposure"])
+    stored[:, :, :3] = 0.5 * np.eye(3)              # a distinctive start: half the brightness
+    first = dataclasses.replace(first, info={**first.info, "optimized": {**first.info["optimized"],
+                                                                         "exposure": stored.tolist()}})
+    again = optimize(first, frame_loader(first), OptimizeSettings(iterations=2, seed=0, **FAST)).world
+    kept = np.asarray(again.info["optimized"]["exposure"])
+    assert np.abs(kept[:, :, :3] - 0.5 * np.eye(3)).max() < 0.01        # 2 Adam steps of 1e-3 from it
