@@ -1,5 +1,5 @@
 """The Gaussian layer in memory: parameters as torch tensors, made from a world's fused surfels,
-read from and written to a World (format version 2), and drawn as surfels for the CPU renderer
+read from and written to a World (format version 2 or 3), and drawn as surfels for the CPU renderer
 (split at load: surfel_samples, world_surfels).
 
 Colour is the spherical-harmonic DC term plus degree 1 (4 coefficients per channel), and
