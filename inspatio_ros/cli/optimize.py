@@ -56,7 +56,7 @@ def check_device(device, world, settings: OptimizeSettings, explicit: bool) -> N
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("optimize", help="fit the world's Gaussians to its source frames (format v2)",
+    p = subparsers.add_parser("optimize", help="fit the world's Gaussians to its source frames (format v3)",
                               description=optimize_module.__doc__)
     add_world_training_arguments(p, "optimized world (default: WORLD.optimized.safetensors beside the world)")
     add_optimize_options(p)
