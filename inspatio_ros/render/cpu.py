@@ -61,7 +61,7 @@ def _compile():
     from . import cpu_kernels as k
 
     _kernels = {name: getattr(k, name) for name in ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour",
-                                                    "pool", "pull", "finish")}
+                                                    "pool", "pull", "finish", "directional_lookup")}
     return _kernels
 
 

@@ -392,3 +392,93 @@ def visible_chunks(corners, rot, centre, K, width, height, near, margin):
                 beyond_u &= y < -up * z
             keep[c] = not (behind or beyond_r or beyond_l or beyond_d or beyond_u)
     return keep
+
+
+
+@njit(inline="always", **opts)
+def _nan_max(a, b):
+    """max that propagates NaN (as torch.amax does)."""
+    if a != a or b != b:
+        return np.float32(np.nan)
+    return a if a > b else b
+
+
+@njit(inline="always", **opts)
+def _lookup_one(depth, rgb, covered, view, pixel, range_per_depth, tangent, fx, fy, edge_tolerance, bilinear, h, w,
+                b, n, inv, ranges, zs, colours, seen, cos_out):
+    """directional_lookup of direction n for pose b (``inv``: (4, 4) scratch)."""
+    one, half = f32(1.0), f32(0.5)
+    base = view[n] * (h * w)
+    u, v = pixel[n, 0], pixel[n, 1]
+    nearest = base + min(max(np.int64(np.rint(v)), 0), h - 1) * w + min(max(np.int64(np.rint(u)), 0), w - 1)
+    z = depth[b, nearest]
+    seen[b, n] = covered[b, nearest]
+    fu, fv = np.floor(u), np.floor(v)
+    ax, ay = u - fu, v - fv
+    x0 = min(max(np.int64(fu), 1), w - 3)
+    y0 = min(max(np.int64(fv), 1), h - 3)
+    # inv[dy + 1, dx + 1]: 1/z over the 2x2 cell and its cross (the corners of the 4x4 are unused)
+    for dy in range(-1, 3):
+        for dx in range(-1, 3):
+            if (0 <= dy <= 1) or (0 <= dx <= 1):
+                inv[dy + 1, dx + 1] = one / depth[b, base + (y0 + dy) * w + (x0 + dx)]
+    # Second differences of 1/z along the cell's two rows and two columns (see sample()).
+    curved = f32(0.0)
+    for k in range(1, 3):
+        for i in range(1, 3):
+            curved = _nan_max(curved, abs(inv[k, i - 1] - f32(2.0) * inv[k, i] + inv[k, i + 1]))
+            curved = _nan_max(curved, abs(inv[i - 1, k] - f32(2.0) * inv[i, k] + inv[i + 1, k]))
+    c00, c01, c10, c11 = inv[1, 1], inv[1, 2], inv[2, 1], inv[2, 2]
+    p00 = base + y0 * w + x0
+    p01, p10, p11 = p00 + 1, p00 + w, p00 + w + 1
+    cov = covered[b, p00] and covered[b, p01] and covered[b, p10] and covered[b, p11]
+    cell_max = _nan_max(_nan_max(c00, c01), _nan_max(c10, c11))
+    smooth = cov and curved <= edge_tolerance * cell_max            # NaN (no surface) fails
+    w00, w01 = (one - ax) * (one - ay), ax * (one - ay)
+    w10, w11 = (one - ax) * ay, ax * ay
+    w_here = w00 * c00 + w01 * c01 + w10 * c10 + w11 * c11
+    grad_u = half * (c01 - c00 + c11 - c10)
+    grad_v = half * (c10 - c00 + c11 - c01)
+    nx, ny = fx * grad_u, fy * grad_v
+    nz = w_here - nx * tangent[n, 0] - ny * tangent[n, 1]
+    norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+    cos_out[b, n] = min(abs(w_here) / (norm * range_per_depth[n]), one) if smooth else np.float32(np.nan)
+    if bilinear and smooth:
+        z = one / w_here
+        for ch in range(3):
+            blend = (w00 * f32(rgb[b, p00, ch]) + w01 * f32(rgb[b, p01, ch]) + w10 * f32(rgb[b, p10, ch])
+                     + w11 * f32(rgb[b, p11, ch]))
+            colours[b, n, ch] = np.uint8(min(max(np.rint(blend), f32(0.0)), f32(255.0)))
+    else:
+        for ch in range(3):
+            colours[b, n, ch] = rgb[b, nearest, ch]
+    zs[b, n] = z
+    ranges[b, n] = z * range_per_depth[n]
+
+
+@njit(parallel=True, **opts)
+def directional_lookup(depth, rgb, covered, view, pixel, range_per_depth, tangent, fx, fy, edge_tolerance,
+                       bilinear, height, width):
+    """DirectionalViews.sample in one pass over the directions (directional.py holds the
+    PyTorch version, which CUDA runs; this follows it operation by operation in float32, so both
+    give the same numbers up to the order of float additions). ``depth`` (B, V*H*W) float32 (NaN:
+    empty), ``rgb`` (B, V*H*W, 3) uint8, ``covered`` (B, V*H*W) bool; per direction its view,
+    pixel (u, v), range per unit of depth and tangent-plane (tx, ty); ``fx``, ``fy``,
+    ``edge_tolerance`` float32. Returns range, z, rgb, seen and cos_incidence, each (B, N, ...)."""
+    B = depth.shape[0]
+    N = view.shape[0]
+    ranges = np.empty((B, N), dtype=np.float32)
+    zs = np.empty((B, N), dtype=np.float32)
+    colours = np.empty((B, N, 3), dtype=np.uint8)
+    seen = np.empty((B, N), dtype=np.bool_)
+    cos_out = np.empty((B, N), dtype=np.float32)
+    block = 1024                                 # directions per task, one scratch array each
+    blocks = (N + block - 1) // block
+    for task in prange(B * blocks):
+        b = task // blocks
+        n0 = (task - b * blocks) * block
+        inv = np.empty((4, 4), dtype=np.float32)
+        for n in range(n0, min(n0 + block, N)):
+            _lookup_one(depth, rgb, covered, view, pixel, range_per_depth, tangent, fx, fy, edge_tolerance,
+                        bilinear, height, width, b, n, inv, ranges, zs, colours, seen, cos_out)
+    return ranges, zs, colours, seen, cos_out

@@ -33,6 +33,7 @@ directions); the plan (faces, pixel coordinates) is made once per direction set.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +151,7 @@ class DirectionalViews:
                                                 device=self.device)
         self._K = torch.as_tensor(K, dtype=torch.float32, device=self.device)
         self._tangent = torch.as_tensor(tangent, dtype=torch.float32, device=self.device)
+        self._host = None                    # the same on the host for the CPU lookup kernel
 
     @property
     def num_views(self) -> int:
@@ -188,16 +190,24 @@ class DirectionalViews:
                             torch.cat([o.coverage for o in outs]))
 
     def sample(self, out: RenderOutput, interpolation: str = "bilinear",
-               edge_tolerance: float = 0.02) -> DirectionalSamples:
+               edge_tolerance: float = 0.02, kernel: bool | None = None) -> DirectionalSamples:
         """Each direction looked up in a render of :meth:`cameras` (B poses). ``edge_tolerance``:
         the largest second difference of inverse depth, relative to the cell's, still taken
-        for one surface (bilinear lookup)."""
+        for one surface (bilinear lookup). ``kernel``: look up with the CPU kernel
+        (cpu_kernels.directional_lookup: one pass, no PyTorch operation) instead of the PyTorch
+        gathers below; None: where the render is on the CPU and numba is installed. The two
+        agree (test_render_directional.py); on a loaded 2-core VM the ~60 PyTorch operations
+        cost 30-260 CPU-ms a VLP-16 sweep (its thread pool waiting on busy cores), the kernel ~1."""
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS}")
         batch = out.depth.shape[0] // self.num_views
         if out.depth.shape != (batch * self.num_views, self.height, self.width):
             raise ValueError(f"render of shape {tuple(out.depth.shape)} is not of these views "
                              f"({self.num_views} x {self.height} x {self.width} per pose)")
+        if kernel is None:
+            kernel = out.depth.device.type == "cpu" and _cpu_kernels_available()
+        if kernel:
+            return self._sample_kernel(out, batch, interpolation, edge_tolerance)
         h, w = self.height, self.width
         depth = out.depth.reshape(batch, -1)
         rgb = out.rgb.reshape(batch, -1, 3)
@@ -251,6 +261,29 @@ class DirectionalViews:
             colour = torch.where(smooth[..., None], blended, colour)
         ranges = z * self._range_per_depth
         return DirectionalSamples(ranges, z, colour, seen, cos_incidence)
+
+    def _sample_kernel(self, out: RenderOutput, batch: int, interpolation: str,
+                       edge_tolerance: float) -> DirectionalSamples:
+        from .cpu import _compile
+
+        if self._host is None:     # the per-direction plan as contiguous host arrays, made once
+            self._host = (self._view.cpu().numpy(), np.ascontiguousarray(self._pixel.cpu().numpy()),
+                          self._range_per_depth.cpu().numpy(), np.ascontiguousarray(self._tangent.cpu().numpy()))
+        view, pixel, range_per_depth, tangent = self._host
+        lookup = _compile()["directional_lookup"]
+        arrays = lookup(np.ascontiguousarray(out.depth.cpu().numpy().reshape(batch, -1)),
+                        np.ascontiguousarray(out.rgb.cpu().numpy().reshape(batch, -1, 3)),
+                        np.ascontiguousarray(out.coverage.cpu().numpy().reshape(batch, -1)),
+                        view, pixel, range_per_depth, tangent, np.float32(self.focal[0]), np.float32(self.focal[1]),
+                        np.float32(edge_tolerance), interpolation == "bilinear", self.height, self.width)
+        ranges, z, colour, seen, cos_incidence = (torch.from_numpy(a) for a in arrays)
+        return DirectionalSamples(ranges, z, colour, seen, cos_incidence)
+
+
+def _cpu_kernels_available() -> bool:
+    from . import cpu
+
+    return os.environ.get("INSPATIO_CPU_KERNELS") != "0" and cpu.available()
 
 
 def render_directions(renderer, world_from_sensor, directions, pitch_rad: float, t: float | None = None,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from inspatio_ros.render import cpu as render_cpu
 from inspatio_ros.render import Cameras, DirectionalViews, RenderOutput, Renderer, render_directions
-from inspatio_ros.render.directional import FACES, face_rotation
+from inspatio_ros.render.directional import FACES, INTERPOLATIONS, face_rotation
 from inspatio_ros.sim.rig import LINK_FROM_OPTICAL_ROTATION
 from inspatio_ros.world import World
 
@@ -149,3 +150,44 @@ def test_groups_render_each_from_its_own_pose():
     poses[1, 0, 3] = -1.0
     cams = views.cameras(poses)
     assert len(cams) == 2 and torch.allclose(cams.c2w[:, 0, 3], torch.tensor([0.0, -1.0]))
+
+
+def assert_same_samples(a, b):
+    """Two DirectionalSamples agree: ranges, depths, colours and coverage exactly (NaN where
+    the other has NaN), incidence to float32 rounding."""
+    for name in ("range", "depth", "rgb", "coverage"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape and x.dtype == y.dtype, name
+        assert torch.equal(x, y) if x.dtype != torch.float32 else torch.equal(torch.nan_to_num(x, nan=-1.0), torch.nan_to_num(y, nan=-1.0)), name
+    assert torch.equal(torch.isnan(a.cos_incidence), torch.isnan(b.cos_incidence))
+    assert torch.allclose(a.cos_incidence, b.cos_incidence, rtol=0, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.skipif(not render_cpu.available(), reason="the CPU kernels need numba")
+def test_cpu_lookup_kernel_equals_the_pytorch_lookup(street_world):
+    """The CPU lookup kernel (one pass, no PyTorch) gives what the PyTorch gathers give (what CUDA
+    runs), on the street rendered from two poses with two groups, both interpolations, and on an
+    analytic plane whose views are partly empty (NaN depth)."""
+    world = World.load(street_world)
+    renderer = Renderer(world, "cpu")
+    c2w = world.frame_c2w[3].astype(np.float64)
+    sensor = c2w.copy()
+    sensor[:3, :3] = c2w[:3, :3] @ LINK_FROM_OPTICAL_ROTATION.T
+    dirs = np.concatenate([ring_directions(np.linspace(-15, 15, 16), 360),
+                           np.random.default_rng(3).normal(size=(3000, 3))])
+    groups = (np.arctan2(dirs[:, 1], dirs[:, 0]) > 0).astype(int)
+    views = DirectionalViews(dirs, math.radians(0.5), groups=groups, row_pitch_rad=math.radians(1.0))
+    poses = np.stack([np.stack([sensor, sensor]), np.stack([sensor, sensor])])
+    poses[1, :, 0, 3] += 0.7                                   # the second pose of the batch: moved
+    poses[:, 1, 1, 3] -= 0.3                                   # group 1 from its own pose
+    out = renderer.render(views.cameras(poses), float(world.frame_time[3]))
+    for interpolation in INTERPOLATIONS:
+        torch_path = views.sample(out, interpolation, kernel=False)
+        kernel = views.sample(out, interpolation, kernel=True)
+        assert kernel.range.shape == (2, len(dirs))
+        assert torch.isfinite(kernel.range).float().mean() > 0.2       # the street was seen
+        assert_same_samples(torch_path, kernel)
+    plane_views = DirectionalViews(ring_directions([-20, -10, -3, 5], 720), math.radians(0.5))
+    plane = ground_plane_render(plane_views, 1.7)
+    assert torch.isnan(plane.depth).any()
+    assert_same_samples(plane_views.sample(plane, kernel=False), plane_views.sample(plane, kernel=True))
