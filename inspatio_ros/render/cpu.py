@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,15 +25,19 @@ import torch
 def warm_up() -> None:
     """Compile (or load from the disk cache) every kernel by rendering a tiny cloud: later
     processes, such as the node's, then start without the compile."""
+    from .directional import DirectionalViews
     from .renderer import Renderer
     from .types import Cameras, PointCloud
 
     xyz = np.array([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0]])
     cloud = PointCloud.from_arrays(xyz, np.full((2, 3), 128), np.full(2, 0.5), None, [0.0, 0.0], [1.0, 1.0])
     cams = Cameras(torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]]), torch.eye(4)[None], 8, 8)
-    out = Renderer(cloud, "cpu", cpu_kernels=True).render(cams, 0.5)      # chunk visibility + every kernel
+    renderer = Renderer(cloud, "cpu", cpu_kernels=True)
+    out = renderer.render(cams, 0.5)      # chunk visibility + every kernel
     if int(out.need_counts[0]) == 0:       # the ring kernel would then compile in the next process
         raise RuntimeError("render.cpu.warm_up: the warm-up render did not reach the splat rings")
+    views = DirectionalViews(np.array([[0.0, 0.0, 1.0]]), 0.05)              # the LiDAR / fisheye lookup
+    views.sample(views.render(renderer, np.eye(4), 0.5), kernel=True)
 
 
 def available() -> bool:
@@ -72,10 +77,30 @@ def _camera_arrays(cams):
     return K, np.ascontiguousarray(c2w[:, :3, :3]), np.ascontiguousarray(c2w[:, :3, 3])
 
 
-def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs: np.ndarray | None = None):
+class CameraRuns(NamedTuple):
+    """The points each camera of a batch projects: camera b the [start, end) index ranges
+    ``runs[offsets[b]:offsets[b + 1]]`` (ascending; indices into the cloud)."""
+
+    runs: np.ndarray          # (R, 2) int64
+    offsets: np.ndarray       # (B + 1,) int64
+
+    @staticmethod
+    def every_point(count: int, cameras: int) -> "CameraRuns":
+        return CameraRuns(np.tile(np.array([[0, count]], np.int64), (cameras, 1)), np.arange(cameras + 1, dtype=np.int64))
+
+    def of_camera(self, b: int) -> np.ndarray:
+        return self.runs[self.offsets[b]:self.offsets[b + 1]]
+
+    @property
+    def projected(self) -> int:
+        """Point projections these runs ask for (summed over the cameras)."""
+        return int((self.runs[:, 1] - self.runs[:, 0]).sum())
+
+
+def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs: CameraRuns | None = None):
     """reference.render_points on the CPU through the compiled kernels; returns a RenderOutput.
-    ``runs``: (R,2) ascending [start, end) ranges of the points to project (the visible chunks
-    of a ChunkedCloud; indices stay those of ``cloud``); None: all points."""
+    ``runs``: the points each camera projects (the chunks of a ChunkedCloud it may see,
+    :func:`visible_runs`; indices stay those of ``cloud``); None: every camera all points."""
     from .splats import ring_offsets
     from .types import RenderOutput
 
@@ -89,11 +114,13 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
     xyz = cloud.xyz.numpy()
     t_start, t_end = cloud.t_start.numpy(), cloud.t_end.numpy()
     if runs is None:
-        runs = np.array([[0, len(xyz)]], dtype=np.int64)
-    runs = np.ascontiguousarray(runs, dtype=np.int64)
-    parts = max(1, min(numba.get_num_threads(), int((runs[:, 1] - runs[:, 0]).sum()) // 65536 + 1))
+        runs = CameraRuns.every_point(len(xyz), B)
+    if len(runs.offsets) != B + 1:
+        raise ValueError(f"runs for {len(runs.offsets) - 1} cameras given with a batch of {B}")
+    parts = max(1, min(numba.get_num_threads(), runs.projected // 65536 + 1))
     nearest = kern["centre_zbuffer"](xyz, t_start, t_end, use_time, float(t) if use_time else 0.0, rot, centre, K,
-                                     f32(settings.near), H, W, runs, parts)
+                                     f32(settings.near), H, W, np.ascontiguousarray(runs.runs, dtype=np.int64),
+                                     np.ascontiguousarray(runs.offsets, dtype=np.int64), parts)
     pad = max(int(settings.max_splat_px), 0)
     winner = nearest
     table, depth, reach, slope = kern["decode"](nearest, cloud.surfel.numpy(), rot, centre, K, H, W, pad)
@@ -142,12 +169,15 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
                         torch.from_numpy(covered), index, torch.from_numpy(counts))
 
 
-def visible_runs(chunks, cams, near: float, margin_px: float) -> np.ndarray:
-    """(R,2) int64 [start, end) point ranges of the chunks of a ChunkedCloud that may touch an
-    image of ``cams``, neighbours merged (the same test as ChunkedCloud.visible_chunks). Unlike
-    ChunkedCloud.subset's one run from the first to the last visible chunk, the kernels skip the
-    chunks between. Computed here rather than with PyTorch: a CPU frame of the kernels then runs
-    no PyTorch operation (its thread pool stalled the kernels' threads: 72 -> 204 ms per frame)."""
+def visible_runs(chunks, cams, near: float, margin_px: float) -> CameraRuns:
+    """Per camera of ``cams``, the [start, end) point ranges of the chunks of a ChunkedCloud that
+    may touch its image (the test of ChunkedCloud.visible_chunks, camera by camera), neighbours
+    merged. Each camera projects only its own chunks: a batch of cameras looking different ways
+    (a LiDAR's cube faces, a surround rig) costs what its cameras cost one by one, not every
+    camera times the chunks any of them sees. A camera that sees no chunk projects nothing
+    (culling is exact: nothing could reach its image). Computed here rather than with PyTorch:
+    a CPU frame of the kernels then runs no PyTorch operation (its thread pool stalled the
+    kernels' threads: 72 -> 204 ms per frame)."""
     kern = _compile()
     if getattr(chunks, "_kernel_arrays", None) is None:
         ends = (chunks.starts + chunks.counts).cpu().numpy()
@@ -156,9 +186,10 @@ def visible_runs(chunks, cams, near: float, margin_px: float) -> np.ndarray:
     corners, starts, ends = chunks._kernel_arrays
     K, rot, centre = _camera_arrays(cams)
     keep = kern["visible_chunks"](corners, rot, centre, K, np.float32(cams.width), np.float32(cams.height),
-                                  np.float32(near), np.float32(margin_px))
-    if not keep.any():
-        return np.array([[0, len(chunks.cloud.xyz)]], dtype=np.int64)   # as subset: render everything
-    edges = np.diff(np.concatenate([[0], keep.astype(np.int8), [0]]))
-    first, last = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0] - 1
-    return np.stack([starts[first], ends[last]], 1).astype(np.int64)
+                                  np.float32(near), np.float32(margin_px))                 # (B, C)
+    edges = np.diff(np.pad(keep.astype(np.int8), ((0, 0), (1, 1))), axis=1)             # row-major: camera by camera
+    camera, first = np.nonzero(edges == 1)
+    last = np.nonzero(edges == -1)[1] - 1
+    runs = np.stack([starts[first], ends[last]], 1).astype(np.int64).reshape(-1, 2)
+    offsets = np.searchsorted(camera, np.arange(len(keep) + 1)).astype(np.int64)
+    return CameraRuns(runs, offsets)

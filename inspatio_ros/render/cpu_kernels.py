@@ -37,24 +37,26 @@ def _zbuffer_points(xyz, t_start, t_end, use_time, t, i0, i1, r00, r01, r02, r10
 
 
 @njit(parallel=True, **opts)
-def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, height, width, runs, parts):
-    """Per pixel of B images, the index of the nearest point centre (-1: none) among the
-    points of ``runs`` ((R,2) [start, end) index ranges, ascending); ties of equal depth go to
-    the lower index, as with reference.py's (depth bits << 32 | index) keys. The points are
-    split into ``parts`` equal shares in index order, each reduced into its own buffers (no
-    atomics), then the buffers are merged."""
+def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, height, width, runs, run_offsets, parts):
+    """Per pixel of B images, the index of the nearest point centre (-1: none); camera b
+    projects the points of ``runs[run_offsets[b]:run_offsets[b + 1]]`` ((R,2) [start, end) index
+    ranges, ascending per camera: the chunks it may see). Ties of equal depth go to the lower
+    index, as with reference.py's (depth bits << 32 | index) keys. Each camera's points are split
+    into ``parts`` equal shares in index order, each reduced into its own buffers (no atomics),
+    then the buffers are merged."""
     B = rot.shape[0]
     P = B * height * width
-    total = 0
-    for r in range(runs.shape[0]):
-        total += runs[r, 1] - runs[r, 0]
     zbufs = np.full((parts, P), np.inf, dtype=np.float32)
     ibufs = np.full((parts, P), -1, dtype=np.int32)     # int32: half the scattered bytes
-    step = (total + parts - 1) // parts
     umax, vmax = f32(width - 1), f32(height - 1)
     for part in prange(parts):
-        share_lo, share_hi = part * step, min(total, (part + 1) * step)
         for b in range(B):
+            r_first, r_last = run_offsets[b], run_offsets[b + 1]
+            total = 0
+            for r in range(r_first, r_last):
+                total += runs[r, 1] - runs[r, 0]
+            step = (total + parts - 1) // parts
+            share_lo, share_hi = part * step, min(total, (part + 1) * step)
             r00, r01, r02 = rot[b, 0, 0], rot[b, 0, 1], rot[b, 0, 2]
             r10, r11, r12 = rot[b, 1, 0], rot[b, 1, 1], rot[b, 1, 2]
             r20, r21, r22 = rot[b, 2, 0], rot[b, 2, 1], rot[b, 2, 2]
@@ -62,8 +64,8 @@ def centre_zbuffer(xyz, t_start, t_end, use_time, t, rot, centre, K, near, heigh
             fx, fy = K[b, 0, 0], K[b, 1, 1]
             ccx, ccy = K[b, 0, 2] + f32(0.5), K[b, 1, 2] + f32(0.5)
             base = b * height * width
-            seen = 0                        # points of the runs before run r
-            for r in range(runs.shape[0]):
+            seen = 0                        # this camera's points of the runs before run r
+            for r in range(r_first, r_last):
                 n_run = runs[r, 1] - runs[r, 0]
                 lo, hi = max(share_lo, seen), min(share_hi, seen + n_run)
                 if lo < hi:
@@ -366,17 +368,16 @@ def pull(vw, w, filled, have):
 
 @njit(**opts)
 def visible_chunks(corners, rot, centre, K, width, height, near, margin):
-    """ChunkedCloud.visible_chunks for (C,8,3) float32 box corners: a chunk is dropped when
-    all its corners lie beyond one plane of every camera's widened frustum."""
+    """ChunkedCloud.visible_chunks per camera for (C,8,3) float32 box corners: (B, C) bool, a
+    chunk dropped for camera b when all its corners lie beyond one plane of b's widened
+    frustum."""
     C = corners.shape[0]
-    keep = np.zeros(C, dtype=np.bool_)
+    keep = np.zeros((rot.shape[0], C), dtype=np.bool_)
     for b in range(rot.shape[0]):
         fx, fy, cx, cy = K[b, 0, 0], K[b, 1, 1], K[b, 0, 2], K[b, 1, 2]
         right, left = (width + margin - cx) / fx, (cx + margin) / fx
         down, up = (height + margin - cy) / fy, (cy + margin) / fy
         for c in range(C):
-            if keep[c]:
-                continue
             behind = beyond_r = beyond_l = beyond_d = beyond_u = True
             for j in range(8):
                 dx = corners[c, j, 0] - centre[b, 0]
@@ -390,7 +391,7 @@ def visible_chunks(corners, rot, centre, K, width, height, near, margin):
                 beyond_l &= x < -left * z
                 beyond_d &= y > down * z
                 beyond_u &= y < -up * z
-            keep[c] = not (behind or beyond_r or beyond_l or beyond_d or beyond_u)
+            keep[b, c] = not (behind or beyond_r or beyond_l or beyond_d or beyond_u)
     return keep
 
 

@@ -176,18 +176,10 @@ class DirectionalViews:
         return Cameras(K, torch.as_tensor(c2w, dtype=torch.float32, device=self.device), self.width, self.height)
 
     def render(self, renderer, world_from_sensor, t: float | None = None) -> RenderOutput:
-        """``renderer.render`` of :meth:`cameras`: on CUDA in one call (one batch, one graph); on
-        the CPU one call per view, since the CPU renderer projects the points of every chunk any
-        camera of a batch sees into every camera of it, and views around a sensor together see
-        every chunk (a VLP-16's four views on the default world: 58 CPU-ms a sweep one by one,
-        68 in one batch)."""
-        cams = self.cameras(world_from_sensor)
-        if renderer.device.type == "cuda" or len(cams) == 1:
-            return renderer.render(cams, t)
-        outs = [renderer.render(Cameras(cams.K[i:i + 1], cams.c2w[i:i + 1], cams.width, cams.height), t)
-                for i in range(len(cams))]
-        return RenderOutput(torch.cat([o.rgb for o in outs]), torch.cat([o.depth for o in outs]),
-                            torch.cat([o.coverage for o in outs]))
+        """``renderer.render`` of :meth:`cameras`: one call, one batch (on the CPU each view
+        projects only the chunks it may see, render/cpu.py ``visible_runs``, so the batch costs
+        what its views cost one by one, without a call and a concatenation per view)."""
+        return renderer.render(self.cameras(world_from_sensor), t)
 
     def sample(self, out: RenderOutput, interpolation: str = "bilinear",
                edge_tolerance: float = 0.02, kernel: bool | None = None) -> DirectionalSamples:

@@ -92,7 +92,8 @@ def test_world_renders_agree(street_world):
 
 def test_visible_runs_skip_hidden_chunks_and_change_nothing():
     """Kernels project only the visible chunks' runs (not subset's one run from the first to the
-    last visible chunk); the image equals the full cloud's."""
+    last visible chunk), each camera of a batch only its own; the images equal the full cloud's,
+    camera by camera and as one batch (a camera that sees nothing included)."""
     from inspatio_ros.render import ChunkedCloud
 
     rng = np.random.default_rng(8)
@@ -104,21 +105,36 @@ def test_visible_runs_skip_hidden_chunks_and_change_nothing():
     cloud = PointCloud.from_arrays(pts, rng.integers(0, 256, (len(pts), 3)), np.full(len(pts), 0.1))
     chunks = ChunkedCloud(cloud, cell_m=4.0)
     settings = RenderSettings()
-    for target in ([20.0, 3.0, 1.0], [-5.0, 25.0, 1.0], [0.0, 0.0, -20.0]):
-        cams = Cameras.from_intrinsics(intr, look_at([0.5, 0.5, 1.0], target)[None])
-        runs = cpu.visible_runs(chunks, cams, settings.near, settings.max_splat_px + 1.0)
-        projected = int((runs[:, 1] - runs[:, 0]).sum())
-        run_of_subset = len(chunks.subset(cams, settings.near, settings.max_splat_px + 1.0).xyz)
-        assert projected <= run_of_subset
+    margin = settings.max_splat_px + 1.0
+    # Two side views, one looking down, one looking up past the grid (sees no chunk).
+    targets = ([20.0, 3.0, 1.0], [-5.0, 25.0, 1.0], [0.0, 0.0, -20.0], [0.0, 0.0, 40.0])
+    poses = np.stack([look_at([0.5, 0.5, 3.0], target) for target in targets])
+    for i in range(len(targets)):
+        cams = Cameras.from_intrinsics(intr, poses[i:i + 1])
+        runs = cpu.visible_runs(chunks, cams, settings.near, margin)
+        projected = runs.projected
+        assert projected <= len(chunks.subset(cams, settings.near, margin).xyz)
         ref = render_points(chunks.cloud, cams, None, settings)
         _assert_same(ref, cpu.render_points_cpu(chunks.cloud, cams, None, settings, runs=runs))
-        if target[2] > 0:
+        if targets[i][2] > 0 and i < 2:
             assert projected < 0.5 * len(pts), "a side view should skip most of the grid"
         # The kernel's visibility test is ChunkedCloud.visible_chunks'.
-        mask = chunks.visible_chunks(cams, settings.near, settings.max_splat_px + 1.0).numpy()
+        mask = chunks.visible_chunks(cams, settings.near, margin).numpy()
         starts = chunks.starts.numpy()[mask]
-        assert all(((runs[:, 0] <= s) & (s < runs[:, 1])).any() for s in starts)
+        assert all(((runs.runs[:, 0] <= s) & (s < runs.runs[:, 1])).any() for s in starts)
         assert int(chunks.counts.numpy()[mask].sum()) == projected
+        if i == 3:
+            assert projected == 0 and not ref.coverage.any()
+    batch = Cameras.from_intrinsics(intr, poses)
+    runs = cpu.visible_runs(chunks, batch, settings.near, margin)
+    assert runs.projected == sum(cpu.visible_runs(chunks, Cameras.from_intrinsics(intr, poses[i:i + 1]), settings.near,
+                                                  margin).projected for i in range(len(targets)))
+    union = int(chunks.counts.numpy()[chunks.visible_chunks(batch, settings.near, margin).numpy()].sum())
+    assert runs.projected < len(targets) * union, "each camera should project its own chunks, not the batch's"
+    ref = render_points(chunks.cloud, batch, None, settings, return_index=True)
+    _assert_same(ref, cpu.render_points_cpu(chunks.cloud, batch, None, settings, return_index=True, runs=runs),
+                 index=True)
+    _assert_same(ref, Renderer(cloud, "cpu").render(batch))
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
