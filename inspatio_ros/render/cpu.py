@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 import numpy as np
@@ -23,8 +25,8 @@ import torch
 
 
 def warm_up() -> None:
-    """Compile (or load from the disk cache) every kernel by rendering a tiny cloud: later
-    processes, such as the node's, then start without the compile."""
+    """Compile (or load from the disk cache) every kernel, parallel and single-threaded, by
+    rendering a tiny cloud: later processes, such as the node's, then start without the compile."""
     from .directional import DirectionalViews
     from .renderer import Renderer
     from .types import Cameras, PointCloud
@@ -33,11 +35,13 @@ def warm_up() -> None:
     cloud = PointCloud.from_arrays(xyz, np.full((2, 3), 128), np.full(2, 0.5), None, [0.0, 0.0], [1.0, 1.0])
     cams = Cameras(torch.tensor([[[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]]]), torch.eye(4)[None], 8, 8)
     renderer = Renderer(cloud, "cpu", cpu_kernels=True)
-    out = renderer.render(cams, 0.5)      # chunk visibility + every kernel
-    if int(out.need_counts[0]) == 0:       # the ring kernel would then compile in the next process
-        raise RuntimeError("render.cpu.warm_up: the warm-up render did not reach the splat rings")
     views = DirectionalViews(np.array([[0.0, 0.0, 1.0]]), 0.05)              # the LiDAR / fisheye lookup
-    views.sample(views.render(renderer, np.eye(4), 0.5), kernel=True)
+    for serial in (False, True):           # the parallel kernels and their single-threaded twins
+        with serial_kernels() if serial else nullcontext():
+            out = renderer.render(cams, 0.5)      # chunk visibility + every kernel
+            if int(out.need_counts[0]) == 0:       # the ring kernel would then compile in the next process
+                raise RuntimeError("render.cpu.warm_up: the warm-up render did not reach the splat rings")
+            views.sample(views.render(renderer, np.eye(4), 0.5), kernel=True)
 
 
 def available() -> bool:
@@ -48,26 +52,69 @@ def available() -> bool:
     return True
 
 
+KERNEL_NAMES = ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour", "pool", "pull", "finish",
+                "directional_lookup")
 _kernels = None
+_serial_kernels = None
+_thread = threading.local()
+
+
+@contextmanager
+def serial_kernels():
+    """Within it, this thread's renders run single-threaded twins of the kernels, so that two
+    threads can each render on a core of their own (numba's workqueue pool, which the parallel
+    kernels use, must not be entered from two threads at once). See :class:`SideBySide`."""
+    before = getattr(_thread, "serial", False)
+    _thread.serial = True
+    try:
+        yield
+    finally:
+        _thread.serial = before
+
+
+def _serial_twin(kernel):
+    """``kernel`` compiled without ``parallel`` (its prange loops run as plain loops). A copy of
+    the Python function under its own name, so numba's disk cache (keyed by the function's
+    name and bytecode, not by the parallel flag) keeps the two apart."""
+    import types
+
+    import numba
+
+    from . import cpu_kernels
+
+    f = kernel.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    twin.__qualname__ = f.__qualname__ + "_serial"
+    twin.__doc__ = f.__doc__
+    return numba.njit(parallel=False, **cpu_kernels.opts)(twin)
 
 
 def _compile():
-    """The kernels (cpu_kernels.py), loaded once per process."""
-    global _kernels
-    if _kernels is not None:
+    """The kernels (cpu_kernels.py), loaded once per process: the parallel ones, or within
+    :func:`serial_kernels` their single-threaded twins."""
+    global _kernels, _serial_kernels
+    if _kernels is None:
+        import numba
+
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            # numba's plain thread pool. Its OpenMP pool (the default where libgomp exists) stalled
+            # whenever other processes wanted the cores too, as the node's writer and the DDS readers
+            # do on a 2-core machine: a frame took 560 ms instead of 77 ms (measured under load).
+            numba.config.THREADING_LAYER = "workqueue"
+        from . import cpu_kernels as k
+
+        _kernels = {name: getattr(k, name) for name in KERNEL_NAMES}
+    if not getattr(_thread, "serial", False):
         return _kernels
-    import numba
+    if _serial_kernels is None:
+        with _twin_lock:
+            if _serial_kernels is None:
+                _serial_kernels = {name: _serial_twin(kernel) if kernel.targetoptions.get("parallel") else kernel
+                                   for name, kernel in _kernels.items()}
+    return _serial_kernels
 
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        # numba's plain thread pool. Its OpenMP pool (the default where libgomp exists) stalled
-        # whenever other processes wanted the cores too, as the node's writer and the DDS readers
-        # do on a 2-core machine: a frame took 560 ms instead of 77 ms (measured under load).
-        numba.config.THREADING_LAYER = "workqueue"
-    from . import cpu_kernels as k
 
-    _kernels = {name: getattr(k, name) for name in ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour",
-                                                    "pool", "pull", "finish", "directional_lookup")}
-    return _kernels
+_twin_lock = threading.Lock()
 
 
 def _camera_arrays(cams):
@@ -117,7 +164,8 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         runs = CameraRuns.every_point(len(xyz), B)
     if len(runs.offsets) != B + 1:
         raise ValueError(f"runs for {len(runs.offsets) - 1} cameras given with a batch of {B}")
-    parts = max(1, min(numba.get_num_threads(), runs.projected // 65536 + 1))
+    threads = 1 if getattr(_thread, "serial", False) else numba.get_num_threads()
+    parts = max(1, min(threads, runs.projected // 65536 + 1))
     nearest = kern["centre_zbuffer"](xyz, t_start, t_end, use_time, float(t) if use_time else 0.0, rot, centre, K,
                                      f32(settings.near), H, W, np.ascontiguousarray(runs.runs, dtype=np.int64),
                                      np.ascontiguousarray(runs.offsets, dtype=np.int64), parts)
@@ -193,3 +241,83 @@ def visible_runs(chunks, cams, near: float, margin_px: float) -> CameraRuns:
     runs = np.stack([starts[first], ends[last]], 1).astype(np.int64).reshape(-1, 2)
     offsets = np.searchsorted(camera, np.arange(len(keep) + 1)).astype(np.int64)
     return CameraRuns(runs, offsets)
+
+
+class SideBySide:
+    """Runs one tick's independent CPU renders (a camera batch, a LiDAR sweep: ``jobs``, key ->
+    callable) on two cores at once: two threads, each with single-threaded kernels
+    (:func:`serial_kernels`), the jobs split between them so that their CPU times balance.
+
+    Why: the parallel kernels split each loop evenly between numba's two threads (workqueue:
+    static shares), and the Python and single-threaded parts between the kernels leave a core
+    idle; a 640x360 camera + a VLP-16 sweep measured 133 CPU-ms in ~104 ms of wall time (1.28 of
+    2 cores, idle VM). Two jobs of about equal cost, one per core, keep both busy.
+
+    The split comes from each job's thread CPU time the last time it ran side by side (a job not
+    yet measured counts as the mean of the others, or 1). When the best split would leave one
+    thread with more than ``balance`` of the total (e.g. six cameras in one batch + one LiDAR),
+    the jobs run one after the other with the parallel kernels instead; that choice holds for
+    that set of jobs. Results are the same either way (the kernels' output does not depend on
+    how many threads ran them)."""
+
+    def __init__(self, threads: int | None = None, balance: float = 0.62):
+        import numba
+
+        self.threads = min(2, numba.get_num_threads() if threads is None else threads)
+        self.balance = balance
+        self.cost: dict = {}                  # job key -> thread CPU seconds, last side-by-side run
+        self._sequential: set = set()         # job sets found too unbalanced
+        self._pool = None
+
+    def plan(self, keys, always: bool = False) -> tuple[list, list] | None:
+        """The two threads' job lists (longest first onto the less loaded), or None: run the jobs
+        one after the other. ``always``: split them even when unbalanced (two jobs or more)."""
+        keys = list(keys)
+        if len(keys) < 2 or (not always and (self.threads < 2 or frozenset(keys) in self._sequential)):
+            return None
+        known = [self.cost[k] for k in keys if k in self.cost]
+        guess = float(np.mean(known)) if known else 1.0
+        cost = {k: self.cost.get(k, guess) for k in keys}
+        lanes: tuple[list, list] = ([], [])
+        load = [0.0, 0.0]
+        for k in sorted(keys, key=lambda k: -cost[k]):
+            i = int(load[1] < load[0])
+            lanes[i].append(k)
+            load[i] += cost[k]
+        if not always and max(load) > self.balance * sum(load) and len(known) == len(keys):
+            self._sequential.add(frozenset(keys))
+            return None
+        return lanes
+
+    def run(self, jobs: dict, always: bool = False) -> dict:
+        """key -> what the job returned; exceptions propagate (the other thread's jobs finish
+        first). ``always``: side by side even when unbalanced (tests, compiling both kernel sets)."""
+        lanes = self.plan(jobs, always)
+        if lanes is None:
+            return {k: job() for k, job in jobs.items()}
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspatio_render")
+        other = self._pool.submit(self._lane, jobs, lanes[1])
+        try:
+            results = self._lane(jobs, lanes[0])
+        finally:
+            results_other = other.result()
+        return {k: {**results, **results_other}[k] for k in jobs}
+
+    def _lane(self, jobs: dict, keys: list) -> dict:
+        import time
+
+        out = {}
+        with serial_kernels():
+            for k in keys:
+                started = time.thread_time()
+                out[k] = jobs[k]()
+                self.cost[k] = time.thread_time() - started
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

@@ -143,6 +143,13 @@ class Simulator:
         self.lidars = list(lidars or [])
         self._lidar_samplers = {spec.name: LidarSampler(spec, self.device) for spec in self.lidars}
         self._views: dict[str, DistortedView | FisheyeView] = {}
+        # On the CPU the tick's camera batches and LiDAR sweeps render side by side, one per core
+        # (render/cpu.py SideBySide), where their costs balance.
+        self._side_by_side = None
+        if self.device.type == "cpu" and self.renderer.cpu_kernels:
+            from ..render.cpu import SideBySide
+
+            self._side_by_side = SideBySide()
 
     # -- poses -------------------------------------------------------------------------------
     def recorded_base_pose(self, recording_time: float, lateral_offset: float = 0.0) -> np.ndarray:
@@ -182,7 +189,10 @@ class Simulator:
         frame = SensorFrame(stamp=stamp, recording_time=recording_time, map_from_base=map_from_base)
         by_name = {}
         self._flip ^= 1               # two host buffer sets: one being published, one being filled
-        for specs, K, ray_per_depth, out in self._render_groups(map_from_base, recording_time, cameras):
+        lidars = self.lidars if lidars is None else lidars
+        linear, angular = velocity if velocity is not None else (np.zeros(3), np.zeros(3))
+        rendered = self._render_all(map_from_base, recording_time, cameras, lidars, linear, angular)
+        for specs, K, ray_per_depth, out in rendered["cameras"]:
             want_points = [("points" in s.outputs) for s in specs]
             want_coverage = [("coverage" in s.outputs) for s in specs]
             clouds = organised_points(out.depth, out.rgb, K, ray_per_depth) if any(want_points) else None
@@ -207,11 +217,27 @@ class Simulator:
                     points=host[i]["points"], coverage_fraction=float(seen[i]),
                     map_from_optical=map_from_base @ s.base_from_optical())
         frame.cameras = [by_name[s.name] for s in cameras]
-        lidars = self.lidars if lidars is None else lidars
-        linear, angular = velocity if velocity is not None else (np.zeros(3), np.zeros(3))
-        frame.lidars = [self.render_lidar(spec, recording_time, map_from_base, linear, angular) for spec in lidars]
+        frame.lidars = rendered["lidars"]
         frame.render_s = time.perf_counter() - started
         return frame
+
+    def _render_all(self, map_from_base: np.ndarray, recording_time: float, cameras: list[CameraSpec],
+                    lidars: list[LidarSpec], linear, angular, side_by_side: bool | None = None) -> dict:
+        """{"cameras": [(specs, K, rays, out)] per camera batch, "lidars": [LidarFrame]}: every
+        batch and sweep of the tick, on the CPU side by side where that pays (``side_by_side``
+        None; True / False: always / never)."""
+        jobs = {("cameras", i): (lambda specs=specs: self._render_group(specs, map_from_base, recording_time))
+                for i, specs in enumerate(self._camera_groups(cameras))}
+        jobs.update({("lidar", i): (lambda spec=spec: self.render_lidar(spec, recording_time, map_from_base, linear,
+                                                                        angular))
+                     for i, spec in enumerate(lidars)})
+        runner = self._side_by_side
+        if runner is None or side_by_side is False:
+            done = {k: job() for k, job in jobs.items()}
+        else:
+            done = runner.run(jobs, always=bool(side_by_side))
+        return {"cameras": [done[k] for k in jobs if k[0] == "cameras"],
+                "lidars": [done[k] for k in jobs if k[0] == "lidar"]}
 
     def lidar_sampler(self, name: str) -> LidarSampler:
         """The render plan of LiDAR ``name`` (its views, sector moments, per-point tables)."""
@@ -232,11 +258,12 @@ class Simulator:
         return LidarFrame(spec, points, at_stamp, len(points), len(ranges))
 
     def warm_up(self, recording_time: float, map_from_base: np.ndarray) -> None:
-        """Render the rig once and keep nothing (on CUDA the first render compiles the kernels)."""
-        for _specs, _K, _rays, out in self._render_groups(map_from_base, recording_time, self.rig):
-            del out
-        for spec in self.lidars:
-            self.render_lidar(spec, recording_time, map_from_base)
+        """Render the rig once and keep nothing (the first render compiles the kernels; on the CPU
+        both the parallel kernels and the single-threaded ones that side-by-side renders use)."""
+        zero = np.zeros(3)
+        self._render_all(map_from_base, recording_time, self.rig, self.lidars, zero, zero, side_by_side=False)
+        if self._side_by_side is not None:
+            self._render_all(map_from_base, recording_time, self.rig, self.lidars, zero, zero, side_by_side=True)
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
 
@@ -250,11 +277,9 @@ class Simulator:
                                              else DistortedView.make(spec.intrinsics, spec.lens, self.device))
         return view
 
-    def _render_groups(self, map_from_base: np.ndarray, recording_time: float, cameras: list[CameraSpec]):
-        """(specs, K (B, 3, 3), per-pixel ray per unit of depth (B, H, W, 3) or None for pinhole
-        cameras, RenderOutput) per batch: pinhole cameras of one size render in one batch;
-        distorted cameras of one size and one covering render size in another, warped to their
-        lens; each fisheye camera in a batch of its own cube-face views."""
+    def _camera_groups(self, cameras: list[CameraSpec]) -> list[list[CameraSpec]]:
+        """The cameras in render batches: pinhole cameras of one size in one batch; distorted
+        cameras of one size and one covering render size in another; each fisheye camera alone."""
         groups: dict[tuple, list[CameraSpec]] = {}
         for spec in cameras:
             view = self._distorted_view(spec)
@@ -262,25 +287,33 @@ class Simulator:
                 view, FisheyeView) else (spec.width, spec.height, view.render_intrinsics.width,
                                          view.render_intrinsics.height)
             groups.setdefault(key, []).append(spec)
+        return list(groups.values())
+
+    def _render_groups(self, map_from_base: np.ndarray, recording_time: float, cameras: list[CameraSpec]):
+        """(specs, K (B, 3, 3), per-pixel ray per unit of depth (B, H, W, 3) or None for pinhole
+        cameras, RenderOutput) per batch (:meth:`_camera_groups`), one after the other."""
+        for specs in self._camera_groups(cameras):
+            yield self._render_group(specs, map_from_base, recording_time)
+
+    def _render_group(self, specs: list[CameraSpec], map_from_base: np.ndarray, recording_time: float):
+        """One batch of :meth:`_camera_groups`: distorted cameras warped to their lens, a fisheye
+        camera from its cube-face views."""
         background = self.renderer.settings.background
-        for specs in groups.values():
-            views = [self._distorted_view(s) for s in specs]
-            c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
-            if isinstance(views[0], FisheyeView):
-                out = views[0].views.render(self.renderer, c2w[0], recording_time)
-                out = out if self.refiner is None else self.refiner.refine_output(out)
-                K = torch.as_tensor(specs[0].intrinsics.K[None]).to(self.device, torch.float32)
-                yield specs, K, views[0].ray_per_depth[None], views[0].output(out, background)
-                continue
-            drawn = [s.intrinsics if v is None else v.render_intrinsics for s, v in zip(specs, views)]
-            cams = Cameras.from_intrinsics(drawn, c2w, self.device)
-            out = self.renderer.render(cams, recording_time)
+        views = [self._distorted_view(s) for s in specs]
+        c2w = np.stack([self.camera_pose(map_from_base, s) for s in specs])
+        if isinstance(views[0], FisheyeView):
+            out = views[0].views.render(self.renderer, c2w[0], recording_time)
             out = out if self.refiner is None else self.refiner.refine_output(out)
-            if views[0] is None:
-                yield specs, cams.K, None, out
-            else:
-                K = torch.as_tensor(np.stack([s.intrinsics.K for s in specs])).to(self.device, torch.float32)
-                yield specs, K, torch.stack([v.ray_per_depth for v in views]), warp_output(out, views, background)
+            K = torch.as_tensor(specs[0].intrinsics.K[None]).to(self.device, torch.float32)
+            return specs, K, views[0].ray_per_depth[None], views[0].output(out, background)
+        drawn = [s.intrinsics if v is None else v.render_intrinsics for s, v in zip(specs, views)]
+        cams = Cameras.from_intrinsics(drawn, c2w, self.device)
+        out = self.renderer.render(cams, recording_time)
+        out = out if self.refiner is None else self.refiner.refine_output(out)
+        if views[0] is None:
+            return specs, cams.K, None, out
+        K = torch.as_tensor(np.stack([s.intrinsics.K for s in specs])).to(self.device, torch.float32)
+        return specs, K, torch.stack([v.ray_per_depth for v in views]), warp_output(out, views, background)
 
     @staticmethod
     def _copy_into(into: dict, spec: CameraSpec, out, clouds, i: int, want_points: bool,
