@@ -11,6 +11,7 @@ it. A lateral offset moves the ego along its own +y (left, REP-103).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -144,9 +145,9 @@ class Simulator:
         self._lidar_samplers = {spec.name: LidarSampler(spec, self.device) for spec in self.lidars}
         self._views: dict[str, DistortedView | FisheyeView] = {}
         # On the CPU the tick's camera batches and LiDAR sweeps render side by side, one per core
-        # (render/cpu.py SideBySide), where their costs balance.
+        # (render/cpu.py SideBySide), where their costs balance; INSPATIO_SIDE_BY_SIDE=0: never.
         self._side_by_side = None
-        if self.device.type == "cpu" and self.renderer.cpu_kernels:
+        if self.device.type == "cpu" and self.renderer.cpu_kernels and os.environ.get("INSPATIO_SIDE_BY_SIDE") != "0":
             from ..render.cpu import SideBySide
 
             self._side_by_side = SideBySide()

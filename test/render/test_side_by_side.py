@@ -45,6 +45,9 @@ def test_run_uses_two_threads_with_serial_kernels_and_keeps_the_keys():
     assert seen["x"][0] != seen["y"][0] and seen["x"][1] and seen["y"][1]
     assert not getattr(cpu._thread, "serial", False), "the calling thread's kernels are parallel again"
     assert set(runner.cost) == {"x", "y"}
+    runner.cost.clear()
+    runner.run({"x": job("x"), "y": job("y")}, always=True)
+    assert not runner.cost, "forced runs (the warm-up's, which compile) leave the costs alone"
 
     def fails():
         raise ValueError("job failed")
