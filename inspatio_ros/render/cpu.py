@@ -253,19 +253,23 @@ class SideBySide:
     idle; a 640x360 camera + a VLP-16 sweep measured 133 CPU-ms in ~104 ms of wall time (1.28 of
     2 cores, idle VM). Two jobs of about equal cost, one per core, keep both busy.
 
-    The split comes from each job's thread CPU time the last time it ran side by side (a job not
-    yet measured counts as the mean of the others, or 1). When the best split would leave one
-    thread with more than ``balance`` of the total (e.g. six cameras in one batch + one LiDAR),
-    the jobs run one after the other with the parallel kernels instead; that choice holds for
-    that set of jobs. Results are the same either way (the kernels' output does not depend on
-    how many threads ran them)."""
+    The split comes from each job's thread CPU time when it ran side by side (a running mean; a
+    job not yet measured counts as the mean of the others, or 1). When the best split would leave
+    one thread with more than ``balance`` of the total (e.g. six cameras in one batch + one
+    LiDAR), the jobs run one after the other with the parallel kernels instead (those use both
+    cores for ~1.3 of 2: side by side pays while the longer thread holds less than ~1/1.3 of
+    the work); that choice, made once every job was measured ``settle`` times, holds for that
+    set of jobs. Results are the same either way (the kernels' output does not depend on how
+    many threads ran them)."""
 
-    def __init__(self, threads: int | None = None, balance: float = 0.62):
+    def __init__(self, threads: int | None = None, balance: float = 0.7, settle: int = 3):
         import numba
 
         self.threads = min(2, numba.get_num_threads() if threads is None else threads)
         self.balance = balance
-        self.cost: dict = {}                  # job key -> thread CPU seconds, last side-by-side run
+        self.settle = settle
+        self.cost: dict = {}                  # job key -> thread CPU seconds side by side (running mean)
+        self.runs: dict = {}                  # job key -> side-by-side runs measured
         self._sequential: set = set()         # job sets found too unbalanced
         self._pool = None
 
@@ -284,7 +288,8 @@ class SideBySide:
             i = int(load[1] < load[0])
             lanes[i].append(k)
             load[i] += cost[k]
-        if not always and max(load) > self.balance * sum(load) and len(known) == len(keys):
+        settled = all(self.runs.get(k, 0) >= self.settle for k in keys)
+        if not always and max(load) > self.balance * sum(load) and settled:
             self._sequential.add(frozenset(keys))
             return None
         return lanes
@@ -316,7 +321,9 @@ class SideBySide:
                 started = time.thread_time()
                 out[k] = jobs[k]()
                 if record:
-                    self.cost[k] = time.thread_time() - started
+                    spent = time.thread_time() - started
+                    self.runs[k] = self.runs.get(k, 0) + 1
+                    self.cost[k] = spent if k not in self.cost else 0.7 * self.cost[k] + 0.3 * spent
         return out
 
     def close(self) -> None:

@@ -19,9 +19,13 @@ def test_plan_balances_the_jobs_and_falls_back_when_it_cannot():
     lanes = runner.plan(["a", "b"])                                      # costs unknown: measure them
     assert sorted(lanes[0] + lanes[1]) == ["a", "b"] and lanes[0] and lanes[1]
     runner.cost.update({"a": 0.055, "b": 0.072, "c": 0.020})
+    runner.runs.update({"a": 3, "b": 3, "c": 3})
     lanes = runner.plan(["a", "b", "c"])
     assert lanes == (["b"], ["a", "c"])                                  # longest first onto the lighter lane
     runner.cost.update({"six_cameras": 0.300})
+    runner.runs["six_cameras"] = 2
+    assert runner.plan(["six_cameras", "b"]) is not None, "decided only once every job was measured 3 times"
+    runner.runs["six_cameras"] = 3
     assert runner.plan(["six_cameras", "b"]) is None                     # 0.30 of 0.37 on one thread
     assert runner.plan(["six_cameras", "b"], always=True) == (["six_cameras"], ["b"])
     runner.cost["six_cameras"] = 0.05
