@@ -63,7 +63,9 @@ LAYOUTS = ("velodyne", "autoware")
 SPIN_START_RAD = 0.75 * np.pi
 # Sector edges sit on the cube faces' edges so that a sector is one view: 16 sectors of equal
 # columns made 18 views and cost 2.6x the CPU time of one per face (VLP-16 on the default world,
-# 264 vs 100 CPU-ms); each view costs ~10 CPU-ms of its own (5 views 68, 9 views 110 CPU-ms).
+# 264 vs 100 CPU-ms, 2026-12-04). Since each view of a batch projects only the chunks it may see
+# (render/cpu.py visible_runs), more views cost little on the CPU: 4 / 8 / 16 views (1 / 2 / 4
+# sectors per face) 66 / 68 / 90 CPU-ms a sweep (2026-12-05).
 MAX_BEAMS = 256
 MAX_COLUMNS = 16384
 MAX_POINTS = 4_000_000        # beams x columns of one LiDAR (a 128 x 4096 sensor is 0.5 M)
@@ -123,7 +125,8 @@ LIDAR_PARAMETERS = {
                          "PointXYZIRCAEDT (Autoware)"),
     "render_pitch_deg": _parameter("deg", "0, or >= 0.01 and <= 5", "render pixel pitch (0: the horizontal step)"),
     "sectors_per_face": _parameter("", "1..16", "sweep sectors per 90 deg, each rendered from the ego pose of its "
-                                   "moment (more: motion followed more finely, ~10 CPU-ms a view on the CPU)"),
+                                   "moment (more: motion followed more finely; on the CPU 2 cost ~3 % more "
+                                   "than 1, 4 ~35 %)"),
 }
 LIDAR_KEYS = tuple(LIDAR_PARAMETERS)
 
