@@ -377,13 +377,16 @@ def main() -> int:
         soak(args.world, args.transport[0], sizes[0], args.cameras[0], points[0], args.rate, args.soak, args.device,
              extra)
         return 0
+    # load: the 1-minute load average when the configuration started and when it ended (the node
+    # under test adds up to ~2 of it); wall rates mean little beside a high one, CPU ms/frame less so.
     print("| transport | size | cameras | clouds | image Hz/cam | depth Hz/cam | LiDAR Hz | node CPU ms/frame "
-          "| latency p50 ms | p99 ms | node RSS MB | node + writers MB |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+          "| latency p50 ms | p99 ms | node RSS MB | node + writers MB | load |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
     for transport in args.transport:
         for size in sizes:
             for n in args.cameras:
                 for pts in points:
+                    load_before = os.getloadavg()[0]
                     img_hz, dep_hz, rss, lidar_hz, cpu_ms = measure_rate(
                         args.world, transport, size, n, pts, args.rate, args.seconds, args.device, args.warmup, extra,
                         args.smaps, args.lidar, args.lidar_rate)
@@ -393,7 +396,7 @@ def main() -> int:
                                                    args.warmup, extra, args.lidar, args.lidar_rate)
                     print(f"| {transport} | {size[0]}x{size[1]} | {n} | {'yes' if pts else 'no'} | {img_hz:.1f} | "
                           f"{dep_hz:.1f} | {lidar_hz:.1f} | {cpu_ms:.0f} | {p50:.1f} | {p99:.1f} | {rss[0]:.0f} | "
-                          f"{rss[1]:.0f} |",
+                          f"{rss[1]:.0f} | {load_before:.1f}-{os.getloadavg()[0]:.1f} |",
                           flush=True)
     return 0
 
