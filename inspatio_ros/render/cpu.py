@@ -53,7 +53,7 @@ def available() -> bool:
 
 
 KERNEL_NAMES = ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour", "pool", "pull", "finish",
-                "directional_lookup")
+                "directional_lookup", "resolve_winner")
 _kernels = None
 _serial_kernels = None
 _thread = threading.local()
@@ -183,16 +183,7 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
             near_min = kern["need_minimum"](depth, reach, k, B, H, W)
             counts[k - 1] = kern["ring"](table, near_min, slope, best, source, ring_offsets(k, W + 2 * pad, "cpu").numpy(), k,
                                          tol, K, f32(settings.near), keep, B, H, W, pad)
-        taken = source >= 0
-        if taken.any():
-            # Padded table index -> image pixel -> the point drawn there.
-            Hp, Wp = H + 2 * pad, W + 2 * pad
-            s = source[taken]
-            b, rem = s // (Hp * Wp), s % (Hp * Wp)
-            pix = b * (H * W) + (rem // Wp - pad) * W + (rem % Wp - pad)
-            new_winner = winner.copy()
-            new_winner[taken] = winner[pix]
-            winner = new_winner
+        winner = kern["resolve_winner"](winner, source, B, H, W, pad)
         depth = best
     vw, w = kern["colour"](winner, depth, cloud.rgb.numpy(), B, H, W)
     if settings.hole_fill_levels > 0:

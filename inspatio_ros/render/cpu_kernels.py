@@ -492,3 +492,22 @@ def directional_lookup(depth, rgb, covered, view, pixel, range_per_depth, tangen
             _lookup_one(depth, rgb, covered, view, pixel, range_per_depth, tangent, fx, fy, edge_tolerance,
                         bilinear, height, width, b, n, inv, ranges, zs, colours, seen, cos_out)
     return ranges, zs, colours, seen, cos_out
+
+
+@njit(parallel=True, **opts)
+def resolve_winner(winner, source, B, height, width, pad):
+    """The point drawn at each pixel after the splat rings: where a ring took the pixel
+    (``source`` >= 0: an index into the padded surfel table) the winner of the image pixel that
+    table row belongs to, else the pixel's own nearest centre."""
+    Hp, Wp = height + 2 * pad, width + 2 * pad
+    out = np.empty_like(winner)
+    for bv in prange(B * height):
+        for q in range(bv * width, (bv + 1) * width):
+            s = source[q]
+            if s < 0:
+                out[q] = winner[q]
+            else:
+                b = s // (Hp * Wp)
+                rem = s - b * (Hp * Wp)
+                out[q] = winner[b * (height * width) + (rem // Wp - pad) * width + (rem % Wp - pad)]
+    return out
