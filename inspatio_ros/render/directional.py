@@ -188,8 +188,9 @@ class DirectionalViews:
         for one surface (bilinear lookup). ``kernel``: look up with the CPU kernel
         (cpu_kernels.directional_lookup: one pass, no PyTorch operation) instead of the PyTorch
         gathers below; None: where the render is on the CPU and numba is installed. The two
-        agree (test_render_directional.py); on a loaded 2-core VM the ~60 PyTorch operations
-        cost 30-260 CPU-ms a VLP-16 sweep (its thread pool waiting on busy cores), the kernel ~1."""
+        agree (test_render_directional.py); the ~60 PyTorch operations cost ~10 CPU-ms a VLP-16
+        sweep (with OMP_WAIT_POLICY=PASSIVE, as inspatio_ros sets it; ~160 where OpenMP threads
+        spin on a busy machine), the kernel ~2."""
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS}")
         batch = out.depth.shape[0] // self.num_views
