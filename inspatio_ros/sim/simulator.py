@@ -227,12 +227,18 @@ class Simulator:
         """{"cameras": [(specs, K, rays, out)] per camera batch, "lidars": [LidarFrame]}: every
         batch and sweep of the tick, on the CPU side by side where that pays (``side_by_side``
         None; True / False: always / never)."""
-        jobs = {("cameras", i): (lambda specs=specs: self._render_group(specs, map_from_base, recording_time))
-                for i, specs in enumerate(self._camera_groups(cameras))}
-        jobs.update({("lidar", i): (lambda spec=spec: self.render_lidar(spec, recording_time, map_from_base, linear,
-                                                                        angular))
-                     for i, spec in enumerate(lidars)})
         runner = self._side_by_side
+        groups = self._camera_groups(cameras)
+        if runner is not None and side_by_side is not False and self.refiner is None:
+            # On the CPU a batch costs what its cameras cost one by one (each projects its own
+            # chunks), so side by side renders each camera as a job of its own: a six-camera rig
+            # then splits over the two threads, not as one job beside the LiDAR.
+            groups = [[spec] for specs in groups for spec in specs]
+        jobs = {("cameras", tuple(s.name for s in specs)): (
+                    lambda specs=specs: self._render_group(specs, map_from_base, recording_time)) for specs in groups}
+        jobs.update({("lidar", spec.name): (
+                    lambda spec=spec: self.render_lidar(spec, recording_time, map_from_base, linear, angular))
+                     for spec in lidars})
         if runner is None or side_by_side is False:
             done = {k: job() for k, job in jobs.items()}
         else:

@@ -62,28 +62,39 @@ def test_run_uses_two_threads_with_serial_kernels_and_keeps_the_keys():
 
 
 def test_simulator_renders_cameras_and_lidar_side_by_side_as_one_after_the_other(street_world):
+    """Three cameras (two of one size: one batch one after the other, a job each side by side)
+    and a VLP-16 on a moving ego: every image, depth, coverage and LiDAR point the same."""
     from inspatio_ros.sim.lidar import load_lidars
     from inspatio_ros.sim.rig import load_rig
     from inspatio_ros.sim.simulator import Simulator
     from inspatio_ros.world import World
 
     world = World.load(street_world)
-    rig = load_rig({"cameras.names": ["front", "left"], "cameras.left.rpy": [0.0, 0.0, 1.5708],
-                    "cameras.left.width": 96, "cameras.left.height": 64})
+    rig = load_rig({"cameras.names": ["front", "left", "right"], "cameras.left.rpy": [0.0, 0.0, 1.5708],
+                    "cameras.left.width": 96, "cameras.left.height": 64, "cameras.right.rpy": [0.0, 0.0, -1.5708]})
     sim = Simulator(world, rig, device="cpu", lidars=load_lidars({"lidars.names": ["top"]}))
     t = float(world.frame_time[3])
     base = sim.recorded_base_pose(t)
     velocity = (np.array([5.0, 0, 0]), np.array([0, 0, 0.2]))
+
+    def by_camera(rendered):
+        return {spec.name: (out.rgb[i], out.depth[i], out.coverage[i])
+                for specs, _, _, out in rendered["cameras"] for i, spec in enumerate(specs)}
+
     one_by_one = sim._render_all(base, t, sim.rig, sim.lidars, *velocity, side_by_side=False)
+    assert [[s.name for s in specs] for specs, *_ in one_by_one["cameras"]] == [["front", "right"], ["left"]]
     side = sim._render_all(base, t, sim.rig, sim.lidars, *velocity, side_by_side=True)
+    assert [[s.name for s in specs] for specs, *_ in side["cameras"]] == [["front"], ["right"], ["left"]]
     planned = sim._render_all(base, t, sim.rig, sim.lidars, *velocity)          # SideBySide.run decides
-    assert len(one_by_one["cameras"]) == 2 and len(one_by_one["lidars"]) == 1    # two camera sizes: two batches
+    assert set(sim._side_by_side.cost) == {("cameras", ("front",)), ("cameras", ("right",)), ("cameras", ("left",)),
+                                           ("lidar", "top")}
+    reference = by_camera(one_by_one)
     for other in (side, planned):
-        for (_, _, _, a), (_, _, _, b) in zip(one_by_one["cameras"], other["cameras"]):
-            assert torch.equal(a.rgb, b.rgb) and torch.equal(a.coverage, b.coverage)
-            assert torch.equal(torch.nan_to_num(a.depth, nan=-1.0), torch.nan_to_num(b.depth, nan=-1.0))
+        for name, (rgb, depth, coverage) in by_camera(other).items():
+            assert torch.equal(rgb, reference[name][0]) and torch.equal(coverage, reference[name][2])
+            assert torch.equal(torch.nan_to_num(depth, nan=-1.0), torch.nan_to_num(reference[name][1], nan=-1.0))
         assert len(one_by_one["lidars"][0].points) > 1000
         assert one_by_one["lidars"][0].points.tobytes() == other["lidars"][0].points.tobytes()
     frame = sim.render(0.0, t, base, velocity=velocity)
-    assert [c.spec.name for c in frame.cameras] == ["front", "left"] and frame.lidars[0].spec.name == "top"
-    assert np.array_equal(frame.cameras[0].rgb, one_by_one["cameras"][0][3].rgb[0].numpy())
+    assert [c.spec.name for c in frame.cameras] == ["front", "left", "right"] and frame.lidars[0].spec.name == "top"
+    assert np.array_equal(frame.cameras[2].rgb, reference["right"][0].numpy())
