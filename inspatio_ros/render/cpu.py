@@ -246,8 +246,8 @@ class SideBySide:
 
     The split comes from each job's thread CPU time when it ran side by side (a running mean; a
     job not yet measured counts as the mean of the others, or 1). When the best split would leave
-    one thread with more than ``balance`` of the total (e.g. six cameras in one batch + one
-    LiDAR), the jobs run one after the other with the parallel kernels instead (those use both
+    one thread with more than ``balance`` of the total (e.g. an HDL-64E sweep beside a small
+    camera; the simulator gives each camera a job of its own, so rigs split well), the jobs run one after the other with the parallel kernels instead (those use both
     cores for ~1.3 of 2: side by side pays while the longer thread holds less than ~1/1.3 of
     the work); that choice, made once every job was measured ``settle`` times, holds for that
     set of jobs. Results are the same either way (the kernels' output does not depend on how
