@@ -52,8 +52,8 @@ def available() -> bool:
     return True
 
 
-KERNEL_NAMES = ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour", "pool", "pull", "finish",
-                "directional_lookup", "resolve_winner")
+KERNEL_NAMES = ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chunks", "colour", "pool", "pull",
+                "finish", "directional_lookup", "resolve_winner")
 _kernels = None
 _serial_kernels = None
 _thread = threading.local()
@@ -133,7 +133,8 @@ class CameraRuns(NamedTuple):
 
     @staticmethod
     def every_point(count: int, cameras: int) -> "CameraRuns":
-        return CameraRuns(np.tile(np.array([[0, count]], np.int64), (cameras, 1)), np.arange(cameras + 1, dtype=np.int64))
+        return CameraRuns(np.tile(np.array([[0, count]], np.int64), (cameras, 1)),
+                          np.arange(cameras + 1, dtype=np.int64))
 
     def of_camera(self, b: int) -> np.ndarray:
         return self.runs[self.offsets[b]:self.offsets[b + 1]]
@@ -247,9 +248,9 @@ class SideBySide:
     The split comes from each job's thread CPU time when it ran side by side (a running mean; a
     job not yet measured counts as the mean of the others, or 1). When the best split would leave
     one thread with more than ``balance`` of the total (e.g. an HDL-64E sweep beside a small
-    camera; the simulator gives each camera a job of its own, so rigs split well), the jobs run one after the other with the parallel kernels instead (those use both
-    cores for ~1.3 of 2: side by side pays while the longer thread holds less than ~1/1.3 of
-    the work); that choice, made once every job was measured ``settle`` times, holds for that
+    camera; the simulator gives each camera a job of its own, so rigs split well), the jobs run
+    one after the other with the parallel kernels instead (those use both cores for ~1.3 of 2:
+    side by side pays while the longer thread holds less than ~1/1.3 of the work); that choice, made once every job was measured ``settle`` times, holds for that
     set of jobs. Results are the same either way (the kernels' output does not depend on how
     many threads ran them)."""
 

@@ -158,7 +158,9 @@ def assert_same_samples(a, b):
     for name in ("range", "depth", "rgb", "coverage"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.shape == y.shape and x.dtype == y.dtype, name
-        assert torch.equal(x, y) if x.dtype != torch.float32 else torch.equal(torch.nan_to_num(x, nan=-1.0), torch.nan_to_num(y, nan=-1.0)), name
+        if x.dtype == torch.float32:
+            x, y = torch.nan_to_num(x, nan=-1.0), torch.nan_to_num(y, nan=-1.0)
+        assert torch.equal(x, y), name
     assert torch.equal(torch.isnan(a.cos_incidence), torch.isnan(b.cos_incidence))
     assert torch.allclose(a.cos_incidence, b.cos_incidence, rtol=0, atol=1e-6, equal_nan=True)
 
