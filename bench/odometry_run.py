@@ -60,7 +60,7 @@ def main() -> int:
            "path_m": round(length, 2), "straightness": round(chord / length, 4) if length else None,
            "speed_m_s": round(length / duration, 2) if duration else None, "seconds": round(seconds, 1),
            "reprojection_px": round(float(res.reprojection_px), 3), "warnings": res.warnings[:12]}
-    if fs.poses is not None:
+    if fs.poses is not None and placed.sum() >= 2:
         gt, _ = read_poses(fs.poses)
         gt = gt[fs.index]
         out["ate_pct_of_path"] = round(100 * ate_rel(res.c2w[placed], gt[placed]), 3)
