@@ -1031,7 +1031,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
 
     if s.join_segments and len(segments) > 1:
         segments = join_segments_by_motion(c2w, located, segments, segment_first_ids, landmarks, kf_poses,
-                                           s.join_motion_frames, warnings)
+                                           s.join_motion_frames, warnings, metric=depth_of is not None)
 
     # Final pass: every located frame against the adjusted landmarks.
     errors = []
@@ -1061,7 +1061,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
 
 def join_segments_by_motion(c2w: np.ndarray, located: np.ndarray, segments: list[tuple[int, int]],
                             first_ids: list[int], landmarks: dict, kf_poses: dict, motion_frames: int,
-                            warnings: list[str]) -> list[tuple[int, int]]:
+                            warnings: list[str], metric: bool = False) -> list[tuple[int, int]]:
     """Join each segment to the one before it into one trajectory with one scale; returns the
     joined segment list ([(first start, last end)]). ``c2w``, ``landmarks`` and ``kf_poses`` are
     moved in place.
@@ -1073,8 +1073,9 @@ def join_segments_by_motion(c2w: np.ndarray, located: np.ndarray, segments: list
     (constant velocity and turn rate over the gap), and the new segment is scaled so that its
     speed over its first ``motion_frames`` located frames matches the old segment's. Each new
     segment has its own arbitrary scale (a two-view start) and rotation held from the loss; a
-    vehicle's speed and turn rate change little over the gap of ~1-3 s this covers. Each
-    segment's landmarks (track ids from ``first_ids[k]`` on) move with it."""
+    vehicle's speed and turn rate change little over the gap of ~1-3 s this covers. ``metric``
+    (RGB-D: every segment already in metres) keeps the new segment's scale. Each segment's
+    landmarks (track ids from ``first_ids[k]`` on) move with it."""
     from scipy.spatial.transform import Rotation
 
     joined = [segments[0]]
@@ -1108,7 +1109,7 @@ def join_segments_by_motion(c2w: np.ndarray, located: np.ndarray, segments: list
         heading = Rotation.from_rotvec(turn_old * (last - old_frames[0] + gap) / 2).as_matrix()
         target_pos = c2w[last, :3, 3] + heading @ velocity * gap
         target_rot = turn_gap @ c2w[last, :3, :3]
-        scale = speed_old / speed_new
+        scale = 1.0 if metric else speed_old / speed_new
         R = target_rot @ c2w[first, :3, :3].T
         origin = c2w[first, :3, 3].copy()
 

@@ -54,11 +54,10 @@ def test_a_forced_break_ends_as_one_trajectory_with_one_scale(street):
     assert abs(jump / before / (true_jump / np.median(true[2:9])) - 1) < 0.1
 
 
-def test_motion_join_continues_a_turning_path_at_the_old_speed():
-    """Analytic: a camera on a circle (2 degrees and 1 m per frame), frames 10-13 missing; the
-    second segment starts at the held pose with a 0.3x scale and no turn over the gap. The join
-    puts it back on the circle."""
-    n, step, turn = 30, 1.0, np.radians(2.0)
+def _circle_with_a_break(n=30, step=1.0, turn=np.radians(2.0)):
+    """A camera on a circle (2 degrees and 1 m per frame), frames 10-13 missing; the second
+    segment (from 14) starts at the held pose of frame 9 with a 0.3x scale and no turn over the
+    gap. (truth, c2w, located)."""
     true = np.tile(np.eye(4), (n, 1, 1))
     for i in range(n):
         a = turn * i
@@ -73,6 +72,13 @@ def test_motion_join_continues_a_turning_path_at_the_old_speed():
     rel = np.linalg.inv(true[14]) @ true[14:]
     rel[:, :3, 3] *= 0.3
     c2w[14:] = true[9] @ rel
+    return true, c2w, located
+
+
+def test_motion_join_continues_a_turning_path_at_the_old_speed():
+    """The join puts the second segment back on the circle, at the first one's speed."""
+    n = 30
+    true, c2w, located = _circle_with_a_break(n)
     landmarks = {5: np.array([3.0, 1.0, 0.0]), 50: c2w[20, :3, 3] + 0.3 * np.array([1.0, 0.0, 0.0])}
     warnings: list[str] = []
     segments = join_segments_by_motion(c2w, located, [(0, 9), (14, n - 1)], [0, 40], landmarks, {}, 5, warnings)
@@ -82,3 +88,14 @@ def test_motion_join_continues_a_turning_path_at_the_old_speed():
     np.testing.assert_allclose(landmarks[5], [3.0, 1.0, 0.0])                       # old segment's: unmoved
     np.testing.assert_allclose(landmarks[50], true[20, :3, 3] + true[14, :3, :3] @ true[9, :3, :3].T @ [1.0, 0, 0],
                                atol=1e-6)
+
+
+def test_a_metric_segment_keeps_its_scale_when_joined():
+    """RGB-D segments are in metres already: the join moves and turns the new one, never
+    rescales it."""
+    true, c2w, located = _circle_with_a_break()
+    steps_before = np.linalg.norm(np.diff(c2w[14:, :3, 3], axis=0), axis=1)
+    warnings: list[str] = []
+    join_segments_by_motion(c2w, located, [(0, 9), (14, 29)], [0, 40], {}, {}, 5, warnings, metric=True)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(c2w[14:, :3, 3], axis=0), axis=1), steps_before, rtol=1e-9)
+    np.testing.assert_allclose(c2w[14, :3, 3], true[14, :3, 3], atol=1e-6)
