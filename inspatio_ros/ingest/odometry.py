@@ -182,9 +182,12 @@ def tracking_failure_cause(result: OdometryResult, intr: Intrinsics) -> tuple[st
     corners = float(np.median(tracked)) if len(tracked) else 0.0
     pixels = intr.width * intr.height
     if corners < 100:
+        # Below 320x180 resolution is the likely limit; above it, the scene's texture is.
+        fix = ("give frames with more resolution (320x180 or more: a larger --max-size) or texture"
+               if intr.width * intr.height < 320 * 180 else
+               "give frames with more texture (at this resolution the scene, not the pixel count, is the limit)")
         return (f"too little texture: a median of {corners:.0f} corners tracked per frame at "
-                f"{intr.width}x{intr.height}",
-                "give frames with more texture and resolution (320x180 or more; --max-size larger)")
+                f"{intr.width}x{intr.height}", fix)
     if not result.keyframes:
         return ("no parallax: the camera did not move far enough (or only turned) for a two-view start",
                 "give a clip where the camera travels (not standing still or panning on the spot)")
