@@ -633,3 +633,83 @@ def test_cli_scene_options_reach_the_ground_truth(tmp_path, capsys):
     assert (yaw > 2.0).all() and (step > 1.0).all()
     scene = load_scene(tmp_path / "c")
     assert scene.params["curve_radius"] == 25.0 and abs(scene.params["pitch"] - np.radians(5)) < 1e-12
+
+
+# ---- camera options: what real footage shows beyond the scene (KITTI: gray, clipped, noisy) ----
+
+def test_gray_camera_records_one_channel_frames_of_the_colour_scenes_luma(tmp_path):
+    common = dict(size=(96, 64), frames=2, moving_cars=0, seed=3, supersample=1)
+    colour = generate("street", tmp_path / "colour", **common)
+    gray = generate("street", tmp_path / "gray", camera={"gray": True}, **common)
+    from PIL import Image
+    with Image.open(gray / "frames" / "000001.png") as im:
+        assert im.mode == "L"                                   # one channel, as KITTI's image_0
+    rgb = read_image(colour / "frames" / "000001.png").astype(float)
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    mono = np.asarray(Image.open(gray / "frames" / "000001.png"), dtype=float)
+    assert np.abs(mono - luma).max() <= 1.5                    # luma of the same render (rounding only)
+    assert rgb.std(axis=-1).mean() > 3                         # ... which did have colour
+    np.testing.assert_array_equal(np.load(gray / "depth" / "000001.npy"), np.load(colour / "depth" / "000001.npy"))
+    # Eval re-renders ground truth from scene.json: it must be gray too.
+    scene = load_scene(gray)
+    assert scene.camera == {"gain": 1.0, "gray": True}
+    again = scene.render(scene.camera_pose(0.1), load_intrinsics(gray), 0.1, 1)[0]
+    np.testing.assert_array_equal(again[..., 0], again[..., 2])
+    np.testing.assert_array_equal(again[..., 0], mono.astype(np.uint8))
+
+
+def test_gain_burns_out_the_bright_pixels_and_round_trips(street_scene):
+    pose = street_scene.camera_pose(1.0)
+    plain = street_scene.render(pose, SMALL, 1.0)[0]
+    bright_scene = Scene.from_json({**street_scene.to_dict(), "camera": {"gain": 1.8}})
+    bright = bright_scene.render(pose, SMALL, 1.0)[0]
+    clipped = lambda img: float((img.max(-1) >= 254).mean())  # noqa: E731
+    assert clipped(bright) > clipped(plain) + 0.05
+    dark = plain.astype(float) < 100                            # unclipped pixels scale by the gain
+    ratio = bright.astype(float)[dark & (plain > 20)] / plain.astype(float)[dark & (plain > 20)]
+    assert abs(np.median(ratio) - 1.8) < 0.05
+    assert Scene.from_json(bright_scene.to_json()).camera["gain"] == 1.8
+    assert "camera" not in street_scene.to_dict()               # default camera: scene.json unchanged
+
+
+def test_sensor_noise_has_the_asked_spread_is_reproducible_and_spares_ground_truth(tmp_path):
+    common = dict(size=(96, 64), frames=2, moving_cars=0, seed=3, supersample=1)
+    clean = generate("street", tmp_path / "clean", **common)
+    noisy = generate("street", tmp_path / "noisy", sensor_noise=3.0, **common)
+    again = generate("street", tmp_path / "again", sensor_noise=3.0, **common)
+    a = read_image(clean / "frames" / "000001.png").astype(float)
+    b = read_image(noisy / "frames" / "000001.png").astype(float)
+    inside = (a > 15) & (a < 240)                               # away from the clipping ends
+    assert 2.6 < (b - a)[inside].std() < 3.4
+    np.testing.assert_array_equal(b, read_image(again / "frames" / "000001.png"))
+    first = read_image(noisy / "frames" / "000000.png").astype(float) - read_image(clean / "frames" / "000000.png")
+    assert abs(np.corrcoef(first[inside].ravel(), (b - a)[inside].ravel())[0, 1]) < 0.1   # new noise per frame
+    np.testing.assert_array_equal(np.load(noisy / "depth" / "000001.npy"), np.load(clean / "depth" / "000001.npy"))
+    assert json.loads((noisy / "scene.json").read_text())["sensor_noise"] == 3.0
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--gain", "0"], "gain"),
+    (["--gain", "nan"], "gain"),
+    (["--gain", "9"], "gain"),
+    (["--sensor-noise", "-1"], "sensor-noise"),
+    (["--sensor-noise", "50"], "sensor-noise"),
+])
+def test_cli_rejects_bad_camera_options(tmp_path, flags, match):
+    args = _parser().parse_args(["synth", "street", "-o", str(tmp_path / "o"), "--size", "64x48", "--frames", "2",
+                                 *flags])
+    with pytest.raises(InputError, match=match) as err:
+        args.func(args)
+    assert err.value.fix
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_camera_options_reach_the_frames(tmp_path, capsys):
+    args = _parser().parse_args(["synth", "street", "-o", str(tmp_path / "k"), "--size", "64x48", "--frames", "2",
+                                 "--gray", "--gain", "1.4", "--sensor-noise", "1.5", "--supersample", "1"])
+    assert args.func(args) == 0
+    assert "gray, gain 1.4, sensor noise 1.5" in capsys.readouterr().out
+    assert load_scene(tmp_path / "k").camera == {"gain": 1.4, "gray": True}
+    frame = read_image(tmp_path / "k" / "frames" / "000000.png")
+    np.testing.assert_array_equal(frame[..., 0], frame[..., 1])
+    np.testing.assert_array_equal(frame[..., 0], frame[..., 2])

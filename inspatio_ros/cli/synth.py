@@ -3,7 +3,9 @@
 Scene options reproduce what real footage shows: ``--curve-radius 25 --speed 10`` a street that
 bends at speed (2.3 deg and 1 m per frame at 10 fps), ``--camera-height 0.5`` a robot's camera,
 ``--camera-height 10 --pitch 35`` a drone's, ``--exposure 40`` motion blur, and the ``highway``
-kind a wide, nearly textureless motorway at 27 m/s.
+kind a wide, nearly textureless motorway at 27 m/s. Camera options make the sensor look like a
+real one: ``--gray`` a monochrome camera (KITTI's image_0), ``--gain 1.5`` a bright sky that burns
+out, ``--sensor-noise 1.5`` read noise (KITTI's frames carry about 1.5 levels; the renders none).
 """
 from __future__ import annotations
 
@@ -46,6 +48,13 @@ def register(subparsers) -> None:
                    help="shutter time in milliseconds for motion blur (default 0: none; at most 1000/fps)")
     g.add_argument("--blur-samples", type=int, default=8, metavar="N",
                    help="renders averaged over the shutter time when --exposure > 0 (default 8)")
+    c = p.add_argument_group("camera options (default: an ideal colour camera)")
+    c.add_argument("--gray", action="store_true",
+                   help="a monochrome camera: one-channel frames (as KITTI's image_0)")
+    c.add_argument("--gain", type=float, default=1.0, metavar="G",
+                   help="exposure gain (default 1); above 1 the brightest surfaces clip at 255, e.g. 1.5")
+    c.add_argument("--sensor-noise", type=float, default=0.0, metavar="LEVELS",
+                   help="Gaussian read noise, standard deviation in 8-bit levels (default 0; KITTI about 1.5)")
     p.set_defaults(func=run)
 
 
@@ -98,19 +107,29 @@ def run(args: argparse.Namespace) -> int:
     params = scene_params(args.kind, args)
     exposure = float(getattr(args, "exposure", 0.0) or 0.0) / 1000.0
     blur_samples = int(getattr(args, "blur_samples", 8))
+    sensor_noise = float(getattr(args, "sensor_noise", 0.0) or 0.0)
+    camera = {"gain": float(getattr(args, "gain", 1.0)), "gray": bool(getattr(args, "gray", False))}
     # Check every option (scene parameters included) before the output folder is created.
     from ..synth.generate import check_synth_options
-    from ..synth.scene import Scene
-    check_synth_options(args.kind, size, args.frames, args.moving_cars, args.fps, exposure, blur_samples)
+    from ..synth.scene import Scene, check_camera
+    check_synth_options(args.kind, size, args.frames, args.moving_cars, args.fps, exposure, blur_samples, sensor_noise)
+    check_camera(camera)
     Scene(args.kind, args.seed, {**params, "duration": 0.1, "moving_objects": 0})
     start = time.monotonic()
     out = generate(args.kind, args.output, size=size, frames=args.frames, moving_cars=args.moving_cars,
                    seed=args.seed, fps=args.fps, supersample=args.supersample, params=params,
-                   exposure=exposure, blur_samples=blur_samples, device=_device(args))
+                   exposure=exposure, blur_samples=blur_samples, camera=camera, sensor_noise=sensor_noise,
+                   device=_device(args))
     dt = time.monotonic() - start
     extra = "".join(f", {k} {math.degrees(v) if k == 'pitch' else v:g}" for k, v in params.items())
     if exposure > 0:
         extra += f", exposure {exposure * 1000:g} ms x {blur_samples}"
+    if camera["gray"]:
+        extra += ", gray"
+    if camera["gain"] != 1.0:
+        extra += f", gain {camera['gain']:g}"
+    if sensor_noise > 0:
+        extra += f", sensor noise {sensor_noise:g}"
     print(f"synth {args.kind}: {args.frames} frames {size[0]}x{size[1]} @ {args.fps:g} fps, "
           f"{args.moving_cars} moving, seed {args.seed}{extra} -> {out} ({dt:.1f} s, {dt / args.frames:.2f} s/frame)")
     return 0

@@ -27,10 +27,11 @@ SCENE_FILE = "scene.json"
 
 
 MAX_BLUR_SAMPLES = 64
+MAX_SENSOR_NOISE = 20.0
 
 
 def check_synth_options(kind: str, size: tuple[int, int], frames: int, moving_cars: int, fps: float,
-              exposure: float, blur_samples: int) -> None:
+              exposure: float, blur_samples: int, sensor_noise: float = 0.0) -> None:
     if kind not in KINDS:
         raise InputError(f"scene kind '{kind}' is unknown", f"use one of {', '.join(KINDS)}")
     w, h = size
@@ -49,6 +50,21 @@ def check_synth_options(kind: str, size: tuple[int, int], frames: int, moving_ca
                          f"give 0 (no motion blur) up to the frame interval, {1000.0 / fps:g} ms")
     if not 1 <= blur_samples <= MAX_BLUR_SAMPLES:
         raise InputError(f"--blur-samples {blur_samples} is not valid", f"give 1 to {MAX_BLUR_SAMPLES}")
+    if not (np.isfinite(sensor_noise) and 0.0 <= sensor_noise <= MAX_SENSOR_NOISE):
+        raise InputError(f"--sensor-noise {sensor_noise} is not valid",
+                         f"give the noise's standard deviation in 8-bit levels, 0 to {MAX_SENSOR_NOISE:g} (KITTI: about 1.5)")
+
+
+def add_sensor_noise(rgb: np.ndarray, sigma: float, seed: int, index: int, gray: bool) -> np.ndarray:
+    """Gaussian read noise of ``sigma`` 8-bit levels, its own for each frame (seeded by the
+    scene's seed and the frame index, so a clip is reproducible); one value per pixel on a
+    monochrome sensor, one per channel on a colour one."""
+    if sigma <= 0:
+        return rgb
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index), 0x5E45])
+    shape = rgb.shape[:2] + ((1,) if gray else (3,))
+    noisy = rgb.astype(np.float32) + rng.normal(0.0, sigma, shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -60,6 +76,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640, 360), frames: int = 60,
              moving_cars: int = 1, seed: int = 0, fps: float = 10.0, *, supersample: int = 2,
              params: dict | None = None, exposure: float = 0.0, blur_samples: int = 8,
+             camera: dict | None = None, sensor_noise: float = 0.0,
              device: str | torch.device = "cpu") -> Path:
     """Render ``frames`` frames of the scene's own trajectory into ``out_dir``; returns it.
 
@@ -72,9 +89,15 @@ def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640
     mean of ``blur_samples`` renders over the shutter time centred on its timestamp, whose pose
     and depth stay the ground truth. Frames are rendered and written one at a time, so memory
     does not grow with the number of frames.
+
+    ``camera`` sets the sensor (see :data:`.scene.CAMERA_DEFAULTS`): ``gain`` exposes brighter
+    (highlights clip at 255), ``gray`` records a monochrome camera (frames/ holds one-channel
+    PNGs, as KITTI's image_0). ``sensor_noise`` adds Gaussian read noise of that many 8-bit
+    levels to the recorded frames only (a re-render from scene.json is the noiseless image).
     """
     size = (int(size[0]), int(size[1]))
-    check_synth_options(kind, size, int(frames), int(moving_cars), float(fps), float(exposure), int(blur_samples))
+    check_synth_options(kind, size, int(frames), int(moving_cars), float(fps), float(exposure), int(blur_samples),
+                        float(sensor_noise))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder", "give a folder path")
@@ -86,7 +109,8 @@ def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640
         if reserved in given:
             raise InputError(f"scene parameter '{reserved}' is set from the frame count and --moving-cars",
                              "leave it out of params")
-    scene = Scene(kind, seed, {**given, "duration": duration, "moving_objects": int(moving_cars)})
+    scene = Scene(kind, seed, {**given, "duration": duration, "moving_objects": int(moving_cars)}, camera)
+    gray = bool(scene.camera["gray"])
     intr: Intrinsics = scene.default_intrinsics(*size)
     times = np.arange(frames, dtype=np.float64) / fps
     poses = np.stack([scene.camera_pose(t) for t in times])
@@ -94,6 +118,7 @@ def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640
     # Small text files first: a reader that finds scene.json finds a consistent description.
     description = {**scene.to_dict(), "fps": float(fps), "frames": int(frames), "supersample": int(supersample),
                    "exposure_s": float(exposure), "blur_samples": int(blur_samples) if exposure > 0 else 1,
+                   "sensor_noise": float(sensor_noise),
                    "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy,
                                   "width": intr.width, "height": intr.height},
                    "conventions": "world z-up (x forward, y left); poses OpenCV camera-to-world; "
@@ -113,8 +138,9 @@ def generate(kind: str, out_dir: str | os.PathLike, size: tuple[int, int] = (640
             else:
                 rgb, depth, dynamic = scene.render(poses[i], intr, float(times[i]), supersample,
                                                    return_dynamic=True, device=device)
+            rgb = add_sensor_noise(rgb, float(sensor_noise), seed, i, gray)
             name = f"{i:06d}"
-            write_png(out / "frames" / f"{name}.png", rgb)
+            write_png(out / "frames" / f"{name}.png", rgb[:, :, 0] if gray else rgb)
             _save_npy(out / "depth" / f"{name}.npy", depth)
             write_png(out / "dynamic_mask" / f"{name}.png", dynamic.astype(np.uint8) * 255)
             yield rgb

@@ -37,10 +37,47 @@ def exposure_gain(t: float) -> float:
     return 1.0 + 0.025 * math.sin(2 * math.pi * t / 7.3) + 0.015 * math.sin(2 * math.pi * t / 2.9 + 1.3)
 
 
+# The camera's response, the same for every kind: what real footage shows beyond the scene.
+# ``gain`` > 1 exposes for the shadows, so a bright sky and sunlit walls burn out at 255 (KITTI's
+# frames clip 3-9 % of their pixels; the shaded scenes clip none); ``gray`` is a monochrome
+# sensor (KITTI image_0/1, many robot cameras): Rec. 601 luma in all three channels.
+CAMERA_DEFAULTS: dict[str, Any] = {"gain": 1.0, "gray": False}
+MIN_GAIN, MAX_GAIN = 0.25, 4.0
+
+
+def check_camera(camera: dict[str, Any] | None) -> dict[str, Any]:
+    """The camera response with defaults filled in; one InputError for a bad entry."""
+    camera = dict(camera or {})
+    unknown = set(camera) - set(CAMERA_DEFAULTS)
+    if unknown:
+        raise InputError(f"camera options {sorted(unknown)} are unknown", f"use only {sorted(CAMERA_DEFAULTS)}")
+    out = {**CAMERA_DEFAULTS, **camera}
+    gain = out["gain"]
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not MIN_GAIN <= float(gain) <= MAX_GAIN:
+        raise InputError(f"--gain {gain!r} is not valid",
+                         f"give an exposure gain from {MIN_GAIN:g} to {MAX_GAIN:g} (1: none; e.g. 1.5 burns out a bright sky)")
+    if not isinstance(out["gray"], bool):
+        raise InputError(f"camera option gray={out['gray']!r} is not true or false", "give a boolean")
+    out["gain"] = float(gain)
+    return out
+
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _to_uint8(color: torch.Tensor, camera: dict[str, Any]) -> np.ndarray:
+    """Linear colour (H, W, 3) after exposure -> the sensor's 8-bit RGB (clipped; gray if mono)."""
+    if camera["gray"]:
+        luma = color[..., 0] * LUMA[0] + color[..., 1] * LUMA[1] + color[..., 2] * LUMA[2]
+        color = luma[..., None].expand(*luma.shape, 3)
+    return (color.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+
+
 class Scene:
     """A deterministic procedural scene: layout, camera trajectory and ray-cast renderer."""
 
-    def __init__(self, kind: str, seed: int = 0, params: dict[str, Any] | None = None):
+    def __init__(self, kind: str, seed: int = 0, params: dict[str, Any] | None = None,
+                 camera: dict[str, Any] | None = None):
         if kind not in KINDS:
             raise InputError(f"scene kind '{kind}' is unknown", f"use one of {', '.join(KINDS)}")
         self.kind = kind
@@ -55,10 +92,15 @@ class Scene:
         if validate is not None:
             validate(self.params)
         self.layout: FrozenLayout = self._mod.build(self.seed, self.params)
+        self.camera: dict[str, Any] = check_camera(camera)
 
     # ---- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "kind": self.kind, "seed": self.seed, "params": dict(self.params)}
+        out = {"format": FORMAT, "kind": self.kind, "seed": self.seed, "params": dict(self.params)}
+        if self.camera != CAMERA_DEFAULTS:
+            # Only when set: scenes of the default camera keep their scene.json (and cache keys).
+            out["camera"] = dict(self.camera)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -74,7 +116,7 @@ class Scene:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InputError(f"scene description has format {data.get('format') if isinstance(data, dict) else None!r}",
                              f"expected '{FORMAT}' (a scene.json written by inspatio-ros synth)")
-        return cls(data["kind"], int(data["seed"]), data.get("params") or {})
+        return cls(data["kind"], int(data["seed"]), data.get("params") or {}, data.get("camera"))
 
     # ---- trajectory and camera ---------------------------------------------------------------
     def camera_pose(self, t: float) -> np.ndarray:
@@ -85,7 +127,8 @@ class Scene:
         return Intrinsics.from_fov(width, height, HFOV_DEG[self.kind])
 
     def exposure_gain(self, t: float) -> float:
-        return exposure_gain(t)
+        """The auto-exposure drift times the camera's fixed gain."""
+        return self.camera["gain"] * exposure_gain(t)
 
     def placement(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(yaw (M,), place (M, 3)) of every box at time t: ``world = Rz(yaw) local + place``.
@@ -163,7 +206,7 @@ class Scene:
         color, hits = self._shade(c2w, intr, t, int(supersample), device)
         if exposure:
             color = color * self.exposure_gain(t)
-        rgb = (color.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        rgb = _to_uint8(color, self.camera)
         _, centre = subpixel_offsets(int(supersample))
         depth = hits.t[centre].cpu().numpy().astype(np.float32)
         if not return_dynamic:
@@ -196,7 +239,7 @@ class Scene:
             color, _ = self._shade(pose_at(tk), intr, tk, int(supersample), device)
             color = color * self.exposure_gain(tk)
             total = color if total is None else total + color
-        rgb = ((total / samples).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        rgb = _to_uint8(total / samples, self.camera)
         # Geometry at mid-exposure from one pixel-centre ray per pixel (its colour is not used).
         _, depth, *dynamic = self.render(pose_at(t), intr, t, 1, return_dynamic=return_dynamic, device=device)
         return (rgb, depth, *dynamic)
