@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Ingest benchmark suite (issue 26's "done when"): build worlds from frames alone and score them.
 
-For every clip -- KITTI 06, the Udacity dashcam clip (no ground truth), the public clips under
-test/data/ (PROVENANCE.txt), synthetic streets (seeds 0-9 at 640x360 and 480x270), a curving
-street at speed, robot- and drone-height streets, a motion-blurred street, the highway and indoor
-rooms -- it builds from the frames alone (poses by visual odometry, depth by multi-view stereo;
-once with the true intrinsics given and once without them) in a child process, then scores the
+For every clip -- KITTI 06, the Udacity dashcam clip (no ground truth), every public clip with
+ground-truth poses in the data folder (shared/data) or test/data/ (a folder with PROVENANCE.txt,
+frames and a pose file, e.g. kitti01_ramp), synthetic streets (seeds 0-9 at 640x360 and 480x270),
+a curving street at speed (also seen by a KITTI-like gray, clipping, noisy camera), robot- and
+drone-height streets, a motion-blurred street, the highway and indoor rooms -- it builds from the
+frames alone (poses by visual odometry, depth by multi-view stereo; once with the true intrinsics
+given and once without them) in a child process, then scores the
 world against the clip's ground truth in another:
 
   placed      frames the odometry located, of those it was given (world.info["odometry"])
@@ -65,17 +67,21 @@ class Clip:
 
 
 def _synth(kind: str, size: tuple[int, int], seed: int, frames: int = 60, moving: int = 1,
-           params: dict | None = None, exposure: float = 0.0) -> Callable[[Path], Path]:
+           params: dict | None = None, exposure: float = 0.0, camera: dict | None = None,
+           sensor_noise: float = 0.0) -> Callable[[Path], Path]:
     def prepare(work: Path) -> Path:
         from inspatio_ros.synth.generate import generate
 
-        name = f"{kind}_s{seed}_{size[0]}x{size[1]}_{frames}f_{moving}m" + "".join(
-            f"_{k}{v:g}" for k, v in sorted((params or {}).items())) + (f"_exp{exposure:g}" if exposure else "")
+        name = (f"{kind}_s{seed}_{size[0]}x{size[1]}_{frames}f_{moving}m"
+                + "".join(f"_{k}{v:g}" for k, v in sorted((params or {}).items()))
+                + (f"_exp{exposure:g}" if exposure else "")
+                + "".join(f"_{k}{v:g}" for k, v in sorted((camera or {}).items()))
+                + (f"_noise{sensor_noise:g}" if sensor_noise else ""))
         out = work / "clips" / name
         # video.mp4 is written last (frame by frame, atomically): its presence marks a whole clip.
         if not (out / "video.mp4").exists():
             generate(kind, out, size=size, frames=frames, moving_cars=moving, seed=seed, params=params,
-                     exposure=exposure, device=_synth_device())
+                     exposure=exposure, camera=camera, sensor_noise=sensor_noise, device=_synth_device())
         return out
     return prepare
 
@@ -101,6 +107,26 @@ def default_data_dir() -> Path:
     return ROOT.parent / "shared" / "data"
 
 
+def public_clips(data: Path, taken: set[str] = frozenset()) -> list[Clip]:
+    """Real clips with ground-truth poses: every folder of the data folder (shared/data) or of
+    test/data that has a PROVENANCE.txt, frames and a pose file. The frames are public data under
+    their own licences: they live in the data folder, next to the repository, not in it."""
+    from inspatio_ros.ingest.sources import POSE_FILES
+
+    found = []
+    for base, label in ((data, str(data)), (ROOT / "test" / "data", "test/data")):
+        for prov in sorted(base.glob("*/PROVENANCE.txt")) if base.is_dir() else []:
+            folder = prov.parent
+            has_frames = any((folder / d).is_dir() for d in FRAME_DIRS)
+            if folder.name in taken or not has_frames or not any((folder / p).exists() for p in POSE_FILES):
+                continue
+            taken = set(taken) | {folder.name}
+            found.append(Clip(folder.name, f"public clip {label}/{folder.name} (PROVENANCE.txt)", _existing(folder),
+                              has_intrinsics=(folder / "camera_info.yaml").exists(), tags=("real",),
+                              issue_variants=("self",)))
+    return found
+
+
 def all_clips(data: Path) -> list[Clip]:
     clips = [
         Clip("kitti06", "KITTI 06 frames 0-50, 1226x370, 10 Hz, car", _existing(data / "kitti06"), tags=("real",),
@@ -109,10 +135,7 @@ def all_clips(data: Path) -> list[Clip]:
              _existing(data / "udacity_solidWhiteRight" / "solidWhiteRight.mp4"), has_intrinsics=False,
              tags=("real",), issue_variants=("self",)),
     ]
-    for prov in sorted((ROOT / "test" / "data").glob("*/PROVENANCE.txt")):
-        clips.append(Clip(prov.parent.name, f"public clip test/data/{prov.parent.name}", _existing(prov.parent),
-                          has_intrinsics=(prov.parent / "camera_info.yaml").exists(), tags=("real",),
-                          issue_variants=("self",)))
+    clips += public_clips(data, taken={c.name for c in clips})
     for size in ((640, 360), (480, 270)):
         for seed in range(10):
             clips.append(Clip(f"street_s{seed}_{size[0]}x{size[1]}", f"synth street seed {seed}, {size[0]}x{size[1]}, "
@@ -126,6 +149,10 @@ def all_clips(data: Path) -> list[Clip]:
              issue_variants=VARIANTS),
         Clip("drone", "synth street, camera 10 m up pitched 35 deg down (drone), 640x360",
              _synth("street", (640, 360), 0, params={"camera_height": 10.0, "pitch": math.radians(35)})),
+        Clip("curve_kitti_camera", "the curve seen by a KITTI-like camera: gray, gain 1.4 (a burnt-out sky), "
+             "sensor noise 1.5 levels, 640x360",
+             _synth("street", (640, 360), 0, params={"curve_radius": 25.0, "speed": 10.0},
+                    camera={"gray": True, "gain": 1.4}, sensor_noise=1.5), tags=("street",), issue_variants=VARIANTS),
         Clip("blur", "synth street at 15 m/s with 50 ms motion blur, 640x360",
              _synth("street", (640, 360), 0, params={"speed": 15.0}, exposure=0.05), tags=("street",)),
         Clip("highway", "synth highway at 27 m/s, little near texture, 640x360", _synth("highway", (640, 360), 0,
@@ -348,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                          "issue 26's targets ask (issue: real clips self, synthetic given, curve and robot both)")
     ap.add_argument("--work", default="/tmp/inspatio_ingest_suite", help="clips, inputs, logs and worlds")
     ap.add_argument("--out", help="where suite.json and suite.md go (default: --work)")
-    ap.add_argument("--data", help="folder holding kitti06/ and udacity_solidWhiteRight/ (default: shared/data)")
+    ap.add_argument("--data", help="folder holding kitti06/, udacity_solidWhiteRight/ and the public clips with "
+                                   "ground truth (default: shared/data)")
     ap.add_argument("--device", default="auto", help="torch device for build and eval (auto, cpu, cuda)")
     ap.add_argument("--holdout", type=int, default=5, help="keep every K-th frame out for PSNR (default 5)")
     ap.add_argument("--max-size", type=int, help="downscale frames to this longer side for the build")

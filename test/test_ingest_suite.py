@@ -124,3 +124,29 @@ def test_plan_of_builds(suite):
     assert names(suite.plan(chosen, suite.VARIANTS)) == [
         ("kitti06", "given"), ("kitti06", "self"), ("dashcam", "self"), ("street_s3_480x270", "given"),
         ("street_s3_480x270", "self"), ("curve", "given"), ("curve", "self")]
+
+
+def _public_clip(folder: Path, poses: bool = True) -> Path:
+    (folder / "image_0").mkdir(parents=True)
+    (folder / "PROVENANCE.txt").write_text("where it comes from\n")
+    if poses:
+        (folder / "poses_gt.txt").write_text("1 0 0 0 0 1 0 0 0 0 1 0\n")
+    return folder
+
+
+def test_public_clips_with_ground_truth_in_the_data_folder_join_the_suite(tmp_path, suite):
+    data = tmp_path / "data"
+    _public_clip(data / "ramp")
+    (data / "ramp" / "camera_info.yaml").write_text("0\n")
+    _public_clip(data / "no_poses", poses=False)              # nothing to score ATE against: left out
+    _public_clip(data / "kitti06")                             # already in the list under its own entry
+    clips = {c.name: c for c in suite.all_clips(data)}
+    assert "ramp" in clips and "no_poses" not in clips
+    assert [c.name for c in suite.all_clips(data)].count("kitti06") == 1
+    ramp = clips["ramp"]
+    assert ramp.has_intrinsics and ramp.issue_variants == ("self",) and "real" in ramp.tags
+    assert ramp.prepare(tmp_path / "work") == data / "ramp"
+    # issue 26 asks real clips for "from frames alone, without intrinsics"; --intrinsics both adds the given build
+    assert suite.plan([ramp], ("issue",)) == [(ramp, "self")]
+    assert suite.plan([ramp], suite.VARIANTS) == [(ramp, "given"), (ramp, "self")]
+    assert "curve_kitti_camera" in clips
