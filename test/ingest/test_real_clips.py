@@ -54,8 +54,13 @@ CLIPS = _clip_names()
 
 
 @pytest.mark.skipif(not CLIPS, reason=f"no public clips with ground truth in {DATA} (set INSPATIO_DATA)")
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_SHORTFALLS[n], strict=True))
-                                  if n in KNOWN_SHORTFALLS else n for n in CLIPS] or ["none"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[
+    pytest.mark.xfail(reason=KNOWN_SHORTFALLS[n], strict=True),
+    # A build of a clip known to miss costs ~4 CPU minutes and says what its entry says: CI skips
+    # it; INSPATIO_REAL_CLIPS=all runs it (and a fix then fails it, asking for the entry to go).
+    pytest.mark.skipif(os.environ.get("INSPATIO_REAL_CLIPS") != "all",
+                       reason=f"known shortfall (INSPATIO_REAL_CLIPS=all runs it): {KNOWN_SHORTFALLS[n]}")])
+    if n in KNOWN_SHORTFALLS else n for n in CLIPS] or ["none"])
 def test_real_clip_from_frames_alone_is_one_trajectory_within_2_percent_and_focal_within_5(name, tmp_path,
                                                                                            monkeypatch):
     monkeypatch.setenv("INSPATIO_NO_PROGRESS", "1")
