@@ -1,8 +1,8 @@
 """Depth propagation into the pixels matching could not measure (``MVSSettings.propagate``).
 
 Per unmeasured pixel, candidates from interpolation between measured rims, the nearest measured
-values, walls continued along the direction of travel, and the road plane fitted to the
-measured points low in the frames; the one the source frames contradict least (absolute grey
+values, walls continued along the direction of travel, the road plane fitted to the measured
+points low in the frames and surfaces standing on it; the one the source frames contradict least (absolute grey
 differences, PlaneSweep.photo_cost) is kept if they do not contradict it.
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ def _nearest_along(known: torch.Tensor, axis: int, reverse: bool) -> torch.Tenso
 
 # Preference among the candidates of propagation_candidates (cost multipliers, in its order:
 # row interpolation, left, right, column interpolation, above, below, then, where given, the
-# walls through the nearest known pixel left and right, and the road plane).
+# walls through the nearest known pixel left and right, and the surface standing on the road and
+# the road plane).
 CANDIDATE_WEIGHTS = (0.8, 1.0, 1.0, 0.8, 1.0, 1.0)
 
 
@@ -70,16 +71,59 @@ def _rows_of_walls(wall_along: torch.Tensor, ray_length: torch.Tensor,
     return out
 
 
+# Things stand on the road: a blank surface that rises from it (the side of a parked car, a hedge,
+# a kerbside wall) gets this preference, the road plane's (ROAD_WEIGHT): the two priors cover
+# disjoint pixels (road-coloured or not).
+STANDING_WEIGHT = 0.5
+
+
+# Two known inverse depths this close (relative) are one surface.
+SAME_SURFACE = 0.05
+
+
+def _standing_on_road(rho: torch.Tensor, known: torch.Tensor, road: torch.Tensor, road_like: torch.Tensor,
+                      max_gap: float, road_reach: torch.Tensor | None) -> torch.Tensor:
+    """Inverse depth of a vertical surface standing on the road where the pixel's column meets it
+    (h,w; NaN where none): the road plane's at the nearest road-like pixel below (``road_like``:
+    known on the road plane, or unknown with the road's grey), for the pixels that are not
+    road-like themselves. A camera whose up is about its y axis sees a vertical surface at one
+    z-depth down a column, so the surface keeps the contact's depth up to the pixel. None where a
+    known pixel of another depth lies between the pixel and the contact (the surface there is
+    measured: the "below" candidate carries it), where the contact is more than ``max_gap`` of
+    the image height away, or outside ``road_reach`` (h,w bool: where the road plane is close
+    enough that a few degrees of slope cannot move it much, the ceiling's region; near the
+    horizon a facade of the road's grey reads as road up to there and would be stood 70 m away).
+    Why: a blank near surface has no matched pixel, and every candidate from its rim passes the
+    photometric check; the one taken was often the facade behind it (above, left) or a row
+    interpolation across it, 1.3-3.4x too far (docs/notes/2026-12-05-depth.md)."""
+    h = rho.shape[0]
+    nan = torch.full_like(rho, float("nan"))
+    contact = _nearest_along(road_like, 0, True)
+    at = contact.clamp(0, h - 1)
+    value = torch.gather(road, 0, at)
+    rows = torch.arange(h, device=rho.device)[:, None].expand_as(rho)
+    ok = (contact >= 0) & ~road_like & torch.isfinite(value) & (contact - rows <= max_gap * h)
+    below = _nearest_along(known & ~road_like, 0, True)
+    rho_below = torch.gather(rho, 0, below.clamp(0, h - 1))
+    other_surface = (below >= 0) & (below < contact) & ~(torch.abs(rho_below / value - 1) <= SAME_SURFACE)
+    ok &= ~other_surface
+    if road_reach is not None:
+        ok &= torch.gather(road_reach, 0, at)
+    return torch.where(ok, value, nan)
+
+
 def propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap: float = 0.5,
                             road_occlusion: float = 0.0, gray: torch.Tensor | None = None,
-                            road_colour: float = 0.0, wall: tuple[torch.Tensor, torch.Tensor] | None = None
-                            ) -> torch.Tensor:
+                            road_colour: float = 0.0, wall: tuple[torch.Tensor, torch.Tensor] | None = None,
+                            road_reach: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
     interpolation between the nearest known pixels left and right, and above and below (exact on
     a plane: its inverse depth is affine in pixel coordinates), each of those four nearest
     values alone (a surface continuing to an occlusion edge), where ``wall`` ((n . ray, |ray|)
     per pixel, n the wall normal) is given the walls through the nearest known pixels left and
-    right (_rows_of_walls), and the road plane (last). NaN where a candidate does not exist;
+    right (_rows_of_walls), where ``road`` is given a surface standing on the road where the
+    column meets it (_standing_on_road; needs ``gray`` and ``road_colour``, limited to
+    ``road_reach``) and the road plane (last). NaN where a candidate does not exist;
     gaps longer than ``max_gap`` of the image side are not bridged.
     The walls: a facade or a parked car's side runs along the street, so its inverse depth falls
     to 0 at the vanishing point of the travel direction; the constant and interpolated
@@ -114,6 +158,7 @@ def propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap
     if wall is not None:
         out += _rows_of_walls(wall[0], wall[1], row_nearest)
     if road is not None:
+        road_raw = road
         if road_occlusion > 0:
             above = out[4]                               # nearest known inverse depth above
             covered = torch.isfinite(above) & (above > road * (1.0 + road_occlusion))
@@ -124,7 +169,11 @@ def propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap
             meets = torch.where(first >= 0, (first - 1).clamp(min=0), torch.full_like(first, h - 1))
             differs = torch.abs(gray - torch.gather(gray, 0, meets)) > road_colour
             road = torch.where(differs, nan, road)
-        out.append(road)
+            standing = _standing_on_road(rho, known, road_raw, on_road | (~known & torch.isfinite(road)),
+                                         max_gap, road_reach)
+        else:
+            standing = torch.full_like(rho, float("nan"))   # no grey: nothing tells road from what stands on it
+        out += [standing, road]
     cand = torch.stack(out).float()
     cand[:, known] = float("nan")
     return torch.where(cand > 0, cand, nan)
@@ -178,11 +227,11 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
     road_t = None if road is None else torch.from_numpy(np.ascontiguousarray(road, dtype=np.float32)).to(dev)
     nan = torch.tensor(float("nan"), device=dev)
     # On blank surfaces every candidate passes the photometric check; the one taken then is the
-    # likelier shape: the road plane (a prior that holds below the horizon), then a plane through
-    # the rim (interpolation), then a surface continued from one side.
+    # likelier shape: the road plane or what stands on it (priors that hold below the horizon),
+    # then a plane through the rim (interpolation), then a surface continued from one side.
     wall = _wall_along(sweep, ref, up) if s.wall_candidates else None
     weights = (CANDIDATE_WEIGHTS + ((WALL_WEIGHT,) * 2 if wall is not None else ())
-               + ((ROAD_WEIGHT,) if road_t is not None else ()))
+               + ((STANDING_WEIGHT, ROAD_WEIGHT) if road_t is not None else ()))
     weights = torch.tensor(weights, dtype=torch.float32, device=dev)[:, None, None]
     # The lowest inverse depth a candidate may have (0 where the ceiling sets none).
     floor = None
@@ -192,7 +241,8 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
         for _ in range(s.propagate):
             rho = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, nan)
             cand = propagation_candidates(rho, road_t, road_occlusion=s.road_occlusion, gray=gray,
-                                           road_colour=s.road_colour, wall=wall)
+                                           road_colour=s.road_colour, wall=wall,
+                                           road_reach=None if floor is None else floor > 0)
             if floor is not None:
                 cand = torch.where(cand < floor, nan, cand)
             ok = torch.isfinite(cand)
