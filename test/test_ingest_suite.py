@@ -92,10 +92,11 @@ def test_toy_clip_gets_real_numbers(tmp_path, suite):
     assert r["focal_error_pct"] == 0.0                          # given, so exact
     assert 10 < r["psnr"] < 60 and math.isfinite(r["depth_absrel"])
     assert r["build_s"] > 1 and 0.1 < r["peak_rss_gb"] < 8     # the child's own, not the test's
+    assert 1 < r["build_cpu_s"] < 50 * r["build_s"]
     table = suite.markdown_table(rows)
     cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
     assert cells[:4] == ["toy", "given", "14/14", "1"]
-    assert all(c not in ("-", "nan", "") for c in cells[4:10]), cells
+    assert all(c not in ("-", "nan", "") for c in cells[4:11]), cells
     assert not (tmp_path / "runs" / "toy-given" / "world.safetensors").exists()   # removed unless kept
     assert json.loads((tmp_path / "runs" / "toy-given" / "row.json").read_text()) == r   # kept per build
 
@@ -105,13 +106,15 @@ def test_merge_joins_runs_split_for_time(tmp_path, suite, capsys):
         run = {"machine": "m", "date": "d", "command": f"ingest_suite.py --clips {clip}", "complete": i == 0,
                "rows": [{"clip": clip, "intrinsics": "self", "frames_placed": 9, "frames_given": 10, "segments": 1,
                          "ate_pct": 0.5 + i, "psnr": 20.0, "build_s": 12.0, "peak_rss_gb": 1.5, "returncode": 0}]}
+        if clip == "b":
+            run["rows"][0]["build_cpu_s"] = 20.0     # a run from before CPU seconds were recorded: "-" in a
         (tmp_path / f"{clip}.json").write_text(json.dumps(run))
     assert suite.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "m, d: `ingest_suite.py --clips a`" in out and "m, d (partial): `ingest_suite.py --clips b`" in out
     rows = [ln for ln in out.splitlines() if ln.startswith("| a ") or ln.startswith("| b ")]
-    assert rows == ["| a | self | 9/10 | 1 | 0.50 | - | - | 20.00 | 12 | 1.50 |  |",
-                    "| b | self | 9/10 | 1 | 1.50 | - | - | 20.00 | 12 | 1.50 |  |"]
+    assert rows == ["| a | self | 9/10 | 1 | 0.50 | - | - | 20.00 | 12 | - | 1.50 |  |",
+                    "| b | self | 9/10 | 1 | 1.50 | - | - | 20.00 | 12 | 20 | 1.50 |  |"]
 
 
 def test_plan_of_builds(suite):
