@@ -17,7 +17,7 @@ from ..road import elevation_deg, fit_road_plane, road_inverse_depth, road_norma
 from .filters import fill_planar_holes, fill_small_holes, moving_object_mask, near_side_of_depth_steps, sky_and_surfaces
 from .propagate import propagate_depth
 from .settings import MVSSettings
-from .sweep import PlaneSweep, depth_bounds
+from .sweep import PlaneSweep, depth_bounds, scene_length_unit
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,7 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     usable[list(range(len(c2w))) if sources is None else list(sources)] = True
     landmarks = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(-1, 3)
     order = sorted(int(i) for i in indices)
+    sweep.length_unit = scene_length_unit(sweep.c2w, sweep.intr, landmarks, order)
     in_order = set(order)
     out = DepthMapStore((intr.height, intr.width))
     moving = MaskStore((intr.height, intr.width))
@@ -162,8 +163,8 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     bar = progress(order, desc="dense depth (MVS)", unit="frame") if progress_bar else order
     with torch.no_grad():
         for i in bar:
-            stream.match(i, sweep.select_sources(i, usable), depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s),
-                         in_order)
+            stream.match(i, sweep.select_sources(i, usable),
+                         depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s, sweep.length_unit), in_order)
         stream.finish()
     return DenseDepth(out, moving, stream.road_plane, stream.full_ceiling, stream.peak_in_flight)
 

@@ -16,12 +16,13 @@ class MVSSettings:
     source_step: int = 2              # ... at multiples of this offset (more parallax per source)
     source_baseline: float = 1.6      # >0: the step instead follows the path: the whole
                                       # number of frames that moves the camera about this far (pose
-                                      # units; max_offset scales with it). 0: source_step as is
+                                      # units at a scene depth of 20, scaled with the scene's:
+                                      # sweep.scene_length_unit; max_offset scales with it). 0: source_step as is
     best_k: int = 2                   # sources averaged per hypothesis (the best ones)
     window: int = 11                  # ZNCC window side (px, at the matching size)
     shift_window: int = 1             # >1: each pixel takes the best of the windows this far around
     near: float = 1.0                 # depth bounds when no landmarks give them (pose units); with
-    far: float = 200.0                # landmarks the near bound is still at most ``near``: the
+    far: float = 200.0                # landmarks the near bound is still at most ``near`` (scaled like source_baseline): the
                                       # odometry has no landmarks on the nearest surfaces
     min_texture: float = 0.012        # grey std (0..1) below which a window is texture-less
     max_cost: float = 0.45            # 1 - ZNCC of the winner above this: weak match, dropped

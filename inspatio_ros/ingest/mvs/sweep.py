@@ -100,6 +100,9 @@ class PlaneSweep:
         self.pix, self.K, self.K_inv = g0.pix, g0.K, g0.K_inv
         self._cache: dict[int, list[torch.Tensor]] = {}
         self.reach = settings.max_offset        # the farthest source offset used (frame cache window)
+        # Pose units per unit of the settings' lengths (source_baseline, near): dense_depth sets it
+        # from the scene's depth (scene_length_unit) when landmarks give it.
+        self.length_unit = 1.0
 
     def frame(self, i: int) -> list[torch.Tensor]:
         """Frame i's grey pyramid, (1,1,h,w) per level."""
@@ -138,11 +141,11 @@ class PlaneSweep:
 
     def source_offsets(self, median_step: float) -> tuple[int, int]:
         """(step, max offset) in frames between a reference and its sources; with
-        ``source_baseline`` the step follows the camera's median motion per frame."""
+        ``source_baseline`` (times ``length_unit``) the step follows the camera's median motion per frame."""
         s = self.s
         step, max_offset = s.source_step, s.max_offset
         if s.source_baseline > 0 and median_step > 0:
-            step = max(1, int(round(s.source_baseline / median_step)))
+            step = max(1, int(round(s.source_baseline * self.length_unit / median_step)))
             max_offset = max(step, int(round(s.max_offset * step / max(s.source_step, 1))))
         self.reach = max(self.reach, max_offset)
         return step, max_offset
@@ -370,14 +373,46 @@ class PlaneSweep:
         return count.reshape(h, w)
 
 
+# The scene depth (median depth of the landmarks in view, scene_length_unit) at which the
+# settings' lengths in pose units hold as they are: the synthetic street's (21 m), where they were
+# set; about the same in the rooms built from video without scale (21 units, 5.5 units a metre).
+REFERENCE_SCENE_DEPTH = 20.0
+
+
+def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None, indices: list[int],
+                      max_frames: int = 64) -> float:
+    """Pose units per unit of MVSSettings' lengths (source_baseline, near): the median over (up to
+    ``max_frames`` evenly spread) ``indices`` of the landmarks' median depth in view, divided by
+    REFERENCE_SCENE_DEPTH; 1.0 without landmarks. A world's unit is whatever scale gave it: metres
+    (camera height, RGB-D) or the odometry's own unit (unscaled). Taken as pose units, a 1.6 m
+    source baseline in a metric room (camera moving 3 cm a frame) put every source beyond the clip
+    and left no depth at all; relative to the scene it is the same parallax angle in a street or a
+    room, whatever the unit."""
+    if landmarks is None or len(landmarks) < 20 or not len(indices):
+        return 1.0
+    pick = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(max_frames, len(indices))).round().astype(int)]
+    medians = []
+    for i in pick:
+        pc = (landmarks - c2w[i][:3, 3]) @ c2w[i][:3, :3]
+        z = pc[:, 2]
+        front = z > 1e-9
+        u = pc[front, 0] / z[front] * intr.fx + intr.cx
+        v = pc[front, 1] / z[front] * intr.fy + intr.cy
+        seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
+        if len(seen) >= 20:
+            medians.append(float(np.median(seen)))
+    return float(np.median(medians)) / REFERENCE_SCENE_DEPTH if medians else 1.0
+
+
 def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None,
-                 settings: MVSSettings) -> tuple[float, float]:
+                 settings: MVSSettings, length_unit: float = 1.0) -> tuple[float, float]:
     """Near and far depth for a reference camera: from the landmarks in its view (with margin),
     else the settings. The near bound is never beyond ``settings.near``: the odometry triangulates
     corners it tracked over several frames, and the nearest surfaces (a parked car passing at 2-5
     m, the road at the image bottom) cross the frame too fast to be tracked. Bounded by the
     landmarks alone (3-9 m on the synthetic street) the sweep could not reach them and matched
-    them at the wrong depth: street depth AbsRel 0.127 with that bound, 0.105 with 1.0 m."""
+    them at the wrong depth: street depth AbsRel 0.127 with that bound, 0.105 with 1.0 m.
+    ``length_unit`` (scene_length_unit) scales ``settings.near`` to the scene."""
     if landmarks is not None and len(landmarks) >= 20:
         pc = (landmarks - c2w_ref[:3, 3]) @ c2w_ref[:3, :3]
         z = pc[:, 2]
@@ -386,7 +421,7 @@ def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | 
         v = pc[front, 1] / z[front] * intr.fy + intr.cy
         seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
         if len(seen) >= 20:
-            near = min(0.6 * float(np.percentile(seen, 2)), settings.near)
+            near = min(0.6 * float(np.percentile(seen, 2)), settings.near * length_unit)
             far = 2.0 * float(np.percentile(seen, 98))
             return near, max(far, 3.0 * near)
     return settings.near, settings.far

@@ -1,0 +1,53 @@
+"""MVS lengths follow the scene, not the pose unit (sweep.scene_length_unit): the same room gives the
+same sources and depth bounds whether its world is in metres or in the odometry's own unit.
+Geometry only, no rendering (fast)."""
+import numpy as np
+import torch
+
+from inspatio_ros.camera import Intrinsics
+from inspatio_ros.ingest.mvs import MVSSettings, PlaneSweep, depth_bounds
+from inspatio_ros.ingest.mvs.sweep import REFERENCE_SCENE_DEPTH, scene_length_unit
+
+INTR = Intrinsics(160.0, 160.0, 159.5, 89.5, 320, 180)
+
+
+def _room(scale: float):
+    """A camera walking 3 cm a frame along z through a room whose walls are 2-6 m ahead (landmarks),
+    all lengths times ``scale``."""
+    c2w = np.tile(np.eye(4), (30, 1, 1))
+    c2w[:, 2, 3] = 0.03 * np.arange(30)
+    rng = np.random.default_rng(1)
+    landmarks = np.stack([rng.uniform(-2, 2, 400), rng.uniform(-1, 1, 400), rng.uniform(2.0, 6.0, 400)], 1)
+    c2w[:, :3, 3] *= scale
+    return c2w, landmarks * scale
+
+
+def _sweep(c2w):
+    return PlaneSweep(lambda i: np.zeros((INTR.height, INTR.width), np.uint8), c2w, INTR, MVSSettings(),
+                      torch.device("cpu"))
+
+
+def test_the_length_unit_is_the_scene_depth_over_the_reference():
+    c2w, landmarks = _room(1.0)
+    unit = scene_length_unit(c2w, INTR, landmarks, list(range(30)))
+    assert 2.5 / REFERENCE_SCENE_DEPTH < unit < 4.5 / REFERENCE_SCENE_DEPTH    # median depth ~3.5 m
+    c2w5, landmarks5 = _room(5.5)
+    assert abs(scene_length_unit(c2w5, INTR, landmarks5, list(range(30))) / unit - 5.5) < 1e-6
+    assert scene_length_unit(c2w, INTR, None, list(range(30))) == 1.0             # nothing to go by
+
+
+def test_a_metric_room_gets_sources_and_the_same_ones_in_any_unit():
+    chosen, bounds = [], []
+    for scale in (1.0, 5.5):
+        c2w, landmarks = _room(scale)
+        sweep = _sweep(c2w)
+        sweep.length_unit = scene_length_unit(c2w, INTR, landmarks, list(range(30)))
+        chosen.append(sweep.select_sources(15, np.ones(30, bool)))
+        near, far = depth_bounds(c2w[15], INTR, landmarks, MVSSettings(), sweep.length_unit)
+        bounds.append(np.array([near, far]) / scale)
+    assert len(chosen[0]) >= 2                      # one before, one after (10 frames: 0.3 m, the parallax of the street's 1.6 m at 20 m)
+    assert chosen[0] == chosen[1]
+    assert np.allclose(bounds[0], bounds[1])
+    # Taken as metres, the street's 1.6 baseline is 53 frames of this walk: no source in the clip.
+    c2w, _ = _room(1.0)
+    assert _sweep(c2w).select_sources(15, np.ones(30, bool)) == []
