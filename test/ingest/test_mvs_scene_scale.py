@@ -6,7 +6,7 @@ import torch
 
 from inspatio_ros.camera import Intrinsics
 from inspatio_ros.ingest.mvs import MVSSettings, PlaneSweep, depth_bounds
-from inspatio_ros.ingest.mvs.sweep import REFERENCE_SCENE_DEPTH, scene_length_unit
+from inspatio_ros.ingest.mvs.sweep import REFERENCE_BAND, REFERENCE_SCENE_DEPTH, scene_length_unit
 
 INTR = Intrinsics(160.0, 160.0, 159.5, 89.5, 320, 180)
 
@@ -27,18 +27,23 @@ def _sweep(c2w):
                       torch.device("cpu"))
 
 
-def test_the_length_unit_is_the_scene_depth_over_the_reference():
+def test_the_length_unit_is_the_scene_depth_over_the_reference_outside_the_street_band():
     c2w, landmarks = _room(1.0)
     unit = scene_length_unit(c2w, INTR, landmarks, list(range(30)))
     assert 2.5 / REFERENCE_SCENE_DEPTH < unit < 4.5 / REFERENCE_SCENE_DEPTH    # median depth ~3.5 m
-    c2w5, landmarks5 = _room(5.5)
-    assert abs(scene_length_unit(c2w5, INTR, landmarks5, list(range(30))) / unit - 5.5) < 1e-6
+    c2w100, landmarks100 = _room(100.0)                                         # the room in centimetres
+    assert abs(scene_length_unit(c2w100, INTR, landmarks100, list(range(30))) / unit - 100.0) < 1e-6
+    # Scene depths the settings were set at (the streets, the unscaled rooms): kept as they are.
+    c2w6, landmarks6 = _room(6.0)
+    depth6 = unit * REFERENCE_SCENE_DEPTH * 6.0
+    assert REFERENCE_BAND[0] < depth6 < REFERENCE_BAND[1]
+    assert scene_length_unit(c2w6, INTR, landmarks6, list(range(30))) == 1.0
     assert scene_length_unit(c2w, INTR, None, list(range(30))) == 1.0             # nothing to go by
 
 
 def test_a_metric_room_gets_sources_and_the_same_ones_in_any_unit():
     chosen, bounds = [], []
-    for scale in (1.0, 5.5):
+    for scale in (1.0, 100.0):
         c2w, landmarks = _room(scale)
         sweep = _sweep(c2w)
         sweep.length_unit = scene_length_unit(c2w, INTR, landmarks, list(range(30)))

@@ -115,15 +115,15 @@ def _standing_on_road(rho: torch.Tensor, known: torch.Tensor, road: torch.Tensor
 def propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap: float = 0.5,
                             road_occlusion: float = 0.0, gray: torch.Tensor | None = None,
                             road_colour: float = 0.0, wall: tuple[torch.Tensor, torch.Tensor] | None = None,
-                            road_reach: torch.Tensor | None = None) -> torch.Tensor:
+                            road_reach: torch.Tensor | None = None, standing: bool = True) -> torch.Tensor:
     """Inverse-depth candidates (C,h,w) for the unknown (NaN) pixels of ``rho`` (h,w): linear
     interpolation between the nearest known pixels left and right, and above and below (exact on
     a plane: its inverse depth is affine in pixel coordinates), each of those four nearest
     values alone (a surface continuing to an occlusion edge), where ``wall`` ((n . ray, |ray|)
     per pixel, n the wall normal) is given the walls through the nearest known pixels left and
-    right (_rows_of_walls), where ``road`` is given a surface standing on the road where the
-    column meets it (_standing_on_road; needs ``gray`` and ``road_colour``, limited to
-    ``road_reach``) and the road plane (last). NaN where a candidate does not exist;
+    right (_rows_of_walls), where ``road`` is given and ``standing`` a surface standing on the
+    road where the column meets it (_standing_on_road; needs ``gray`` and ``road_colour``,
+    limited to ``road_reach``), and the road plane (last). NaN where a candidate does not exist;
     gaps longer than ``max_gap`` of the image side are not bridged.
     The walls: a facade or a parked car's side runs along the street, so its inverse depth falls
     to 0 at the vanishing point of the travel direction; the constant and interpolated
@@ -169,11 +169,12 @@ def propagation_candidates(rho: torch.Tensor, road: torch.Tensor | None, max_gap
             meets = torch.where(first >= 0, (first - 1).clamp(min=0), torch.full_like(first, h - 1))
             differs = torch.abs(gray - torch.gather(gray, 0, meets)) > road_colour
             road = torch.where(differs, nan, road)
-            standing = _standing_on_road(rho, known, road_raw, on_road | (~known & torch.isfinite(road)),
-                                         max_gap, road_reach)
-        else:
-            standing = torch.full_like(rho, float("nan"))   # no grey: nothing tells road from what stands on it
-        out += [standing, road]
+            if standing:
+                out.append(_standing_on_road(rho, known, road_raw, on_road | (~known & torch.isfinite(road)),
+                                             max_gap, road_reach))
+        elif standing:
+            out.append(torch.full_like(rho, float("nan")))   # no grey: nothing tells road from what stands on it
+        out.append(road)
     cand = torch.stack(out).float()
     cand[:, known] = float("nan")
     return torch.where(cand > 0, cand, nan)
@@ -231,7 +232,8 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
     # then a plane through the rim (interpolation), then a surface continued from one side.
     wall = _wall_along(sweep, ref, up) if s.wall_candidates else None
     weights = (CANDIDATE_WEIGHTS + ((WALL_WEIGHT,) * 2 if wall is not None else ())
-               + ((STANDING_WEIGHT, ROAD_WEIGHT) if road_t is not None else ()))
+               + ((STANDING_WEIGHT,) if road_t is not None and s.standing_candidates else ())
+               + ((ROAD_WEIGHT,) if road_t is not None else ()))
     weights = torch.tensor(weights, dtype=torch.float32, device=dev)[:, None, None]
     # The lowest inverse depth a candidate may have (0 where the ceiling sets none).
     floor = None
@@ -242,7 +244,8 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
             rho = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d, nan)
             cand = propagation_candidates(rho, road_t, road_occlusion=s.road_occlusion, gray=gray,
                                            road_colour=s.road_colour, wall=wall,
-                                           road_reach=None if floor is None else floor > 0)
+                                           road_reach=None if floor is None else floor > 0,
+                                           standing=s.standing_candidates)
             if floor is not None:
                 cand = torch.where(cand < floor, nan, cand)
             ok = torch.isfinite(cand)

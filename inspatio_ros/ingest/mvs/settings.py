@@ -45,6 +45,9 @@ class MVSSettings:
     propagate_median: bool = True     # 5x5 median of the propagated inverse depths
     road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
     wall_candidates: bool = True      # propagation also continues walls along the direction of travel
+    standing_candidates: bool = False  # ... and offers a surface standing on the road where the pixel's
+                                      # column meets it: better per-frame depth on blank near cars, not
+                                      # yet a better fused world (docs/notes/2026-12-05-depth.md)
     road_colour: float = 0.05         # no road candidate where the grey (0..1, 3x3 mean) differs by
                                       # more than this from the grey where its column meets the
                                       # road below (0: off): the blank side of a parked car is no road

@@ -373,17 +373,21 @@ class PlaneSweep:
         return count.reshape(h, w)
 
 
-# The scene depth (median depth of the landmarks in view, scene_length_unit) at which the
-# settings' lengths in pose units hold as they are: the synthetic street's (21 m), where they were
-# set; about the same in the rooms built from video without scale (21 units, 5.5 units a metre).
+# The scene depths (median depth of the landmarks in view, scene_length_unit) at which the
+# settings' lengths in pose units hold as they are: the synthetic streets', where they were set
+# (21-26 m from the odometry's landmarks on seeds 4 and 1), and the rooms built from video
+# without scale (21 units, 5.5 units a metre). Inside the band they are kept: scaled there, seed
+# 1's source step went from 2 to 3 frames and its depth AbsRel from 0.110 to 0.116; outside it
+# (a room in metres: 3.5; a world in millimetres) they scale with the scene.
 REFERENCE_SCENE_DEPTH = 20.0
+REFERENCE_BAND = (10.0, 40.0)
 
 
 def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None, indices: list[int],
                       max_frames: int = 64) -> float:
     """Pose units per unit of MVSSettings' lengths (source_baseline, near): the median over (up to
     ``max_frames`` evenly spread) ``indices`` of the landmarks' median depth in view, divided by
-    REFERENCE_SCENE_DEPTH; 1.0 without landmarks. A world's unit is whatever scale gave it: metres
+    REFERENCE_SCENE_DEPTH; 1.0 without landmarks or when that depth lies in REFERENCE_BAND. A world's unit is whatever scale gave it: metres
     (camera height, RGB-D) or the odometry's own unit (unscaled). Taken as pose units, a 1.6 m
     source baseline in a metric room (camera moving 3 cm a frame) put every source beyond the clip
     and left no depth at all; relative to the scene it is the same parallax angle in a street or a
@@ -401,7 +405,10 @@ def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray |
         seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
         if len(seen) >= 20:
             medians.append(float(np.median(seen)))
-    return float(np.median(medians)) / REFERENCE_SCENE_DEPTH if medians else 1.0
+    if not medians:
+        return 1.0
+    depth = float(np.median(medians))
+    return 1.0 if REFERENCE_BAND[0] <= depth <= REFERENCE_BAND[1] else depth / REFERENCE_SCENE_DEPTH
 
 
 def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None,
