@@ -81,7 +81,7 @@ def main() -> int:
         job_name = ["?"]
         clock = time.thread_time if serial else process_cpu_s
         with cpu.serial_kernels() if serial else nullcontext():
-            kernels = cpu._compile()
+            kernels = cpu.thread_kernels()
             originals = dict(kernels)
 
             def timed(name, kernel):
@@ -126,7 +126,7 @@ def main() -> int:
     xyz = renderer.chunks.cloud.xyz.numpy()
     for job, c in cams.items():
         runs = cpu.visible_runs(renderer.chunks, c, renderer.settings.near, margin)
-        K, rot, centre = cpu._camera_arrays(c)
+        K, rot, centre = cpu.camera_arrays(c)
         landed = 0
         for b in range(len(c)):
             idx = np.concatenate([np.arange(s, e) for s, e in runs.of_camera(b)] or [np.zeros(0, np.int64)])

@@ -59,6 +59,11 @@ _serial_kernels = None
 _thread = threading.local()
 
 
+def in_serial_kernels() -> bool:
+    """Whether this thread's renders run the single-threaded kernels (within :func:`serial_kernels`)."""
+    return getattr(_thread, "serial", False)
+
+
 @contextmanager
 def serial_kernels():
     """Within it, this thread's renders run single-threaded twins of the kernels, so that two
@@ -89,7 +94,7 @@ def _serial_twin(kernel):
     return numba.njit(parallel=False, **cpu_kernels.opts)(twin)
 
 
-def _compile():
+def thread_kernels():
     """The kernels (cpu_kernels.py), loaded once per process: the parallel ones, or within
     :func:`serial_kernels` their single-threaded twins."""
     global _kernels, _serial_kernels
@@ -117,7 +122,7 @@ def _compile():
 _twin_lock = threading.Lock()
 
 
-def _camera_arrays(cams):
+def camera_arrays(cams):
     """(K (B,3,3), rotation (B,3,3), centre (B,3)) of a Cameras batch as contiguous float32 numpy."""
     K = cams.K.detach().cpu().numpy().astype(np.float32)
     c2w = cams.c2w.detach().cpu().numpy().astype(np.float32)
@@ -152,12 +157,12 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
     from .splats import ring_offsets
     from .types import RenderOutput
 
-    kern = _compile()
+    kern = thread_kernels()
     import numba
 
     B, H, W = len(cams), cams.height, cams.width
     f32 = np.float32
-    K, rot, centre = _camera_arrays(cams)
+    K, rot, centre = camera_arrays(cams)
     use_time = t is not None and cloud.has_dynamic
     xyz = cloud.xyz.numpy()
     t_start, t_end = cloud.t_start.numpy(), cloud.t_end.numpy()
@@ -218,13 +223,13 @@ def visible_runs(chunks, cams, near: float, margin_px: float) -> CameraRuns:
     (culling is exact: nothing could reach its image). Computed here rather than with PyTorch:
     a CPU frame of the kernels then runs no PyTorch operation (its thread pool stalled the
     kernels' threads: 72 -> 204 ms per frame)."""
-    kern = _compile()
+    kern = thread_kernels()
     if getattr(chunks, "_kernel_arrays", None) is None:
         ends = (chunks.starts + chunks.counts).cpu().numpy()
         chunks._kernel_arrays = (np.ascontiguousarray(chunks.corners.cpu().numpy(), dtype=np.float32),
                                  chunks.starts.cpu().numpy(), ends)
     corners, starts, ends = chunks._kernel_arrays
-    K, rot, centre = _camera_arrays(cams)
+    K, rot, centre = camera_arrays(cams)
     keep = kern["visible_chunks"](corners, rot, centre, K, np.float32(cams.width), np.float32(cams.height),
                                   np.float32(near), np.float32(margin_px))                 # (B, C)
     edges = np.diff(np.pad(keep.astype(np.int8), ((0, 0), (1, 1))), axis=1)             # row-major: camera by camera

@@ -257,13 +257,13 @@ class DirectionalViews:
 
     def _sample_kernel(self, out: RenderOutput, batch: int, interpolation: str,
                        edge_tolerance: float) -> DirectionalSamples:
-        from .cpu import _compile
+        from .cpu import thread_kernels
 
         if self._host is None:     # the per-direction plan as contiguous host arrays, made once
             self._host = (self._view.cpu().numpy(), np.ascontiguousarray(self._pixel.cpu().numpy()),
                           self._range_per_depth.cpu().numpy(), np.ascontiguousarray(self._tangent.cpu().numpy()))
         view, pixel, range_per_depth, tangent = self._host
-        lookup = _compile()["directional_lookup"]
+        lookup = thread_kernels()["directional_lookup"]
         arrays = lookup(np.ascontiguousarray(out.depth.cpu().numpy().reshape(batch, -1)),
                         np.ascontiguousarray(out.rgb.cpu().numpy().reshape(batch, -1, 3)),
                         np.ascontiguousarray(out.coverage.cpu().numpy().reshape(batch, -1)),

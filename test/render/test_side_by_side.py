@@ -40,14 +40,14 @@ def test_run_uses_two_threads_with_serial_kernels_and_keeps_the_keys():
     def job(name):
         def run():
             barrier.wait()                       # both lanes run at the same time
-            seen[name] = (threading.current_thread().name, getattr(cpu._thread, "serial", False))
+            seen[name] = (threading.current_thread().name, cpu.in_serial_kernels())
             return name.upper()
         return run
 
     out = runner.run({"x": job("x"), "y": job("y")})
     assert out == {"x": "X", "y": "Y"} and list(out) == ["x", "y"]
     assert seen["x"][0] != seen["y"][0] and seen["x"][1] and seen["y"][1]
-    assert not getattr(cpu._thread, "serial", False), "the calling thread's kernels are parallel again"
+    assert not cpu.in_serial_kernels(), "the calling thread's kernels are parallel again"
     assert set(runner.cost) == {"x", "y"}
     runner.cost.clear()
     runner.run({"x": job("x"), "y": job("y")}, always=True)
