@@ -19,6 +19,7 @@ the static layer, so a view at a recorded time shows what the frames beside it s
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -217,6 +218,14 @@ class WorldFuser:
         self.frames_added = 0
         self.last_drawn: torch.Tensor | None = None
         self.peak_active = 0
+        # On the CPU the world is rendered into each new frame by the renderer's numba kernels
+        # (render/cpu.py: the same images as render_points, test_render_cpu.py), several times
+        # faster than eager PyTorch; INSPATIO_CPU_KERNELS=0 keeps PyTorch, as for the Renderer.
+        self.cpu_kernels = False
+        if device.type == "cpu" and os.environ.get("INSPATIO_CPU_KERNELS") != "0":
+            from ..render import cpu
+
+            self.cpu_kernels = cpu.available()
 
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
         """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
@@ -255,8 +264,13 @@ class WorldFuser:
         cloud = self.cloud
         if cloud is not None and len(xyz):
             cams = Cameras.from_intrinsics(self.intr, c2w[None], self.device)
-            with eager_rendering():         # a new cloud size every frame: compiling would cost more
-                out = render_points(cloud, cams, None, self.render_settings, return_index=True)
+            if self.cpu_kernels:
+                from ..render.cpu import render_points_cpu
+
+                out = render_points_cpu(cloud, cams, None, self.render_settings, return_index=True)
+            else:
+                with eager_rendering():     # a new cloud size every frame: compiling would cost more
+                    out = render_points(cloud, cams, None, self.render_settings, return_index=True)
             drawn = out.point_index[0].reshape(-1)
             self.last_drawn[drawn[drawn >= 0]] = self.frames_added
             covered = out.coverage[0].cpu().numpy()[valid]

@@ -8,7 +8,7 @@ bound at ~2.3 CPU-s a frame at 640x360. Here one plane's warp, box filters, corr
 insertion run in one loop nest on a plane-sized scratch (in cache at the coarse level), planes in
 parallel. They follow sweep.py's PyTorch code step by step (bilinear sampling with the border
 clamped as grid_sample's padding_mode="border", align_corners=True; box means with replicated
-borders; the same float32 arithmetic for the source pixels), and test_mvs_speed.py checks that both
+borders; the same float32 arithmetic for the source pixels), and test_build_kernels.py checks that both
 give the same costs. Module-level functions, so that numba's disk cache keeps them across
 processes.
 """

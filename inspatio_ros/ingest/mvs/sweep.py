@@ -95,16 +95,19 @@ _kernels = None
 
 
 def cpu_kernels():
-    """The sweep's numba kernels (cpu_kernels.py), loaded once per process; None without numba."""
+    """The sweep's numba kernels (cpu_kernels.py), loaded once per process; None without numba or
+    with INSPATIO_CPU_KERNELS=0 (eager PyTorch, as for the Renderer)."""
     global _kernels
+    import os
+
+    if os.environ.get("INSPATIO_CPU_KERNELS") == "0":
+        return None
     if _kernels is None:
         try:
             import numba
         except ImportError:
             _kernels = False
         else:
-            import os
-
             if "NUMBA_THREADING_LAYER" not in os.environ:
                 # numba's own thread pool, as the CPU renderer uses (render/cpu.py: its OpenMP pool
                 # stalls when other processes want the cores too).

@@ -111,3 +111,58 @@ def test_raw_depth_kernels_match_pytorch(sweeps):
     rel = ((a[0] - b[0]).abs() / b[0]).flatten()
     assert float((rel < 1e-3).float().mean()) > 0.98
     assert float((a[1] - b[1]).abs().median()) < 1e-5
+
+
+def _depth_frames(n=5, size=(96, 64)):
+    """A wall 10 units ahead with a floater patch (a wrong near depth) in frame 2, seen by cameras
+    moving sideways; depth maps with unknown and sky pixels."""
+    w, h = size
+    intr = Intrinsics(70.0, 70.0, (w - 1) / 2, (h - 1) / 2, w, h)
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    c2w[:, 0, 3] = np.linspace(-0.8, 0.8, n)
+    rng = np.random.default_rng(5)
+    depths = {}
+    for i in range(n):
+        d = (10.0 + 0.05 * rng.standard_normal((h, w))).astype(np.float32)
+        d[:6] = np.inf                                  # sky
+        d[rng.random((h, w)) < 0.1] = np.nan            # unknown
+        if i == 2:
+            d[30:40, 40:55] = 4.0                       # a floater the others see through
+        depths[i] = d
+    return intr, c2w, depths
+
+
+def test_view_check_kernel_matches_pytorch(monkeypatch):
+    from inspatio_ros.ingest.consistency import seen_through, view_check_kernels
+    from inspatio_ros.ingest.fusion import FusionSettings
+
+    if view_check_kernels() is None:
+        pytest.skip("numba is not installed")
+    intr, c2w, depths = _depth_frames()
+    settings = FusionSettings(check_neighbours=2)
+    fast = seen_through(depths, dict(enumerate(c2w)), intr, settings, "cpu")
+    monkeypatch.setenv("INSPATIO_CPU_KERNELS", "0")
+    plain = seen_through(depths, dict(enumerate(c2w)), intr, settings, "cpu")
+    assert fast[2][30:40, 40:55].min() >= 2                       # the floater is seen through...
+    for i in depths:
+        assert (fast[i] == plain[i]).mean() > 0.999               # ...as PyTorch counts (rounding aside)
+
+
+def test_fusion_with_the_cpu_renderer_adds_what_pytorch_adds():
+    import torch
+
+    from inspatio_ros.ingest.fusion import FusionSettings, WorldFuser
+    from inspatio_ros.render import cpu
+
+    if not cpu.available():
+        pytest.skip("numba is not installed")
+    intr, c2w, depths = _depth_frames()
+    added = {}
+    for kernels in (True, False):
+        fuser = WorldFuser(intr, FusionSettings(), torch.device("cpu"))
+        fuser.cpu_kernels = kernels
+        rgb = np.full((intr.height, intr.width, 3), 128, np.uint8)
+        added[kernels] = [fuser.add_frame(i, rgb, depths[i], c2w[i]) for i in depths]
+    assert added[True][0] == added[False][0] > 0
+    assert added[True][1] < 0.5 * added[True][0]                   # the wall is mostly explained already
+    assert np.allclose(added[True], added[False], rtol=0.01, atol=5)
