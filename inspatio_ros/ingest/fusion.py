@@ -360,6 +360,7 @@ class Fused:
     coverage: list[float]
     seen_through: list[float]
     seconds: dict[str, float]
+    cpu_seconds: dict[str, float]        # the same stages' CPU seconds (all threads)
     # The most of each per-frame thing held in memory at once (the streaming tests check that it
     # does not grow with the video's length): depth maps, static surfels compared with new frames.
     held_at_once: dict[str, int] = field(default_factory=dict)
@@ -373,7 +374,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     height, width = frames.shape
     seconds: dict[str, float] = {}
     fuser = WorldFuser(intr, settings, device, fill_ceiling=depth.fill_ceiling)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     added = []
     coverage = []
     fused_idx = [int(i) for i in np.nonzero(~held)[0]]
@@ -388,17 +389,18 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     check = settings.check_neighbours > 0
     view = _SlidingViewCheck(frames, poses, depth, fused_idx, settings, device) if check else None
     seen_through_share = []
-    check_seconds = 0.0
+    check_seconds = check_cpu = 0.0
     for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
         rgb = frames.first if i == 0 else fs.load(i)
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
         if view is not None:
-            t_check = time.time()
+            t_check, cpu_check = time.time(), time.process_time()
             frame_depth, exclude, moving = view.at(k)
             seen_through_share.append(float(exclude.mean()))
             check_seconds += time.time() - t_check
+            check_cpu += time.process_time() - cpu_check
         else:
             frame_depth = depth.load(i, (height, width))
             exclude = None
@@ -418,11 +420,13 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
     seconds["fusion"] = round(time.time() - started - check_seconds, 2)
+    cpu_seconds = {**({"view consistency": round(check_cpu, 2)} if view is not None else {}),
+                   "fusion": round(time.process_time() - cpu_started - check_cpu, 2)}
     held = {"surfels compared": fuser.peak_active}
     if view is not None:
         held.update({"depth maps (view check)": view.check.peak_alive, "depth maps (fusion)": view.peak_alive})
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
-                 seen_through_share, seconds, held, notes)
+                 seen_through_share, seconds, cpu_seconds, held, notes)
 
 
 def local_pixel_step(frames: int, pixels: int, max_points: int) -> int:
