@@ -36,13 +36,14 @@ def _source_pixel(a, b, n, i, r):
 
 
 @njit(inline="always", **opts)
-def _warp_plane(src, a, b, n, rho_p, h, w, warped, ok):
-    """Source n's grey warped into the reference by inverse depths rho_p (hw,): bilinear, the
-    coordinates clamped to the image (grid_sample's border padding); ok: the source pixel lies
-    inside the source image and in front of its camera."""
+def _warp_plane(src, a, b, n, rho_p, warped, ok):
+    """Source n's grey (h,w) warped into the reference pixels (those of a and rho_p, (hw,)) by
+    inverse depths rho_p: bilinear, the coordinates clamped to the image (grid_sample's border
+    padding); ok: the source pixel lies inside the source image and in front of its camera."""
+    h, w = src.shape
     wmax = f32(w - 1)
     hmax = f32(h - 1)
-    for i in range(h * w):
+    for i in range(rho_p.shape[0]):
         u, v, front = _source_pixel(a, b, n, i, rho_p[i])
         ok[i] = front and u >= 0 and u <= wmax and v >= 0 and v <= hmax
         x = u if u == u else f32(0.0)                 # NaN (unknown rho): sample a defined pixel
@@ -95,12 +96,13 @@ def _insert(best, count, value, i):
 
 
 @njit(parallel=True, **opts)
-def zncc_cost(ref, ref_mean, ref_std, srcs, a, b, rho, window, shift_window, best_k, out):
-    """out (P,hw): 1 - ZNCC of the reference (hw,) against each source (N,h,w) warped by the
+def zncc_cost(ref, ref_mean, ref_std, h, w, srcs, a, b, rho, window, shift_window, best_k, out):
+    """out (P,hw): 1 - ZNCC of the reference (h x w pixels, flat: a crop of the level or all of
+    it; its window statistics ref_mean, ref_std) against each source (N,sh,sw) warped by the
     inverse depths rho (P,hw), clamped to 0..2, the best over shift_window x shift_window windows
     around the pixel when shift_window > 1, 2 where the source pixel is outside the source, and per
     pixel the mean of the best_k sources (sweep.PlaneSweep._cost)."""
-    N, h, w = srcs.shape
+    N = srcs.shape[0]
     P = rho.shape[0]
     hw = h * w
     k = min(best_k, N)
@@ -116,7 +118,7 @@ def zncc_cost(ref, ref_mean, ref_std, srcs, a, b, rho, window, shift_window, bes
         cost = np.empty(hw, f32)
         best = np.full((k, hw), np.inf, f32)
         for n in range(N):
-            _warp_plane(srcs[n], a, b, n, rho[p], h, w, warped, ok)
+            _warp_plane(srcs[n], a, b, n, rho[p], warped, ok)
             _box_mean(warped, h, w, window, rows, m1)
             for i in range(hw):
                 prod[i] = warped[i] * warped[i]
@@ -150,12 +152,12 @@ def zncc_cost(ref, ref_mean, ref_std, srcs, a, b, rho, window, shift_window, bes
 
 
 @njit(parallel=True, **opts)
-def sad_cost(ref, srcs, a, b, rho, window, best_k, out):
+def sad_cost(ref, h, w, srcs, a, b, rho, window, best_k, out):
     """out (P,hw): mean absolute grey difference of the reference (hw,) and each source (N,h,w)
     warped by rho (P,hw) over window x window, 2 where the source pixel is outside the source;
     per pixel the mean of the best_k sources among those that see it, 2 where none does
     (sweep.PlaneSweep.photo_cost)."""
-    N, h, w = srcs.shape
+    N = srcs.shape[0]
     P = rho.shape[0]
     hw = h * w
     k = min(best_k, N)
@@ -166,7 +168,7 @@ def sad_cost(ref, srcs, a, b, rho, window, best_k, out):
         sad = np.empty(hw, f32)
         best = np.full((k, hw), np.inf, f32)
         for n in range(N):
-            _warp_plane(srcs[n], a, b, n, rho[p], h, w, warped, ok)
+            _warp_plane(srcs[n], a, b, n, rho[p], warped, ok)
             for i in range(hw):
                 warped[i] = abs(warped[i] - ref[i])
             _box_mean(warped, h, w, window, rows, sad)
@@ -187,13 +189,13 @@ def second_best_away(volume, hyps, winner, a, b, h, w, basin_px, out):
     """out (hw,): per pixel the lowest cost of volume (P,hw) among the hypotheses outside the
     winner's basin (sweep.PlaneSweep._away_from_winner): more than 2 steps from the winner and,
     when basin_px > 0, moving some source's pixel more than basin_px from where the winner puts
-    it (both inside the source); 2 where there is none."""
+    it (both inside the source, h x w); 2 where there is none."""
     P = volume.shape[0]
     N = a.shape[0]
     wmax = f32(w - 1)
     hmax = f32(h - 1)
     basin2 = f32(basin_px) * f32(basin_px)
-    for i in prange(h * w):
+    for i in prange(volume.shape[1]):
         win = winner[i]
         lowest = f32(2.0)
         for p in range(P):

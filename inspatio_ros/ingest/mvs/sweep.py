@@ -281,8 +281,25 @@ class PlaneSweep:
                       "ref_std": _flat(ref_std).ravel(),
                       "srcs": np.ascontiguousarray(np.stack([_flat(g[0, 0]) for g, _, _ in warps])),
                       "a": np.ascontiguousarray(np.stack([_flat(a) for _, a, _ in warps])),
-                      "b": np.ascontiguousarray(np.stack([_flat(b).ravel() for _, _, b in warps]))}
+                      "b": np.ascontiguousarray(np.stack([_flat(b).ravel() for _, _, b in warps])),
+                      "shape": (grid.size[1], grid.size[0])}
         return (ref_gray, ref_mean, ref_std), warps, grid.size, packed
+
+    @staticmethod
+    def _cropped(level, rows: slice, cols: slice):
+        """The kernels' level restricted to the reference pixels rows x cols (the sources whole):
+        costs inside the crop farther than the box window from its edges are those of the
+        whole level."""
+        packed = level[3]
+        h, w = packed["shape"]
+
+        def crop(flat):
+            return np.ascontiguousarray(flat.reshape(*flat.shape[:-1], h, w)[..., rows, cols]).reshape(
+                *flat.shape[:-1], -1)
+        sub = {**packed, "ref": crop(packed["ref"]), "ref_mean": crop(packed["ref_mean"]),
+               "ref_std": crop(packed["ref_std"]), "a": crop(packed["a"]),
+               "shape": (rows.stop - rows.start, cols.stop - cols.start)}
+        return level[0], level[1], level[2], sub
 
     def _sweep(self, level, hypotheses: torch.Tensor) -> torch.Tensor:
         """Costs (P,h,w) of hypotheses (P,h,w), in chunks that bound memory."""
@@ -291,11 +308,12 @@ class PlaneSweep:
         if packed is not None:
             # All planes at once (no chunks: the kernel holds one plane's scratch per thread).
             P = len(hypotheses)
-            out = np.empty((P, h * w), np.float32)
-            self.kernels.zncc_cost(packed["ref"], packed["ref_mean"], packed["ref_std"], packed["srcs"], packed["a"],
-                                   packed["b"], _flat(hypotheses).reshape(P, -1), self.s.window, self.s.shift_window,
-                                   self.s.best_k, out)
-            return torch.from_numpy(out).reshape(P, h, w)
+            rh, rw = packed["shape"]
+            out = np.empty((P, rh * rw), np.float32)
+            self.kernels.zncc_cost(packed["ref"], packed["ref_mean"], packed["ref_std"], rh, rw, packed["srcs"],
+                                   packed["a"], packed["b"], _flat(hypotheses).reshape(P, -1), self.s.window,
+                                   self.s.shift_window, self.s.best_k, out)
+            return torch.from_numpy(out).reshape(P, rh, rw)
         chunk = max(1, int(2_000_000 // (w * h)))
         return torch.cat([self._cost(level, hypotheses[i:i + chunk]) for i in range(0, len(hypotheses), chunk)])
 
@@ -332,12 +350,13 @@ class PlaneSweep:
             away = self._away_from_winner(level, hyps, winner, basin_px)
             return torch.where(away, volume, torch.full_like(volume, 2.0)).amin(0)
         P = volume.shape[0]
-        w, h = level[2]
-        out = np.empty(h * w, np.float32)
+        w, h = level[2]                       # the sources' size
+        rh, rw = packed["shape"]              # the reference pixels' (a crop of the level, or all)
+        out = np.empty(rh * rw, np.float32)
         self.kernels.second_best_away(_flat(volume).reshape(P, -1), _flat(hyps).reshape(P, -1),
                                       np.ascontiguousarray(winner.cpu().numpy().ravel(), dtype=np.int64),
                                       packed["a"], packed["b"], h, w, float(basin_px), out)
-        return torch.from_numpy(out).reshape(h, w)
+        return torch.from_numpy(out).reshape(rh, rw)
 
     @staticmethod
     def _parabola(costs: torch.Tensor, hypotheses: torch.Tensor):
@@ -367,6 +386,10 @@ class PlaneSweep:
         D = s.planes
         rays = (self.grids[top].K_inv @ self.grids[top].pix).float()          # (3,hw)
         best_rho = best_cost = ambiguity = None
+        # The kernels sweep a slanted family only over the pixels that see it (and a box window
+        # around them): the road family below the horizon, each facade family on its side of the
+        # image. Elsewhere its cost is 2, which never beats the fronto-parallel family's.
+        margin = s.window // 2 + s.shift_window // 2
         for normal in PLANE_NORMALS[:len(PLANE_NORMALS) if s.slanted_planes else 1]:
             # Planes n.X = 1/q: inverse depth q * (n . ray), affine in the pixel coordinates.
             along = (torch.tensor(normal, dtype=torch.float32, device=self.device) @ rays).reshape(h, w)
@@ -375,21 +398,28 @@ class PlaneSweep:
                 continue
             q = torch.linspace(rho_min / reach, rho_max / reach, D, dtype=torch.float32, device=self.device)
             seen = along > 0.05 * reach            # planes seen nearly edge-on are not swept
+            rows, cols = slice(0, h), slice(0, w)
+            family_level = level
+            if best_rho is not None and level[3] is not None:
+                rows, cols = _bounding_slices(seen, margin)
+                family_level = self._cropped(level, rows, cols)
+            along, seen = along[rows, cols], seen[rows, cols]
             hyps = q[:, None, None] * torch.where(seen, along, torch.full_like(along, reach))[None]
-            volume = self._sweep(level, hyps)
+            volume = self._sweep(family_level, hyps)
             volume = torch.where(seen[None], volume, torch.full_like(volume, 2.0))
             winner_cost, winner = volume.min(0)
             # Ambiguity: the best cost away from the winner's basin against the winner.
-            second = self._second_best(level, volume, hyps, winner, s.ambiguity_basin_px)
+            second = self._second_best(family_level, volume, hyps, winner, s.ambiguity_basin_px)
             rho_n, cost_n = self._parabola(volume, hyps)
             del volume
             if best_rho is None:
                 best_rho, best_cost, ambiguity = rho_n, cost_n, winner_cost / second.clamp_min(1e-6)
             else:
-                better = cost_n < best_cost
-                best_rho = torch.where(better, rho_n, best_rho)
-                ambiguity = torch.where(better, winner_cost / second.clamp_min(1e-6), ambiguity)
-                best_cost = torch.where(better, cost_n, best_cost)
+                better = cost_n < best_cost[rows, cols]
+                best_rho[rows, cols] = torch.where(better, rho_n, best_rho[rows, cols])
+                ambiguity[rows, cols] = torch.where(better, winner_cost / second.clamp_min(1e-6),
+                                                    ambiguity[rows, cols])
+                best_cost[rows, cols] = torch.where(better, cost_n, best_cost[rows, cols])
         rho, cost = best_rho, best_cost
         # Finer levels: +-2 steps of the level below around its (upsampled) winner.
         span = 2.0 * (rho_max - rho_min) / (D - 1)
@@ -432,8 +462,8 @@ class PlaneSweep:
         P = rho.shape[0]
         if packed is not None:
             out = np.empty((P, h * w), np.float32)
-            self.kernels.sad_cost(packed["ref"], packed["srcs"], packed["a"], packed["b"], _flat(rho).reshape(P, -1),
-                                  self.s.propagate_window, self.s.best_k, out)
+            self.kernels.sad_cost(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
+                                  _flat(rho).reshape(P, -1), self.s.propagate_window, self.s.best_k, out)
             return torch.from_numpy(out).reshape(P, h, w)
         per_source = []
         for src_gray, a, b in warps:
@@ -518,6 +548,18 @@ def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray |
         return 1.0
     depth = float(np.median(medians))
     return 1.0 if REFERENCE_BAND[0] <= depth <= REFERENCE_BAND[1] else depth / REFERENCE_SCENE_DEPTH
+
+
+def _bounding_slices(mask: torch.Tensor, margin: int) -> tuple[slice, slice]:
+    """Rows and columns of the smallest box holding ``mask`` (h,w), grown by ``margin`` within
+    the image; the whole image when the mask is empty."""
+    h, w = mask.shape
+    rows = torch.nonzero(mask.any(1))[:, 0]
+    cols = torch.nonzero(mask.any(0))[:, 0]
+    if not len(rows):
+        return slice(0, h), slice(0, w)
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, h)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, w)))
 
 
 def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None,
