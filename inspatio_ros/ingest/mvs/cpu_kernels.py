@@ -62,9 +62,10 @@ def _warp_plane(src, a, b, n, rho_p, warped, ok):
 
 
 @njit(inline="always", **opts)
-def _box_mean(x, h, w, window, rows, out):
+def _box_mean(x, h, w, window, rows, colsum, out):
     """Mean of x (hw,) over window x window neighbourhoods, borders replicated (float64 running
-    sums; ``rows`` a (hw,) float64 scratch) into out (hw,) float32."""
+    sums; scratch: ``rows`` (hw,) and ``colsum`` (w,) float64) into out (hw,) float32. Both passes
+    run along rows (contiguous), the second carrying a row of column sums down the image."""
     r = window // 2
     for y in range(h):
         base = y * w
@@ -76,14 +77,20 @@ def _box_mean(x, h, w, window, rows, out):
             s += x[base + min(c + r, w - 1)] - x[base + max(c - r - 1, 0)]
             rows[base + c] = s
     norm = 1.0 / (window * window)
-    for c in range(w):
-        s = 0.0
-        for k in range(-r, r + 1):
-            s += rows[min(max(k, 0), h - 1) * w + c]
-        out[c] = f32(s * norm)
-        for y in range(1, h):
-            s += rows[min(y + r, h - 1) * w + c] - rows[max(y - r - 1, 0) * w + c]
-            out[y * w + c] = f32(s * norm)
+    colsum[:] = 0.0
+    for k in range(-r, r + 1):
+        base = min(max(k, 0), h - 1) * w
+        for c in range(w):
+            colsum[c] += rows[base + c]
+    for y in range(h):
+        base = y * w
+        for c in range(w):
+            out[base + c] = f32(colsum[c] * norm)
+        if y + 1 < h:
+            add = min(y + r + 1, h - 1) * w
+            sub = max(y - r, 0) * w
+            for c in range(w):
+                colsum[c] += rows[add + c] - rows[sub + c]
 
 
 @njit(inline="always", **opts)
@@ -112,6 +119,7 @@ def zncc_cost(ref, ref_mean, ref_std, h, w, srcs, a, b, rho, window, shift_windo
         ok = np.empty(hw, np.bool_)
         prod = np.empty(hw, f32)
         rows = np.empty(hw, np.float64)
+        colsum = np.empty(w, np.float64)
         m1 = np.empty(hw, f32)
         m2 = np.empty(hw, f32)
         m3 = np.empty(hw, f32)
@@ -119,13 +127,13 @@ def zncc_cost(ref, ref_mean, ref_std, h, w, srcs, a, b, rho, window, shift_windo
         best = np.full((k, hw), np.inf, f32)
         for n in range(N):
             _warp_plane(srcs[n], a, b, n, rho[p], warped, ok)
-            _box_mean(warped, h, w, window, rows, m1)
+            _box_mean(warped, h, w, window, rows, colsum, m1)
             for i in range(hw):
                 prod[i] = warped[i] * warped[i]
-            _box_mean(prod, h, w, window, rows, m2)
+            _box_mean(prod, h, w, window, rows, colsum, m2)
             for i in range(hw):
                 prod[i] = warped[i] * ref[i]
-            _box_mean(prod, h, w, window, rows, m3)
+            _box_mean(prod, h, w, window, rows, colsum, m3)
             for i in range(hw):
                 mean_j = m1[i]
                 var_j = max(m2[i] - mean_j * mean_j, f32(0.0))
@@ -165,13 +173,14 @@ def sad_cost(ref, h, w, srcs, a, b, rho, window, best_k, out):
         warped = np.empty(hw, f32)
         ok = np.empty(hw, np.bool_)
         rows = np.empty(hw, np.float64)
+        colsum = np.empty(w, np.float64)
         sad = np.empty(hw, f32)
         best = np.full((k, hw), np.inf, f32)
         for n in range(N):
             _warp_plane(srcs[n], a, b, n, rho[p], warped, ok)
             for i in range(hw):
                 warped[i] = abs(warped[i] - ref[i])
-            _box_mean(warped, h, w, window, rows, sad)
+            _box_mean(warped, h, w, window, rows, colsum, sad)
             for i in range(hw):
                 _insert(best, k, sad[i] if ok[i] else f32(2.0), i)
         for i in range(hw):

@@ -202,7 +202,7 @@ def _wall_along(sweep: PlaneSweep, ref: int, up: np.ndarray | None) -> tuple[tor
     rays = (sweep.K_inv @ sweep.pix).float()                               # (3,hw)
     w, h = sweep.size
     along = (torch.as_tensor(normal, dtype=torch.float32, device=sweep.device) @ rays).reshape(h, w)
-    return along, rays.norm(dim=0).reshape(h, w)
+    return along, (rays * rays).sum(0).sqrt().reshape(h, w)   # norm(dim=0) here took 0.2 s on the CPU
 
 
 def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarray, sky: np.ndarray,
