@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
 from ..world import encode_normals
-from .consistency import SeenThrough, large_regions, spread_moving_at
+from .consistency import SeenThrough, large_regions, spread_moving_at, view_check_kernels
 from .depth import Depth
 from .frames import Frames
 from .poses import Poses
@@ -76,6 +76,16 @@ def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w
     with the frame-local layer, it was two thirds of a full-size KITTI fusion in numpy."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     H, W = depth.shape
+    kernels = view_check_kernels() if dev.type == "cpu" else None
+    if kernels is not None:
+        # The same steps as one numba kernel (cpu_kernels.surfels_from_depth): three passes over
+        # the image instead of ~50 PyTorch operations, half of the CPU fusion time.
+        xyz, nrm_w, radius, pixel, valid_np = kernels.surfels_from_depth(
+            np.ascontiguousarray(depth, dtype=np.float32), float(intr.fx), float(intr.fy), float(intr.cx),
+            float(intr.cy), float(settings.sky_distance), float(settings.max_depth), float(settings.edge_jump),
+            float(settings.overlap), float(settings.grazing_limit), np.ascontiguousarray(c2w[:3, :3], np.float32),
+            np.ascontiguousarray(c2w[:3, 3], np.float32))
+        return xyz, rgb.reshape(H * W, -1)[pixel].reshape(len(pixel), *rgb.shape[2:]), radius, nrm_w, valid_np
     depth_t = torch.from_numpy(np.array(depth, dtype=np.float32)).to(dev)     # a copy: store maps are read-only
     sky = torch.isposinf(depth_t)
     d = torch.where(sky, torch.full_like(depth_t, settings.sky_distance), depth_t)

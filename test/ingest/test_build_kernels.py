@@ -166,3 +166,27 @@ def test_fusion_with_the_cpu_renderer_adds_what_pytorch_adds():
     assert added[True][0] == added[False][0] > 0
     assert added[True][1] < 0.5 * added[True][0]                   # the wall is mostly explained already
     assert np.allclose(added[True], added[False], rtol=0.01, atol=5)
+
+
+def test_surfels_kernel_matches_pytorch(monkeypatch):
+    from inspatio_ros.ingest.consistency import view_check_kernels
+    from inspatio_ros.ingest.fusion import FusionSettings, surfels_from_depth
+
+    if view_check_kernels() is None:
+        pytest.skip("numba is not installed")
+    intr, c2w, depths = _depth_frames()
+    depth = depths[2].copy()
+    v = np.arange(intr.height)[:, None]
+    depth[v[:, 0] > 40] = (1.5 * intr.fy / np.maximum(v[v[:, 0] > 40] - intr.cy, 1)).astype(np.float32)  # a road
+    depth[50:52, 10:20] = 500.0                                  # beyond max_depth
+    rgb = np.random.default_rng(0).integers(0, 255, (intr.height, intr.width, 3), dtype=np.uint8)
+    pose = c2w[2].copy()
+    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    fast = surfels_from_depth(rgb, depth, intr, pose, FusionSettings())
+    monkeypatch.setenv("INSPATIO_CPU_KERNELS", "0")
+    plain = surfels_from_depth(rgb, depth, intr, pose, FusionSettings())
+    assert np.array_equal(fast[4], plain[4]) and fast[4].sum() > 0.5 * depth.size
+    assert np.array_equal(fast[1], plain[1])
+    assert np.allclose(fast[0], plain[0], rtol=1e-5, atol=1e-4)
+    assert np.allclose(fast[2], plain[2], rtol=1e-4)
+    assert np.abs(fast[3] - plain[3]).max() < 1e-3 and (np.abs(plain[3]).sum(1) > 0.5).mean() > 0.3
