@@ -7,7 +7,7 @@ import torch
 
 from inspatio_ros.camera import Intrinsics
 from inspatio_ros.ingest.mvs import MVSSettings, PlaneSweep
-from inspatio_ros.ingest.mvs.sweep import _box, _smallest, cpu_kernels
+from inspatio_ros.ingest.mvs.sweep import box_mean, cpu_kernels, smallest_values
 
 INTR = Intrinsics(110.0, 110.0, 79.5, 47.5, 160, 96)
 
@@ -54,7 +54,7 @@ def test_box_filter_on_the_cpu_matches_the_convolution():
         ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, 0, 0), mode="replicate"), k, groups=3)
         ref = torch.nn.functional.conv2d(torch.nn.functional.pad(ref, (0, 0, r, r), mode="replicate"),
                                          k.transpose(2, 3), groups=3)
-        assert torch.allclose(_box(x, window), ref, atol=2e-6)
+        assert torch.allclose(box_mean(x, window), ref, atol=2e-6)
 
 
 def test_smallest_is_topk():
@@ -62,7 +62,7 @@ def test_smallest_is_topk():
     values[2][0, 0] = values[1][0, 0]                           # ties
     for k in (1, 2, 3, 5):
         expected = torch.stack(values).topk(k, dim=0, largest=False).values
-        assert torch.equal(torch.stack(_smallest(values, k)), expected)
+        assert torch.equal(torch.stack(smallest_values(values, k)), expected)
 
 
 @pytest.mark.parametrize("level_index", [0, 1])

@@ -45,7 +45,7 @@ def _to_gray(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return gray
 
 
-def _box(x: torch.Tensor, window: int) -> torch.Tensor:
+def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over window x window neighbourhoods, per channel (separable; borders replicated).
     On the CPU OpenCV's running-sum box filter, plane by plane (13x less CPU time than torch's
     depthwise convolution, which was a third of the CPU sweep; its double sums are as exact)."""
@@ -68,7 +68,7 @@ def _box_cpu(x: torch.Tensor, window: int) -> torch.Tensor:
     return torch.from_numpy(out).reshape(x.shape)
 
 
-def _smallest(values, k: int) -> list[torch.Tensor]:
+def smallest_values(values, k: int) -> list[torch.Tensor]:
     """The k smallest of equally shaped tensors, per element, in ascending order (what
     torch.stack(values).topk(k, 0, largest=False) gives, sorted): an insertion network of
     elementwise minima and maxima, a few passes over memory where topk over a stacked leading
@@ -84,7 +84,7 @@ def _smallest(values, k: int) -> list[torch.Tensor]:
 
 
 def _mean_of_smallest(values, k: int) -> torch.Tensor:
-    best = _smallest(values, k)
+    best = smallest_values(values, k)
     total = best[0]
     for b in best[1:]:
         total = total + b
@@ -250,7 +250,7 @@ class PlaneSweep:
             grid = grid.reshape(P, h, w, 2).to(src_gray.dtype)
             warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid, mode="bilinear",
                                    padding_mode="border", align_corners=True)        # (P,1,h,w)
-            stats = _box(torch.cat([warped, warped * warped, warped * ref_gray], 1), self.s.window)
+            stats = box_mean(torch.cat([warped, warped * warped, warped * ref_gray], 1), self.s.window)
             mean_j = stats[:, 0:1]
             var_j = (stats[:, 1:2] - mean_j * mean_j).clamp_min(0)
             cov = stats[:, 2:3] - mean_j * ref_mean
@@ -269,7 +269,7 @@ class PlaneSweep:
     def _level(self, ref: int, sources: list[int], n: int):
         grid = self.grids[n]
         ref_gray = self.frame(ref)[n]
-        st = _box(torch.cat([ref_gray, ref_gray * ref_gray], 1), self.s.window)
+        st = box_mean(torch.cat([ref_gray, ref_gray * ref_gray], 1), self.s.window)
         ref_mean = st[:, 0:1]
         ref_std = (st[:, 1:2] - ref_mean * ref_mean).clamp_min(0).sqrt()
         warps = [(self.frame(j)[n], *self._relative(ref, j, grid)) for j in sources]
@@ -471,9 +471,9 @@ class PlaneSweep:
             grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1)
             warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid.reshape(P, h, w, 2).to(src_gray.dtype),
                                    mode="bilinear", padding_mode="border", align_corners=True)
-            sad = _box((warped - ref_gray).abs(), self.s.propagate_window)[:, 0]
+            sad = box_mean((warped - ref_gray).abs(), self.s.propagate_window)[:, 0]
             per_source.append(torch.where(ok.reshape(P, h, w), sad, torch.full_like(sad, 2.0)))
-        best = torch.stack(_smallest(per_source, min(self.s.best_k, len(per_source))))
+        best = torch.stack(smallest_values(per_source, min(self.s.best_k, len(per_source))))
         seen = best < 2.0                     # a window's mean grey difference is at most 1
         count = seen.sum(0)
         return torch.where(count > 0, (best * seen).sum(0) / count.clamp_min(1), torch.full_like(best[0], 2.0))
