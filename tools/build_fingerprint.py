@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 # Metadata entries that differ between two identical builds: wall times, where the input lay,
 # when the file was written.
-VOLATILE = {"seconds", "build_seconds", "seconds_per_frame", "created", "source"}
+VOLATILE = {"seconds", "cpu_seconds", "build_seconds", "seconds_per_frame", "created", "source"}
 
 # Report entries printed in full (the rest are volatile: seconds per stage).
 REPORT_KEYS = ("frames_used", "frames_held_out", "image_size", "poses", "scale", "depth", "depth_coverage",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,10 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     _check_settings(s.camera_height, s.mvs, s.scale_distance)
     started = time.time()
     seconds: dict[str, float] = {}
+    # CPU seconds per stage (all threads): on a shared machine wall seconds depend on the load,
+    # these do not (the build report's "cpu_seconds").
+    cpu_seconds: dict[str, float] = {}
+    cpu_started = time.process_time()
     frames = open_frames(input_path, bag_topics=bag_topics, start=s.start, end=s.end, stride=s.stride,
                          max_size=s.max_size, intrinsics=intrinsics, fov=s.fov, self_calibrate=s.self_calibrate,
                          distortion=s.distortion)
@@ -96,10 +101,12 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     known_poses = given_poses(frames, poses)        # None: by visual odometry, once the depth is known
     known_depth = given_depth(frames, depth)        # None: by multi-view stereo, once the poses are known
     seconds["open input"] = round(time.time() - started, 2)
-    t_stage = time.time()
+    cpu_seconds["open input"] = round(time.process_time() - cpu_started, 2)
+    t_stage, cpu_stage = time.time(), time.process_time()
     camera_poses = resolve_poses(frames, known_poses, known_depth, s.camera_height, s.scale_distance)
     if known_poses is None:
         seconds["poses (visual odometry)"] = round(time.time() - t_stage, 2)
+        cpu_seconds["poses (visual odometry)"] = round(time.process_time() - cpu_stage, 2)
     # Frames the odometry could not place have no trusted pose: neither fused, nor MVS sources,
     # nor held-out views (eval would score a held pose). ``left_out`` is what depth and fusion skip.
     unplaced = camera_poses.unplaced_mask()
@@ -107,21 +114,49 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     left_out = held | unplaced
     fingerprint = heldout_fingerprint(frames.fs.load, np.nonzero(held)[0], frames.fs.index)   # for eval --gt
     dev = resolve_device(device)
-    t_stage = time.time()
-    frame_depth = resolve_depth(frames, camera_poses, known_depth, left_out, s.mvs, dev)
+    t_stage, cpu_stage = time.time(), time.process_time()
+    with _one_torch_thread_beside_kernels(dev):
+        frame_depth = resolve_depth(frames, camera_poses, known_depth, left_out, s.mvs, dev)
     if known_depth is None:
         seconds["dense depth (MVS)"] = round(time.time() - t_stage, 2)
+        cpu_seconds["dense depth (MVS)"] = round(time.process_time() - cpu_stage, 2)
     camera_poses, frame_depth = refine_scale_by_road_plane(camera_poses, frame_depth, s.camera_height)
     fusion_started = time.time()
-    fused = fuse(frames, camera_poses, frame_depth, left_out, s.fusion, dev)
+    with _one_torch_thread_beside_kernels(dev):
+        fused = fuse(frames, camera_poses, frame_depth, left_out, s.fusion, dev)
     seconds.update(fused.seconds)
+    cpu_seconds.update(fused.cpu_seconds)
+    cpu_seconds["total"] = round(time.process_time() - cpu_started, 2)
     world = _world(frames, camera_poses, frame_depth, fused, held, s.fusion, fusion_started, seconds,
                    {"holdout": s.holdout, "stride": s.stride, "start": s.start, "end": s.end, "max_size": s.max_size},
-                   fingerprint, unplaced)
+                   fingerprint, unplaced, cpu_seconds)
     world.validate("built world")
     if preview is not None:
         _write_preview(preview, world, frames, frame_depth, left_out, device)
     return world
+
+
+@contextmanager
+def _one_torch_thread_beside_kernels(device):
+    """PyTorch on one thread while multi-view stereo and fusion run on the CPU with their numba
+    kernels (mvs/cpu_kernels.py, cpu_kernels.py, the renderer's), which use the cores themselves.
+    What PyTorch still does there is many small elementwise operations, and its two-thread OpenMP
+    pool waits at every one of them for a thread the kernels' pool or another process holds: on
+    the shared 2-core VM (load ~12) the dashcam's MVS took 4.4 CPU-s and 19.6 s a frame with two
+    PyTorch threads, 1.2 CPU-s and 4.4 s with one (docs/notes/2026-12-05-build-speed.md)."""
+    import torch
+
+    from .mvs.sweep import cpu_kernels
+
+    if device.type != "cpu" or cpu_kernels() is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_settings(camera_height: float | None, mvs: MVSSettings | None,
@@ -139,7 +174,7 @@ def _check_settings(camera_height: float | None, mvs: MVSSettings | None,
 
 def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.ndarray, settings: FusionSettings,
            fusion_started: float, seconds: dict[str, float], window: dict, fingerprint: dict | None,
-           unplaced: np.ndarray) -> World:
+           unplaced: np.ndarray, cpu_seconds: dict[str, float] | None = None) -> World:
     """The World of a build with its provenance, info and report. (info["build_seconds"] counts from
     ``fusion_started``, as it always has; the report's seconds give every stage.) ``unplaced``
     frames are in neither the world's frames nor its held-out ones."""
@@ -200,6 +235,7 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
         "points_frame_local": int(fused.local_points),
         "warnings": list(notes),
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds or {},
     }
     return world
 
@@ -237,5 +273,7 @@ def format_report(report: dict) -> str:
              + (f" ({100 * report['seen_through']:.1f} % of pixels seen through by other frames, dropped)"
                 if report.get("seen_through") else ""),
              "  seconds     " + ", ".join(f"{k} {v:g}" for k, v in report["seconds"].items())]
+    if report.get("cpu_seconds"):
+        lines.append("  CPU seconds " + ", ".join(f"{k} {v:g}" for k, v in report["cpu_seconds"].items()))
     lines += [f"  warning     {w}" for w in report["warnings"]]
     return "\n".join(lines)

@@ -96,6 +96,9 @@ class SeenThrough:
                                   torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
             self.rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
         keep = 1.0 - s.check_tolerance
+        kernels = view_check_kernels() if dev.type == "cpu" else None
+        if kernels is not None:
+            return self._count_with_kernel(kernels, i, frames[lo:hi], d, measured, keep)
         points = (self.rays * d[..., None]).reshape(-1, 3)      # camera i's frame
         count = torch.zeros(H * W, dtype=torch.int32, device=dev)
         for j in frames[lo:hi]:
@@ -113,6 +116,49 @@ class SeenThrough:
             there = nearest.reshape(-1)[flat]
             count += (inside & has_any.reshape(-1)[flat] & torch.isfinite(there) & (z < there * keep)).int()
         return count.reshape(H, W).cpu().numpy()
+
+    def _count_with_kernel(self, kernels, i: int, neighbours: list[int], d: torch.Tensor, measured: torch.Tensor,
+                           keep: float) -> np.ndarray:
+        """count's loop over the neighbours as the numba kernel (cpu_kernels.add_seen_through)."""
+        intr = self.intr
+        H, W = d.shape
+        f32 = np.float32
+        rays = self.rays.reshape(-1, 3).numpy()
+        depth, known = d.reshape(-1).numpy(), measured.reshape(-1).numpy()
+        count = np.zeros(H * W, np.int32)
+        for j in neighbours:
+            if j == i:
+                continue
+            _, _, nearest, has_any = self._prepare(j)
+            rel = np.ascontiguousarray((np.linalg.inv(self.c2w[j]) @ self.c2w[i])[:3].astype(f32))
+            kernels.add_seen_through(depth, known, rays, rel, f32(intr.fx), f32(intr.fy), f32(intr.cx), f32(intr.cy),
+                                     W, H, nearest.reshape(-1).numpy(), has_any.reshape(-1).numpy(), f32(keep), count)
+        return count.reshape(H, W)
+
+
+_kernels = None
+
+
+def view_check_kernels():
+    """The view check's numba kernel module (cpu_kernels.py), loaded once; None without numba or
+    with INSPATIO_CPU_KERNELS=0 (eager PyTorch, as for the Renderer)."""
+    global _kernels
+    import os
+
+    if os.environ.get("INSPATIO_CPU_KERNELS") == "0":
+        return None
+    if _kernels is None:
+        try:
+            import numba
+        except ImportError:
+            _kernels = False
+        else:
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                numba.config.THREADING_LAYER = "workqueue"     # as render/cpu.py
+            from . import cpu_kernels as module
+
+            _kernels = module
+    return _kernels or None
 
 
 def large_regions(mask: np.ndarray, min_area: float) -> np.ndarray:

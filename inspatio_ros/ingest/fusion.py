@@ -19,6 +19,7 @@ the static layer, so a view at a recorded time shows what the frames beside it s
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from ..errors import InputError
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
 from ..world import encode_normals
-from .consistency import SeenThrough, large_regions, spread_moving_at
+from .consistency import SeenThrough, large_regions, spread_moving_at, view_check_kernels
 from .depth import Depth
 from .frames import Frames
 from .poses import Poses
@@ -75,6 +76,16 @@ def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w
     with the frame-local layer, it was two thirds of a full-size KITTI fusion in numpy."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     H, W = depth.shape
+    kernels = view_check_kernels() if dev.type == "cpu" else None
+    if kernels is not None:
+        # The same steps as one numba kernel (cpu_kernels.surfels_from_depth): three passes over
+        # the image instead of ~50 PyTorch operations, half of the CPU fusion time.
+        xyz, nrm_w, radius, pixel, valid_np = kernels.surfels_from_depth(
+            np.ascontiguousarray(depth, dtype=np.float32), float(intr.fx), float(intr.fy), float(intr.cx),
+            float(intr.cy), float(settings.sky_distance), float(settings.max_depth), float(settings.edge_jump),
+            float(settings.overlap), float(settings.grazing_limit), np.ascontiguousarray(c2w[:3, :3], np.float32),
+            np.ascontiguousarray(c2w[:3, 3], np.float32))
+        return xyz, rgb.reshape(H * W, -1)[pixel].reshape(len(pixel), *rgb.shape[2:]), radius, nrm_w, valid_np
     depth_t = torch.from_numpy(np.array(depth, dtype=np.float32)).to(dev)     # a copy: store maps are read-only
     sky = torch.isposinf(depth_t)
     d = torch.where(sky, torch.full_like(depth_t, settings.sky_distance), depth_t)
@@ -217,6 +228,14 @@ class WorldFuser:
         self.frames_added = 0
         self.last_drawn: torch.Tensor | None = None
         self.peak_active = 0
+        # On the CPU the world is rendered into each new frame by the renderer's numba kernels
+        # (render/cpu.py: the same images as render_points, test_render_cpu.py), several times
+        # faster than eager PyTorch; INSPATIO_CPU_KERNELS=0 keeps PyTorch, as for the Renderer.
+        self.cpu_kernels = False
+        if device.type == "cpu" and os.environ.get("INSPATIO_CPU_KERNELS") != "0":
+            from ..render import cpu
+
+            self.cpu_kernels = cpu.available()
 
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
         """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
@@ -255,8 +274,13 @@ class WorldFuser:
         cloud = self.cloud
         if cloud is not None and len(xyz):
             cams = Cameras.from_intrinsics(self.intr, c2w[None], self.device)
-            with eager_rendering():         # a new cloud size every frame: compiling would cost more
-                out = render_points(cloud, cams, None, self.render_settings, return_index=True)
+            if self.cpu_kernels:
+                from ..render.cpu import render_points_cpu
+
+                out = render_points_cpu(cloud, cams, None, self.render_settings, return_index=True)
+            else:
+                with eager_rendering():     # a new cloud size every frame: compiling would cost more
+                    out = render_points(cloud, cams, None, self.render_settings, return_index=True)
             drawn = out.point_index[0].reshape(-1)
             self.last_drawn[drawn[drawn >= 0]] = self.frames_added
             covered = out.coverage[0].cpu().numpy()[valid]
@@ -346,6 +370,7 @@ class Fused:
     coverage: list[float]
     seen_through: list[float]
     seconds: dict[str, float]
+    cpu_seconds: dict[str, float]        # the same stages' CPU seconds (all threads)
     # The most of each per-frame thing held in memory at once (the streaming tests check that it
     # does not grow with the video's length): depth maps, static surfels compared with new frames.
     held_at_once: dict[str, int] = field(default_factory=dict)
@@ -359,7 +384,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     height, width = frames.shape
     seconds: dict[str, float] = {}
     fuser = WorldFuser(intr, settings, device, fill_ceiling=depth.fill_ceiling)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     added = []
     coverage = []
     fused_idx = [int(i) for i in np.nonzero(~held)[0]]
@@ -374,17 +399,18 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     check = settings.check_neighbours > 0
     view = _SlidingViewCheck(frames, poses, depth, fused_idx, settings, device) if check else None
     seen_through_share = []
-    check_seconds = 0.0
+    check_seconds = check_cpu = 0.0
     for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
         rgb = frames.first if i == 0 else fs.load(i)
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
         if view is not None:
-            t_check = time.time()
+            t_check, cpu_check = time.time(), time.process_time()
             frame_depth, exclude, moving = view.at(k)
             seen_through_share.append(float(exclude.mean()))
             check_seconds += time.time() - t_check
+            check_cpu += time.process_time() - cpu_check
         else:
             frame_depth = depth.load(i, (height, width))
             exclude = None
@@ -404,11 +430,13 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
     seconds["fusion"] = round(time.time() - started - check_seconds, 2)
+    cpu_seconds = {**({"view consistency": round(check_cpu, 2)} if view is not None else {}),
+                   "fusion": round(time.process_time() - cpu_started - check_cpu, 2)}
     held = {"surfels compared": fuser.peak_active}
     if view is not None:
         held.update({"depth maps (view check)": view.check.peak_alive, "depth maps (fusion)": view.peak_alive})
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
-                 seen_through_share, seconds, held, notes)
+                 seen_through_share, seconds, cpu_seconds, held, notes)
 
 
 def local_pixel_step(frames: int, pixels: int, max_points: int) -> int:

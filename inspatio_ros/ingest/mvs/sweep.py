@@ -45,13 +45,81 @@ def _to_gray(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return gray
 
 
-def _box(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over window x window neighbourhoods, per channel (separable; borders replicated)."""
+def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over window x window neighbourhoods, per channel (separable; borders replicated).
+    On the CPU OpenCV's running-sum box filter, plane by plane (13x less CPU time than torch's
+    depthwise convolution, which was a third of the CPU sweep; its double sums are as exact)."""
+    if x.device.type == "cpu" and x.dtype == torch.float32 and window > 1:
+        return _box_cpu(x, window)
     r = window // 2
     c = x.shape[1]
     k = torch.full((c, 1, 1, window), 1.0 / window, dtype=x.dtype, device=x.device)
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k, groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.transpose(2, 3), groups=c)
+
+
+def _box_cpu(x: torch.Tensor, window: int) -> torch.Tensor:
+    import cv2
+
+    planes = x.contiguous().numpy().reshape(-1, *x.shape[-2:])
+    out = np.empty_like(planes)
+    for k in range(len(planes)):
+        cv2.blur(planes[k], (window, window), dst=out[k], borderType=cv2.BORDER_REPLICATE)
+    return torch.from_numpy(out).reshape(x.shape)
+
+
+def smallest_values(values, k: int) -> list[torch.Tensor]:
+    """The k smallest of equally shaped tensors, per element, in ascending order (what
+    torch.stack(values).topk(k, 0, largest=False) gives, sorted): an insertion network of
+    elementwise minima and maxima, a few passes over memory where topk over a stacked leading
+    dimension was a sixth of the CPU sweep."""
+    best: list[torch.Tensor] = []
+    for v in values:
+        carry = v
+        for j in range(len(best)):
+            best[j], carry = torch.minimum(best[j], carry), torch.maximum(best[j], carry)
+        if len(best) < k:
+            best.append(carry)
+    return best
+
+
+def _mean_of_smallest(values, k: int) -> torch.Tensor:
+    best = smallest_values(values, k)
+    total = best[0]
+    for b in best[1:]:
+        total = total + b
+    return total / len(best)
+
+
+_kernels = None
+
+
+def cpu_kernels():
+    """The sweep's numba kernels (cpu_kernels.py), loaded once per process; None without numba or
+    with INSPATIO_CPU_KERNELS=0 (eager PyTorch, as for the Renderer)."""
+    global _kernels
+    import os
+
+    if os.environ.get("INSPATIO_CPU_KERNELS") == "0":
+        return None
+    if _kernels is None:
+        try:
+            import numba
+        except ImportError:
+            _kernels = False
+        else:
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                # numba's own thread pool, as the CPU renderer uses (render/cpu.py: its OpenMP pool
+                # stalls when other processes want the cores too).
+                numba.config.THREADING_LAYER = "workqueue"
+            from . import cpu_kernels as module
+
+            _kernels = module
+    return _kernels or None
+
+
+def _flat(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
 
 # Sweep directions (camera frame, x right, y down, z forward): fronto-parallel planes, then the
@@ -103,6 +171,10 @@ class PlaneSweep:
         # Pose units per unit of the settings' lengths (source_baseline, near): dense_depth sets it
         # from the scene's depth (scene_length_unit) when landmarks give it.
         self.length_unit = 1.0
+        # On the CPU the matching costs run as fused numba kernels (cpu_kernels.py: the same
+        # costs, ~5x less CPU time than eager PyTorch's pass over memory per operation); None:
+        # the PyTorch code below (CUDA, or no numba).
+        self.kernels = cpu_kernels() if device.type == "cpu" else None
 
     def frame(self, i: int) -> list[torch.Tensor]:
         """Frame i's grey pyramid, (1,1,h,w) per level."""
@@ -168,7 +240,7 @@ class PlaneSweep:
 
     def _cost(self, level, rho: torch.Tensor) -> torch.Tensor:
         """Aggregated cost (P,h,w) of per-pixel inverse depths rho (P,h,w) on one level."""
-        (ref_gray, ref_mean, ref_std), warps, size = level
+        (ref_gray, ref_mean, ref_std), warps, size, _ = level
         P = rho.shape[0]
         w, h = size
         per_source = []
@@ -178,7 +250,7 @@ class PlaneSweep:
             grid = grid.reshape(P, h, w, 2).to(src_gray.dtype)
             warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid, mode="bilinear",
                                    padding_mode="border", align_corners=True)        # (P,1,h,w)
-            stats = _box(torch.cat([warped, warped * warped, warped * ref_gray], 1), self.s.window)
+            stats = box_mean(torch.cat([warped, warped * warped, warped * ref_gray], 1), self.s.window)
             mean_j = stats[:, 0:1]
             var_j = (stats[:, 1:2] - mean_j * mean_j).clamp_min(0)
             cov = stats[:, 2:3] - mean_j * ref_mean
@@ -192,22 +264,56 @@ class PlaneSweep:
             # Outside the source image the hypothesis is unmatched (worst cost): with best-k
             # aggregation the other sources decide there.
             per_source.append(torch.where(ok.reshape(P, h, w), cost, torch.full_like(cost, 2.0)))
-        costs = torch.stack(per_source)                                # (N,P,h,w)
-        k = min(self.s.best_k, len(per_source))
-        return costs.topk(k, dim=0, largest=False).values.mean(0)
+        return _mean_of_smallest(per_source, min(self.s.best_k, len(per_source)))
 
     def _level(self, ref: int, sources: list[int], n: int):
         grid = self.grids[n]
         ref_gray = self.frame(ref)[n]
-        st = _box(torch.cat([ref_gray, ref_gray * ref_gray], 1), self.s.window)
+        st = box_mean(torch.cat([ref_gray, ref_gray * ref_gray], 1), self.s.window)
         ref_mean = st[:, 0:1]
         ref_std = (st[:, 1:2] - ref_mean * ref_mean).clamp_min(0).sqrt()
         warps = [(self.frame(j)[n], *self._relative(ref, j, grid)) for j in sources]
-        return (ref_gray, ref_mean, ref_std), warps, grid.size
+        packed = None
+        if self.kernels is not None and warps:
+            # The same level as contiguous float32 arrays for the kernels: per pixel (hw,) the
+            # reference's grey and window statistics; per source (N,...) its grey, a and b.
+            packed = {"ref": _flat(ref_gray).ravel(), "ref_mean": _flat(ref_mean).ravel(),
+                      "ref_std": _flat(ref_std).ravel(),
+                      "srcs": np.ascontiguousarray(np.stack([_flat(g[0, 0]) for g, _, _ in warps])),
+                      "a": np.ascontiguousarray(np.stack([_flat(a) for _, a, _ in warps])),
+                      "b": np.ascontiguousarray(np.stack([_flat(b).ravel() for _, _, b in warps])),
+                      "shape": (grid.size[1], grid.size[0])}
+        return (ref_gray, ref_mean, ref_std), warps, grid.size, packed
+
+    @staticmethod
+    def _cropped(level, rows: slice, cols: slice):
+        """The kernels' level restricted to the reference pixels rows x cols (the sources whole):
+        costs inside the crop farther than the box window from its edges are those of the
+        whole level."""
+        packed = level[3]
+        h, w = packed["shape"]
+
+        def crop(flat):
+            return np.ascontiguousarray(flat.reshape(*flat.shape[:-1], h, w)[..., rows, cols]).reshape(
+                *flat.shape[:-1], -1)
+        sub = {**packed, "ref": crop(packed["ref"]), "ref_mean": crop(packed["ref_mean"]),
+               "ref_std": crop(packed["ref_std"]), "a": crop(packed["a"]),
+               "shape": (rows.stop - rows.start, cols.stop - cols.start)}
+        return level[0], level[1], level[2], sub
 
     def _sweep(self, level, hypotheses: torch.Tensor) -> torch.Tensor:
         """Costs (P,h,w) of hypotheses (P,h,w), in chunks that bound memory."""
         w, h = level[2]
+        packed = level[3]
+        if packed is not None:
+            # All planes at once (no chunks: the kernel holds one plane's scratch per thread).
+            P = len(hypotheses)
+            rh, rw = packed["shape"]
+            out = np.empty((P, rh * rw), np.float32)
+            self.kernels.zncc_cost(packed["ref"], packed["ref_mean"], packed["ref_std"], rh, rw, packed["srcs"],
+                                   packed["a"], packed["b"], _flat(hypotheses).reshape(P, -1), self.s.window,
+                                   self.s.shift_window, self.s.best_k, out)
+            return torch.from_numpy(out).reshape(P, rh, rw)
         chunk = max(1, int(2_000_000 // (w * h)))
         return torch.cat([self._cost(level, hypotheses[i:i + chunk]) for i in range(0, len(hypotheses), chunk)])
 
@@ -235,11 +341,29 @@ class PlaneSweep:
             moved |= (du * du + dv * dv > basin_px * basin_px) & ok & ok_w
         return away & moved.reshape(P, h, w)
 
+    def _second_best(self, level, volume: torch.Tensor, hyps: torch.Tensor, winner: torch.Tensor,
+                     basin_px: float) -> torch.Tensor:
+        """(h,w): the lowest cost of ``volume`` (P,h,w) outside the winner's basin
+        (_away_from_winner), 2 where every hypothesis is inside it."""
+        packed = level[3]
+        if packed is None:
+            away = self._away_from_winner(level, hyps, winner, basin_px)
+            return torch.where(away, volume, torch.full_like(volume, 2.0)).amin(0)
+        P = volume.shape[0]
+        w, h = level[2]                       # the sources' size
+        rh, rw = packed["shape"]              # the reference pixels' (a crop of the level, or all)
+        out = np.empty(rh * rw, np.float32)
+        self.kernels.second_best_away(_flat(volume).reshape(P, -1), _flat(hyps).reshape(P, -1),
+                                      np.ascontiguousarray(winner.cpu().numpy().ravel(), dtype=np.int64),
+                                      packed["a"], packed["b"], h, w, float(basin_px), out)
+        return torch.from_numpy(out).reshape(rh, rw)
+
     @staticmethod
     def _parabola(costs: torch.Tensor, hypotheses: torch.Tensor):
         """Winner of evenly spaced hypotheses with a sub-step parabola fit: (rho, cost)."""
         n = len(costs)
-        k = costs.argmin(0).clamp(1, n - 2)
+        lowest, k = costs.min(0)          # min's indices: argmin over dim 0 took 6x longer on the CPU
+        k = k.clamp(1, n - 2)
         c0 = costs.gather(0, (k - 1)[None])[0]
         c1 = costs.gather(0, k[None])[0]
         c2 = costs.gather(0, (k + 1)[None])[0]
@@ -248,7 +372,7 @@ class PlaneSweep:
         shift = shift.clamp(-0.5, 0.5)
         h0 = hypotheses.gather(0, k[None])[0]
         step = hypotheses[1] - hypotheses[0]
-        return h0 + shift * step, torch.minimum(c1, costs.amin(0))
+        return h0 + shift * step, torch.minimum(c1, lowest)
 
     def raw_depth(self, ref: int, sources: list[int], bounds: tuple[float, float]):
         """Unfiltered winner depth, its cost, ambiguity, texture, parallax uncertainty and the
@@ -262,6 +386,10 @@ class PlaneSweep:
         D = s.planes
         rays = (self.grids[top].K_inv @ self.grids[top].pix).float()          # (3,hw)
         best_rho = best_cost = ambiguity = None
+        # The kernels sweep a slanted family only over the pixels that see it (and a box window
+        # around them): the road family below the horizon, each facade family on its side of the
+        # image. Elsewhere its cost is 2, which never beats the fronto-parallel family's.
+        margin = s.window // 2 + s.shift_window // 2
         for normal in PLANE_NORMALS[:len(PLANE_NORMALS) if s.slanted_planes else 1]:
             # Planes n.X = 1/q: inverse depth q * (n . ray), affine in the pixel coordinates.
             along = (torch.tensor(normal, dtype=torch.float32, device=self.device) @ rays).reshape(h, w)
@@ -270,24 +398,28 @@ class PlaneSweep:
                 continue
             q = torch.linspace(rho_min / reach, rho_max / reach, D, dtype=torch.float32, device=self.device)
             seen = along > 0.05 * reach            # planes seen nearly edge-on are not swept
+            rows, cols = slice(0, h), slice(0, w)
+            family_level = level
+            if best_rho is not None and level[3] is not None:
+                rows, cols = _bounding_slices(seen, margin)
+                family_level = self._cropped(level, rows, cols)
+            along, seen = along[rows, cols], seen[rows, cols]
             hyps = q[:, None, None] * torch.where(seen, along, torch.full_like(along, reach))[None]
-            volume = self._sweep(level, hyps)
+            volume = self._sweep(family_level, hyps)
             volume = torch.where(seen[None], volume, torch.full_like(volume, 2.0))
-            winner = volume.argmin(0)
-            winner_cost = volume.gather(0, winner[None])[0]
+            winner_cost, winner = volume.min(0)
             # Ambiguity: the best cost away from the winner's basin against the winner.
-            away = self._away_from_winner(level, hyps, winner, s.ambiguity_basin_px)
-            second = torch.where(away, volume, torch.full_like(volume, 2.0)).amin(0)
-            del away
+            second = self._second_best(family_level, volume, hyps, winner, s.ambiguity_basin_px)
             rho_n, cost_n = self._parabola(volume, hyps)
             del volume
             if best_rho is None:
                 best_rho, best_cost, ambiguity = rho_n, cost_n, winner_cost / second.clamp_min(1e-6)
             else:
-                better = cost_n < best_cost
-                best_rho = torch.where(better, rho_n, best_rho)
-                ambiguity = torch.where(better, winner_cost / second.clamp_min(1e-6), ambiguity)
-                best_cost = torch.where(better, cost_n, best_cost)
+                better = cost_n < best_cost[rows, cols]
+                best_rho[rows, cols] = torch.where(better, rho_n, best_rho[rows, cols])
+                ambiguity[rows, cols] = torch.where(better, winner_cost / second.clamp_min(1e-6),
+                                                    ambiguity[rows, cols])
+                best_cost[rows, cols] = torch.where(better, cost_n, best_cost[rows, cols])
         rho, cost = best_rho, best_cost
         # Finer levels: +-2 steps of the level below around its (upsampled) winner.
         span = 2.0 * (rho_max - rho_min) / (D - 1)
@@ -309,7 +441,9 @@ class PlaneSweep:
         for _, a, b in level[1]:
             uv0, ok0 = self._source_pixels(a, b, rho.reshape(1, -1), (w, h))
             uv1, _ = self._source_pixels(a, b, rho.reshape(1, -1) * 1.01, (w, h))
-            move = (uv1 - uv0).norm(dim=-1)[0] / 0.01               # px per unit relative depth
+            du, dv = uv1[0, :, 0] - uv0[0, :, 0], uv1[0, :, 1] - uv0[0, :, 1]
+            # (norm() over the last axis of this permuted layout cost 100x more)
+            move = (du * du + dv * dv).sqrt() / 0.01                 # px per unit relative depth
             sensitivity = torch.maximum(sensitivity, torch.where(ok0[0], move, torch.zeros_like(move)))
         uncertainty = (0.5 / sensitivity.clamp_min(1e-9)).reshape(h, w)
         return depth, cost, ambiguity, level[0][2][0, 0], uncertainty, level[0][0][0, 0]
@@ -322,20 +456,24 @@ class PlaneSweep:
         Counting unseen sources as failures (2) would leave unchecked whatever a single source
         sees: the image border of an early frame of a forward drive, which only the one source
         behind it sees (the others are ahead and see less)."""
-        (ref_gray, _, _), warps, size = self._level(ref, sources, 0)
+        level = self._level(ref, sources, 0)
+        (ref_gray, _, _), warps, size, packed = level
         w, h = size
         P = rho.shape[0]
+        if packed is not None:
+            out = np.empty((P, h * w), np.float32)
+            self.kernels.sad_cost(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
+                                  _flat(rho).reshape(P, -1), self.s.propagate_window, self.s.best_k, out)
+            return torch.from_numpy(out).reshape(P, h, w)
         per_source = []
         for src_gray, a, b in warps:
             uv, ok = self._source_pixels(a, b, rho.reshape(P, -1), size)
             grid = torch.stack([2 * uv[..., 0] / (w - 1) - 1, 2 * uv[..., 1] / (h - 1) - 1], -1)
             warped = F.grid_sample(src_gray.expand(P, -1, -1, -1), grid.reshape(P, h, w, 2).to(src_gray.dtype),
                                    mode="bilinear", padding_mode="border", align_corners=True)
-            sad = _box((warped - ref_gray).abs(), self.s.propagate_window)[:, 0]
+            sad = box_mean((warped - ref_gray).abs(), self.s.propagate_window)[:, 0]
             per_source.append(torch.where(ok.reshape(P, h, w), sad, torch.full_like(sad, 2.0)))
-        costs = torch.stack(per_source)
-        k = min(self.s.best_k, len(per_source))
-        best = costs.topk(k, dim=0, largest=False).values
+        best = torch.stack(smallest_values(per_source, min(self.s.best_k, len(per_source))))
         seen = best < 2.0                     # a window's mean grey difference is at most 1
         count = seen.sum(0)
         return torch.where(count > 0, (best * seen).sum(0) / count.clamp_min(1), torch.full_like(best[0], 2.0))
@@ -366,7 +504,8 @@ class PlaneSweep:
                                                             torch.ones_like(z)[None]])
             zb = x_back[2]
             uv_back = (self.K @ x_back)[:2] / torch.where(zb > 1e-9, zb, torch.ones_like(zb))
-            round_trip = (uv_back - self.pix[:2]).norm(dim=0)
+            du, dv = uv_back[0] - self.pix[0], uv_back[1] - self.pix[1]
+            round_trip = (du * du + dv * dv).sqrt()
             agree = (inside & known & there_known & (zb > 1e-9) & (round_trip < s.consistency_px)
                      & ((zb - d).abs() < s.consistency_depth * d))
             count += agree.int()
@@ -409,6 +548,18 @@ def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray |
         return 1.0
     depth = float(np.median(medians))
     return 1.0 if REFERENCE_BAND[0] <= depth <= REFERENCE_BAND[1] else depth / REFERENCE_SCENE_DEPTH
+
+
+def _bounding_slices(mask: torch.Tensor, margin: int) -> tuple[slice, slice]:
+    """Rows and columns of the smallest box holding ``mask`` (h,w), grown by ``margin`` within
+    the image; the whole image when the mask is empty."""
+    h, w = mask.shape
+    rows = torch.nonzero(mask.any(1))[:, 0]
+    cols = torch.nonzero(mask.any(0))[:, 0]
+    if not len(rows):
+        return slice(0, h), slice(0, w)
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, h)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, w)))
 
 
 def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None,
