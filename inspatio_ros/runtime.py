@@ -90,3 +90,38 @@ def unpin_host_memory(address: int) -> None:
 
     cudart = torch.cuda.cudart()
     cudart.cudaHostUnregister(address)
+
+
+def use_numba_workqueue() -> None:
+    """numba's own thread pool for this process's CPU kernels, unless NUMBA_THREADING_LAYER says
+    otherwise. Its OpenMP pool (the default where libgomp exists) stalled whenever other processes
+    wanted the cores too, as the node's writer and the DDS readers do on a 2-core machine: a frame
+    took 560 ms instead of 77 ms (measured under load). Call before the first kernel compiles."""
+    import os
+
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+_kernel_modules: dict = {}
+
+
+def optional_cpu_kernels(module: str):
+    """The numba kernel module ``module`` (dotted name), imported once per process; None without
+    numba or with INSPATIO_CPU_KERNELS=0 (the caller then runs its eager PyTorch path)."""
+    import importlib
+    import os
+
+    if os.environ.get("INSPATIO_CPU_KERNELS") == "0":
+        return None
+    if module not in _kernel_modules:
+        try:
+            use_numba_workqueue()
+        except ImportError:
+            _kernel_modules[module] = None
+        else:
+            _kernel_modules[module] = importlib.import_module(module)
+    return _kernel_modules[module]
+

@@ -136,29 +136,12 @@ class SeenThrough:
         return count.reshape(H, W)
 
 
-_kernels = None
-
-
 def view_check_kernels():
     """The view check's numba kernel module (cpu_kernels.py), loaded once; None without numba or
     with INSPATIO_CPU_KERNELS=0 (eager PyTorch, as for the Renderer)."""
-    global _kernels
-    import os
+    from ..runtime import optional_cpu_kernels
 
-    if os.environ.get("INSPATIO_CPU_KERNELS") == "0":
-        return None
-    if _kernels is None:
-        try:
-            import numba
-        except ImportError:
-            _kernels = False
-        else:
-            if "NUMBA_THREADING_LAYER" not in os.environ:
-                numba.config.THREADING_LAYER = "workqueue"     # as render/cpu.py
-            from . import cpu_kernels as module
-
-            _kernels = module
-    return _kernels or None
+    return optional_cpu_kernels("inspatio_ros.ingest.cpu_kernels")
 
 
 def large_regions(mask: np.ndarray, min_area: float) -> np.ndarray:

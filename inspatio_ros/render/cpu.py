@@ -15,7 +15,6 @@ Renderer uses the PyTorch path.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
@@ -99,13 +98,9 @@ def thread_kernels():
     :func:`serial_kernels` their single-threaded twins."""
     global _kernels, _serial_kernels
     if _kernels is None:
-        import numba
+        from ..runtime import use_numba_workqueue
 
-        if "NUMBA_THREADING_LAYER" not in os.environ:
-            # numba's plain thread pool. Its OpenMP pool (the default where libgomp exists) stalled
-            # whenever other processes wanted the cores too, as the node's writer and the DDS readers
-            # do on a 2-core machine: a frame took 560 ms instead of 77 ms (measured under load).
-            numba.config.THREADING_LAYER = "workqueue"
+        use_numba_workqueue()
         from . import cpu_kernels as k
 
         _kernels = {name: getattr(k, name) for name in KERNEL_NAMES}

@@ -139,7 +139,7 @@ def test_stored_precision_costs_no_render_quality(tmp_path):
     assert 10 * np.log10(1.0 / max(mse, 1e-20)) > 50.0
 
 
-def _rewrite(path, change_tensors=None, change_meta=None):
+def rewrite_world_file(path, change_tensors=None, change_meta=None):
     from safetensors.numpy import load_file, save_file
 
     raw = path.read_bytes()
@@ -168,7 +168,13 @@ def _rewrite(path, change_tensors=None, change_meta=None):
 ])
 def test_corrupt_gaussian_layer_is_one_clear_error(tmp_path, damage, words):
     path = gaussian_world().save(tmp_path / "w.safetensors")
-    _rewrite(path, damage)
+    rewrite_world_file(path, damage)
+    assert_one_clear_gaussian_layer_error(path, words)
+
+
+def assert_one_clear_gaussian_layer_error(path, words):
+    """Loading ``path`` fails with one InputError line matching ``words`` that names the file and
+    the fix (optimize the world again)."""
     with pytest.raises(WorldFileError, match=words) as err:
         World.load(path)
     message = str(err.value)
@@ -178,10 +184,10 @@ def test_corrupt_gaussian_layer_is_one_clear_error(tmp_path, damage, words):
 
 def test_wrong_version_keeps_the_existing_errors(tmp_path):
     path = gaussian_world().save(tmp_path / "w.safetensors")
-    _rewrite(path, change_meta=lambda m: m.update(version=4))
+    rewrite_world_file(path, change_meta=lambda m: m.update(version=4))
     with pytest.raises(WorldFileError, match="format version 4.*upgrade inspatio_ros"):
         World.load(path)
-    _rewrite(path, change_meta=lambda m: m.update(version=0))
+    rewrite_world_file(path, change_meta=lambda m: m.update(version=0))
     with pytest.raises(WorldFileError, match="rebuild"):
         World.load(path)
 

@@ -91,31 +91,12 @@ def _mean_of_smallest(values, k: int) -> torch.Tensor:
     return total / len(best)
 
 
-_kernels = None
-
-
 def cpu_kernels():
     """The sweep's numba kernels (cpu_kernels.py), loaded once per process; None without numba or
     with INSPATIO_CPU_KERNELS=0 (eager PyTorch, as for the Renderer)."""
-    global _kernels
-    import os
+    from ...runtime import optional_cpu_kernels
 
-    if os.environ.get("INSPATIO_CPU_KERNELS") == "0":
-        return None
-    if _kernels is None:
-        try:
-            import numba
-        except ImportError:
-            _kernels = False
-        else:
-            if "NUMBA_THREADING_LAYER" not in os.environ:
-                # numba's own thread pool, as the CPU renderer uses (render/cpu.py: its OpenMP pool
-                # stalls when other processes want the cores too).
-                numba.config.THREADING_LAYER = "workqueue"
-            from . import cpu_kernels as module
-
-            _kernels = module
-    return _kernels or None
+    return optional_cpu_kernels("inspatio_ros.ingest.mvs.cpu_kernels")
 
 
 def _flat(t: torch.Tensor) -> np.ndarray:
@@ -522,6 +503,16 @@ REFERENCE_SCENE_DEPTH = 20.0
 REFERENCE_BAND = (10.0, 40.0)
 
 
+def landmark_depths_in_view(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray) -> np.ndarray:
+    """Depths (z in camera ``c2w``) of the ``landmarks`` (N,3) in front of it that land in its image."""
+    pc = (landmarks - c2w[:3, 3]) @ c2w[:3, :3]
+    z = pc[:, 2]
+    front = z > 1e-9
+    u = pc[front, 0] / z[front] * intr.fx + intr.cx
+    v = pc[front, 1] / z[front] * intr.fy + intr.cy
+    return z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
+
+
 def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None, indices: list[int],
                       max_frames: int = 64) -> float:
     """Pose units per unit of MVSSettings' lengths (source_baseline, near): the median over (up to
@@ -536,12 +527,7 @@ def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray |
     pick = np.asarray(indices)[np.linspace(0, len(indices) - 1, min(max_frames, len(indices))).round().astype(int)]
     medians = []
     for i in pick:
-        pc = (landmarks - c2w[i][:3, 3]) @ c2w[i][:3, :3]
-        z = pc[:, 2]
-        front = z > 1e-9
-        u = pc[front, 0] / z[front] * intr.fx + intr.cx
-        v = pc[front, 1] / z[front] * intr.fy + intr.cy
-        seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
+        seen = landmark_depths_in_view(c2w[i], intr, landmarks)
         if len(seen) >= 20:
             medians.append(float(np.median(seen)))
     if not medians:
@@ -572,12 +558,7 @@ def depth_bounds(c2w_ref: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | 
     them at the wrong depth: street depth AbsRel 0.127 with that bound, 0.105 with 1.0 m.
     ``length_unit`` (scene_length_unit) scales ``settings.near`` to the scene."""
     if landmarks is not None and len(landmarks) >= 20:
-        pc = (landmarks - c2w_ref[:3, 3]) @ c2w_ref[:3, :3]
-        z = pc[:, 2]
-        front = z > 1e-9
-        u = pc[front, 0] / z[front] * intr.fx + intr.cx
-        v = pc[front, 1] / z[front] * intr.fy + intr.cy
-        seen = z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
+        seen = landmark_depths_in_view(c2w_ref, intr, landmarks)
         if len(seen) >= 20:
             near = min(0.6 * float(np.percentile(seen, 2)), settings.near * length_unit)
             far = 2.0 * float(np.percentile(seen, 98))
