@@ -50,6 +50,14 @@ beside the output (OUTPUT.ckpt) and removes it once the world is written.
 
 Rasterizer: gaussians/backend.py (gsplat on CUDA where installed, else the reference).
 
+Step cost on a GPU: an ordinary step reads nothing back from the device (test_optimize_speed.py
+checks it), so the host queues step n+1 while the GPU runs step n: the loss and PSNR stay on the
+device and are read every READ_EVERY steps; the rows a frame draws are worked out at each
+densification (every row as it is without dynamic Gaussians, else the static rows merged with
+the frame's alive dynamic ones), not by torch.nonzero per step; the depth term is a masked mean;
+Adam is fused on CUDA; checkpoints are written at most every CHECKPOINT_MIN_SECONDS. Only the
+densification steps and gsplat's own tile count read the device.
+
 Deterministic with ``seed`` on the CPU (frame order and split samples come from a generator seeded
 by it). Not yet: a sky model, opacity reset (issue 20).
 """
@@ -70,6 +78,13 @@ from ..progress import progress
 from .model import (SURFEL_SPLIT_VERSION, GaussianParams, fit_surfel_colours, from_surfels, from_world,
                     source_footprint, surfel_samples, world_arrays)
 from .backend import BACKENDS, rasterize, resolve_backend
+
+
+# Steps whose loss and PSNR are read to the host together (the progress bar shows them this often).
+READ_EVERY = 10
+# A checkpoint of 1-2 M Gaussians with their Adam moments is 0.4-0.8 GB: at most one this often,
+# whatever checkpoint_every says (at 100 steps a second, 500 steps would be one every 5 s).
+CHECKPOINT_MIN_SECONDS = 60.0
 
 
 @dataclass
@@ -187,13 +202,14 @@ def scene_size(world, means: torch.Tensor) -> float:
     return max(path * 1.1, points, 1e-3)
 
 
-class _Trainable:
+class TrainableGaussians:
     """The Gaussians' parameters as leaf tensors in one Adam, with the row edits densification
     needs (the optimizer's moments follow the rows; new rows start with zero moments)."""
 
     NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh0", "sh1")
 
-    def __init__(self, g: GaussianParams, s: OptimizeSettings, size: float, device):
+    def __init__(self, g: GaussianParams, s: OptimizeSettings, size: float, device, frame_times: list[float]):
+        self.frame_times = frame_times
         self.params = {
             "means": g.means, "log_scales": g.log_scales, "quats": g.quats, "opacity_logits": g.opacity_logits,
             "sh0": g.sh[:, :1], "sh1": g.sh[:, 1:],
@@ -203,8 +219,31 @@ class _Trainable:
         self.t_start, self.t_end = g.t_start.to(device), g.t_end.to(device)
         self.base_lr = {"means": s.lr_means * size, "log_scales": s.lr_scales, "quats": s.lr_quats,
                         "opacity_logits": s.lr_opacity, "sh0": s.lr_sh0, "sh1": s.lr_sh1}
+        # Fused (one kernel for every parameter) on CUDA; the CPU keeps the default implementation,
+        # whose results the seeded CPU runs are compared against.
         self.optim = torch.optim.Adam([{"params": [self.params[k]], "lr": self.base_lr[k], "name": k}
-                                       for k in self.NAMES], eps=1e-15)
+                                       for k in self.NAMES], eps=1e-15, fused=torch.device(device).type == "cuda")
+        self._index_rows()
+
+    def _index_rows(self) -> None:
+        """Which rows each source frame draws, worked out once per edit rather than every step (a
+        per-step torch.nonzero waits for the GPU): None for a frame where every Gaussian exists
+        (always, without dynamic Gaussians: the parameters go to the rasterizer as they are),
+        else the alive dynamic rows, merged with the static rows at the step (_rows_of)."""
+        static = torch.isinf(self.t_start) & torch.isinf(self.t_end)
+        dynamic_rows = torch.nonzero(~static)[:, 0]
+        self.static_rows = torch.nonzero(static)[:, 0]
+        self.alive_dynamic: list[torch.Tensor | None] = []
+        ts, te = self.t_start[dynamic_rows], self.t_end[dynamic_rows]
+        for t in self.frame_times:
+            alive = (ts <= t) & (t <= te)
+            self.alive_dynamic.append(None if bool(alive.all()) else dynamic_rows[alive])
+
+    def rows_of(self, frame: int) -> torch.Tensor | None:
+        """The rows frame ``frame`` draws in ascending order (as torch.nonzero of its alive mask
+        gives them), or None for every row; no host synchronisation."""
+        alive = self.alive_dynamic[frame]
+        return None if alive is None else torch.sort(torch.cat([self.static_rows, alive])).values
 
     def __len__(self) -> int:
         return int(self.params["means"].shape[0])
@@ -224,6 +263,7 @@ class _Trainable:
             self.params[name] = value
         self.t_start = torch.cat([self.t_start[keep], new_t[0]])
         self.t_end = torch.cat([self.t_end[keep], new_t[1]])
+        self._index_rows()
 
     def as_params(self) -> GaussianParams:
         p = self.params
@@ -231,7 +271,7 @@ class _Trainable:
                               torch.cat([p["sh0"], p["sh1"]], 1), self.t_start, self.t_end)
 
 
-def _densify(tr: _Trainable, grad_sum: torch.Tensor, grad_count: torch.Tensor, s: OptimizeSettings,
+def _densify(tr: TrainableGaussians, grad_sum: torch.Tensor, grad_count: torch.Tensor, s: OptimizeSettings,
              size: float, gen: torch.Generator) -> tuple[int, int, int]:
     """One densify-and-prune pass; returns (cloned, split, pruned)."""
     p = {k: v.detach() for k, v in tr.params.items()}
@@ -271,6 +311,12 @@ def _densify(tr: _Trainable, grad_sum: torch.Tensor, grad_count: torch.Tensor, s
         keep = ~(prune | split)
     tr.edit(keep, new, new_t)
     return int(clone.sum()), int(split.sum()), int(prune.sum())
+
+
+def _shuffled_frames(count: int, gen: torch.Generator) -> list[int]:
+    """The next epoch's frame order (popped from the end), from the seeded host-side generator: a
+    list on the host, read without waiting for the device."""
+    return torch.randperm(count, generator=gen).tolist()
 
 
 def pose_exp(delta: torch.Tensor) -> torch.Tensor:
@@ -378,6 +424,9 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     state = _load_checkpoint(checkpoint, s, world, device) if resume and checkpoint and checkpoint.exists() else None
     frames = _load_targets(world, load_frame, device)
     depths = depth_targets(world, device) if s.depth_weight > 0 else [None] * len(frames)
+    # Per frame: where the build's depth is known, and that depth with 1 elsewhere (a NaN there
+    # would reach the gradient through the masked loss).
+    depths = [None if d is None else (torch.isfinite(d), torch.where(torch.isfinite(d), d, 1.0)) for d in depths]
     K = torch.as_tensor(intr.K, dtype=torch.float32, device=device)[None]
     c2w_all = torch.as_tensor(world.frame_c2w, dtype=torch.float32, device=device)
     times = [float(t) for t in world.frame_time]
@@ -388,7 +437,7 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         g0 = GaussianParams(g0.means[pick], g0.log_scales[pick], g0.quats[pick], g0.opacity_logits[pick],
                             g0.sh[pick], g0.t_start[pick], g0.t_end[pick])
     size = scene_size(world, g0.means)
-    tr = _Trainable(g0, s, size, device)
+    tr = TrainableGaussians(g0, s, size, device, times)
     exposure = torch.zeros((len(frames), 3, 4), device=device)
     exposure[:, :, :3] = torch.eye(3, device=device)
     # An optimized world keeps its source frames' colour transforms (info.optimized.exposure): the
@@ -413,7 +462,7 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     order: list[int] = []
     first_step = 1
     if state is not None:
-        tr = _Trainable(GaussianParams(**state["gaussians"]), s, size, device)
+        tr = TrainableGaussians(GaussianParams(**state["gaussians"]), s, size, device, times)
         tr.optim.load_state_dict(state["adam"])
         with torch.no_grad():
             exposure.copy_(state["exposure"])
@@ -428,6 +477,19 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         first_step = int(state["step"]) + 1
         if log is not None:
             log(f"resuming from {checkpoint} after step {state['step']}")
+    # Each step's loss and image MSE stay on the device until READ_EVERY steps have passed: reading
+    # one (float()) waits for the GPU to finish the step, so every step would wait for its own.
+    pending: list[torch.Tensor] = []
+
+    def read_pending() -> None:
+        if pending:
+            for loss_value, mse in torch.stack(pending).tolist():
+                losses.append(loss_value)
+                psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+            pending.clear()
+
+    half_image = torch.tensor([W / 2.0, H / 2.0], device=device)
+    last_checkpoint = -math.inf
     start = time.monotonic()
     deadline = None if s.max_minutes is None else start + 60.0 * s.max_minutes
     bar = progress(total=s.iterations, desc="optimizing", unit="step")
@@ -435,7 +497,7 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     step = first_step - 1
     for step in range(first_step, s.iterations + 1):
         if not order:
-            order = torch.randperm(len(frames), generator=gen).tolist()
+            order = _shuffled_frames(len(frames), gen)
         f = order.pop()
         # Centres' learning rate decays exponentially to 1 % over the run (gsplat's schedule); the
         # pose corrections' to 10 %.
@@ -443,15 +505,13 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         tr.optim.param_groups[0]["lr"] = tr.base_lr["means"] * 0.01 ** progress_share
         pose_optim.param_groups[0]["lr"] = s.lr_pose_rotation * 0.1 ** progress_share
         pose_optim.param_groups[1]["lr"] = s.lr_pose_translation * 0.1 ** progress_share
-        alive = (tr.t_start <= times[f]) & (times[f] <= tr.t_end)
-        idx = torch.nonzero(alive)[:, 0]
-        p = tr.params
+        idx = tr.rows_of(f)
+        p = tr.params if idx is None else {k: v[idx] for k, v in tr.params.items()}
         c2w = c2w_all[f:f + 1]
         if refine_poses and f != 0:
             c2w = c2w @ pose_exp(torch.cat([pose_rot[f:f + 1], pose_trans[f:f + 1]], 1))
-        out = rasterize(p["means"][idx], p["quats"][idx], torch.exp(p["log_scales"][idx]),
-                        torch.sigmoid(p["opacity_logits"][idx]), torch.cat([p["sh0"], p["sh1"]], 1)[idx],
-                        K, c2w, W, H, backend=backend)
+        out = rasterize(p["means"], p["quats"], torch.exp(p["log_scales"]), torch.sigmoid(p["opacity_logits"]),
+                        torch.cat([p["sh0"], p["sh1"]], 1), K, c2w, W, H, backend=backend)
         out.means2d.retain_grad()
         rgb = out.rgb[0].permute(2, 0, 1)                            # (3,H,W)
         rgb = torch.einsum("ij,jhw->ihw", exposure[f, :, :3], rgb) + exposure[f, :, 3, None, None]
@@ -459,26 +519,33 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         l1 = (rgb - target).abs().mean()
         loss = (1 - s.ssim_weight) * l1 + s.ssim_weight * (1 - ssim(rgb[None], target[None], window))
         if depths[f] is not None:
-            use = torch.isfinite(depths[f]) & (out.coverage[0].detach() > 0.5)
-            if bool(use.any()):
-                loss = loss + s.depth_weight * ((out.depth[0][use] - depths[f][use]).abs() / depths[f][use]).mean()
+            # The mean over the confident pixels the render covers, as a masked sum (no host read of
+            # the mask's count); 0 where there is none.
+            known, depth = depths[f]
+            use = known & (out.coverage[0].detach() > 0.5)
+            relative = (out.depth[0] - depth).abs() / depth
+            loss = loss + s.depth_weight * torch.where(use, relative, 0.0).sum() / use.sum().clamp_min(1)
         tr.optim.zero_grad(set_to_none=True)
         exposure_optim.zero_grad(set_to_none=True)
         pose_optim.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             if step < densify_until:
-                g2 = out.means2d.grad[0] * torch.tensor([W / 2.0, H / 2.0], device=device)
                 seen = out.radii[0] > 0
-                grad_sum.index_add_(0, idx[seen], g2[seen].norm(dim=-1))
-                grad_count.index_add_(0, idx[seen], torch.ones(int(seen.sum()), device=device))
-            mse = float(((rgb.clamp(0, 1) - target) ** 2).mean())
+                g2 = torch.where(seen, (out.means2d.grad[0] * half_image).norm(dim=-1), 0.0)
+                if idx is None:
+                    grad_sum += g2
+                    grad_count += seen.to(grad_count.dtype)
+                else:
+                    grad_sum.index_add_(0, idx, g2)
+                    grad_count.index_add_(0, idx, seen.to(grad_count.dtype))
+            pending.append(torch.stack([loss.detach(), ((rgb.clamp(0, 1) - target) ** 2).mean()]))
         tr.optim.step()
         exposure_optim.step()
         if refine_poses and f != 0:
             pose_optim.step()
-        losses.append(float(loss.detach()))
-        psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+        if step % READ_EVERY == 0 or step == s.iterations:
+            read_pending()
         if s.densify_from <= step < densify_until and step % s.densify_every == 0:
             cloned, split, pruned = _densify(tr, grad_sum, grad_count, s, size, gen)
             grad_sum = torch.zeros(len(tr), device=device)
@@ -490,7 +557,10 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
             recent = slice(-min(len(losses), 20), None)
             bar.set_postfix(loss=f"{np.mean(losses[recent]):.4f}", psnr=f"{np.mean(psnrs[recent]):.2f}",
                             gaussians=len(tr))
-        if checkpoint is not None and step % s.checkpoint_every == 0 and step < s.iterations:
+        if checkpoint is not None and step % s.checkpoint_every == 0 and step < s.iterations \
+                and time.monotonic() - last_checkpoint >= CHECKPOINT_MIN_SECONDS:
+            read_pending()
+            last_checkpoint = time.monotonic()
             g = tr.as_params()
             _save_checkpoint(checkpoint, {
                 "format": "inspatio_optimize_checkpoint", "settings": asdict(s), "step": step,
@@ -506,6 +576,7 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         if on_step is not None:
             on_step(step)
         if deadline is not None and time.monotonic() >= deadline:
+            read_pending()
             if log is not None:
                 log(f"--max-minutes {s.max_minutes} reached after {step} of {s.iterations} steps")
             break
