@@ -33,6 +33,7 @@ from .. import __version__
 from ..errors import InputError
 from ..posefile import read_poses
 from ..render import resolve_device
+from ..runtime import return_free_memory
 from ..world import World, sha256_of
 from .depth import Depth, given_depth, refine_scale_by_road_plane, resolve_depth
 from .fingerprint import heldout_fingerprint
@@ -117,6 +118,9 @@ def build_world(input_path: str | Path, settings: BuildSettings | None = None, *
     t_stage, cpu_stage = time.time(), time.process_time()
     with _one_torch_thread_beside_kernels(dev):
         frame_depth = resolve_depth(frames, camera_poses, known_depth, left_out, s.mvs, dev)
+    # MVS frees its per-frame tensors as it goes, but glibc keeps the freed heap (its mmap threshold
+    # rises to the largest block freed): give it back before fusion reads the world into memory.
+    return_free_memory()
     if known_depth is None:
         seconds["dense depth (MVS)"] = round(time.time() - t_stage, 2)
         cpu_seconds["dense depth (MVS)"] = round(time.process_time() - cpu_stage, 2)

@@ -30,6 +30,7 @@ from ..camera import Intrinsics
 from ..errors import InputError
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
+from ..runtime import return_free_memory
 from ..world import encode_normals
 from .consistency import SeenThrough, large_regions, spread_moving_at, view_check_kernels
 from .depth import Depth
@@ -44,6 +45,13 @@ class FusionSettings:
     max_depth: float = 300.0         # metres: finite depths beyond this are dropped as unreliable
     overlap: float = 1.5             # surfel diameter / pixel footprint (>1 closes gaps between points)
     novelty_tolerance: float = 0.03  # relative depth difference that makes a pixel a new surface
+    # Relative uncertainty of one depth map (None: the depth source's own: multi-view stereo keeps
+    # depths whose 0.5 px match error moves them by up to MVSSettings.max_depth_uncertainty; given
+    # depth: 0). Two maps of one surface then differ by up to sqrt(2) times that, and a pixel is a
+    # new surface only beyond it (same_surface_tolerance): with 3 % against MVS's 5 %, a third of
+    # every frame's pixels were added again as hidden shells behind the nearest earlier
+    # measurement (docs/notes/2026-12-05-build-memory.md).
+    depth_uncertainty: float | None = None
     refine_ratio: float = 1.6        # add a pixel when the world's surfel is this much coarser
     grazing_limit: float = 0.25      # cos of the steepest view angle a surfel is sized for
     edge_jump: float = 0.1           # relative depth step to a nearer neighbour that marks an edge
@@ -67,6 +75,19 @@ class FusionSettings:
     # local surfels are thinned to every S-th pixel across and down (S as small as fits; radius S
     # times larger). The clips measured so far (the dashcam clip at 640 px: 51 M) stay whole.
     local_max_points: int = 60_000_000
+
+
+def same_surface_tolerance(settings: FusionSettings, mvs_info: dict | None) -> float:
+    """The relative depth difference within which a pixel and the world's surfel drawn there are
+    one surface: settings.novelty_tolerance, or the combined uncertainty of two depth maps
+    (sqrt(2) x one map's: FusionSettings.depth_uncertainty, else the MVS settings' own bound) where
+    that is larger."""
+    uncertainty = settings.depth_uncertainty
+    if uncertainty is None:
+        uncertainty = 0.0 if mvs_info is None else float(mvs_info["settings"]["max_depth_uncertainty"])
+    if not (np.isfinite(uncertainty) and uncertainty >= 0):
+        raise InputError(f"depth uncertainty {uncertainty} is not valid", "give a relative uncertainty >= 0, e.g. 0.05")
+    return max(settings.novelty_tolerance, float(np.sqrt(2.0)) * uncertainty)
 
 
 def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w: np.ndarray,
@@ -207,9 +228,11 @@ class WorldFuser:
     """Accumulates surfels frame by frame, adding only what the world does not yet explain."""
 
     def __init__(self, intr: Intrinsics, settings: FusionSettings, device: torch.device,
-                 fill_ceiling: np.ndarray | None = None):
+                 fill_ceiling: np.ndarray | None = None, same_surface: float | None = None):
         self.intr = intr
         self.settings = settings
+        # relative depth difference within which a pixel is the surface already drawn there
+        self.same_surface = settings.novelty_tolerance if same_surface is None else same_surface
         self.device = device
         # The world's surfels go to disk as they are made (spill.AppendColumn) and are read back
         # once, at the end: in lists of chunks and concatenated they were in memory twice.
@@ -289,7 +312,7 @@ class WorldFuser:
             existing_radius = shown_radius[valid]
             own_depth = (xyz - c2w[:3, 3]) @ c2w[:3, 2]
             s = self.settings
-            new_surface = np.abs(shown - own_depth) > s.novelty_tolerance * own_depth
+            new_surface = np.abs(shown - own_depth) > self.same_surface * own_depth
             coarser = existing_radius > s.refine_ratio * rad
             keep = ~covered | new_surface | coarser
         if keep.any():
@@ -383,7 +406,8 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     fs, intr, c2w, times = frames.fs, frames.intrinsics, poses.c2w, poses.times
     height, width = frames.shape
     seconds: dict[str, float] = {}
-    fuser = WorldFuser(intr, settings, device, fill_ceiling=depth.fill_ceiling)
+    fuser = WorldFuser(intr, settings, device, fill_ceiling=depth.fill_ceiling,
+                       same_surface=same_surface_tolerance(settings, depth.mvs_info))
     started, cpu_started = time.time(), time.process_time()
     added = []
     coverage = []
@@ -427,16 +451,21 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
             fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i], local_step)
     if view is not None:
         seconds["view consistency"] = round(check_seconds, 2)
+    held_at_once = {"surfels compared": fuser.peak_active}
+    if view is not None:
+        held_at_once.update({"depth maps (view check)": view.check.peak_alive, "depth maps (fusion)": view.peak_alive})
+    # The world is read back from its spill files next, all of it at once: free what only the
+    # frame-by-frame work held first (the surfels new frames were compared with, the view check's
+    # window) and hand glibc's freed heap back to the OS, so the two are not in memory together.
+    fuser.cloud = fuser.last_drawn = view = None
+    return_free_memory()
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
     seconds["fusion"] = round(time.time() - started - check_seconds, 2)
-    cpu_seconds = {**({"view consistency": round(check_cpu, 2)} if view is not None else {}),
+    cpu_seconds = {**({"view consistency": round(check_cpu, 2)} if check else {}),
                    "fusion": round(time.process_time() - cpu_started - check_cpu, 2)}
-    held = {"surfels compared": fuser.peak_active}
-    if view is not None:
-        held.update({"depth maps (view check)": view.check.peak_alive, "depth maps (fusion)": view.peak_alive})
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
-                 seen_through_share, seconds, cpu_seconds, held, notes)
+                 seen_through_share, seconds, cpu_seconds, held_at_once, notes)
 
 
 def local_pixel_step(frames: int, pixels: int, max_points: int) -> int:
