@@ -70,6 +70,13 @@ class FusionSettings:
     # drawn in one (0: forever). Comparing with the whole world made fusion's time grow with the
     # square of the video's length (every frame rendered every surfel so far).
     active_window: int = 32
+    # The static layer's points in all (0: no limit). Each fused frame adds at most its even share
+    # (unused shares pass to later frames); a frame over it adds every S-th pixel across and down of
+    # what it would add, radius S times larger (static_grid_step), and the report says on how many
+    # frames. Fusion adds ~13 % of each frame's pixels on a drive (refinement as surfaces come
+    # closer, new surfaces): a 10-minute 640x360 10 Hz video would add ~180 M points (4.7 GB);
+    # the clips measured so far stay far below it (the dashcam clip at 640 px: 15 M).
+    static_max_points: int = 100_000_000
     # The frame-local layer holds every pixel of every fused frame: 230 k points (9.7 MB) a frame at
     # 640x360, 58 GB for 10 minutes at 10 frames/s. Beyond this many points in all, each frame's
     # local surfels are thinned to every S-th pixel across and down (S as small as fits; radius S
@@ -249,6 +256,7 @@ class WorldFuser:
         # with) the last of them it was drawn in: surfels not drawn for settings.active_window
         # frames leave ``cloud`` (they stay in the world), so it holds what the recent frames see.
         self.frames_added = 0
+        self.thinned_frames = 0      # frames whose added surfels were thinned to their budget
         self.last_drawn: torch.Tensor | None = None
         self.peak_active = 0
         # On the CPU the world is rendered into each new frame by the renderer's numba kernels
@@ -287,9 +295,10 @@ class WorldFuser:
             self.last_drawn = self.last_drawn[recent]
 
     def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
-                  exclude: np.ndarray | None = None) -> int:
+                  exclude: np.ndarray | None = None, budget: int | None = None) -> int:
         """Add one frame's surfels the world does not yet explain; ``exclude`` (HxW bool): pixels
-        never to add (points that other frames see through)."""
+        never to add (points that other frames see through); ``budget``: the most points to add
+        (None: no limit; over it the added pixels are thinned, static_grid_step)."""
         if exclude is not None and exclude.any():
             depth = np.where(exclude, np.nan, depth)
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, depth, self.intr, c2w, self.settings, self.device)
@@ -315,6 +324,11 @@ class WorldFuser:
             new_surface = np.abs(shown - own_depth) > self.same_surface * own_depth
             coarser = existing_radius > s.refine_ratio * rad
             keep = ~covered | new_surface | coarser
+        if budget is not None and keep.sum() > budget:
+            step = static_grid_step(keep, valid, budget)
+            keep &= _grid(valid.shape, step)[valid]
+            rad = rad * np.float32(step)
+            self.thinned_frames += 1
         if keep.any():
             self.parts["xyz"].append(xyz[keep])
             self.parts["rgb"].append(col[keep])
@@ -337,9 +351,7 @@ class WorldFuser:
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
                                                        self.settings, self.device)
         if step > 1:
-            grid = np.zeros(valid.shape, bool)
-            grid[step // 2::step, step // 2::step] = True
-            pick = grid[valid]
+            pick = _grid(valid.shape, step)[valid]
             xyz, col, rad, nrm = xyz[pick], col[pick], rad[pick] * np.float32(step), nrm[pick]
         if not len(xyz):
             return 0
@@ -444,7 +456,8 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
             exclude = moving if exclude is None else exclude | moving
             t0, t1 = spans[i]
             fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
-        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude))
+        budget = static_budget(settings.static_max_points, len(fused_idx), k, sum(added))
+        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude, budget))
         if frame_local:
             # The frame's own surfels, seen-through ones included (the check compares with frames
             # far away, whose depth is the less reliable one); moving objects stay in their own spans.
@@ -459,6 +472,9 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     # window) and hand glibc's freed heap back to the OS, so the two are not in memory together.
     fuser.cloud = fuser.last_drawn = view = None
     return_free_memory()
+    if fuser.thinned_frames:
+        notes += (f"static layer thinned on {fuser.thinned_frames} of {len(fused_idx)} frames to keep within "
+                  f"FusionSettings.static_max_points ({settings.static_max_points / 1e6:g} M points)",)
     xyz, rgb, radius, normal, frame = fuser.arrays()
     dynamic = fuser.dynamic_arrays()
     seconds["fusion"] = round(time.time() - started - check_seconds, 2)
@@ -466,6 +482,32 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
                    "fusion": round(time.process_time() - cpu_started - check_cpu, 2)}
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
                  seen_through_share, seconds, cpu_seconds, held_at_once, notes)
+
+
+def _grid(shape: tuple[int, int], step: int) -> np.ndarray:
+    """HxW bool: every ``step``-th pixel across and down (centred in its step x step cell)."""
+    grid = np.zeros(shape, bool)
+    grid[step // 2::step, step // 2::step] = True
+    return grid
+
+
+def static_grid_step(keep: np.ndarray, valid: np.ndarray, budget: int) -> int:
+    """The smallest pixel step S such that the pixels ``keep`` (over the ``valid`` pixels of the
+    image, as surfels_from_depth gives them) on every S-th pixel across and down number at most
+    ``budget`` (the whole image's width at most: then one pixel or none)."""
+    step = 2
+    while step < max(valid.shape) and int((keep & _grid(valid.shape, step)[valid]).sum()) > budget:
+        step += 1
+    return step
+
+
+def static_budget(max_points: int, frames: int, done: int, added: int) -> int | None:
+    """Points the next fused frame may add to the static layer so that ``frames`` frames add at most
+    ``max_points``: its even share so far (``done`` frames fused before it) less what they added
+    (a frame that added less leaves the rest to later ones). None: no limit (max_points 0)."""
+    if max_points <= 0:
+        return None
+    return max(0, max_points * (done + 1) // max(frames, 1) - added)
 
 
 def local_pixel_step(frames: int, pixels: int, max_points: int) -> int:

@@ -50,3 +50,25 @@ def test_a_measurement_within_the_uncertainty_is_the_surface_already_there():
     nearer = second.copy()
     nearer[:, :32] = 9.55                               # 4.5 % nearer: the same wall too
     assert _added(same_surface_tolerance(FusionSettings(), MVS_INFO), nearer) <= INTR.height * 32
+
+
+def test_each_frame_adds_at_most_its_share_of_the_static_budget():
+    from inspatio_ros.ingest.fusion import static_budget, static_grid_step
+
+    assert static_budget(0, 10, 3, 10**9) is None                          # no limit
+    assert static_budget(1000, 10, 0, 0) == 100                            # the first frame's share
+    assert static_budget(1000, 10, 4, 200) == 300                          # unused shares pass on
+    assert static_budget(1000, 10, 4, 900) == 0                            # never negative
+    valid = np.ones((48, 64), bool)
+    keep = np.ones(valid.sum(), bool)
+    step = static_grid_step(keep, valid, 200)
+    assert step == 4 and (48 // 4) * (64 // 4) <= 200 < (48 // 3) * (64 // 3)
+    # over a budget the frame adds every step-th pixel of what it would add, surfels step times larger
+    fuser = WorldFuser(INTR, FusionSettings(), torch.device("cpu"))
+    rgb = np.full((INTR.height, INTR.width, 3), 100, np.uint8)
+    added = fuser.add_frame(0, rgb, np.full((INTR.height, INTR.width), 10.0, np.float32), np.eye(4), budget=200)
+    assert 150 <= added <= 200 and fuser.thinned_frames == 1
+    whole = WorldFuser(INTR, FusionSettings(), torch.device("cpu"))
+    whole.add_frame(0, rgb, np.full((INTR.height, INTR.width), 10.0, np.float32), np.eye(4))
+    assert np.median(fuser.parts["radius"].array()) == pytest.approx(
+        4 * np.median(whole.parts["radius"].array()), rel=0.02)   # (radii vary a little with the ray)

@@ -2,6 +2,8 @@
 view check and fusion hold a window of frames, not the video, so memory does not grow with the
 video's length (issue 26 item 6). Each test runs the same stage on a short and a long input and
 checks that what it held at once did not grow."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,22 @@ def test_a_long_video_thins_the_frame_local_layer_to_its_budget():
     assert np.median(thinned.dynamic["dynamic_radius"][local]) == pytest.approx(
         2 * np.median(whole.dynamic["dynamic_radius"][len(whole.dynamic["dynamic_radius"]) - whole.local_points:]), rel=0.02)
     assert len(thinned.xyz) == len(whole.xyz)                # the static layer is not thinned
+
+
+def test_a_long_video_thins_the_static_layer_to_its_budget():
+    """Over static_max_points, frames add every S-th pixel of what they would add (their share of
+    the budget), and the build report says so; the world stays within the budget."""
+    import torch
+
+    from inspatio_ros.ingest.fusion import FusionSettings, fuse
+
+    frames, poses, depth = _wall_frames(12)
+    settings = FusionSettings(frame_local=False, check_neighbours=0)
+    whole = fuse(frames, poses, depth, np.zeros(12, bool), settings, torch.device("cpu"))
+    budget = len(whole.xyz) // 3
+    thinned = fuse(frames, poses, depth, np.zeros(12, bool), replace(settings, static_max_points=budget),
+                   torch.device("cpu"))
+    assert not any("static layer" in n for n in whole.notes)
+    assert 0.5 * budget < len(thinned.xyz) <= budget
+    assert any(n.startswith("static layer thinned on") for n in thinned.notes)
+    assert thinned.radius.max() > 1.9 * whole.radius.max()
