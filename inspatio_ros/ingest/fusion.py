@@ -73,9 +73,9 @@ class FusionSettings:
     # The static layer's points in all (0: no limit). Each fused frame adds at most its even share
     # (unused shares pass to later frames); a frame over it adds every S-th pixel across and down of
     # what it would add, radius S times larger (static_grid_step), and the report says on how many
-    # frames. Fusion adds ~13 % of each frame's pixels on a drive (refinement as surfaces come
-    # closer, new surfaces): a 10-minute 640x360 10 Hz video would add ~180 M points (4.7 GB);
-    # the clips measured so far stay far below it (the dashcam clip at 640 px: 15 M).
+    # frames. A drive adds ~23 % of each frame's pixels (street s0 480x270; mostly refinement as
+    # surfaces come closer): a 10-minute 640x360 10 Hz video would add ~320 M points (8.4 GB); the
+    # clips measured so far stay far below the budget (the dashcam clip at 640 px: DASH_STATIC).
     static_max_points: int = 100_000_000
     # The frame-local layer holds every pixel of every fused frame: 230 k points (9.7 MB) a frame at
     # 640x360, 58 GB for 10 minutes at 10 frames/s. Beyond this many points in all, each frame's
