@@ -75,7 +75,7 @@ class FusionSettings:
     # what it would add, radius S times larger (static_grid_step), and the report says on how many
     # frames. A drive adds ~23 % of each frame's pixels (street s0 480x270; mostly refinement as
     # surfaces come closer): a 10-minute 640x360 10 Hz video would add ~320 M points (8.4 GB); the
-    # clips measured so far stay far below the budget (the dashcam clip at 640 px: DASH_STATIC).
+    # clips measured so far stay far below the budget (the dashcam clip at 640 px: 18.3 M).
     static_max_points: int = 100_000_000
     # The frame-local layer holds every pixel of every fused frame: 230 k points (9.7 MB) a frame at
     # 640x360, 58 GB for 10 minutes at 10 frames/s. Beyond this many points in all, each frame's
