@@ -87,6 +87,13 @@ frame_local            bool           the dynamic layer also holds a frame-local
                                       ignore it still draw every point, in one pass.
 frame_local_points     int            how many of the dynamic points are frame-local (the rest
                                       are moving objects); present with ``frame_local``
+sky                    object         an optimized world's learned sky (gaussians/sky.py): an
+                                      equirectangular texture of colours by view direction
+                                      (``model``, ``up``, ``forward``, ``rgb`` rows x columns x
+                                      3), drawn behind the Gaussians where they leave a pixel
+                                      uncovered, and by the CPU renderer in the wide areas its
+                                      surfels leave empty. Readers without it draw the
+                                      background colour there.
 =====================  =============  ==========================================================
 """
 from __future__ import annotations

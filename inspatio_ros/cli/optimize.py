@@ -34,13 +34,16 @@ def add_optimize_options(p, prefix: str = "") -> None:
                         f"{d.depth_weight})")
     p.add_argument(f"--{prefix}pose-refine", action=argparse.BooleanOptionalAction, default=None,
                    help="refine the source frames' poses (default: on where they were estimated)")
+    p.add_argument(f"--{prefix}sky", action=argparse.BooleanOptionalAction, default=d.sky,
+                   help="learn a sky (a colour per view direction) behind the Gaussians instead of turning the "
+                        "build's far shell into Gaussians (default on)")
 
 
 def settings_from(args, prefix: str = "", seed: int = 0) -> OptimizeSettings:
     get = (lambda name: getattr(args, (prefix + name).replace("-", "_")))
     return OptimizeSettings(iterations=get("iterations"), max_minutes=get("max-minutes"), seed=seed,
                             budget=get("budget"), backend=get("backend"), depth_weight=get("depth-weight"),
-                            pose_refine=get("pose-refine"))
+                            pose_refine=get("pose-refine"), sky=get("sky"))
 
 
 def check_device(device, world, settings: OptimizeSettings, explicit: bool) -> None:

@@ -3,7 +3,8 @@ where gsplat is installed): one rasterizer pass per batch of cameras gives RGB, 
 (metres along the optical axis) and coverage (accumulated opacity), as RenderOutput.
 
 Coverage > 0.5 counts as seen; depth is NaN elsewhere (as the surfel renderer's holes), and the
-background colour shows through in proportion to what the Gaussians leave uncovered.
+world's sky (info.sky: gaussians/sky.py), or the background colour for a world without one, shows
+through in proportion to what the Gaussians leave uncovered.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from ..render.types import Cameras, RenderOutput
 from .backend import rasterize
 from .model import from_world
+from .sky import composite, world_sky
 
 COVERED = 0.5          # accumulated opacity above which a pixel counts as seen (coverage True, depth kept)
 
@@ -36,6 +38,9 @@ class GaussianDrawer:
         self.t_end = torch.cat([inf, layers[1].t_end.double()]).to(self.device)
         self.has_dynamic = len(layers[1]) > 0
         self.background = torch.tensor(background, dtype=torch.float32, device=self.device) / 255.0
+        self.sky = world_sky(world)
+        if self.sky is not None:
+            self.sky = self.sky.to(self.device).requires_grad_(False)
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -47,9 +52,11 @@ class GaussianDrawer:
             args = (self.means[idx], self.quats[idx], self.scales[idx], self.opacities[idx], self.sh[idx])
         else:
             args = (self.means, self.quats, self.scales, self.opacities, self.sh)
-        out = rasterize(*args, cameras.K.to(self.device), cameras.c2w.to(self.device), cameras.width, cameras.height,
-                        background=self.background, backend=self.backend)
+        K, c2w = cameras.K.to(self.device), cameras.c2w.to(self.device)
+        out = rasterize(*args, K, c2w, cameras.width, cameras.height,
+                        background=self.background if self.sky is None else None, backend=self.backend)
+        colour = out.rgb if self.sky is None else composite(out.rgb, out.coverage, self.sky, K, c2w)
         covered = out.coverage > COVERED
-        rgb = (out.rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+        rgb = (colour.clamp(0, 1) * 255).round().to(torch.uint8)
         depth = torch.where(covered, out.depth, torch.full_like(out.depth, float("nan")))
         return RenderOutput(rgb, depth, covered)

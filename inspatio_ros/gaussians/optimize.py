@@ -78,6 +78,7 @@ from ..progress import progress
 from .model import (SURFEL_SPLIT_VERSION, GaussianParams, fit_surfel_colours, from_surfels, from_world,
                     source_footprint, surfel_samples, world_arrays)
 from .backend import BACKENDS, rasterize, resolve_backend
+from .sky import SkyMap, composite, initial_sky, sky_shell, world_sky
 
 
 # Steps whose loss and PSNR are read to the host together (the progress bar shows them this often).
@@ -112,6 +113,8 @@ class OptimizeSettings:
     lr_pose_rotation: float = 1e-4   # radians
     lr_pose_translation: float = 1e-3  # metres
     checkpoint_every: int = 500      # steps between checkpoints (with a checkpoint path)
+    sky: bool = True                 # a learned sky behind the Gaussians instead of the build's far shell (sky.py)
+    lr_sky: float = 1e-2             # the sky texture's colours (0..1); decays to 10 %
     backend: str = "auto"            # gaussians/backend.py: auto | reference | gsplat
 
     def check(self, option_prefix: str = "--") -> None:
@@ -170,15 +173,23 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> torch.Tensor
     return s.mean()
 
 
-def initial_gaussians(world) -> GaussianParams:
-    """Every Gaussian the optimization starts from, one set (static ones with an infinite span)."""
+def initial_gaussians(world, without_sky_shell: bool = False) -> GaussianParams:
+    """Every Gaussian the optimization starts from, one set (static ones with an infinite span);
+    ``without_sky_shell``: not the static ones on the build's far shell (sky.sky_shell), which a
+    learned sky replaces."""
     if world.has_gaussians:
         static, dynamic = from_world(world, "static"), from_world(world, "dynamic")
+        if without_sky_shell:
+            near = torch.as_tensor(~sky_shell(world, static.means.numpy()))
+            static = GaussianParams(static.means[near], static.log_scales[near], static.quats[near],
+                                    static.opacity_logits[near], static.sh[near])
     else:
         if world.num_static == 0:
             raise InputError("the world has no surfels to start the Gaussians from",
                              "build it again with 'inspatio-ros build'")
-        static = from_surfels(world.static_xyz, world.static_rgb, world.static_radius, world.static_normal)
+        near = ~sky_shell(world, world.static_xyz) if without_sky_shell else slice(None)
+        static = from_surfels(world.static_xyz[near], world.static_rgb[near], world.static_radius[near],
+                              world.static_normal[near])
         # Moving objects only: a frame-local layer repeats the static surfaces frame by frame.
         rows = slice(None) if world.num_dynamic and not world.info.get("frame_local") else slice(0)
         dynamic = from_surfels(world.dynamic_xyz[rows], world.dynamic_rgb[rows], world.dynamic_radius[rows],
@@ -194,10 +205,12 @@ def initial_gaussians(world) -> GaussianParams:
 
 def scene_size(world, means: torch.Tensor) -> float:
     """Metres: the larger of the camera path's radius and the median distance of the Gaussians from
-    the cameras' centroid (a camera that only turns still sees a scene of some size)."""
+    the cameras' centroid (a camera that only turns still sees a scene of some size), the build's
+    far shell (sky.sky_shell) left out: it is where the sky was put, not part of the scene."""
     centres = torch.as_tensor(world.frame_c2w[:, :3, 3], dtype=torch.float32)
     mid = centres.mean(0)
     path = float((centres - mid).norm(dim=1).max())
+    means = means[torch.as_tensor(~sky_shell(world, means.detach().cpu().numpy()))]
     points = float((means - mid).norm(dim=1).median()) if len(means) else 0.0
     return max(path * 1.1, points, 1e-3)
 
@@ -431,7 +444,8 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     c2w_all = torch.as_tensor(world.frame_c2w, dtype=torch.float32, device=device)
     times = [float(t) for t in world.frame_time]
 
-    g0 = initial_gaussians(world)
+    g0 = initial_gaussians(world, without_sky_shell=s.sky)
+    sky = _initial_sky(world) if s.sky else None
     if len(g0) > s.budget:
         pick = torch.randperm(len(g0), generator=gen)[:s.budget].sort().values
         g0 = GaussianParams(g0.means[pick], g0.log_scales[pick], g0.quats[pick], g0.opacity_logits[pick],
@@ -453,6 +467,9 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     pose_optim = torch.optim.Adam([{"params": [pose_rot], "lr": s.lr_pose_rotation},
                                    {"params": [pose_trans], "lr": s.lr_pose_translation}])
     window = _gauss_window().to(device)
+    if sky is not None:
+        sky = sky.to(device)
+        sky_optim = torch.optim.Adam([sky.rgb], lr=s.lr_sky)
     grad_sum = torch.zeros(len(tr), device=device)
     grad_count = torch.zeros(len(tr), device=device)
     densify_until = int(s.densify_until * s.iterations)
@@ -469,6 +486,10 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
             pose_rot.copy_(state["pose_rotation"])
             pose_trans.copy_(state["pose_translation"])
         exposure_optim.load_state_dict(state["exposure_adam"])
+        if sky is not None:
+            with torch.no_grad():
+                sky.rgb.copy_(state["sky"])
+            sky_optim.load_state_dict(state["sky_adam"])
         pose_optim.load_state_dict(state["pose_adam"])
         grad_sum, grad_count = state["grad_sum"].to(device), state["grad_count"].to(device)
         gen.set_state(state["generator"])
@@ -505,6 +526,8 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         tr.optim.param_groups[0]["lr"] = tr.base_lr["means"] * 0.01 ** progress_share
         pose_optim.param_groups[0]["lr"] = s.lr_pose_rotation * 0.1 ** progress_share
         pose_optim.param_groups[1]["lr"] = s.lr_pose_translation * 0.1 ** progress_share
+        if sky is not None:
+            sky_optim.param_groups[0]["lr"] = s.lr_sky * 0.1 ** progress_share
         idx = tr.rows_of(f)
         p = tr.params if idx is None else {k: v[idx] for k, v in tr.params.items()}
         c2w = c2w_all[f:f + 1]
@@ -513,7 +536,7 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         out = rasterize(p["means"], p["quats"], torch.exp(p["log_scales"]), torch.sigmoid(p["opacity_logits"]),
                         torch.cat([p["sh0"], p["sh1"]], 1), K, c2w, W, H, backend=backend)
         out.means2d.retain_grad()
-        rgb = out.rgb[0].permute(2, 0, 1)                            # (3,H,W)
+        rgb = (out.rgb if sky is None else composite(out.rgb, out.coverage, sky, K, c2w))[0].permute(2, 0, 1)   # (3,H,W)
         rgb = torch.einsum("ij,jhw->ihw", exposure[f, :, :3], rgb) + exposure[f, :, 3, None, None]
         target = frames[f]
         l1 = (rgb - target).abs().mean()
@@ -528,6 +551,8 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         tr.optim.zero_grad(set_to_none=True)
         exposure_optim.zero_grad(set_to_none=True)
         pose_optim.zero_grad(set_to_none=True)
+        if sky is not None:
+            sky_optim.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
             if step < densify_until:
@@ -544,6 +569,8 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
         exposure_optim.step()
         if refine_poses and f != 0:
             pose_optim.step()
+        if sky is not None:
+            sky_optim.step()
         if step % READ_EVERY == 0 or step == s.iterations:
             read_pending()
         if s.densify_from <= step < densify_until and step % s.densify_every == 0:
@@ -572,7 +599,8 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
                 "exposure_adam": exposure_optim.state_dict(), "pose_rotation": pose_rot.detach(),
                 "pose_translation": pose_trans.detach(), "pose_adam": pose_optim.state_dict(),
                 "grad_sum": grad_sum, "grad_count": grad_count, "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "losses": losses, "psnrs": psnrs, "order": order})
+                "torch_rng": torch.get_rng_state(), "losses": losses, "psnrs": psnrs, "order": order,
+                **({} if sky is None else {"sky": sky.rgb.detach(), "sky_adam": sky_optim.state_dict()})})
         if on_step is not None:
             on_step(step)
         if deadline is not None and time.monotonic() >= deadline:
@@ -592,9 +620,26 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
               # Per source frame, the affine colour transform (3x3 | offset) its render took to
               # match the frame: what no later step can recompute without optimizing again.
               "exposure": np.round(exposure.detach().cpu().double().numpy(), 6).tolist()}
-    result_world = _optimized_world(world, tr.as_params(), record, device, delta, backend)
+    result_world = _optimized_world(world, tr.as_params(), record, device, delta, backend, sky)
     return OptimizeResult(result_world, step, seconds, losses[0], float(np.mean(losses[recent])),
                           float(np.mean(psnrs[recent])), len(tr), losses)
+
+
+def _initial_sky(world) -> SkyMap:
+    """The world's own sky when it has one (optimized again), else one made from its far shell's
+    colours (the static surfels, or Gaussians' DC colours, on it: sky.initial_sky)."""
+    stored = world_sky(world)
+    if stored is not None:
+        return stored
+    if world.has_gaussians:
+        from .rasterize import SH_C0
+
+        g = from_world(world, "static")
+        shell = sky_shell(world, g.means.numpy())
+        rgb = ((SH_C0 * g.sh[shell, 0] + 0.5).clamp(0, 1) * 255).round().numpy()
+        return initial_sky(world, g.means[shell].numpy(), rgb)
+    shell = sky_shell(world, world.static_xyz)
+    return initial_sky(world, world.static_xyz[shell], world.static_rgb[shell])
 
 
 def _load_targets(world, load_frame, device) -> list[torch.Tensor]:
@@ -654,7 +699,7 @@ def baked_colours(params: GaussianParams, world, device, points: torch.Tensor, o
 
 
 def _optimized_world(world, params: GaussianParams, record: dict, device, pose_delta: np.ndarray | None = None,
-                     backend: str = "auto"):
+                     backend: str = "auto", sky: SkyMap | None | str = "keep"):
     """A copy of ``world`` with the Gaussian layer ``params`` (split into its static and dynamic
     groups), the source and held-out poses corrected by ``pose_delta`` ((F,6) per source frame,
     recorded in ``record["pose_correction"]``), each Gaussian's colour field for the CPU drawing
@@ -680,6 +725,11 @@ def _optimized_world(world, params: GaussianParams, record: dict, device, pose_d
     fields = {**world_arrays(rows(static), "static"), **world_arrays(rows(~static), "dynamic")}
     info = {k: v for k, v in world.info.items() if k not in ("frame_local", "frame_local_points")}
     info["optimized"] = {**record, "surfel_split": SURFEL_SPLIT_VERSION}
+    # The sky the Gaussians were fitted with (none: they were fitted without one); "keep": the world's own.
+    if sky is None:
+        info.pop("sky", None)
+    elif isinstance(sky, SkyMap):
+        info["sky"] = sky.to_info()
     empty = {f"{layer}_{name}": getattr(world, f"{layer}_{name}")[:0] for layer in ("static", "dynamic")
              for name in ("xyz", "rgb", "radius", "normal", "frame")}
     out = dataclasses.replace(world, **fields, **empty, dynamic_t_start=world.dynamic_t_start[:0],

@@ -3,6 +3,8 @@ that suits the device (CUDA graphs of the reference render, or the CPU kernels o
 chunks); ``render`` for one-off renders; ``world_point_cloud`` for a World's points."""
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 from typing import Sequence
@@ -86,6 +88,13 @@ class Renderer:
             self._all_layers, self._captured, self.recaptures, self._options = None, {}, 0, (cull, graphs, cpu_kernels)
             return
         self._options = (cull, graphs, cpu_kernels)
+        # An optimized world's learned sky (gaussians/sky.py) shows where the surfels leave wide
+        # empty areas; hole filling keeps only the narrow gaps between surfels.
+        self.sky = None
+        if not isinstance(world, PointCloud) and (world.info or {}).get("sky") is not None:
+            from ..gaussians.sky import world_sky
+
+            self.sky = world_sky(world)
         if not isinstance(world, PointCloud) and world.info.get("frame_local") and len(world.dynamic_xyz) \
                 and world.num_static:
             self.layers = (Renderer(world_point_cloud(world, self.device, "dynamic"), self.device, self.settings, cull,
@@ -120,6 +129,16 @@ class Renderer:
         cameras = cameras.to(self.device)
         if self.gaussians is not None:
             return self.gaussians.render(cameras, t)
+        out = self._render_surfels(cameras, t)
+        if self.sky is not None:
+            from ..gaussians.sky import fill_empty, open_sky
+
+            sky = open_sky(out.coverage)
+            out = dataclasses.replace(out, rgb=fill_empty(out.rgb, sky, self.sky, cameras.K, cameras.c2w),
+                                      depth=torch.where(sky, torch.full_like(out.depth, float("nan")), out.depth))
+        return out
+
+    def _render_surfels(self, cameras: Cameras, t: float | None) -> RenderOutput:
         if self.layers is not None:
             if t is None:
                 if self._all_layers is None:

@@ -75,3 +75,77 @@ def toy_world(folder: Path, seed: int = 0, heldout: int = 3) -> tuple[World, Pat
         heldout_c2w=poses[[heldout]], heldout_time=np.array([heldout * 0.1]), heldout_index=np.array([heldout]),
         provenance={"source": str(folder)}, info={})
     return world, folder
+
+
+SKY_DISTANCE = 100.0
+
+
+def toy_sky(directions: torch.Tensor) -> torch.Tensor:
+    """The sky of the toy street by direction (…,3) unit, OpenCV world (y down): pale at the
+    horizon, blue overhead, a bright glow up and to the left."""
+    up = (-directions[..., 1]).clamp(0, 1)
+    w = up[..., None]
+    colour = (1 - w) * torch.tensor([0.80, 0.86, 0.93]) + w * torch.tensor([0.25, 0.45, 0.85])
+    sun = torch.nn.functional.normalize(torch.tensor([-0.35, -0.45, 1.0]), dim=0)
+    glow = (directions @ sun).clamp(0, 1) ** 40
+    return (colour + 0.3 * glow[..., None]).clamp(0, 1)
+
+
+def toy_sky_truth(seed: int = 0) -> dict[str, torch.Tensor]:
+    """The toy scene with the top of its wall cut off (rows above y = -0.5 m), so that the upper
+    part of every frame is sky."""
+    truth = toy_truth(seed)
+    keep = torch.ones(len(truth["means"]), dtype=torch.bool)
+    keep[:140] = truth["means"][:140, 1] > -0.5
+    return {k: v[keep] for k, v in truth.items()}
+
+
+def render_sky_truth(truth, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of the sky toy (uint8 (B,H,W,3)) and where they show sky (coverage < 0.5)."""
+    from inspatio_ros.gaussians.sky import pixel_directions
+
+    K = torch.as_tensor(INTR.K, dtype=torch.float32)[None].expand(len(c2w), 3, 3)
+    c2w_t = torch.as_tensor(c2w, dtype=torch.float32)
+    out = rasterize(truth["means"], truth["quats"], truth["scales"], truth["opacities"], truth["sh"], K, c2w_t,
+                    INTR.width, INTR.height)
+    rgb = out.rgb + (1 - out.coverage)[..., None] * toy_sky(pixel_directions(K, c2w_t, INTR.width, INTR.height))
+    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), (out.coverage < 0.5).numpy()
+
+
+def toy_sky_world(folder: Path, seed: int = 0, heldout: int = 3) -> tuple[World, Path]:
+    """Frames of the sky toy written to ``folder``/frames and a world guessing it as the build
+    would: the scene's surfels (perturbed, grey, as toy_world) and a far shell at SKY_DISTANCE of
+    surfels on every second sky pixel of each source frame, coloured by it, a pixel wide."""
+    truth = toy_sky_truth(seed)
+    poses = toy_poses()
+    frames, sky = render_sky_truth(truth, poses)
+    for i, img in enumerate(frames):
+        write_png(folder / "frames" / f"{i:04d}.png", img)
+    rng = np.random.default_rng(seed + 1)
+    n = len(truth["means"])
+    keep = [i for i in range(len(poses)) if i != heldout]
+    normal = np.zeros((n, 3))
+    normal[:n - 12, 2] = -1.0
+    shell_xyz, shell_rgb = [], []
+    for f in keep:
+        v, u = np.nonzero(sky[f])
+        pick = (u + v) % 2 == 0
+        v, u = v[pick], u[pick]
+        rays = np.stack([(u - INTR.cx) / INTR.fx, (v - INTR.cy) / INTR.fy, np.ones(len(u))], 1)
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        shell_xyz.append(poses[f, :3, 3] + SKY_DISTANCE * rays @ poses[f, :3, :3].T)
+        shell_rgb.append(frames[f][v, u])
+    shell_xyz, shell_rgb = np.concatenate(shell_xyz), np.concatenate(shell_rgb)
+    m = len(shell_xyz)
+    world = World(
+        intrinsics=INTR,
+        static_xyz=np.concatenate([truth["means"].numpy() + rng.uniform(-0.05, 0.05, (n, 3)), shell_xyz]).astype(np.float32),
+        static_rgb=np.concatenate([np.full((n, 3), 128, np.uint8), shell_rgb]),
+        static_radius=np.concatenate([truth["scales"].numpy().max(1) * rng.uniform(0.7, 1.3, n),
+                                      np.full(m, SKY_DISTANCE / INTR.fx)]).astype(np.float32),
+        static_normal=encode_normals(np.concatenate([normal, np.zeros((m, 3))])),
+        static_frame=np.zeros(n + m, np.int32),
+        frame_c2w=poses[keep], frame_time=np.array(keep, float) * 0.1, frame_index=np.array(keep),
+        heldout_c2w=poses[[heldout]], heldout_time=np.array([heldout * 0.1]), heldout_index=np.array([heldout]),
+        provenance={"source": str(folder), "settings": {"fusion": {"sky_distance": SKY_DISTANCE}}}, info={})
+    return world, folder
