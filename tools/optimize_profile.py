@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-steps", type=int, default=20)
     ap.add_argument("--budget", type=int, default=1_000_000)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--no-sky", action="store_true", help="without the learned sky (the far shell as Gaussians)")
     ap.add_argument("--out", default=None, help="also write the report here")
     a = ap.parse_args(argv)
 
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
         stamps.append(time.perf_counter())
         prof.step()
 
-    settings = OptimizeSettings(iterations=a.steps, budget=a.budget, backend=a.backend)
+    settings = OptimizeSettings(iterations=a.steps, budget=a.budget, backend=a.backend, sky=not a.no_sky)
     t0 = time.perf_counter()
     with prof:
         result = optimize(world, frame_loader(world), settings, device=a.device, on_step=on_step)
