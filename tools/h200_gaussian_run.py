@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -103,7 +104,8 @@ def run_clip(name: str, a) -> dict:
         row["surfel_eval"] = _score(surfels, truth, shifts, run / "surfel_score.json", run / "surfel_score.log", a.device)
     opt = _run([sys.executable, "-m", "inspatio_ros.cli", "--device", a.device, "optimize", str(surfels), "-o",
                 str(optimized), "--iterations", str(a.iterations), "--max-minutes", str(a.max_minutes), "--budget",
-                str(a.budget), "--backend", a.backend, *(["--no-sky"] if a.no_sky else [])], run / "optimize.log")
+                str(a.budget), "--backend", a.backend, *(["--no-sky"] if a.no_sky else []),
+                *shlex.split(a.optimize_args)], run / "optimize.log")
     row["optimize"] = opt
     if opt["returncode"] != 0:
         return row
@@ -150,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-minutes", type=float, default=3.0)
     ap.add_argument("--budget", type=int, default=1_000_000)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--optimize-args", default="", help="more options for optimize, one string "
+                    "(e.g. \"--opacity-reset-every 1000\")")
     ap.add_argument("--no-sky", action="store_true", help="optimize without the learned sky (the build's far shell "
                     "becomes Gaussians, as before 2026-12-05): for A/B runs")
     ap.add_argument("--device", default="cuda", help="cuda (the point of this script); cpu only to try it at toy size")

@@ -9,10 +9,12 @@ import inspect
 import math
 
 import numpy as np
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
 from inspatio_ros.gaussians import optimize as optimize_module
+from inspatio_ros.errors import InputError
 from inspatio_ros.gaussians.model import GaussianParams
 from inspatio_ros.gaussians.optimize import READ_EVERY, OptimizeSettings, optimize
 from inspatio_ros.generator.data import frame_loader
@@ -113,3 +115,22 @@ def test_rows_drawn_per_frame_are_the_alive_ones_after_edits():
                                                             t_end=torch.full((n,), math.inf, dtype=torch.float64)),
                                         OptimizeSettings(), 1.0, "cpu", times)
     assert all(static.rows_of(f) is None for f in range(len(times)))
+
+
+def test_opacity_reset_lowers_every_opacity_and_clears_its_moments(tmp_path):
+    world, _ = toy_world(tmp_path)
+    from inspatio_ros.gaussians.optimize import RESET_OPACITY, initial_gaussians
+
+    tr = optimize_module.TrainableGaussians(initial_gaussians(world), OptimizeSettings(), 6.0, "cpu",
+                                            [float(t) for t in world.frame_time])
+    logits = tr.params["opacity_logits"]
+    (torch.sigmoid(logits).sum() + tr.params["means"].sum()).backward()
+    tr.optim.step()
+    assert float(torch.sigmoid(logits).min()) > 0.5
+    tr.reset_opacity(RESET_OPACITY)
+    assert float(torch.sigmoid(logits).max()) <= RESET_OPACITY + 1e-6
+    state = tr.optim.state[logits]
+    assert not state["exp_avg"].any() and not state["exp_avg_sq"].any()
+    assert tr.optim.state[tr.params["means"]]["exp_avg"].any()          # other moments kept
+    with pytest.raises(InputError, match="opacity-reset-every"):
+        OptimizeSettings(opacity_reset_every=-1).check()
