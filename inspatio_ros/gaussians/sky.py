@@ -199,28 +199,55 @@ def dome_surfels(world, sky: SkyMap, spacing_px: float = 4.0) -> tuple[np.ndarra
             np.full(n, 0.75 * spacing * distance, np.float32))
 
 
+def _erode(mask: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """``mask`` (B,H,W) bool eroded along ``dim`` by ``radius`` pixels (outside counts as set)."""
+    out = mask.clone()
+    n = mask.shape[dim]
+    for k in range(1, radius + 1):
+        if k >= n:
+            break
+        out.narrow(dim, 0, n - k).logical_and_(mask.narrow(dim, k, n - k))
+        out.narrow(dim, k, n - k).logical_and_(mask.narrow(dim, 0, n - k))
+    return out
+
+
 def open_sky(coverage: torch.Tensor) -> torch.Tensor:
     """(B,H,W) bool: the pixels of the surfel drawing's empty areas (``coverage`` False: nothing
     drawn, before hole filling) that are not narrow gaps: the empty mask opened (eroded, then
-    dilated) by a (2 SKY_GAP_PX + 1)² square."""
-    empty = (~coverage)[:, None].float()
-    size = 2 * SKY_GAP_PX + 1
-    eroded = 1 - F.max_pool2d(1 - empty, size, stride=1, padding=SKY_GAP_PX)
-    return (F.max_pool2d(eroded, size, stride=1, padding=SKY_GAP_PX)[:, 0] > 0.5) & ~coverage
+    dilated) by a (2 SKY_GAP_PX + 1)² square. Boolean shifts, not pooling: ~1 ms at 640x360."""
+    empty = ~coverage
+    core = _erode(_erode(empty, SKY_GAP_PX, 1), SKY_GAP_PX, 2)
+    grown = ~_erode(_erode(~core, SKY_GAP_PX, 1), SKY_GAP_PX, 2)       # dilation: the complement eroded
+    return grown & empty
+
+
+# The surfel renderer's sky is computed every SKY_DRAW_STRIDE pixels and interpolated: a texel
+# spans tens of pixels, and per-pixel directions cost ~30 ms a 640x360 frame on one core.
+SKY_DRAW_STRIDE = 4
+
+
+def sky_image(sky: SkyMap, K: torch.Tensor, c2w: torch.Tensor, width: int, height: int,
+              stride: int = SKY_DRAW_STRIDE) -> torch.Tensor:
+    """(B,H,W,3) float 0..1: the sky seen by cameras ``K``, ``c2w``, evaluated on a grid every
+    ``stride`` pixels (cell centres) and interpolated bilinearly to every pixel."""
+    w, h = max(1, math.ceil(width / stride)), max(1, math.ceil(height / stride))
+    K = K.to(torch.float32).clone()
+    sx, sy = w / width, h / height
+    K[:, 0, 0] *= sx
+    K[:, 1, 1] *= sy
+    K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
+    K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
+    with torch.no_grad():
+        small = sky(pixel_directions(K, c2w.to(torch.float32), w, h)).clamp(0, 1)      # (B,h,w,3)
+        full = F.interpolate(small.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", align_corners=False)
+    return full.permute(0, 2, 3, 1)
 
 
 def fill_empty(rgb: torch.Tensor, empty: torch.Tensor, sky: SkyMap, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
-    """(B,H,W,3) uint8: ``rgb`` with the sky's colour where ``empty`` (B,H,W) is True (the surfel
-    drawing's pixels nothing was drawn or filled at). Directions only for those pixels."""
-    b, v, u = torch.nonzero(empty, as_tuple=True)
-    if len(b) == 0:
+    """(B,H,W,3) uint8: ``rgb`` with the sky's colour (sky_image) where ``empty`` (B,H,W) is True
+    (the surfel drawing's wide empty areas)."""
+    if not bool(empty.any()):
         return rgb
-    K, c2w = K.to(rgb.device, torch.float32), c2w.to(rgb.device, torch.float32)
-    rays = torch.stack([(u - K[b, 0, 2]) / K[b, 0, 0], (v - K[b, 1, 2]) / K[b, 1, 1],
-                        torch.ones(len(b), dtype=torch.float32, device=rgb.device)], -1)
-    d = torch.einsum("pij,pj->pi", c2w[b, :3, :3], rays)
-    with torch.no_grad():
-        colour = sky(d / d.norm(dim=-1, keepdim=True))
-    out = rgb.clone()
-    out[b, v, u] = (colour.clamp(0, 1) * 255).round().to(rgb.dtype)
-    return out
+    B, H, W = empty.shape
+    colour = (sky_image(sky.to(rgb.device), K.to(rgb.device), c2w.to(rgb.device), W, H) * 255).round().to(rgb.dtype)
+    return torch.where(empty[..., None], colour, rgb)

@@ -104,3 +104,27 @@ def test_a_learned_sky_beats_the_far_shell_in_new_views(tmp_path):
     gt, sky = render_sky_truth(truth, views[0][None])
     without = _psnr(r.render(r.cameras(views[0][None]), 0.3).rgb[0].numpy(), gt[0], sky[0])
     assert scores["sky", False, 0][0] > without + 3.0, (scores["sky", False, 0], without)
+
+
+def test_the_surfel_renderers_sky_is_the_per_pixel_sky_interpolated():
+    """sky_image evaluates the sky every SKY_DRAW_STRIDE pixels and interpolates: on a smooth sky
+    (the sky toy's, as a texture) within 2 grey levels of evaluating every pixel."""
+    from inspatio_ros.gaussians.sky import SKY_COLUMNS, SKY_ROWS, pixel_directions, sky_image
+
+    from toy import toy_sky
+
+    up, forward = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    elevation = (0.5 - (torch.arange(SKY_ROWS) + 0.5) / SKY_ROWS) * math.pi
+    azimuth = ((torch.arange(SKY_COLUMNS) + 0.5) / SKY_COLUMNS * 2 - 1) * math.pi
+    el, az = torch.meshgrid(elevation, azimuth, indexing="ij")
+    left = torch.linalg.cross(torch.tensor(up, dtype=torch.float32), torch.tensor(forward, dtype=torch.float32))
+    d = (torch.cos(el)[..., None] * (torch.cos(az)[..., None] * torch.tensor(forward, dtype=torch.float32)
+                                     + torch.sin(az)[..., None] * left)
+         + torch.sin(el)[..., None] * torch.tensor(up, dtype=torch.float32))
+    sky = SkyMap(toy_sky(d), up, forward)
+    K = torch.tensor([[[320.0, 0, 319.5], [0, 320.0, 179.5], [0, 0, 1]]])
+    c2w = torch.eye(4)[None]
+    with torch.no_grad():
+        exact = sky(pixel_directions(K, c2w, 640, 360)).clamp(0, 1) * 255
+    fast = sky_image(sky, K, c2w, 640, 360) * 255
+    assert fast.shape == exact.shape and float((fast - exact).abs().max()) < 2.0
