@@ -36,7 +36,7 @@ def add_optimize_options(p, prefix: str = "") -> None:
                    help="refine the source frames' poses (default: on where they were estimated)")
     p.add_argument(f"--{prefix}opacity-reset-every", type=int, default=d.opacity_reset_every,
                    help="lower every opacity to 0.01 this often while densifying (3DGS's reset; 0: never, the "
-                        "default: it lost 1-7 dB on the toy scenes at 300 steps)")
+                        "default: it lost 2-6 dB in moved views of the toy scenes at 300 steps)")
     p.add_argument(f"--{prefix}sky", action=argparse.BooleanOptionalAction, default=d.sky,
                    help="learn a sky (a colour per view direction) behind the Gaussians instead of turning the "
                         "build's far shell into Gaussians (default on)")

@@ -64,8 +64,8 @@ uncovered; stored in the world's ``info.sky``.
 
 Opacity reset (``opacity_reset_every``, default 0 = never): every that many steps while
 densifying, every opacity is lowered to RESET_OPACITY and its Adam moments cleared, as 3DGS does
-every 3000 of 30 000 steps. Off: on the toy scenes at 300 steps it lost 1-7 dB in held-out and
-moved views (docs/notes/2026-12-05-gaussian-optimizer.md); runs of our length have no time to
+every 3000 of 30 000 steps. Off: on the toy scenes at 300 steps it lost 2-6 dB in moved views
+(up to 4 dB held-out; docs/notes/2026-12-05-gaussian-optimizer.md): runs of our length have no time to
 recover from it.
 
 Deterministic with ``seed`` on the CPU (frame order and split samples come from a generator seeded
