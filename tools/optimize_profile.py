@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         stamps.append(time.perf_counter())
         prof.step()
 
-    settings = OptimizeSettings(iterations=a.steps, budget=a.budget, backend=a.backend, sky=not a.no_sky)
+    settings = OptimizeSettings(iterations=a.steps, budget=a.budget, backend=a.backend, sky=False if a.no_sky else None)
     t0 = time.perf_counter()
     with prof:
         result = optimize(world, frame_loader(world), settings, device=a.device, on_step=on_step)

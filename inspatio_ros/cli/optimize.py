@@ -39,7 +39,7 @@ def add_optimize_options(p, prefix: str = "") -> None:
                         "default: it lost 2-6 dB in moved views of the toy scenes at 300 steps)")
     p.add_argument(f"--{prefix}sky", action=argparse.BooleanOptionalAction, default=d.sky,
                    help="learn a sky (a colour per view direction) behind the Gaussians instead of turning the "
-                        "build's far shell into Gaussians (default on)")
+                        "build's far shell into Gaussians (default: on where the build has a far shell)")
 
 
 def settings_from(args, prefix: str = "", seed: int = 0) -> OptimizeSettings:

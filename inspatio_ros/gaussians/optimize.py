@@ -58,7 +58,7 @@ the frame's alive dynamic ones), not by torch.nonzero per step; the depth term i
 Adam is fused on CUDA; checkpoints are written at most every CHECKPOINT_MIN_SECONDS. Only the
 densification steps and gsplat's own tile count read the device.
 
-Sky (``sky``, default on): the build's far shell is left out of the Gaussians and a learned colour
+Sky (``sky``; default on where the build made a far shell: sky_default): the build's far shell is left out of the Gaussians and a learned colour
 per view direction (gaussians/sky.py) is composited behind them where they leave a pixel
 uncovered; stored in the world's ``info.sky``.
 
@@ -126,7 +126,7 @@ class OptimizeSettings:
     lr_pose_translation: float = 1e-3  # metres
     checkpoint_every: int = 500      # steps between checkpoints (with a checkpoint path)
     opacity_reset_every: int = 0     # steps between opacity resets during densification (0: never)
-    sky: bool = True                 # a learned sky behind the Gaussians instead of the build's far shell (sky.py)
+    sky: bool | None = None          # a learned sky instead of the far shell (sky.py); None: where the build has a shell
     lr_sky: float = 1e-2             # the sky texture's colours (0..1); decays to 10 %
     backend: str = "auto"            # gaussians/backend.py: auto | reference | gsplat
 
@@ -471,8 +471,9 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     c2w_all = torch.as_tensor(world.frame_c2w, dtype=torch.float32, device=device)
     times = [float(t) for t in world.frame_time]
 
-    g0 = initial_gaussians(world, without_sky_shell=s.sky)
-    sky = _initial_sky(world) if s.sky else None
+    use_sky = sky_default(world) if s.sky is None else bool(s.sky)
+    g0 = initial_gaussians(world, without_sky_shell=use_sky)
+    sky = _initial_sky(world) if use_sky else None
     if len(g0) > s.budget:
         pick = torch.randperm(len(g0), generator=gen)[:s.budget].sort().values
         g0 = GaussianParams(g0.means[pick], g0.log_scales[pick], g0.quats[pick], g0.opacity_logits[pick],
@@ -652,6 +653,17 @@ def optimize(world, load_frame: Callable[[int], np.ndarray], settings: OptimizeS
     result_world = _optimized_world(world, tr.as_params(), record, device, delta, backend, sky)
     return OptimizeResult(result_world, step, seconds, losses[0], float(np.mean(losses[recent])),
                           float(np.mean(psnrs[recent])), len(tr), losses)
+
+
+def sky_default(world) -> bool:
+    """The learned sky is on by default where the world saw sky: it has one already (optimized
+    again), or the build put surfels (or an optimization Gaussians) on its far shell. Not for a
+    world without (indoors, the toy scenes): there a colour per direction can only absorb errors
+    at the frames' edges, and it lost 2 dB held-out on the plain toy (2026-12-05 note)."""
+    if world_sky(world) is not None:
+        return True
+    xyz = from_world(world, "static").means.numpy() if world.has_gaussians else world.static_xyz
+    return bool(sky_shell(world, xyz).any())
 
 
 def _initial_sky(world) -> SkyMap:

@@ -18,7 +18,7 @@ direction. Rows go from straight up (row 0) to straight down, columns once round
 Stored in the world's ``info["sky"]`` (format version 3 unchanged; readers without a sky model
 ignore it and draw the background colour there): ``{"model": "equirectangular", "up": [3],
 "forward": [3], "rgb": rows x columns x 3 in 0..1}``. Initialised from the far shell's colours by
-direction (the build coloured it from the frames), grey where the shell has no surfel.
+direction (the build coloured it from the frames), black without a shell (initial_sky).
 """
 from __future__ import annotations
 
@@ -146,9 +146,10 @@ def world_sky(world) -> SkyMap | None:
 def initial_sky(world, shell_xyz: np.ndarray, shell_rgb: np.ndarray) -> SkyMap:
     """A sky for ``world``'s cameras, each texel the mean colour of the far-shell surfels
     (``shell_xyz``, ``shell_rgb`` u8) in its direction from the cameras' centroid, texels with
-    none the shell's mean (mid grey without a shell)."""
+    none the shell's mean. Without a shell (a world that saw no sky: indoors), black, the
+    renderers' default background: the Gaussians start as they would be drawn without a sky."""
     up, forward = camera_frame(world.frame_c2w)
-    sky = SkyMap(torch.full((SKY_ROWS, SKY_COLUMNS, 3), 0.5), up, forward)
+    sky = SkyMap(torch.zeros((SKY_ROWS, SKY_COLUMNS, 3)), up, forward)
     if len(shell_xyz) == 0:
         return sky
     centre = np.asarray(world.frame_c2w[:, :3, 3], np.float64).mean(0)

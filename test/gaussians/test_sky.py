@@ -128,3 +128,16 @@ def test_the_surfel_renderers_sky_is_the_per_pixel_sky_interpolated():
         exact = sky(pixel_directions(K, c2w, 640, 360)).clamp(0, 1) * 255
     fast = sky_image(sky, K, c2w, 640, 360) * 255
     assert fast.shape == exact.shape and float((fast - exact).abs().max()) < 2.0
+
+
+def test_the_sky_is_on_by_default_only_where_the_build_saw_sky(tmp_path):
+    from inspatio_ros.gaussians.optimize import sky_default
+
+    from toy import toy_world
+
+    assert sky_default(toy_sky_world(tmp_path / "sky")[0])
+    plain = toy_world(tmp_path / "plain")[0]
+    assert not sky_default(plain)
+    sky = initial_sky(plain, np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
+    assert not sky.rgb.detach().any()                       # no shell: black, the renderers' background
+    assert sky_default(dataclasses.replace(plain, info={"sky": sky.to_info()}))
