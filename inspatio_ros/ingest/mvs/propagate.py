@@ -205,6 +205,27 @@ def _wall_along(sweep: PlaneSweep, ref: int, up: np.ndarray | None) -> tuple[tor
     return along, (rays * rays).sum(0).sqrt().reshape(h, w)   # norm(dim=0) here took 0.2 s on the CPU
 
 
+def photo_tolerance(gray: torch.Tensor, s: MVSSettings) -> torch.Tensor | float:
+    """Mean |grey difference| a propagated depth may leave per pixel (h,w): s.propagate_cost plus
+    the difference a position error of s.propagate_shift_px leaves at the window's grey
+    gradient (its mean |gradient| over the window, grey per px). At the right depth a near
+    surface still differs across its edges: the sources that see it from behind show it smaller
+    (a parked van at 3 m from 2 m back: 0.6x), and bilinear sampling of the minified edges
+    leaves a 5x5 window 0.04-0.07 apart (synthetic street seed 1), so every candidate on it,
+    the right one included, failed 0.035 and the van stayed unknown; the fused world showed the
+    facade behind it there. A wrong depth moves a window by pixels, not a fraction of one, and
+    leaves the edge's whole contrast (docs/notes/2026-12-05-depth-matching.md)."""
+    if s.propagate_shift_px <= 0:
+        return s.propagate_cost
+    g = F.pad(gray[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    gx = 0.5 * (g[1:-1, 2:] - g[1:-1, :-2])
+    gy = 0.5 * (g[2:, 1:-1] - g[:-2, 1:-1])
+    k = s.propagate_window
+    mean_gradient = F.avg_pool2d(F.pad((gx * gx + gy * gy).sqrt()[None, None], (k // 2,) * 4, mode="replicate"),
+                                 k, stride=1)[0, 0]
+    return s.propagate_cost + s.propagate_shift_px * mean_gradient
+
+
 def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.ndarray, sky: np.ndarray,
                road: np.ndarray | None, s: MVSSettings,
                ceiling: np.ndarray | None = None, up: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -225,6 +246,7 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
     sky_t = torch.from_numpy(np.ascontiguousarray(sky)).to(dev)
     # The reference's grey, 3x3 mean (compression noise on blank surfaces is about 0.01).
     gray = F.avg_pool2d(F.pad(sweep.frame(ref)[0], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0, 0]
+    allowed = photo_tolerance(sweep.frame(ref)[0][0, 0], s)
     road_t = None if road is None else torch.from_numpy(np.ascontiguousarray(road, dtype=np.float32)).to(dev)
     nan = torch.tensor(float("nan"), device=dev)
     # On blank surfaces every candidate passes the photometric check; the one taken then is the
@@ -256,7 +278,7 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
             cost = torch.where(ok, cost, torch.full_like(cost, float("inf")))
             best = (cost * weights).min(0).indices        # argmin over dim 0 is 6x slower on the CPU
             best_cost = torch.gather(cost, 0, best[None])[0]
-            accept = target & (best_cost <= s.propagate_cost)
+            accept = target & (best_cost <= allowed)
             if not bool(accept.any()):
                 break
             value = torch.gather(cand, 0, best[None])[0]

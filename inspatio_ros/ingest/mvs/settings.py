@@ -41,6 +41,8 @@ class MVSSettings:
     sky: bool = True                  # mark texture-less regions at the top without depth as +inf
     propagate: int = 2                # passes of depth propagation into unmeasured pixels (0: off)
     propagate_cost: float = 0.035     # mean |grey difference| (0..1) a propagated depth may leave
+    propagate_shift_px: float = 0.0   # ... plus what a position error this large (px) leaves at the
+                                      # window's grey gradient (propagate.photo_tolerance; 0: off)
     propagate_window: int = 5         # window (px) of that photometric check
     propagate_median: bool = True     # 5x5 median of the propagated inverse depths
     road_plane: bool = True           # fit the road plane below the camera; a candidate for propagation
