@@ -7,8 +7,8 @@ folder with PROVENANCE.txt, frames, a pose file and camera_info.yaml (withheld f
 used to score). Their licences (KITTI: CC BY-NC-SA 3.0) keep them out of the repository and the
 package; without the folder these tests skip. One build per clip at the clip's own resolution (as a
 user runs it; about 4 CPU minutes and 2 GB for 51 KITTI frames), through bench/ingest_suite.py, so
-the test and the benchmark measure the same. (At --max-size 640 KITTI's frames are 194 px high and
-tracking on the ramp is lost even with the intrinsics given: see the note.)
+the test and the benchmark measure the same. (At --max-size 640, 194 px high, the odometry alone is
+held by test_reduced_size_tracking.py; docs/notes/2026-12-05-tracking-640.md.)
 """
 from __future__ import annotations
 
