@@ -57,24 +57,39 @@ def toy_world(folder: Path, seed: int = 0, heldout: int = 3) -> tuple[World, Pat
     centres moved by up to 5 cm, every colour grey, sizes off by 30 %; frame ``heldout`` held out."""
     truth = toy_truth(seed)
     poses = toy_poses()
-    frames = render_truth(truth, poses)
-    for i, img in enumerate(frames):
-        write_png(folder / "frames" / f"{i:04d}.png", img)
-    rng = np.random.default_rng(seed + 1)
-    n = len(truth["means"])
-    keep = [i for i in range(len(poses)) if i != heldout]
+    write_frames(folder, render_truth(truth, poses))
+    xyz, radius = guessed_surfels(truth, seed)
+    n = len(xyz)
     normal = np.zeros((n, 3))
     normal[:140, 2] = -1.0
     world = World(
-        intrinsics=INTR,
-        static_xyz=truth["means"].numpy() + rng.uniform(-0.05, 0.05, (n, 3)),
-        static_rgb=np.full((n, 3), 128, np.uint8),
-        static_radius=truth["scales"].numpy().max(1) * rng.uniform(0.7, 1.3, n),
+        intrinsics=INTR, static_xyz=xyz, static_rgb=np.full((n, 3), 128, np.uint8), static_radius=radius,
         static_normal=encode_normals(normal), static_frame=np.zeros(n, np.int32),
-        frame_c2w=poses[keep], frame_time=np.array(keep, float) * 0.1, frame_index=np.array(keep),
-        heldout_c2w=poses[[heldout]], heldout_time=np.array([heldout * 0.1]), heldout_index=np.array([heldout]),
-        provenance={"source": str(folder)}, info={})
+        **frame_fields(poses, heldout), provenance={"source": str(folder)}, info={})
     return world, folder
+
+
+def write_frames(folder: Path, frames: np.ndarray) -> None:
+    """The toy's frames as ``folder``/frames/NNNN.png (what optimize's frame loader reads)."""
+    for i, img in enumerate(frames):
+        write_png(folder / "frames" / f"{i:04d}.png", img)
+
+
+def guessed_surfels(truth, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centres, radii) of a build's guess at ``truth``: centres moved by up to 5 cm, sizes off by
+    up to 30 % (seeded by ``seed`` + 1)."""
+    rng = np.random.default_rng(seed + 1)
+    n = len(truth["means"])
+    xyz = truth["means"].numpy() + rng.uniform(-0.05, 0.05, (n, 3))
+    return xyz, truth["scales"].numpy().max(1) * rng.uniform(0.7, 1.3, n)
+
+
+def frame_fields(poses: np.ndarray, heldout: int) -> dict:
+    """World fields of the toy's frames at 10 Hz: every pose a source frame but ``heldout``."""
+    keep = [i for i in range(len(poses)) if i != heldout]
+    return dict(frame_c2w=poses[keep], frame_time=np.array(keep, float) * 0.1, frame_index=np.array(keep),
+                heldout_c2w=poses[[heldout]], heldout_time=np.array([heldout * 0.1]),
+                heldout_index=np.array([heldout]))
 
 
 SKY_DISTANCE = 100.0
@@ -119,10 +134,9 @@ def toy_sky_world(folder: Path, seed: int = 0, heldout: int = 3) -> tuple[World,
     truth = toy_sky_truth(seed)
     poses = toy_poses()
     frames, sky = render_sky_truth(truth, poses)
-    for i, img in enumerate(frames):
-        write_png(folder / "frames" / f"{i:04d}.png", img)
-    rng = np.random.default_rng(seed + 1)
-    n = len(truth["means"])
+    write_frames(folder, frames)
+    xyz, radius = guessed_surfels(truth, seed)
+    n = len(xyz)
     keep = [i for i in range(len(poses)) if i != heldout]
     normal = np.zeros((n, 3))
     normal[:n - 12, 2] = -1.0
@@ -139,13 +153,10 @@ def toy_sky_world(folder: Path, seed: int = 0, heldout: int = 3) -> tuple[World,
     m = len(shell_xyz)
     world = World(
         intrinsics=INTR,
-        static_xyz=np.concatenate([truth["means"].numpy() + rng.uniform(-0.05, 0.05, (n, 3)), shell_xyz]).astype(np.float32),
+        static_xyz=np.concatenate([xyz, shell_xyz]).astype(np.float32),
         static_rgb=np.concatenate([np.full((n, 3), 128, np.uint8), shell_rgb]),
-        static_radius=np.concatenate([truth["scales"].numpy().max(1) * rng.uniform(0.7, 1.3, n),
-                                      np.full(m, SKY_DISTANCE / INTR.fx)]).astype(np.float32),
+        static_radius=np.concatenate([radius, np.full(m, SKY_DISTANCE / INTR.fx)]).astype(np.float32),
         static_normal=encode_normals(np.concatenate([normal, np.zeros((m, 3))])),
-        static_frame=np.zeros(n + m, np.int32),
-        frame_c2w=poses[keep], frame_time=np.array(keep, float) * 0.1, frame_index=np.array(keep),
-        heldout_c2w=poses[[heldout]], heldout_time=np.array([heldout * 0.1]), heldout_index=np.array([heldout]),
+        static_frame=np.zeros(n + m, np.int32), **frame_fields(poses, heldout),
         provenance={"source": str(folder), "settings": {"fusion": {"sky_distance": SKY_DISTANCE}}}, info={})
     return world, folder
