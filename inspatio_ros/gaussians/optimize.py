@@ -88,7 +88,7 @@ from ..progress import progress
 from .model import (SURFEL_SPLIT_VERSION, GaussianParams, fit_surfel_colours, from_surfels, from_world,
                     source_footprint, surfel_samples, world_arrays)
 from .backend import BACKENDS, rasterize, resolve_backend
-from .sky import SkyMap, composite, initial_sky, sky_shell, world_sky
+from .sky import SKY_SHELL_FRACTION, SkyMap, composite, initial_sky, sky_distance, sky_shell, world_sky
 
 
 # What an opacity reset lowers every opacity to (3DGS: 0.01).
@@ -382,7 +382,7 @@ def pose_refine_default(world) -> bool:
     return str(world.info.get("pose_source", "")).startswith("estimated")
 
 
-def depth_targets(world, device, sky_fraction: float = 0.5) -> list[torch.Tensor | None]:
+def depth_targets(world, device, sky_fraction: float = SKY_SHELL_FRACTION) -> list[torch.Tensor | None]:
     """The build's depth of every source frame where it is confident, NaN elsewhere ((H,W) float32
     on ``device``; None for a frame with no confident pixel): the fused world drawn from the frame
     at its time (render/renderer.py: the frame's own surfels in front in a frame-local world),
@@ -390,7 +390,7 @@ def depth_targets(world, device, sky_fraction: float = 0.5) -> list[torch.Tensor
     sky distance."""
     from ..render.renderer import Renderer
 
-    sky = float(((world.provenance or {}).get("settings", {}).get("fusion", {}) or {}).get("sky_distance", 1000.0))
+    sky = sky_distance(world)
     renderer = Renderer(world, device)
     out = []
     for f in progress(range(len(world.frame_c2w)), desc="build depth", unit="frame"):

@@ -178,28 +178,6 @@ def composite(rgb: torch.Tensor, coverage: torch.Tensor, sky: SkyMap, K: torch.T
     return rgb + (1 - coverage)[..., None] * sky(pixel_directions(K, c2w.to(rgb.dtype), W, H))
 
 
-def dome_surfels(world, sky: SkyMap, spacing_px: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sky as surfels for the CPU renderer (which draws opaque surfels and nothing behind
-    them): a sphere of them at the build's sky distance around the source cameras' centroid, a
-    Fibonacci lattice ``spacing_px`` source pixels apart in angle, each as wide as 0.75 x that
-    spacing (neighbours overlap; the renderer's hole filling closes the rest), coloured by the
-    sky in its direction. Returns xyz (S,3) f32, rgb (S,3) u8, radius (S,) f32."""
-    spacing = spacing_px / float(max(world.intrinsics.fx, world.intrinsics.fy))      # radians
-    n = int(math.ceil(4 * math.pi / (spacing * spacing)))
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    ring = np.sqrt(np.clip(1 - z * z, 0, None))
-    phi = math.pi * (3 - math.sqrt(5)) * i
-    d = np.stack([ring * np.cos(phi), ring * np.sin(phi), z], 1)
-    distance = sky_distance(world)
-    centre = np.asarray(world.frame_c2w[:, :3, 3], np.float64).mean(0)
-    with torch.no_grad():
-        colour = sky(torch.as_tensor(d, dtype=torch.float32)).clamp(0, 1)
-    rgb = (colour * 255).round().to(torch.uint8).numpy()
-    return ((centre + distance * d).astype(np.float32), rgb,
-            np.full(n, 0.75 * spacing * distance, np.float32))
-
-
 def _erode(mask: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     """``mask`` (B,H,W) bool eroded along ``dim`` by ``radius`` pixels (outside counts as set)."""
     out = mask.clone()
