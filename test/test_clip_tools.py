@@ -74,3 +74,21 @@ def test_footage_stats_tell_a_clean_render_from_a_kitti_like_camera(tmp_path):
     assert clean["noise"] < 0.5 and 1.2 < real["noise"] < 3.0
     assert real["clipped_pct"] > clean["clipped_pct"] + 1.0
     assert np.isfinite(real["sharpness"]) and real["corners"] > 0
+
+
+@pytest.mark.slow       # 48 highway frames at 320x180: ~7 CPU s
+def test_lane_dash_speed_reads_the_synthetic_highway_speed(tmp_path):
+    """The highway's dashes repeat every 12 m (synth/highway.py); at 22 m/s and 25 fps they pass
+    every 13.6 frames, and the tool must read that speed from the pixels alone."""
+    from inspatio_ros.synth.highway import DASH_PERIOD
+
+    out = generate("highway", tmp_path / "hw", size=(320, 180), frames=48, moving_cars=0, seed=3, fps=25.0,
+                   supersample=1, params={"speed": 22.0})
+    tool = _tool("lane_dash_speed")
+    frames, fps = tool.read_gray(str(out / "video.mp4"))
+    period, strength = tool.dash_period(tool.line_response(frames), max_period=24)
+    assert strength > 0.3
+    assert DASH_PERIOD * fps / period == pytest.approx(22.0, rel=0.03)
+    # A clip with nothing that repeats (the first frame held still) has no period.
+    still = np.repeat(frames[:1], len(frames), axis=0)
+    assert np.isnan(tool.dash_period(tool.line_response(still), max_period=24)[0])
