@@ -105,19 +105,25 @@ def dash_period(signal: np.ndarray, max_period: int) -> tuple[float, float]:
     return float(k + np.clip(shift, -0.5, 0.5)), float(b)
 
 
-def world_speed(world_path: str) -> dict:
+def world_speed(world_path: str, windows: list[tuple[float, float]] = ()) -> dict:
     """Length, duration and mean speed of a world's recorded camera path (held-out frames
-    included), in the world's units (metres unless the build flagged it unscaled)."""
+    included), in the world's units (metres unless the build flagged it unscaled), and its mean
+    speed in each (start, end) window of the recording's time."""
     from inspatio_ros.world import World
 
     world = World.load(world_path)
     _, c2w, _ = world.camera_path()
+    times = np.sort(np.concatenate([world.frame_time, world.heldout_time]))
     steps = np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1)
-    t0, t1 = world.time_range()
-    duration = t1 - t0
+    duration = float(times[-1] - times[0])
+    per_window = []
+    for start, end in windows:
+        inside = (times[:-1] >= times[0] + start) & (times[1:] <= times[0] + end)
+        span = float(np.sum(np.diff(times)[inside]))
+        per_window.append(float(steps[inside].sum() / span) if span > 0 else float("nan"))
     return {"path_m": float(steps.sum()), "duration_s": duration,
             "speed_mps": float(steps.sum() / duration) if duration > 0 else float("nan"),
-            "unscaled": bool(world.info.get("unscaled", False))}
+            "window_speed_mps": per_window, "unscaled": bool(world.info.get("unscaled", False))}
 
 
 def main(argv=None) -> int:
@@ -149,11 +155,15 @@ def main(argv=None) -> int:
         print(f"  with a {c:g} m dash cycle: {v:.1f} m/s ({3.6 * v:.0f} km/h)")
     print("  windows: " + ", ".join(f"{r['start_s']:.1f} s: {r['period_frames']:.2f}" for r in rows))
     if a.world:
-        ws = world_speed(a.world)
+        ws = world_speed(a.world, [(r["start_s"], r["start_s"] + window / fps) for r in rows])
         result["world"] = ws
         ratios = ", ".join(f"{ws['speed_mps'] / (c * fps / whole):.2f} ({c:g} m)" for c in a.cycle_m)
         print(f"  world {a.world}: {ws['path_m']:.1f} m in {ws['duration_s']:.2f} s = {ws['speed_mps']:.1f} m/s; "
               f"world / dashes: {ratios}")
+        # The dashes' speed per window over the world's: constant when the world's scale holds.
+        drift = [v * p / fps for v, p in zip(ws["window_speed_mps"], (r["period_frames"] for r in rows))]
+        print("  world speed x dash period per window (m per dash cycle; constant if the scale holds): "
+              + ", ".join(f"{r['start_s']:.1f} s: {d:.2f}" for r, d in zip(rows, drift)))
     if a.json:
         from inspatio_ros.fileio import atomic_write_text
 
