@@ -103,6 +103,29 @@ def test_second_best_and_photo_cost_kernels_match_pytorch(sweeps):
     assert float((a - b).abs().max()) < 1e-5
 
 
+def test_photo_cost_at_wanted_pixels_only_matches_the_whole(sweeps):
+    """Propagation reads the photometric cost only where a candidate exists at an unknown pixel:
+    the kernel that computes only those gives there what the whole cost gives (both kernels and
+    PyTorch), and 2 elsewhere."""
+    fast, plain = sweeps
+    sources = [0, 1, 3, 4]
+    h, w = INTR.height, INTR.width
+    rng = np.random.default_rng(7)
+    rho = torch.from_numpy(rng.uniform(1 / 15, 1 / 3, (5, h, w)).astype(np.float32))
+    wanted = torch.from_numpy(rng.random((5, h, w)) < 0.2)
+    wanted[1] = False                                   # a candidate no pixel needs
+    wanted[2, :3, :] = True                             # the border rows (replicated windows)
+    wanted[3, :, -2:] = True                            # the border columns
+    wanted[4] = True                                    # all of them
+    some = fast.photo_cost(2, sources, rho, wanted=wanted)
+    whole = fast.photo_cost(2, sources, rho)
+    torch_whole = plain.photo_cost(2, sources, rho, wanted=wanted)
+    assert float((some[wanted] - whole[wanted]).abs().max()) < 1e-6
+    assert float((some[wanted] - torch_whole[wanted]).abs().max()) < 1e-5
+    assert bool((some[~wanted] == 2.0).all())
+    assert float((whole[wanted] < 2.0).float().mean()) > 0.5       # most of them are seen: a real check
+
+
 def test_raw_depth_kernels_match_pytorch(sweeps):
     """The whole sweep: the same winners but where two hypotheses cost the same to the last bits."""
     fast, plain = sweeps

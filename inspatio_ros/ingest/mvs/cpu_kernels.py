@@ -36,29 +36,36 @@ def _source_pixel(a, b, n, i, r):
 
 
 @njit(inline="always", **opts)
-def _warp_plane(src, a, b, n, rho_p, warped, ok):
-    """Source n's grey (h,w) warped into the reference pixels (those of a and rho_p, (hw,)) by
-    inverse depths rho_p: bilinear, the coordinates clamped to the image (grid_sample's border
-    padding); ok: the source pixel lies inside the source image and in front of its camera."""
+def _warp_pixel(src, a, b, n, i, r):
+    """Source n's grey (h,w) at reference pixel i's source position for inverse depth r: bilinear,
+    the coordinates clamped to the image (grid_sample's border padding); and whether that
+    position lies inside the source image and in front of its camera."""
     h, w = src.shape
     wmax = f32(w - 1)
     hmax = f32(h - 1)
+    u, v, front = _source_pixel(a, b, n, i, r)
+    ok = front and u >= 0 and u <= wmax and v >= 0 and v <= hmax
+    x = u if u == u else f32(0.0)                 # NaN (unknown rho): sample a defined pixel
+    y = v if v == v else f32(0.0)
+    x = min(max(x, f32(0.0)), wmax)
+    y = min(max(y, f32(0.0)), hmax)
+    x0 = int(math.floor(x))
+    y0 = int(math.floor(y))
+    fx = x - f32(x0)
+    fy = y - f32(y0)
+    x1 = min(x0 + 1, w - 1)
+    y1 = min(y0 + 1, h - 1)
+    top = src[y0, x0] * (f32(1.0) - fx) + src[y0, x1] * fx
+    bottom = src[y1, x0] * (f32(1.0) - fx) + src[y1, x1] * fx
+    return top * (f32(1.0) - fy) + bottom * fy, ok
+
+
+@njit(inline="always", **opts)
+def _warp_plane(src, a, b, n, rho_p, warped, ok):
+    """Source n's grey warped into every reference pixel (those of a and rho_p, (hw,)) by inverse
+    depths rho_p (_warp_pixel); ok: the source pixel lies inside the source and in front of it."""
     for i in range(rho_p.shape[0]):
-        u, v, front = _source_pixel(a, b, n, i, rho_p[i])
-        ok[i] = front and u >= 0 and u <= wmax and v >= 0 and v <= hmax
-        x = u if u == u else f32(0.0)                 # NaN (unknown rho): sample a defined pixel
-        y = v if v == v else f32(0.0)
-        x = min(max(x, f32(0.0)), wmax)
-        y = min(max(y, f32(0.0)), hmax)
-        x0 = int(math.floor(x))
-        y0 = int(math.floor(y))
-        fx = x - f32(x0)
-        fy = y - f32(y0)
-        x1 = min(x0 + 1, w - 1)
-        y1 = min(y0 + 1, h - 1)
-        top = src[y0, x0] * (f32(1.0) - fx) + src[y0, x1] * fx
-        bottom = src[y1, x0] * (f32(1.0) - fx) + src[y1, x1] * fx
-        warped[i] = top * (f32(1.0) - fy) + bottom * fy
+        warped[i], ok[i] = _warp_pixel(src, a, b, n, i, rho_p[i])
 
 
 @njit(inline="always", **opts)
@@ -102,6 +109,78 @@ def _insert(best, count, value, i):
         best[j, i] = lo
 
 
+@njit(inline="always", **opts)
+def _row_sums(src, a, b, n, rho_p, ref, w, y, r, ring, slot, warped, ok):
+    """Source n warped into reference row y (_warp_pixel; ok per pixel of the row), and the
+    horizontal window sums of the warped grey, its square and its product with the reference
+    (each _box_mean's first pass, the same float64 running sums) into ring[0..2, slot]."""
+    base = y * w
+    for c in range(w):
+        warped[c], ok[base + c] = _warp_pixel(src, a, b, n, base + c, rho_p[base + c])
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for k in range(-r, r + 1):
+        c = min(max(k, 0), w - 1)
+        s1 += warped[c]
+        s2 += warped[c] * warped[c]
+        s3 += warped[c] * ref[base + c]
+    ring[0, slot, 0] = s1
+    ring[1, slot, 0] = s2
+    ring[2, slot, 0] = s3
+    for c in range(1, w):
+        add = min(c + r, w - 1)
+        sub = max(c - r - 1, 0)
+        s1 += warped[add] - warped[sub]
+        s2 += warped[add] * warped[add] - warped[sub] * warped[sub]
+        s3 += warped[add] * ref[base + add] - warped[sub] * ref[base + sub]
+        ring[0, slot, c] = s1
+        ring[1, slot, c] = s2
+        ring[2, slot, c] = s3
+
+
+@njit(inline="always", **opts)
+def _zncc_of_source(src, a, b, n, rho_p, ref, ref_mean, ref_std, h, w, window, ring, colsum, warped, ok, cost):
+    """cost (hw,): 1 - ZNCC of the reference against source n warped by rho_p, clamped to 0..2;
+    ok: the source pixel lies inside the source. The arithmetic of three _box_mean passes and the
+    correlation, in one sweep down the image: the horizontal sums of the window's rows are made
+    as the vertical running sums reach them and kept in a ring of window + 1 rows (in cache,
+    where three whole-image passes went through memory at the finest level)."""
+    r = window // 2
+    R = ring.shape[1]
+    norm = 1.0 / (window * window)
+    made = min(r, h - 1) + 1                      # rows whose sums are in the ring
+    for y in range(made):
+        _row_sums(src, a, b, n, rho_p, ref, w, y, r, ring, y % R, warped, ok)
+    for q in range(3):
+        for c in range(w):
+            colsum[q, c] = 0.0
+    for k in range(-r, r + 1):
+        slot = min(max(k, 0), h - 1) % R
+        for q in range(3):
+            for c in range(w):
+                colsum[q, c] += ring[q, slot, c]
+    for y in range(h):
+        base = y * w
+        for c in range(w):
+            i = base + c
+            mean_j = f32(colsum[0, c] * norm)
+            var_j = max(f32(colsum[1, c] * norm) - mean_j * mean_j, f32(0.0))
+            cov = f32(colsum[2, c] * norm) - mean_j * ref_mean[i]
+            zncc = cov / (ref_std[i] * math.sqrt(var_j) + f32(1e-4))
+            cost[i] = min(max(f32(1.0) - zncc, f32(0.0)), f32(2.0))
+        if y + 1 < h:
+            add = min(y + r + 1, h - 1)
+            while made <= add:
+                _row_sums(src, a, b, n, rho_p, ref, w, made, r, ring, made % R, warped, ok)
+                made += 1
+            sa = add % R
+            ss = max(y - r, 0) % R
+            for q in range(3):
+                for c in range(w):
+                    colsum[q, c] += ring[q, sa, c] - ring[q, ss, c]
+
+
 @njit(parallel=True, **opts)
 def zncc_cost(ref, ref_mean, ref_std, h, w, srcs, a, b, rho, window, shift_window, best_k, out):
     """out (P,hw): 1 - ZNCC of the reference (h x w pixels, flat: a crop of the level or all of
@@ -115,31 +194,16 @@ def zncc_cost(ref, ref_mean, ref_std, h, w, srcs, a, b, rho, window, shift_windo
     k = min(best_k, N)
     sr = shift_window // 2
     for p in prange(P):
-        warped = np.empty(hw, f32)
+        warped = np.empty(w, f32)
         ok = np.empty(hw, np.bool_)
-        prod = np.empty(hw, f32)
-        rows = np.empty(hw, np.float64)
-        colsum = np.empty(w, np.float64)
-        m1 = np.empty(hw, f32)
-        m2 = np.empty(hw, f32)
-        m3 = np.empty(hw, f32)
+        ring = np.empty((3, window + 1, w), np.float64)
+        colsum = np.empty((3, w), np.float64)
         cost = np.empty(hw, f32)
+        shifted = np.empty(hw if sr > 0 else 0, f32)
         best = np.full((k, hw), np.inf, f32)
         for n in range(N):
-            _warp_plane(srcs[n], a, b, n, rho[p], warped, ok)
-            _box_mean(warped, h, w, window, rows, colsum, m1)
-            for i in range(hw):
-                prod[i] = warped[i] * warped[i]
-            _box_mean(prod, h, w, window, rows, colsum, m2)
-            for i in range(hw):
-                prod[i] = warped[i] * ref[i]
-            _box_mean(prod, h, w, window, rows, colsum, m3)
-            for i in range(hw):
-                mean_j = m1[i]
-                var_j = max(m2[i] - mean_j * mean_j, f32(0.0))
-                cov = m3[i] - mean_j * ref_mean[i]
-                zncc = cov / (ref_std[i] * math.sqrt(var_j) + f32(1e-4))
-                cost[i] = min(max(f32(1.0) - zncc, f32(0.0)), f32(2.0))
+            _zncc_of_source(srcs[n], a, b, n, rho[p], ref, ref_mean, ref_std, h, w, window, ring, colsum,
+                            warped, ok, cost)
             if sr > 0:
                 for i in range(hw):
                     y, x = i // w, i % w
@@ -147,9 +211,9 @@ def zncc_cost(ref, ref_mean, ref_std, h, w, srcs, a, b, rho, window, shift_windo
                     for yy in range(max(y - sr, 0), min(y + sr, h - 1) + 1):
                         for xx in range(max(x - sr, 0), min(x + sr, w - 1) + 1):
                             lowest = min(lowest, cost[yy * w + xx])
-                    m1[i] = lowest
+                    shifted[i] = lowest
                 for i in range(hw):
-                    cost[i] = m1[i]
+                    cost[i] = shifted[i]
             for i in range(hw):
                 _insert(best, k, cost[i] if ok[i] else f32(2.0), i)
         for i in range(hw):
@@ -226,3 +290,76 @@ def second_best_away(volume, hyps, winner, a, b, h, w, basin_px, out):
                     continue
             lowest = c
         out[i] = lowest
+
+
+@njit(parallel=True, **opts)
+def sad_cost_at(ref, h, w, srcs, a, b, rho, wanted, window, best_k, out):
+    """sad_cost where ``wanted`` (P,hw bool) only; out is 2 elsewhere. Propagation asks for the
+    cost of a candidate only at the unknown pixels that have it (a quarter of the candidate
+    planes' pixels on the dashcam clip), so the warped differences are made only within a window
+    of a wanted pixel and summed only at wanted pixels: separable direct sums in float64 (the
+    dense kernel's running sums round differently in the last bits)."""
+    N = srcs.shape[0]
+    P = rho.shape[0]
+    hw = h * w
+    k = min(best_k, N)
+    r = window // 2
+    norm = 1.0 / (window * window)
+    for p in prange(P):
+        # rows_needed: pixels whose row sum a wanted pixel's window takes (within r rows of one,
+        # in its column); diff_needed: pixels whose difference those row sums take.
+        rows_needed = np.zeros(hw, np.bool_)
+        diff_needed = np.zeros(hw, np.bool_)
+        any_wanted = False
+        for i in range(hw):
+            if wanted[p, i]:
+                any_wanted = True
+                y, x = i // w, i % w
+                for yy in range(max(y - r, 0), min(y + r, h - 1) + 1):
+                    rows_needed[yy * w + x] = True
+        if not any_wanted:
+            for i in range(hw):
+                out[p, i] = f32(2.0)
+            continue
+        for y in range(h):
+            base = y * w
+            for x in range(w):
+                if rows_needed[base + x]:
+                    for xx in range(max(x - r, 0), min(x + r, w - 1) + 1):
+                        diff_needed[base + xx] = True
+        diff = np.zeros(hw, f32)
+        ok = np.zeros(hw, np.bool_)
+        row_sum = np.zeros(hw, np.float64)
+        best = np.full((k, hw), np.inf, f32)
+        for n in range(N):
+            for i in range(hw):
+                if diff_needed[i]:
+                    value, inside = _warp_pixel(srcs[n], a, b, n, i, rho[p, i])
+                    diff[i] = abs(value - ref[i])
+                    ok[i] = inside
+            for i in range(hw):
+                if rows_needed[i]:
+                    y, x = i // w, i % w
+                    base = y * w
+                    total = 0.0
+                    for dx in range(-r, r + 1):
+                        total += diff[base + min(max(x + dx, 0), w - 1)]
+                    row_sum[i] = total
+            for i in range(hw):
+                if wanted[p, i]:
+                    y, x = i // w, i % w
+                    total = 0.0
+                    for dy in range(-r, r + 1):
+                        total += row_sum[min(max(y + dy, 0), h - 1) * w + x]
+                    _insert(best, k, f32(total * norm) if ok[i] else f32(2.0), i)
+        for i in range(hw):
+            if not wanted[p, i]:
+                out[p, i] = f32(2.0)
+                continue
+            total = f32(0.0)
+            seen = 0
+            for j in range(k):
+                if best[j, i] < f32(2.0):
+                    total += best[j, i]
+                    seen += 1
+            out[p, i] = total / f32(seen) if seen > 0 else f32(2.0)

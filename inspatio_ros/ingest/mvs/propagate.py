@@ -274,7 +274,9 @@ def propagate_depth(sweep: PlaneSweep, ref: int, sources: list[int], depth: np.n
             target = ~torch.isfinite(d) & ~sky_t & ok.any(0)
             if not bool(target.any()):
                 break
-            cost = sweep.photo_cost(ref, sources, torch.nan_to_num(cand, nan=1e-6))
+            # Only the costs of existing candidates at the target pixels are read (the CPU kernel
+            # skips the rest: three quarters of the work).
+            cost = sweep.photo_cost(ref, sources, torch.nan_to_num(cand, nan=1e-6), wanted=ok & target[None])
             cost = torch.where(ok, cost, torch.full_like(cost, float("inf")))
             best = (cost * weights).min(0).indices        # argmin over dim 0 is 6x slower on the CPU
             best_cost = torch.gather(cost, 0, best[None])[0]

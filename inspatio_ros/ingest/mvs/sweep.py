@@ -429,22 +429,31 @@ class PlaneSweep:
         uncertainty = (0.5 / sensitivity.clamp_min(1e-9)).reshape(h, w)
         return depth, cost, ambiguity, level[0][2][0, 0], uncertainty, level[0][0][0, 0]
 
-    def photo_cost(self, ref: int, sources: list[int], rho: torch.Tensor) -> torch.Tensor:
+    def photo_cost(self, ref: int, sources: list[int], rho: torch.Tensor,
+                   wanted: torch.Tensor | None = None) -> torch.Tensor:
         """Photometric cost (P,h,w) of per-pixel inverse depths rho (P,h,w) at the matching size:
         mean absolute grey difference over small windows, mean of the best k sources among those
         that see the point (fewer if fewer see it; 2: outside every source). Unlike ZNCC it is
         defined on texture-less surfaces, where it only says that the depth is not contradicted.
         Counting unseen sources as failures (2) would leave unchecked whatever a single source
         sees: the image border of an early frame of a forward drive, which only the one source
-        behind it sees (the others are ahead and see less)."""
+        behind it sees (the others are ahead and see less).
+        ``wanted`` (P,h,w bool): the costs the caller reads; elsewhere the result is unspecified
+        (the CPU kernel leaves 2 there and skips the work: propagation reads a quarter of them)."""
         level = self._level(ref, sources, 0)
         (ref_gray, _, _), warps, size, packed = level
         w, h = size
         P = rho.shape[0]
         if packed is not None:
             out = np.empty((P, h * w), np.float32)
-            self.kernels.sad_cost(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
-                                  _flat(rho).reshape(P, -1), self.s.propagate_window, self.s.best_k, out)
+            if wanted is None:
+                self.kernels.sad_cost(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
+                                      _flat(rho).reshape(P, -1), self.s.propagate_window, self.s.best_k, out)
+            else:
+                self.kernels.sad_cost_at(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
+                                         _flat(rho).reshape(P, -1),
+                                         np.ascontiguousarray(wanted.cpu().numpy().reshape(P, -1), dtype=np.bool_),
+                                         self.s.propagate_window, self.s.best_k, out)
             return torch.from_numpy(out).reshape(P, h, w)
         per_source = []
         for src_gray, a, b in warps:
