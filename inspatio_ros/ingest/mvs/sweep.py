@@ -156,6 +156,9 @@ class PlaneSweep:
         # costs, ~5x less CPU time than eager PyTorch's pass over memory per operation); None:
         # the PyTorch code below (CUDA, or no numba).
         self.kernels = cpu_kernels() if device.type == "cpu" else None
+        # photo_cost's last finest level ((ref, sources), level): propagation asks for the same
+        # frame's costs pass after pass; its warps and packing are made once (~10 ms a pass).
+        self._photo_level: tuple[tuple, tuple] | None = None
 
     def frame(self, i: int) -> list[torch.Tensor]:
         """Frame i's grey pyramid, (1,1,h,w) per level."""
@@ -440,7 +443,10 @@ class PlaneSweep:
         behind it sees (the others are ahead and see less).
         ``wanted`` (P,h,w bool): the costs the caller reads; elsewhere the result is unspecified
         (the CPU kernel leaves 2 there and skips the work: propagation reads a quarter of them)."""
-        level = self._level(ref, sources, 0)
+        key = (ref, tuple(sources))
+        if self._photo_level is None or self._photo_level[0] != key:
+            self._photo_level = (key, self._level(ref, sources, 0))
+        level = self._photo_level[1]
         (ref_gray, _, _), warps, size, packed = level
         w, h = size
         P = rho.shape[0]
