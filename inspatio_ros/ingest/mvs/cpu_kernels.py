@@ -111,35 +111,47 @@ def _insert(best, count, value, i):
 
 
 @njit(inline="always", **opts)
-def _row_sums(src, a, b, n, rho_p, ref, w, y, r, ring, slot, warped, ok):
-    """Source n warped into reference row y (_warp_pixel; ok per pixel of the row), and the
-    horizontal window sums of the warped grey, its square and its product with the reference
-    (each _box_mean's first pass, the same float64 running sums) into ring[0..2, slot]."""
-    base = y * w
+def _row_positions(src, a, b, n, rho_p, base, w, xs, ys, ok):
+    """_warp_pixel's first half for the w reference pixels from ``base`` on: their positions in
+    source n (xs, ys (w,): clamped to the image, NaN as 0) and ok[base + c]. Split from the
+    samples (_bilinear), the positions' loop has no gathers and LLVM can vectorise it: the same
+    arithmetic, 1.6x faster than the one loop of _warp_plane."""
     sh, sw = src.shape
     wmax = f32(sw - 1)
     hmax = f32(sh - 1)
-    # _warp_pixel in two loops: the source positions (a loop LLVM can vectorise; xs, ys: the row's
-    # scratch), then the bilinear samples (gathers): the same arithmetic, 1.6x faster than one loop.
-    xs = warped[w:2 * w]
-    ys = warped[2 * w:]
     for c in range(w):
         u, v, front = _source_pixel(a, b, n, base + c, rho_p[base + c])
         ok[base + c] = front and u >= 0 and u <= wmax and v >= 0 and v <= hmax
         xs[c] = min(max(u if u == u else f32(0.0), f32(0.0)), wmax)
         ys[c] = min(max(v if v == v else f32(0.0), f32(0.0)), hmax)
+
+
+@njit(inline="always", **opts)
+def _bilinear(src, x, y):
+    """_warp_pixel's second half: src bilinearly sampled at x, y (inside the image)."""
+    sh, sw = src.shape
+    x0 = int(x)                       # >= 0: truncation is the floor
+    y0 = int(y)
+    fx = x - f32(x0)
+    fy = y - f32(y0)
+    x1 = min(x0 + 1, sw - 1)
+    y1 = min(y0 + 1, sh - 1)
+    top = src[y0, x0] * (f32(1.0) - fx) + src[y0, x1] * fx
+    bottom = src[y1, x0] * (f32(1.0) - fx) + src[y1, x1] * fx
+    return top * (f32(1.0) - fy) + bottom * fy
+
+
+@njit(inline="always", **opts)
+def _row_sums(src, a, b, n, rho_p, ref, w, y, r, ring, slot, warped, ok):
+    """Source n warped into reference row y (_warp_pixel; ok per pixel of the row), and the
+    horizontal window sums of the warped grey, its square and its product with the reference
+    (each _box_mean's first pass, the same float64 running sums) into ring[0..2, slot]."""
+    base = y * w
+    xs = warped[w:2 * w]
+    ys = warped[2 * w:]
+    _row_positions(src, a, b, n, rho_p, base, w, xs, ys, ok)
     for c in range(w):
-        x = xs[c]
-        y0f = ys[c]
-        x0 = int(x)                       # >= 0: truncation is the floor
-        y0 = int(y0f)
-        fx = x - f32(x0)
-        fy = y0f - f32(y0)
-        x1 = min(x0 + 1, sw - 1)
-        y1 = min(y0 + 1, sh - 1)
-        top = src[y0, x0] * (f32(1.0) - fx) + src[y0, x1] * fx
-        bottom = src[y1, x0] * (f32(1.0) - fx) + src[y1, x1] * fx
-        warped[c] = top * (f32(1.0) - fy) + bottom * fy
+        warped[c] = _bilinear(src, xs[c], ys[c])
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
@@ -333,6 +345,9 @@ def sad_cost_at(ref, h, w, srcs, a, b, rho, wanted, window, best_k, out):
         # in its column); diff_needed: pixels whose difference those row sums take.
         rows_needed = np.zeros(hw, np.bool_)
         diff_needed = np.zeros(hw, np.bool_)
+        row_any = np.zeros(h, np.bool_)
+        xs = np.empty(w, f32)
+        ys = np.empty(w, f32)
         any_wanted = False
         for i in range(hw):
             if wanted[p, i]:
@@ -348,6 +363,7 @@ def sad_cost_at(ref, h, w, srcs, a, b, rho, wanted, window, best_k, out):
             base = y * w
             for x in range(w):
                 if rows_needed[base + x]:
+                    row_any[y] = True
                     for xx in range(max(x - r, 0), min(x + r, w - 1) + 1):
                         diff_needed[base + xx] = True
         diff = np.zeros(hw, f32)
@@ -355,26 +371,34 @@ def sad_cost_at(ref, h, w, srcs, a, b, rho, wanted, window, best_k, out):
         row_sum = np.zeros(hw, np.float64)
         best = np.full((k, hw), np.inf, f32)
         for n in range(N):
-            for i in range(hw):
-                if diff_needed[i]:
-                    value, inside = _warp_pixel(srcs[n], a, b, n, i, rho[p, i])
-                    diff[i] = abs(value - ref[i])
-                    ok[i] = inside
-            for i in range(hw):
-                if rows_needed[i]:
-                    y, x = i // w, i % w
-                    base = y * w
-                    total = 0.0
-                    for dx in range(-r, r + 1):
-                        total += diff[base + min(max(x + dx, 0), w - 1)]
-                    row_sum[i] = total
-            for i in range(hw):
-                if wanted[p, i]:
-                    y, x = i // w, i % w
-                    total = 0.0
-                    for dy in range(-r, r + 1):
-                        total += row_sum[min(max(y + dy, 0), h - 1) * w + x]
-                    _insert(best, k, f32(total * norm) if ok[i] else f32(2.0), i)
+            src = srcs[n]
+            for y in range(h):
+                base = y * w
+                if not row_any[y]:
+                    continue
+                _row_positions(src, a, b, n, rho[p], base, w, xs, ys, ok)
+                for c in range(w):
+                    if diff_needed[base + c]:
+                        diff[base + c] = abs(_bilinear(src, xs[c], ys[c]) - ref[base + c])
+            for y in range(h):
+                if not row_any[y]:
+                    continue
+                base = y * w
+                for x in range(w):
+                    if rows_needed[base + x]:
+                        total = 0.0
+                        for dx in range(-r, r + 1):
+                            total += diff[base + min(max(x + dx, 0), w - 1)]
+                        row_sum[base + x] = total
+            for y in range(h):
+                base = y * w
+                for x in range(w):
+                    i = base + x
+                    if wanted[p, i]:
+                        total = 0.0
+                        for dy in range(-r, r + 1):
+                            total += row_sum[min(max(y + dy, 0), h - 1) * w + x]
+                        _insert(best, k, f32(total * norm) if ok[i] else f32(2.0), i)
         for i in range(hw):
             if not wanted[p, i]:
                 out[p, i] = f32(2.0)
