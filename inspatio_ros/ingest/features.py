@@ -15,12 +15,22 @@ import numpy as np
 DESCRIPTOR_PATCH = 31          # ORB's patch size; positions closer to the border get no descriptor
 
 
+FLOOR_STEP = 3.0               # detect_spread lowers its floor this many times at a step
+
+
 def detect_spread(cv2, gray: np.ndarray, existing: np.ndarray, count: int, spacing: int, quality: float,
-                  grid: tuple[int, int] = (8, 5), floor: float = 1e-3) -> np.ndarray:
+                  grid: tuple[int, int] = (8, 5), floor: float = 1e-3, enough: int = 0,
+                  lowest_floor: float | None = None) -> np.ndarray:
     """Up to ``count`` new corners (n,2 float32) at least ``spacing`` px from each other and from
     ``existing`` (m,2), spread over a ``grid`` (columns, rows) of cells, the cells with fewest
     existing corners first. A cell's corners must reach ``quality`` x its strongest one and
-    ``floor`` x the image's strongest (no corners on sensor noise in blank sky)."""
+    ``floor`` x the image's strongest (no corners on sensor noise in blank sky).
+
+    The floor is relative to the single strongest corner, so one high-contrast object (a saturated
+    toy box in a room of blank walls) can raise it above all the scene's other texture. When
+    ``existing`` and the new corners together are fewer than ``enough``, the floor is lowered
+    FLOOR_STEP-fold at a time, down to ``lowest_floor``, until they are not: weak corners are
+    better than too few to track with, and an image that has enough strong ones never gets them."""
     h, w = gray.shape
     mask = np.full(gray.shape, 255, np.uint8)
     for x, y in np.asarray(existing).astype(int):
@@ -29,6 +39,16 @@ def detect_spread(cv2, gray: np.ndarray, existing: np.ndarray, count: int, spaci
     peak = float(eig.max()) if eig.size else 0.0
     if count <= 0 or peak <= 0:
         return np.zeros((0, 2), np.float32)
+    lowest = floor if lowest_floor is None else min(lowest_floor, floor)
+    while True:
+        found = _detect_in_cells(cv2, gray, existing, count, spacing, quality, grid, floor * peak, eig, mask)
+        if len(existing) + len(found) >= enough or floor <= lowest * (1 + 1e-9):
+            return found
+        floor = max(floor / FLOOR_STEP, lowest)
+
+
+def _detect_in_cells(cv2, gray, existing, count, spacing, quality, grid, floor_eig, eig, mask) -> np.ndarray:
+    h, w = gray.shape
     cols, rows = grid
     xs = np.linspace(0, w, cols + 1).astype(int)
     ys = np.linspace(0, h, rows + 1).astype(int)
@@ -53,7 +73,7 @@ def detect_spread(cv2, gray: np.ndarray, existing: np.ndarray, count: int, spaci
         if pts is None:
             continue
         pts = pts.reshape(-1, 2) + [x0, y0]
-        strong = eig[pts[:, 1].astype(int), pts[:, 0].astype(int)] >= floor * peak
+        strong = eig[pts[:, 1].astype(int), pts[:, 0].astype(int)] >= floor_eig
         found.append(pts[strong])
     if not found:
         return np.zeros((0, 2), np.float32)

@@ -38,6 +38,15 @@ class OdometrySettings:
     # Corners are detected per grid cell (features.detect_spread), each at corner_quality of its
     # cell's strongest and at least corner_floor of the image's strongest corner.
     corner_floor: float = 0.003
+    # With fewer corners than enough_corners_factor x keyframe_min_landmarks_factor x min_inliers
+    # (twice what a keyframe needs with landmarks: not every corner gets one; 0: never; RGB-D: 1x,
+    # its corners get their landmarks from the depth at once), the floor is lowered
+    # down to corner_floor_lowest: a room of blank walls with one saturated toy box in view had 72
+    # corners at 0.003, fewer than the two-view start needs after the camera turned 4 degrees. The
+    # lowest floor stays ~7x above a clean video's flat wall (its median corner strength is ~1.4e-5
+    # of the strongest).
+    enough_corners_factor: float = 2.0
+    corner_floor_lowest: float = 1e-4
     refill_below: int = 600           # tracks: detect new corners when fewer remain
     fb_check_px: float = 1.0          # forward-backward tracking error allowed
     start_parallax_px: float = 15.0   # median track motion needed for the two-view start
@@ -316,8 +325,17 @@ def _track_from_keyframe(cv2, K, kf_image, image, ids, pts, landmarks, guess_c2w
     return ids[have][inside][ok], p1[ok].astype(np.float32)
 
 
-def _detect(cv2, gray, existing, s: OdometrySettings, count: int):
-    return detect_spread(cv2, gray, existing, count, s.corner_spacing_px, s.corner_quality, floor=s.corner_floor)
+def enough_corners(s: OdometrySettings, rgbd: bool) -> int:
+    """How many corners a frame should have before detect_spread lowers its floor: what a keyframe
+    needs with landmarks, and enough_corners_factor times that for monocular odometry, where a
+    corner gets a landmark only once it has parallax (RGB-D: from the depth at once)."""
+    factor = 1.0 if rgbd else s.enough_corners_factor
+    return int(math.ceil(factor * s.keyframe_min_landmarks_factor * s.min_inliers)) if factor > 0 else 0
+
+
+def _detect(cv2, gray, existing, s: OdometrySettings, count: int, enough: int = 0):
+    return detect_spread(cv2, gray, existing, count, s.corner_spacing_px, s.corner_quality, floor=s.corner_floor,
+                         enough=enough, lowest_floor=s.corner_floor_lowest)
 
 
 def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
@@ -688,6 +706,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
     cv2.setRNGSeed(0)            # RANSAC draws: the same video gives the same poses
     s = settings or OdometrySettings()
     ransac_px = ransac_threshold_px(s, intr)
+    corners_wanted = enough_corners(s, rgbd=depth_of is not None)
     K = intr.K.astype(np.float64)
     c2w = np.tile(np.eye(4), (count, 1, 1))
     located = np.zeros(count, bool)
@@ -771,8 +790,11 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         step[:3, 3] *= (i - b) / max(b - a, 1)
         return c2w[b] @ step
 
+    rejected: dict[int, str] = {}      # frame -> why its last PnP pose failed the motion gate
+
     def plausible(i, pose):
-        """Whether ``pose`` for frame i agrees with the constant-velocity prediction."""
+        """Whether ``pose`` for frame i agrees with the constant-velocity prediction (why not: in
+        rejected[i], for the warning when the frame is given up)."""
         done = np.nonzero(located[:i])[0]
         if len(done) < 2:
             return True
@@ -782,8 +804,16 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         allowed = s.motion_gate_step * gap * max(float(np.median(steps)), float(steps[-1]))
         R = guess[:3, :3].T @ pose[:3, :3]
         turn = math.degrees(math.acos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
-        return (turn <= s.motion_gate_deg * math.sqrt(gap)
-                and np.linalg.norm(pose[:3, 3] - guess[:3, 3]) <= max(allowed, 1e-9))
+        off = float(np.linalg.norm(pose[:3, 3] - guess[:3, 3]))
+        if turn > s.motion_gate_deg * math.sqrt(gap):
+            rejected[i] = (f"its pose turns {turn:.1f} degrees away from the motion model's "
+                           f"(allowed {s.motion_gate_deg * math.sqrt(gap):.1f})")
+            return False
+        if off > max(allowed, 1e-9):
+            rejected[i] = (f"its pose lies {off / max(float(np.median(steps)), 1e-12):.2f} steps from the motion "
+                           f"model's (allowed {allowed / max(float(np.median(steps)), 1e-12):.2f})")
+            return False
+        return True
 
     def locate(i, ids, pts, use_guess=True):
         """PnP of frame i on tracks (ids, pts) checked against the motion: (pose or None, inliers)."""
@@ -816,7 +846,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                     map_desc.append(d)
         if len(map_ids) < s.min_inliers:
             return None
-        corners = _detect(cv2, gray, np.zeros((0, 2)), s, s.max_corners)
+        corners = _detect(cv2, gray, np.zeros((0, 2)), s, s.max_corners, corners_wanted)
         rows, desc = describe(cv2, gray, corners)
         map_desc = np.stack(map_desc)
         # First where the motion model expects each landmark (a window that grows with the gap:
@@ -854,7 +884,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         new.next_id = tracks.next_id
         new.ids = ids_m[good].copy()
         new.pts = pts_m[good].astype(np.float32)
-        new.add(_detect(cv2, gray, new.pts, s, s.max_corners - len(new.ids)))
+        new.add(_detect(cv2, gray, new.pts, s, s.max_corners - len(new.ids), corners_wanted))
         return pose, n, new
 
     def landmarks_from_depth(i):
@@ -908,7 +938,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             tracks.next_id = current_first_id = next_id
         if prev is None:
             start_gray = gray
-            tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners))
+            tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners, corners_wanted))
             history = {i: (tracks.ids.copy(), tracks.pts.copy())}
             segment_start, started, prev = i, False, gray
             c2w[i] = offset        # located once the segment starts from it
@@ -994,7 +1024,10 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         if pose is None:
             if resume_by_relocalising(i, gray):
                 continue
-            warnings.append(f"frame {i}: tracking lost ({n} PnP inliers); relocalising against the last "
+            # Few inliers is a lost track; many, with a pose off the motion model, is a frame whose
+            # landmarks disagree (a moving object in front, drifted landmarks): say which.
+            why = f"{n} PnP inliers" + (f"; {rejected[i]}" if i in rejected else "")
+            warnings.append(f"frame {i}: tracking lost ({why}); relocalising against the last "
                             f"{s.relocalise_keyframes} keyframes")
             lost_since = i
             c2w[i] = last_located()
@@ -1045,7 +1078,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
                     landmarks.update(before[1])
                 located[i] = True
             if len(tracks.ids) < s.refill_below:
-                tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids)))
+                tracks.add(_detect(cv2, gray, tracks.pts, s, s.max_corners - len(tracks.ids), corners_wanted))
                 kf_obs[i] = (tracks.ids.copy(), tracks.pts.copy())
             if depth_of is not None:
                 landmarks_from_depth(i)
