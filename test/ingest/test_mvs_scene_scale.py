@@ -56,3 +56,46 @@ def test_a_metric_room_gets_sources_and_the_same_ones_in_any_unit():
     # Taken as metres, the street's 1.6 baseline is 53 frames of this walk: no source in the clip.
     c2w, _ = _room(1.0)
     assert _sweep(c2w).select_sources(15, np.ones(30, bool)) == []
+
+
+def _wall_video(depth: float, step: float, frames: int = 20):
+    """A camera sliding ``step`` a frame to its right in front of a textured wall ``depth`` ahead:
+    (frames(i) -> grey image, c2w). The wall's image moves fx * step / depth pixels a frame."""
+    cv2 = __import__("pytest").importorskip("cv2")
+    rng = np.random.default_rng(3)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (INTR.height + 40, INTR.width + 400)), (0, 0), 1.5)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    c2w = np.tile(np.eye(4), (frames, 1, 1))
+    c2w[:, 0, 3] = step * np.arange(frames)
+
+    def load(i):
+        shift = INTR.fx * step * i / depth
+        warp = np.float32([[1, 0, -20 - shift], [0, 1, -20]])
+        return cv2.warpAffine(texture, warp, (INTR.width, INTR.height), flags=cv2.INTER_LINEAR)
+    return load, c2w
+
+
+def test_given_poses_without_landmarks_measure_the_scene_from_triangulated_corners():
+    from inspatio_ros.ingest.mvs.sweep import scene_points_from_poses
+
+    order = list(range(20))
+    load, c2w = _wall_video(depth=3.5, step=0.03)
+    points = scene_points_from_poses(load, c2w, INTR, order)
+    assert points is not None and len(points) >= 100
+    assert abs(np.median(points[:, 2]) / 3.5 - 1.0) < 0.05, np.median(points[:, 2])
+    unit = scene_length_unit(c2w, INTR, points, order)
+    assert abs(unit * REFERENCE_SCENE_DEPTH / 3.5 - 1.0) < 0.05           # a room in metres: scaled
+    sweep = _sweep(c2w)
+    sweep.length_unit = unit
+    assert len(sweep.select_sources(10, np.ones(20, bool))) >= 2          # sources, where 1.6 m gave none
+    # The same video with its poses in centimetres: the points and the unit follow the poses.
+    centimetres = c2w.copy()
+    centimetres[:, :3, 3] *= 100.0
+    points_cm = scene_points_from_poses(load, centimetres, INTR, order)
+    assert abs(scene_length_unit(centimetres, INTR, points_cm, order) / unit - 100.0) < 5.0
+    # A street's depth (a wall 20 m ahead, a camera moving 1 m a frame): inside the band, kept.
+    load20, c2w20 = _wall_video(depth=20.0, step=0.5)
+    assert scene_length_unit(c2w20, INTR, scene_points_from_poses(load20, c2w20, INTR, order), order) == 1.0
+    # A still camera gives no parallax: nothing triangulated, the settings' lengths as they are.
+    still = np.tile(np.eye(4), (20, 1, 1))
+    assert scene_points_from_poses(lambda i: load(0), still, INTR, order) is None

@@ -17,7 +17,7 @@ from ..road import elevation_deg, fit_road_plane, road_inverse_depth, road_norma
 from .filters import fill_planar_holes, fill_small_holes, moving_object_mask, near_side_of_depth_steps, sky_and_surfaces
 from .propagate import propagate_depth
 from .settings import MVSSettings
-from .sweep import PlaneSweep, depth_bounds, scene_length_unit
+from .sweep import PlaneSweep, depth_bounds, scene_length_unit, scene_points_from_poses
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,10 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     usable[list(range(len(c2w))) if sources is None else list(sources)] = True
     landmarks = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(-1, 3)
     order = sorted(int(i) for i in indices)
-    sweep.length_unit = scene_length_unit(sweep.c2w, sweep.intr, landmarks, order)
+    # The scene's depth sets the MVS lengths; given poses bring no landmarks, so it is measured
+    # from a few corners triangulated with them.
+    scene = landmarks if landmarks is not None else scene_points_from_poses(frames, sweep.c2w, intr, order)
+    sweep.length_unit = scene_length_unit(sweep.c2w, sweep.intr, scene, order)
     in_order = set(order)
     out = DepthMapStore((intr.height, intr.width))
     moving = MaskStore((intr.height, intr.width))

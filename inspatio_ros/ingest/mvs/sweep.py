@@ -528,6 +528,84 @@ def landmark_depths_in_view(c2w: np.ndarray, intr: Intrinsics, landmarks: np.nda
     return z[front][(u >= 0) & (u < intr.width) & (v >= 0) & (v < intr.height)]
 
 
+def scene_points_from_poses(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intrinsics,
+                            indices: list[int], references: int = 8, span: int = 15,
+                            min_deg: float = 1.0) -> np.ndarray | None:
+    """Sparse scene points (M,3) for poses that came without landmarks (given poses): corners of
+    up to ``references`` frames spread over ``indices``, followed by Lucas-Kanade through the next
+    frames of ``indices`` (up to ``span``) and triangulated with the given poses from the
+    reference to the last frame that still sees them, where their rays meet at ``min_deg`` or
+    more. Only the scene's depth is taken from them (scene_length_unit); None when too few.
+    Without them a room with metric poses was measured with the streets' lengths: a 1.6 m source
+    baseline for a camera moving 5 cm a frame, no source for most frames, half the pixels unknown."""
+    try:
+        import cv2
+    except ImportError:          # OpenCV is optional for given poses: the settings' lengths as they are
+        return None
+    order = sorted(int(i) for i in indices)
+    if len(order) < 2:
+        return None
+    K = intr.K.astype(np.float64)
+    lk = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+
+    def gray(i):
+        image = frames(i)
+        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+    def projection(c2w_i):
+        R = c2w_i[:3, :3].T
+        return K @ np.hstack([R, (-R @ c2w_i[:3, 3])[:, None]])
+
+    def triangulated(c2w_a, c2w_b, pa, pb):
+        """Points of the pixel pairs whose rays meet at min_deg or more, in front of both cameras
+        and reprojected within 2 px: (xyz (n,3), ok (n,))."""
+        X = cv2.triangulatePoints(projection(c2w_a), projection(c2w_b), pa.T.astype(np.float64),
+                                  pb.T.astype(np.float64))
+        xyz = (X[:3] / np.where(np.abs(X[3]) < 1e-12, 1e-12, X[3])).T
+        ok = np.isfinite(xyz).all(1)
+        for c2w_i, p in ((c2w_a, pa), (c2w_b, pb)):
+            pc = (xyz - c2w_i[:3, 3]) @ c2w_i[:3, :3]
+            z = pc[:, 2]
+            uv = pc[:, :2] / np.maximum(z[:, None], 1e-9) @ np.diag([K[0, 0], K[1, 1]]) + K[:2, 2]
+            ok &= (z > 0) & (np.linalg.norm(uv - p, axis=1) < 2.0)
+        ra, rb = xyz - c2w_a[:3, 3], xyz - c2w_b[:3, 3]
+        cos = np.sum(ra * rb, 1) / np.maximum(np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1), 1e-12)
+        return xyz, ok & (cos < np.cos(np.radians(min_deg)))
+
+    found = []
+    starts = np.unique(np.linspace(0, len(order) - 2, min(references, len(order) - 1)).round().astype(int))
+    for k in starts:
+        ref = order[k]
+        prev = gray(ref)
+        start = cv2.goodFeaturesToTrack(prev, maxCorners=400, qualityLevel=0.01, minDistance=8)
+        if start is None:
+            continue
+        start = start.reshape(-1, 2).astype(np.float32)
+        pts, alive = start.copy(), np.ones(len(start), bool)
+        best = np.zeros(len(start), bool)
+        xyz_best = np.zeros((len(start), 3))
+        for j in order[k + 1:k + 1 + span]:
+            cur = gray(j)
+            idx = np.nonzero(alive)[0]
+            moved, st, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts[idx].reshape(-1, 1, 2), None, **lk)
+            back, st_back, _ = cv2.calcOpticalFlowPyrLK(cur, prev, moved, None, **lk)
+            moved = moved.reshape(-1, 2)
+            ok = ((st.ravel() == 1) & (st_back.ravel() == 1)
+                  & (np.linalg.norm(back.reshape(-1, 2) - pts[idx], axis=1) < 1.0))
+            pts[idx] = moved
+            alive[idx[~ok]] = False
+            prev = cur
+            if alive.sum() < 8:
+                break
+            idx = np.nonzero(alive)[0]
+            xyz, good = triangulated(c2w[ref], c2w[j], start[idx], pts[idx])
+            best[idx[good]] = True
+            xyz_best[idx[good]] = xyz[good]
+        found.append(xyz_best[best])
+    points = np.concatenate(found) if found else np.zeros((0, 3))
+    return points if len(points) >= 20 else None
+
+
 def scene_length_unit(c2w: np.ndarray, intr: Intrinsics, landmarks: np.ndarray | None, indices: list[int],
                       max_frames: int = 64) -> float:
     """Pose units per unit of MVSSettings' lengths (source_baseline, near): the median over (up to
