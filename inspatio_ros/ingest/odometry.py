@@ -38,13 +38,15 @@ class OdometrySettings:
     # Corners are detected per grid cell (features.detect_spread), each at corner_quality of its
     # cell's strongest and at least corner_floor of the image's strongest corner.
     corner_floor: float = 0.003
-    # With fewer corners than enough_corners_factor x keyframe_min_landmarks_factor x min_inliers
+    # A segment's first detection (the two-view start's corners, never refilled until it starts)
+    # with fewer corners than enough_corners_factor x keyframe_min_landmarks_factor x min_inliers
     # (twice what a keyframe needs with landmarks: not every corner gets one; 0: never; RGB-D: 1x,
-    # its corners get their landmarks from the depth at once), the floor is lowered
-    # down to corner_floor_lowest: a room of blank walls with one saturated toy box in view had 72
+    # its corners get their landmarks from the depth at once) lowers the floor down to
+    # corner_floor_lowest: a room of blank walls with one saturated toy box in view had 72
     # corners at 0.003, fewer than the two-view start needs after the camera turned 4 degrees. The
     # lowest floor stays ~7x above a clean video's flat wall (its median corner strength is ~1.4e-5
-    # of the strongest).
+    # of the strongest). Refills at keyframes keep the floor: weaker corners there cost unseen
+    # room seed 14 five frames.
     enough_corners_factor: float = 2.0
     corner_floor_lowest: float = 1e-4
     refill_below: int = 600           # tracks: detect new corners when fewer remain
@@ -334,6 +336,10 @@ def enough_corners(s: OdometrySettings, rgbd: bool) -> int:
 
 
 def _detect(cv2, gray, existing, s: OdometrySettings, count: int, enough: int = 0):
+    """New corners; a fresh detection (no existing tracks: a segment's start) lowers the floor
+    until it has ``enough`` (refills come at every keyframe, and weaker corners added there moved
+    the rooms' paths more than they helped them)."""
+    enough = enough if len(existing) == 0 else 0
     return detect_spread(cv2, gray, existing, count, s.corner_spacing_px, s.corner_quality, floor=s.corner_floor,
                          enough=enough, lowest_floor=s.corner_floor_lowest)
 
