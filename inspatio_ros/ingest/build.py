@@ -234,6 +234,8 @@ def _world(frames: Frames, poses: Poses, depth: Depth, fused: Fused, held: np.nd
         "depth": depth.source,
         "depth_coverage": round(float(np.mean(fused.coverage)), 4) if fused.coverage else 0.0,
         "seen_through": round(float(np.mean(fused.seen_through)), 4) if fused.seen_through else 0.0,
+        "depth_corrected_by_neighbours": (round(float(np.mean(fused.evidence_corrected)), 4)
+                                          if fused.evidence_corrected else 0.0),
         "points_static": int(world.num_static),
         "points_dynamic": int(len(world.dynamic_xyz) - fused.local_points),
         "points_frame_local": int(fused.local_points),

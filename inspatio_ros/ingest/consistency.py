@@ -201,3 +201,72 @@ def spread_moving_at(k: int, frames: list[int], moving_of: Callable[[int], np.nd
     if mask.any():
         mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)) & np.isfinite(d_i)
     return mask
+
+
+def nearer_evidence(depth: np.ndarray, c2w: np.ndarray, neighbours: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                    intr: Intrinsics, tolerance: float, min_votes: int = 2,
+                    device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's depth (HxW; NaN unknown, +inf sky) corrected where other frames measured a
+    surface in front of it: a static surface that ``min_votes`` neighbours saw, each at about the
+    same depth, nearer than this frame's depth along the same ray (by more than ``tolerance``,
+    relative), lies in the space this frame claims is empty; so this frame's depth there is too far
+    (a blank region filled from the background behind it, a near building top taken for sky) or
+    unknown, and it gets the median of those neighbours' depths. The opposite case (neighbours
+    see through this frame's point) is the view check's (seen_through). Pass the depth as the
+    frame will be drawn (unknown pixels filled, fusion.fill_unknown_depth) to correct the fill too.
+
+    ``neighbours``: (depth, c2w, moving mask or None) of each other frame; their moving pixels, sky
+    and unknown pixels give no evidence (a car that drove on is no surface where it was). A
+    neighbour that saw a surface from farther away hits only some of its pixels here: its empty
+    pixels take the nearest hit of their 3x3 window. Each neighbour's points are compared with the
+    nearest depth of this frame's 3x3 window, so a neighbour's foreground edge rounded (or
+    fattened by a pixel) onto the background beside it condemns nothing; and only patches a 3x3
+    window fits wholly are changed (a lone pixel pulled in front of its ring would leave the ring
+    "behind an edge", which surfels_from_depth drops: a hole the sky shows through). Returns
+    the corrected depth and the mask of the pixels it changed."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    H, W = depth.shape
+    d_i = torch.from_numpy(np.array(depth, dtype=np.float32)).to(dev)
+    claimed = torch.where(torch.isnan(d_i) | (d_i <= 0), torch.full_like(d_i, float("inf")), d_i)
+    nearest = (-torch.nn.functional.max_pool2d(-claimed[None, None], 3, 1, 1))[0, 0].reshape(-1)
+    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
+                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
+    rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1).reshape(-1, 3)
+    w2c = np.linalg.inv(c2w)
+    votes = []
+    for d_j, c2w_j, moving_j in neighbours:
+        dj = torch.from_numpy(np.array(d_j, dtype=np.float32)).to(dev).reshape(-1)
+        use = torch.isfinite(dj) & (dj > 0)
+        if moving_j is not None:
+            use &= ~torch.from_numpy(np.asarray(moving_j, bool)).to(dev).reshape(-1)
+        pick = use.nonzero()[:, 0]
+        rel = torch.from_numpy((w2c @ c2w_j).astype(np.float32)).to(dev)
+        p = (rays[pick] * dj[pick, None]) @ rel[:3, :3].T + rel[:3, 3]
+        z = p[:, 2]
+        safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
+        col = torch.round(p[:, 0] / safe_z * intr.fx + intr.cx)
+        row = torch.round(p[:, 1] / safe_z * intr.fy + intr.cy)
+        inside = (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+        seen = torch.full((H * W,), float("inf"), device=dev)
+        seen.scatter_reduce_(0, (row[inside] * W + col[inside]).long(), z[inside], reduce="amin")
+        # Seen from farther away, the neighbour hits only some of a surface's pixels here.
+        img = seen.reshape(1, 1, H, W)
+        seen = torch.where(torch.isinf(img), -torch.nn.functional.max_pool2d(-img, 3, 1, 1), img).reshape(-1)
+        votes.append(torch.where(seen < nearest * (1.0 - tolerance), seen, torch.full_like(seen, float("inf"))))
+    if len(votes) < min_votes:
+        return np.array(depth, dtype=np.float32), np.zeros((H, W), bool)
+    stacked, _ = torch.sort(torch.stack(votes), dim=0)            # votes first, no vote (inf) last
+    count = torch.isfinite(stacked).sum(0)
+    median = stacked.gather(0, ((count - 1).clamp_min(0) // 2)[None])[0]
+    agree = (torch.isfinite(stacked) & ((stacked - median).abs() <= tolerance * median)).sum(0)
+    change = ((count >= min_votes) & (agree >= min_votes)).reshape(H, W)
+    change = _opened(change)            # whole patches only
+    out = torch.where(change, median.reshape(H, W), d_i)
+    return out.cpu().numpy(), change.cpu().numpy()
+
+
+def _opened(mask: torch.Tensor) -> torch.Tensor:
+    """Binary opening with a 3x3 square: the pixels of ``mask`` that some 3x3 window wholly in it covers."""
+    m = mask[None, None].float()
+    eroded = -torch.nn.functional.max_pool2d(-m, 3, 1, 1)
+    return torch.nn.functional.max_pool2d(eroded, 3, 1, 1)[0, 0] > 0.5

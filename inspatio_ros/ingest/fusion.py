@@ -32,7 +32,7 @@ from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
 from ..runtime import return_free_memory
 from ..world import encode_normals
-from .consistency import SeenThrough, large_regions, spread_moving_at, view_check_kernels
+from .consistency import SeenThrough, large_regions, nearer_evidence, spread_moving_at, view_check_kernels
 from .depth import Depth
 from .frames import Frames
 from .poses import Poses
@@ -59,6 +59,16 @@ class FusionSettings:
     check_tolerance: float = 0.05    # relative depth margin of that check
     check_violations: int = 2        # neighbours seeing through a point that remove it (floater or moving)
     moving_min_area: float = 0.001   # given depth: seen-through regions this share of the image are moving
+    # Fused frames either side whose surfaces correct a frame's depth where it is too far or
+    # unknown (consistency.nearer_evidence: evidence_votes neighbours saw a static surface at about
+    # one depth in front of what the frame shows there, filled as in the frame-local layer; the
+    # frame gets their median). Held-out views are drawn from the frame-local layer, so such a
+    # frame's error reaches them whole: on street seed 1 at 480x270 a near building top taken for
+    # sky in one frame, 0.9 % of a held-out view, tripled that view's AbsRel
+    # (docs/notes/2026-12-05-world-depth.md). None: 3 for depth from multi-view stereo, 0 (off)
+    # for given depth. Needs the view check (check_neighbours > 0).
+    evidence_neighbours: int | None = None
+    evidence_votes: int = 2          # neighbours that must agree on the nearer surface
     # Frame-local layer: every fused frame's own surfels, all of them (not only what the merged
     # world lacks), alive from the previous fused frame's time to the next one's and drawn in
     # front of the static layer (render.Renderer). A view at a recorded time then shows what the
@@ -410,6 +420,9 @@ class Fused:
     # does not grow with the video's length): depth maps, static surfels compared with new frames.
     held_at_once: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()          # for the build report's warnings
+    # Per fused frame, the share of its pixels whose depth other frames' nearer surfaces corrected
+    # (FusionSettings.evidence_neighbours; empty when off).
+    evidence_corrected: list[float] = field(default_factory=list)
 
 
 def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings: FusionSettings,
@@ -433,7 +446,11 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
         f"{width}x{height} would be {len(fused_idx) * height * width / 1e6:.0f} M points, over "
         f"FusionSettings.local_max_points ({settings.local_max_points / 1e6:g} M)",)
     check = settings.check_neighbours > 0
-    view = _SlidingViewCheck(frames, poses, depth, fused_idx, settings, device) if check else None
+    evidence = settings.evidence_neighbours
+    if evidence is None:
+        evidence = 3 if depth.mvs_info is not None else 0
+    view = _SlidingViewCheck(frames, poses, depth, fused_idx, settings, device, evidence,
+                             fuser.same_surface) if check else None
     seen_through_share = []
     check_seconds = check_cpu = 0.0
     for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
@@ -470,6 +487,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     # The world is read back from its spill files next, all of it at once: free what only the
     # frame-by-frame work held first (the surfels new frames were compared with, the view check's
     # window) and hand glibc's freed heap back to the OS, so the two are not in memory together.
+    evidence_corrected = [] if view is None else view.corrected_share
     fuser.cloud = fuser.last_drawn = view = None
     return_free_memory()
     if fuser.thinned_frames:
@@ -481,7 +499,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     cpu_seconds = {**({"view consistency": round(check_cpu, 2)} if check else {}),
                    "fusion": round(time.process_time() - cpu_started - check_cpu, 2)}
     return Fused(xyz, rgb, radius, normal, frame, dynamic, frame_local, fuser.local_points, added, coverage,
-                 seen_through_share, seconds, cpu_seconds, held_at_once, notes)
+                 seen_through_share, seconds, cpu_seconds, held_at_once, notes, evidence_corrected)
 
 
 def _grid(shape: tuple[int, int], step: int) -> np.ndarray:
@@ -529,8 +547,12 @@ class _SlidingViewCheck:
     REACH = 3          # fused frames either side whose moving regions a frame's mask takes in
 
     def __init__(self, frames: Frames, poses: Poses, depth: Depth, fused_idx: list[int],
-                 settings: FusionSettings, device: torch.device):
+                 settings: FusionSettings, device: torch.device, evidence: int = 0, tolerance: float = 0.05):
         self.frames, self.depth, self.fused, self.s = frames, depth, fused_idx, settings
+        self.device = device
+        # nearer_evidence's neighbours either side (0: off) and relative depth tolerance
+        self.evidence, self.tolerance = evidence, tolerance
+        self.corrected_share: list[float] = []
         self.c2w = poses.c2w
         self.shape = frames.shape
         # The check loads its own maps (depth.load: from disk or a file, a window ahead of this one).
@@ -548,6 +570,12 @@ class _SlidingViewCheck:
         return self.maps[i]
 
     def _moving_of(self, i: int) -> np.ndarray | None:
+        return self.own_moving.get(i)
+
+    def _own_moving(self, i: int) -> np.ndarray | None:
+        """Frame i's own moving mask (MVS's, else the seen-through regions found so far)."""
+        if self.depth.moving is not None:
+            return self.depth.moving.get(i)
         return self.own_moving.get(i)
 
     def at(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -569,9 +597,25 @@ class _SlidingViewCheck:
                                   self._colour, self.REACH)
         i = fused[k]
         depth, rejected = self._depth(i), self.rejected.pop(k)
+        if self.evidence > 0:
+            others = [j for j in fused[max(0, k - self.evidence):k + self.evidence + 1] if j != i]
+            # Compared with what the frame-local layer shows: unknown pixels as filled there.
+            claimed = depth
+            if self.s.local_fill:
+                claimed = fill_unknown_depth(depth, self.s.sky_distance, ceiling=self.depth.fill_ceiling)
+            corrected, changed = nearer_evidence(claimed, self.c2w[i], [(self._depth(j), self.c2w[j], self._own_moving(j))
+                                                                      for j in others],
+                                                 self.frames.intrinsics, self.tolerance, self.s.evidence_votes,
+                                                 self.device)
+            own = self._own_moving(i)
+            if own is not None:             # a moving object's depth is its own, not the static scene's
+                changed &= ~own
+            depth = np.where(changed, corrected, depth)
+            self.corrected_share.append(float(changed.mean()))
         self.peak_alive = max(self.peak_alive, len(self.maps))
-        # What frames after k no longer need: maps and masks of frames more than REACH behind.
-        behind = set(fused[:max(0, k + 1 - self.REACH)])
+        # What frames after k no longer need: maps and masks of frames more than REACH (or the
+        # evidence's reach) behind.
+        behind = set(fused[:max(0, k + 1 - max(self.REACH, self.evidence))])
         for j in [j for j in self.maps if j in behind]:
             del self.maps[j]
         for j in [j for j in self.own_moving if j in behind]:
