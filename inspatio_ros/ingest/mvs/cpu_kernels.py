@@ -36,29 +36,43 @@ def _source_pixel(a, b, n, i, r):
 
 
 @njit(inline="always", **opts)
-def _warp_pixel(src, a, b, n, i, r):
-    """Source n's grey (h,w) at reference pixel i's source position for inverse depth r: bilinear,
-    the coordinates clamped to the image (grid_sample's border padding); and whether that
-    position lies inside the source image and in front of its camera."""
+def _clamped_position(src, a, b, n, i, r):
+    """Reference pixel i's position in source n for inverse depth r, clamped to the image
+    (grid_sample's border padding; NaN, an unknown rho, as 0), and whether the unclamped position
+    lies inside the source image and in front of its camera."""
     h, w = src.shape
     wmax = f32(w - 1)
     hmax = f32(h - 1)
     u, v, front = _source_pixel(a, b, n, i, r)
     ok = front and u >= 0 and u <= wmax and v >= 0 and v <= hmax
-    x = u if u == u else f32(0.0)                 # NaN (unknown rho): sample a defined pixel
-    y = v if v == v else f32(0.0)
-    x = min(max(x, f32(0.0)), wmax)
-    y = min(max(y, f32(0.0)), hmax)
-    # x, y >= 0 here, so truncation is the floor (with math.floor this loop took 1.7x as long)
+    x = min(max(u if u == u else f32(0.0), f32(0.0)), wmax)
+    y = min(max(v if v == v else f32(0.0), f32(0.0)), hmax)
+    return x, y, ok
+
+
+@njit(inline="always", **opts)
+def _bilinear(src, x, y):
+    """src bilinearly sampled at x, y (inside the image, so truncation is the floor: with
+    math.floor the warp loop took 1.7x as long)."""
+    sh, sw = src.shape
     x0 = int(x)
     y0 = int(y)
     fx = x - f32(x0)
     fy = y - f32(y0)
-    x1 = min(x0 + 1, w - 1)
-    y1 = min(y0 + 1, h - 1)
+    x1 = min(x0 + 1, sw - 1)
+    y1 = min(y0 + 1, sh - 1)
     top = src[y0, x0] * (f32(1.0) - fx) + src[y0, x1] * fx
     bottom = src[y1, x0] * (f32(1.0) - fx) + src[y1, x1] * fx
-    return top * (f32(1.0) - fy) + bottom * fy, ok
+    return top * (f32(1.0) - fy) + bottom * fy
+
+
+@njit(inline="always", **opts)
+def _warp_pixel(src, a, b, n, i, r):
+    """Source n's grey (h,w) at reference pixel i's source position for inverse depth r
+    (_clamped_position, then _bilinear), and whether that position lies inside the source image
+    and in front of its camera."""
+    x, y, ok = _clamped_position(src, a, b, n, i, r)
+    return _bilinear(src, x, y), ok
 
 
 @njit(inline="always", **opts)
@@ -112,33 +126,11 @@ def _insert(best, count, value, i):
 
 @njit(inline="always", **opts)
 def _row_positions(src, a, b, n, rho_p, base, w, xs, ys, ok):
-    """_warp_pixel's first half for the w reference pixels from ``base`` on: their positions in
-    source n (xs, ys (w,): clamped to the image, NaN as 0) and ok[base + c]. Split from the
-    samples (_bilinear), the positions' loop has no gathers and LLVM can vectorise it: the same
-    arithmetic, 1.6x faster than the one loop of _warp_plane."""
-    sh, sw = src.shape
-    wmax = f32(sw - 1)
-    hmax = f32(sh - 1)
+    """_clamped_position for the w reference pixels from ``base`` on (xs, ys (w,), ok[base + c]).
+    Split from the samples (_bilinear), the positions' loop has no gathers and LLVM can vectorise
+    it: the same arithmetic, 1.6x faster than the one loop of _warp_plane."""
     for c in range(w):
-        u, v, front = _source_pixel(a, b, n, base + c, rho_p[base + c])
-        ok[base + c] = front and u >= 0 and u <= wmax and v >= 0 and v <= hmax
-        xs[c] = min(max(u if u == u else f32(0.0), f32(0.0)), wmax)
-        ys[c] = min(max(v if v == v else f32(0.0), f32(0.0)), hmax)
-
-
-@njit(inline="always", **opts)
-def _bilinear(src, x, y):
-    """_warp_pixel's second half: src bilinearly sampled at x, y (inside the image)."""
-    sh, sw = src.shape
-    x0 = int(x)                       # >= 0: truncation is the floor
-    y0 = int(y)
-    fx = x - f32(x0)
-    fy = y - f32(y0)
-    x1 = min(x0 + 1, sw - 1)
-    y1 = min(y0 + 1, sh - 1)
-    top = src[y0, x0] * (f32(1.0) - fx) + src[y0, x1] * fx
-    bottom = src[y1, x0] * (f32(1.0) - fx) + src[y1, x1] * fx
-    return top * (f32(1.0) - fy) + bottom * fy
+        xs[c], ys[c], ok[base + c] = _clamped_position(src, a, b, n, base + c, rho_p[base + c])
 
 
 @njit(inline="always", **opts)
