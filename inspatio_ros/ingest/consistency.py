@@ -34,6 +34,27 @@ def _project_into(d_i: np.ndarray, c2w_i: np.ndarray, c2w_j: np.ndarray, intr: I
     return z, row, col, inside
 
 
+def _pixel_rays(H: int, W: int, intr: Intrinsics, dev: torch.device) -> torch.Tensor:
+    """(H, W, 3) each pixel's ray in its camera's frame, scaled to depth 1 (float32)."""
+    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
+                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
+    return torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
+
+
+def _project_points(points: torch.Tensor, rel: np.ndarray, intr: Intrinsics, H: int, W: int):
+    """Points (N, 3) of one camera moved by ``rel`` (4x4, into another camera of the same
+    intrinsics): their depth there, the pixel they round to (row, col) and whether it lies in
+    front of that camera and inside its image."""
+    rel_t = torch.from_numpy(rel.astype(np.float32)).to(points.device)
+    p = points @ rel_t[:3, :3].T + rel_t[:3, 3]
+    z = p[:, 2]
+    safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
+    col = torch.round(p[:, 0] / safe_z * intr.fx + intr.cx)
+    row = torch.round(p[:, 1] / safe_z * intr.fy + intr.cy)
+    inside = (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    return z, row, col, inside
+
+
 def seen_through(depths: dict[int, np.ndarray], c2w: dict[int, np.ndarray], intr: Intrinsics,
                  settings: FusionSettings, device: torch.device | str | None = None) -> dict[int, np.ndarray]:
     """Per frame, how many neighbouring frames see *through* each pixel's point: at the pixel
@@ -92,9 +113,7 @@ class SeenThrough:
         d, measured, _, _ = self._prepare(i)
         H, W = d.shape
         if self.rays is None:
-            v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                                  torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
-            self.rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1)
+            self.rays = _pixel_rays(H, W, intr, dev)
         keep = 1.0 - s.check_tolerance
         kernels = view_check_kernels() if dev.type == "cpu" else None
         if kernels is not None:
@@ -105,13 +124,8 @@ class SeenThrough:
             if j == i:
                 continue
             _, _, nearest, has_any = self._prepare(j)
-            rel = torch.from_numpy((np.linalg.inv(self.c2w[j]) @ self.c2w[i]).astype(np.float32)).to(dev)
-            pj = points @ rel[:3, :3].T + rel[:3, 3]
-            z = pj[:, 2]
-            safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
-            col = torch.round(pj[:, 0] / safe_z * intr.fx + intr.cx)
-            row = torch.round(pj[:, 1] / safe_z * intr.fy + intr.cy)
-            inside = measured.reshape(-1) & (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+            z, row, col, inside = _project_points(points, np.linalg.inv(self.c2w[j]) @ self.c2w[i], intr, H, W)
+            inside &= measured.reshape(-1)
             flat = torch.where(inside, row * W + col, torch.zeros_like(col)).long()
             there = nearest.reshape(-1)[flat]
             count += (inside & has_any.reshape(-1)[flat] & torch.isfinite(there) & (z < there * keep)).int()
@@ -229,9 +243,7 @@ def nearer_evidence(depth: np.ndarray, c2w: np.ndarray, neighbours: list[tuple[n
     d_i = torch.from_numpy(np.array(depth, dtype=np.float32)).to(dev)
     claimed = torch.where(torch.isnan(d_i) | (d_i <= 0), torch.full_like(d_i, float("inf")), d_i)
     nearest = (-torch.nn.functional.max_pool2d(-claimed[None, None], 3, 1, 1))[0, 0].reshape(-1)
-    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
-    rays = torch.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, torch.ones_like(u)], -1).reshape(-1, 3)
+    rays = _pixel_rays(H, W, intr, dev).reshape(-1, 3)
     w2c = np.linalg.inv(c2w)
     votes = []
     for d_j, c2w_j, moving_j in neighbours:
@@ -240,13 +252,7 @@ def nearer_evidence(depth: np.ndarray, c2w: np.ndarray, neighbours: list[tuple[n
         if moving_j is not None:
             use &= ~torch.from_numpy(np.asarray(moving_j, bool)).to(dev).reshape(-1)
         pick = use.nonzero()[:, 0]
-        rel = torch.from_numpy((w2c @ c2w_j).astype(np.float32)).to(dev)
-        p = (rays[pick] * dj[pick, None]) @ rel[:3, :3].T + rel[:3, 3]
-        z = p[:, 2]
-        safe_z = torch.where(z > 1e-6, z, torch.ones_like(z))
-        col = torch.round(p[:, 0] / safe_z * intr.fx + intr.cx)
-        row = torch.round(p[:, 1] / safe_z * intr.fy + intr.cy)
-        inside = (z > 1e-6) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+        z, row, col, inside = _project_points(rays[pick] * dj[pick, None], w2c @ c2w_j, intr, H, W)
         seen = torch.full((H * W,), float("inf"), device=dev)
         seen.scatter_reduce_(0, (row[inside] * W + col[inside]).long(), z[inside], reduce="amin")
         # Seen from farther away, the neighbour hits only some of a surface's pixels here.
