@@ -344,8 +344,10 @@ def _detect(cv2, gray, existing, s: OdometrySettings, count: int, enough: int = 
                          enough=enough, lowest_floor=s.corner_floor_lowest)
 
 
-def _triangulate(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
-    """Points seen at pa in camera a and pb in camera b: (xyz (n,3), ok (n,) bool)."""
+def triangulate_pair(cv2, K, c2w_a, c2w_b, pa, pb, min_deg):
+    """Points seen at pixels pa (n,2) in camera a and pb in camera b (camera-to-world poses, K 3x3):
+    (xyz (n,3), ok (n,) bool: finite, in front of both cameras, reprojected within 2 px in each,
+    and their rays meeting at ``min_deg`` or more)."""
     def P(c2w):
         R = c2w[:3, :3].T
         return K @ np.hstack([R, (-R @ c2w[:3, 3])[:, None]])
@@ -781,7 +783,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             ids_k = np.array([t for t, _ in sel], np.int64)
             p_then = np.array([first_seen[t][1] for t, _ in sel], np.float64)
             p_now = tracks.pts[[n for _, n in sel]].astype(np.float64)
-            xyz, good = _triangulate(cv2, K, kf_poses[k], pose, p_then, p_now, s.min_triangulation_deg)
+            xyz, good = triangulate_pair(cv2, K, kf_poses[k], pose, p_then, p_now, s.min_triangulation_deg)
             for tid, p in zip(ids_k[good], xyz[good]):
                 landmarks[int(tid)] = p
 
@@ -999,7 +1001,7 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
             cam1[:3, :3] = R.T
             cam1[:3, 3] = (-R.T @ t).ravel()
             first, second = offset, offset @ cam1
-            xyz, good = _triangulate(cv2, K, first, second, p0[a], tracks.pts[b], s.min_triangulation_deg)
+            xyz, good = triangulate_pair(cv2, K, first, second, p0[a], tracks.pts[b], s.min_triangulation_deg)
             good &= mask.ravel() > 0
             if good.sum() < 50:
                 continue

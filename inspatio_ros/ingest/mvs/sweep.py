@@ -542,6 +542,7 @@ def scene_points_from_poses(frames: Callable[[int], np.ndarray], c2w: np.ndarray
         import cv2
     except ImportError:          # OpenCV is optional for given poses: the settings' lengths as they are
         return None
+    from ..odometry import triangulate_pair
     order = sorted(int(i) for i in indices)
     if len(order) < 2:
         return None
@@ -551,26 +552,6 @@ def scene_points_from_poses(frames: Callable[[int], np.ndarray], c2w: np.ndarray
     def gray(i):
         image = frames(i)
         return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-    def projection(c2w_i):
-        R = c2w_i[:3, :3].T
-        return K @ np.hstack([R, (-R @ c2w_i[:3, 3])[:, None]])
-
-    def triangulated(c2w_a, c2w_b, pa, pb):
-        """Points of the pixel pairs whose rays meet at min_deg or more, in front of both cameras
-        and reprojected within 2 px: (xyz (n,3), ok (n,))."""
-        X = cv2.triangulatePoints(projection(c2w_a), projection(c2w_b), pa.T.astype(np.float64),
-                                  pb.T.astype(np.float64))
-        xyz = (X[:3] / np.where(np.abs(X[3]) < 1e-12, 1e-12, X[3])).T
-        ok = np.isfinite(xyz).all(1)
-        for c2w_i, p in ((c2w_a, pa), (c2w_b, pb)):
-            pc = (xyz - c2w_i[:3, 3]) @ c2w_i[:3, :3]
-            z = pc[:, 2]
-            uv = pc[:, :2] / np.maximum(z[:, None], 1e-9) @ np.diag([K[0, 0], K[1, 1]]) + K[:2, 2]
-            ok &= (z > 0) & (np.linalg.norm(uv - p, axis=1) < 2.0)
-        ra, rb = xyz - c2w_a[:3, 3], xyz - c2w_b[:3, 3]
-        cos = np.sum(ra * rb, 1) / np.maximum(np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1), 1e-12)
-        return xyz, ok & (cos < np.cos(np.radians(min_deg)))
 
     found = []
     starts = np.unique(np.linspace(0, len(order) - 2, min(references, len(order) - 1)).round().astype(int))
@@ -598,7 +579,7 @@ def scene_points_from_poses(frames: Callable[[int], np.ndarray], c2w: np.ndarray
             if alive.sum() < 8:
                 break
             idx = np.nonzero(alive)[0]
-            xyz, good = triangulated(c2w[ref], c2w[j], start[idx], pts[idx])
+            xyz, good = triangulate_pair(cv2, K, c2w[ref], c2w[j], start[idx], pts[idx], min_deg)
             best[idx[good]] = True
             xyz_best[idx[good]] = xyz[good]
         found.append(xyz_best[best])
