@@ -809,17 +809,19 @@ def estimate_poses(load: Callable[[int], np.ndarray], count: int, intr: Intrinsi
         guess = predicted(i)
         steps = np.linalg.norm(np.diff(c2w[done[-10:], :3, 3], axis=0), axis=1)
         gap = i - done[-1]
-        allowed = s.motion_gate_step * gap * max(float(np.median(steps)), float(steps[-1]))
+        typical = float(np.median(steps))
+        allowed = s.motion_gate_step * gap * max(typical, float(steps[-1]))
+        allowed_turn = s.motion_gate_deg * math.sqrt(gap)
         R = guess[:3, :3].T @ pose[:3, :3]
         turn = math.degrees(math.acos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
         off = float(np.linalg.norm(pose[:3, 3] - guess[:3, 3]))
-        if turn > s.motion_gate_deg * math.sqrt(gap):
-            rejected[i] = (f"its pose turns {turn:.1f} degrees away from the motion model's "
-                           f"(allowed {s.motion_gate_deg * math.sqrt(gap):.1f})")
+        if turn > allowed_turn:
+            rejected[i] = f"its pose turns {turn:.1f} degrees away from the motion model's (allowed {allowed_turn:.1f})"
             return False
         if off > max(allowed, 1e-9):
-            rejected[i] = (f"its pose lies {off / max(float(np.median(steps)), 1e-12):.2f} steps from the motion "
-                           f"model's (allowed {allowed / max(float(np.median(steps)), 1e-12):.2f})")
+            unit = max(typical, 1e-12)
+            rejected[i] = (f"its pose lies {off / unit:.2f} steps from the motion model's "
+                           f"(allowed {allowed / unit:.2f})")
             return False
         return True
 
