@@ -566,6 +566,89 @@ while True:
 """
 
 
+def test_writer_backlog_is_sized_in_time_between_its_floor_and_cap():
+    """A camera's writers keep WRITER_BACKLOG_S seconds of its largest output, never less than the
+    floor nor more than the cap: at 640x360 and 10 Hz the 3.7 MB clouds get 2 s where the fixed
+    32 MiB held 0.9 s (what the soak's starved reader lost)."""
+    from inspatio_ros.camera import Intrinsics
+    from inspatio_ros.ros import dds
+    from inspatio_ros.ros.writer_process import CameraLayout
+
+    def layout(w, h, outputs, rate):
+        return CameraLayout(name="front", optical_frame="front_optical", intrinsics=Intrinsics.from_fov(w, h, 90.0),
+                            outputs=outputs, topics={}, qos={}, rate_hz=rate)
+
+    clouds = layout(640, 360, ("image", "depth", "points"), 10.0)
+    assert clouds.largest_sample_bytes() == 640 * 360 * 16
+    backlog = dds.writer_backlog_bytes(clouds.largest_sample_bytes(), clouds.rate_hz)
+    assert backlog >= dds.WRITER_BACKLOG_S * 10.0 * 640 * 360 * 16
+    assert backlog > dds.WRITER_BACKLOG_BYTES
+    small = layout(160, 90, ("image",), 30.0)
+    assert dds.writer_backlog_bytes(small.largest_sample_bytes(), small.rate_hz) == dds.WRITER_BACKLOG_BYTES
+    huge = layout(1920, 1080, ("image", "depth", "points"), 30.0)
+    assert dds.writer_backlog_bytes(huge.largest_sample_bytes(), huge.rate_hz) == dds.WRITER_BACKLOG_MAX_BYTES
+    assert f"<WhcHigh>{backlog}B</WhcHigh>" in dds.cyclone_config(False, backlog)
+
+
+_SIZED_WRITER = """
+import sys, time
+import numpy as np
+from inspatio_ros.ros.dds import DdsTransport
+from inspatio_ros.ros.dds_types import MESSAGE_TYPES
+from inspatio_ros.ros.transport import SENSOR_OUT
+backlog, count = int(sys.argv[1]), int(sys.argv[2])
+t = DdsTransport("sized_writer", writer_backlog=backlog)
+pub = t.create_publisher("sensor_msgs/msg/Image", "/sized_backlog_probe", SENSOR_OUT)
+deadline = time.monotonic() + 20
+while pub.subscription_count() < 1 and time.monotonic() < deadline:
+    time.sleep(0.05)
+Image = MESSAGE_TYPES["sensor_msgs/msg/Image"]
+data = np.zeros((1080, 1920), np.float32).tobytes()
+msg = Image(height=1080, width=1920, encoding="32FC1", step=1920 * 4, data=data)
+pub.publish(msg)
+print("first", flush=True)
+sys.stdin.readline()                 # the reader is stopped now
+for _ in range(count):
+    pub.publish(msg)
+print(pub.dropped, flush=True)
+t.shutdown()
+"""
+
+
+def test_a_writer_keeps_the_backlog_it_was_given(domain):
+    """DdsTransport(writer_backlog=B): a reliable writer facing a stalled reader accepts about
+    B / sample bytes samples before it drops (the domain's watermark is B, not the default)."""
+    import signal
+
+    from inspatio_ros.ros import dds
+
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    reader = subprocess.Popen([sys.executable, "-c", _STALLED_READER.replace("/backlog_probe", "/sized_backlog_probe")],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    sample = 1920 * 1080 * 4
+    backlog = 2 * dds.WRITER_BACKLOG_BYTES
+    count = 3 * backlog // sample
+    writer = subprocess.Popen([sys.executable, "-c", _SIZED_WRITER, str(backlog), str(count)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        assert writer.stdout.readline().strip() == "first"
+        time.sleep(0.5)                      # the first sample acknowledged
+        reader.send_signal(signal.SIGSTOP)
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        dropped = int(writer.stdout.readline())
+        kept = count - dropped
+        # The default 32 MiB would keep 4 of these 8.3 MB samples; 64 MiB keeps 8 (+-1 for the
+        # watermark's rounding and the first sample's acknowledgement).
+        assert backlog // sample - 1 <= kept <= backlog // sample + 1, (kept, count)
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        for p in (reader, writer):
+            p.kill()
+            p.wait()
+
+
 def test_a_stalled_reliable_reader_never_blocks_the_writer(transport, domain):
     """A reliable reader that stops acknowledging (SIGSTOP) costs the writer at most its backlog:
     writes keep returning at once and the samples beyond the backlog are counted as dropped."""

@@ -14,6 +14,7 @@ the loopback interface with unicast discovery to 127.0.0.1, as ROS 2 nodes with 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import struct
 import threading
@@ -64,6 +65,23 @@ from .transport import Qos, resolve_topic
 # H200 (node_bench, Cyclone readers) 16 / 32 / 64 MiB gave 52-55 / 58 / 45-55 Hz per camera, KEEP_LAST
 # 57 Hz (single runs, about +-5 Hz apart run to run).
 WRITER_BACKLOG_BYTES = int(float(os.environ.get("INSPATIO_DDS_WRITER_BACKLOG_MB", "32")) * 1024 * 1024)
+# A camera's writer process sizes its writers' backlog in time instead (writer_backlog_bytes): at
+# least WRITER_BACKLOG_S seconds of its largest output at the camera's rate, between
+# WRITER_BACKLOG_BYTES and WRITER_BACKLOG_MAX_BYTES. Why: the bytes are the same for every topic,
+# so the largest sample ran out first; in the 60-minute soak at 640x360 and 10 Hz (a 3.7 MB cloud,
+# a 0.9 MB depth image) 32 MiB held 0.9 s of clouds but 3.6 s of depth, and a CPU-starved reader
+# that fell ~1 s behind lost 62 clouds and nothing else. The cap bounds a stalled reader's cost:
+# at 1080p (33 MB clouds at 30 Hz) time cannot be the rule and clouds stay the first to go.
+WRITER_BACKLOG_S = float(os.environ.get("INSPATIO_DDS_WRITER_BACKLOG_S", "2"))
+WRITER_BACKLOG_MAX_BYTES = int(float(os.environ.get("INSPATIO_DDS_WRITER_BACKLOG_MAX_MB", "256")) * 1024 * 1024)
+
+
+def writer_backlog_bytes(sample_bytes: int, rate_hz: float) -> int:
+    """Each writer's backlog for samples of up to ``sample_bytes`` written ``rate_hz`` times a
+    second: WRITER_BACKLOG_S seconds of them, at least WRITER_BACKLOG_BYTES, at most
+    WRITER_BACKLOG_MAX_BYTES (see there)."""
+    wanted = math.ceil(max(float(rate_hz), 0.0) * WRITER_BACKLOG_S) * int(sample_bytes)
+    return int(max(WRITER_BACKLOG_BYTES, min(WRITER_BACKLOG_MAX_BYTES, wanted)))
 # A write never waits for acknowledgements: above the backlog it fails at once and is counted.
 MAX_BLOCKING_S = 0.0
 # Samples taken from one reader per read call in spin_once.
@@ -84,8 +102,9 @@ def localhost_only() -> bool:
     return os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper() == "LOCALHOST"
 
 
-def cyclone_config(localhost: bool) -> str:
-    """The Cyclone DDS configuration XML used when CYCLONEDDS_URI is not set."""
+def cyclone_config(localhost: bool, writer_backlog: int = WRITER_BACKLOG_BYTES) -> str:
+    """The Cyclone DDS configuration XML used when CYCLONEDDS_URI is not set; ``writer_backlog``:
+    bytes of unacknowledged samples each reliable writer keeps (the domain's watermark)."""
     general = [
         # Datagrams up to the UDP limit (Fast DDS sends 64 kB ones too): an 8 MB image is ~140
         # fragments instead of ~6000 with the defaults (1344 B fragments, 14720 B messages).
@@ -119,10 +138,10 @@ def cyclone_config(localhost: bool) -> str:
         # unacknowledged (none when all is acked) with 512 kB per NACK bring it to ~0.1-0.3 s.
         "<HeartbeatInterval min=\"1ms\" minsched=\"2ms\">5ms</HeartbeatInterval>",
         "<BurstSize><MaxRexmit>512KiB</MaxRexmit></BurstSize>",
-        # a reliable (KEEP_ALL) writer holds up to WRITER_BACKLOG_BYTES of unacknowledged samples
+        # a reliable (KEEP_ALL) writer holds up to writer_backlog bytes of unacknowledged samples
         # from the start (no adaptive ramp from 30 kB, which would drop the first large frames)
         "<Watermarks>"
-        f"<WhcHigh>{WRITER_BACKLOG_BYTES}B</WhcHigh><WhcHighInit>{WRITER_BACKLOG_BYTES}B</WhcHighInit>"
+        f"<WhcHigh>{int(writer_backlog)}B</WhcHigh><WhcHighInit>{int(writer_backlog)}B</WhcHighInit>"
         "<WhcAdaptive>false</WhcAdaptive>"
         "</Watermarks>",
     ]
@@ -140,9 +159,10 @@ def _delete(entity) -> None:
             entity.__del__()
 
 
-def _acquire_domain(domain_id: int) -> None:
+def _acquire_domain(domain_id: int, writer_backlog: int = WRITER_BACKLOG_BYTES) -> None:
     """Create the domain with our configuration (unless CYCLONEDDS_URI is set) before the first
-    participant on it; later transports on the same domain in this process share it."""
+    participant on it; later transports on the same domain in this process share it (and its
+    writer backlog)."""
     with _domains_lock:
         entry = _domains.get(domain_id)
         if entry is not None:
@@ -151,7 +171,7 @@ def _acquire_domain(domain_id: int) -> None:
         if os.environ.get("CYCLONEDDS_URI"):
             return
         try:
-            _domains[domain_id] = [Domain(domain_id, cyclone_config(localhost_only())), 1]
+            _domains[domain_id] = [Domain(domain_id, cyclone_config(localhost_only(), writer_backlog)), 1]
         except DDSException:
             # the domain exists already in this process (created by other code): use it as it is
             pass
@@ -271,9 +291,11 @@ class DdsTransport:
     name = "dds"
 
     def __init__(self, node_name: str, namespace: str = "", domain_id: int | None = None,
-                 announce_node: bool = True):
+                 announce_node: bool = True, writer_backlog: int | None = None):
         """domain_id: None takes ROS_DOMAIN_ID (0 when unset), as rclpy does. announce_node: publish
-        the node on ros_discovery_info (set False when an rclpy node of the same name exists)."""
+        the node on ros_discovery_info (set False when an rclpy node of the same name exists).
+        writer_backlog: bytes each reliable writer keeps for lagging readers (default
+        WRITER_BACKLOG_BYTES; the first transport of a domain in a process sets it)."""
         if domain_id is None:
             env = os.environ.get("ROS_DOMAIN_ID", "").strip()
             if env and not env.isdigit():
@@ -289,7 +311,7 @@ class DdsTransport:
         self.node_name = node_name
         self.namespace = namespace
         self.domain_id = int(domain_id)
-        _acquire_domain(self.domain_id)
+        _acquire_domain(self.domain_id, WRITER_BACKLOG_BYTES if writer_backlog is None else int(writer_backlog))
         try:
             self._participant = DomainParticipant(self.domain_id)
         except DDSException as exc:

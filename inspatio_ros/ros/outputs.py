@@ -123,7 +123,7 @@ class NodeOutputs:
             topics=camera_topics(cam.name),
             qos={k: qos_of(self.settings.qos, k, SENSOR_OUT)
                  for k in ("image", "camera_info", "depth", "points", "coverage", "compressed")},
-            lens=cam.lens) for cam in self.rig}
+            lens=cam.lens, rate_hz=cam.rate_hz) for cam in self.rig}
         choice = self.pub.writer_process
         use_writer = choice == "on" or (choice == "auto" and self.t.name == "dds" and device.type == "cuda")
         if use_writer and self.recorder is not None:

@@ -80,6 +80,7 @@ class CameraLayout:
     topics: dict
     qos: dict                  # output kind -> transport.Qos
     lens: Any = None           # lens.Lens of a distorted camera (camera_info's model and D), None: pinhole
+    rate_hz: float = 30.0      # how often its messages are written (sizes the DDS backlog)
 
     def arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
         h, w = self.intrinsics.height, self.intrinsics.width
@@ -89,6 +90,12 @@ class CameraLayout:
         if "coverage" in self.outputs:
             shapes["coverage"] = ((h, w), "?")
         return shapes
+
+    def largest_sample_bytes(self) -> int:
+        """Serialized bytes of its largest message, payload only (a cloud: 16 B a point)."""
+        h, w = self.intrinsics.height, self.intrinsics.width
+        per_pixel = {"image": 3, "compressed": 3, "depth": 4, "coverage": 1, "points": 16}
+        return h * w * max((per_pixel.get(o, 0) for o in self.outputs), default=3)
 
 
 def _views(shm_by_key: dict, layouts: list[CameraLayout]) -> list[dict[str, dict[str, np.ndarray]]]:
@@ -200,7 +207,7 @@ def _writer_main(conn, node_name: str, namespace: str, domain_id: int, layouts: 
     _set_process_name(PROCESS_NAME)
 
     from ..runtime import keep_freed_memory, release_large_blocks, return_free_memory
-    from .dds import DdsTransport
+    from .dds import DdsTransport, writer_backlog_bytes
     from .messages import MessageBuilder
 
     # Which way the writer's malloc treats its few large blocks per frame (the serialised samples
@@ -211,7 +218,11 @@ def _writer_main(conn, node_name: str, namespace: str, domain_id: int, layouts: 
     else:
         keep_freed_memory()
     shms = {key: shared_memory.SharedMemory(name=name) for key, name in shm_names.items()}
-    transport = DdsTransport(node_name, namespace, domain_id=domain_id, announce_node=False)
+    # The backlog in time, not bytes: each topic of this camera keeps the same seconds for a
+    # reader that lags (ros/dds.py, WRITER_BACKLOG_S).
+    backlog = max(writer_backlog_bytes(lay.largest_sample_bytes(), lay.rate_hz) for lay in layouts)
+    transport = DdsTransport(node_name, namespace, domain_id=domain_id, announce_node=False,
+                             writer_backlog=backlog)
     try:
         builder = MessageBuilder(transport)
         pubs = {lay.name: camera_publishers(transport, lay) for lay in layouts}
