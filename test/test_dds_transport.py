@@ -682,3 +682,81 @@ def test_a_stalled_reliable_reader_never_blocks_the_writer(transport, domain):
         reader.send_signal(signal.SIGCONT)
         reader.kill()
         reader.wait()
+
+
+_PROBE_SUBSCRIBER = """
+import time
+from inspatio_ros.ros.dds import DdsTransport
+from inspatio_ros.ros.transport import Qos
+t = DdsTransport("stall_probe_subscriber")
+t.create_subscription("sensor_msgs/msg/Image", "/stall_probe", lambda m: print(time.time(), flush=True),
+                      Qos("reliable", "volatile", 5))
+while True:
+    t.spin_once(0.05)
+"""
+
+_PROBE_PUBLISHER = """
+import time
+import numpy as np
+from inspatio_ros.ros.dds import DdsTransport
+from inspatio_ros.ros.dds_types import MESSAGE_TYPES
+from inspatio_ros.ros.transport import Qos
+t = DdsTransport("stall_probe_publisher")
+p = t.create_publisher("sensor_msgs/msg/Image", "/stall_probe", Qos("reliable", "volatile", 5))
+msg = MESSAGE_TYPES["sensor_msgs/msg/Image"](height=360, width=640, encoding="rgb8", step=640 * 3,
+                                            data=np.zeros(640 * 360 * 3, np.uint8).tobytes())
+while True:
+    p.publish(msg)
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.slow
+def test_a_subscriber_stopped_past_its_lease_hears_the_node_again_within_seconds(domain):
+    """A subscriber stopped (SIGSTOP) for about its participant lease may expire the publisher's
+    participant on resuming and then hear nothing until the publisher announces itself again:
+    with Cyclone's 30 s announcement interval the soak's Cyclone subscriber came back after 30.0 s.
+    Our configuration announces every SPDP_INTERVAL_S. The lease is shortened here to 2 s (stalls
+    of 2.2 s) so that eight stalls take seconds; with a 30 s interval 13 of 20 such stalls stayed
+    silent for over 8 s (docs/notes/2026-12-05-dds-rediscovery.md)."""
+    import signal
+
+    from inspatio_ros.ros import dds
+
+    config = dds.cyclone_config(True).replace("<Discovery>", "<Discovery><LeaseDuration>2s</LeaseDuration>")
+    assert f"<SPDPInterval>{dds.SPDP_INTERVAL_S:g}s</SPDPInterval>" in config
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "CYCLONEDDS_URI": config}
+    publisher = subprocess.Popen([sys.executable, "-c", _PROBE_PUBLISHER], env=env)
+    subscriber = subprocess.Popen([sys.executable, "-u", "-c", _PROBE_SUBSCRIBER], env=env, stdout=subprocess.PIPE,
+                                  text=True)
+    os.set_blocking(subscriber.stdout.fileno(), False)
+
+    def received() -> list[float]:
+        return [float(line) for line in iter(subscriber.stdout.readline, "")]
+
+    try:
+        deadline = time.monotonic() + 30
+        while not received():
+            assert time.monotonic() < deadline, "the subscriber never received the publisher"
+            time.sleep(0.1)
+        silences = []
+        for k in range(8):
+            time.sleep(1.0 + 0.37 * (k % 3))
+            received()
+            subscriber.send_signal(signal.SIGSTOP)
+            time.sleep(2.2)
+            received()
+            subscriber.send_signal(signal.SIGCONT)
+            resumed = time.time()
+            silence = None
+            while silence is None and time.time() - resumed < 8.0:
+                later = [t for t in received() if t > resumed]
+                silence = later[0] - resumed if later else None
+                time.sleep(0.01)
+            silences.append(silence)
+        assert all(s is not None and s < 3.0 for s in silences), silences
+    finally:
+        for p in (publisher, subscriber):
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.wait()
