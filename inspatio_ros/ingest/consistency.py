@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..camera import Intrinsics
+from ..runtime import thread_kernel
 
 if TYPE_CHECKING:
     from .fusion import FusionSettings
@@ -140,12 +141,13 @@ class SeenThrough:
         rays = self.rays.reshape(-1, 3).numpy()
         depth, known = d.reshape(-1).numpy(), measured.reshape(-1).numpy()
         count = np.zeros(H * W, np.int32)
+        add_seen_through = thread_kernel(kernels.add_seen_through)    # single-threaded on a worker thread
         for j in neighbours:
             if j == i:
                 continue
             _, _, nearest, has_any = self._prepare(j)
             rel = np.ascontiguousarray((np.linalg.inv(self.c2w[j]) @ self.c2w[i])[:3].astype(f32))
-            kernels.add_seen_through(depth, known, rays, rel, f32(intr.fx), f32(intr.fy), f32(intr.cx), f32(intr.cy),
+            add_seen_through(depth, known, rays, rel, f32(intr.fx), f32(intr.fy), f32(intr.cx), f32(intr.cy),
                                      W, H, nearest.reshape(-1).numpy(), has_any.reshape(-1).numpy(), f32(keep), count)
         return count.reshape(H, W)
 

@@ -30,8 +30,9 @@ from ..camera import Intrinsics
 from ..errors import InputError
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
-from ..runtime import return_free_memory
+from ..runtime import return_free_memory, thread_kernel
 from ..world import encode_normals
+from .ahead import Ahead, ahead_enabled
 from .consistency import SeenThrough, large_regions, nearer_evidence, spread_moving_at, view_check_kernels
 from .depth import Depth
 from .frames import Frames
@@ -118,7 +119,7 @@ def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w
     if kernels is not None:
         # The same steps as one numba kernel (cpu_kernels.surfels_from_depth): three passes over
         # the image instead of ~50 PyTorch operations, half of the CPU fusion time.
-        xyz, nrm_w, radius, pixel, valid_np = kernels.surfels_from_depth(
+        xyz, nrm_w, radius, pixel, valid_np = thread_kernel(kernels.surfels_from_depth)(
             np.ascontiguousarray(depth, dtype=np.float32), float(intr.fx), float(intr.fy), float(intr.cx),
             float(intr.cy), float(settings.sky_distance), float(settings.max_depth), float(settings.edge_jump),
             float(settings.overlap), float(settings.grazing_limit), np.ascontiguousarray(c2w[:3, :3], np.float32),
@@ -453,32 +454,47 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
                              fuser.same_surface) if check else None
     seen_through_share = []
     check_seconds = check_cpu = 0.0
-    for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
-        rgb = frames.first if i == 0 else fs.load(i)
-        if rgb.shape[:2] != (height, width):
-            raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                             f"the first is {width}x{height}", "give frames of one size")
-        if view is not None:
-            t_check, cpu_check = time.time(), time.process_time()
-            frame_depth, exclude, moving = view.at(k)
-            seen_through_share.append(float(exclude.mean()))
-            check_seconds += time.time() - t_check
-            check_cpu += time.process_time() - cpu_check
-        else:
-            frame_depth = depth.load(i, (height, width))
-            exclude = None
-            moving = None if depth.moving is None else depth.moving.get(i)
-        coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
-        if moving is not None and moving.any():
-            exclude = moving if exclude is None else exclude | moving
-            t0, t1 = spans[i]
-            fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
-        budget = static_budget(settings.static_max_points, len(fused_idx), k, sum(added))
-        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude, budget))
-        if frame_local:
-            # The frame's own surfels, seen-through ones included (the check compares with frames
-            # far away, whose depth is the less reliable one); moving objects stay in their own spans.
-            fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i], local_step)
+    # On the CPU the view check of the next frames runs on a second thread while this one fuses
+    # (ahead.Ahead: the same results; alone, each of the two kept about one core busy).
+    ahead = None
+    if view is not None and device.type == "cpu" and ahead_enabled():
+        ahead = Ahead(view.at, len(fused_idx), name="inspatio_view_check")
+    try:
+        for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
+            rgb = frames.first if i == 0 else fs.load(i)
+            if rgb.shape[:2] != (height, width):
+                raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                                 f"the first is {width}x{height}", "give frames of one size")
+            if ahead is not None:
+                frame_depth, exclude, moving = ahead.get(k)
+                seen_through_share.append(float(exclude.mean()))
+            elif view is not None:
+                t_check, cpu_check = time.time(), time.process_time()
+                frame_depth, exclude, moving = view.at(k)
+                seen_through_share.append(float(exclude.mean()))
+                check_seconds += time.time() - t_check
+                check_cpu += time.process_time() - cpu_check
+            else:
+                frame_depth = depth.load(i, (height, width))
+                exclude = None
+                moving = None if depth.moving is None else depth.moving.get(i)
+            coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
+            if moving is not None and moving.any():
+                exclude = moving if exclude is None else exclude | moving
+                t0, t1 = spans[i]
+                fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
+            budget = static_budget(settings.static_max_points, len(fused_idx), k, sum(added))
+            added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude, budget))
+            if frame_local:
+                # The frame's own surfels, seen-through ones included (the check compares with frames
+                # far away, whose depth is the less reliable one); moving objects stay in their own spans.
+                fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i], local_step)
+    finally:
+        if ahead is not None:
+            ahead.close()
+            # Wall: the time fusion waited for the view check (the rest ran beside it); CPU: all
+            # of the check's (its thread's).
+            check_seconds, check_cpu = ahead.waited_seconds, ahead.cpu_seconds
     if view is not None:
         seconds["view consistency"] = round(check_seconds, 2)
     held_at_once = {"surfels compared": fuser.peak_active}
