@@ -22,6 +22,10 @@ def test_results_come_in_order_from_a_worker_with_serial_kernels():
         with pytest.raises(ValueError, match="in order"):
             ahead.get(3)
     assert seen == [("test_ahead", True)] * 7
+    with Ahead(lambda k: (time.sleep(0.01 * (k % 3)), threading.current_thread().name)[1], 12, lead=3,
+               workers=2, name="pair") as pair:
+        names = [pair.get(k) for k in range(12)]
+    assert set(names) == {"pair_0", "pair_1"}, "two workers, results still in order"
     assert not in_serial_kernels(), "the caller's kernels stay parallel"
     assert ahead.cpu_seconds >= 0 and ahead.busy_seconds >= 0 and ahead.waited_seconds >= 0
 
@@ -35,7 +39,7 @@ def test_an_error_of_the_worker_reaches_the_caller_at_its_frame():
     assert [ahead.get(k) for k in range(3)] == [0, 1, 2]
     with pytest.raises(KeyError, match="frame 3 is missing"):
         ahead.get(3)
-    assert not ahead._thread.is_alive()
+    assert not any(t.is_alive() for t in ahead._threads)
 
 
 def test_the_worker_stops_when_the_caller_does():
@@ -48,7 +52,7 @@ def test_the_worker_stops_when_the_caller_does():
     assert ahead.get(0) == 0
     time.sleep(0.05)
     ahead.close()
-    assert not ahead._thread.is_alive()
+    assert not any(t.is_alive() for t in ahead._threads)
     assert len(made) <= 4, "at most `lead` results beyond what the caller took (plus one being made)"
 
 

@@ -174,10 +174,12 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
         bounds = depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s, sweep.length_unit)
         with torch.no_grad():                  # (grad mode is per thread)
             return chosen, bounds, sweep.raw_depth(i, chosen, bounds) if chosen else None
-    # On the CPU the next frames' sweeps run on a second thread while this one filters,
-    # checks and propagates the frames before them (ahead.Ahead: the same maps; alone, the
-    # PyTorch steps between the kernels left a core idle).
-    ahead = Ahead(matched, len(order), name="inspatio_mvs_sweep") \
+    # On the CPU the next frames' sweeps run on two more threads while this one filters,
+    # checks and propagates the frames before them (ahead.Ahead: the same maps). Alone, the
+    # PyTorch steps between the kernels left a core idle; with one sweep thread this one waited
+    # for it (a sweep costs more than the rest of a frame); with two, one of the three threads
+    # has work whenever another waits.
+    ahead = Ahead(matched, len(order), lead=2, workers=2, name="inspatio_mvs_sweep") \
         if sweep.kernels is not None and ahead_enabled() else None
     try:
         with torch.no_grad():
