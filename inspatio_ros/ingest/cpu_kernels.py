@@ -235,3 +235,32 @@ def claimed_nearest(depth, width, height, out):
                     if d > 0:                # NaN compares false: unknown
                         v = min(v, d)
             out[r * width + c] = v
+
+
+@njit(parallel=True, **opts)
+def prepare_neighbour(depth, sky_distance, width, height, known, measured, nearest, has_any):
+    """consistency.SeenThrough's view of one frame's depth (hw,): sky (+inf) at sky_distance;
+    ``measured`` finite and positive, ``known`` its depth there (0 elsewhere); ``nearest`` the
+    nearest measured depth of each 3x3 window (clipped at the border; inf: none) and ``has_any``
+    whether the window holds a measured pixel."""
+    for r in prange(height):
+        for c in range(width):
+            k = r * width + c
+            v = depth[k]
+            if v == np.inf:
+                v = sky_distance
+            ok = np.isfinite(v) and v > 0
+            measured[k] = ok
+            known[k] = v if ok else f32(0.0)
+    for r in prange(height):
+        for c in range(width):
+            v = np.inf
+            seen = False
+            for rr in range(max(r - 1, 0), min(r + 2, height)):
+                for cc in range(max(c - 1, 0), min(c + 2, width)):
+                    kk = rr * width + cc
+                    if measured[kk]:
+                        seen = True
+                        v = min(v, known[kk])
+            nearest[r * width + c] = v
+            has_any[r * width + c] = seen

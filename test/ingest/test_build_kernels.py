@@ -171,6 +171,27 @@ def test_view_check_kernel_matches_pytorch(monkeypatch):
         assert (fast[i] == plain[i]).mean() > 0.999               # ...as PyTorch counts (rounding aside)
 
 
+def test_view_check_neighbour_maps_kernel_matches_pytorch(monkeypatch):
+    """SeenThrough's per-frame maps (known depth, measured, 3x3 nearest, 3x3 any) by the kernel are
+    PyTorch's exactly, sky, unknown and border pixels included."""
+    from inspatio_ros.ingest.consistency import SeenThrough, view_check_kernels
+    from inspatio_ros.ingest.fusion import FusionSettings
+
+    if view_check_kernels() is None:
+        pytest.skip("numba is not installed")
+    intr, c2w, depths = _depth_frames()
+    depths[0][-1, :] = 0.0                                      # non-positive: unknown
+    depths[0][:, 0] = np.nan                                    # a column of unknown pixels at the border
+    maps = {}
+    for kernels in ("1", "0"):
+        monkeypatch.setenv("INSPATIO_CPU_KERNELS", kernels)
+        check = SeenThrough(lambda i: depths[i], sorted(depths), dict(enumerate(c2w)), intr, FusionSettings(), "cpu")
+        maps[kernels] = check._prepare(0)
+    for fast, plain in zip(maps["1"], maps["0"]):
+        assert fast.dtype == plain.dtype and fast.shape == plain.shape
+        assert torch.equal(fast, plain)
+
+
 def test_nearer_evidence_kernels_match_pytorch_bit_for_bit(monkeypatch):
     """consistency.nearer_evidence with its numba kernels gives PyTorch's corrected depth and
     mask exactly: rotated and shifted neighbours, one with moving pixels, sky and unknown pixels,
