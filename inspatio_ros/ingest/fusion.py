@@ -352,37 +352,61 @@ class WorldFuser:
         self._retire_unseen()
         return int(keep.sum())
 
-    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
-                    mask: np.ndarray, t_start: float, t_end: float, step: int = 1) -> int:
-        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
-        t_end (a moving object where this frame saw it); ``step`` > 1: only every step-th pixel
-        across and down, its surfel step times larger."""
+    def dynamic_surfels(self, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray, mask: np.ndarray,
+                        step: int = 1) -> tuple | None:
+        """The surfels of the pixels ``mask`` of one frame as dynamic-layer columns (xyz, rgb,
+        radius, encoded normal), None when there are none; ``step`` > 1: only every step-th pixel
+        across and down, its surfel step times larger. Depends on its arguments only (fuse makes
+        them on its view-check thread)."""
         if not mask.any():
-            return 0
+            return None
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
                                                        self.settings, self.device)
         if step > 1:
             pick = _grid(valid.shape, step)[valid]
             xyz, col, rad, nrm = xyz[pick], col[pick], rad[pick] * np.float32(step), nrm[pick]
         if not len(xyz):
+            return None
+        return xyz, col, rad, encode_normals(nrm)
+
+    def append_dynamic(self, frame_id: int, surfels: tuple | None, t_start: float, t_end: float) -> int:
+        """Add dynamic_surfels' columns to the dynamic layer, existing from t_start to t_end."""
+        if surfels is None:
             return 0
+        xyz, col, rad, normal = surfels
         n = len(xyz)
-        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", encode_normals(nrm)),
+        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", normal),
                      ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
                      ("t_end", np.full(n, t_end))):
             self.dynamic[k].append(v)
+        return n
+
+    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                    mask: np.ndarray, t_start: float, t_end: float, step: int = 1) -> int:
+        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
+        t_end (a moving object where this frame saw it); ``step`` > 1: only every step-th pixel
+        across and down, its surfel step times larger."""
+        return self.append_dynamic(frame_id, self.dynamic_surfels(rgb, depth, c2w, mask, step), t_start, t_end)
+
+    def local_surfels(self, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray, exclude: np.ndarray | None,
+                      step: int = 1) -> tuple | None:
+        """The frame-local layer's surfels of one frame (dynamic_surfels of every valid pixel but
+        ``exclude``, unknown depth filled when settings.local_fill)."""
+        keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
+        if self.settings.local_fill:
+            depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
+        return self.dynamic_surfels(rgb, depth, c2w, keep, step)
+
+    def append_local(self, frame_id: int, surfels: tuple | None, t_start: float, t_end: float) -> int:
+        n = self.append_dynamic(frame_id, surfels, t_start, t_end)
+        self.local_points += n
         return n
 
     def add_local(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
                   exclude: np.ndarray | None, t_start: float, t_end: float, step: int = 1) -> int:
         """Add every valid pixel of one frame (but ``exclude``; every ``step``-th across and down)
         to the frame-local layer, alive from t_start to t_end (FusionSettings.frame_local)."""
-        keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
-        if self.settings.local_fill:
-            depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
-        n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end, step)
-        self.local_points += n
-        return n
+        return self.append_local(frame_id, self.local_surfels(rgb, depth, c2w, exclude, step), t_start, t_end)
 
     def dynamic_arrays(self) -> dict[str, np.ndarray]:
         """The dynamic layer as World fields (dynamic_xyz, ...); empty arrays when none."""
@@ -454,47 +478,59 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
                              fuser.same_surface) if check else None
     seen_through_share = []
     check_seconds = check_cpu = 0.0
-    # On the CPU the view check of the next frames runs on a second thread while this one fuses
-    # (ahead.Ahead: the same results; alone, each of the two kept about one core busy).
-    ahead = None
-    if view is not None and device.type == "cpu" and ahead_enabled():
-        ahead = Ahead(view.at, len(fused_idx), name="inspatio_view_check")
+    # On the CPU the view check of the next frames, and the surfels of their moving objects and
+    # frame-local layer (which depend on the checked depth only), are made on a second thread
+    # while this one fuses the static layer (ahead.Ahead: the same world; alone, each of the two
+    # kept about one core busy).
+    threaded = view is not None and device.type == "cpu" and ahead_enabled()
+    clock = time.thread_time if threaded else time.process_time     # the view check's CPU time
+
+    def checked(k: int):
+        """The k-th fused frame's image, depth, pixels to leave out of the static layer, moving
+        mask and the surfels of its moving objects and frame-local layer."""
+        nonlocal check_seconds, check_cpu
+        i = fused_idx[k]
+        rgb = frames.first if i == 0 else fs.load(i)
+        if rgb.shape[:2] != (height, width):
+            raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                             f"the first is {width}x{height}", "give frames of one size")
+        if view is not None:
+            t_check, cpu_check = time.time(), clock()
+            frame_depth, exclude, moving = view.at(k)
+            check_seconds += time.time() - t_check
+            check_cpu += clock() - cpu_check
+        else:
+            frame_depth = depth.load(i, (height, width))
+            exclude = None
+            moving = None if depth.moving is None else depth.moving.get(i)
+        moving_surfels = local = None
+        if moving is not None and moving.any():
+            moving_surfels = fuser.dynamic_surfels(rgb, frame_depth, c2w[i], moving)
+        if frame_local:
+            # The frame's own surfels, seen-through ones included (the check compares with frames
+            # far away, whose depth is the less reliable one); moving objects stay in their own spans.
+            local = fuser.local_surfels(rgb, frame_depth, c2w[i], moving, local_step)
+        return rgb, frame_depth, exclude, moving, moving_surfels, local
+
+    ahead = Ahead(checked, len(fused_idx), name="inspatio_view_check") if threaded else None
     try:
         for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
-            rgb = frames.first if i == 0 else fs.load(i)
-            if rgb.shape[:2] != (height, width):
-                raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                 f"the first is {width}x{height}", "give frames of one size")
-            if ahead is not None:
-                frame_depth, exclude, moving = ahead.get(k)
+            rgb, frame_depth, exclude, moving, moving_surfels, local = ahead.get(k) if ahead is not None else checked(k)
+            if view is not None:
                 seen_through_share.append(float(exclude.mean()))
-            elif view is not None:
-                t_check, cpu_check = time.time(), time.process_time()
-                frame_depth, exclude, moving = view.at(k)
-                seen_through_share.append(float(exclude.mean()))
-                check_seconds += time.time() - t_check
-                check_cpu += time.process_time() - cpu_check
-            else:
-                frame_depth = depth.load(i, (height, width))
-                exclude = None
-                moving = None if depth.moving is None else depth.moving.get(i)
             coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
             if moving is not None and moving.any():
                 exclude = moving if exclude is None else exclude | moving
-                t0, t1 = spans[i]
-                fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
+                fuser.append_dynamic(int(fs.index[i]), moving_surfels, *spans[i])
             budget = static_budget(settings.static_max_points, len(fused_idx), k, sum(added))
             added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude, budget))
             if frame_local:
-                # The frame's own surfels, seen-through ones included (the check compares with frames
-                # far away, whose depth is the less reliable one); moving objects stay in their own spans.
-                fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i], local_step)
+                fuser.append_local(int(fs.index[i]), local, *local_spans[i])
     finally:
         if ahead is not None:
             ahead.close()
-            # Wall: the time fusion waited for the view check (the rest ran beside it); CPU: all
-            # of the check's (its thread's).
-            check_seconds, check_cpu = ahead.waited_seconds, ahead.cpu_seconds
+            # Wall: the time fusion waited for its second thread (the rest ran beside it).
+            check_seconds = ahead.waited_seconds
     if view is not None:
         seconds["view consistency"] = round(check_seconds, 2)
     held_at_once = {"surfels compared": fuser.peak_active}
