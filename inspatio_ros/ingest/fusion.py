@@ -269,6 +269,7 @@ class WorldFuser:
         self.frames_added = 0
         self.thinned_frames = 0      # frames whose added surfels were thinned to their budget
         self.last_drawn: torch.Tensor | None = None
+        self._room: dict[str, torch.Tensor] | None = None    # the buffers cloud and last_drawn begin
         self.peak_active = 0
         # On the CPU the world is rendered into each new frame by the renderer's numba kernels
         # (render/cpu.py: the same images as render_points, test_render_cpu.py), several times
@@ -279,20 +280,36 @@ class WorldFuser:
 
             self.cpu_kernels = cpu.available()
 
+    _CLOUD_FIELDS = ("xyz", "rgb", "radius", "normal", "t_start", "t_end", "surfel")
+
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
-        """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
+        """Grow the device copy of the world by the new surfels only (no re-upload of the rest).
+        The cloud's fields are the first rows of buffers with room to spare, the new rows are
+        written after them: concatenating copied the whole cloud (~3 M surfels, 80 bytes each, on
+        the dashcam at 640 px) for every frame; now it is copied when the buffers fill up, or
+        after _retire_unseen compacted it (every 8th frame at most)."""
         new = PointCloud.from_arrays(xyz, rgb, radius, normal, device=self.device)
         drawn = torch.full((len(new),), self.frames_added, dtype=torch.int64, device=self.device)
         if self.cloud is None:
-            self.cloud, self.last_drawn = new, drawn
+            self.cloud, self.last_drawn, self._room = new, drawn, None
             return
-        old = self.cloud
-        # The packed surfel rows too: derived afresh they would be rebuilt for the whole cloud on
-        # every frame (a fifth of the CPU fusion time on a 49-frame street).
-        self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
-                                  for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")),
-                                surfel=torch.cat([old.surfel, new.surfel]))
-        self.last_drawn = torch.cat([self.last_drawn, drawn])
+        old, n, m = self.cloud, len(self.cloud), len(new)
+        if self._room is None or n + m > len(self._room["xyz"]):
+            # (Also the packed surfel rows: derived afresh they would be rebuilt for the whole
+            # cloud on every frame, a fifth of the CPU fusion time on a 49-frame street.)
+            capacity = (n + m) * 3 // 2 + 1024
+            self._room = {f: torch.empty((capacity, *getattr(old, f).shape[1:]), dtype=getattr(old, f).dtype,
+                                         device=self.device) for f in self._CLOUD_FIELDS}
+            self._room["last_drawn"] = torch.empty(capacity, dtype=torch.int64, device=self.device)
+            for f in self._CLOUD_FIELDS:
+                self._room[f][:n] = getattr(old, f)
+            self._room["last_drawn"][:n] = self.last_drawn
+        for f in self._CLOUD_FIELDS:
+            self._room[f][n:n + m] = getattr(new, f)
+        self._room["last_drawn"][n:n + m] = drawn
+        self.cloud = PointCloud(*(self._room[f][:n + m] for f in self._CLOUD_FIELDS[:-1]),
+                                surfel=self._room["surfel"][:n + m])
+        self.last_drawn = self._room["last_drawn"][:n + m]
 
     def _retire_unseen(self) -> None:
         """Drop from ``cloud`` the surfels not drawn in the last settings.active_window frames
@@ -304,6 +321,7 @@ class WorldFuser:
         if not bool(recent.all()):
             self.cloud = self.cloud.take(recent)
             self.last_drawn = self.last_drawn[recent]
+            self._room = None           # the compacted cloud holds its own copies
 
     def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
                   exclude: np.ndarray | None = None, budget: int | None = None) -> int:
@@ -540,7 +558,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     # frame-by-frame work held first (the surfels new frames were compared with, the view check's
     # window) and hand glibc's freed heap back to the OS, so the two are not in memory together.
     evidence_corrected = [] if view is None else view.corrected_share
-    fuser.cloud = fuser.last_drawn = view = None
+    fuser.cloud = fuser.last_drawn = fuser._room = view = None
     return_free_memory()
     if fuser.thinned_frames:
         notes += (f"static layer thinned on {fuser.thinned_frames} of {len(fused_idx)} frames to keep within "
