@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import threading
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -106,6 +108,60 @@ def use_numba_workqueue() -> None:
 
 
 _kernel_modules: dict = {}
+_kernel_thread = threading.local()
+_serial_twins: dict = {}
+_twin_lock = threading.Lock()
+
+
+def in_serial_kernels() -> bool:
+    """Whether this thread runs the single-threaded twins of the numba kernels (within
+    :func:`serial_kernels`)."""
+    return getattr(_kernel_thread, "serial", False)
+
+
+@contextmanager
+def serial_kernels():
+    """Within it, this thread's CPU kernels (the renderer's, the view check's, MVS's: every call
+    that goes through :func:`thread_kernel`) run their single-threaded twins, so that two threads
+    can each run kernels on a core of their own: numba's workqueue pool, which the parallel
+    kernels use, aborts the process when two threads enter it at once."""
+    before = in_serial_kernels()
+    _kernel_thread.serial = True
+    try:
+        yield
+    finally:
+        _kernel_thread.serial = before
+
+
+def serial_twin(kernel):
+    """The numba ``kernel`` compiled without ``parallel`` (its prange loops run as plain loops),
+    made once per process. A copy of the Python function under its own name, so numba's disk
+    cache (keyed by the function's name and bytecode, not by the parallel flag) keeps the two
+    apart; compiled with the options of the kernel's module (its ``opts``)."""
+    import types
+
+    import numba
+
+    if kernel in _serial_twins:
+        return _serial_twins[kernel]
+    with _twin_lock:
+        if kernel not in _serial_twins:
+            f = kernel.py_func
+            twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__,
+                                      f.__closure__)
+            twin.__qualname__ = f.__qualname__ + "_serial"
+            twin.__doc__ = f.__doc__
+            opts = dict(getattr(sys.modules[f.__module__], "opts", {}))
+            _serial_twins[kernel] = numba.njit(parallel=False, **opts)(twin)
+    return _serial_twins[kernel]
+
+
+def thread_kernel(kernel):
+    """``kernel`` itself, or its single-threaded twin (serial_twin) within :func:`serial_kernels`.
+    Kernels without ``parallel`` are their own twin."""
+    if not in_serial_kernels() or not kernel.targetoptions.get("parallel"):
+        return kernel
+    return serial_twin(kernel)
 
 
 def optional_cpu_kernels(module: str):

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..camera import Intrinsics
+from ..runtime import thread_kernel
 
 if TYPE_CHECKING:
     from .fusion import FusionSettings
@@ -90,6 +91,19 @@ class SeenThrough:
         if j in self.prepared:
             return self.prepared[j]
         s, dev = self.s, self.dev
+        kernels = view_check_kernels() if dev.type == "cpu" else None
+        if kernels is not None:
+            # The same maps by one kernel (PyTorch's two 3x3 poolings and masks: ~50 ms a frame
+            # at 640x360, the kernel a few).
+            depth = np.ascontiguousarray(self.load(j), dtype=np.float32)
+            H, W = depth.shape
+            known, nearest = np.empty(H * W, np.float32), np.empty(H * W, np.float32)
+            measured, has_any = np.empty(H * W, bool), np.empty(H * W, bool)
+            thread_kernel(kernels.prepare_neighbour)(depth.reshape(-1), np.float32(s.sky_distance), W, H, known,
+                                                     measured, nearest, has_any)
+            self.prepared[j] = tuple(torch.from_numpy(a.reshape(H, W)) for a in (known, measured, nearest, has_any))
+            self.peak_alive = max(self.peak_alive, len(self.prepared))
+            return self.prepared[j]
         # A copy: maps read from the depth store are read-only, which torch.from_numpy warns about.
         d = torch.from_numpy(np.array(self.load(j), dtype=np.float32)).to(dev)
         d = torch.where(torch.isposinf(d), torch.full_like(d, s.sky_distance), d)
@@ -140,12 +154,13 @@ class SeenThrough:
         rays = self.rays.reshape(-1, 3).numpy()
         depth, known = d.reshape(-1).numpy(), measured.reshape(-1).numpy()
         count = np.zeros(H * W, np.int32)
+        add_seen_through = thread_kernel(kernels.add_seen_through)    # single-threaded on a worker thread
         for j in neighbours:
             if j == i:
                 continue
             _, _, nearest, has_any = self._prepare(j)
             rel = np.ascontiguousarray((np.linalg.inv(self.c2w[j]) @ self.c2w[i])[:3].astype(f32))
-            kernels.add_seen_through(depth, known, rays, rel, f32(intr.fx), f32(intr.fy), f32(intr.cx), f32(intr.cy),
+            add_seen_through(depth, known, rays, rel, f32(intr.fx), f32(intr.fy), f32(intr.cx), f32(intr.cy),
                                      W, H, nearest.reshape(-1).numpy(), has_any.reshape(-1).numpy(), f32(keep), count)
         return count.reshape(H, W)
 
@@ -240,6 +255,9 @@ def nearer_evidence(depth: np.ndarray, c2w: np.ndarray, neighbours: list[tuple[n
     the corrected depth and the mask of the pixels it changed."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     H, W = depth.shape
+    kernels = view_check_kernels() if dev.type == "cpu" else None
+    if kernels is not None:
+        return _nearer_evidence_with_kernels(kernels, depth, c2w, neighbours, intr, tolerance, min_votes)
     d_i = torch.from_numpy(np.array(depth, dtype=np.float32)).to(dev)
     claimed = torch.where(torch.isnan(d_i) | (d_i <= 0), torch.full_like(d_i, float("inf")), d_i)
     nearest = (-torch.nn.functional.max_pool2d(-claimed[None, None], 3, 1, 1))[0, 0].reshape(-1)
@@ -269,6 +287,38 @@ def nearer_evidence(depth: np.ndarray, c2w: np.ndarray, neighbours: list[tuple[n
     change = _opened(change)            # whole patches only
     out = torch.where(change, median.reshape(H, W), d_i)
     return out.cpu().numpy(), change.cpu().numpy()
+
+
+def _nearer_evidence_with_kernels(kernels, depth: np.ndarray, c2w: np.ndarray, neighbours, intr: Intrinsics,
+                                  tolerance: float, min_votes: int) -> tuple[np.ndarray, np.ndarray]:
+    """nearer_evidence as three numba kernels (cpu_kernels.claimed_nearest, nearer_votes,
+    nearer_median): the same steps, with the projection's float32 sums written out where PyTorch
+    multiplies by a matrix (the last bit of a depth may differ). Its PyTorch passes (pooling,
+    scatter, sort over the stacked votes) were 0.2 CPU-s a frame at 640x360, most of the view
+    check's time (docs/notes/2026-12-05-build-speed3.md)."""
+    H, W = depth.shape
+    f32 = np.float32
+    d_i = np.array(depth, dtype=np.float32).reshape(-1)
+    if len(neighbours) < min_votes:
+        return d_i.reshape(H, W), np.zeros((H, W), bool)
+    nearest = np.empty(H * W, f32)
+    thread_kernel(kernels.claimed_nearest)(d_i, W, H, nearest)
+    rays = _pixel_rays(H, W, intr, torch.device("cpu")).reshape(-1, 3).numpy()
+    w2c = np.linalg.inv(c2w)
+    depths = np.stack([np.asarray(d_j, dtype=f32).reshape(-1) for d_j, _, _ in neighbours])
+    use = np.isfinite(depths) & (depths > 0)
+    for m, (_, _, moving_j) in enumerate(neighbours):
+        if moving_j is not None:
+            use[m] &= ~np.asarray(moving_j, bool).reshape(-1)
+    rels = np.ascontiguousarray(np.stack([(w2c @ c2w_j)[:3] for _, c2w_j, _ in neighbours]).astype(f32))
+    votes = np.empty((len(neighbours), H * W), f32)
+    thread_kernel(kernels.nearer_votes)(depths, use, rays, rels, f32(intr.fx), f32(intr.fy), f32(intr.cx),
+                                        f32(intr.cy), W, H, nearest, f32(1.0 - tolerance), votes)
+    median = np.empty(H * W, f32)
+    change = np.empty(H * W, bool)
+    thread_kernel(kernels.nearer_median)(votes, f32(tolerance), int(min_votes), W, H, median, change)
+    out = np.where(change, median, d_i)
+    return out.reshape(H, W), change.reshape(H, W)
 
 
 def _opened(mask: torch.Tensor) -> torch.Tensor:

@@ -133,3 +133,134 @@ def surfels_from_depth(depth, fx, fy, cx, cy, sky_distance, max_depth, edge_jump
             pixel[k] = y * W + x
             k += 1
     return xyz, normal, radius, pixel, valid
+
+
+@njit(parallel=True, **opts)
+def nearer_votes(depths, use, rays, rels, fx, fy, cx, cy, width, height, nearest, keep, votes):
+    """consistency.nearer_evidence's per-neighbour votes: neighbour m's points (depths (n,hw),
+    pixels ``use``, rays (hw,3) at depth 1) moved into this camera by rels[m] (3,4), the nearest
+    of them at each pixel they round to (half to even, as torch.round), empty pixels given the
+    nearest of their 3x3 window; votes[m] is that depth where it lies nearer than this frame's
+    3x3-nearest depth ``nearest`` (hw,) times ``keep`` (1 - tolerance), inf elsewhere. One
+    neighbour per thread: its scatter of minima writes a map of its own."""
+    n = depths.shape[0]
+    hw = width * height
+    for m in prange(n):
+        seen = np.full(hw, np.inf, dtype=np.float32)
+        rel = rels[m]
+        for i in range(hw):
+            if not use[m, i]:
+                continue
+            d = depths[m, i]
+            px, py, pz = rays[i, 0] * d, rays[i, 1] * d, rays[i, 2] * d
+            x = px * rel[0, 0] + py * rel[0, 1] + pz * rel[0, 2] + rel[0, 3]
+            y = px * rel[1, 0] + py * rel[1, 1] + pz * rel[1, 2] + rel[1, 3]
+            z = px * rel[2, 0] + py * rel[2, 1] + pz * rel[2, 2] + rel[2, 3]
+            if not z > f32(1e-6):
+                continue
+            col = np.rint(x / z * fx + cx)
+            row = np.rint(y / z * fy + cy)
+            if not (col >= 0 and col < width and row >= 0 and row < height):
+                continue
+            k = int(row) * width + int(col)
+            if z < seen[k]:
+                seen[k] = z
+        for r in range(height):
+            for c in range(width):
+                k = r * width + c
+                v = seen[k]
+                if v == np.inf:          # no hit: the nearest hit of its 3x3 window
+                    for rr in range(max(r - 1, 0), min(r + 2, height)):
+                        for cc in range(max(c - 1, 0), min(c + 2, width)):
+                            v = min(v, seen[rr * width + cc])
+                votes[m, k] = v if v < nearest[k] * keep else np.inf
+
+
+@njit(parallel=True, **opts)
+def nearer_median(votes, tolerance, min_votes, width, height, median, change):
+    """consistency.nearer_evidence's decision per pixel from the votes (n,hw): the median of the
+    finite ones (the lower middle one), and ``change`` where at least ``min_votes`` voted and as
+    many lie within ``tolerance`` (relative) of that median; then the binary opening of
+    ``change`` by a 3x3 square (whole patches only)."""
+    n = votes.shape[0]
+    agreed = np.zeros(height * width, np.bool_)
+    for r in prange(height):
+        ordered = np.empty(n, np.float32)
+        for c in range(width):
+            k = r * width + c
+            count = 0
+            for m in range(n):                       # insertion sort, inf (no vote) last
+                v = votes[m, k]
+                j = m
+                while j > 0 and ordered[j - 1] > v:
+                    ordered[j] = ordered[j - 1]
+                    j -= 1
+                ordered[j] = v
+                if np.isfinite(v):
+                    count += 1
+            mid = ordered[max(count - 1, 0) // 2]
+            agree = 0
+            for m in range(n):
+                if np.isfinite(ordered[m]) and abs(ordered[m] - mid) <= tolerance * mid:
+                    agree += 1
+            median[k] = mid
+            agreed[k] = count >= min_votes and agree >= min_votes
+    eroded = np.zeros(height * width, np.bool_)
+    for r in prange(height):
+        for c in range(width):
+            whole = True
+            for rr in range(max(r - 1, 0), min(r + 2, height)):
+                for cc in range(max(c - 1, 0), min(c + 2, width)):
+                    whole = whole and agreed[rr * width + cc]
+            eroded[r * width + c] = whole
+    for r in prange(height):
+        for c in range(width):
+            any_whole = False
+            for rr in range(max(r - 1, 0), min(r + 2, height)):
+                for cc in range(max(c - 1, 0), min(c + 2, width)):
+                    any_whole = any_whole or eroded[rr * width + cc]
+            change[r * width + c] = any_whole
+
+
+@njit(parallel=True, **opts)
+def claimed_nearest(depth, width, height, out):
+    """The nearest depth of each pixel's 3x3 window (clipped at the border) of a frame's depth
+    (hw,), unknown (NaN) and non-positive depths counting as inf (consistency.nearer_evidence)."""
+    for r in prange(height):
+        for c in range(width):
+            v = np.inf
+            for rr in range(max(r - 1, 0), min(r + 2, height)):
+                for cc in range(max(c - 1, 0), min(c + 2, width)):
+                    d = depth[rr * width + cc]
+                    if d > 0:                # NaN compares false: unknown
+                        v = min(v, d)
+            out[r * width + c] = v
+
+
+@njit(parallel=True, **opts)
+def prepare_neighbour(depth, sky_distance, width, height, known, measured, nearest, has_any):
+    """consistency.SeenThrough's view of one frame's depth (hw,): sky (+inf) at sky_distance;
+    ``measured`` finite and positive, ``known`` its depth there (0 elsewhere); ``nearest`` the
+    nearest measured depth of each 3x3 window (clipped at the border; inf: none) and ``has_any``
+    whether the window holds a measured pixel."""
+    for r in prange(height):
+        for c in range(width):
+            k = r * width + c
+            v = depth[k]
+            if v == np.inf:
+                v = sky_distance
+            ok = np.isfinite(v) and v > 0
+            measured[k] = ok
+            known[k] = v if ok else f32(0.0)
+    for r in prange(height):
+        for c in range(width):
+            v = np.inf
+            seen = False
+            for rr in range(max(r - 1, 0), min(r + 2, height)):
+                for cc in range(max(c - 1, 0), min(c + 2, width)):
+                    kk = rr * width + cc
+                    if measured[kk]:
+                        seen = True
+                        v = min(v, known[kk])
+            nearest[r * width + c] = v
+            has_any[r * width + c] = seen

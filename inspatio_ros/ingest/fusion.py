@@ -30,8 +30,9 @@ from ..camera import Intrinsics
 from ..errors import InputError
 from ..progress import progress
 from ..render import Cameras, PointCloud, RenderSettings, eager_rendering, render_points
-from ..runtime import return_free_memory
+from ..runtime import return_free_memory, thread_kernel
 from ..world import encode_normals
+from .ahead import Ahead, ahead_enabled
 from .consistency import SeenThrough, large_regions, nearer_evidence, spread_moving_at, view_check_kernels
 from .depth import Depth
 from .frames import Frames
@@ -118,7 +119,7 @@ def surfels_from_depth(rgb: np.ndarray, depth: np.ndarray, intr: Intrinsics, c2w
     if kernels is not None:
         # The same steps as one numba kernel (cpu_kernels.surfels_from_depth): three passes over
         # the image instead of ~50 PyTorch operations, half of the CPU fusion time.
-        xyz, nrm_w, radius, pixel, valid_np = kernels.surfels_from_depth(
+        xyz, nrm_w, radius, pixel, valid_np = thread_kernel(kernels.surfels_from_depth)(
             np.ascontiguousarray(depth, dtype=np.float32), float(intr.fx), float(intr.fy), float(intr.cx),
             float(intr.cy), float(settings.sky_distance), float(settings.max_depth), float(settings.edge_jump),
             float(settings.overlap), float(settings.grazing_limit), np.ascontiguousarray(c2w[:3, :3], np.float32),
@@ -268,6 +269,7 @@ class WorldFuser:
         self.frames_added = 0
         self.thinned_frames = 0      # frames whose added surfels were thinned to their budget
         self.last_drawn: torch.Tensor | None = None
+        self._room: dict[str, torch.Tensor] | None = None    # the buffers cloud and last_drawn begin
         self.peak_active = 0
         # On the CPU the world is rendered into each new frame by the renderer's numba kernels
         # (render/cpu.py: the same images as render_points, test_render_cpu.py), several times
@@ -278,20 +280,36 @@ class WorldFuser:
 
             self.cpu_kernels = cpu.available()
 
+    _CLOUD_FIELDS = ("xyz", "rgb", "radius", "normal", "t_start", "t_end", "surfel")
+
     def _append_to_cloud(self, xyz, rgb, radius, normal) -> None:
-        """Grow the device copy of the world by the new surfels only (no re-upload of the rest)."""
+        """Grow the device copy of the world by the new surfels only (no re-upload of the rest).
+        The cloud's fields are the first rows of buffers with room to spare, the new rows are
+        written after them: concatenating copied the whole cloud (~3 M surfels, 80 bytes each, on
+        the dashcam at 640 px) for every frame; now it is copied when the buffers fill up, or
+        after _retire_unseen compacted it (every 8th frame at most)."""
         new = PointCloud.from_arrays(xyz, rgb, radius, normal, device=self.device)
         drawn = torch.full((len(new),), self.frames_added, dtype=torch.int64, device=self.device)
         if self.cloud is None:
-            self.cloud, self.last_drawn = new, drawn
+            self.cloud, self.last_drawn, self._room = new, drawn, None
             return
-        old = self.cloud
-        # The packed surfel rows too: derived afresh they would be rebuilt for the whole cloud on
-        # every frame (a fifth of the CPU fusion time on a 49-frame street).
-        self.cloud = PointCloud(*(torch.cat([getattr(old, f), getattr(new, f)])
-                                  for f in ("xyz", "rgb", "radius", "normal", "t_start", "t_end")),
-                                surfel=torch.cat([old.surfel, new.surfel]))
-        self.last_drawn = torch.cat([self.last_drawn, drawn])
+        old, n, m = self.cloud, len(self.cloud), len(new)
+        if self._room is None or n + m > len(self._room["xyz"]):
+            # (Also the packed surfel rows: derived afresh they would be rebuilt for the whole
+            # cloud on every frame, a fifth of the CPU fusion time on a 49-frame street.)
+            capacity = (n + m) * 3 // 2 + 1024
+            self._room = {f: torch.empty((capacity, *getattr(old, f).shape[1:]), dtype=getattr(old, f).dtype,
+                                         device=self.device) for f in self._CLOUD_FIELDS}
+            self._room["last_drawn"] = torch.empty(capacity, dtype=torch.int64, device=self.device)
+            for f in self._CLOUD_FIELDS:
+                self._room[f][:n] = getattr(old, f)
+            self._room["last_drawn"][:n] = self.last_drawn
+        for f in self._CLOUD_FIELDS:
+            self._room[f][n:n + m] = getattr(new, f)
+        self._room["last_drawn"][n:n + m] = drawn
+        self.cloud = PointCloud(*(self._room[f][:n + m] for f in self._CLOUD_FIELDS[:-1]),
+                                surfel=self._room["surfel"][:n + m])
+        self.last_drawn = self._room["last_drawn"][:n + m]
 
     def _retire_unseen(self) -> None:
         """Drop from ``cloud`` the surfels not drawn in the last settings.active_window frames
@@ -303,6 +321,7 @@ class WorldFuser:
         if not bool(recent.all()):
             self.cloud = self.cloud.take(recent)
             self.last_drawn = self.last_drawn[recent]
+            self._room = None           # the compacted cloud holds its own copies
 
     def add_frame(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
                   exclude: np.ndarray | None = None, budget: int | None = None) -> int:
@@ -351,37 +370,61 @@ class WorldFuser:
         self._retire_unseen()
         return int(keep.sum())
 
-    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
-                    mask: np.ndarray, t_start: float, t_end: float, step: int = 1) -> int:
-        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
-        t_end (a moving object where this frame saw it); ``step`` > 1: only every step-th pixel
-        across and down, its surfel step times larger."""
+    def dynamic_surfels(self, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray, mask: np.ndarray,
+                        step: int = 1) -> tuple | None:
+        """The surfels of the pixels ``mask`` of one frame as dynamic-layer columns (xyz, rgb,
+        radius, encoded normal), None when there are none; ``step`` > 1: only every step-th pixel
+        across and down, its surfel step times larger. Depends on its arguments only (fuse makes
+        them on its view-check thread)."""
         if not mask.any():
-            return 0
+            return None
         xyz, col, rad, nrm, valid = surfels_from_depth(rgb, np.where(mask, depth, np.nan), self.intr, c2w,
                                                        self.settings, self.device)
         if step > 1:
             pick = _grid(valid.shape, step)[valid]
             xyz, col, rad, nrm = xyz[pick], col[pick], rad[pick] * np.float32(step), nrm[pick]
         if not len(xyz):
+            return None
+        return xyz, col, rad, encode_normals(nrm)
+
+    def append_dynamic(self, frame_id: int, surfels: tuple | None, t_start: float, t_end: float) -> int:
+        """Add dynamic_surfels' columns to the dynamic layer, existing from t_start to t_end."""
+        if surfels is None:
             return 0
+        xyz, col, rad, normal = surfels
         n = len(xyz)
-        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", encode_normals(nrm)),
+        for k, v in (("xyz", xyz), ("rgb", col), ("radius", rad), ("normal", normal),
                      ("frame", np.full(n, frame_id, np.int32)), ("t_start", np.full(n, t_start)),
                      ("t_end", np.full(n, t_end))):
             self.dynamic[k].append(v)
+        return n
+
+    def add_dynamic(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
+                    mask: np.ndarray, t_start: float, t_end: float, step: int = 1) -> int:
+        """Add the pixels ``mask`` of one frame as dynamic points that exist from t_start to
+        t_end (a moving object where this frame saw it); ``step`` > 1: only every step-th pixel
+        across and down, its surfel step times larger."""
+        return self.append_dynamic(frame_id, self.dynamic_surfels(rgb, depth, c2w, mask, step), t_start, t_end)
+
+    def local_surfels(self, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray, exclude: np.ndarray | None,
+                      step: int = 1) -> tuple | None:
+        """The frame-local layer's surfels of one frame (dynamic_surfels of every valid pixel but
+        ``exclude``, unknown depth filled when settings.local_fill)."""
+        keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
+        if self.settings.local_fill:
+            depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
+        return self.dynamic_surfels(rgb, depth, c2w, keep, step)
+
+    def append_local(self, frame_id: int, surfels: tuple | None, t_start: float, t_end: float) -> int:
+        n = self.append_dynamic(frame_id, surfels, t_start, t_end)
+        self.local_points += n
         return n
 
     def add_local(self, frame_id: int, rgb: np.ndarray, depth: np.ndarray, c2w: np.ndarray,
                   exclude: np.ndarray | None, t_start: float, t_end: float, step: int = 1) -> int:
         """Add every valid pixel of one frame (but ``exclude``; every ``step``-th across and down)
         to the frame-local layer, alive from t_start to t_end (FusionSettings.frame_local)."""
-        keep = np.ones(depth.shape, bool) if exclude is None else ~exclude
-        if self.settings.local_fill:
-            depth = fill_unknown_depth(depth, self.settings.sky_distance, ceiling=self.fill_ceiling)
-        n = self.add_dynamic(frame_id, rgb, depth, c2w, keep, t_start, t_end, step)
-        self.local_points += n
-        return n
+        return self.append_local(frame_id, self.local_surfels(rgb, depth, c2w, exclude, step), t_start, t_end)
 
     def dynamic_arrays(self) -> dict[str, np.ndarray]:
         """The dynamic layer as World fields (dynamic_xyz, ...); empty arrays when none."""
@@ -453,32 +496,59 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
                              fuser.same_surface) if check else None
     seen_through_share = []
     check_seconds = check_cpu = 0.0
-    for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
+    # On the CPU the view check of the next frames, and the surfels of their moving objects and
+    # frame-local layer (which depend on the checked depth only), are made on a second thread
+    # while this one fuses the static layer (ahead.Ahead: the same world; alone, each of the two
+    # kept about one core busy).
+    threaded = view is not None and device.type == "cpu" and ahead_enabled()
+    clock = time.thread_time if threaded else time.process_time     # the view check's CPU time
+
+    def checked(k: int):
+        """The k-th fused frame's image, depth, pixels to leave out of the static layer, moving
+        mask and the surfels of its moving objects and frame-local layer."""
+        nonlocal check_seconds, check_cpu
+        i = fused_idx[k]
         rgb = frames.first if i == 0 else fs.load(i)
         if rgb.shape[:2] != (height, width):
             raise InputError(f"frame {fs.names[i]} of {frames.input_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first is {width}x{height}", "give frames of one size")
         if view is not None:
-            t_check, cpu_check = time.time(), time.process_time()
+            t_check, cpu_check = time.time(), clock()
             frame_depth, exclude, moving = view.at(k)
-            seen_through_share.append(float(exclude.mean()))
             check_seconds += time.time() - t_check
-            check_cpu += time.process_time() - cpu_check
+            check_cpu += clock() - cpu_check
         else:
             frame_depth = depth.load(i, (height, width))
             exclude = None
             moving = None if depth.moving is None else depth.moving.get(i)
-        coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
+        moving_surfels = local = None
         if moving is not None and moving.any():
-            exclude = moving if exclude is None else exclude | moving
-            t0, t1 = spans[i]
-            fuser.add_dynamic(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, t0, t1)
-        budget = static_budget(settings.static_max_points, len(fused_idx), k, sum(added))
-        added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude, budget))
+            moving_surfels = fuser.dynamic_surfels(rgb, frame_depth, c2w[i], moving)
         if frame_local:
             # The frame's own surfels, seen-through ones included (the check compares with frames
             # far away, whose depth is the less reliable one); moving objects stay in their own spans.
-            fuser.add_local(int(fs.index[i]), rgb, frame_depth, c2w[i], moving, *local_spans[i], local_step)
+            local = fuser.local_surfels(rgb, frame_depth, c2w[i], moving, local_step)
+        return rgb, frame_depth, exclude, moving, moving_surfels, local
+
+    ahead = Ahead(checked, len(fused_idx), name="inspatio_view_check") if threaded else None
+    try:
+        for k, i in enumerate(progress(fused_idx, desc="fusing frames", unit="frame")):
+            rgb, frame_depth, exclude, moving, moving_surfels, local = ahead.get(k) if ahead is not None else checked(k)
+            if view is not None:
+                seen_through_share.append(float(exclude.mean()))
+            coverage.append(float((np.isfinite(frame_depth) | np.isposinf(frame_depth)).mean()))
+            if moving is not None and moving.any():
+                exclude = moving if exclude is None else exclude | moving
+                fuser.append_dynamic(int(fs.index[i]), moving_surfels, *spans[i])
+            budget = static_budget(settings.static_max_points, len(fused_idx), k, sum(added))
+            added.append(fuser.add_frame(int(fs.index[i]), rgb, frame_depth, c2w[i], exclude, budget))
+            if frame_local:
+                fuser.append_local(int(fs.index[i]), local, *local_spans[i])
+    finally:
+        if ahead is not None:
+            ahead.close()
+            # Wall: the time fusion waited for its second thread (the rest ran beside it).
+            check_seconds = ahead.waited_seconds
     if view is not None:
         seconds["view consistency"] = round(check_seconds, 2)
     held_at_once = {"surfels compared": fuser.peak_active}
@@ -488,7 +558,7 @@ def fuse(frames: Frames, poses: Poses, depth: Depth, held: np.ndarray, settings:
     # frame-by-frame work held first (the surfels new frames were compared with, the view check's
     # window) and hand glibc's freed heap back to the OS, so the two are not in memory together.
     evidence_corrected = [] if view is None else view.corrected_share
-    fuser.cloud = fuser.last_drawn = view = None
+    fuser.cloud = fuser.last_drawn = fuser._room = view = None
     return_free_memory()
     if fuser.thinned_frames:
         notes += (f"static layer thinned on {fuser.thinned_frames} of {len(fused_idx)} frames to keep within "

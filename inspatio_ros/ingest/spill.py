@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections import OrderedDict
 from typing import Callable, Iterator
 
@@ -40,6 +41,7 @@ class ArrayStore:
         self._written: set[int] = set()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_records = max(1, int(cache_bytes // max(self.record_bytes, 1)))
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._written)
@@ -65,11 +67,16 @@ class ArrayStore:
         written = 0
         while written < len(data):
             written += os.pwrite(self._fd, data[written:], offset + written)
-        self._written.add(index)
-        self._cache.pop(index, None)
+        with self._lock:
+            self._written.add(index)
+            self._cache.pop(index, None)
 
     def get(self, index: int) -> np.ndarray:
         """The array written at ``index`` (a read-only view when cached: copy before changing it)."""
+        with self._lock:            # the build reads frames from two threads (ahead.Ahead)
+            return self._get(index)
+
+    def _get(self, index: int) -> np.ndarray:
         index = int(index)
         cached = self._cache.get(index)
         if cached is not None:
@@ -155,8 +162,13 @@ class CachedLoader:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._limit = cache_bytes
+        self._lock = threading.Lock()
 
     def __call__(self, index: int) -> np.ndarray:
+        with self._lock:            # the build reads frames from two threads (ahead.Ahead)
+            return self._call(index)
+
+    def _call(self, index: int) -> np.ndarray:
         index = int(index)
         hit = self._cache.get(index)
         if hit is not None:

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import math
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from ..runtime import in_serial_kernels as runtime_in_serial_kernels
+from ..runtime import serial_kernels as runtime_serial_kernels
+from ..runtime import serial_twin
 
 
 def warm_up() -> None:
@@ -55,42 +59,10 @@ KERNEL_NAMES = ("centre_zbuffer", "decode", "need_minimum", "ring", "visible_chu
                 "finish", "directional_lookup", "resolve_winner")
 _kernels = None
 _serial_kernels = None
-_thread = threading.local()
-
-
-def in_serial_kernels() -> bool:
-    """Whether this thread's renders run the single-threaded kernels (within :func:`serial_kernels`)."""
-    return getattr(_thread, "serial", False)
-
-
-@contextmanager
-def serial_kernels():
-    """Within it, this thread's renders run single-threaded twins of the kernels, so that two
-    threads can each render on a core of their own (numba's workqueue pool, which the parallel
-    kernels use, must not be entered from two threads at once). See :class:`SideBySide`."""
-    before = getattr(_thread, "serial", False)
-    _thread.serial = True
-    try:
-        yield
-    finally:
-        _thread.serial = before
-
-
-def _serial_twin(kernel):
-    """``kernel`` compiled without ``parallel`` (its prange loops run as plain loops). A copy of
-    the Python function under its own name, so numba's disk cache (keyed by the function's
-    name and bytecode, not by the parallel flag) keeps the two apart."""
-    import types
-
-    import numba
-
-    from . import cpu_kernels
-
-    f = kernel.py_func
-    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
-    twin.__qualname__ = f.__qualname__ + "_serial"
-    twin.__doc__ = f.__doc__
-    return numba.njit(parallel=False, **cpu_kernels.opts)(twin)
+# This thread's choice of kernels lives in runtime (serial_kernels): one switch for the renderer's
+# kernels and the ingest's (view check, MVS), so a worker thread of the build needs only one.
+in_serial_kernels = runtime_in_serial_kernels
+serial_kernels = runtime_serial_kernels
 
 
 def thread_kernels():
@@ -104,12 +76,12 @@ def thread_kernels():
         from . import cpu_kernels as k
 
         _kernels = {name: getattr(k, name) for name in KERNEL_NAMES}
-    if not getattr(_thread, "serial", False):
+    if not in_serial_kernels():
         return _kernels
     if _serial_kernels is None:
         with _twin_lock:
             if _serial_kernels is None:
-                _serial_kernels = {name: _serial_twin(kernel) if kernel.targetoptions.get("parallel") else kernel
+                _serial_kernels = {name: serial_twin(kernel) if kernel.targetoptions.get("parallel") else kernel
                                    for name, kernel in _kernels.items()}
     return _serial_kernels
 
@@ -165,7 +137,7 @@ def render_points_cpu(cloud, cams, t, settings, return_index: bool = False, runs
         runs = CameraRuns.every_point(len(xyz), B)
     if len(runs.offsets) != B + 1:
         raise ValueError(f"runs for {len(runs.offsets) - 1} cameras given with a batch of {B}")
-    threads = 1 if getattr(_thread, "serial", False) else numba.get_num_threads()
+    threads = 1 if in_serial_kernels() else numba.get_num_threads()
     parts = max(1, min(threads, runs.projected // 65536 + 1))
     nearest = kern["centre_zbuffer"](xyz, t_start, t_end, use_time, float(t) if use_time else 0.0, rot, centre, K,
                                      f32(settings.near), H, W, np.ascontiguousarray(runs.runs, dtype=np.int64),

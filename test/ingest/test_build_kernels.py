@@ -171,6 +171,67 @@ def test_view_check_kernel_matches_pytorch(monkeypatch):
         assert (fast[i] == plain[i]).mean() > 0.999               # ...as PyTorch counts (rounding aside)
 
 
+def test_view_check_neighbour_maps_kernel_matches_pytorch(monkeypatch):
+    """SeenThrough's per-frame maps (known depth, measured, 3x3 nearest, 3x3 any) by the kernel are
+    PyTorch's exactly, sky, unknown and border pixels included."""
+    from inspatio_ros.ingest.consistency import SeenThrough, view_check_kernels
+    from inspatio_ros.ingest.fusion import FusionSettings
+
+    if view_check_kernels() is None:
+        pytest.skip("numba is not installed")
+    intr, c2w, depths = _depth_frames()
+    depths[0][-1, :] = 0.0                                      # non-positive: unknown
+    depths[0][:, 0] = np.nan                                    # a column of unknown pixels at the border
+    maps = {}
+    for kernels in ("1", "0"):
+        monkeypatch.setenv("INSPATIO_CPU_KERNELS", kernels)
+        check = SeenThrough(lambda i: depths[i], sorted(depths), dict(enumerate(c2w)), intr, FusionSettings(), "cpu")
+        maps[kernels] = check._prepare(0)
+    for fast, plain in zip(maps["1"], maps["0"]):
+        assert fast.dtype == plain.dtype and fast.shape == plain.shape
+        assert torch.equal(fast, plain)
+
+
+def test_nearer_evidence_kernels_match_pytorch_bit_for_bit(monkeypatch):
+    """consistency.nearer_evidence with its numba kernels gives PyTorch's corrected depth and
+    mask exactly: rotated and shifted neighbours, one with moving pixels, sky and unknown pixels,
+    a patch too far that the neighbours correct and noise they do not agree on."""
+    from scipy.spatial.transform import Rotation
+
+    from inspatio_ros.ingest.consistency import nearer_evidence, view_check_kernels
+
+    if view_check_kernels() is None:
+        pytest.skip("numba is not installed")
+    w, h = 120, 80
+    intr = Intrinsics(90.0, 90.0, 59.5, 39.5, w, h)
+    rng = np.random.default_rng(3)
+
+    def wall(scale=1.0):
+        d = (10.0 * scale + 0.3 * rng.random((h, w))).astype(np.float32)
+        d[:8] = np.inf
+        d[rng.random((h, w)) < 0.1] = np.nan
+        return d
+    depth = wall()
+    depth[30:50, 40:70] = 40.0
+    depth[55:65, 10:30] = np.nan
+    neighbours = []
+    for m in range(6):
+        c2w = np.eye(4)
+        c2w[:3, :3] = Rotation.from_rotvec(rng.normal(0, 0.02, 3)).as_matrix()
+        c2w[:3, 3] = [0.15 * (m - 2.5), 0.02 * m, 0.6 * (m - 2.5)]
+        neighbours.append((wall(), c2w, rng.random((h, w)) < 0.1 if m == 1 else None))
+    fast, fast_changed = nearer_evidence(depth, np.eye(4), neighbours, intr, 0.07, 2)
+    monkeypatch.setenv("INSPATIO_CPU_KERNELS", "0")
+    plain, plain_changed = nearer_evidence(depth, np.eye(4), neighbours, intr, 0.07, 2)
+    assert plain_changed.mean() < 0.5 and plain_changed[30:50, 40:70].mean() > 0.8    # a real correction
+    np.testing.assert_array_equal(fast_changed, plain_changed)
+    np.testing.assert_array_equal(fast, plain)
+    assert fast.dtype == plain.dtype == np.float32
+    # Fewer neighbours than votes needed: unchanged.
+    same, none = nearer_evidence(depth, np.eye(4), neighbours[:1], intr, 0.07, 2)
+    assert not none.any() and np.array_equal(same, depth, equal_nan=True)
+
+
 def test_fusion_with_the_cpu_renderer_adds_what_pytorch_adds():
     import torch
 

@@ -13,6 +13,7 @@ import torch
 
 from ...camera import Intrinsics
 from ...video import resize_depth
+from ..ahead import Ahead, ahead_enabled
 from ..road import elevation_deg, fit_road_plane, road_inverse_depth, road_normal_in_camera, road_region_points
 from .filters import fill_planar_holes, fill_small_holes, moving_object_mask, near_side_of_depth_steps, sky_and_surfaces
 from .propagate import propagate_depth
@@ -164,11 +165,31 @@ def dense_depth(frames: Callable[[int], np.ndarray], c2w: np.ndarray, intr: Intr
     moving = MaskStore((intr.height, intr.width))
     stream = _Stream(sweep, s, intr, filtered, out, moving)
     bar = progress(order, desc="dense depth (MVS)", unit="frame") if progress_bar else order
-    with torch.no_grad():
-        for i in bar:
-            stream.match(i, sweep.select_sources(i, usable),
-                         depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s, sweep.length_unit), in_order)
-        stream.finish()
+
+    def matched(k: int):
+        """The k-th frame's sources, depth bounds and plane sweep (step 1 of _Stream): it depends
+        on the frames and poses only, not on what the stream did with the frames before it."""
+        i = order[k]
+        chosen = sweep.select_sources(i, usable)
+        bounds = depth_bounds(sweep.c2w[i], sweep.intr, landmarks, s, sweep.length_unit)
+        with torch.no_grad():                  # (grad mode is per thread)
+            return chosen, bounds, sweep.raw_depth(i, chosen, bounds) if chosen else None
+    # On the CPU the next frames' sweeps run on two more threads while this one filters,
+    # checks and propagates the frames before them (ahead.Ahead: the same maps). Alone, the
+    # PyTorch steps between the kernels left a core idle; with one sweep thread this one waited
+    # for it (a sweep costs more than the rest of a frame); with two, one of the three threads
+    # has work whenever another waits.
+    ahead = Ahead(matched, len(order), lead=2, workers=2, name="inspatio_mvs_sweep") \
+        if sweep.kernels is not None and ahead_enabled() else None
+    try:
+        with torch.no_grad():
+            for k, i in enumerate(bar):
+                chosen, bounds, raw = ahead.get(k) if ahead is not None else matched(k)
+                stream.match(i, chosen, bounds, in_order, raw)
+            stream.finish()
+    finally:
+        if ahead is not None:
+            ahead.close()
     return DenseDepth(out, moving, stream.road_plane, stream.full_ceiling, stream.peak_in_flight)
 
 
@@ -222,8 +243,11 @@ class _Stream:
     def in_flight(self) -> int:
         return len({*self.raw, *self.kept, *self.checked})
 
-    def match(self, i: int, chosen: list[int], bounds: tuple[float, float], reference: set[int]) -> None:
-        sweep, s = self.sweep, self.s
+    def match(self, i: int, chosen: list[int], bounds: tuple[float, float], reference: set[int],
+              raw: tuple | None) -> None:
+        """Step 1 with frame i's plane sweep ``raw`` (PlaneSweep.raw_depth against ``chosen``
+        within ``bounds``; None without sources) made."""
+        s = self.s
         self.chosen[i] = chosen
         self.matched.add(i)
         self.last_matched = i
@@ -231,7 +255,6 @@ class _Stream:
             self.raw[i] = None
         else:
             self.bounds[i] = bounds
-            raw = sweep.raw_depth(i, chosen, bounds)
             self.raw[i] = raw
             depth, cost, ambiguity, texture, uncertainty, _ = raw
             good = torch.isfinite(depth) & (texture >= s.min_texture)

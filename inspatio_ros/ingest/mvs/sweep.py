@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ...camera import Intrinsics
+from ...runtime import thread_kernel
 from .settings import MVSSettings
 
 
@@ -162,14 +163,17 @@ class PlaneSweep:
 
     def frame(self, i: int) -> list[torch.Tensor]:
         """Frame i's grey pyramid, (1,1,h,w) per level."""
-        if i not in self._cache:
+        # (Read once and kept in a local: dense_depth's matching thread reads while the other
+        # thread's forget() drops entries; at worst a pyramid is made twice, the same.)
+        pyramid = self._cache.get(i)
+        if pyramid is None:
             gray = torch.from_numpy(_to_gray(self.frames(i), self.size)).to(self.device)[None, None]
             pyramid = [gray]
             for g in self.grids[1:]:
                 w, h = g.size
                 pyramid.append(F.interpolate(pyramid[-1], size=(h, w), mode="area"))
             self._cache[i] = pyramid
-        return self._cache[i]
+        return pyramid
 
     def forget(self, keep: set[int]) -> None:
         for i in [k for k in self._cache if k not in keep]:
@@ -294,9 +298,10 @@ class PlaneSweep:
             P = len(hypotheses)
             rh, rw = packed["shape"]
             out = np.empty((P, rh * rw), np.float32)
-            self.kernels.zncc_cost(packed["ref"], packed["ref_mean"], packed["ref_std"], rh, rw, packed["srcs"],
-                                   packed["a"], packed["b"], _flat(hypotheses).reshape(P, -1), self.s.window,
-                                   self.s.shift_window, self.s.best_k, out)
+            zncc_cost = thread_kernel(self.kernels.zncc_cost)     # single-threaded on dense_depth's worker
+            zncc_cost(packed["ref"], packed["ref_mean"], packed["ref_std"], rh, rw, packed["srcs"], packed["a"],
+                      packed["b"], _flat(hypotheses).reshape(P, -1), self.s.window, self.s.shift_window,
+                      self.s.best_k, out)
             return torch.from_numpy(out).reshape(P, rh, rw)
         chunk = max(1, int(2_000_000 // (w * h)))
         return torch.cat([self._cost(level, hypotheses[i:i + chunk]) for i in range(0, len(hypotheses), chunk)])
@@ -337,9 +342,10 @@ class PlaneSweep:
         w, h = level[2]                       # the sources' size
         rh, rw = packed["shape"]              # the reference pixels' (a crop of the level, or all)
         out = np.empty(rh * rw, np.float32)
-        self.kernels.second_best_away(_flat(volume).reshape(P, -1), _flat(hyps).reshape(P, -1),
-                                      np.ascontiguousarray(winner.cpu().numpy().ravel(), dtype=np.int64),
-                                      packed["a"], packed["b"], h, w, float(basin_px), out)
+        second_best_away = thread_kernel(self.kernels.second_best_away)
+        second_best_away(_flat(volume).reshape(P, -1), _flat(hyps).reshape(P, -1),
+                         np.ascontiguousarray(winner.cpu().numpy().ravel(), dtype=np.int64),
+                         packed["a"], packed["b"], h, w, float(basin_px), out)
         return torch.from_numpy(out).reshape(rh, rw)
 
     @staticmethod
@@ -453,13 +459,14 @@ class PlaneSweep:
         if packed is not None:
             out = np.empty((P, h * w), np.float32)
             if wanted is None:
-                self.kernels.sad_cost(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
-                                      _flat(rho).reshape(P, -1), self.s.propagate_window, self.s.best_k, out)
+                sad_cost = thread_kernel(self.kernels.sad_cost)
+                sad_cost(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"], _flat(rho).reshape(P, -1),
+                         self.s.propagate_window, self.s.best_k, out)
             else:
-                self.kernels.sad_cost_at(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"],
-                                         _flat(rho).reshape(P, -1),
-                                         np.ascontiguousarray(wanted.cpu().numpy().reshape(P, -1), dtype=np.bool_),
-                                         self.s.propagate_window, self.s.best_k, out)
+                sad_cost_at = thread_kernel(self.kernels.sad_cost_at)
+                sad_cost_at(packed["ref"], h, w, packed["srcs"], packed["a"], packed["b"], _flat(rho).reshape(P, -1),
+                            np.ascontiguousarray(wanted.cpu().numpy().reshape(P, -1), dtype=np.bool_),
+                            self.s.propagate_window, self.s.best_k, out)
             return torch.from_numpy(out).reshape(P, h, w)
         per_source = []
         for src_gray, a, b in warps:
