@@ -81,8 +81,12 @@ class OdometrySettings:
     # the box masked out 0.2-0.3 %). Triangulated again from its first sighting to a later view,
     # it misses its track in the view it was triangulated at. With 3 frames rooms 11-15 (from
     # their frames) went from 1.02 / 1.84 / 0.23 / 4.70 / 0.22 % to 0.80 / 0.33 / 0.22 / 0.21 /
-    # 0.12 %; streets and the curve the same or better, the robot street 0.38 -> 0.48 %.
-    verify_frames: int = 3
+    # 0.12 %; streets and the curve the same or better, the robot street 0.38 -> 0.48 %. Off by
+    # default (0) for now: on KITTI's full-size ramp (a 98-degree turn) the two-view start's
+    # landmarks leave the view before the next ones are verified, and only 21 of 51 frames are
+    # placed (51 with 0); every fallback tried let the box back into the rooms
+    # (docs/notes/2026-12-05-indoor2.md).
+    verify_frames: int = 0
     # Monocular BA: keyframe-to-keyframe rotation from the essential matrix of all common tracks,
     # as a prior weighted by that fit's own uncertainty, never tighter than this sigma in pixels
     # (a rotation moving the image centre this far; 0: no priors).
