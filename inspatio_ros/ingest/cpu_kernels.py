@@ -14,6 +14,24 @@ f32 = np.float32
 opts = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
 
+@njit(inline="always", **opts)
+def _pixel_of(rays, i, d, rel, fx, fy, cx, cy, width, height):
+    """Pixel ray i at depth d moved into another camera by rel (3,4): (flat index of the pixel
+    it falls on, rounded half to even as torch.round, and its depth there), or (-1, z) where it
+    lies behind that camera or outside its image."""
+    px, py, pz = rays[i, 0] * d, rays[i, 1] * d, rays[i, 2] * d
+    x = px * rel[0, 0] + py * rel[0, 1] + pz * rel[0, 2] + rel[0, 3]
+    y = px * rel[1, 0] + py * rel[1, 1] + pz * rel[1, 2] + rel[1, 3]
+    z = px * rel[2, 0] + py * rel[2, 1] + pz * rel[2, 2] + rel[2, 3]
+    if not z > f32(1e-6):
+        return -1, z
+    col = np.rint(x / z * fx + cx)
+    row = np.rint(y / z * fy + cy)
+    if not (col >= 0 and col < width and row >= 0 and row < height):
+        return -1, z
+    return int(row) * width + int(col), z
+
+
 @njit(parallel=True, **opts)
 def add_seen_through(depth, measured, rays, rel, fx, fy, cx, cy, width, height, nearest, has_any, keep, count):
     """count (hw,) += 1 where frame j sees through the pixel's point: depth (hw,) the frame's
@@ -24,18 +42,9 @@ def add_seen_through(depth, measured, rays, rel, fx, fy, cx, cy, width, height, 
     for i in prange(depth.shape[0]):
         if not measured[i]:
             continue
-        d = depth[i]
-        px, py, pz = rays[i, 0] * d, rays[i, 1] * d, rays[i, 2] * d
-        x = px * rel[0, 0] + py * rel[0, 1] + pz * rel[0, 2] + rel[0, 3]
-        y = px * rel[1, 0] + py * rel[1, 1] + pz * rel[1, 2] + rel[1, 3]
-        z = px * rel[2, 0] + py * rel[2, 1] + pz * rel[2, 2] + rel[2, 3]
-        if not z > f32(1e-6):
+        k, z = _pixel_of(rays, i, depth[i], rel, fx, fy, cx, cy, width, height)
+        if k < 0:
             continue
-        col = np.rint(x / z * fx + cx)
-        row = np.rint(y / z * fy + cy)
-        if not (col >= 0 and col < width and row >= 0 and row < height):
-            continue
-        k = int(row) * width + int(col)
         there = nearest[k]
         if has_any[k] and np.isfinite(there) and z < there * keep:
             count[i] += 1
@@ -151,18 +160,9 @@ def nearer_votes(depths, use, rays, rels, fx, fy, cx, cy, width, height, nearest
         for i in range(hw):
             if not use[m, i]:
                 continue
-            d = depths[m, i]
-            px, py, pz = rays[i, 0] * d, rays[i, 1] * d, rays[i, 2] * d
-            x = px * rel[0, 0] + py * rel[0, 1] + pz * rel[0, 2] + rel[0, 3]
-            y = px * rel[1, 0] + py * rel[1, 1] + pz * rel[1, 2] + rel[1, 3]
-            z = px * rel[2, 0] + py * rel[2, 1] + pz * rel[2, 2] + rel[2, 3]
-            if not z > f32(1e-6):
+            k, z = _pixel_of(rays, i, depths[m, i], rel, fx, fy, cx, cy, width, height)
+            if k < 0:
                 continue
-            col = np.rint(x / z * fx + cx)
-            row = np.rint(y / z * fy + cy)
-            if not (col >= 0 and col < width and row >= 0 and row < height):
-                continue
-            k = int(row) * width + int(col)
             if z < seen[k]:
                 seen[k] = z
         for r in range(height):
